@@ -1,0 +1,21 @@
+# `make run` and `make test` work on a fresh machine: both set up the virtualenv first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: run test bench up down clean
+
+$(VENV)/installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+run: $(VENV)/installed
+	$(PY) -m services.run
+
+test: $(VENV)/installed
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) var

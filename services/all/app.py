@@ -1,0 +1,10 @@
+"""All three services' routes in one app: what `make run` serves on one port with the embedded database."""
+
+from __future__ import annotations
+
+from services.auth import app as auth
+from shared.app import Extension, create_app
+
+routes = [*auth.routes]
+extensions: list[Extension] = []
+app = create_app("gossip", routes, extensions=extensions)

@@ -1,0 +1,98 @@
+"""Accounts, follows and read marks: the logic behind the auth pages and API, with no HTTP in it."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pymongo.errors import DuplicateKeyError
+
+from services.auth import throttle
+from shared.db import Database, new_id, username_key, utcnow
+from shared.errors import ApiError
+from shared.passwords import hash_password, needs_rehash, verify_password
+
+USERNAME = re.compile(r"[A-Za-z0-9_.-]{3,32}")
+PASSWORD_MIN, PASSWORD_MAX = 8, 256
+
+
+def _validate(username: str, password: str) -> None:
+    fields = {}
+    if not USERNAME.fullmatch(username):
+        fields["username"] = "3 to 32 letters, digits, '.', '_' or '-'"
+    if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
+        fields["password"] = f"{PASSWORD_MIN} to {PASSWORD_MAX} characters"
+    if fields:
+        raise ApiError(422, detail="Please correct the highlighted fields.", fields=fields)
+
+
+async def register(db: Database, username: str, password: str) -> dict[str, Any]:
+    _validate(username, password)
+    user = {
+        "_id": new_id(),
+        "username": username,
+        "username_key": username_key(username),
+        "password_hash": await hash_password(password),
+        "follows": [],
+        "created_at": utcnow(),
+        "last_read_seq": 0,
+    }
+    try:
+        await db.users.insert_one(user)
+    except DuplicateKeyError:
+        raise ApiError(409, "taken", "That username is taken.", {"username": "already taken"}) from None
+    return user
+
+
+async def authenticate(db: Database, username: str, password: str, address: str) -> dict[str, Any]:
+    """One generic error for an unknown name and a wrong password; throttled before any hashing."""
+    key = username_key(username)
+    await throttle.check(db, key, address)
+    user = await db.users.find_one({"username_key": key})
+    if not await verify_password(user["password_hash"] if user else None, password):
+        await throttle.record_failure(db, key, address)
+        raise ApiError(401, "wrong_credentials", "Wrong username or password.")
+    assert user is not None
+    await throttle.forget_failures(db, key)
+    if needs_rehash(user["password_hash"]):
+        await db.users.update_one({"_id": user["_id"]}, {"$set": {"password_hash": await hash_password(password)}})
+    return user
+
+
+async def me(db: Database, user_id: str) -> dict[str, Any]:
+    user = await db.users.find_one({"_id": user_id}, {"username": 1, "follows": 1, "last_read_seq": 1})
+    if user is None:
+        raise ApiError(401, detail="This account no longer exists.")
+    unread = await db.updates.count_documents(
+        {"show": {"$in": user["follows"]}, "seq": {"$gt": user.get("last_read_seq", 0)}}
+    )
+    return {"username": user["username"], "follows": user["follows"], "unread": unread}
+
+
+async def shows(db: Database, user_id: str | None) -> list[dict[str, Any]]:
+    user = await db.users.find_one({"_id": user_id}, {"follows": 1}) if user_id else None
+    followed = set(user["follows"]) if user else set()
+    catalogue = await db.shows.find().sort("title", 1).to_list()
+    return [{"slug": s["_id"], "title": s["title"], "followed": s["_id"] in followed} for s in catalogue]
+
+
+async def _known_show(db: Database, slug: str) -> None:
+    if await db.shows.find_one({"_id": slug}) is None:
+        raise ApiError(404, detail=f"There is no show {slug!r}.")
+
+
+async def follow(db: Database, user_id: str, slug: str) -> None:
+    await _known_show(db, slug)
+    await db.users.update_one({"_id": user_id}, {"$addToSet": {"follows": slug}})
+
+
+async def unfollow(db: Database, user_id: str, slug: str) -> None:
+    await _known_show(db, slug)
+    await db.users.update_one({"_id": user_id}, {"$pull": {"follows": slug}})
+
+
+async def mark_read(db: Database, user_id: str, seq: object) -> None:
+    """Read marks only move forward: an older tab cannot make read updates unread again."""
+    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+        raise ApiError(422, detail="seq must be a non-negative integer.", fields={"seq": "a non-negative integer"})
+    await db.users.update_one({"_id": user_id}, {"$max": {"last_read_seq": seq}})

@@ -1,0 +1,34 @@
+"""`make run`: the embedded MongoDB-protocol server (unless MONGO_URL is set) and all three services on one port."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+
+import uvicorn
+
+from services.all import app as gossip
+from shared.app import create_app
+from shared.embedded import EmbeddedMongo
+from shared.logs import configure
+from shared.settings import VAR, Settings
+
+log = logging.getLogger("gossip.run")
+
+
+def main() -> None:
+    settings = Settings.from_env()
+    configure(settings.log_format)
+    with contextlib.ExitStack() as stack:
+        if not settings.mongo_url:
+            mongo = stack.enter_context(EmbeddedMongo(VAR / "mongo", port=settings.embedded_port))
+            settings = dataclasses.replace(settings, mongo_url=mongo.url)
+            log.info("embedded MongoDB-protocol server on %s, data in %s", mongo.url, mongo.data)
+        app = create_app("gossip", gossip.routes, settings, gossip.extensions)
+        log.info("Gossip on http://%s:%d", settings.host, settings.port)
+        uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, timeout_graceful_shutdown=5)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""What the three Gossip services share: settings, database access, sessions, errors and pages."""

@@ -1,0 +1,72 @@
+"""create_app: what every service has — the database in the lifespan, error handlers, health, metrics, static files."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, AsyncContextManager
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from shared import db as database
+from shared.errors import EXCEPTION_HANDLERS, ApiError
+from shared.logs import AccessLog
+from shared.pages import PAGE_HANDLERS
+from shared.settings import ROOT, Settings
+
+# A background part of a service (the stream watcher): entered once the database is ready, left at shutdown.
+Extension = Callable[[Starlette, dict[str, Any]], AsyncContextManager[None]]
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    try:
+        await request.state.db.command("ping")
+    except Exception:
+        raise ApiError(503, "unavailable", "The database is not reachable.") from None
+    return JSONResponse({"status": "ready"})
+
+
+async def metrics(request: Request) -> Response:
+    return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def create_app(
+    name: str, routes: Sequence[BaseRoute], settings: Settings | None = None, extensions: Sequence[Extension] = ()
+) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        resolved = settings or Settings.from_env()
+        client = database.connect(resolved.mongo_url)
+        db = client[resolved.mongo_db]
+        await database.prepare(db)
+        state: dict[str, Any] = {"settings": resolved, "db": db, "service": name}
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                for extension in extensions:
+                    await stack.enter_async_context(extension(app, state))
+                yield state
+        finally:
+            await client.close()
+
+    common = [
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", metrics),
+        Mount("/static", StaticFiles(directory=ROOT / "web" / "static"), name="static"),
+    ]
+    return Starlette(
+        routes=[*routes, *common],
+        lifespan=lifespan,
+        exception_handlers={**PAGE_HANDLERS, **EXCEPTION_HANDLERS},
+        middleware=[Middleware(AccessLog, service=name)],
+    )

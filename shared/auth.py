@@ -1,0 +1,150 @@
+"""Who is calling: the signed session cookie, its revocation, Bearer tokens and CSRF tokens, in one place."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from starlette.requests import Request
+from starlette.responses import Response
+
+from shared.db import Database, as_datetime, utcnow
+from shared.errors import ApiError
+from shared.settings import Settings
+
+CSRF_COOKIE = "gossip_csrf"
+CSRF_MAX_AGE = 24 * 3600
+TOKEN_PREFIX = "gsp_"
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    user_id: str
+    username: str
+    session_id: str | None = None  # None when the caller came with a Bearer token
+
+
+def _signer(settings: Settings, purpose: str) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(settings.secret_key, salt=f"gossip.{purpose}")
+
+
+def _is_https(request: Request) -> bool:
+    return request.url.scheme == "https"
+
+
+def session_cookie_name(request: Request) -> str:
+    """Over HTTPS the __Host- prefix makes the browser insist on Secure, Path=/ and no Domain."""
+    return "__Host-gossip_session" if _is_https(request) else "gossip_session"
+
+
+async def open_session(db: Database, settings: Settings, user_id: str, username: str) -> str:
+    """A fresh random id at every login: nothing from before the login is reused. Returns the cookie value."""
+    session_id = secrets.token_urlsafe(32)
+    now = utcnow()
+    await db.sessions.insert_one(
+        {
+            "_id": session_id,
+            "user_id": user_id,
+            "username": username,
+            "created_at": now,
+            "expires_at": now + timedelta(seconds=settings.session_max_age),
+        }
+    )
+    return _signer(settings, "session").dumps(session_id)
+
+
+async def revoke_session(db: Database, session_id: str) -> None:
+    await db.sessions.delete_one({"_id": session_id})
+
+
+def set_session_cookie(request: Request, response: Response, value: str, settings: Settings) -> None:
+    response.set_cookie(
+        session_cookie_name(request), value, max_age=settings.session_max_age,
+        path="/", httponly=True, samesite="lax", secure=_is_https(request),
+    )  # fmt: skip
+
+
+def clear_session_cookie(request: Request, response: Response) -> None:
+    response.delete_cookie(
+        session_cookie_name(request), path="/", httponly=True, samesite="lax", secure=_is_https(request)
+    )
+
+
+async def session_caller(request: Request) -> Caller | None:
+    """A missing, tampered, expired or revoked cookie all mean the same thing: logged out."""
+    raw = request.cookies.get(session_cookie_name(request))
+    if not raw:
+        return None
+    settings: Settings = request.state.settings
+    try:
+        session_id = _signer(settings, "session").loads(raw, max_age=settings.session_max_age)
+    except BadSignature:
+        return None
+    if not isinstance(session_id, str):
+        return None
+    session = await request.state.db.sessions.find_one({"_id": session_id})
+    if session is None or as_datetime(session["expires_at"]) <= utcnow():
+        return None  # the TTL monitor runs only once a minute, so expiry is checked here as well
+    return Caller(session["user_id"], session["username"], session_id)
+
+
+def token_digest(token: str) -> str:
+    """Tokens are long random strings, so a plain SHA-256 is enough to store them safely."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def bearer_caller(request: Request) -> Caller | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    token = token.strip()
+    stored = await request.state.db.tokens.find_one({"_id": token_digest(token)}) if token else None
+    if stored is None:
+        raise ApiError(401, detail="The API token is unknown or revoked.")
+    return Caller(stored["user_id"], stored["username"])
+
+
+async def require_caller(request: Request, *, allow_bearer: bool = False) -> Caller:
+    """For the JSON API. A cookie-authenticated POST must be JSON, which a cross-site form cannot send."""
+    caller = await bearer_caller(request) if allow_bearer else None
+    if caller is not None:
+        return caller
+    caller = await session_caller(request)
+    if caller is None:
+        raise ApiError(401, detail="Log in first, or send an API token.")
+    if request.method == "POST" and not is_json(request):
+        raise ApiError(415, detail="Requests authenticated by cookie must be sent as application/json.")
+    return caller
+
+
+def is_json(request: Request) -> bool:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower() == "application/json"
+
+
+def csrf_token(request: Request) -> tuple[str, str]:
+    """The form token is the browser's random CSRF cookie, signed: a cross-site page can read neither."""
+    browser = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(16)
+    return _signer(request.state.settings, "csrf").dumps(browser), browser
+
+
+def set_csrf_cookie(request: Request, response: Response, browser: str) -> None:
+    if request.cookies.get(CSRF_COOKIE) != browser:
+        response.set_cookie(
+            CSRF_COOKIE, browser, max_age=CSRF_MAX_AGE, path="/", httponly=True, samesite="lax",
+            secure=_is_https(request),
+        )  # fmt: skip
+
+
+def csrf_ok(request: Request, token: str) -> bool:
+    browser = request.cookies.get(CSRF_COOKIE)
+    if not browser or not token:
+        return False
+    try:
+        signed = _signer(request.state.settings, "csrf").loads(token, max_age=CSRF_MAX_AGE)
+    except BadSignature:
+        return False
+    return isinstance(signed, str) and hmac.compare_digest(signed, browser)

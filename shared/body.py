@@ -1,0 +1,81 @@
+"""Request bodies: JSON or an HTML form with the same field names, read within a bound."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import parse_qsl
+
+from starlette.requests import Request
+
+from shared.errors import ApiError
+
+MAX_BODY = 16 * 1024
+DRAIN_LIMIT = 1024 * 1024  # past this an oversized body is not read on; the answer goes out and the socket closes
+
+
+async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
+    """Drain some of an oversized body before answering 413, so the client reads the answer, not a reset."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size <= limit:
+            chunks.append(chunk)
+        elif size > DRAIN_LIMIT:
+            break
+    if size > limit:
+        raise ApiError(
+            413, detail=f"The body is larger than {limit} bytes.", headers={"connection": "close"}
+        )
+    return b"".join(chunks)
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+async def read_object(request: Request, *, form: bool = False, limit: int = MAX_BODY) -> dict[str, Any]:
+    """The API takes JSON only; pages also take their own forms, which carry a CSRF token."""
+    media_type = _media_type(request)
+    accepted = ("application/json", "application/x-www-form-urlencoded") if form else ("application/json",)
+    if media_type not in accepted:
+        raise ApiError(415, detail="Send the body as application/json.")
+    body = await read_body(request, limit)
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(400, "bad_encoding", "The body is not valid UTF-8.") from None
+    if media_type == "application/x-www-form-urlencoded":
+        return dict(parse_qsl(text, keep_blank_values=True))
+    try:
+        value = json.loads(text) if text.strip() else {}
+    except ValueError:
+        raise ApiError(400, "invalid_json", "The body is not valid JSON.") from None
+    if not isinstance(value, dict):
+        raise ApiError(400, "invalid_json", "The body must be a JSON object.")
+    return value
+
+
+def _is_text(value: object) -> bool:
+    """JSON can carry lone surrogates, which no database can store."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def fields_of(value: dict[str, Any], *names: str) -> dict[str, str]:
+    """The named fields as text, whichever encoding they came in."""
+    wrong = {name: "must be a string" for name in names if not _is_text(value.get(name, ""))}
+    if wrong:
+        raise ApiError(422, detail="Some fields have the wrong type.", fields=wrong)
+    return {name: value.get(name, "") for name in names}
+
+
+async def read_fields(request: Request, *names: str, limit: int = MAX_BODY) -> dict[str, str]:
+    """Missing fields come back empty, so the validation that follows can say 'required' for each."""
+    return fields_of(await read_object(request, limit=limit), *names)

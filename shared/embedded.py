@@ -1,0 +1,73 @@
+"""The embedded MongoDB-protocol server (nx-27017, SQLite underneath) as a child process on loopback."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _accepting(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+class EmbeddedMongo:
+    """Started with its own data, pid and log files so that several can share a machine."""
+
+    def __init__(self, data: Path, port: int | None = None) -> None:
+        self.data = data
+        self.port = port or free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
+
+    def start(self, timeout: float = 20.0) -> EmbeddedMongo:
+        self.data.mkdir(parents=True, exist_ok=True)
+        executable = shutil.which("nx-27017", path=str(Path(sys.executable).parent)) or "nx-27017"
+        command = [
+            executable, "--host", "127.0.0.1", "--port", str(self.port),
+            "--data-dir", str(self.data / "db"),
+            "--pid-file", str(self.data / "nx-27017.pid"),
+            "--log-file", str(self.data / "nx-27017.log"),
+        ]  # fmt: skip
+        log = open(self.data / "nx-27017.out", "ab")
+        self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while not _accepting(self.port):
+            if self.process.poll() is not None:
+                raise RuntimeError(f"nx-27017 exited with {self.process.returncode}; see {self.data}/nx-27017.out")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"nx-27017 did not listen on port {self.port} within {timeout} s")
+            time.sleep(0.05)
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def __enter__(self) -> EmbeddedMongo:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

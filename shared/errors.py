@@ -1,0 +1,65 @@
+"""ApiError and the one JSON error shape: raised where a problem is found, shaped here."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+log = logging.getLogger("gossip.errors")
+
+ERROR_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid",
+    429: "throttled",
+}
+
+
+class ApiError(Exception):
+    def __init__(
+        self,
+        status: int,
+        error: str = "",
+        detail: str = "",
+        fields: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail or error)
+        self.status = status
+        self.error = error or ERROR_CODES.get(status, "error")
+        self.detail = detail
+        self.fields = dict(fields or {})
+        self.headers = dict(headers or {})
+
+
+def error_response(error: ApiError) -> JSONResponse:
+    body = {"error": error.error, "detail": error.detail, "fields": error.fields}
+    return JSONResponse(body, status_code=error.status, headers=error.headers)
+
+
+async def on_api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(exc)
+
+
+async def on_http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return error_response(ApiError(exc.status_code, detail=exc.detail, headers=exc.headers))
+
+
+async def on_crash(request: Request, exc: Exception) -> Response:
+    """Starlette re-raises after this, so the traceback reaches the log and never the client."""
+    return error_response(ApiError(500, "internal", "Something went wrong on our side."))
+
+
+EXCEPTION_HANDLERS = {ApiError: on_api_error, HTTPException: on_http_error, Exception: on_crash}

@@ -1,0 +1,68 @@
+"""Logging setup and the access log: one line per request, text or JSON, never a body or a header value."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+access = logging.getLogger("gossip.access")
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"time": self.formatTime(record), "level": record.levelname, "logger": record.name}
+        entry.update(getattr(record, "fields", {}) or {"message": record.getMessage()})
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        fields = getattr(record, "fields", None)
+        if fields:
+            record.msg, record.args = " ".join(f"{key}={value}" for key, value in fields.items()), ()
+        return super().format(record)
+
+
+def configure(log_format: str, level: int = logging.INFO) -> None:
+    handler = logging.StreamHandler()
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    logging.getLogger("uvicorn.access").disabled = True  # ours carries the service and the duration
+
+
+class AccessLog:
+    """Pure ASGI, so a streaming response is logged once, when it ends, with its whole duration."""
+
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self.app, self.service = app, service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start, status = time.perf_counter(), 500
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            fields = {
+                "service": self.service, "method": scope["method"], "path": scope["path"], "status": status,
+                "duration_ms": round((time.perf_counter() - start) * 1000, 1),
+            }  # fmt: skip
+            access.info("request", extra={"fields": fields})

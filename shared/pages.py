@@ -1,0 +1,96 @@
+"""Jinja pages: one render that adds the caller, the CSRF token and the flash message, and the login redirect."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from itsdangerous import BadSignature, URLSafeSerializer
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.templating import Jinja2Templates
+
+from shared.auth import Caller, csrf_ok, csrf_token, session_caller, set_csrf_cookie
+from shared.body import fields_of, read_object
+from shared.settings import ROOT
+
+templates = Jinja2Templates(directory=ROOT / "web" / "templates")
+FLASH_COOKIE = "gossip_flash"
+
+
+class LoginRequired(Exception):
+    """Raised by a page that needs a session; answered with a redirect to /login?next=..."""
+
+
+class CsrfRejected(Exception):
+    """A form post without a valid CSRF token; answered with a page saying so."""
+
+
+def _flash_signer(request: Request) -> URLSafeSerializer:
+    return URLSafeSerializer(request.state.settings.secret_key, salt="gossip.flash")
+
+
+def render(request: Request, template: str, context: dict[str, Any] | None = None, status_code: int = 200) -> Response:
+    token, browser = csrf_token(request)
+    flash = None
+    if raw := request.cookies.get(FLASH_COOKIE):
+        try:
+            flash = _flash_signer(request).loads(raw)
+        except BadSignature:
+            flash = None
+    page = {"csrf_token": token, "flash": flash, "caller": getattr(request.state, "caller", None), **(context or {})}
+    response = templates.TemplateResponse(request, template, page, status_code=status_code)
+    set_csrf_cookie(request, response, browser)
+    if raw:
+        response.delete_cookie(FLASH_COOKIE, path="/")
+    response.headers["cache-control"] = "no-store"
+    return response
+
+
+def redirect(request: Request, url: str, flash: str | None = None) -> Response:
+    """POST-redirect-GET; the flash message rides along in a signed cookie read once."""
+    response = RedirectResponse(url, status_code=303)
+    if flash:
+        response.set_cookie(FLASH_COOKIE, _flash_signer(request).dumps(flash), path="/", httponly=True, samesite="lax")
+    return response
+
+
+def safe_next(target: str | None) -> str:
+    """Only a local path: never an open redirect to another site."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+async def optional_caller(request: Request) -> Caller | None:
+    """Looked up once per page, so the layout can show who is logged in."""
+    request.state.caller = await session_caller(request)
+    return request.state.caller
+
+
+async def page_caller(request: Request) -> Caller:
+    caller = await optional_caller(request)
+    if caller is None:
+        raise LoginRequired()
+    return caller
+
+
+async def read_form(request: Request, *names: str) -> dict[str, str]:
+    """A form post's fields, once its CSRF token has been checked; same names as the JSON API."""
+    form = await read_object(request, form=True)
+    if not csrf_ok(request, str(form.get("csrf_token", ""))):
+        raise CsrfRejected()
+    return fields_of(form, *names)
+
+
+async def on_login_required(request: Request, exc: Exception) -> Response:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
+
+
+async def on_csrf_rejected(request: Request, exc: Exception) -> Response:
+    message = "This form has expired or did not come from this site. Reload the page and try again."
+    return render(request, "error.html", {"message": message}, status_code=403)
+
+
+PAGE_HANDLERS = {LoginRequired: on_login_required, CsrfRejected: on_csrf_rejected}

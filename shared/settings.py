@@ -1,0 +1,65 @@
+"""One frozen Settings object, read from the environment once; nothing else reads os.environ."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VAR = ROOT / "var"
+
+
+def dev_secret(var: Path = VAR) -> str:
+    """A per-checkout secret, generated on first run so none is ever committed."""
+    path = var / "secret_key"
+    if not path.exists():
+        var.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(32))
+    return path.read_text().strip()
+
+
+def _number(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise ValueError(f"{name} must be positive, got {raw!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    secret_key: str
+    mongo_url: str = ""  # empty: `make run` starts the embedded server and fills this in
+    mongo_db: str = "gossip"
+    ping_interval: float = 15.0
+    session_max_age: int = 14 * 24 * 3600
+    host: str = "127.0.0.1"
+    port: int = 8000
+    embedded_port: int = 27027
+    log_format: str = "text"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
+        log_format = env.get("LOG_FORMAT", "text")
+        if log_format not in ("text", "json"):
+            raise ValueError(f"LOG_FORMAT must be 'text' or 'json', got {log_format!r}")
+        return cls(
+            secret_key=env.get("SECRET_KEY") or dev_secret(),
+            mongo_url=env.get("MONGO_URL", ""),
+            mongo_db=env.get("MONGO_DB", "gossip"),
+            ping_interval=_number(env, "PING_INTERVAL", 15.0),
+            session_max_age=int(_number(env, "SESSION_MAX_AGE", 14 * 24 * 3600)),
+            host=env.get("HOST", "127.0.0.1"),
+            port=int(_number(env, "PORT", 8000)),
+            embedded_port=int(_number(env, "EMBEDDED_PORT", 27027)),
+            log_format=log_format,
+        )

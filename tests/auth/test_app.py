@@ -1,0 +1,168 @@
+"""The auth service over real HTTP against the embedded MongoDB-protocol server."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+
+from shared.db import Database
+from tests.support import PASSWORD, json_error, registered
+
+
+async def test_register_sets_a_strict_session_cookie(client: httpx.AsyncClient) -> None:
+    response = await client.post("/api/auth/register", json={"username": "akul", "password": PASSWORD})
+    assert response.status_code == 201
+    assert response.json() == {"username": "akul"}
+    cookie = response.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=lax" in cookie and "path=/" in cookie
+    assert (await client.get("/api/me")).json() == {"username": "akul", "follows": [], "unread": 0}
+
+
+async def test_register_login_logout_round_trip(server: str) -> None:
+    async with httpx.AsyncClient(base_url=server) as first, httpx.AsyncClient(base_url=server) as second:
+        assert (await first.post("/api/auth/register", json={"username": "bob", "password": PASSWORD})).status_code == 201
+        login = await second.post("/api/auth/login", json={"username": "BOB", "password": PASSWORD})
+        assert (login.status_code, login.json()) == (200, {"username": "bob"})
+        assert (await second.get("/api/me")).json()["username"] == "bob"
+        logout = await second.post("/api/auth/logout", headers={"content-type": "application/json"})
+        assert logout.status_code == 204
+        assert (await second.get("/api/me")).status_code == 401
+        assert (await first.get("/api/me")).status_code == 200  # only that session was revoked
+
+
+async def test_username_taken_in_another_case_is_409(alice: httpx.AsyncClient, client: httpx.AsyncClient) -> None:
+    response = await client.post("/api/auth/register", json={"username": "ALICE", "password": PASSWORD})
+    assert json_error(response)[:2] == (409, "taken")
+    assert "username" in response.json()["fields"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [({"username": "x", "password": PASSWORD}, "username"), ({"username": "carol", "password": "short"}, "password"),
+     ({"username": 7, "password": PASSWORD}, "username"), ({"password": PASSWORD}, "username")],
+)  # fmt: skip
+async def test_invalid_registration_names_the_field(
+    client: httpx.AsyncClient, db: Database, body: dict, field: str
+) -> None:
+    response = await client.post("/api/auth/register", json=body)
+    status, _, fields = json_error(response)
+    assert status == 422 and field in fields
+    assert await db.users.count_documents({}) == 0
+
+
+async def test_wrong_password_and_unknown_user_get_the_same_401(alice: httpx.AsyncClient, client: httpx.AsyncClient) -> None:
+    wrong = await client.post("/api/auth/login", json={"username": "alice", "password": "not-the-password"})
+    unknown = await client.post("/api/auth/login", json={"username": "nobody", "password": "not-the-password"})
+    assert json_error(wrong) == json_error(unknown) == (401, "wrong_credentials", {})
+    assert "set-cookie" not in wrong.headers
+
+
+async def test_failed_logins_are_throttled_per_account(alice: httpx.AsyncClient, client: httpx.AsyncClient) -> None:
+    statuses = [
+        (await client.post("/api/auth/login", json={"username": "alice", "password": f"wrong-{i}-pass"})).status_code
+        for i in range(6)
+    ]
+    assert statuses == [401] * 5 + [429]
+    throttled = await client.post("/api/auth/login", json={"username": "alice", "password": PASSWORD})
+    assert throttled.status_code == 429  # even the right password waits out the window
+    assert 1 <= int(throttled.headers["retry-after"]) <= 60
+
+
+async def test_failed_logins_are_throttled_per_address(client: httpx.AsyncClient) -> None:
+    statuses = [
+        (await client.post("/api/auth/login", json={"username": f"user{i}", "password": "wrong-password"})).status_code
+        for i in range(21)
+    ]
+    assert statuses == [401] * 20 + [429]
+
+
+async def test_tampered_cookie_is_logged_out_not_an_error(alice: httpx.AsyncClient) -> None:
+    value = alice.cookies["gossip_session"]
+    alice.cookies.set("gossip_session", value[:-2] + ("AA" if not value.endswith("AA") else "BB"))
+    assert json_error(await alice.get("/api/me"))[:2] == (401, "unauthorized")
+    page = await alice.get("/shows")
+    assert (page.status_code, page.headers["location"]) == (303, "/login?next=%2Fshows")
+
+
+async def test_revoked_session_cookie_no_longer_works(server: str, db: Database) -> None:
+    async with registered(server, "dave") as dave:
+        stolen = dave.cookies["gossip_session"]
+        await dave.post("/logout", data={"csrf_token": await _csrf(dave)})
+        async with httpx.AsyncClient(base_url=server, cookies={"gossip_session": stolen}) as thief:
+            assert (await thief.get("/api/me")).status_code == 401
+            assert (await thief.get("/shows")).status_code == 303
+    assert await db.sessions.count_documents({}) == 0
+
+
+async def test_expired_session_is_logged_out(alice: httpx.AsyncClient, db: Database) -> None:
+    from datetime import timedelta
+
+    from shared.db import utcnow
+
+    session = await db.sessions.find_one({})
+    session["expires_at"] = utcnow() - timedelta(seconds=1)
+    await db.sessions.replace_one({"_id": session["_id"]}, session)  # replace_one keeps a date a date
+    assert (await alice.get("/api/me")).status_code == 401
+
+
+async def test_follow_and_unfollow_are_idempotent(alice: httpx.AsyncClient) -> None:
+    for _ in range(2):
+        assert (await alice.put("/api/me/follows/flash")).status_code == 204
+    assert (await alice.get("/api/me")).json()["follows"] == ["flash"]
+    shows = {show["slug"]: show["followed"] for show in (await alice.get("/api/shows")).json()}
+    assert shows == {
+        "suits": False, "flash": True, "game_of_thrones": False,
+        "impractical_jokers": False, "gossip_girl": False, "sherlock": False,
+    }  # fmt: skip
+    for _ in range(2):
+        assert (await alice.delete("/api/me/follows/flash")).status_code == 204
+    assert (await alice.get("/api/me")).json()["follows"] == []
+
+
+async def test_following_an_unknown_show_is_404(alice: httpx.AsyncClient) -> None:
+    response = await alice.put("/api/me/follows/no_such_show")
+    assert json_error(response)[:2] == (404, "not_found")
+    assert (await alice.delete("/api/me/follows/no_such_show")).status_code == 404
+
+
+async def test_read_mark_only_moves_forward(alice: httpx.AsyncClient, db: Database) -> None:
+    assert (await alice.post("/api/me/read", json={"seq": 7})).status_code == 204
+    assert (await alice.post("/api/me/read", json={"seq": 3})).status_code == 204
+    assert (await db.users.find_one({"username": "alice"}))["last_read_seq"] == 7
+    assert json_error(await alice.post("/api/me/read", json={"seq": "x"}))[0:3:2] == (422, {"seq": "a non-negative integer"})
+
+
+@pytest.mark.parametrize(
+    ("content", "headers", "status", "error"),
+    [(b"{not json", {"content-type": "application/json"}, 400, "invalid_json"),
+     (b"[1, 2]", {"content-type": "application/json"}, 400, "invalid_json"),
+     (b"\xff\xfe", {"content-type": "application/json"}, 400, "bad_encoding"),
+     (b"username=x&password=y", {"content-type": "application/x-www-form-urlencoded"}, 415, "unsupported_media_type"),
+     (b"hello", {"content-type": "text/plain"}, 415, "unsupported_media_type"),
+     (b'{"username": "' + b"x" * 100_000 + b'"}', {"content-type": "application/json"}, 413, "too_large")],
+)  # fmt: skip
+async def test_bad_bodies_get_a_clear_4xx(
+    client: httpx.AsyncClient, db: Database, content: bytes, headers: dict, status: int, error: str
+) -> None:
+    response = await client.post("/api/auth/register", content=content, headers=headers)
+    assert json_error(response)[:2] == (status, error)
+    assert await db.users.count_documents({}) == 0
+
+
+async def test_cookie_authenticated_api_post_must_be_json(alice: httpx.AsyncClient) -> None:
+    response = await alice.post("/api/me/read", content=b"seq=5", headers={"content-type": "application/x-www-form-urlencoded"})
+    assert json_error(response)[:2] == (415, "unsupported_media_type")
+
+
+async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/healthz")).json() == {"status": "ok"}
+    assert (await client.get("/readyz")).json() == {"status": "ready"}
+
+
+async def _csrf(http: httpx.AsyncClient, path: str = "/") -> str:
+    page = await http.get(path)
+    match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert match, page.text
+    return match.group(1)

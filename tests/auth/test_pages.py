@@ -1,0 +1,65 @@
+"""The auth pages: forms with CSRF tokens, the login redirect and its way back, follow buttons."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+
+from tests.support import PASSWORD
+
+
+async def csrf_of(http: httpx.AsyncClient, path: str) -> str:
+    page = await http.get(path)
+    match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert match, page.text
+    return match.group(1)
+
+
+async def test_pages_that_need_a_login_redirect_there_and_back(client: httpx.AsyncClient) -> None:
+    response = await client.get("/shows?sort=title")
+    assert response.status_code == 303
+    assert response.headers["location"] == "/login?next=%2Fshows%3Fsort%3Dtitle"
+    token = await csrf_of(client, "/register")
+    registered = await client.post(
+        "/register?next=%2Fshows%3Fsort%3Dtitle", data={"username": "erin", "password": PASSWORD, "csrf_token": token}
+    )
+    assert (registered.status_code, registered.headers["location"]) == (303, "/shows?sort=title")
+    assert "Unfollow" not in (await client.get("/shows")).text
+
+
+async def test_login_form_round_trip_and_error_keeps_what_was_typed(client: httpx.AsyncClient) -> None:
+    await client.post("/api/auth/register", json={"username": "fay", "password": PASSWORD})
+    client.cookies.delete("gossip_session")
+    token = await csrf_of(client, "/login")
+    wrong = await client.post("/login", data={"username": "fay", "password": "wrong-password", "csrf_token": token})
+    assert wrong.status_code == 401
+    assert "Wrong username or password" in wrong.text and 'value="fay"' in wrong.text
+    right = await client.post("/login?next=//evil.example", data={"username": "fay", "password": PASSWORD, "csrf_token": token})
+    assert (right.status_code, right.headers["location"]) == (303, "/")  # never an open redirect
+    assert (await client.get("/api/me")).json()["username"] == "fay"
+
+
+async def test_form_post_without_valid_csrf_token_is_rejected(client: httpx.AsyncClient) -> None:
+    await csrf_of(client, "/register")  # the browser has its CSRF cookie, but the form lacks the token
+    for token in ("", "forged"):
+        response = await client.post("/register", data={"username": "gus", "password": PASSWORD, "csrf_token": token})
+        assert response.status_code == 403
+        assert "did not come from this site" in response.text
+    assert (await client.post("/api/auth/login", json={"username": "gus", "password": PASSWORD})).status_code == 401
+
+
+async def test_follow_buttons_change_follows(alice: httpx.AsyncClient) -> None:
+    token = await csrf_of(alice, "/shows")
+    response = await alice.post("/shows", data={"show": "sherlock", "action": "follow", "csrf_token": token})
+    assert response.status_code == 303
+    assert (await alice.get("/api/me")).json()["follows"] == ["sherlock"]
+    await alice.post("/shows", data={"show": "sherlock", "action": "unfollow", "csrf_token": token})
+    assert (await alice.get("/api/me")).json()["follows"] == []
+
+
+async def test_update_text_and_names_are_escaped_in_pages(client: httpx.AsyncClient) -> None:
+    token = await csrf_of(client, "/register")
+    response = await client.post("/register", data={"username": "<b>", "password": PASSWORD, "csrf_token": token})
+    assert response.status_code == 422
+    assert 'value="&lt;b&gt;"' in response.text

@@ -1,0 +1,64 @@
+"""The real fixtures: the embedded MongoDB-protocol server once per run (or MONGO_URL), a fresh database per test,
+and the app on a live uvicorn over a real socket."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+
+from services.all import app as gossip
+from shared.app import create_app
+from shared.db import Database, connect
+from shared.embedded import EmbeddedMongo
+from shared.settings import Settings
+from tests.support import LiveServer, registered
+
+@pytest.fixture(scope="session")
+def mongo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if url := os.environ.get("MONGO_URL"):
+        yield url
+        return
+    with EmbeddedMongo(tmp_path_factory.mktemp("mongo")) as mongo:
+        yield mongo.url
+
+
+@pytest.fixture
+def settings(mongo_url: str) -> Settings:
+    return Settings(
+        secret_key="test-secret-" + uuid.uuid4().hex,
+        mongo_url=mongo_url,
+        mongo_db=f"test_{uuid.uuid4().hex[:12]}",
+        ping_interval=1.0,
+    )
+
+
+@pytest.fixture
+async def db(settings: Settings) -> AsyncIterator[Database]:
+    client = connect(settings.mongo_url)
+    yield client[settings.mongo_db]
+    await client.drop_database(settings.mongo_db)
+    await client.close()
+
+
+@pytest.fixture
+def server(settings: Settings) -> Iterator[str]:
+    """All three services' routes on one live uvicorn, as `make run` serves them."""
+    live = LiveServer(create_app("gossip", gossip.routes, settings, gossip.extensions)).start()
+    yield live.url
+    live.stop()
+
+
+@pytest.fixture
+async def client(server: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=server, timeout=10) as http:
+        yield http
+
+
+@pytest.fixture
+async def alice(server: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with registered(server, "alice") as http:
+        yield http

@@ -1,0 +1,75 @@
+"""What the fixtures are built from: uvicorn on a free loopback port, and waiting on a condition."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import uvicorn
+from starlette.types import ASGIApp
+
+PASSWORD = "a-long-pass"
+
+
+class LiveServer:
+    """A real uvicorn serving a real socket, in a thread of the test process so that it starts in milliseconds."""
+
+    def __init__(self, app: ASGIApp, graceful: float = 3.0) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, log_config=None, lifespan="on", timeout_graceful_shutdown=graceful)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def start(self, timeout: float = 15.0) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start; see the log above")
+            time.sleep(0.01)
+        return self
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout)
+        self.sock.close()
+        if self.thread.is_alive():
+            raise RuntimeError(f"uvicorn did not shut down within {timeout} s")
+
+
+async def wait_until(check: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02) -> Any:
+    """Poll a condition (plain or async) until it is truthy; fail with a clear message at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s: {check}")
+        await asyncio.sleep(interval)
+
+
+@contextlib.asynccontextmanager
+async def registered(server: str, username: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A new client with its own cookie jar, registered and logged in as `username`."""
+    async with httpx.AsyncClient(base_url=server, timeout=10) as http:
+        response = await http.post("/api/auth/register", json={"username": username, "password": PASSWORD})
+        assert response.status_code == 201, response.text
+        yield http
+
+
+def json_error(response: httpx.Response) -> tuple[int, str, dict[str, Any]]:
+    body = response.json()
+    return response.status_code, body["error"], body["fields"]
