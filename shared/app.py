@@ -46,6 +46,8 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         resolved = settings or Settings.from_env()
+        if not resolved.mongo_url:
+            raise RuntimeError("MONGO_URL is not set: name a MongoDB, or use `make run` for the embedded one")
         client = database.connect(resolved.mongo_url)
         db = client[resolved.mongo_db]
         await database.prepare(db)
