@@ -6,11 +6,13 @@ and is covered by tests/shared/test_db.py.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import datetime, timezone
 from typing import Any
 
 from pymongo import ASCENDING, AsyncMongoClient, ReturnDocument
+from pymongo.asynchronous.change_stream import AsyncChangeStream
 from pymongo.asynchronous.database import AsyncDatabase
 
 Database = AsyncDatabase[dict[str, Any]]
@@ -50,6 +52,18 @@ def as_datetime(value: Any) -> datetime:
     if not isinstance(value, datetime):
         raise TypeError(f"not a date: {value!r}")
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+async def next_change(stream: AsyncChangeStream[dict[str, Any]], pause: float) -> dict[str, Any] | None:
+    """The next change event, or None after an empty batch (the caller uses that moment for timers).
+
+    The embedded server answers an empty getMore at once instead of waiting maxAwaitTimeMS; pausing after an
+    empty batch keeps the loop from spinning. On MongoDB the wait has already happened server-side.
+    """
+    change = await stream.try_next()
+    if change is None:
+        await asyncio.sleep(pause)
+    return change
 
 
 async def next_seq(db: Database, name: str = "updates") -> int:

@@ -23,11 +23,23 @@ def wire(update: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _query(shows: Collection[str] | None, seq: dict[str, int]) -> dict[str, Any]:
+    """`shows=None` means every show."""
+    return {"seq": seq} if shows is None else {"seq": seq, "show": {"$in": list(shows)}}
+
+
 async def history(
-    db: Database, shows: Collection[str] | None, after: int = 0, limit: int = 100
+    db: Database, shows: Collection[str] | None, after: int = 0, limit: int = 100, upto: int | None = None
 ) -> list[dict[str, Any]]:
-    """Updates above `after` in seq order; `shows=None` means every show. The database is the history."""
-    query: dict[str, Any] = {"seq": {"$gt": after}}
-    if shows is not None:
-        query["show"] = {"$in": list(shows)}
-    return await db.updates.find(query, {"_id": 0}).sort("seq", 1).limit(limit).to_list()
+    """Updates in (after, upto] in seq order. The database is the history."""
+    seq = {"$gt": after} if upto is None else {"$gt": after, "$lte": upto}
+    return await db.updates.find(_query(shows, seq), {"_id": 0}).sort("seq", 1).limit(limit).to_list()
+
+
+async def recent(db: Database, shows: Collection[str] | None, limit: int) -> list[dict[str, Any]]:
+    """The newest updates first, for a page that then continues live."""
+    return await db.updates.find(_query(shows, {"$gt": 0}), {"_id": 0}).sort("seq", -1).limit(limit).to_list()
+
+
+async def unread(db: Database, follows: Collection[str], last_read_seq: int) -> int:
+    return await db.updates.count_documents(_query(follows, {"$gt": last_read_seq}))

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from services.auth import app as auth
+from services.stream import app as stream
 from shared.app import Extension, create_app
 
-routes = [*auth.routes]
-extensions: list[Extension] = []
+routes = [*auth.routes, *stream.routes]
+extensions: list[Extension] = [*stream.extensions]
 app = create_app("gossip", routes, extensions=extensions)

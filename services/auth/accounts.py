@@ -10,6 +10,7 @@ from pymongo.errors import DuplicateKeyError
 from services.auth import throttle
 from shared.db import Database, new_id, username_key, utcnow
 from shared.errors import ApiError
+from shared.updates import unread
 from shared.passwords import hash_password, needs_rehash, verify_password
 
 USERNAME = re.compile(r"[A-Za-z0-9_.-]{3,32}")
@@ -63,10 +64,8 @@ async def me(db: Database, user_id: str) -> dict[str, Any]:
     user = await db.users.find_one({"_id": user_id}, {"username": 1, "follows": 1, "last_read_seq": 1})
     if user is None:
         raise ApiError(401, detail="This account no longer exists.")
-    unread = await db.updates.count_documents(
-        {"show": {"$in": user["follows"]}, "seq": {"$gt": user.get("last_read_seq", 0)}}
-    )
-    return {"username": user["username"], "follows": user["follows"], "unread": unread}
+    count = await unread(db, user["follows"], user.get("last_read_seq", 0))
+    return {"username": user["username"], "follows": user["follows"], "unread": count}
 
 
 async def shows(db: Database, user_id: str | None) -> list[dict[str, Any]]:

@@ -78,7 +78,7 @@ async def api_read(request: Request) -> Response:
 async def home(request: Request) -> Response:
     caller = await optional_caller(request)
     me = await accounts.me(request.state.db, caller.user_id) if caller else None
-    return render(request, "home.html", {"me": me})
+    return render(request, "home.html", {"me": me, "unread": me["unread"] if me else 0})
 
 
 async def account_page(request: Request) -> Response:

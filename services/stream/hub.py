@@ -1,0 +1,118 @@
+"""Who listens to what: one bounded Feed per open connection, indexed by show, user and session."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import AsyncIterator, Iterable
+
+from services.stream.frames import follows_frame
+from shared.auth import Caller
+
+MAX_FRAMES = 1000
+MAX_BYTES = 1 << 20
+
+
+class Feed:
+    """One open connection's queue of encoded frames; `shows=None` means every show."""
+
+    def __init__(
+        self, caller: Caller, shows: frozenset[str] | None, max_frames: int = MAX_FRAMES, max_bytes: int = MAX_BYTES
+    ) -> None:
+        self.caller, self.shows = caller, shows
+        self.ended = self.overflowed = False
+        self._bytes, self._max_frames, self._max_bytes = 0, max_frames, max_bytes
+        self._frames: asyncio.Queue[bytes | None] = asyncio.Queue(max_frames + 1)  # +1: room for the end mark
+
+    def offer(self, frame: bytes) -> None:
+        """Never awaits: one stalled browser must not hold up the fan-out, nor grow without limit."""
+        if self.ended:
+            return
+        if self._frames.qsize() >= self._max_frames or self._bytes + len(frame) > self._max_bytes:
+            self.overflowed = True
+            self.end()  # the browser reconnects and replays from MongoDB
+            return
+        self._frames.put_nowait(frame)
+        self._bytes += len(frame)
+
+    def end(self) -> None:
+        """Ends the feed after what is already queued (overflow, logout, shutdown)."""
+        if not self.ended:
+            self.ended = True
+            self._frames.put_nowait(None)
+
+    async def frames(self) -> AsyncIterator[bytes]:
+        while (frame := await self._frames.get()) is not None:
+            self._bytes -= len(frame)
+            yield frame
+
+
+class Hub:
+    """Fan-out in memory: delivering an update is one dictionary lookup and one queue put per follower."""
+
+    def __init__(self) -> None:
+        self._by_show: defaultdict[str, set[Feed]] = defaultdict(set)
+        self._everything: set[Feed] = set()
+        self._by_user: defaultdict[str, set[Feed]] = defaultdict(set)
+        self._by_session: defaultdict[str, set[Feed]] = defaultdict(set)
+
+    def open(self, caller: Caller, shows: Iterable[str] | None, **limits: int) -> Feed:
+        feed = Feed(caller, None if shows is None else frozenset(shows), **limits)
+        self._index(feed)
+        self._by_user[caller.user_id].add(feed)
+        self._by_session[caller.session_id or ""].add(feed)
+        return feed
+
+    def close(self, feed: Feed) -> None:
+        self._unindex(feed)
+        for index, key in ((self._by_user, feed.caller.user_id), (self._by_session, feed.caller.session_id or "")):
+            index[key].discard(feed)
+            if not index[key]:
+                del index[key]
+
+    def publish(self, show: str, frame: bytes) -> int:
+        """The same bytes go to every feed that carries `show`; returns how many feeds got them."""
+        followers = self._by_show.get(show, ())
+        for feed in followers:
+            feed.offer(frame)
+        for feed in self._everything:
+            feed.offer(frame)
+        return len(followers) + len(self._everything)
+
+    def users(self) -> list[str]:
+        return list(self._by_user)
+
+    def sessions(self) -> list[str]:
+        return list(self._by_session)
+
+    def follows_changed(self, user_id: str, follows: Iterable[str]) -> None:
+        """A follow or unfollow takes effect on the user's open feeds at once, and tells their pages."""
+        shows = frozenset(follows)
+        for feed in self._by_user.get(user_id, ()):
+            if feed.shows is not None and feed.shows != shows:
+                self._unindex(feed)
+                feed.shows = shows
+                self._index(feed)
+                feed.offer(follows_frame(shows))
+
+    def revoke(self, session_id: str) -> None:
+        for feed in list(self._by_session.get(session_id, ())):
+            feed.end()
+
+    def end_all(self) -> None:
+        for feeds in list(self._by_user.values()):
+            for feed in list(feeds):
+                feed.end()
+
+    def _index(self, feed: Feed) -> None:
+        if feed.shows is None:
+            self._everything.add(feed)
+        for show in feed.shows or ():
+            self._by_show[show].add(feed)
+
+    def _unindex(self, feed: Feed) -> None:
+        self._everything.discard(feed)
+        for show in feed.shows or ():
+            self._by_show[show].discard(feed)
+            if not self._by_show[show]:
+                del self._by_show[show]

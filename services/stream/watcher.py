@@ -1,0 +1,161 @@
+"""One change stream per collection per process, feeding the hub in seq order; the database is the history."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from pymongo.asynchronous.collection import AsyncCollection
+
+from services.stream.frames import update_frame
+from services.stream.hub import Hub
+from services.stream.metrics import DELIVERED, RESTARTS
+from services.stream.reorder import Reorder
+from shared.db import Database, next_change
+
+log = logging.getLogger("gossip.stream.watcher")
+
+Update = dict[str, Any]
+RETRY_DELAY = 0.5  # between attempts to reopen a failed change stream
+BATCH = 1000
+
+
+async def _nothing() -> None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeFeed:
+    """One change stream the watcher keeps open: what to do when it (re)opens, per change, and when idle."""
+
+    collection: AsyncCollection[Update]
+    pipeline: list[dict[str, Any]]
+    on_open: Callable[[], Awaitable[None]]
+    on_change: Callable[[dict[str, Any]], Awaitable[None]]
+    on_idle: Callable[[], Awaitable[None]] = _nothing
+    pause: float = 0.1
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+class Watcher:
+    """Watches `updates` (inserts), `users` (follow changes) and `sessions` (revocations). After any failure
+    it reopens the stream and reads `updates` above the last delivered seq, so open feeds miss nothing."""
+
+    def __init__(self, db: Database, hub: Hub, gap_wait: float = 1.0, sweep: float = 2.0) -> None:
+        self.db, self.hub, self.sweep = db, hub, sweep
+        self.reorder: Reorder[Update] = Reorder(0, gap_wait)
+        self._next_sweep = 0.0
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def delivered(self) -> int:
+        """Every update up to here has been handed to the hub (or was a hole); feeds replay up to it."""
+        return self.reorder.delivered
+
+    async def start(self) -> None:
+        latest = await self.db.updates.find_one({}, {"seq": 1}, sort=[("seq", -1)])
+        self.reorder.delivered = latest["seq"] if latest else 0
+        streams = [
+            ChangeFeed(self.db.updates, [{"$match": {"operationType": "insert"}}], self._catch_up, self._on_update,
+                       self._on_idle, pause=0.01),
+            ChangeFeed(self.db.users, [{"$match": {"operationType": {"$in": ["update", "replace"]}}}],
+                       self._resync_follows, self._on_user, options={"full_document": "updateLookup"}),
+            ChangeFeed(self.db.sessions, [{"$match": {"operationType": "delete"}}], self._resync_sessions,
+                       self._on_session),
+        ]  # fmt: skip
+        opened = [asyncio.Event() for _ in streams]
+        self._tasks = [asyncio.create_task(self._watch(feed, event)) for feed, event in zip(streams, opened)]
+        await asyncio.gather(*(event.wait() for event in opened))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _watch(self, feed: ChangeFeed, opened: asyncio.Event) -> None:
+        name = feed.collection.name
+        while True:
+            try:
+                async with await feed.collection.watch(
+                    feed.pipeline, max_await_time_ms=int(feed.pause * 1000), **feed.options
+                ) as stream:
+                    await feed.on_open()  # after the stream is open, so nothing falls between the two
+                    opened.set()
+                    while True:
+                        change = await next_change(stream, feed.pause)
+                        await (feed.on_change(change) if change is not None else feed.on_idle())
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                RESTARTS.labels(collection=name).inc()
+                log.warning("change stream on %s failed; reopening", name, exc_info=True)
+                await asyncio.sleep(RETRY_DELAY)
+
+    def _deliver(self, updates: list[Update]) -> None:
+        for update in updates:
+            DELIVERED.inc(self.hub.publish(update["show"], update_frame(update)))
+
+    async def _read_updates(self, after: int, upto: int | None = None) -> AsyncIterator[Update]:
+        query: dict[str, Any] = {"$gt": after} if upto is None else {"$gt": after, "$lte": upto}
+        async for update in self.db.updates.find({"seq": query}).sort("seq", 1).limit(BATCH):
+            yield update
+
+    async def _catch_up(self) -> None:
+        """Whatever committed while no stream was open goes through the same ordering as live changes."""
+        now = time.monotonic()
+        async for update in self._read_updates(self.delivered):
+            self._deliver(self.reorder.push(update["seq"], update, now))
+        self._next_sweep = now + self.sweep
+
+    async def _on_update(self, change: dict[str, Any]) -> None:
+        update = change["fullDocument"]
+        self._deliver(self.reorder.push(update["seq"], update, time.monotonic()))
+        await self._on_idle()
+
+    async def _on_idle(self) -> None:
+        now = time.monotonic()
+        if self.reorder.overdue(now):
+            after, upto = self.reorder.gap()
+            found = [(update["seq"], update) async for update in self._read_updates(after, upto)]
+            self._deliver(self.reorder.settle(found))
+        elif now >= self._next_sweep:
+            await self._catch_up()  # a change event lost without an error is found here within `sweep`
+
+    async def _on_user(self, change: dict[str, Any]) -> None:
+        user = change.get("fullDocument")
+        if user is not None:
+            self.hub.follows_changed(change["documentKey"]["_id"], user.get("follows", []))
+
+    async def _resync_follows(self) -> None:
+        """Follow changes made while no stream was open."""
+        async for user in self.db.users.find({"_id": {"$in": self.hub.users()}}, {"follows": 1}):
+            self.hub.follows_changed(user["_id"], user.get("follows", []))
+
+    async def _on_session(self, change: dict[str, Any]) -> None:
+        self.hub.revoke(change["documentKey"]["_id"])
+
+    async def _resync_sessions(self) -> None:
+        """Sessions revoked while no stream was open."""
+        open_sessions = self.hub.sessions()
+        alive = {s["_id"] async for s in self.db.sessions.find({"_id": {"$in": open_sessions}}, {"_id": 1})}
+        for session_id in set(open_sessions) - alive:
+            self.hub.revoke(session_id)
+
+
+@contextlib.asynccontextmanager
+async def watching(app: object, state: dict[str, Any]) -> AsyncIterator[None]:
+    """The stream service's extension: the hub and its watcher live as long as the app."""
+    hub = Hub()
+    watcher = Watcher(state["db"], hub)
+    await watcher.start()
+    state["hub"], state["watcher"] = hub, watcher
+    try:
+        yield
+    finally:
+        hub.end_all()
+        await watcher.stop()

@@ -1,0 +1,70 @@
+"""The hub's fan-out and the per-connection bound, as pure logic."""
+
+from __future__ import annotations
+
+from services.stream.frames import follows_frame
+from services.stream.hub import Feed, Hub
+from shared.auth import Caller
+
+ALICE = Caller("u1", "alice", "s1")
+BOB = Caller("u2", "bob", "s2")
+
+
+def frame(seq: int) -> bytes:
+    return f"id: {seq}\n\n".encode()
+
+
+async def drain(feed: Feed) -> list[bytes]:
+    feed.end()
+    return [f async for f in feed.frames()]
+
+
+async def test_stalled_feed_ends_instead_of_growing() -> None:
+    feed = Feed(ALICE, frozenset({"flash"}), max_frames=2)
+    for seq in (1, 2, 3, 4):
+        feed.offer(frame(seq))
+    assert feed.overflowed
+    assert [f async for f in feed.frames()] == [frame(1), frame(2)]
+
+
+async def test_feed_is_bounded_in_bytes_too() -> None:
+    feed = Feed(ALICE, None, max_frames=100, max_bytes=len(frame(1)) * 2)
+    for seq in (1, 2, 3):
+        feed.offer(frame(seq))
+    assert feed.overflowed and [f async for f in feed.frames()] == [frame(1), frame(2)]
+
+
+async def test_update_reaches_followers_and_everything_feeds_only() -> None:
+    hub = Hub()
+    flash, sherlock, everything = hub.open(ALICE, ["flash"]), hub.open(BOB, ["sherlock"]), hub.open(BOB, None)
+    assert hub.publish("flash", frame(1)) == 2
+    assert await drain(flash) == [frame(1)]
+    assert await drain(sherlock) == []
+    assert await drain(everything) == [frame(1)]
+
+
+async def test_follow_change_moves_open_feeds_and_tells_them() -> None:
+    hub = Hub()
+    feed, everything = hub.open(ALICE, ["flash"]), hub.open(ALICE, None)
+    hub.follows_changed("u1", ["sherlock"])
+    hub.publish("flash", frame(1))
+    hub.publish("sherlock", frame(2))
+    assert await drain(feed) == [follows_frame(["sherlock"]), frame(2)]
+    assert await drain(everything) == [frame(1), frame(2)]
+
+
+async def test_revoking_a_session_ends_only_its_feeds() -> None:
+    hub = Hub()
+    mine, other = hub.open(ALICE, ["flash"]), hub.open(BOB, ["flash"])
+    hub.revoke("s1")
+    hub.publish("flash", frame(1))
+    assert [f async for f in mine.frames()] == []
+    assert await drain(other) == [frame(1)]
+
+
+async def test_closed_feed_gets_nothing_and_leaves_no_trace() -> None:
+    hub = Hub()
+    feed = hub.open(ALICE, ["flash"])
+    hub.close(feed)
+    assert hub.publish("flash", frame(1)) == 0
+    assert hub.users() == [] and hub.sessions() == []
