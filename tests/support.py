@@ -17,6 +17,9 @@ import httpx
 import uvicorn
 from starlette.types import ASGIApp
 
+from shared.embedded import free_port
+from shared.settings import Settings
+
 PASSWORD = "a-long-pass"
 
 
@@ -139,3 +142,60 @@ async def publish(http: httpx.AsyncClient, show: str, text: str) -> dict[str, An
     response = await http.post("/api/updates", json={"show": show, "text": text})
     assert response.status_code == 201, response.text
     return response.json()
+
+
+class ServiceProcess:
+    """One service as its own uvicorn process on a free loopback port, as it runs in production."""
+
+    def __init__(self, module: str, settings: Settings, **env: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.command = [
+            sys.executable, "-m", "uvicorn", f"{module}:app", "--host", "127.0.0.1", "--port", str(self.port),
+            "--timeout-graceful-shutdown", "5",
+        ]  # fmt: skip
+        self.env = {
+            **os.environ, "SECRET_KEY": settings.secret_key, "MONGO_URL": settings.mongo_url,
+            "MONGO_DB": settings.mongo_db, "PING_INTERVAL": str(settings.ping_interval), **env,
+        }  # fmt: skip
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 20.0) -> ServiceProcess:
+        self.process = subprocess.Popen(self.command, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while not self._ready():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"{self.command} did not become ready:\n{self.output()}")
+            time.sleep(0.05)
+        return self
+
+    def _ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self, timeout: float = 10.0) -> float:
+        """SIGTERM, as an orchestrator sends it; returns how long the process took to exit."""
+        assert self.process is not None
+        start = time.monotonic()
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return time.monotonic() - start
+
+    def output(self) -> str:
+        """Everything the process wrote; only once it has exited."""
+        assert self.process is not None and self.process.stdout is not None
+        return self.process.stdout.read().decode(errors="replace") if self.process.poll() is not None else ""
+
+    def __enter__(self) -> ServiceProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
