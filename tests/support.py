@@ -5,9 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import inspect
+import json
+import os
 import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -159,9 +163,10 @@ class ServiceProcess:
             "MONGO_DB": settings.mongo_db, "PING_INTERVAL": str(settings.ping_interval), **env,
         }  # fmt: skip
         self.process: subprocess.Popen[bytes] | None = None
+        self.log = tempfile.TemporaryFile()  # a file, not a pipe: a pipe nobody reads would block a chatty process
 
     def start(self, timeout: float = 20.0) -> ServiceProcess:
-        self.process = subprocess.Popen(self.command, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(self.command, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while not self._ready():
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -190,9 +195,9 @@ class ServiceProcess:
         return time.monotonic() - start
 
     def output(self) -> str:
-        """Everything the process wrote; only once it has exited."""
-        assert self.process is not None and self.process.stdout is not None
-        return self.process.stdout.read().decode(errors="replace") if self.process.poll() is not None else ""
+        """Everything the process has written so far, its log lines included."""
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
 
     def __enter__(self) -> ServiceProcess:
         return self.start()
