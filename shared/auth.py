@@ -64,13 +64,13 @@ async def revoke_session(db: Database, session_id: str) -> None:
 def set_session_cookie(request: Request, response: Response, value: str, settings: Settings) -> None:
     response.set_cookie(
         session_cookie_name(request), value, max_age=settings.session_max_age,
-        path="/", httponly=True, samesite="lax", secure=_is_https(request),
+        path="/", httponly=True, samesite="Lax", secure=_is_https(request),
     )  # fmt: skip
 
 
 def clear_session_cookie(request: Request, response: Response) -> None:
     response.delete_cookie(
-        session_cookie_name(request), path="/", httponly=True, samesite="lax", secure=_is_https(request)
+        session_cookie_name(request), path="/", httponly=True, samesite="Lax", secure=_is_https(request)
     )
 
 
@@ -134,7 +134,7 @@ def csrf_token(request: Request) -> tuple[str, str]:
 def set_csrf_cookie(request: Request, response: Response, browser: str) -> None:
     if request.cookies.get(CSRF_COOKIE) != browser:
         response.set_cookie(
-            CSRF_COOKIE, browser, max_age=CSRF_MAX_AGE, path="/", httponly=True, samesite="lax",
+            CSRF_COOKIE, browser, max_age=CSRF_MAX_AGE, path="/", httponly=True, samesite="Lax",
             secure=_is_https(request),
         )  # fmt: skip
 

@@ -51,7 +51,7 @@ def redirect(request: Request, url: str, flash: str | None = None) -> Response:
     """POST-redirect-GET; the flash message rides along in a signed cookie read once."""
     response = RedirectResponse(url, status_code=303)
     if flash:
-        response.set_cookie(FLASH_COOKIE, _flash_signer(request).dumps(flash), path="/", httponly=True, samesite="lax")
+        response.set_cookie(FLASH_COOKIE, _flash_signer(request).dumps(flash), path="/", httponly=True, samesite="Lax")
     return response
 
 

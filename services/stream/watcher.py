@@ -107,9 +107,11 @@ class Watcher:
 
     async def _catch_up(self) -> None:
         """Whatever committed while no stream was open goes through the same ordering as live changes."""
-        now = time.monotonic()
-        async for update in self._read_updates(self.delivered):
-            self._deliver(self.reorder.push(update["seq"], update, now))
+        after, now = self.delivered, time.monotonic()
+        while batch := [update async for update in self._read_updates(after)]:
+            for update in batch:
+                self._deliver(self.reorder.push(update["seq"], update, now))
+            after = batch[-1]["seq"]
         self._next_sweep = now + self.sweep
 
     async def _on_update(self, change: dict[str, Any]) -> None:

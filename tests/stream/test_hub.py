@@ -14,9 +14,9 @@ def frame(seq: int) -> bytes:
     return f"id: {seq}\n\n".encode()
 
 
-async def drain(feed: Feed) -> list[bytes]:
+async def drain(feed: Feed) -> bytes:
     feed.end()
-    return [f async for f in feed.frames()]
+    return b"".join([chunk async for chunk in feed.frames()])
 
 
 async def test_stalled_feed_ends_instead_of_growing() -> None:
@@ -24,23 +24,23 @@ async def test_stalled_feed_ends_instead_of_growing() -> None:
     for seq in (1, 2, 3, 4):
         feed.offer(frame(seq))
     assert feed.overflowed
-    assert [f async for f in feed.frames()] == [frame(1), frame(2)]
+    assert [chunk async for chunk in feed.frames()] == [frame(1) + frame(2)]
 
 
 async def test_feed_is_bounded_in_bytes_too() -> None:
     feed = Feed(ALICE, None, max_frames=100, max_bytes=len(frame(1)) * 2)
     for seq in (1, 2, 3):
         feed.offer(frame(seq))
-    assert feed.overflowed and [f async for f in feed.frames()] == [frame(1), frame(2)]
+    assert feed.overflowed and [chunk async for chunk in feed.frames()] == [frame(1) + frame(2)]
 
 
 async def test_update_reaches_followers_and_everything_feeds_only() -> None:
     hub = Hub()
     flash, sherlock, everything = hub.open(ALICE, ["flash"]), hub.open(BOB, ["sherlock"]), hub.open(BOB, None)
     assert hub.publish("flash", frame(1)) == 2
-    assert await drain(flash) == [frame(1)]
-    assert await drain(sherlock) == []
-    assert await drain(everything) == [frame(1)]
+    assert await drain(flash) == frame(1)
+    assert await drain(sherlock) == b""
+    assert await drain(everything) == frame(1)
 
 
 async def test_follow_change_moves_open_feeds_and_tells_them() -> None:
@@ -49,8 +49,8 @@ async def test_follow_change_moves_open_feeds_and_tells_them() -> None:
     hub.follows_changed("u1", ["sherlock"])
     hub.publish("flash", frame(1))
     hub.publish("sherlock", frame(2))
-    assert await drain(feed) == [follows_frame(["sherlock"]), frame(2)]
-    assert await drain(everything) == [frame(1), frame(2)]
+    assert await drain(feed) == follows_frame(["sherlock"]) + frame(2)
+    assert await drain(everything) == frame(1) + frame(2)
 
 
 async def test_revoking_a_session_ends_only_its_feeds() -> None:
@@ -59,7 +59,16 @@ async def test_revoking_a_session_ends_only_its_feeds() -> None:
     hub.revoke("s1")
     hub.publish("flash", frame(1))
     assert [f async for f in mine.frames()] == []
-    assert await drain(other) == [frame(1)]
+    assert await drain(other) == frame(1)
+
+
+async def test_a_burst_goes_out_in_bounded_chunks() -> None:
+    feed = Feed(ALICE, None)
+    for seq in range(100):
+        feed.offer(frame(seq))
+    feed.end()
+    chunks = [chunk async for chunk in feed.frames()]
+    assert chunks == [b"".join(frame(s) for s in range(64)), b"".join(frame(s) for s in range(64, 100))]
 
 
 async def test_closed_feed_gets_nothing_and_leaves_no_trace() -> None:

@@ -1,0 +1,96 @@
+"""The seed's scenario in real headless Chromium (Debian's), driven by Playwright, against a live server."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator
+
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from tests.support import PASSWORD
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]  # fmt: skip
+XSS = "<img src=x onerror=alert(1)>"
+
+pytestmark = pytest.mark.skipif(not shutil.which("chromium"), reason="needs Debian's chromium (.ci/run installs it)")
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        yield browser
+        await browser.close()
+
+
+async def publish(page: Page, show_title: str, text: str) -> None:
+    await page.goto("/publish")
+    form = page.locator("form:has(textarea[name=text])")
+    await form.locator("select[name=show]").select_option(label=show_title)
+    await form.locator("textarea[name=text]").fill(text)
+    await form.locator("button[type=submit]").click()
+    await expect(page.locator(".flash")).to_contain_text("Published")
+
+
+async def test_seed_scenario(browser: Browser, server: str) -> None:
+    context = await browser.new_context(base_url=server)
+    dialogs: list[str] = []
+    context.on("dialog", lambda dialog: dialogs.append(dialog.message))
+    page = await context.new_page()
+
+    await page.goto("/register")
+    await page.fill("input[name=username]", "akul")
+    await page.fill("input[name=password]", PASSWORD)
+    await page.click("form.stack button[type=submit]")
+    await page.goto("/shows")
+    await page.locator("li[data-show=flash] button", has_text="Follow").click()
+    await expect(page.locator("li[data-show=flash] button")).to_have_text("Unfollow")
+
+    notifications = await context.new_page()
+    await notifications.goto("/notifications")
+    everything = await context.new_page()
+    await everything.goto("/notifications/all")
+    for tab in (notifications, everything):
+        await expect(tab.locator("#status")).to_have_text("live")
+
+    await publish(page, "The Flash", "Barry is back")
+    for tab in (notifications, everything):
+        await expect(tab.locator("#feed li").first).to_contain_text("Barry is back")
+
+    await publish(page, "Game of Thrones", "Winter came")
+    await expect(everything.locator("#feed li").first).to_contain_text("Winter came")
+    await publish(page, "The Flash", XSS)
+    await expect(notifications.locator("#feed li").first.locator(".text")).to_have_text(XSS)
+    await expect(everything.locator("#feed li").first.locator(".text")).to_have_text(XSS)
+    assert "Winter came" not in await notifications.locator("#feed").inner_text()
+    assert await notifications.locator("#feed img").count() == 0 and await everything.locator("#feed img").count() == 0
+
+    await page.reload()
+    await page.click("#logout")
+    await expect(page).to_have_url(f"{server}/login")
+    await expect(notifications.locator("#status")).to_have_text("logged out", timeout=10_000)
+    assert dialogs == []
+    await context.close()
+
+
+async def test_offline_user_sees_what_was_missed_with_an_unread_count(browser: Browser, server: str) -> None:
+    context = await browser.new_context(base_url=server)
+    page = await context.new_page()
+    await page.goto("/register")
+    await page.fill("input[name=username]", "olga")
+    await page.fill("input[name=password]", PASSWORD)
+    await page.click("form.stack button[type=submit]")
+    await page.request.put("/api/me/follows/sherlock")
+    for text in ("first while away", "second while away"):
+        response = await page.request.post("/api/updates", data={"show": "sherlock", "text": text})
+        assert response.status == 201
+    await page.goto("/notifications")
+    await expect(page.locator("#unread-count")).to_have_text("2")
+    await expect(page.locator("#feed li.unread")).to_have_count(2)
+    await expect(page.locator("#feed li").first).to_contain_text("second while away")
+    await page.goto("/")  # opening the page marked them read
+    await expect(page.locator("#unread")).to_have_text("0")
+    await context.close()

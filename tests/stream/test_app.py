@@ -1,0 +1,158 @@
+"""The stream service over real sockets: a live uvicorn, the embedded database, updates published over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import httpx
+
+from shared.db import Database, next_seq, utcnow
+from tests.support import events, json_error, publish, registered, wait_until
+
+
+async def insert_update(db: Database, seq: int, show: str = "flash", text: str = "") -> None:
+    """Straight into MongoDB with a chosen seq: how a late commit or a failed publish looks to the watcher."""
+    await db.updates.insert_one(
+        {"seq": seq, "show": show, "title": "The Flash", "text": text or f"update {seq}", "author": "test",
+         "created_at": utcnow()}
+    )  # fmt: skip
+
+
+async def test_events_need_a_session(client: httpx.AsyncClient) -> None:
+    for path in ("/events", "/events/all"):
+        assert json_error(await client.get(path))[:2] == (401, "unauthorized")
+
+
+async def test_stream_headers_and_retry_on_connect(alice: httpx.AsyncClient) -> None:
+    async with alice.stream("GET", "/events") as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        assert response.headers["cache-control"] == "no-cache"
+        assert response.headers["x-accel-buffering"] == "no"
+        first = await anext(response.aiter_lines())
+        assert first == "retry: 2000"
+
+
+async def test_followed_show_is_delivered_unfollowed_is_not_and_all_gets_both(alice: httpx.AsyncClient) -> None:
+    await alice.put("/api/me/follows/flash")
+    async with events(alice, "/events") as followed, events(alice, "/events/all") as everything:
+        sent = [await publish(alice, show, f"{show} news") for show in ("flash", "game_of_thrones", "flash")]
+        assert await followed.updates(2) == [sent[0], sent[2]]
+        assert await everything.updates(3) == sent
+
+
+async def test_last_event_id_replays_what_was_missed_once_in_order(alice: httpx.AsyncClient) -> None:
+    await alice.put("/api/me/follows/flash")
+    async with events(alice) as feed:
+        first = await publish(alice, "flash", "before the drop")
+        assert await feed.updates(1) == [first]
+    missed = []
+    for i in range(20):
+        missed.append(await publish(alice, "flash", f"missed {i}"))
+        await publish(alice, "sherlock", f"not followed {i}")
+    async with events(alice, **{"last-event-id": str(first["seq"])}) as feed:
+        assert await feed.updates(20) == missed
+        live = await publish(alice, "flash", "after the seam")
+        assert await feed.updates(1) == [live]
+
+
+async def test_after_parameter_replays_for_a_page(alice: httpx.AsyncClient) -> None:
+    await alice.put("/api/me/follows/flash")
+    shown = await publish(alice, "flash", "on the page")
+    later = await publish(alice, "flash", "published before the page connected")
+    async with events(alice, f"/events?after={shown['seq']}") as feed:
+        assert await feed.updates(1) == [later]
+    assert json_error(await alice.get("/events?after=abc"))[0:3:2] == (422, {"after": "a non-negative integer"})
+
+
+async def test_follow_change_takes_effect_on_an_open_stream(alice: httpx.AsyncClient) -> None:
+    async with events(alice) as feed:
+        await alice.put("/api/me/follows/flash")
+        assert (await feed.next()).json() == {"follows": ["flash"]}
+        flash = await publish(alice, "flash", "now followed")
+        assert await feed.updates(1) == [flash]
+        await alice.delete("/api/me/follows/flash")
+        assert (await feed.next()).json() == {"follows": []}
+        await publish(alice, "flash", "no longer followed")
+        await alice.put("/api/me/follows/sherlock")
+        sherlock = await publish(alice, "sherlock", "the next one she gets")
+        assert await feed.updates(1) == [sherlock]
+
+
+async def test_logout_ends_the_sessions_open_streams(server: str) -> None:
+    async with registered(server, "bob") as bob, registered(server, "carol") as carol:
+        async with events(bob) as bobs, events(carol) as carols:
+            await bob.post("/api/auth/logout", headers={"content-type": "application/json"})
+            try:
+                await asyncio.wait_for(bobs.updates(1), 3)
+                raise AssertionError("the stream should have ended")
+            except EOFError:
+                pass
+            await carol.put("/api/me/follows/flash")
+            update = await publish(carol, "flash", "carol is still connected")
+            assert await carols.updates(1) == [update]
+
+
+async def test_late_commit_is_delivered_in_seq_order(alice: httpx.AsyncClient, db: Database) -> None:
+    await alice.put("/api/me/follows/flash")
+    async with events(alice) as feed:
+        first, second = await next_seq(db), await next_seq(db)
+        await insert_update(db, second)
+        await insert_update(db, first)
+        assert [u["seq"] for u in await feed.updates(2)] == [first, second]
+
+
+async def test_a_hole_is_skipped_after_the_wait(alice: httpx.AsyncClient, db: Database) -> None:
+    await alice.put("/api/me/follows/flash")
+    async with events(alice) as feed:
+        hole, present = await next_seq(db), await next_seq(db)  # `hole` never commits: a failed publish
+        await insert_update(db, present)
+        assert [u["seq"] for u in await feed.updates(1, timeout=5)] == [present]
+        after = await publish(alice, "flash", "after the hole")
+        assert await feed.updates(1) == [after]
+        assert await db.updates.count_documents({"seq": hole}) == 0
+
+
+async def test_a_client_that_does_not_read_is_cut_off_while_others_keep_receiving(
+    server: str, alice: httpx.AsyncClient, db: Database
+) -> None:
+    await alice.put("/api/me/follows/flash")
+    port = int(server.rsplit(":", 1)[1])
+    stalled = socket.socket()
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.connect(("127.0.0.1", port))
+    cookie = f"gossip_session={alice.cookies['gossip_session']}"
+    stalled.sendall(f"GET /events HTTP/1.1\r\nhost: x\r\ncookie: {cookie}\r\n\r\n".encode())
+    text = "x" * 1000
+    baseline = await _slow_consumers(alice)
+    async with events(alice) as reader:
+        for batch in range(8):  # 8 x 500 updates of 1 KB: far more than the stalled socket and its queue hold
+            start = await db.counters.find_one_and_update({"_id": "updates"}, {"$inc": {"seq": 500}})
+            first = (start or {"seq": 0})["seq"] + 1
+            await db.updates.insert_many(
+                [{"seq": seq, "show": "flash", "title": "The Flash", "text": text, "author": "load",
+                  "created_at": utcnow()} for seq in range(first, first + 500)]
+            )  # fmt: skip
+            assert [u["seq"] for u in await reader.updates(500)] == list(range(first, first + 500))
+        await wait_until(lambda: _slow_consumers(alice, above=baseline), timeout=15)
+    stalled.settimeout(10)
+    received = b""
+    while chunk := stalled.recv(1 << 20):
+        received += chunk
+    stalled.close()
+    assert received.count(b"event: update") < 4000  # the connection ended instead of growing
+
+
+async def _slow_consumers(http: httpx.AsyncClient, above: float = -1) -> float:
+    """The counter is process-wide, so a test compares it with what it was before."""
+    text = (await http.get("/metrics")).text
+    line = next(line for line in text.splitlines() if line.startswith("gossip_stream_slow_consumer_disconnects_total"))
+    value = float(line.split()[-1])
+    return value if value > above else 0
+
+
+async def test_metrics_name_the_stream_figures(client: httpx.AsyncClient) -> None:
+    text = (await client.get("/metrics")).text
+    for name in ("gossip_stream_connections", "gossip_stream_events_delivered_total",
+                 "gossip_stream_change_stream_restarts_total", "gossip_stream_slow_consumer_disconnects_total"):  # fmt: skip
+        assert name in text

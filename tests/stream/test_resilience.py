@@ -1,0 +1,79 @@
+"""The stream service when things go wrong: the database restarts, the service itself is stopped."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from services.all import app as gossip
+from shared.app import create_app
+from shared.auth import open_session
+from shared.db import Database, new_id, utcnow
+from shared.embedded import EmbeddedMongo
+from shared.settings import Settings
+from tests.support import LiveServer, ServiceProcess, events, publish, registered, wait_until
+
+
+@pytest.fixture
+def own_mongo(tmp_path: Path) -> Iterator[EmbeddedMongo]:
+    """A database of this test's own, since the test restarts it."""
+    mongo = EmbeddedMongo(tmp_path / "mongo").start()
+    yield mongo
+    mongo.stop()
+
+
+async def test_updates_after_a_database_restart_arrive_once(own_mongo: EmbeddedMongo, settings: Settings) -> None:
+    live = LiveServer(create_app("gossip", gossip.routes, dataclasses.replace(settings, mongo_url=own_mongo.url),
+                                 gossip.extensions)).start()  # fmt: skip
+    try:
+        async with registered(live.url, "rita") as rita:
+            await rita.put("/api/me/follows/flash")
+            async with events(rita) as feed:
+                before = await publish(rita, "flash", "before the restart")
+                assert await feed.updates(1) == [before]
+                own_mongo.stop()
+                own_mongo.start()  # same port, same data; its change-stream resume tokens are gone
+                after = [await publish(rita, "flash", f"after the restart {i}") for i in range(3)]
+                assert await feed.updates(3, timeout=20) == after
+                last = await publish(rita, "flash", "and nothing twice before this one")
+                assert await feed.updates(1) == [last]
+    finally:
+        live.stop()
+
+
+async def make_session(db: Database, settings: Settings, username: str) -> str:
+    user_id = new_id()
+    await db.users.insert_one(
+        {"_id": user_id, "username": username, "username_key": username, "password_hash": "", "follows": ["flash"],
+         "created_at": utcnow(), "last_read_seq": 0}
+    )  # fmt: skip
+    return await open_session(db, settings, user_id, username)
+
+
+async def connections(http: httpx.AsyncClient) -> float:
+    text = (await http.get("/metrics")).text
+    return float(next(line for line in text.splitlines() if line.startswith("gossip_stream_connections ")).split()[1])
+
+
+async def test_shutdown_with_50_open_streams_is_prompt(settings: Settings, db: Database) -> None:
+    cookie = await make_session(db, settings, "sam")
+    with ServiceProcess("services.stream.app", settings) as stream:
+        limits = httpx.Limits(max_connections=60)
+        async with httpx.AsyncClient(base_url=stream.url, cookies={"gossip_session": cookie}, limits=limits) as http:
+            async with contextlib.AsyncExitStack() as stack:
+                readers = [await stack.enter_async_context(events(http)) for _ in range(50)]
+                await wait_until(lambda: _at_least(http, 50))
+                took = stream.stop()
+                assert took < 4, stream.output()
+                for reader in readers:
+                    with pytest.raises((EOFError, httpx.HTTPError)):
+                        await reader.next()
+
+
+async def _at_least(http: httpx.AsyncClient, count: int) -> bool:
+    return await connections(http) >= count
