@@ -1,0 +1,50 @@
+"""The embedded-server workarounds in shared/db.py, each against the real server (and right on MongoDB too)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timezone
+
+import pytest
+from pymongo.errors import DuplicateKeyError
+
+from shared.db import Database, as_datetime, ensure_indexes, new_id, next_change, next_seq, username_key, utcnow
+
+
+async def test_usernames_are_unique_case_insensitively_by_their_key(db: Database) -> None:
+    await ensure_indexes(db)
+    await db.users.insert_one({"_id": new_id(), "username": "Akul", "username_key": username_key("Akul")})
+    with pytest.raises(DuplicateKeyError):
+        await db.users.insert_one({"_id": new_id(), "username": "aKUL", "username_key": username_key("aKUL")})
+
+
+async def test_a_date_written_at_insert_reads_back_as_a_date(db: Database) -> None:
+    await db.sessions.insert_one({"_id": "s", "expires_at": utcnow()})
+    assert isinstance((await db.sessions.find_one({"_id": "s"}))["expires_at"], datetime)
+
+
+async def test_change_event_dates_and_string_ids_survive(db: Database) -> None:
+    created = datetime(2026, 11, 24, 10, 0, 0, 123000, tzinfo=timezone.utc)
+    async with await db.updates.watch([{"$match": {"operationType": "insert"}}]) as stream:
+        await db.updates.insert_one({"_id": "plain-string-id", "seq": 1, "created_at": created})
+        change = None
+        for _ in range(200):
+            if (change := await next_change(stream, 0.01)) is not None:
+                break
+    assert change is not None
+    assert change["documentKey"]["_id"] == "plain-string-id"
+    assert as_datetime(change["fullDocument"]["created_at"]) == created
+
+
+def test_as_datetime_reads_both_encodings() -> None:
+    expected = datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc)
+    assert as_datetime(expected) == expected
+    assert as_datetime({"$date": "2026-11-24T10:00:00"}) == expected
+    assert as_datetime({"$date": "2026-11-24T10:00:00Z"}) == expected
+    with pytest.raises(TypeError):
+        as_datetime("2026-11-24")
+
+
+async def test_seq_is_strictly_increasing_under_concurrency(db: Database) -> None:
+    seqs = await asyncio.gather(*(next_seq(db) for _ in range(50)))
+    assert sorted(seqs) == list(range(1, 51))

@@ -1,0 +1,27 @@
+"""Settings are read once from the environment; a bad value stops startup naming the variable."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from shared.settings import Settings, dev_secret
+
+
+def test_defaults_serve_make_run() -> None:
+    settings = Settings.from_env({"SECRET_KEY": "s"})
+    assert (settings.mongo_url, settings.mongo_db, settings.host, settings.port) == ("", "gossip", "127.0.0.1", 8000)
+
+
+@pytest.mark.parametrize(("name", "value"), [("PING_INTERVAL", "soon"), ("PORT", "-1"), ("LOG_FORMAT", "xml")])
+def test_a_bad_value_names_the_variable(name: str, value: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        Settings.from_env({"SECRET_KEY": "s", name: value})
+
+
+def test_dev_secret_is_generated_once_and_private(tmp_path: Path) -> None:
+    first = dev_secret(tmp_path)
+    assert dev_secret(tmp_path) == first and len(first) >= 40
+    assert stat.S_IMODE((tmp_path / "secret_key").stat().st_mode) == 0o600
