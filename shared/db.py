@@ -54,6 +54,12 @@ def as_datetime(value: Any) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
+def iso_utc(value: Any) -> str:
+    """The one timestamp format on the wire: UTC to the millisecond, with a Z, whichever encoding it came in."""
+    moment = as_datetime(value).astimezone(timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
 async def next_change(stream: AsyncChangeStream[dict[str, Any]], pause: float) -> dict[str, Any] | None:
     """The next change event, or None after an empty batch (the caller uses that moment for timers).
 

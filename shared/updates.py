@@ -5,21 +5,20 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from shared.db import Database, as_datetime
+from shared.db import Database, iso_utc
 
 MAX_TEXT = 1000  # characters; long enough for an episode note, short enough for a notification
 
 
 def wire(update: dict[str, Any]) -> dict[str, Any]:
     """What clients see of a stored update (also from a change event's fullDocument): never the _id."""
-    created = as_datetime(update["created_at"])
     return {
         "seq": update["seq"],
         "show": update["show"],
         "title": update["title"],
         "text": update["text"],
         "author": update["author"],
-        "created_at": created.strftime("%Y-%m-%dT%H:%M:%S.") + f"{created.microsecond // 1000:03d}Z",
+        "created_at": iso_utc(update["created_at"]),
     }
 
 

@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from services.auth import accounts
+from services.auth import accounts, tokens
 from shared.app import create_app
 from shared.auth import (
     clear_session_cookie,
@@ -75,6 +75,23 @@ async def api_read(request: Request) -> Response:
     return Response(status_code=204)
 
 
+async def api_create_token(request: Request) -> Response:
+    caller = await require_caller(request)  # the cookie only: a token must not mint more tokens
+    fields = await read_fields(request, "name")
+    return JSONResponse(await tokens.create(request.state.db, caller, fields["name"]), status_code=201)
+
+
+async def api_tokens(request: Request) -> Response:
+    caller = await require_caller(request)
+    return JSONResponse(await tokens.listing(request.state.db, caller.user_id))
+
+
+async def api_revoke_token(request: Request) -> Response:
+    caller = await require_caller(request)
+    await tokens.revoke(request.state.db, caller.user_id, request.path_params["name"])
+    return Response(status_code=204)
+
+
 async def home(request: Request) -> Response:
     caller = await optional_caller(request)
     me = await accounts.me(request.state.db, caller.user_id) if caller else None
@@ -130,6 +147,9 @@ routes = [
     Route("/api/shows", api_shows),
     Route("/api/me/follows/{slug}", api_follow, methods=["PUT", "DELETE"]),
     Route("/api/me/read", api_read, methods=["POST"]),
+    Route("/api/me/tokens", api_create_token, methods=["POST"]),
+    Route("/api/me/tokens", api_tokens, methods=["GET"]),
+    Route("/api/me/tokens/{name}", api_revoke_token, methods=["DELETE"]),
     Route("/", home),
     Route("/login", account_page, methods=["GET", "POST"]),
     Route("/register", account_page, methods=["GET", "POST"]),

@@ -8,7 +8,17 @@ from datetime import datetime, timezone
 import pytest
 from pymongo.errors import DuplicateKeyError
 
-from shared.db import Database, as_datetime, ensure_indexes, new_id, next_change, next_seq, username_key, utcnow
+from shared.db import (
+    Database,
+    as_datetime,
+    ensure_indexes,
+    iso_utc,
+    new_id,
+    next_change,
+    next_seq,
+    username_key,
+    utcnow,
+)
 
 
 async def test_usernames_are_unique_case_insensitively_by_their_key(db: Database) -> None:
@@ -43,6 +53,11 @@ def test_as_datetime_reads_both_encodings() -> None:
     assert as_datetime({"$date": "2026-11-24T10:00:00Z"}) == expected
     with pytest.raises(TypeError):
         as_datetime("2026-11-24")
+
+
+def test_iso_utc_is_one_format_for_both_encodings() -> None:
+    moment = datetime(2026, 11, 24, 10, 0, 0, 123456, tzinfo=timezone.utc)
+    assert iso_utc(moment) == iso_utc({"$date": "2026-11-24T10:00:00.123Z"}) == "2026-11-24T10:00:00.123Z"
 
 
 async def test_seq_is_strictly_increasing_under_concurrency(db: Database) -> None:

@@ -1,0 +1,49 @@
+"""API tokens for publishing from scripts: created, listed and revoked by their owner, with no HTTP in it.
+
+Only the SHA-256 of a token is stored; the token itself is shown once, when it is created.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from pymongo.errors import DuplicateKeyError
+
+from shared.auth import TOKEN_PREFIX, Caller, token_digest
+from shared.db import Database, iso_utc, utcnow
+from shared.errors import ApiError
+
+NAME_MAX = 64
+
+
+def _check_name(name: str) -> None:
+    """A name ends up in the revoke URL's path, so it must be one visible path segment."""
+    if not (1 <= len(name) <= NAME_MAX and name.strip() and name.isprintable() and "/" not in name):
+        message = f"1 to {NAME_MAX} printable characters, without '/'"
+        raise ApiError(422, detail="Please give the token a name.", fields={"name": message})
+
+
+async def create(db: Database, owner: Caller, name: str) -> dict[str, str]:
+    _check_name(name)
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    stored = {"_id": token_digest(token), "user_id": owner.user_id, "username": owner.username, "name": name,
+              "created_at": utcnow()}  # fmt: skip
+    try:
+        await db.tokens.insert_one(stored)
+    except DuplicateKeyError:
+        raise ApiError(409, "taken", "You already have a token with that name.", {"name": "already used"}) from None
+    return {"name": name, "token": token}
+
+
+async def listing(db: Database, user_id: str) -> list[dict[str, Any]]:
+    """Names and dates only: neither the token nor its hash ever leaves the database again."""
+    stored = db.tokens.find({"user_id": user_id}, {"_id": 0, "name": 1, "created_at": 1}).sort("created_at", 1)
+    return [{"name": token["name"], "created_at": iso_utc(token["created_at"])} async for token in stored]
+
+
+async def revoke(db: Database, user_id: str, name: str) -> None:
+    """Bearer tokens are looked up on every request, so a deleted one is refused from the next request on."""
+    result = await db.tokens.delete_one({"user_id": user_id, "name": name})
+    if result.deleted_count == 0:
+        raise ApiError(404, detail=f"You have no token named {name!r}.", fields={"name": "no such token"})

@@ -1,0 +1,79 @@
+"""API tokens over real HTTP: created by a logged-in owner, listed without secrets, revoked at once."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+
+from shared.auth import TOKEN_PREFIX, token_digest
+from shared.db import Database
+from tests.support import json_error, registered
+
+
+async def test_a_token_is_shown_once_and_stored_only_as_its_hash(alice: httpx.AsyncClient, db: Database) -> None:
+    response = await alice.post("/api/me/tokens", json={"name": "laptop"})
+    assert response.status_code == 201
+    created = response.json()
+    assert created["name"] == "laptop" and created["token"].startswith(TOKEN_PREFIX) and len(created["token"]) > 40
+    stored = await db.tokens.find_one({})
+    assert stored is not None and stored["_id"] == token_digest(created["token"])
+    assert created["token"] not in str(stored)
+    listed = (await alice.get("/api/me/tokens")).json()
+    assert [token["name"] for token in listed] == ["laptop"]
+    assert set(listed[0]) == {"name", "created_at"}
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", listed[0]["created_at"])
+
+
+async def test_tokens_are_listed_per_owner_in_creation_order(alice: httpx.AsyncClient, server: str) -> None:
+    for name in ("first", "second name", "ci@build-7"):
+        assert (await alice.post("/api/me/tokens", json={"name": name})).status_code == 201
+    async with registered(server, "bob") as bob:
+        assert (await bob.post("/api/me/tokens", json={"name": "first"})).status_code == 201  # names are per user
+        assert [token["name"] for token in (await bob.get("/api/me/tokens")).json()] == ["first"]
+    assert [token["name"] for token in (await alice.get("/api/me/tokens")).json()] == ["first", "second name", "ci@build-7"]
+
+
+async def test_a_duplicate_name_is_409_naming_it(alice: httpx.AsyncClient, db: Database) -> None:
+    await alice.post("/api/me/tokens", json={"name": "laptop"})
+    response = await alice.post("/api/me/tokens", json={"name": "laptop"})
+    assert json_error(response)[0] == 409 and "name" in json_error(response)[2]
+    assert await db.tokens.count_documents({}) == 1
+
+
+@pytest.mark.parametrize("body", [{}, {"name": ""}, {"name": "   "}, {"name": "x" * 65}, {"name": "a/b"}, {"name": 3}])
+async def test_an_invalid_name_is_422_naming_it(alice: httpx.AsyncClient, db: Database, body: dict) -> None:
+    status, _, fields = json_error(await alice.post("/api/me/tokens", json=body))
+    assert status == 422 and "name" in fields
+    assert await db.tokens.count_documents({}) == 0
+
+
+async def test_a_revoked_token_is_refused_at_once(alice: httpx.AsyncClient, server: str) -> None:
+    token = (await alice.post("/api/me/tokens", json={"name": "ci build"})).json()["token"]
+    headers = {"authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=server, headers=headers) as script:
+        assert (await script.post("/api/updates", json={"show": "flash", "text": "before"})).status_code == 201
+        assert (await alice.delete("/api/me/tokens/ci%20build")).status_code == 204
+        assert json_error(await script.post("/api/updates", json={"show": "flash", "text": "after"}))[0] == 401
+        assert (await script.get("/api/updates")).status_code == 401
+    assert (await alice.get("/api/me/tokens")).json() == []
+
+
+async def test_revoking_an_unknown_or_someone_elses_token_is_404(alice: httpx.AsyncClient, server: str) -> None:
+    await alice.post("/api/me/tokens", json={"name": "laptop"})
+    async with registered(server, "bob") as bob:
+        assert json_error(await bob.delete("/api/me/tokens/laptop"))[:2] == (404, "not_found")
+    assert json_error(await alice.delete("/api/me/tokens/desktop"))[0] == 404
+    assert len((await alice.get("/api/me/tokens")).json()) == 1
+
+
+async def test_tokens_need_a_session_and_a_token_cannot_mint_tokens(alice: httpx.AsyncClient, server: str) -> None:
+    token = (await alice.post("/api/me/tokens", json={"name": "laptop"})).json()["token"]
+    async with httpx.AsyncClient(base_url=server, headers={"authorization": f"Bearer {token}"}) as script:
+        assert (await script.post("/api/me/tokens", json={"name": "another"})).status_code == 401
+        assert (await script.get("/api/me/tokens")).status_code == 401
+        assert (await script.delete("/api/me/tokens/laptop")).status_code == 401
+    form = await alice.post("/api/me/tokens", data={"name": "from a form"})  # what a cross-site form could send
+    assert form.status_code == 415
+    assert [token["name"] for token in (await alice.get("/api/me/tokens")).json()] == ["laptop"]
