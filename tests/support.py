@@ -8,6 +8,7 @@ import dataclasses
 import inspect
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -77,6 +78,14 @@ async def registered(server: str, username: str) -> AsyncIterator[httpx.AsyncCli
         response = await http.post("/api/auth/register", json={"username": username, "password": PASSWORD})
         assert response.status_code == 201, response.text
         yield http
+
+
+async def csrf_of(http: httpx.AsyncClient, path: str) -> str:
+    """The CSRF token a page's form carries; getting the page also gives the client its CSRF cookie."""
+    page = await http.get(path)
+    match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert match, page.text
+    return match.group(1)
 
 
 def json_error(response: httpx.Response) -> tuple[int, str, dict[str, Any]]:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from services.auth import app as auth
+from services.ingest import app as ingest
 from services.stream import app as stream
 from shared.app import Extension, create_app
 
-routes = [*auth.routes, *stream.routes]
+routes = [*auth.routes, *ingest.routes, *stream.routes]
 extensions: list[Extension] = [*stream.extensions]
 app = create_app("gossip", routes, extensions=extensions)

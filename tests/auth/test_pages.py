@@ -2,18 +2,9 @@
 
 from __future__ import annotations
 
-import re
-
 import httpx
 
-from tests.support import PASSWORD
-
-
-async def csrf_of(http: httpx.AsyncClient, path: str) -> str:
-    page = await http.get(path)
-    match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-    assert match, page.text
-    return match.group(1)
+from tests.support import PASSWORD, csrf_of
 
 
 async def test_pages_that_need_a_login_redirect_there_and_back(client: httpx.AsyncClient) -> None:

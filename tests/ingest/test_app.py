@@ -1,0 +1,181 @@
+"""The ingest API over real HTTP against the embedded server: publishing, every refusal, idempotency, history."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from shared.body import DRAIN_LIMIT, MAX_BODY
+from shared.db import Database
+from shared.updates import MAX_TEXT
+from tests.support import json_error, publish, registered
+
+JSON = {"content-type": "application/json"}
+TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+
+
+async def new_token(http: httpx.AsyncClient, name: str = "script") -> str:
+    response = await http.post("/api/me/tokens", json={"name": name})
+    assert response.status_code == 201, response.text
+    return response.json()["token"]
+
+
+@pytest.fixture
+async def bearer(alice: httpx.AsyncClient, server: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A script's client: no cookies, alice's API token."""
+    headers = {"authorization": f"Bearer {await new_token(alice)}"}
+    async with httpx.AsyncClient(base_url=server, headers=headers, timeout=10) as http:
+        yield http
+
+
+async def test_publish_with_a_cookie_answers_the_stored_update(alice: httpx.AsyncClient, db: Database) -> None:
+    update = await publish(alice, "flash", "Barry is back")
+    assert {k: v for k, v in update.items() if k != "created_at"} == {
+        "seq": 1, "show": "flash", "title": "The Flash", "text": "Barry is back", "author": "alice",
+    }  # fmt: skip
+    assert TIMESTAMP.fullmatch(update["created_at"])
+    stored = await db.updates.find_one({"seq": 1})
+    assert stored is not None and stored["author_id"] and "idempotency_key" not in stored
+
+
+async def test_publish_with_a_bearer_token(bearer: httpx.AsyncClient) -> None:
+    first, second = await publish(bearer, "sherlock", "one"), await publish(bearer, "suits", "two")
+    assert (first["author"], second["seq"]) == ("alice", first["seq"] + 1)
+
+
+async def test_text_is_stored_exactly_as_typed_html_included(alice: httpx.AsyncClient, db: Database) -> None:
+    text = "  <img src=x onerror=alert(1)> & <b>bold</b>\n\tüñï 🎬 "
+    assert (await publish(alice, "flash", text))["text"] == text
+    assert (await db.updates.find_one({}))["text"] == text
+    assert (await publish(alice, "flash", "x" * MAX_TEXT))["text"] == "x" * MAX_TEXT
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [({"show": "no_such_show", "text": "hi"}, "show"), ({"text": "hi"}, "show"), ({"show": "flash", "text": ""}, "text"),
+     ({"show": "flash", "text": " \n\t "}, "text"), ({"show": "flash", "text": "x" * (MAX_TEXT + 1)}, "text"),
+     ({"show": "flash"}, "text"), ({"show": ["flash"], "text": "hi"}, "show"), ({"show": "flash", "text": 5}, "text")],
+)  # fmt: skip
+async def test_invalid_updates_are_422_naming_the_field(
+    alice: httpx.AsyncClient, db: Database, body: dict, field: str
+) -> None:
+    status, error, fields = json_error(await alice.post("/api/updates", json=body))
+    assert (status, error) == (422, "invalid") and field in fields
+    assert await db.updates.count_documents({}) == 0
+    assert await db.counters.count_documents({}) == 0  # no seq was taken either
+
+
+async def test_every_problem_is_named_at_once(alice: httpx.AsyncClient) -> None:
+    response = await alice.post("/api/updates", json={"show": "nope", "text": ""}, headers={"idempotency-key": "k" * 201})
+    assert set(json_error(response)[2]) == {"show", "text", "Idempotency-Key"}
+
+
+@pytest.mark.parametrize(
+    ("content", "headers", "expected"),
+    [(b"{" * (MAX_BODY + 1), JSON, (413, "too_large")),
+     (b"show=flash&text=hi", {"content-type": "application/x-www-form-urlencoded"}, (415, "unsupported_media_type")),
+     (b'{"show": "flash", "text": "hi"}', {}, (415, "unsupported_media_type")),
+     (b'{"show": "flash", "text": ', JSON, (400, "invalid_json")),
+     (b'["flash", "hi"]', JSON, (400, "invalid_json")),
+     (b'{"show": "flash", "text": "\xff"}', JSON, (400, "bad_encoding")),
+     (b'{"show": "flash", "text": "\\ud800"}', JSON, (422, "invalid"))],
+)  # fmt: skip
+async def test_bodies_that_are_not_an_update_are_refused(
+    bearer: httpx.AsyncClient, db: Database, content: bytes, headers: dict, expected: tuple[int, str]
+) -> None:
+    response = await bearer.post("/api/updates", content=content, headers=headers)
+    assert json_error(response)[:2] == expected
+    assert await db.updates.count_documents({}) == 0
+
+
+@pytest.mark.parametrize("authorization", [None, "Bearer gsp_not-a-real-token", "Bearer", "Basic YWxpY2U6eA=="])
+async def test_publishing_without_a_valid_caller_is_401(
+    client: httpx.AsyncClient, db: Database, authorization: str | None
+) -> None:
+    headers = {"authorization": authorization} if authorization else {}
+    response = await client.post("/api/updates", json={"show": "flash", "text": "hi"}, headers=headers)
+    assert json_error(response)[:2] == (401, "unauthorized")
+    assert await db.updates.count_documents({}) == 0
+
+
+@pytest.mark.parametrize("size", [MAX_BODY * 4, DRAIN_LIMIT * 4])
+async def test_a_large_body_without_auth_gets_its_401_not_a_reset(client: httpx.AsyncClient, size: int) -> None:
+    for _ in range(3):  # and the connection stays usable
+        response = await client.post("/api/updates", content=b"x" * size, headers=JSON)
+        assert response.status_code == 401
+
+
+async def test_an_oversized_body_within_the_drain_bound_gets_its_413_not_a_reset(bearer: httpx.AsyncClient) -> None:
+    for _ in range(3):
+        response = await bearer.post("/api/updates", content=b"x" * DRAIN_LIMIT, headers=JSON)
+        assert json_error(response)[:2] == (413, "too_large")
+
+
+async def test_a_wrong_token_is_refused_even_with_a_valid_cookie(alice: httpx.AsyncClient, db: Database) -> None:
+    response = await alice.post("/api/updates", json={"show": "flash", "text": "hi"}, headers={"authorization": "Bearer x"})
+    assert response.status_code == 401
+    assert await db.updates.count_documents({}) == 0
+
+
+async def test_a_retry_with_the_same_key_returns_the_first_update(bearer: httpx.AsyncClient, db: Database) -> None:
+    body, key = {"show": "flash", "text": "once"}, {"idempotency-key": "retry-1"}
+    first = await bearer.post("/api/updates", json=body, headers=key)
+    again = await bearer.post("/api/updates", json=body, headers=key)
+    assert first.status_code == again.status_code == 201 and first.json() == again.json()
+    assert await db.updates.count_documents({}) == 1
+    assert (await db.counters.find_one({"_id": "updates"}))["seq"] == 1  # the retry took no seq: no hole
+
+
+async def test_the_same_key_from_another_author_is_another_update(bearer: httpx.AsyncClient, server: str) -> None:
+    body, key = {"show": "flash", "text": "mine"}, {"idempotency-key": "shared"}
+    async with registered(server, "bob") as bob:
+        seqs = {(await http.post("/api/updates", json=body, headers=key)).json()["seq"] for http in (bearer, bob)}
+    assert seqs == {1, 2}
+
+
+async def test_racing_retries_with_one_key_write_once(bearer: httpx.AsyncClient, db: Database) -> None:
+    body, key = {"show": "flash", "text": "raced"}, {"idempotency-key": "race"}
+    responses = await asyncio.gather(*(bearer.post("/api/updates", json=body, headers=key) for _ in range(10)))
+    assert {r.status_code for r in responses} == {201}
+    assert len({r.json()["seq"] for r in responses}) == 1
+    assert await db.updates.count_documents({}) == 1
+
+
+async def test_a_used_key_with_a_different_update_is_422(bearer: httpx.AsyncClient, db: Database) -> None:
+    key = {"idempotency-key": "k1"}
+    assert (await bearer.post("/api/updates", json={"show": "flash", "text": "a"}, headers=key)).status_code == 201
+    for body in ({"show": "flash", "text": "b"}, {"show": "suits", "text": "a"}):
+        response = await bearer.post("/api/updates", json=body, headers=key)
+        assert json_error(response)[0] == 422 and "Idempotency-Key" in json_error(response)[2]
+    assert await db.updates.count_documents({}) == 1
+
+
+async def test_history_pages_in_seq_order(bearer: httpx.AsyncClient) -> None:
+    sent = [await publish(bearer, show, f"{show} {i}") for i in range(3) for show in ("flash", "suits")]
+    everything = (await bearer.get("/api/updates")).json()
+    assert everything == {"items": sent, "next_after": sent[-1]["seq"]}
+    flash = [update for update in sent if update["show"] == "flash"]
+    first = (await bearer.get("/api/updates", params={"show": "flash", "limit": 2})).json()
+    assert first == {"items": flash[:2], "next_after": flash[1]["seq"]}
+    rest = (await bearer.get("/api/updates", params={"show": "flash", "after": first["next_after"]})).json()
+    assert rest == {"items": flash[2:], "next_after": flash[2]["seq"]}
+    end = (await bearer.get("/api/updates", params={"show": "flash", "after": rest["next_after"]})).json()
+    assert end == {"items": [], "next_after": rest["next_after"]}
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [({"limit": "0"}, "limit"), ({"limit": "1001"}, "limit"), ({"limit": "ten"}, "limit"), ({"after": "-1"}, "after"),
+     ({"after": "9" * 5000}, "after"), ({"after": "１"}, "after"), ({"show": "nope"}, "show")],
+)  # fmt: skip
+async def test_history_with_bad_parameters_is_422_naming_them(alice: httpx.AsyncClient, params: dict, field: str) -> None:
+    status, _, fields = json_error(await alice.get("/api/updates", params=params))
+    assert status == 422 and field in fields
+
+
+async def test_history_needs_a_caller(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/api/updates")).status_code == 401
