@@ -16,7 +16,7 @@ from starlette.staticfiles import StaticFiles
 
 from shared import db as database
 from shared.errors import EXCEPTION_HANDLERS, ApiError
-from shared.logs import AccessLog
+from shared.logs import AccessLog, configure
 from shared.pages import PAGE_HANDLERS
 from shared.settings import ROOT, Settings
 
@@ -46,6 +46,8 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         resolved = settings or Settings.from_env()
+        if settings is None:  # its own process (`uvicorn services.<name>.app:app`): nobody else set up logging
+            configure(resolved.log_format)
         if not resolved.mongo_url:
             raise RuntimeError("MONGO_URL is not set: name a MongoDB, or use `make run` for the embedded one")
         client = database.connect(resolved.mongo_url)

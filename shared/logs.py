@@ -29,6 +29,7 @@ class TextFormatter(logging.Formatter):
 
 
 def configure(log_format: str, level: int = logging.INFO) -> None:
+    """One handler on the root logger, so every line of a process has one format, uvicorn's own lines included."""
     handler = logging.StreamHandler()
     if log_format == "json":
         handler.setFormatter(JsonFormatter())
@@ -37,6 +38,9 @@ def configure(log_format: str, level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    uvicorn = logging.getLogger("uvicorn")  # the uvicorn CLI gave it a handler of its own, in its own format
+    uvicorn.handlers.clear()
+    uvicorn.propagate = True
     logging.getLogger("uvicorn.access").disabled = True  # ours carries the service and the duration
 
 
