@@ -15,8 +15,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any, Self
 
 import httpx
 import uvicorn
@@ -157,24 +157,17 @@ async def publish(http: httpx.AsyncClient, show: str, text: str) -> dict[str, An
     return response.json()
 
 
-class ServiceProcess:
-    """One service as its own uvicorn process on a free loopback port, as it runs in production."""
+class ChildProcess:
+    """A server as a child process on a loopback port: waited for until it answers, always stopped, output kept."""
 
-    def __init__(self, module: str, settings: Settings, **env: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.command = [
-            sys.executable, "-m", "uvicorn", f"{module}:app", "--host", "127.0.0.1", "--port", str(self.port),
-            "--timeout-graceful-shutdown", "5",
-        ]  # fmt: skip
-        self.env = {
-            **os.environ, "SECRET_KEY": settings.secret_key, "MONGO_URL": settings.mongo_url,
-            "MONGO_DB": settings.mongo_db, "PING_INTERVAL": str(settings.ping_interval), **env,
-        }  # fmt: skip
+    def __init__(self, command: list[str], env: Mapping[str, str], port: int, ready_path: str = "/readyz") -> None:
+        self.command, self.env, self.port = command, dict(env), port
+        self.url = f"http://127.0.0.1:{port}"
+        self.ready_url = self.url + ready_path
         self.process: subprocess.Popen[bytes] | None = None
         self.log = tempfile.TemporaryFile()  # a file, not a pipe: a pipe nobody reads would block a chatty process
 
-    def start(self, timeout: float = 20.0) -> ServiceProcess:
+    def start(self, timeout: float = 20.0) -> Self:
         self.process = subprocess.Popen(self.command, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while not self._ready():
@@ -186,7 +179,7 @@ class ServiceProcess:
 
     def _ready(self) -> bool:
         try:
-            return httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200
+            return httpx.get(self.ready_url, timeout=1).status_code == 200
         except httpx.HTTPError:
             return False
 
@@ -208,8 +201,24 @@ class ServiceProcess:
         self.log.seek(0)
         return self.log.read().decode(errors="replace")
 
-    def __enter__(self) -> ServiceProcess:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class ServiceProcess(ChildProcess):
+    """One service as its own uvicorn process on a free loopback port, as it runs in production."""
+
+    def __init__(self, module: str, settings: Settings, **env: str) -> None:
+        port = free_port()
+        command = [
+            sys.executable, "-m", "uvicorn", f"{module}:app", "--host", "127.0.0.1", "--port", str(port),
+            "--timeout-graceful-shutdown", "5",
+        ]  # fmt: skip
+        variables = {
+            **os.environ, "SECRET_KEY": settings.secret_key, "MONGO_URL": settings.mongo_url,
+            "MONGO_DB": settings.mongo_db, "PING_INTERVAL": str(settings.ping_interval), **env,
+        }  # fmt: skip
+        super().__init__(command, variables, port)
