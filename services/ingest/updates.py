@@ -44,13 +44,15 @@ def _text_problem(text: str) -> str | None:
 
 async def _validated(db: Database, show: str, text: str, key: str | None) -> str:
     """All problems at once, named by field; returns the show's title."""
-    title = await _title(db, show)
-    problems = {"show": "choose one of the shows" if title is None else None, "text": _text_problem(text)}
+    problems: dict[str, str] = {}
+    if (title := await _title(db, show)) is None:
+        problems["show"] = "choose one of the shows"
+    if problem := _text_problem(text):
+        problems["text"] = problem
     if key is not None and not 1 <= len(key) <= MAX_KEY:
         problems[KEY_HEADER] = f"1 to {MAX_KEY} characters"
-    if any(problems.values()):
-        raise _invalid({name: problem for name, problem in problems.items() if problem})
-    assert title is not None
+    if problems or title is None:
+        raise _invalid(problems)
     return title
 
 
