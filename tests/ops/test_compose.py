@@ -1,0 +1,107 @@
+"""docker-compose.yml, the Dockerfile and .env.example, checked as files: no Docker engine runs where tests run."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+import yaml
+
+from shared.settings import ROOT
+from tests.ops.gateway import CADDYFILE, adapt, server
+
+APPS = ("auth", "ingest", "stream")
+
+
+@pytest.fixture(scope="module")
+def services() -> dict[str, dict[str, Any]]:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+
+
+def test_the_compose_file_has_the_database_the_three_services_and_a_gateway(services: dict) -> None:
+    assert set(services) == {"mongo", *APPS, "gateway"}
+
+
+@pytest.mark.parametrize("name", ["mongo", *APPS])
+def test_every_service_but_the_gateway_has_a_healthcheck(services: dict, name: str) -> None:
+    assert services[name]["healthcheck"]["test"][0] == "CMD"
+
+
+def test_mongo_is_a_pinned_major_started_as_a_replica_set_and_initiated_by_its_healthcheck(services: dict) -> None:
+    mongo = services["mongo"]
+    assert re.fullmatch(r"mongo:\d+\.\d+", mongo["image"])
+    assert mongo["command"][mongo["command"].index("--replSet") + 1] == "rs0"
+    assert "--bind_ip_all" in mongo["command"]
+    probe = " ".join(mongo["healthcheck"]["test"])
+    assert "rs.initiate({_id: 'rs0', members: [{_id: 0, host: 'mongo:27017'}]})" in probe
+    assert "isWritablePrimary" in probe  # healthy once writes are possible, not merely once initiated
+
+
+def test_the_database_lives_in_a_named_volume(services: dict) -> None:
+    volumes = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["volumes"]
+    (mount,) = services["mongo"]["volumes"]
+    volume, target = mount.split(":")
+    assert (volume in volumes, target) == (True, "/data/db")
+
+
+@pytest.mark.parametrize("name", APPS)
+def test_each_service_is_the_one_image_running_its_app(services: dict, name: str) -> None:
+    service = services[name]
+    assert service["build"] == "."
+    assert service["entrypoint"][0] == "uvicorn"
+    assert service["command"] == [f"services.{name}.app:app"]
+    assert (ROOT / "services" / name / "app.py").exists()
+
+
+@pytest.mark.parametrize("name", APPS)
+def test_each_service_listens_where_the_gateway_and_its_healthcheck_look(services: dict, name: str) -> None:
+    entrypoint = services[name]["entrypoint"]
+    assert entrypoint[entrypoint.index("--host") + 1] == "0.0.0.0"
+    assert entrypoint[entrypoint.index("--port") + 1] == "8000"
+    assert "--proxy-headers" in entrypoint  # the client's address, not the gateway's, for login throttling
+    assert "http://127.0.0.1:8000/readyz" in " ".join(services[name]["healthcheck"]["test"])
+
+
+@pytest.mark.parametrize("name", APPS)
+def test_each_service_reaches_the_replica_set_with_the_secret_from_env(services: dict, name: str) -> None:
+    env = services[name]["environment"]
+    assert env["MONGO_URL"] == "mongodb://mongo:27017/?replicaSet=rs0"
+    assert env["SECRET_KEY"].startswith("${SECRET_KEY:?")  # compose refuses to start without one
+    assert env["LOG_FORMAT"] == "json"
+
+
+@pytest.mark.parametrize("name", [*APPS, "gateway"])
+def test_services_start_once_what_they_need_is_healthy(services: dict, name: str) -> None:
+    needs = {"gateway": set(APPS)}.get(name, {"mongo"})
+    assert services[name]["depends_on"] == {need: {"condition": "service_healthy"} for need in needs}
+
+
+def test_only_the_gateway_publishes_a_port_and_only_on_loopback(services: dict) -> None:
+    assert {name: service.get("ports") for name, service in services.items() if "ports" in service} == {
+        "gateway": ["127.0.0.1:8000:8000"]
+    }
+
+
+def test_nothing_pins_a_container_name_so_the_stream_service_scales(services: dict) -> None:
+    assert [name for name, service in services.items() if "container_name" in service] == []
+
+
+def test_the_gateway_is_caddy_running_deploy_caddyfile_on_the_published_port(services: dict) -> None:
+    gateway = services["gateway"]
+    assert gateway["image"].startswith("caddy:2")
+    assert gateway["volumes"] == [f"./{CADDYFILE.relative_to(ROOT)}:/etc/caddy/Caddyfile:ro"]
+    assert server(adapt())["listen"] == [":8000"]
+
+
+def test_the_image_is_python_311_slim_and_runs_as_a_user() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.findall(r"^FROM (\S+)$", dockerfile, re.MULTILINE) == ["python:3.11-slim"]
+    (user,) = re.findall(r"^USER (\S+)$", dockerfile, re.MULTILINE)
+    assert user not in ("root", "0")
+
+
+def test_the_secret_stays_out_of_git_and_of_the_image() -> None:
+    assert ".env" in (ROOT / ".gitignore").read_text().split()
+    assert ".env" in (ROOT / ".dockerignore").read_text().split()
+    assert "SECRET_KEY=\n" in (ROOT / ".env.example").read_text()  # empty: compose stops until one is set

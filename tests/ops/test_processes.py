@@ -1,0 +1,84 @@
+"""The three services as three uvicorn processes with the embedded database, talked to only over HTTP: they share
+nothing but MongoDB and the session secret. Two stream processes on one database both deliver every update."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from shared.settings import Settings
+from tests.support import PASSWORD, ServiceProcess, api_token, events, publish, registered, wait_until
+
+Launch = Callable[[str], ServiceProcess]
+SESSION = "gossip_session"
+
+
+async def follower(auth: ServiceProcess, username: str) -> tuple[str, str]:
+    """Registers on auth and follows flash there; returns the session cookie and an API token."""
+    async with registered(auth.url, username) as http:
+        assert (await http.put("/api/me/follows/flash")).status_code == 204
+        return http.cookies[SESSION], await api_token(http)
+
+
+def client(process: ServiceProcess, cookie: str | None = None, token: str | None = None) -> httpx.AsyncClient:
+    """A client of one process, carrying a cookie or a token obtained from another."""
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    cookies = {SESSION: cookie} if cookie else {}
+    return httpx.AsyncClient(base_url=process.url, cookies=cookies, headers=headers, timeout=10)
+
+
+async def test_register_on_auth_publish_on_ingest_receive_on_stream(launch: Launch) -> None:
+    auth, ingest, stream = launch("auth"), launch("ingest"), launch("stream")
+    cookie, token = await follower(auth, "ada")
+    async with client(stream, cookie=cookie) as viewer, events(viewer) as feed, client(ingest, token=token) as script:
+        published = await publish(script, "flash", "Barry is back")
+        (received,) = await feed.updates(1)  # `event: update`, and its `id` is the seq
+    assert received == published
+    assert (received["show"], received["text"], received["author"]) == ("flash", "Barry is back", "ada")
+
+
+async def test_two_stream_processes_each_deliver_every_update_once_in_order(launch: Launch) -> None:
+    auth, ingest, streams = launch("auth"), launch("ingest"), [launch("stream"), launch("stream")]
+    ada, token = await follower(auth, "ada")
+    bob, _ = await follower(auth, "bob")
+    async with client(streams[0], cookie=ada) as on_first, events(on_first) as first, client(
+        streams[1], cookie=bob
+    ) as on_second, events(on_second) as second, client(ingest, token=token) as script:
+        published = [await publish(script, "flash", f"update {i}") for i in range(20)]
+        assert await first.updates(20) == published
+        assert await second.updates(20) == published
+        last = await publish(script, "flash", "and nothing twice before this one")
+        assert await first.updates(1) == [last]
+        assert await second.updates(1) == [last]
+
+
+def access_lines(process: ServiceProcess) -> list[dict[str, Any]]:
+    lines = [json.loads(line) for line in process.output().splitlines() if line.startswith("{")]
+    return [line for line in lines if line["logger"] == "gossip.access"]
+
+
+async def test_each_request_is_one_json_log_line_without_secrets(launch: Launch, settings: Settings) -> None:
+    auth, ingest = launch("auth"), launch("ingest")
+    async with httpx.AsyncClient(base_url=auth.url, timeout=10) as stranger:
+        refused = await stranger.post("/api/auth/login", json={"username": "lee", "password": "not-" + PASSWORD})
+        assert refused.status_code == 401
+    cookie, token = await follower(auth, "lee")
+    async with client(ingest, token=token) as script:
+        await publish(script, "flash", "logged")
+    await wait_until(lambda: any(line["path"] == "/api/updates" for line in access_lines(ingest)))
+
+    register = [line for line in access_lines(auth) if line["path"] == "/api/auth/register"]
+    assert len(register) == 1, auth.output()  # ours only: uvicorn's own access log is off
+    (line,) = register
+    assert {key: line[key] for key in ("service", "method", "status")} == {"service": "auth", "method": "POST",
+                                                                           "status": 201}  # fmt: skip
+    assert isinstance(line["duration_ms"], float) and line["duration_ms"] >= 0
+    (publishing,) = [line for line in access_lines(ingest) if line["path"] == "/api/updates"]
+    assert (publishing["service"], publishing["method"], publishing["status"]) == ("ingest", "POST", 201)
+    for process in (auth, ingest):
+        output = process.output()
+        for secret in (PASSWORD, "not-" + PASSWORD, cookie, token, settings.secret_key):
+            assert secret not in output
