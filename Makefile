@@ -17,5 +17,13 @@ run: $(VENV)/installed
 test: $(VENV)/installed
 	$(PY) -m pytest
 
+# The real topology in Docker: needs a .env with SECRET_KEY (see .env.example). `make up STREAMS=3` scales the feeds.
+STREAMS ?= 1
+up:
+	docker compose up --build --detach --wait --scale stream=$(STREAMS)
+
+down:
+	docker compose down
+
 clean:
 	rm -rf $(VENV) var
