@@ -41,6 +41,7 @@ class Settings:
     mongo_url: str = ""  # empty: `make run` starts the embedded server and fills this in
     mongo_db: str = "gossip"
     ping_interval: float = 15.0
+    send_timeout: float = 10.0  # an SSE socket that stops draining for this long is dropped
     session_max_age: int = 14 * 24 * 3600
     host: str = "127.0.0.1"
     port: int = 8000
@@ -57,6 +58,7 @@ class Settings:
             mongo_url=env.get("MONGO_URL", ""),
             mongo_db=env.get("MONGO_DB", "gossip"),
             ping_interval=_number(env, "PING_INTERVAL", 15.0),
+            send_timeout=_number(env, "SEND_TIMEOUT", 10.0),
             session_max_age=int(_number(env, "SESSION_MAX_AGE", 14 * 24 * 3600)),
             host=env.get("HOST", "127.0.0.1"),
             port=int(_number(env, "PORT", 8000)),

@@ -33,6 +33,7 @@ def settings(mongo_url: str) -> Settings:
         mongo_url=mongo_url,
         mongo_db=f"test_{uuid.uuid4().hex[:12]}",
         ping_interval=1.0,
+        send_timeout=2.0,
     )
 
 

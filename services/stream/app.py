@@ -21,7 +21,6 @@ from shared.errors import ApiError
 from shared.pages import page_caller, render
 from shared.updates import history, recent, unread, wire
 
-SEND_TIMEOUT = 10.0  # a socket that stops draining for this long is dropped
 REPLAY_BATCH = 500
 PAGE_SIZE = 50
 
@@ -41,23 +40,26 @@ async def _follows(db: Database, user_id: str) -> list[str]:
     return user["follows"] if user else []
 
 
-async def _frames(db: Database, feed: Feed, after: int | None, ceiling: int) -> AsyncIterator[bytes]:
+async def _frames(db: Database, hub: Hub, feed: Feed, after: int | None, ceiling: int) -> AsyncIterator[bytes]:
     """History up to the ceiling from the database, then live frames, which are all above it: no gap, no twice."""
-    yield RETRY
-    while after is not None and after < ceiling:
-        batch = await history(db, feed.shows, after, REPLAY_BATCH, upto=ceiling)
-        for update in batch:
-            yield update_frame(update)
-        after = batch[-1]["seq"] if len(batch) == REPLAY_BATCH else ceiling
-    async for frame in feed.frames():
-        yield frame
+    try:
+        yield RETRY
+        while after is not None and after < ceiling:
+            batch = await history(db, feed.shows, after, REPLAY_BATCH, upto=ceiling)
+            for update in batch:
+                yield update_frame(update)
+            after = batch[-1]["seq"] if len(batch) == REPLAY_BATCH else ceiling
+        async for frame in feed.frames():
+            yield frame
+    finally:
+        _closed(hub, feed)  # a send that timed out ends here: sse-starlette closes the generator, skips `background`
 
 
 def _closed(hub: Hub, feed: Feed) -> None:
-    hub.close(feed)
-    CONNECTIONS.dec()
-    if feed.overflowed:
-        SLOW_CONSUMERS.inc()
+    if hub.close(feed):
+        CONNECTIONS.dec()
+        if feed.overflowed:
+            SLOW_CONSUMERS.inc()
 
 
 async def events(request: Request) -> Response:
@@ -69,11 +71,11 @@ async def events(request: Request) -> Response:
     ceiling = request.state.watcher.delivered  # read in the same tick as open: every live frame is above it
     CONNECTIONS.inc()
     return EventSourceResponse(
-        _frames(db, feed, after, ceiling),
+        _frames(db, hub, feed, after, ceiling),
         ping=request.state.settings.ping_interval,
-        send_timeout=SEND_TIMEOUT,
+        send_timeout=request.state.settings.send_timeout,
         headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
-        background=BackgroundTask(_closed, hub, feed),
+        background=BackgroundTask(_closed, hub, feed),  # also when the generator never started (HEAD, early hang-up)
     )
 
 

@@ -72,12 +72,16 @@ class Hub:
         self._by_session[caller.session_id or ""].add(feed)
         return feed
 
-    def close(self, feed: Feed) -> None:
+    def close(self, feed: Feed) -> bool:
+        """Safe to call twice; True only the first time."""
+        if feed not in self._by_user.get(feed.caller.user_id, ()):
+            return False
         self._unindex(feed)
         for index, key in ((self._by_user, feed.caller.user_id), (self._by_session, feed.caller.session_id or "")):
             index[key].discard(feed)
             if not index[key]:
                 del index[key]
+        return True
 
     def publish(self, show: str, frame: bytes) -> int:
         """The same bytes go to every feed that carries `show`; returns how many feeds got them."""

@@ -6,6 +6,7 @@ import asyncio
 import socket
 
 import httpx
+from pymongo import ReturnDocument
 
 from shared.db import Database, next_seq, utcnow
 from tests.support import events, json_error, publish, registered, wait_until
@@ -75,6 +76,7 @@ async def test_follow_change_takes_effect_on_an_open_stream(alice: httpx.AsyncCl
         assert (await feed.next()).json() == {"follows": []}
         await publish(alice, "flash", "no longer followed")
         await alice.put("/api/me/follows/sherlock")
+        assert (await feed.next()).json() == {"follows": ["sherlock"]}
         sherlock = await publish(alice, "sherlock", "the next one she gets")
         assert await feed.updates(1) == [sherlock]
 
@@ -89,6 +91,7 @@ async def test_logout_ends_the_sessions_open_streams(server: str) -> None:
             except EOFError:
                 pass
             await carol.put("/api/me/follows/flash")
+            assert (await carols.next()).json() == {"follows": ["flash"]}
             update = await publish(carol, "flash", "carol is still connected")
             assert await carols.updates(1) == [update]
 
@@ -123,17 +126,19 @@ async def test_a_client_that_does_not_read_is_cut_off_while_others_keep_receivin
     stalled.connect(("127.0.0.1", port))
     cookie = f"gossip_session={alice.cookies['gossip_session']}"
     stalled.sendall(f"GET /events HTTP/1.1\r\nhost: x\r\ncookie: {cookie}\r\n\r\n".encode())
-    text = "x" * 1000
+    text = "€" * 1000  # 3 KB a frame: 12 MB in all, far beyond socket buffers (4 MB here) and the 1 MiB queue
     baseline = await _slow_consumers(alice)
     async with events(alice) as reader:
-        for batch in range(8):  # 8 x 500 updates of 1 KB: far more than the stalled socket and its queue hold
-            start = await db.counters.find_one_and_update({"_id": "updates"}, {"$inc": {"seq": 500}})
-            first = (start or {"seq": 0})["seq"] + 1
+        for _ in range(20):  # in steps the reading client keeps up with
+            last = (await db.counters.find_one_and_update(
+                {"_id": "updates"}, {"$inc": {"seq": 200}}, upsert=True, return_document=ReturnDocument.AFTER
+            ))["seq"]
+            batch = range(last - 199, last + 1)
             await db.updates.insert_many(
                 [{"seq": seq, "show": "flash", "title": "The Flash", "text": text, "author": "load",
-                  "created_at": utcnow()} for seq in range(first, first + 500)]
+                  "created_at": utcnow()} for seq in batch]
             )  # fmt: skip
-            assert [u["seq"] for u in await reader.updates(500)] == list(range(first, first + 500))
+            assert [u["seq"] for u in await reader.updates(200)] == list(batch)
         await wait_until(lambda: _slow_consumers(alice, above=baseline), timeout=15)
     stalled.settimeout(10)
     received = b""

@@ -74,6 +74,6 @@ async def test_a_burst_goes_out_in_bounded_chunks() -> None:
 async def test_closed_feed_gets_nothing_and_leaves_no_trace() -> None:
     hub = Hub()
     feed = hub.open(ALICE, ["flash"])
-    hub.close(feed)
+    assert hub.close(feed) and not hub.close(feed)
     assert hub.publish("flash", frame(1)) == 0
     assert hub.users() == [] and hub.sessions() == []
