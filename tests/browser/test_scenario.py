@@ -87,7 +87,9 @@ async def test_offline_user_sees_what_was_missed_with_an_unread_count(browser: B
     for text in ("first while away", "second while away"):
         response = await page.request.post("/api/updates", data={"show": "sherlock", "text": text})
         assert response.status == 201
-    await page.goto("/notifications")
+    async with page.expect_response("**/api/me/read") as marked:
+        await page.goto("/notifications")
+    assert (await marked.value).status == 204
     await expect(page.locator("#unread-count")).to_have_text("2")
     await expect(page.locator("#feed li.unread")).to_have_count(2)
     await expect(page.locator("#feed li").first).to_contain_text("second while away")
