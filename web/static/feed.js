@@ -21,15 +21,21 @@
     return node;
   }
 
+  function localTime(time) {
+    // The server writes UTC; the reader wants their own clock.
+    time.textContent = new Date(time.dateTime).toLocaleString();
+    return time;
+  }
+
   function item(update) {
     const li = element("li", "new");
     li.dataset.seq = update.seq;
     li.dataset.show = update.show;
     const meta = element("div", "meta");
     meta.append(element("strong", "show", update.title), " · ", element("span", "author", update.author), " · ");
-    const time = element("time", "", update.created_at);
+    const time = element("time");
     time.dateTime = update.created_at;
-    meta.append(time);
+    meta.append(localTime(time));
     li.append(meta, element("p", "text", update.text));
     return li;
   }
@@ -91,6 +97,7 @@
 
   window.addEventListener("pagehide", () => source && source.close());
   document.addEventListener("visibilitychange", () => document.visibilityState === "visible" && markRead());
+  feed.querySelectorAll("time").forEach(localTime);
   connect();
   sendRead();
 })();
