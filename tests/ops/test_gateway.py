@@ -11,7 +11,7 @@ import httpx
 import pytest
 from starlette.routing import Route as AppRoute
 
-from shared.settings import ROOT, Settings
+from shared.settings import ROOT
 from tests.ops.gateway import Gateway, adapt, naming_the_service, routes, to_processes
 from tests.support import ServiceProcess, api_token, events, gauge, publish, registered, wait_until
 
@@ -72,7 +72,9 @@ def test_health_and_metrics_stay_inside(naming: str, path: str) -> None:
 
 
 @pytest.fixture
-def behind_gateway(launch: Callable[[str], ServiceProcess], tmp_path: Path) -> Iterator[tuple[Gateway, list[ServiceProcess]]]:
+def behind_gateway(
+    launch: Callable[[str], ServiceProcess], tmp_path: Path
+) -> Iterator[tuple[Gateway, list[ServiceProcess]]]:
     """auth, ingest and two stream processes behind Caddy, as `docker compose up --scale stream=2` runs them."""
     auth, ingest, *streams = [launch(name) for name in ("auth", "ingest", "stream", "stream")]
     with Gateway(tmp_path, to_processes({"auth": [auth], "ingest": [ingest], "stream": streams})) as gateway:
@@ -87,9 +89,11 @@ async def test_feeds_through_the_gateway_spread_over_stream_processes(
         for person in (gina, gus):
             assert (await person.put("/api/me/follows/flash")).status_code == 204
         headers = {"authorization": f"Bearer {await api_token(gina)}"}
-        async with events(gina) as first, events(gus) as second, httpx.AsyncClient(
-            base_url=gateway.url, headers=headers, timeout=10
-        ) as script:
+        async with (
+            events(gina) as first,
+            events(gus) as second,
+            httpx.AsyncClient(base_url=gateway.url, headers=headers, timeout=10) as script,
+        ):
             await wait_until(lambda: [gauge(s.url, "gossip_stream_connections") for s in streams] == [1, 1])
             published = [await publish(script, "flash", f"through the gateway {i}") for i in range(5)]
             assert await first.updates(5) == published
