@@ -15,6 +15,8 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from shared import db as database
+from shared.batching import by_id
+from shared.catalogue import Catalogue
 from shared.errors import EXCEPTION_HANDLERS, ApiError
 from shared.logs import AccessLog, configure
 from shared.pages import PAGE_HANDLERS
@@ -53,7 +55,11 @@ def create_app(
         client = database.connect(resolved.mongo_url)
         db = client[resolved.mongo_db]
         await database.prepare(db)
-        state: dict[str, Any] = {"settings": resolved, "db": db, "service": name}
+        state: dict[str, Any] = {
+            "settings": resolved, "db": db, "service": name,
+            "find_session": by_id(db.sessions), "find_token": by_id(db.tokens),  # every request asks who is calling
+            "catalogue": Catalogue(db),
+        }  # fmt: skip
         try:
             async with contextlib.AsyncExitStack() as stack:
                 for extension in extensions:

@@ -54,6 +54,11 @@ async def open_session(db: Database, settings: Settings, user_id: str, username:
             "expires_at": now + timedelta(seconds=settings.session_max_age),
         }
     )
+    return session_cookie(settings, session_id)
+
+
+def session_cookie(settings: Settings, session_id: str) -> str:
+    """The cookie value for a stored session: its id, signed."""
     return _signer(settings, "session").dumps(session_id)
 
 
@@ -86,7 +91,7 @@ async def session_caller(request: Request) -> Caller | None:
         return None
     if not isinstance(session_id, str):
         return None
-    session = await request.state.db.sessions.find_one({"_id": session_id})
+    session = await request.state.find_session(session_id)
     if session is None or as_datetime(session["expires_at"]) <= utcnow():
         return None  # the TTL monitor runs only once a minute, so expiry is checked here as well
     return Caller(session["user_id"], session["username"], session_id)
@@ -102,7 +107,7 @@ async def bearer_caller(request: Request) -> Caller | None:
     if scheme.lower() != "bearer":
         return None
     token = token.strip()
-    stored = await request.state.db.tokens.find_one({"_id": token_digest(token)}) if token else None
+    stored = await request.state.find_token(token_digest(token)) if token else None
     if stored is None:
         raise ApiError(401, detail="The API token is unknown or revoked.")
     return Caller(stored["user_id"], stored["username"])
