@@ -72,10 +72,11 @@ async def next_change(stream: AsyncChangeStream[dict[str, Any]], pause: float) -
     return change
 
 
-async def next_seq(db: Database, name: str = "updates") -> int:
-    """Strictly increasing across processes: one atomic $inc on the counter document."""
+async def next_seq(db: Database, name: str = "updates", count: int = 1) -> int:
+    """Strictly increasing across processes: one atomic $inc on the counter document. With `count`, the last of
+    that many consecutive numbers, all the caller's."""
     counter = await db.counters.find_one_and_update(
-        {"_id": name}, {"$inc": {"seq": 1}}, upsert=True, return_document=ReturnDocument.AFTER
+        {"_id": name}, {"$inc": {"seq": count}}, upsert=True, return_document=ReturnDocument.AFTER
     )
     return int(counter["seq"])
 

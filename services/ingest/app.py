@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from services.ingest import updates
+from services.ingest.updates import KEY_HEADER, Updates
 from shared.app import create_app
 from shared.auth import Caller, require_caller
 from shared.body import drain, read_fields
@@ -27,27 +31,27 @@ async def require_author(request: Request) -> Caller:
 async def post_update(request: Request) -> Response:
     author = await require_author(request)
     fields = await read_fields(request, "show", "text")
-    update = await updates.publish(request.state.db, author, fields, request.headers.get(updates.KEY_HEADER))
+    update = await request.state.updates.publish(author, fields, request.headers.get(KEY_HEADER))
     return JSONResponse(update, status_code=201)
 
 
 async def get_updates(request: Request) -> Response:
     await require_caller(request, allow_bearer=True)
     query = request.query_params
-    page = await updates.page(request.state.db, query.get("show", ""), query.get("after", ""), query.get("limit", ""))
+    page = await request.state.updates.page(query.get("show", ""), query.get("after", ""), query.get("limit", ""))
     return JSONResponse(page)
 
 
 async def publish_page(request: Request) -> Response:
     """GET shows the form; POST goes through the same publish as the API, and errors keep what was typed."""
     author = await page_caller(request)
-    db = request.state.db
-    form = {"shows": await updates.catalogue(db), "max_text": MAX_TEXT}
+    store: Updates = request.state.updates
+    form = {"shows": await store.catalogue.titles(), "max_text": MAX_TEXT}
     if request.method == "GET":
         return render(request, "publish/index.html", {**form, "show": "", "text": ""})
     fields = await read_form(request, "show", "text")
     try:
-        update = await updates.publish(db, author, fields, None)
+        update = await store.publish(author, fields, None)
     except ApiError as error:
         return render(request, "publish/index.html", {**form, **fields, "error": error}, error.status)
     return redirect(request, "/publish", flash=f"Published update #{update['seq']} for {update['title']}.")
@@ -58,4 +62,12 @@ routes = [
     Route("/api/updates", get_updates, methods=["GET"]),
     Route("/publish", publish_page, methods=["GET", "POST"]),
 ]
-app = create_app("ingest", routes)
+@contextlib.asynccontextmanager
+async def storing(app: object, state: dict[str, Any]) -> AsyncIterator[None]:
+    """One Updates per process, so that all its concurrent publishes can share their writes."""
+    state["updates"] = Updates(state["db"], state["catalogue"])
+    yield
+
+
+extensions = [storing]
+app = create_app("ingest", routes, extensions=extensions)

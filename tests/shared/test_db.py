@@ -63,3 +63,8 @@ def test_iso_utc_is_one_format_for_both_encodings() -> None:
 async def test_seq_is_strictly_increasing_under_concurrency(db: Database) -> None:
     seqs = await asyncio.gather(*(next_seq(db) for _ in range(50)))
     assert sorted(seqs) == list(range(1, 51))
+
+
+async def test_seq_blocks_are_consecutive_and_never_shared(db: Database) -> None:
+    lasts = await asyncio.gather(*(next_seq(db, count=5) for _ in range(10)))
+    assert sorted(seq for last in lasts for seq in range(last - 4, last + 1)) == list(range(1, 51))
