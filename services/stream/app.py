@@ -2,27 +2,33 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
+import anyio
 from sse_starlette.sse import EventSourceResponse
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from services.stream.frames import RETRY, update_frame
+from services.stream.frames import RETRY
 from services.stream.hub import Feed, Hub
 from services.stream.metrics import CONNECTIONS, SLOW_CONSUMERS
-from services.stream.watcher import watching
+from services.stream.replay import Replay
+from services.stream.watcher import Watcher
 from shared.app import create_app
 from shared.auth import require_caller
-from shared.db import SHOWS, Database
+from shared.batching import by_id
+from shared.db import SHOWS
 from shared.errors import ApiError
 from shared.pages import page_caller, render
-from shared.updates import history, recent, unread, wire
+from shared.updates import recent, unread, wire
 
-REPLAY_BATCH = 500
 PAGE_SIZE = 50
+SHUTDOWN_GRACE = 2.0  # seconds for open feeds to end cleanly once the server stops; uvicorn waits 5
 
 
 def _resume_point(request: Request) -> int | None:
@@ -35,22 +41,19 @@ def _resume_point(request: Request) -> int | None:
     return None
 
 
-async def _follows(db: Database, user_id: str) -> list[str]:
-    user = await db.users.find_one({"_id": user_id}, {"follows": 1})
-    return user["follows"] if user else []
-
-
-async def _frames(db: Database, hub: Hub, feed: Feed, after: int | None, ceiling: int) -> AsyncIterator[bytes]:
-    """History up to the ceiling from the database, then live frames, which are all above it: no gap, no twice."""
+async def _frames(replay: Replay, hub: Hub, feed: Feed, after: int | None, ceiling: int) -> AsyncIterator[bytes]:
+    """History up to the ceiling from the database, then live frames, which are all above it: no gap, no twice.
+    The retry line rides with the first chunk of history, so a reconnecting browser costs one write, not two."""
     try:
-        yield RETRY
+        head = RETRY
         while after is not None and after < ceiling:
-            batch = await history(db, feed.shows, after, REPLAY_BATCH, upto=ceiling)
-            for update in batch:
-                yield update_frame(update)
-            after = batch[-1]["seq"] if len(batch) == REPLAY_BATCH else ceiling
-        async for frame in feed.frames():
-            yield frame
+            chunk, after = await replay.chunk(feed.shows, after, ceiling)
+            yield head + chunk
+            head = b""
+        if head:
+            yield head
+        async for chunk in feed.frames():
+            yield chunk
     finally:
         _closed(hub, feed)  # a send that timed out ends here: sse-starlette closes the generator, skips `background`
 
@@ -65,17 +68,23 @@ def _closed(hub: Hub, feed: Feed) -> None:
 async def events(request: Request) -> Response:
     caller = await require_caller(request)
     after = _resume_point(request)
-    db, hub = request.state.db, request.state.hub
-    shows = None if request.url.path == "/events/all" else await _follows(db, caller.user_id)
-    feed = hub.open(caller, shows)
-    ceiling = request.state.watcher.delivered  # read in the same tick as open: every live frame is above it
+    state = request.state
+    if request.url.path == "/events/all":
+        shows = None
+    else:
+        user = await state.find_user(caller.user_id)
+        shows = user["follows"] if user else []
+    feed = state.hub.open(caller, shows)
+    ceiling = state.watcher.delivered  # read in the same tick as open: every live frame is above it
     CONNECTIONS.inc()
     return EventSourceResponse(
-        _frames(db, hub, feed, after, ceiling),
-        ping=request.state.settings.ping_interval,
-        send_timeout=request.state.settings.send_timeout,
+        _frames(state.replay, state.hub, feed, after, ceiling),
+        ping=state.settings.ping_interval,
+        send_timeout=state.settings.send_timeout,
         headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
-        background=BackgroundTask(_closed, hub, feed),  # also when the generator never started (HEAD, early hang-up)
+        background=BackgroundTask(_closed, state.hub, feed),  # also when the generator never started (HEAD, hang-up)
+        shutdown_event=state.shutdown,
+        shutdown_grace_period=SHUTDOWN_GRACE,
     )
 
 
@@ -105,5 +114,29 @@ routes = [
     Route("/notifications", notifications_page),
     Route("/notifications/all", notifications_page),
 ]
-extensions = [watching]
+@contextlib.asynccontextmanager
+async def feeds(app: object, state: dict[str, Any]) -> AsyncIterator[None]:
+    """The hub and its watcher live as long as the app. When the server stops, sse-starlette sets the shutdown
+    event of every open response; the hub then ends every feed, so each response closes cleanly within the
+    grace period instead of being cancelled mid-stream (the lifespan's own shutdown comes too late for them)."""
+    hub, db = Hub(), state["db"]
+    watcher, shutdown = Watcher(db, hub), anyio.Event()
+    await watcher.start()
+    state.update(hub=hub, watcher=watcher, replay=Replay(db), find_user=by_id(db.users, {"follows": 1}),
+                 shutdown=shutdown)  # fmt: skip
+    ending = asyncio.create_task(_end_feeds_when(shutdown, hub))
+    try:
+        yield
+    finally:
+        ending.cancel()
+        hub.end_all()
+        await watcher.stop()
+
+
+async def _end_feeds_when(shutdown: anyio.Event, hub: Hub) -> None:
+    await shutdown.wait()
+    hub.end_all()
+
+
+extensions = [feeds]
 app = create_app("stream", routes, extensions=extensions)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -147,17 +146,3 @@ class Watcher:
         alive = {s["_id"] async for s in self.db.sessions.find({"_id": {"$in": open_sessions}}, {"_id": 1})}
         for session_id in set(open_sessions) - alive:
             self.hub.revoke(session_id)
-
-
-@contextlib.asynccontextmanager
-async def watching(app: object, state: dict[str, Any]) -> AsyncIterator[None]:
-    """The stream service's extension: the hub and its watcher live as long as the app."""
-    hub = Hub()
-    watcher = Watcher(state["db"], hub)
-    await watcher.start()
-    state["hub"], state["watcher"] = hub, watcher
-    try:
-        yield
-    finally:
-        hub.end_all()
-        await watcher.stop()

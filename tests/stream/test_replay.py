@@ -1,0 +1,34 @@
+"""History for reconnecting feeds, against the real server: one read per range in flight, none kept after."""
+
+from __future__ import annotations
+
+import asyncio
+
+from services.stream.frames import update_frame
+from services.stream.replay import BATCH, Replay
+from shared.db import Database, utcnow
+from tests.stream.test_app import insert_update
+
+
+async def test_feeds_asking_for_the_same_range_at_once_share_one_read(db: Database) -> None:
+    for seq in range(1, 6):
+        await insert_update(db, seq, "flash" if seq % 2 else "sherlock")
+    replay = Replay(db)
+    first, second = await asyncio.gather(replay.chunk({"flash"}, 1, 5), replay.chunk(["flash"], 1, 5))
+    assert first[0] is second[0]  # the very same bytes: encoded once
+    stored = await db.updates.find({"seq": {"$in": [3, 5]}}, {"_id": 0}).sort("seq", 1).to_list()
+    assert first == (update_frame(stored[0]) + update_frame(stored[1]), 5)
+    later = await replay.chunk({"flash"}, 1, 5)
+    assert later == first and later[0] is not first[0]  # read again: nothing was kept
+
+
+async def test_a_long_range_comes_in_batches(db: Database) -> None:
+    await db.updates.insert_many(
+        [{"seq": seq, "show": "flash", "title": "The Flash", "text": "t", "author": "a",
+          "created_at": utcnow()} for seq in range(1, BATCH + 11)]
+    )  # fmt: skip
+    replay = Replay(db)
+    chunk, after = await replay.chunk(None, 0, BATCH + 10)
+    assert (chunk.count(b"event: update"), after) == (BATCH, BATCH)
+    chunk, after = await replay.chunk(None, after, BATCH + 10)
+    assert (chunk.count(b"event: update"), after) == (10, BATCH + 10)
