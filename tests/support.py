@@ -211,11 +211,11 @@ class ChildProcess:
 class ServiceProcess(ChildProcess):
     """One service as its own uvicorn process on a free loopback port, as it runs in production."""
 
-    def __init__(self, module: str, settings: Settings, **env: str) -> None:
+    def __init__(self, module: str, settings: Settings, *options: str, **env: str) -> None:
         port = free_port()
         command = [
             sys.executable, "-m", "uvicorn", f"{module}:app", "--host", "127.0.0.1", "--port", str(port),
-            "--timeout-graceful-shutdown", "5",
+            "--timeout-graceful-shutdown", "5", *options,
         ]  # fmt: skip
         variables = {
             **os.environ, "SECRET_KEY": settings.secret_key, "MONGO_URL": settings.mongo_url,
