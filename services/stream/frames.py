@@ -10,6 +10,7 @@ from shared.updates import wire
 
 RETRY_MS = 2000
 RETRY = f"retry: {RETRY_MS}\n\n".encode()
+PING = b": ping\n\n"  # a comment line: keeps proxies and browsers from timing the connection out
 
 
 def _json(value: Any) -> str:

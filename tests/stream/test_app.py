@@ -34,6 +34,17 @@ async def test_stream_headers_and_retry_on_connect(alice: httpx.AsyncClient) -> 
         assert first == "retry: 2000"
 
 
+async def test_an_idle_stream_is_pinged(alice: httpx.AsyncClient) -> None:
+    async with alice.stream("GET", "/events") as response:
+        lines = response.aiter_lines()
+
+        async def ping() -> None:
+            while await anext(lines) != ": ping":
+                pass
+
+        await asyncio.wait_for(ping(), 5)  # the test settings ping every second
+
+
 async def test_followed_show_is_delivered_unfollowed_is_not_and_all_gets_both(alice: httpx.AsyncClient) -> None:
     await alice.put("/api/me/follows/flash")
     async with events(alice, "/events") as followed, events(alice, "/events/all") as everything:

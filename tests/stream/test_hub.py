@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.stream.frames import follows_frame
+from services.stream.frames import PING, follows_frame
 from services.stream.hub import Feed, Hub
 from shared.auth import Caller
 
@@ -77,3 +77,11 @@ async def test_closed_feed_gets_nothing_and_leaves_no_trace() -> None:
     assert hub.close(feed) and not hub.close(feed)
     assert hub.publish("flash", frame(1)) == 0
     assert hub.users() == [] and hub.sessions() == []
+
+
+async def test_a_round_of_heartbeat_shares_pings_every_feed_once() -> None:
+    hub = Hub()
+    feeds = [hub.open(ALICE, ["flash"]) for _ in range(5)] + [hub.open(BOB, None)]
+    for share in range(3):
+        hub.heartbeat(share, 3)
+    assert [await drain(feed) for feed in feeds] == [PING] * 6
