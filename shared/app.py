@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, AsyncContextManager
 
@@ -22,6 +23,8 @@ from shared.logs import AccessLog, configure
 from shared.pages import PAGE_HANDLERS
 from shared.settings import ROOT, Settings
 
+GC_THRESHOLDS = (50_000, 20, 100)  # Python's defaults are (700, 10, 10)
+
 # A background part of a service (the stream watcher): entered once the database is ready, left at shutdown.
 Extension = Callable[[Starlette, dict[str, Any]], AsyncContextManager[None]]
 
@@ -40,6 +43,14 @@ async def readyz(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def _tune_gc() -> None:
+    """Python's collector rescans every long-lived object each time their number has grown by a quarter. A stream
+    process taking thousands of connections spent 40 % of its CPU there, in pauses of up to half a second. So: far
+    fewer, larger young collections, and whatever exists once the service is ready is frozen out of every scan."""
+    gc.set_threshold(*GC_THRESHOLDS)
+    gc.freeze()
 
 
 def create_app(
@@ -64,6 +75,7 @@ def create_app(
             async with contextlib.AsyncExitStack() as stack:
                 for extension in extensions:
                     await stack.enter_async_context(extension(app, state))
+                _tune_gc()
                 yield state
         finally:
             await client.close()
