@@ -57,10 +57,11 @@ async def _frames(replay: Replay, hub: Hub, feed: Feed, after: int | None, ceili
         async for chunk in feed.frames():
             yield chunk
     finally:
-        _closed(hub, feed)  # a send that timed out ends here: sse-starlette closes the generator, skips `background`
+        await _closed(hub, feed)  # a send that timed out ends here: sse-starlette closes the generator, skips `background`
 
 
-def _closed(hub: Hub, feed: Feed) -> None:
+async def _closed(hub: Hub, feed: Feed) -> None:
+    """Async though it never waits, so that Starlette runs it in place as a background task, not in a thread."""
     if hub.close(feed):
         CONNECTIONS.dec()
         if feed.overflowed:

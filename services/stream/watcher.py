@@ -63,7 +63,7 @@ class Watcher:
             ChangeFeed(self.db.updates, [{"$match": {"operationType": "insert"}}], self._catch_up, self._on_update,
                        self._on_idle, pause=0.01),
             ChangeFeed(self.db.users, [{"$match": {"operationType": {"$in": ["update", "replace"]}}}],
-                       self._resync_follows, self._on_user, pause=0.01, options={"full_document": "updateLookup"}),
+                       self._resync_follows, self._on_user, pause=0.05, options={"full_document": "updateLookup"}),
             ChangeFeed(self.db.sessions, [{"$match": {"operationType": "delete"}}], self._resync_sessions,
                        self._on_session),
         ]  # fmt: skip
