@@ -138,6 +138,8 @@ async def test_read_mark_only_moves_forward(alice: httpx.AsyncClient, db: Databa
     ("content", "headers", "status", "error"),
     [(b"{not json", {"content-type": "application/json"}, 400, "invalid_json"),
      (b"[1, 2]", {"content-type": "application/json"}, 400, "invalid_json"),
+     (b"[" * 1500, {"content-type": "application/json"}, 400, "invalid_json"),
+     (b'{"username": ' + b"[" * 1500, {"content-type": "application/json"}, 400, "invalid_json"),
      (b"\xff\xfe", {"content-type": "application/json"}, 400, "bad_encoding"),
      (b"username=x&password=y", {"content-type": "application/x-www-form-urlencoded"}, 415, "unsupported_media_type"),
      (b"hello", {"content-type": "text/plain"}, 415, "unsupported_media_type"),
