@@ -8,7 +8,7 @@ from typing import Any
 from pymongo.errors import DuplicateKeyError
 
 from services.auth import throttle
-from shared.db import Database, new_id, username_key, utcnow
+from shared.db import MAX_INT, Database, last_seq, new_id, username_key, utcnow
 from shared.errors import ApiError
 from shared.updates import unread
 from shared.passwords import hash_password, needs_rehash, verify_password
@@ -91,7 +91,13 @@ async def unfollow(db: Database, user_id: str, slug: str) -> None:
 
 
 async def mark_read(db: Database, user_id: str, seq: object) -> None:
-    """Read marks only move forward: an older tab cannot make read updates unread again."""
+    """Read marks only move forward: an older tab cannot make read updates unread again.
+
+    So a mark beyond the newest update is brought down to it; kept as sent, it would hide every later update.
+    """
     if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
         raise ApiError(422, detail="seq must be a non-negative integer.", fields={"seq": "a non-negative integer"})
-    await db.users.update_one({"_id": user_id}, {"$max": {"last_read_seq": seq}})
+    if seq > MAX_INT:
+        raise ApiError(422, detail="seq is beyond 64-bit integers.", fields={"seq": f"at most {MAX_INT}"})
+    newest = await last_seq(db)
+    await db.users.update_one({"_id": user_id}, {"$max": {"last_read_seq": min(seq, newest)}})

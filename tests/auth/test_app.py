@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from shared.db import Database
-from tests.support import PASSWORD, json_error, registered
+from tests.support import PASSWORD, json_error, publish, registered
 
 
 async def test_register_sets_a_strict_session_cookie(client: httpx.AsyncClient) -> None:
@@ -128,10 +128,30 @@ async def test_following_an_unknown_show_is_404(alice: httpx.AsyncClient) -> Non
 
 
 async def test_read_mark_only_moves_forward(alice: httpx.AsyncClient, db: Database) -> None:
+    for i in range(7):
+        await publish(alice, "flash", f"update {i}")
     assert (await alice.post("/api/me/read", json={"seq": 7})).status_code == 204
     assert (await alice.post("/api/me/read", json={"seq": 3})).status_code == 204
     assert (await db.users.find_one({"username": "alice"}))["last_read_seq"] == 7
     assert json_error(await alice.post("/api/me/read", json={"seq": "x"}))[0:3:2] == (422, {"seq": "a non-negative integer"})
+
+
+async def test_read_mark_beyond_the_newest_update_is_brought_down_to_it(
+    alice: httpx.AsyncClient, server: str, db: Database
+) -> None:
+    await alice.put("/api/me/follows/flash")
+    async with registered(server, "bob") as bob:
+        newest = await publish(bob, "flash", "seen")
+        assert (await alice.post("/api/me/read", json={"seq": 1_000_000_000})).status_code == 204
+        assert (await db.users.find_one({"username": "alice"}))["last_read_seq"] == newest["seq"]
+        await publish(bob, "flash", "published after the mark")
+    assert (await alice.get("/api/me")).json()["unread"] == 1
+
+
+async def test_read_mark_beyond_64_bits_is_422_naming_seq(alice: httpx.AsyncClient, db: Database) -> None:
+    status, _, fields = json_error(await alice.post("/api/me/read", json={"seq": 99999999999999999999}))
+    assert status == 422 and "seq" in fields
+    assert (await db.users.find_one({"username": "alice"}))["last_read_seq"] == 0
 
 
 @pytest.mark.parametrize(
