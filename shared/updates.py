@@ -40,5 +40,7 @@ async def recent(db: Database, shows: Collection[str] | None, limit: int) -> lis
     return await db.updates.find(_query(shows, {"$gt": 0}), {"_id": 0}).sort("seq", -1).limit(limit).to_list()
 
 
-async def unread(db: Database, follows: Collection[str], last_read_seq: int) -> int:
-    return await db.updates.count_documents(_query(follows, {"$gt": last_read_seq}))
+async def unread(db: Database, follows: Collection[str], last_read_seq: int, username: str) -> int:
+    """Updates of followed shows after the read mark, except one's own: those were never news to their author."""
+    query = {**_query(follows, {"$gt": last_read_seq}), "author": {"$ne": username}}
+    return await db.updates.count_documents(query)

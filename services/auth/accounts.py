@@ -36,7 +36,7 @@ async def register(db: Database, username: str, password: str) -> dict[str, Any]
         "password_hash": await hash_password(password),
         "follows": [],
         "created_at": utcnow(),
-        "last_read_seq": 0,
+        "last_read_seq": await last_seq(db),  # what was published before one joined is not news
     }
     try:
         await db.users.insert_one(user)
@@ -64,7 +64,7 @@ async def me(db: Database, user_id: str) -> dict[str, Any]:
     user = await db.users.find_one({"_id": user_id}, {"username": 1, "follows": 1, "last_read_seq": 1})
     if user is None:
         raise ApiError(401, detail="This account no longer exists.")
-    count = await unread(db, user["follows"], user.get("last_read_seq", 0))
+    count = await unread(db, user["follows"], user.get("last_read_seq", 0), user["username"])
     return {"username": user["username"], "follows": user["follows"], "unread": count}
 
 

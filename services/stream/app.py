@@ -94,7 +94,7 @@ async def notifications_page(request: Request) -> Response:
         "last_read": last_read,
         "follows": follows,
         "shows": SHOWS,
-        "unread": await unread(db, follows, last_read),
+        "unread": await unread(db, follows, last_read, caller.username),
     }
     return render(request, "notifications/index.html", context)
 

@@ -154,6 +154,17 @@ async def test_read_mark_beyond_64_bits_is_422_naming_seq(alice: httpx.AsyncClie
     assert (await db.users.find_one({"username": "alice"}))["last_read_seq"] == 0
 
 
+async def test_unread_counts_only_others_updates_published_since_joining(server: str) -> None:
+    async with registered(server, "bob") as bob:
+        await publish(bob, "flash", "before alice joined")
+        async with registered(server, "alice") as alice:
+            await alice.put("/api/me/follows/flash")
+            await publish(alice, "flash", "her own")
+            assert (await alice.get("/api/me")).json()["unread"] == 0
+            await publish(bob, "flash", "news to alice")
+            assert (await alice.get("/api/me")).json()["unread"] == 1
+
+
 @pytest.mark.parametrize(
     ("content", "headers", "status", "error"),
     [(b"{not json", {"content-type": "application/json"}, 400, "invalid_json"),
