@@ -21,12 +21,6 @@
     return node;
   }
 
-  function localTime(time) {
-    // The server writes UTC; the reader wants their own clock.
-    time.textContent = new Date(time.dateTime).toLocaleString();
-    return time;
-  }
-
   function item(update) {
     const li = element("li", "new");
     li.dataset.seq = update.seq;
@@ -97,7 +91,6 @@
 
   window.addEventListener("pagehide", () => source && source.close());
   document.addEventListener("visibilitychange", () => document.visibilityState === "visible" && markRead());
-  feed.querySelectorAll("time").forEach(localTime);
   connect();
   sendRead();
 })();
