@@ -1,4 +1,5 @@
-"""Jinja pages: one render that adds the caller, the CSRF token and the flash message, and the login redirect."""
+"""Jinja pages: one render that adds the caller, their unread count, the CSRF token and the flash message, and the
+login redirect."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from starlette.templating import Jinja2Templates
 
 from shared.auth import Caller, csrf_ok, csrf_token, session_caller, set_csrf_cookie
 from shared.body import fields_of, read_object
+from shared.db import Database
 from shared.settings import ROOT
+from shared.updates import unread
 
 templates = Jinja2Templates(directory=ROOT / "web" / "templates")
 FLASH_COOKIE = "gossip_flash"
@@ -38,7 +41,10 @@ def render(request: Request, template: str, context: dict[str, Any] | None = Non
             flash = _flash_signer(request).loads(raw)
         except BadSignature:
             flash = None
-    page = {"csrf_token": token, "flash": flash, "caller": getattr(request.state, "caller", None), **(context or {})}
+    page = {
+        "csrf_token": token, "flash": flash, "caller": getattr(request.state, "caller", None),
+        "unread": getattr(request.state, "unread", 0), **(context or {}),
+    }  # fmt: skip
     response = templates.TemplateResponse(request, template, page, status_code=status_code)
     set_csrf_cookie(request, response, browser)
     if raw:
@@ -62,10 +68,16 @@ def safe_next(target: str | None) -> str:
     return target
 
 
+async def _unread(db: Database, caller: Caller) -> int:
+    user = await db.users.find_one({"_id": caller.user_id}, {"follows": 1, "last_read_seq": 1}) or {}
+    return await unread(db, user.get("follows", []), user.get("last_read_seq", 0), caller.username)
+
+
 async def optional_caller(request: Request) -> Caller | None:
-    """Looked up once per page, so the layout can show who is logged in."""
-    request.state.caller = await session_caller(request)
-    return request.state.caller
+    """Looked up once per page, so the layout can show who is logged in and their unread count on every page."""
+    caller = request.state.caller = await session_caller(request)
+    request.state.unread = await _unread(request.state.db, caller) if caller else 0
+    return caller
 
 
 async def page_caller(request: Request) -> Caller:

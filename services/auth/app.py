@@ -95,7 +95,7 @@ async def api_revoke_token(request: Request) -> Response:
 async def home(request: Request) -> Response:
     caller = await optional_caller(request)
     me = await accounts.me(request.state.db, caller.user_id) if caller else None
-    return render(request, "home.html", {"me": me, "unread": me["unread"] if me else 0})
+    return render(request, "home.html", {"me": me})
 
 
 async def account_page(request: Request) -> Response:

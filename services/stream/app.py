@@ -20,7 +20,7 @@ from shared.auth import require_caller
 from shared.db import MAX_INT, SHOWS, Database
 from shared.errors import ApiError
 from shared.pages import page_caller, render
-from shared.updates import any_before, history, recent, since_read, unread, wire
+from shared.updates import any_before, history, recent, since_read, wire
 
 REPLAY_BATCH = 500
 PAGE_SIZE = 50
@@ -118,7 +118,6 @@ async def notifications_page(request: Request) -> Response:
         "last_read": last_read,
         "follows": follows,
         "shows": SHOWS,
-        "unread": await unread(db, follows, last_read, caller.username),
     }
     return render(request, "notifications/index.html", context)
 

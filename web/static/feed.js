@@ -42,6 +42,9 @@
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ seq: last }),
       credentials: "same-origin",
+    }).then((response) => {
+      const badge = document.getElementById("unread-count");
+      if (response.ok && badge) badge.remove();  // everything up to the newest update on the page is read now
     });
   }
 
