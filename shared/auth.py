@@ -108,16 +108,22 @@ async def bearer_caller(request: Request) -> Caller | None:
     return Caller(stored["user_id"], stored["username"])
 
 
-async def require_caller(request: Request, *, allow_bearer: bool = False) -> Caller:
+async def cookie_caller(request: Request) -> Caller | None:
     """For the JSON API. A cookie-authenticated POST must be JSON, which a cross-site form cannot send."""
-    caller = await bearer_caller(request) if allow_bearer else None
-    if caller is not None:
-        return caller
     caller = await session_caller(request)
+    if caller is not None and request.method == "POST" and not is_json(request):
+        detail = "Send the header Content-Type: application/json, even with no body: a session cookie needs it."
+        raise ApiError(415, detail=detail)
+    return caller
+
+
+async def require_caller(request: Request, *, allow_bearer: bool = False) -> Caller:
+    """For the JSON API: an API token where scripts may use one (allow_bearer), else the session cookie."""
+    caller = await bearer_caller(request) if allow_bearer else None
     if caller is None:
-        raise ApiError(401, detail="Log in first, or send an API token.")
-    if request.method == "POST" and not is_json(request):
-        raise ApiError(415, detail="Requests authenticated by cookie must be sent as application/json.")
+        caller = await cookie_caller(request)
+    if caller is None:
+        raise ApiError(401, detail="Log in first, or send an API token." if allow_bearer else "Log in first.")
     return caller
 
 

@@ -10,6 +10,7 @@ from services.auth import accounts, tokens
 from shared.app import create_app
 from shared.auth import (
     clear_session_cookie,
+    cookie_caller,
     open_session,
     require_caller,
     revoke_session,
@@ -44,8 +45,10 @@ async def api_login(request: Request) -> Response:
 
 
 async def api_logout(request: Request) -> Response:
-    caller = await require_caller(request)
-    await revoke_session(request.state.db, caller.session_id or "")
+    """Idempotent: logged out already is what was asked for, and the cookie is cleared either way."""
+    caller = await cookie_caller(request)
+    if caller is not None:
+        await revoke_session(request.state.db, caller.session_id or "")
     response = Response(status_code=204)
     clear_session_cookie(request, response)
     return response

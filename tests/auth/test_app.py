@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from shared.db import Database
-from tests.support import PASSWORD, json_error, publish, registered
+from tests.support import PASSWORD, api_token, json_error, publish, registered
 
 
 async def test_register_sets_a_strict_session_cookie(client: httpx.AsyncClient) -> None:
@@ -187,6 +187,30 @@ async def test_bad_bodies_get_a_clear_4xx(
 async def test_cookie_authenticated_api_post_must_be_json(alice: httpx.AsyncClient) -> None:
     response = await alice.post("/api/me/read", content=b"seq=5", headers={"content-type": "application/x-www-form-urlencoded"})
     assert json_error(response)[:2] == (415, "unsupported_media_type")
+    logout = await alice.post("/api/auth/logout")  # what a cross-site form could send: no body, no content-type
+    assert json_error(logout)[:2] == (415, "unsupported_media_type")
+    assert "Content-Type: application/json, even with no body" in logout.json()["detail"]
+    assert (await alice.get("/api/me")).status_code == 200
+
+
+async def test_logging_out_twice_is_fine_and_clears_the_cookie_each_time(alice: httpx.AsyncClient) -> None:
+    for _ in range(2):
+        response = await alice.post("/api/auth/logout", headers={"content-type": "application/json"})
+        cleared = response.headers["set-cookie"].lower()
+        assert response.status_code == 204 and "gossip_session=" in cleared and "max-age=0" in cleared
+    assert (await alice.post("/api/auth/logout")).status_code == 204  # no session, so nothing a forged form could end
+    assert (await alice.get("/api/me")).status_code == 401
+
+
+async def test_only_endpoints_that_take_api_tokens_mention_them(alice: httpx.AsyncClient, server: str) -> None:
+    token = await api_token(alice)
+    async with httpx.AsyncClient(base_url=server, headers={"authorization": f"Bearer {token}"}) as script:
+        for path in ("/api/me", "/api/me/tokens", "/events"):
+            response = await script.get(path)
+            assert (response.status_code, response.json()["detail"]) == (401, "Log in first."), path
+        assert (await script.get("/api/updates")).status_code == 200
+    async with httpx.AsyncClient(base_url=server) as stranger:
+        assert (await stranger.get("/api/updates")).json()["detail"] == "Log in first, or send an API token."
 
 
 async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
