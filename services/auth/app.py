@@ -18,6 +18,7 @@ from shared.auth import (
     set_session_cookie,
 )
 from shared.body import read_fields, read_object
+from shared.db import Database
 from shared.errors import ApiError
 from shared.pages import optional_caller, page_caller, read_form, redirect, render, safe_next
 
@@ -132,14 +133,27 @@ async def logout_page(request: Request) -> Response:
     return response
 
 
+async def _form_change(db: Database, user_id: str, action: str, slug: str) -> None:
+    """The form's buttons send action=follow or action=unfollow; the API says the same with PUT and DELETE."""
+    change = {"follow": accounts.follow, "unfollow": accounts.unfollow}.get(action)
+    if change is None:
+        raise ApiError(422, detail="Choose to follow or unfollow.", fields={"action": "follow or unfollow"})
+    await change(db, user_id, slug)
+
+
 async def shows_page(request: Request) -> Response:
+    """GET lists the shows; POST follows or unfollows one, and a problem is shown on the page, never as JSON."""
     caller = await page_caller(request)
-    if request.method == "POST":
-        fields = await read_form(request, "show", "action")
-        change = accounts.unfollow if fields["action"] == "unfollow" else accounts.follow
-        await change(request.state.db, caller.user_id, fields["show"])
-        return redirect(request, "/shows")
-    return render(request, "shows/index.html", {"shows": await accounts.shows(request.state.db, caller.user_id)})
+    db = request.state.db
+    if request.method == "GET":
+        return render(request, "shows/index.html", {"shows": await accounts.shows(db, caller.user_id)})
+    fields = await read_form(request, "show", "action")
+    try:
+        await _form_change(db, caller.user_id, fields["action"], fields["show"])
+    except ApiError as error:
+        context = {"shows": await accounts.shows(db, caller.user_id), "error": error}
+        return render(request, "shows/index.html", context, status_code=error.status)
+    return redirect(request, "/shows")
 
 
 routes = [
