@@ -7,6 +7,7 @@ from typing import Any
 from urllib.parse import quote
 
 from itsdangerous import BadSignature, URLSafeSerializer
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
@@ -14,6 +15,7 @@ from starlette.templating import Jinja2Templates
 from shared.auth import Caller, csrf_ok, csrf_token, session_caller, set_csrf_cookie
 from shared.body import fields_of, read_object
 from shared.db import Database
+from shared.errors import ApiError, as_api_error, on_error
 from shared.settings import ROOT
 from shared.updates import unread
 
@@ -105,4 +107,24 @@ async def on_csrf_rejected(request: Request, exc: Exception) -> Response:
     return render(request, "error.html", {"message": message}, status_code=403)
 
 
-PAGE_HANDLERS = {LoginRequired: on_login_required, CsrfRejected: on_csrf_rejected}
+def _wants_page(request: Request) -> bool:
+    """A browser navigating to a page accepts HTML; the API, the feeds and scripts get the JSON error."""
+    api = request.url.path.startswith(("/api/", "/events"))
+    return not api and "text/html" in request.headers.get("accept", "")
+
+
+async def on_page_error(request: Request, exc: Exception) -> Response:
+    """The error page, with the same status, for a browser that asked for a page (an unknown one, GET /logout)."""
+    if not _wants_page(request):
+        return await on_error(request, exc)
+    error = as_api_error(exc)
+    response = render(request, "error.html", {"message": error.detail}, status_code=error.status)
+    response.headers.update(error.headers)
+    return response
+
+
+# They take over the JSON handlers of shared/errors.py for ApiError and HTTPException, falling back to them.
+PAGE_HANDLERS = {
+    LoginRequired: on_login_required, CsrfRejected: on_csrf_rejected, ApiError: on_page_error,
+    HTTPException: on_page_error,
+}  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 from collections.abc import AsyncIterator
 
@@ -36,7 +37,8 @@ async def publish(page: Page, show_title: str, text: str) -> None:
     await expect(page.locator(".flash")).to_contain_text("Published")
 
 
-async def test_seed_scenario(browser: Browser, server: str) -> None:
+async def test_seed_scenario(browser: Browser, server: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="gossip.access")
     context = await browser.new_context(base_url=server)
     dialogs: list[str] = []
     context.on("dialog", lambda dialog: dialogs.append(dialog.message))
@@ -74,6 +76,8 @@ async def test_seed_scenario(browser: Browser, server: str) -> None:
     await expect(page).to_have_url(f"{server}/login")
     await expect(notifications.locator("#status")).to_have_text("logged out", timeout=10_000)
     assert dialogs == []
+    paths = {record.fields["path"] for record in caplog.records if record.name == "gossip.access"}
+    assert "/favicon.ico" not in paths  # asked for by every page, its 404 an error in the console
     await context.close()
 
 
