@@ -32,13 +32,13 @@ def _signer(settings: Settings, purpose: str) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(settings.secret_key, salt=f"gossip.{purpose}")
 
 
-def _is_https(request: Request) -> bool:
+def is_https(request: Request) -> bool:
     return request.url.scheme == "https"
 
 
 def session_cookie_name(request: Request) -> str:
     """Over HTTPS the __Host- prefix makes the browser insist on Secure, Path=/ and no Domain."""
-    return "__Host-gossip_session" if _is_https(request) else "gossip_session"
+    return "__Host-gossip_session" if is_https(request) else "gossip_session"
 
 
 async def open_session(db: Database, settings: Settings, user_id: str, username: str) -> str:
@@ -64,13 +64,13 @@ async def revoke_session(db: Database, session_id: str) -> None:
 def set_session_cookie(request: Request, response: Response, value: str, settings: Settings) -> None:
     response.set_cookie(
         session_cookie_name(request), value, max_age=settings.session_max_age,
-        path="/", httponly=True, samesite="Lax", secure=_is_https(request),
+        path="/", httponly=True, samesite="Lax", secure=is_https(request),
     )  # fmt: skip
 
 
 def clear_session_cookie(request: Request, response: Response) -> None:
     response.delete_cookie(
-        session_cookie_name(request), path="/", httponly=True, samesite="Lax", secure=_is_https(request)
+        session_cookie_name(request), path="/", httponly=True, samesite="Lax", secure=is_https(request)
     )
 
 
@@ -141,7 +141,7 @@ def set_csrf_cookie(request: Request, response: Response, browser: str) -> None:
     if request.cookies.get(CSRF_COOKIE) != browser:
         response.set_cookie(
             CSRF_COOKIE, browser, max_age=CSRF_MAX_AGE, path="/", httponly=True, samesite="Lax",
-            secure=_is_https(request),
+            secure=is_https(request),
         )  # fmt: skip
 
 

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
-from shared.auth import Caller, csrf_ok, csrf_token, session_caller, set_csrf_cookie
+from shared.auth import Caller, csrf_ok, csrf_token, is_https, session_caller, set_csrf_cookie
 from shared.body import fields_of, read_object
 from shared.db import Database
 from shared.errors import ApiError, as_api_error, on_error
@@ -50,8 +50,10 @@ def render(request: Request, template: str, context: dict[str, Any] | None = Non
     response = templates.TemplateResponse(request, template, page, status_code=status_code)
     set_csrf_cookie(request, response, browser)
     if raw:
-        response.delete_cookie(FLASH_COOKIE, path="/")
+        response.delete_cookie(FLASH_COOKIE, path="/", httponly=True, samesite="Lax", secure=is_https(request))
     response.headers["cache-control"] = "no-store"
+    response.headers["x-frame-options"] = "DENY"  # no other site may frame a page to trick clicks out of it
+    response.headers["content-security-policy"] = "frame-ancestors 'none'"  # the same, for current browsers
     return response
 
 
@@ -59,7 +61,10 @@ def redirect(request: Request, url: str, flash: str | None = None) -> Response:
     """POST-redirect-GET; the flash message rides along in a signed cookie read once."""
     response = RedirectResponse(url, status_code=303)
     if flash:
-        response.set_cookie(FLASH_COOKIE, _flash_signer(request).dumps(flash), path="/", httponly=True, samesite="Lax")
+        response.set_cookie(
+            FLASH_COOKIE, _flash_signer(request).dumps(flash), path="/", httponly=True, samesite="Lax",
+            secure=is_https(request),
+        )  # fmt: skip
     return response
 
 
