@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import sys
 
 import uvicorn
 
@@ -18,7 +19,11 @@ log = logging.getLogger("gossip.run")
 
 
 def main() -> None:
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except ValueError as error:  # the message names the variable; a traceback would only bury it
+        sys.stderr.write(f"gossip: {error}\n")
+        raise SystemExit(2) from None
     configure(settings.log_format)
     with contextlib.ExitStack() as stack:
         if not settings.mongo_url:

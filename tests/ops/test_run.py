@@ -26,3 +26,9 @@ def test_an_embedded_port_in_use_is_refused_in_one_line() -> None:
     assert result.returncode == 1
     assert "already in use" in result.stderr and "Traceback" not in result.stderr
     assert "Gossip on http" not in result.stderr
+
+
+def test_a_bad_setting_is_one_line_and_exit_status_2() -> None:
+    result = run(PORT="abc")
+    assert result.returncode == 2
+    assert result.stderr == "gossip: PORT must be a port number from 1 to 65535, got 'abc'\n"
