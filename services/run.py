@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import sys
 
 import uvicorn
 
@@ -18,11 +19,19 @@ log = logging.getLogger("gossip.run")
 
 
 def main() -> None:
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except ValueError as error:  # the message names the variable; a traceback would only bury it
+        sys.stderr.write(f"gossip: {error}\n")
+        raise SystemExit(2) from None
     configure(settings.log_format)
     with contextlib.ExitStack() as stack:
         if not settings.mongo_url:
-            mongo = stack.enter_context(EmbeddedMongo(VAR / "mongo", port=settings.embedded_port))
+            try:
+                mongo = stack.enter_context(EmbeddedMongo(VAR / "mongo", port=settings.embedded_port))
+            except RuntimeError as error:  # its message says what to do; a traceback would only bury it
+                log.error("the embedded MongoDB-protocol server did not start: %s", error)
+                raise SystemExit(1) from None
             settings = dataclasses.replace(settings, mongo_url=mongo.url)
             log.info("embedded MongoDB-protocol server on %s, data in %s", mongo.url, mongo.data)
         app = create_app("gossip", gossip.routes, settings, gossip.extensions)

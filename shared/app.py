@@ -89,6 +89,6 @@ def create_app(
     return Starlette(
         routes=[*routes, *common],
         lifespan=lifespan,
-        exception_handlers={**PAGE_HANDLERS, **EXCEPTION_HANDLERS},
+        exception_handlers={**EXCEPTION_HANDLERS, **PAGE_HANDLERS},
         middleware=[Middleware(AccessLog, service=name)],
     )

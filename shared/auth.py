@@ -32,13 +32,13 @@ def _signer(settings: Settings, purpose: str) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(settings.secret_key, salt=f"gossip.{purpose}")
 
 
-def _is_https(request: Request) -> bool:
+def is_https(request: Request) -> bool:
     return request.url.scheme == "https"
 
 
 def session_cookie_name(request: Request) -> str:
     """Over HTTPS the __Host- prefix makes the browser insist on Secure, Path=/ and no Domain."""
-    return "__Host-gossip_session" if _is_https(request) else "gossip_session"
+    return "__Host-gossip_session" if is_https(request) else "gossip_session"
 
 
 async def open_session(db: Database, settings: Settings, user_id: str, username: str) -> str:
@@ -69,13 +69,13 @@ async def revoke_session(db: Database, session_id: str) -> None:
 def set_session_cookie(request: Request, response: Response, value: str, settings: Settings) -> None:
     response.set_cookie(
         session_cookie_name(request), value, max_age=settings.session_max_age,
-        path="/", httponly=True, samesite="Lax", secure=_is_https(request),
+        path="/", httponly=True, samesite="Lax", secure=is_https(request),
     )  # fmt: skip
 
 
 def clear_session_cookie(request: Request, response: Response) -> None:
     response.delete_cookie(
-        session_cookie_name(request), path="/", httponly=True, samesite="Lax", secure=_is_https(request)
+        session_cookie_name(request), path="/", httponly=True, samesite="Lax", secure=is_https(request)
     )
 
 
@@ -113,16 +113,22 @@ async def bearer_caller(request: Request) -> Caller | None:
     return Caller(stored["user_id"], stored["username"])
 
 
-async def require_caller(request: Request, *, allow_bearer: bool = False) -> Caller:
+async def cookie_caller(request: Request) -> Caller | None:
     """For the JSON API. A cookie-authenticated POST must be JSON, which a cross-site form cannot send."""
-    caller = await bearer_caller(request) if allow_bearer else None
-    if caller is not None:
-        return caller
     caller = await session_caller(request)
+    if caller is not None and request.method == "POST" and not is_json(request):
+        detail = "Send the header Content-Type: application/json, even with no body: a session cookie needs it."
+        raise ApiError(415, detail=detail)
+    return caller
+
+
+async def require_caller(request: Request, *, allow_bearer: bool = False) -> Caller:
+    """For the JSON API: an API token where scripts may use one (allow_bearer), else the session cookie."""
+    caller = await bearer_caller(request) if allow_bearer else None
     if caller is None:
-        raise ApiError(401, detail="Log in first, or send an API token.")
-    if request.method == "POST" and not is_json(request):
-        raise ApiError(415, detail="Requests authenticated by cookie must be sent as application/json.")
+        caller = await cookie_caller(request)
+    if caller is None:
+        raise ApiError(401, detail="Log in first, or send an API token." if allow_bearer else "Log in first.")
     return caller
 
 
@@ -140,7 +146,7 @@ def set_csrf_cookie(request: Request, response: Response, browser: str) -> None:
     if request.cookies.get(CSRF_COOKIE) != browser:
         response.set_cookie(
             CSRF_COOKIE, browser, max_age=CSRF_MAX_AGE, path="/", httponly=True, samesite="Lax",
-            secure=_is_https(request),
+            secure=is_https(request),
         )  # fmt: skip
 
 

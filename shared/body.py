@@ -59,7 +59,7 @@ async def read_object(request: Request, *, form: bool = False, limit: int = MAX_
         return dict(parse_qsl(text, keep_blank_values=True))
     try:
         value = json.loads(text) if text.strip() else {}
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser's stack
         raise ApiError(400, "invalid_json", "The body is not valid JSON.") from None
     if not isinstance(value, dict):
         raise ApiError(400, "invalid_json", "The body must be a JSON object.")

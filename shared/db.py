@@ -16,6 +16,7 @@ from pymongo.asynchronous.change_stream import AsyncChangeStream
 from pymongo.asynchronous.database import AsyncDatabase
 
 Database = AsyncDatabase[dict[str, Any]]
+MAX_INT = 2**63 - 1  # MongoDB's integers are 8 bytes: a larger Python int cannot be stored or queried
 
 SHOWS = {
     "suits": "Suits",
@@ -79,6 +80,12 @@ async def next_seq(db: Database, name: str = "updates", count: int = 1) -> int:
         {"_id": name}, {"$inc": {"seq": count}}, upsert=True, return_document=ReturnDocument.AFTER
     )
     return int(counter["seq"])
+
+
+async def last_seq(db: Database, name: str = "updates") -> int:
+    """The last number next_seq handed out; 0 before the first."""
+    counter = await db.counters.find_one({"_id": name})
+    return int(counter["seq"]) if counter else 0
 
 
 async def ensure_indexes(db: Database) -> None:

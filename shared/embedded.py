@@ -35,6 +35,9 @@ class EmbeddedMongo:
         return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
 
     def start(self, timeout: float = 20.0) -> EmbeddedMongo:
+        """Refuses a port already in use: the child would die on it while we talked to the other server."""
+        if _accepting(self.port):
+            raise RuntimeError(f"port {self.port} is already in use: stop what listens there, or choose another port")
         self.data.mkdir(parents=True, exist_ok=True)
         executable = shutil.which("nx-27017", path=str(Path(sys.executable).parent)) or "nx-27017"
         command = [
@@ -44,17 +47,21 @@ class EmbeddedMongo:
             "--log-file", str(self.data / "nx-27017.log"),
         ]  # fmt: skip
         log = open(self.data / "nx-27017.out", "ab")
-        self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        # Its own session: Ctrl-C reaches only the app, which shuts down while the database still answers.
+        self.process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
         log.close()
         deadline = time.monotonic() + timeout
-        while not _accepting(self.port):
-            if self.process.poll() is not None:
+        while True:
+            if self.process.poll() is not None:  # checked first: something else may be answering on the port
                 raise RuntimeError(f"nx-27017 exited with {self.process.returncode}; see {self.data}/nx-27017.out")
+            if _accepting(self.port):
+                return self
             if time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError(f"nx-27017 did not listen on port {self.port} within {timeout} s")
             time.sleep(0.05)
-        return self
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.process is None or self.process.poll() is not None:

@@ -47,14 +47,16 @@ def error_response(error: ApiError) -> JSONResponse:
     return JSONResponse(body, status_code=error.status, headers=error.headers)
 
 
-async def on_api_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ApiError)
-    return error_response(exc)
-
-
-async def on_http_error(request: Request, exc: Exception) -> Response:
+def as_api_error(exc: Exception) -> ApiError:
+    """Ours as raised, or Starlette's HTTPException (an unknown path, a wrong method) in the same terms."""
+    if isinstance(exc, ApiError):
+        return exc
     assert isinstance(exc, HTTPException)
-    return error_response(ApiError(exc.status_code, detail=exc.detail, headers=exc.headers))
+    return ApiError(exc.status_code, detail=exc.detail, headers=exc.headers)
+
+
+async def on_error(request: Request, exc: Exception) -> Response:
+    return error_response(as_api_error(exc))
 
 
 async def on_crash(request: Request, exc: Exception) -> Response:
@@ -62,4 +64,4 @@ async def on_crash(request: Request, exc: Exception) -> Response:
     return error_response(ApiError(500, "internal", "Something went wrong on our side."))
 
 
-EXCEPTION_HANDLERS = {ApiError: on_api_error, HTTPException: on_http_error, Exception: on_crash}
+EXCEPTION_HANDLERS = {ApiError: on_error, HTTPException: on_error, Exception: on_crash}

@@ -20,11 +20,20 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
+def _text_value(value: object) -> str:
+    """Quoted and escaped when it holds a space, a quote or a control character: a request path with an encoded
+    newline must not be able to write a line of its own."""
+    text = str(value)
+    if text and text.isprintable() and not any(char in text for char in ' "\\'):
+        return text
+    return json.dumps(text)
+
+
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         fields = getattr(record, "fields", None)
         if fields:
-            record.msg, record.args = " ".join(f"{key}={value}" for key, value in fields.items()), ()
+            record.msg, record.args = " ".join(f"{key}={_text_value(value)}" for key, value in fields.items()), ()
         return super().format(record)
 
 

@@ -1,4 +1,5 @@
-"""Jinja pages: one render that adds the caller, the CSRF token and the flash message, and the login redirect."""
+"""Jinja pages: one render that adds the caller, their unread count, the CSRF token and the flash message, and the
+login redirect."""
 
 from __future__ import annotations
 
@@ -6,13 +7,17 @@ from typing import Any
 from urllib.parse import quote
 
 from itsdangerous import BadSignature, URLSafeSerializer
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
-from shared.auth import Caller, csrf_ok, csrf_token, session_caller, set_csrf_cookie
+from shared.auth import Caller, csrf_ok, csrf_token, is_https, session_caller, set_csrf_cookie
 from shared.body import fields_of, read_object
+from shared.db import Database
+from shared.errors import ApiError, as_api_error, on_error
 from shared.settings import ROOT
+from shared.updates import unread
 
 templates = Jinja2Templates(directory=ROOT / "web" / "templates")
 FLASH_COOKIE = "gossip_flash"
@@ -38,12 +43,17 @@ def render(request: Request, template: str, context: dict[str, Any] | None = Non
             flash = _flash_signer(request).loads(raw)
         except BadSignature:
             flash = None
-    page = {"csrf_token": token, "flash": flash, "caller": getattr(request.state, "caller", None), **(context or {})}
+    page = {
+        "csrf_token": token, "flash": flash, "caller": getattr(request.state, "caller", None),
+        "unread": getattr(request.state, "unread", 0), **(context or {}),
+    }  # fmt: skip
     response = templates.TemplateResponse(request, template, page, status_code=status_code)
     set_csrf_cookie(request, response, browser)
     if raw:
-        response.delete_cookie(FLASH_COOKIE, path="/")
+        response.delete_cookie(FLASH_COOKIE, path="/", httponly=True, samesite="Lax", secure=is_https(request))
     response.headers["cache-control"] = "no-store"
+    response.headers["x-frame-options"] = "DENY"  # no other site may frame a page to trick clicks out of it
+    response.headers["content-security-policy"] = "frame-ancestors 'none'"  # the same, for current browsers
     return response
 
 
@@ -51,7 +61,10 @@ def redirect(request: Request, url: str, flash: str | None = None) -> Response:
     """POST-redirect-GET; the flash message rides along in a signed cookie read once."""
     response = RedirectResponse(url, status_code=303)
     if flash:
-        response.set_cookie(FLASH_COOKIE, _flash_signer(request).dumps(flash), path="/", httponly=True, samesite="Lax")
+        response.set_cookie(
+            FLASH_COOKIE, _flash_signer(request).dumps(flash), path="/", httponly=True, samesite="Lax",
+            secure=is_https(request),
+        )  # fmt: skip
     return response
 
 
@@ -62,10 +75,16 @@ def safe_next(target: str | None) -> str:
     return target
 
 
+async def _unread(db: Database, caller: Caller) -> int:
+    user = await db.users.find_one({"_id": caller.user_id}, {"follows": 1, "last_read_seq": 1}) or {}
+    return await unread(db, user.get("follows", []), user.get("last_read_seq", 0), caller.username)
+
+
 async def optional_caller(request: Request) -> Caller | None:
-    """Looked up once per page, so the layout can show who is logged in."""
-    request.state.caller = await session_caller(request)
-    return request.state.caller
+    """Looked up once per page, so the layout can show who is logged in and their unread count on every page."""
+    caller = request.state.caller = await session_caller(request)
+    request.state.unread = await _unread(request.state.db, caller) if caller else 0
+    return caller
 
 
 async def page_caller(request: Request) -> Caller:
@@ -93,4 +112,24 @@ async def on_csrf_rejected(request: Request, exc: Exception) -> Response:
     return render(request, "error.html", {"message": message}, status_code=403)
 
 
-PAGE_HANDLERS = {LoginRequired: on_login_required, CsrfRejected: on_csrf_rejected}
+def _wants_page(request: Request) -> bool:
+    """A browser navigating to a page accepts HTML; the API, the feeds and scripts get the JSON error."""
+    api = request.url.path.startswith(("/api/", "/events"))
+    return not api and "text/html" in request.headers.get("accept", "")
+
+
+async def on_page_error(request: Request, exc: Exception) -> Response:
+    """The error page, with the same status, for a browser that asked for a page (an unknown one, GET /logout)."""
+    if not _wants_page(request):
+        return await on_error(request, exc)
+    error = as_api_error(exc)
+    response = render(request, "error.html", {"message": error.detail}, status_code=error.status)
+    response.headers.update(error.headers)
+    return response
+
+
+# They take over the JSON handlers of shared/errors.py for ApiError and HTTPException, falling back to them.
+PAGE_HANDLERS = {
+    LoginRequired: on_login_required, CsrfRejected: on_csrf_rejected, ApiError: on_page_error,
+    HTTPException: on_page_error,
+}  # fmt: skip

@@ -35,6 +35,15 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _port(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 5 and 1 <= int(raw) <= 65535):
+        raise ValueError(f"{name} must be a port number from 1 to 65535, got {raw!r}")
+    return int(raw)
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     secret_key: str
@@ -61,7 +70,7 @@ class Settings:
             send_timeout=_number(env, "SEND_TIMEOUT", 10.0),
             session_max_age=int(_number(env, "SESSION_MAX_AGE", 14 * 24 * 3600)),
             host=env.get("HOST", "127.0.0.1"),
-            port=int(_number(env, "PORT", 8000)),
-            embedded_port=int(_number(env, "EMBEDDED_PORT", 27027)),
+            port=_port(env, "PORT", 8000),
+            embedded_port=_port(env, "EMBEDDED_PORT", 27027),
             log_format=log_format,
         )

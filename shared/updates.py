@@ -35,10 +35,35 @@ async def history(
     return await db.updates.find(_query(shows, seq), {"_id": 0}).sort("seq", 1).limit(limit).to_list()
 
 
-async def recent(db: Database, shows: Collection[str] | None, limit: int) -> list[dict[str, Any]]:
-    """The newest updates first, for a page that then continues live."""
-    return await db.updates.find(_query(shows, {"$gt": 0}), {"_id": 0}).sort("seq", -1).limit(limit).to_list()
+async def _newest(db: Database, query: dict[str, Any], limit: int) -> list[dict[str, Any]]:
+    return await db.updates.find(query, {"_id": 0}).sort("seq", -1).limit(limit).to_list()
 
 
-async def unread(db: Database, follows: Collection[str], last_read_seq: int) -> int:
-    return await db.updates.count_documents(_query(follows, {"$gt": last_read_seq}))
+async def recent(
+    db: Database, shows: Collection[str] | None, limit: int, before: int | None = None
+) -> list[dict[str, Any]]:
+    """The newest updates first, or the newest below `before` for a page of older ones."""
+    return await _newest(db, _query(shows, {"$gt": 0} if before is None else {"$lt": before}), limit)
+
+
+async def since_read(
+    db: Database, shows: Collection[str] | None, last_read_seq: int, least: int, most: int
+) -> list[dict[str, Any]]:
+    """Newest first, every update after the read mark (up to `most`), or the `least` newest if that is more.
+
+    A page that shows these then marks them read, so none after the mark may be left off it, within reason;
+    past `most`, the oldest of them are on the older pages.
+    """
+    fresh = await _newest(db, _query(shows, {"$gt": last_read_seq}), most)
+    return fresh if len(fresh) >= least else await recent(db, shows, least)
+
+
+async def any_before(db: Database, shows: Collection[str] | None, seq: int) -> bool:
+    """Whether a page ending at `seq` has an older page after it."""
+    return await db.updates.find_one(_query(shows, {"$lt": seq}), {"_id": 1}) is not None
+
+
+async def unread(db: Database, follows: Collection[str], last_read_seq: int, username: str) -> int:
+    """Updates of followed shows after the read mark, except one's own: those were never news to their author."""
+    query = {**_query(follows, {"$gt": last_read_seq}), "author": {"$ne": username}}
+    return await db.updates.count_documents(query)

@@ -8,7 +8,7 @@ from typing import Any
 from pymongo.errors import DuplicateKeyError
 
 from services.auth import throttle
-from shared.db import Database, new_id, username_key, utcnow
+from shared.db import MAX_INT, Database, last_seq, new_id, username_key, utcnow
 from shared.errors import ApiError
 from shared.updates import unread
 from shared.passwords import hash_password, needs_rehash, verify_password
@@ -36,7 +36,7 @@ async def register(db: Database, username: str, password: str) -> dict[str, Any]
         "password_hash": await hash_password(password),
         "follows": [],
         "created_at": utcnow(),
-        "last_read_seq": 0,
+        "last_read_seq": await last_seq(db),  # what was published before one joined is not news
     }
     try:
         await db.users.insert_one(user)
@@ -64,7 +64,7 @@ async def me(db: Database, user_id: str) -> dict[str, Any]:
     user = await db.users.find_one({"_id": user_id}, {"username": 1, "follows": 1, "last_read_seq": 1})
     if user is None:
         raise ApiError(401, detail="This account no longer exists.")
-    count = await unread(db, user["follows"], user.get("last_read_seq", 0))
+    count = await unread(db, user["follows"], user.get("last_read_seq", 0), user["username"])
     return {"username": user["username"], "follows": user["follows"], "unread": count}
 
 
@@ -91,7 +91,13 @@ async def unfollow(db: Database, user_id: str, slug: str) -> None:
 
 
 async def mark_read(db: Database, user_id: str, seq: object) -> None:
-    """Read marks only move forward: an older tab cannot make read updates unread again."""
+    """Read marks only move forward: an older tab cannot make read updates unread again.
+
+    So a mark beyond the newest update is brought down to it; kept as sent, it would hide every later update.
+    """
     if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
         raise ApiError(422, detail="seq must be a non-negative integer.", fields={"seq": "a non-negative integer"})
-    await db.users.update_one({"_id": user_id}, {"$max": {"last_read_seq": seq}})
+    if seq > MAX_INT:
+        raise ApiError(422, detail="seq is beyond 64-bit integers.", fields={"seq": f"at most {MAX_INT}"})
+    newest = await last_seq(db)
+    await db.users.update_one({"_id": user_id}, {"$max": {"last_read_seq": min(seq, newest)}})

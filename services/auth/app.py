@@ -10,6 +10,7 @@ from services.auth import accounts, tokens
 from shared.app import create_app
 from shared.auth import (
     clear_session_cookie,
+    cookie_caller,
     open_session,
     require_caller,
     revoke_session,
@@ -17,6 +18,7 @@ from shared.auth import (
     set_session_cookie,
 )
 from shared.body import read_fields, read_object
+from shared.db import Database
 from shared.errors import ApiError
 from shared.pages import optional_caller, page_caller, read_form, redirect, render, safe_next
 
@@ -44,8 +46,10 @@ async def api_login(request: Request) -> Response:
 
 
 async def api_logout(request: Request) -> Response:
-    caller = await require_caller(request)
-    await revoke_session(request.state.db, caller.session_id or "")
+    """Idempotent: logged out already is what was asked for, and the cookie is cleared either way."""
+    caller = await cookie_caller(request)
+    if caller is not None:
+        await revoke_session(request.state.db, caller.session_id or "")
     response = Response(status_code=204)
     clear_session_cookie(request, response)
     return response
@@ -95,7 +99,7 @@ async def api_revoke_token(request: Request) -> Response:
 async def home(request: Request) -> Response:
     caller = await optional_caller(request)
     me = await accounts.me(request.state.db, caller.user_id) if caller else None
-    return render(request, "home.html", {"me": me, "unread": me["unread"] if me else 0})
+    return render(request, "home.html", {"me": me})
 
 
 async def account_page(request: Request) -> Response:
@@ -129,14 +133,27 @@ async def logout_page(request: Request) -> Response:
     return response
 
 
+async def _form_change(db: Database, user_id: str, action: str, slug: str) -> None:
+    """The form's buttons send action=follow or action=unfollow; the API says the same with PUT and DELETE."""
+    change = {"follow": accounts.follow, "unfollow": accounts.unfollow}.get(action)
+    if change is None:
+        raise ApiError(422, detail="Choose to follow or unfollow.", fields={"action": "follow or unfollow"})
+    await change(db, user_id, slug)
+
+
 async def shows_page(request: Request) -> Response:
+    """GET lists the shows; POST follows or unfollows one, and a problem is shown on the page, never as JSON."""
     caller = await page_caller(request)
-    if request.method == "POST":
-        fields = await read_form(request, "show", "action")
-        change = accounts.unfollow if fields["action"] == "unfollow" else accounts.follow
-        await change(request.state.db, caller.user_id, fields["show"])
-        return redirect(request, "/shows")
-    return render(request, "shows/index.html", {"shows": await accounts.shows(request.state.db, caller.user_id)})
+    db = request.state.db
+    if request.method == "GET":
+        return render(request, "shows/index.html", {"shows": await accounts.shows(db, caller.user_id)})
+    fields = await read_form(request, "show", "action")
+    try:
+        await _form_change(db, caller.user_id, fields["action"], fields["show"])
+    except ApiError as error:
+        context = {"shows": await accounts.shows(db, caller.user_id), "error": error}
+        return render(request, "shows/index.html", context, status_code=error.status)
+    return redirect(request, "/shows")
 
 
 routes = [

@@ -18,9 +18,11 @@ NAME_MAX = 64
 
 
 def _check_name(name: str) -> None:
-    """A name ends up in the revoke URL's path, so it must be one visible path segment."""
-    if not (1 <= len(name) <= NAME_MAX and name.strip() and name.isprintable() and "/" not in name):
-        message = f"1 to {NAME_MAX} printable characters, without '/'"
+    """A name ends up in the revoke URL's path, so it must be one visible path segment: not '.' or '..' either,
+    which browsers and HTTP clients resolve away before sending."""
+    segment = "/" not in name and name not in (".", "..")
+    if not (1 <= len(name) <= NAME_MAX and name.strip() and name.isprintable() and segment):
+        message = f"1 to {NAME_MAX} printable characters, without '/', and not '.' or '..'"
         raise ApiError(422, detail="Please give the token a name.", fields={"name": message})
 
 

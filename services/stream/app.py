@@ -23,24 +23,30 @@ from services.stream.watcher import Watcher
 from shared.app import create_app
 from shared.auth import require_caller
 from shared.batching import by_id
-from shared.db import SHOWS
+from shared.db import MAX_INT, SHOWS, Database
 from shared.errors import ApiError
 from shared.pages import page_caller, render
-from shared.updates import recent, unread, wire
+from shared.updates import any_before, recent, since_read, wire
 
 PAGE_SIZE = 50
+UNREAD_MAX = 200  # a first page lists up to this many unread updates; older pages reach any beyond
 HEARTBEAT_SHARES = 10  # the feeds are pinged a tenth at a time
 SHUTDOWN_GRACE = 2.0  # seconds for open feeds to end cleanly once the server stops; uvicorn waits 5
 
 
+def _update_id(name: str, raw: str | None) -> int | None:
+    """None if not given. At most 19 digits, so that neither int() nor MongoDB's 64-bit integers choke on it."""
+    if not raw:
+        return None
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19 and int(raw) <= MAX_INT):
+        raise ApiError(422, detail=f"{name} must be an update id.", fields={name: "a non-negative integer"})
+    return int(raw)
+
+
 def _resume_point(request: Request) -> int | None:
     """Last-Event-ID (a browser reconnecting) wins over ?after= (a page starting from what it showed)."""
-    for name, raw in (("Last-Event-ID", request.headers.get("last-event-id")), ("after", request.query_params.get("after"))):
-        if raw:
-            if not (raw.isascii() and raw.isdigit()):
-                raise ApiError(422, detail=f"{name} must be an update id.", fields={name: "a non-negative integer"})
-            return int(raw)
-    return None
+    resumed = _update_id("Last-Event-ID", request.headers.get("last-event-id"))
+    return resumed if resumed is not None else _update_id("after", request.query_params.get("after"))
 
 
 async def _frames(replay: Replay, hub: Hub, feed: Feed, after: int | None, ceiling: int) -> AsyncIterator[bytes]:
@@ -57,7 +63,7 @@ async def _frames(replay: Replay, hub: Hub, feed: Feed, after: int | None, ceili
         async for chunk in feed.frames():
             yield chunk
     finally:
-        await _closed(hub, feed)  # a send that timed out ends here: sse-starlette closes the generator, skips `background`
+        await _closed(hub, feed)  # a timed-out send ends here: sse-starlette closes the generator, not `background`
 
 
 async def _closed(hub: Hub, feed: Feed) -> None:
@@ -91,22 +97,38 @@ async def events(request: Request) -> Response:
     )
 
 
+async def _listing(
+    db: Database, shows: list[str] | None, last_read: int, before: int | None
+) -> tuple[list[dict[str, Any]], int | None]:
+    """A first page's updates (what is unread) or an older page's, and where the next older page starts, if any."""
+    if before is None:
+        updates = await since_read(db, shows, last_read, PAGE_SIZE, UNREAD_MAX)
+    else:
+        updates = await recent(db, shows, PAGE_SIZE, before)
+    oldest = updates[-1]["seq"] if updates else 0
+    older = oldest if oldest and await any_before(db, shows, oldest) else None
+    return [wire(update) for update in updates], older
+
+
 async def notifications_page(request: Request) -> Response:
-    """Recent history rendered at once, unread ones marked; the page script then continues live from there."""
+    """The first page lists what is unread (at least the recent history), then its script continues live and marks
+    it read. `?before=SEQ` is an older page: static, and it marks nothing read."""
     caller = await page_caller(request)
     everything = request.url.path == "/notifications/all"
+    before = _update_id("before", request.query_params.get("before"))
     db = request.state.db
     user = await db.users.find_one({"_id": caller.user_id}, {"follows": 1, "last_read_seq": 1}) or {}
     follows, last_read = user.get("follows", []), user.get("last_read_seq", 0)
-    items = [wire(update) for update in await recent(db, None if everything else follows, PAGE_SIZE)]
+    items, older = await _listing(db, None if everything else follows, last_read, before)
     context = {
         "everything": everything,
+        "live": before is None,
         "items": items,
         "after": items[0]["seq"] if items else 0,
+        "older": older,
         "last_read": last_read,
         "follows": follows,
         "shows": SHOWS,
-        "unread": await unread(db, follows, last_read),
     }
     return render(request, "notifications/index.html", context)
 

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from shared.db import Database
-from tests.support import PASSWORD, json_error, registered
+from tests.support import PASSWORD, api_token, json_error, publish, registered
 
 
 async def test_register_sets_a_strict_session_cookie(client: httpx.AsyncClient) -> None:
@@ -128,16 +128,49 @@ async def test_following_an_unknown_show_is_404(alice: httpx.AsyncClient) -> Non
 
 
 async def test_read_mark_only_moves_forward(alice: httpx.AsyncClient, db: Database) -> None:
+    for i in range(7):
+        await publish(alice, "flash", f"update {i}")
     assert (await alice.post("/api/me/read", json={"seq": 7})).status_code == 204
     assert (await alice.post("/api/me/read", json={"seq": 3})).status_code == 204
     assert (await db.users.find_one({"username": "alice"}))["last_read_seq"] == 7
     assert json_error(await alice.post("/api/me/read", json={"seq": "x"}))[0:3:2] == (422, {"seq": "a non-negative integer"})
 
 
+async def test_read_mark_beyond_the_newest_update_is_brought_down_to_it(
+    alice: httpx.AsyncClient, server: str, db: Database
+) -> None:
+    await alice.put("/api/me/follows/flash")
+    async with registered(server, "bob") as bob:
+        newest = await publish(bob, "flash", "seen")
+        assert (await alice.post("/api/me/read", json={"seq": 1_000_000_000})).status_code == 204
+        assert (await db.users.find_one({"username": "alice"}))["last_read_seq"] == newest["seq"]
+        await publish(bob, "flash", "published after the mark")
+    assert (await alice.get("/api/me")).json()["unread"] == 1
+
+
+async def test_read_mark_beyond_64_bits_is_422_naming_seq(alice: httpx.AsyncClient, db: Database) -> None:
+    status, _, fields = json_error(await alice.post("/api/me/read", json={"seq": 99999999999999999999}))
+    assert status == 422 and "seq" in fields
+    assert (await db.users.find_one({"username": "alice"}))["last_read_seq"] == 0
+
+
+async def test_unread_counts_only_others_updates_published_since_joining(server: str) -> None:
+    async with registered(server, "bob") as bob:
+        await publish(bob, "flash", "before alice joined")
+        async with registered(server, "alice") as alice:
+            await alice.put("/api/me/follows/flash")
+            await publish(alice, "flash", "her own")
+            assert (await alice.get("/api/me")).json()["unread"] == 0
+            await publish(bob, "flash", "news to alice")
+            assert (await alice.get("/api/me")).json()["unread"] == 1
+
+
 @pytest.mark.parametrize(
     ("content", "headers", "status", "error"),
     [(b"{not json", {"content-type": "application/json"}, 400, "invalid_json"),
      (b"[1, 2]", {"content-type": "application/json"}, 400, "invalid_json"),
+     (b"[" * 1500, {"content-type": "application/json"}, 400, "invalid_json"),
+     (b'{"username": ' + b"[" * 1500, {"content-type": "application/json"}, 400, "invalid_json"),
      (b"\xff\xfe", {"content-type": "application/json"}, 400, "bad_encoding"),
      (b"username=x&password=y", {"content-type": "application/x-www-form-urlencoded"}, 415, "unsupported_media_type"),
      (b"hello", {"content-type": "text/plain"}, 415, "unsupported_media_type"),
@@ -154,6 +187,30 @@ async def test_bad_bodies_get_a_clear_4xx(
 async def test_cookie_authenticated_api_post_must_be_json(alice: httpx.AsyncClient) -> None:
     response = await alice.post("/api/me/read", content=b"seq=5", headers={"content-type": "application/x-www-form-urlencoded"})
     assert json_error(response)[:2] == (415, "unsupported_media_type")
+    logout = await alice.post("/api/auth/logout")  # what a cross-site form could send: no body, no content-type
+    assert json_error(logout)[:2] == (415, "unsupported_media_type")
+    assert "Content-Type: application/json, even with no body" in logout.json()["detail"]
+    assert (await alice.get("/api/me")).status_code == 200
+
+
+async def test_logging_out_twice_is_fine_and_clears_the_cookie_each_time(alice: httpx.AsyncClient) -> None:
+    for _ in range(2):
+        response = await alice.post("/api/auth/logout", headers={"content-type": "application/json"})
+        cleared = response.headers["set-cookie"].lower()
+        assert response.status_code == 204 and "gossip_session=" in cleared and "max-age=0" in cleared
+    assert (await alice.post("/api/auth/logout")).status_code == 204  # no session, so nothing a forged form could end
+    assert (await alice.get("/api/me")).status_code == 401
+
+
+async def test_only_endpoints_that_take_api_tokens_mention_them(alice: httpx.AsyncClient, server: str) -> None:
+    token = await api_token(alice)
+    async with httpx.AsyncClient(base_url=server, headers={"authorization": f"Bearer {token}"}) as script:
+        for path in ("/api/me", "/api/me/tokens", "/events"):
+            response = await script.get(path)
+            assert (response.status_code, response.json()["detail"]) == (401, "Log in first."), path
+        assert (await script.get("/api/updates")).status_code == 200
+    async with httpx.AsyncClient(base_url=server) as stranger:
+        assert (await stranger.get("/api/updates")).json()["detail"] == "Log in first, or send an API token."
 
 
 async def test_health_and_readiness(client: httpx.AsyncClient) -> None:

@@ -54,3 +54,16 @@ async def test_update_text_and_names_are_escaped_in_pages(client: httpx.AsyncCli
     response = await client.post("/register", data={"username": "<b>", "password": PASSWORD, "csrf_token": token})
     assert response.status_code == 422
     assert 'value="&lt;b&gt;"' in response.text
+
+
+async def test_a_bad_follow_form_is_answered_on_the_page(alice: httpx.AsyncClient) -> None:
+    token = await csrf_of(alice, "/shows")
+    for form, status, message in [
+        ({"show": "sherlock", "action": "subscribe"}, 422, "Choose to follow or unfollow."),
+        ({"show": "no_such_show", "action": "follow"}, 404, "There is no show &#39;no_such_show&#39;."),
+    ]:
+        response = await alice.post("/shows", data={**form, "csrf_token": token})
+        assert response.status_code == status
+        assert response.headers["content-type"].startswith("text/html") and message in response.text
+        assert 'data-show="sherlock"' in response.text  # the list is still there to choose from
+    assert (await alice.get("/api/me")).json()["follows"] == []

@@ -42,7 +42,11 @@ async def test_a_duplicate_name_is_409_naming_it(alice: httpx.AsyncClient, db: D
     assert await db.tokens.count_documents({}) == 1
 
 
-@pytest.mark.parametrize("body", [{}, {"name": ""}, {"name": "   "}, {"name": "x" * 65}, {"name": "a/b"}, {"name": 3}])
+@pytest.mark.parametrize(
+    "body",
+    [{}, {"name": ""}, {"name": "   "}, {"name": "x" * 65}, {"name": "a/b"}, {"name": 3},
+     {"name": "."}, {"name": ".."}],
+)
 async def test_an_invalid_name_is_422_naming_it(alice: httpx.AsyncClient, db: Database, body: dict) -> None:
     status, _, fields = json_error(await alice.post("/api/me/tokens", json=body))
     assert status == 422 and "name" in fields

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+from pathlib import Path
 from typing import Any
 
 from shared.settings import ROOT, Settings
@@ -25,3 +29,27 @@ def test_the_configuration_table_names_every_variable_the_settings_read() -> Non
     Settings.from_env(env)
     table = re.findall(r"^\| `([A-Z_]+)` \|", (ROOT / "README.md").read_text(), re.MULTILINE)
     assert sorted(table) == sorted(env.read)
+
+
+def commands(section: str) -> list[str]:
+    """The commands of the `sh` block under a README heading, continued lines joined, comment lines left out."""
+    text = (ROOT / "README.md").read_text().split(f"\n## {section}\n", 1)[1]
+    block = re.search(r"```sh\n(.*?)```", text, re.DOTALL)
+    assert block, section
+    lines = re.sub(r"\\\n\s*", "", block.group(1)).splitlines()
+    return [line for line in lines if line.strip() and not line.startswith("#")]
+
+
+def test_the_curl_blocks_work_followed_top_to_bottom(server: str, tmp_path: Path) -> None:
+    """As a reader types them, in one directory (the cookie jar) and one shell session ($TOKEN)."""
+    env = {**os.environ, "BODY": str(tmp_path / "body")}
+    for command in commands("From the command line") + commands("Publishing from scripts"):
+        if command.startswith("TOKEN="):  # the reader copies the token from the answer before
+            env["TOKEN"] = json.loads((tmp_path / "body").read_text())["token"]
+            continue
+        assert command.startswith("curl "), command
+        command = command.replace("localhost:8000", server.removeprefix("http://")).replace(
+            "curl ", """curl -sS -o "$BODY" -w '%{http_code}' --max-time 2 """, 1
+        )  # --max-time: `curl -N` on a feed would read for ever
+        result = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert result.stdout in {"200", "201", "204"}, (command, result.stdout, (tmp_path / "body").read_text())

@@ -15,7 +15,11 @@ def test_defaults_serve_make_run() -> None:
     assert (settings.mongo_url, settings.mongo_db, settings.host, settings.port) == ("", "gossip", "127.0.0.1", 8000)
 
 
-@pytest.mark.parametrize(("name", "value"), [("PING_INTERVAL", "soon"), ("PORT", "-1"), ("LOG_FORMAT", "xml")])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("PING_INTERVAL", "soon"), ("PORT", "-1"), ("LOG_FORMAT", "xml"), ("PORT", "abc"), ("PORT", "0"),
+     ("PORT", "99999"), ("PORT", "80.5"), ("EMBEDDED_PORT", "65536"), ("EMBEDDED_PORT", "9" * 5000)],
+)  # fmt: skip
 def test_a_bad_value_names_the_variable(name: str, value: str) -> None:
     with pytest.raises(ValueError, match=name):
         Settings.from_env({"SECRET_KEY": "s", name: value})

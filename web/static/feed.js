@@ -21,12 +21,6 @@
     return node;
   }
 
-  function localTime(time) {
-    // The server writes UTC; the reader wants their own clock.
-    time.textContent = new Date(time.dateTime).toLocaleString();
-    return time;
-  }
-
   function item(update) {
     const li = element("li", "new");
     li.dataset.seq = update.seq;
@@ -48,6 +42,9 @@
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ seq: last }),
       credentials: "same-origin",
+    }).then((response) => {
+      const badge = document.getElementById("unread-count");
+      if (response.ok && badge) badge.remove();  // everything up to the newest update on the page is read now
     });
   }
 
@@ -97,7 +94,6 @@
 
   window.addEventListener("pagehide", () => source && source.close());
   document.addEventListener("visibilitychange", () => document.visibilityState === "visible" && markRead());
-  feed.querySelectorAll("time").forEach(localTime);
   connect();
   sendRead();
 })();

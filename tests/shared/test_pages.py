@@ -1,0 +1,62 @@
+"""What every page gets from shared/pages.py, over real HTTP: the unread badge, error pages, headers, cookies."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+
+from tests.support import csrf_of, json_error, publish, registered
+
+
+def badge(page: httpx.Response) -> str | None:
+    assert page.status_code == 200, page.text
+    match = re.search(r'id="unread-count"[^>]*>(\d+)<', page.text)
+    return match.group(1) if match else None
+
+
+async def test_every_page_of_a_logged_in_caller_shows_the_unread_badge(alice: httpx.AsyncClient, server: str) -> None:
+    await alice.put("/api/me/follows/flash")
+    async with registered(server, "bob") as bob:
+        for text in ("one", "two"):
+            await publish(bob, "flash", text)
+    for path in ("/", "/shows", "/publish", "/notifications", "/notifications/all", "/login"):
+        assert badge(await alice.get(path)) == "2", path
+    await alice.post("/api/me/read", json={"seq": 2})
+    assert badge(await alice.get("/shows")) is None
+
+
+BROWSER = {"accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+
+
+async def test_a_browser_asking_for_a_page_gets_the_error_page_with_the_status(client: httpx.AsyncClient) -> None:
+    for path, status in (("/no/such/page", 404), ("/logout", 405)):
+        response = await client.get(path, headers=BROWSER)
+        assert response.status_code == status and response.headers["content-type"].startswith("text/html"), path
+        assert "Something is off" in response.text
+    assert "POST" in (await client.get("/logout", headers=BROWSER)).headers["allow"]
+
+
+async def test_the_api_the_feeds_and_scripts_still_get_json_errors(client: httpx.AsyncClient) -> None:
+    for path, headers in (("/api/no/such", BROWSER), ("/events/no/such", BROWSER), ("/no/such/page", {})):
+        assert json_error(await client.get(path, headers=headers))[:2] == (404, "not_found"), path
+
+
+async def test_over_https_the_flash_cookie_is_secure_like_the_others(client: httpx.AsyncClient) -> None:
+    token = await csrf_of(client, "/login")
+    https = {"x-forwarded-proto": "https"}  # what the gateway says when it terminates TLS
+    response = await client.post("/logout", data={"csrf_token": token}, headers=https)
+    (flash,) = [cookie for cookie in response.headers.get_list("set-cookie") if cookie.startswith("gossip_flash=")]
+    assert "; secure" in flash.lower()
+    # httpx keeps a Secure cookie from a plain-HTTP URL to itself, so the test hands it back as the browser would
+    shown = await client.get("/login", headers={**https, "cookie": flash.split(";")[0]})
+    assert "You are logged out." in shown.text
+    (cleared,) = [cookie for cookie in shown.headers.get_list("set-cookie") if cookie.startswith("gossip_flash=")]
+    assert "; secure" in cleared.lower()
+
+
+async def test_no_other_site_may_frame_a_page(alice: httpx.AsyncClient) -> None:
+    for path in ("/", "/login", "/shows", "/notifications", "/publish", "/no/such/page"):
+        response = await alice.get(path, headers=BROWSER)
+        assert response.headers["x-frame-options"] == "DENY", path
+        assert response.headers["content-security-policy"] == "frame-ancestors 'none'", path

@@ -1,0 +1,93 @@
+"""The notifications pages over real HTTP: what the first page shows, what it marks unread, and older pages."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+from pymongo import ReturnDocument
+
+from services.stream.app import PAGE_SIZE, UNREAD_MAX
+from shared.db import Database, utcnow
+from tests.support import publish, registered
+
+
+def listed(page: httpx.Response) -> list[tuple[int, bool]]:
+    """Each item on a notifications page: its seq, and whether it is marked unread."""
+    assert page.status_code == 200, page.text
+    items = re.findall(r'<li data-seq="(\d+)"[^>]*class="(\w*)"', page.text)
+    return [(int(seq), unread == "unread") for seq, unread in items]
+
+
+async def test_only_others_updates_since_joining_are_marked_unread(server: str) -> None:
+    async with registered(server, "bob") as bob:
+        before = await publish(bob, "flash", "before alice joined")
+        async with registered(server, "alice") as alice:
+            await alice.put("/api/me/follows/flash")
+            own = await publish(alice, "flash", "her own")
+            news = await publish(bob, "flash", "news to alice")
+            page = await alice.get("/notifications")
+    assert listed(page) == [(news["seq"], True), (own["seq"], False), (before["seq"], False)]
+
+
+async def published(db: Database, count: int, author: str = "bob") -> list[int]:
+    """`count` flash updates by `author`, straight into MongoDB with seqs from the counter: quicker than HTTP."""
+    counter = await db.counters.find_one_and_update(
+        {"_id": "updates"}, {"$inc": {"seq": count}}, upsert=True, return_document=ReturnDocument.AFTER
+    )
+    seqs = list(range(counter["seq"] - count + 1, counter["seq"] + 1))
+    await db.updates.insert_many(
+        [{"seq": seq, "show": "flash", "title": "The Flash", "text": f"update {seq}", "author": author,
+          "created_at": utcnow()} for seq in seqs]
+    )  # fmt: skip
+    return seqs
+
+
+async def test_the_first_page_lists_every_unread_update_and_continues_live(
+    alice: httpx.AsyncClient, db: Database
+) -> None:
+    await alice.put("/api/me/follows/flash")
+    seqs = await published(db, 60)
+    page = await alice.get("/notifications")
+    assert listed(page) == [(seq, True) for seq in reversed(seqs)]
+    assert "/static/feed.js" in page.text and 'id="older"' not in page.text
+
+
+async def test_with_few_unread_the_first_page_shows_recent_ones_and_links_older_pages(
+    alice: httpx.AsyncClient, db: Database
+) -> None:
+    await alice.put("/api/me/follows/flash")
+    seqs = await published(db, 61)
+    await alice.post("/api/me/read", json={"seq": seqs[-2]})
+    first = await alice.get("/notifications")
+    assert listed(first) == [(seqs[-1], True)] + [(seq, False) for seq in reversed(seqs[11:-1])]
+    older = await alice.get(f"/notifications?before={seqs[11]}")
+    assert f'href="/notifications?before={seqs[11]}"' in first.text
+    assert listed(older) == [(seq, False) for seq in reversed(seqs[:11])]
+    assert "/static/feed.js" not in older.text and 'id="older"' not in older.text  # static, and the last page
+
+
+async def test_past_the_cap_the_oldest_unread_are_on_the_older_page_which_marks_nothing_read(
+    alice: httpx.AsyncClient, db: Database
+) -> None:
+    await alice.put("/api/me/follows/flash")
+    seqs = await published(db, UNREAD_MAX + 10)
+    first = listed(await alice.get("/notifications"))
+    assert first == [(seq, True) for seq in reversed(seqs[10:])]
+    older = await alice.get(f"/notifications?before={seqs[10]}")
+    assert listed(older) == [(seq, True) for seq in reversed(seqs[:10])]
+    assert (await alice.get("/api/me")).json()["unread"] == UNREAD_MAX + 10
+
+
+async def test_all_notifications_pages_older_updates_of_every_show(alice: httpx.AsyncClient, db: Database) -> None:
+    seqs = await published(db, PAGE_SIZE + 5)
+    await alice.post("/api/me/read", json={"seq": seqs[-1]})  # nothing unread: the first page is the newest 50
+    first = await alice.get("/notifications/all")
+    assert [seq for seq, _ in listed(first)] == list(reversed(seqs[5:]))
+    older = await alice.get(f"/notifications/all?before={seqs[5]}")
+    assert [seq for seq, _ in listed(older)] == list(reversed(seqs[:5]))
+
+
+async def test_a_bad_before_is_refused(alice: httpx.AsyncClient) -> None:
+    for before in ("abc", "-1", "9" * 20):
+        assert (await alice.get(f"/notifications?before={before}")).status_code == 422
