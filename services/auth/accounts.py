@@ -8,10 +8,11 @@ from typing import Any
 from pymongo.errors import DuplicateKeyError
 
 from services.auth import throttle
+from shared.catalogue import Catalogue
 from shared.db import MAX_INT, Database, last_seq, new_id, username_key, utcnow
 from shared.errors import ApiError
-from shared.updates import unread
 from shared.passwords import hash_password, needs_rehash, verify_password
+from shared.updates import unread
 
 USERNAME = re.compile(r"[A-Za-z0-9_.-]{3,32}")
 PASSWORD_MIN, PASSWORD_MAX = 8, 256
@@ -68,25 +69,25 @@ async def me(db: Database, user_id: str) -> dict[str, Any]:
     return {"username": user["username"], "follows": user["follows"], "unread": count}
 
 
-async def shows(db: Database, user_id: str | None) -> list[dict[str, Any]]:
+async def shows(db: Database, catalogue: Catalogue, user_id: str | None) -> list[dict[str, Any]]:
     user = await db.users.find_one({"_id": user_id}, {"follows": 1}) if user_id else None
     followed = set(user["follows"]) if user else set()
-    catalogue = await db.shows.find().sort("title", 1).to_list()
-    return [{"slug": s["_id"], "title": s["title"], "followed": s["_id"] in followed} for s in catalogue]
+    titles = await catalogue.titles()
+    return [{"slug": slug, "title": title, "followed": slug in followed} for slug, title in titles.items()]
 
 
-async def _known_show(db: Database, slug: str) -> None:
-    if await db.shows.find_one({"_id": slug}) is None:
+async def _known_show(catalogue: Catalogue, slug: str) -> None:
+    if await catalogue.title(slug) is None:
         raise ApiError(404, detail=f"There is no show {slug!r}.")
 
 
-async def follow(db: Database, user_id: str, slug: str) -> None:
-    await _known_show(db, slug)
+async def follow(db: Database, catalogue: Catalogue, user_id: str, slug: str) -> None:
+    await _known_show(catalogue, slug)
     await db.users.update_one({"_id": user_id}, {"$addToSet": {"follows": slug}})
 
 
-async def unfollow(db: Database, user_id: str, slug: str) -> None:
-    await _known_show(db, slug)
+async def unfollow(db: Database, catalogue: Catalogue, user_id: str, slug: str) -> None:
+    await _known_show(catalogue, slug)
     await db.users.update_one({"_id": user_id}, {"$pull": {"follows": slug}})
 
 

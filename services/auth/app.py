@@ -18,6 +18,7 @@ from shared.auth import (
     set_session_cookie,
 )
 from shared.body import read_fields, read_object
+from shared.catalogue import Catalogue
 from shared.db import Database
 from shared.errors import ApiError
 from shared.pages import optional_caller, page_caller, read_form, redirect, render, safe_next
@@ -62,13 +63,14 @@ async def api_me(request: Request) -> Response:
 
 async def api_shows(request: Request) -> Response:
     caller = await session_caller(request)
-    return JSONResponse(await accounts.shows(request.state.db, caller.user_id if caller else None))
+    listing = await accounts.shows(request.state.db, request.state.catalogue, caller.user_id if caller else None)
+    return JSONResponse(listing)
 
 
 async def api_follow(request: Request) -> Response:
     caller = await require_caller(request)
     change = accounts.follow if request.method == "PUT" else accounts.unfollow
-    await change(request.state.db, caller.user_id, request.path_params["slug"])
+    await change(request.state.db, request.state.catalogue, caller.user_id, request.path_params["slug"])
     return Response(status_code=204)
 
 
@@ -109,12 +111,12 @@ async def account_page(request: Request) -> Response:
     if request.method == "GET":
         await optional_caller(request)
         return render(request, template, {"next": target, "username": ""})
-    fields = await read_form(request, "username", "password")
+    fields, db = await read_form(request, "username", "password"), request.state.db
     try:
         if template == "auth/login.html":
-            user = await accounts.authenticate(request.state.db, fields["username"], fields["password"], _address(request))
+            user = await accounts.authenticate(db, fields["username"], fields["password"], _address(request))
         else:
-            user = await accounts.register(request.state.db, fields["username"], fields["password"])
+            user = await accounts.register(db, fields["username"], fields["password"])
     except ApiError as error:
         context = {"next": target, "username": fields["username"], "error": error}
         response = render(request, template, context, status_code=error.status)
@@ -133,25 +135,25 @@ async def logout_page(request: Request) -> Response:
     return response
 
 
-async def _form_change(db: Database, user_id: str, action: str, slug: str) -> None:
+async def _form_change(db: Database, catalogue: Catalogue, user_id: str, action: str, slug: str) -> None:
     """The form's buttons send action=follow or action=unfollow; the API says the same with PUT and DELETE."""
     change = {"follow": accounts.follow, "unfollow": accounts.unfollow}.get(action)
     if change is None:
         raise ApiError(422, detail="Choose to follow or unfollow.", fields={"action": "follow or unfollow"})
-    await change(db, user_id, slug)
+    await change(db, catalogue, user_id, slug)
 
 
 async def shows_page(request: Request) -> Response:
     """GET lists the shows; POST follows or unfollows one, and a problem is shown on the page, never as JSON."""
     caller = await page_caller(request)
-    db = request.state.db
+    db, catalogue = request.state.db, request.state.catalogue
     if request.method == "GET":
-        return render(request, "shows/index.html", {"shows": await accounts.shows(db, caller.user_id)})
+        return render(request, "shows/index.html", {"shows": await accounts.shows(db, catalogue, caller.user_id)})
     fields = await read_form(request, "show", "action")
     try:
-        await _form_change(db, caller.user_id, fields["action"], fields["show"])
+        await _form_change(db, catalogue, caller.user_id, fields["action"], fields["show"])
     except ApiError as error:
-        context = {"shows": await accounts.shows(db, caller.user_id), "error": error}
+        context = {"shows": await accounts.shows(db, catalogue, caller.user_id), "error": error}
         return render(request, "shows/index.html", context, status_code=error.status)
     return redirect(request, "/shows")
 
