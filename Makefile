@@ -17,6 +17,10 @@ run: $(VENV)/installed
 test: $(VENV)/installed
 	$(PY) -m pytest
 
+# Six load scenarios against the real services on loopback; prints a line each and writes BENCHMARKS.md.
+bench: $(VENV)/installed
+	$(PY) -m bench
+
 # The real topology in Docker: needs a .env with SECRET_KEY (see .env.example). `make up STREAMS=3` scales the feeds.
 STREAMS ?= 1
 up:

@@ -1,0 +1,46 @@
+"""`make bench`: `python -m bench [scenario ...]` runs the scenarios against the real services, prints a line
+each, and (when all ran) writes BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from asyncio import Runner
+from pathlib import Path
+
+try:
+    from uvloop import new_event_loop
+except ImportError:  # uvloop comes with uvicorn[standard] except where it cannot build (Windows)
+    from asyncio import new_event_loop
+
+from bench.report import Result, write
+from bench.scenarios import SCENARIOS
+from shared.embedded import EmbeddedMongo
+from shared.settings import ROOT
+
+
+async def run(names: list[str], mongo_url: str) -> list[Result]:
+    results = []
+    for name in names:
+        results.append(result := await SCENARIOS[name](mongo_url))
+        print(result.line(), flush=True)
+    return results
+
+
+def main() -> None:
+    names = sys.argv[1:] or list(SCENARIOS)
+    unknown = set(names) - set(SCENARIOS)
+    if unknown:
+        sys.exit(f"unknown scenario {', '.join(sorted(unknown))}; choose from {', '.join(SCENARIOS)}")
+    with (
+        tempfile.TemporaryDirectory(prefix="gossip-bench-") as data,
+        EmbeddedMongo(Path(data)) as mongo,
+        Runner(loop_factory=new_event_loop) as runner,
+    ):
+        results = runner.run(run(names, mongo.url))
+    if names == list(SCENARIOS):
+        write(results, ROOT / "BENCHMARKS.md")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""What a scenario runs against: the ingest and stream services as their own uvicorn processes on loopback, a
+database of its own on the embedded server, users signed in in bulk, and a publisher with an API token."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import psutil
+
+from bench.http import Connection
+from services.auth import tokens
+from shared.auth import Caller, session_cookie
+from shared.db import Database, connect, new_id, prepare, username_key, utcnow
+from shared.settings import Settings
+from tests.support import ServiceProcess
+
+STREAM_OPTIONS = ("--backlog", "4096")  # the kernel's somaxconn here: thousands of feeds reconnect at once
+
+
+class Publisher:
+    """Posts updates over a few keep-alive connections to ingest; `sent[seq]` is when the post went out."""
+
+    def __init__(self, connections: list[Connection], token: str) -> None:
+        self.headers = {"authorization": f"Bearer {token}"}
+        self.sent: dict[int, float] = {}
+        self._idle: asyncio.Queue[Connection] = asyncio.Queue()
+        for connection in connections:
+            self._idle.put_nowait(connection)
+
+    async def publish(self, show: str, text: str) -> int:
+        connection = await self._idle.get()
+        try:
+            started = time.perf_counter()
+            status, body = await connection.post("/api/updates", {"show": show, "text": text}, self.headers)
+        finally:
+            self._idle.put_nowait(connection)
+        if status != 201:
+            raise RuntimeError(f"publish answered {status}: {body}")
+        self.sent[body["seq"]] = started
+        return int(body["seq"])
+
+    async def close(self) -> None:
+        while not self._idle.empty():
+            await self._idle.get_nowait().close()
+
+
+@dataclass
+class Deployment:
+    settings: Settings
+    db: Database
+    ingest: ServiceProcess
+    streams: list[ServiceProcess]
+    publishers: list[Publisher] = field(default_factory=list)
+    viewers: int = 0
+
+    @property
+    def stream_port(self) -> int:
+        return self.streams[0].port
+
+    def stream_rss(self, index: int = 0) -> int:
+        process = self.streams[index].process
+        assert process is not None
+        return int(psutil.Process(process.pid).memory_info().rss)
+
+    async def sign_in(self, follows: Sequence[Sequence[str]]) -> list[str]:
+        """One user per entry, following those shows, each with a session: their cookies, as a login gives them."""
+        now, lifetime = utcnow(), timedelta(seconds=self.settings.session_max_age)
+        users, sessions = [], []
+        for shows in follows:
+            user_id, session_id, name = new_id(), secrets.token_urlsafe(32), f"viewer{self.viewers}"
+            self.viewers += 1
+            users.append({"_id": user_id, "username": name, "username_key": username_key(name), "password_hash": "",
+                          "follows": list(shows), "created_at": now, "last_read_seq": 0})  # fmt: skip
+            sessions.append({"_id": session_id, "user_id": user_id, "username": name, "created_at": now,
+                             "expires_at": now + lifetime})  # fmt: skip
+        for start in range(0, len(users), 1000):
+            await self.db.users.insert_many(users[start : start + 1000])
+            await self.db.sessions.insert_many(sessions[start : start + 1000])
+        return [session_cookie(self.settings, session["_id"]) for session in sessions]
+
+    async def publisher(self, connections: int = 1) -> Publisher:
+        author = Caller(new_id(), f"publisher{len(self.publishers)}")
+        await self.db.users.insert_one({"_id": author.user_id, "username": author.username,
+                                        "username_key": username_key(author.username), "password_hash": "",
+                                        "follows": [], "created_at": utcnow(), "last_read_seq": 0})  # fmt: skip
+        token = (await tokens.create(self.db, author, "bench"))["token"]
+        publisher = Publisher([await Connection.open(self.ingest.port) for _ in range(connections)], token)
+        self.publishers.append(publisher)
+        return publisher
+
+
+@contextlib.asynccontextmanager
+async def deployment(mongo_url: str, name: str, streams: int = 1) -> AsyncIterator[Deployment]:
+    """A database of the scenario's own, and fresh service processes: no scenario measures another's leftovers."""
+    settings = Settings(secret_key=secrets.token_urlsafe(32), mongo_url=mongo_url,
+                        mongo_db=f"bench_{name}_{secrets.token_hex(4)}")  # fmt: skip
+    client = connect(mongo_url)
+    db = client[settings.mongo_db]
+    await prepare(db)
+    ingest = ServiceProcess("services.ingest.app", settings)
+    stream_processes = [ServiceProcess("services.stream.app", settings, *STREAM_OPTIONS) for _ in range(streams)]
+    processes = [ingest, *stream_processes]
+    try:
+        await asyncio.gather(*(asyncio.to_thread(process.start) for process in processes))
+        deployed = Deployment(settings, db, ingest, stream_processes)
+        try:
+            yield deployed
+        finally:
+            for publisher in deployed.publishers:
+                await publisher.close()
+    finally:
+        await asyncio.gather(*(asyncio.to_thread(process.stop) for process in processes if process.process))
+        await client.drop_database(settings.mongo_db)
+        await client.close()

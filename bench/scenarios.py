@@ -1,0 +1,199 @@
+"""The six scenarios of `make bench`. Each runs against a fresh deployment and returns one Result."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from pymongo.asynchronous.collection import AsyncCollection
+
+from bench.cluster import Deployment, Publisher, deployment
+from bench.figures import Tally, all_arrived, tally
+from bench.report import Result
+from bench.sse import Feed, feed_request, open_feeds
+from shared.db import SHOWS, utcnow
+
+Scenario = Callable[[str], Awaitable[Result]]
+ARRIVAL_TIMEOUT = 60.0
+SHOW_SLUGS = sorted(SHOWS)
+
+
+async def paced(count: int, rate: float, publish: Callable[[int], Awaitable[int]]) -> list[int]:
+    """`count` publishes started at `rate` per second, each on its own schedule: a slow answer delays no other."""
+    start = time.perf_counter()
+
+    async def one(number: int) -> int:
+        await asyncio.sleep(max(0.0, start + number / rate - time.perf_counter()))
+        return await publish(number)
+
+    return await asyncio.gather(*(one(number) for number in range(count)))
+
+
+async def flat_out(count: int, clients: int, publish: Callable[[int], Awaitable[int]]) -> list[int]:
+    """`count` publishes from `clients` concurrent clients, each sending its next as soon as the last is answered."""
+    numbers = iter(range(count))
+    seqs: list[int] = []
+
+    async def client() -> None:
+        for number in numbers:
+            seqs.append(await publish(number))
+
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return sorted(seqs)
+
+
+async def followers(deployed: Deployment, follows: Sequence[Sequence[str]], path: str = "/events") -> list[Feed]:
+    cookies = await deployed.sign_in(follows)
+    return await open_feeds(deployed.stream_port, [feed_request(path, cookie) for cookie in cookies])
+
+
+async def received(feeds: Sequence[Feed], expected: Sequence[Sequence[int]], publisher: Publisher) -> Tally:
+    """Waits (within a deadline) for every feed to hold what it should, then counts what each really got."""
+    await all_arrived(feeds, [len(seqs) for seqs in expected], ARRIVAL_TIMEOUT)
+    return tally(feeds, expected, publisher.sent)
+
+
+def closed(feeds: Sequence[Feed]) -> None:
+    for feed in feeds:
+        feed.close()
+
+
+async def fanout(mongo_url: str, feeds: int = 1000, updates: int = 200, rate: float = 50.0) -> Result:
+    async with deployment(mongo_url, "fanout") as deployed:
+        opened = await followers(deployed, [["flash"]] * feeds)
+        publisher = await deployed.publisher(connections=4)
+        seqs = await paced(updates, rate, lambda n: publisher.publish("flash", f"fanout {n}"))
+        got = await received(opened, [seqs] * feeds, publisher)
+        closed(opened)
+    p99 = got.percentile(0.99)
+    return Result(
+        "fanout",
+        {"feeds": feeds, "updates": updates, "rate/s": rate, "p50 ms": got.percentile(0.5), "p99 ms": p99,
+         "lost": got.lost, "dup": got.duplicates},  # fmt: skip
+        {"p99 ≤ 50 ms": p99 <= 50, "0 lost, 0 dup": got.lost == got.duplicates == 0},
+    )
+
+
+async def burst(mongo_url: str, feeds: int = 1000, updates: int = 1000, clients: int = 8) -> Result:
+    async with deployment(mongo_url, "burst") as deployed:
+        opened = await followers(deployed, [["flash"]] * feeds)
+        publisher = await deployed.publisher(connections=clients)
+        start = time.perf_counter()
+        seqs = await flat_out(updates, clients, lambda n: publisher.publish("flash", f"burst {n}"))
+        got = await received(opened, [seqs] * feeds, publisher)
+        closed(opened)
+    rate = got.deliveries / (got.last_arrival - start)
+    return Result(
+        "burst",
+        {"feeds": feeds, "updates": updates, "deliveries/s": round(rate), "p99 ms": got.percentile(0.99),
+         "lost": got.lost, "dup": got.duplicates},  # fmt: skip
+        {"≥ 60,000 deliveries/s": rate >= 60_000, "0 lost, 0 dup": got.lost == got.duplicates == 0},
+    )
+
+
+async def scale(mongo_url: str, feeds: int = 10_000, updates: int = 20, rate: float = 1.0) -> Result:
+    async with deployment(mongo_url, "scale") as deployed:
+        before = deployed.stream_rss()
+        opened = await followers(deployed, [["flash"]] * feeds)
+        per_feed_kb = (deployed.stream_rss() - before) / feeds / 1024
+        publisher = await deployed.publisher()
+        seqs = await paced(updates, rate, lambda n: publisher.publish("flash", f"scale {n}"))
+        got = await received(opened, [seqs] * feeds, publisher)
+        closed(opened)
+    p99 = got.percentile(0.99)
+    return Result(
+        "scale",
+        {"connected": len(opened), "KB/feed": per_feed_kb, "updates": updates, "rate/s": rate, "p50 ms":
+         got.percentile(0.5), "p99 ms": p99, "lost": got.lost, "dup": got.duplicates},  # fmt: skip
+        {"10,000 connected": len(opened) == 10_000, "≤ 40 KB/feed": per_feed_kb <= 40, "p99 ≤ 500 ms": p99 <= 500},
+    )
+
+
+async def catch_up(mongo_url: str, feeds: int = 5000, updates: int = 50) -> Result:
+    async with deployment(mongo_url, "catchup") as deployed:
+        cookies = await deployed.sign_in([["flash"]] * feeds)
+        opened = await open_feeds(deployed.stream_port, [feed_request("/events", cookie) for cookie in cookies])
+        publisher = await deployed.publisher(connections=4)
+        seen = await publisher.publish("flash", "everyone saw this one")
+        await received(opened, [[seen]] * feeds, publisher)
+        closed(opened)
+        await asyncio.gather(*(feed.closed for feed in opened))
+        missed = [await publisher.publish("flash", f"missed {n}") for n in range(updates)]
+        start = time.perf_counter()
+        back = await open_feeds(deployed.stream_port, [feed_request("/events", c, seen) for c in cookies], 1000)
+        reconnected = time.perf_counter() - start
+        got = await received(back, [missed] * feeds, publisher)
+        took = got.last_arrival - start
+        closed(back)
+    return Result(
+        "catch-up",
+        {"feeds": feeds, "missed": updates, "all reconnected s": reconnected, "all caught up s": took,
+         "lost": got.lost, "dup": got.duplicates},  # fmt: skip
+        {"≤ 10 s": took <= 10, "0 lost, 0 dup": got.lost == got.duplicates == 0},
+    )
+
+
+async def ingest(mongo_url: str, publishes: int = 2000, clients: int = 8) -> Result:
+    async with deployment(mongo_url, "ingest", streams=0) as deployed:
+        publisher = await deployed.publisher(connections=clients)
+        start = time.perf_counter()
+        await flat_out(publishes, clients, lambda n: publisher.publish(SHOW_SLUGS[n % 6], f"ingest {n}"))
+        api_rate = publishes / (time.perf_counter() - start)
+        raw = deployed.db.raw_inserts
+        start = time.perf_counter()
+        await flat_out(publishes, clients, lambda n: _insert(raw, n))
+        raw_rate = publishes / (time.perf_counter() - start)
+    share = api_rate / raw_rate * 100
+    return Result(
+        "ingest",
+        {"publishes": publishes, "clients": clients, "publishes/s": round(api_rate), "raw insert_one/s":
+         round(raw_rate), "% of raw": share},  # fmt: skip
+        {"≥ 60 % of raw": share >= 60},
+    )
+
+
+async def _insert(collection: AsyncCollection[dict[str, Any]], number: int) -> int:
+    """What a publish stores, written straight to MongoDB: the ceiling ingest is measured against."""
+    await collection.insert_one({"seq": number, "show": SHOW_SLUGS[number % 6], "title": "", "text": f"ingest {number}",
+                                 "author": "raw", "created_at": utcnow()})  # fmt: skip
+    return number
+
+
+async def mixed(mongo_url: str, feeds: int = 1000, everything: int = 200, updates: int = 500) -> Result:
+    async with deployment(mongo_url, "mixed") as deployed:
+        follows = [[SHOW_SLUGS[number % 6]] for number in range(feeds)]
+        opened = await followers(deployed, follows)
+        watching_all = await followers(deployed, [[]] * everything, "/events/all")
+        publisher = await deployed.publisher(connections=4)
+        chosen = random.Random(6).choices(SHOW_SLUGS, k=updates)
+        show_of: dict[int, str] = {}
+
+        async def publish(number: int) -> int:
+            seq = await publisher.publish(chosen[number], f"mixed {number}")
+            show_of[seq] = chosen[number]
+            return seq
+
+        seqs = await flat_out(updates, 4, publish)
+        by_show = {slug: [seq for seq in seqs if show_of[seq] == slug] for slug in SHOW_SLUGS}
+        expected = [by_show[shows[0]] for shows in follows] + [seqs] * everything
+        got = await received([*opened, *watching_all], expected, publisher)
+        closed([*opened, *watching_all])
+    return Result(
+        "mixed",
+        {"feeds": feeds, "all feeds": everything, "updates": updates, "deliveries": got.deliveries, "wrong": got.wrong,
+         "lost": got.lost, "dup": got.duplicates},  # fmt: skip
+        {"0 wrong, 0 lost": got.wrong == got.lost == 0},
+    )
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "fanout": fanout,
+    "burst": burst,
+    "scale": scale,
+    "catch-up": catch_up,
+    "ingest": ingest,
+    "mixed": mixed,
+}
