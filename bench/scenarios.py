@@ -19,6 +19,7 @@ from shared.db import SHOWS, utcnow
 Scenario = Callable[[str], Awaitable[Result]]
 ARRIVAL_TIMEOUT = 60.0
 SHOW_SLUGS = sorted(SHOWS)
+RAW_SEQS = 10**9  # the raw inserts' seqs, far above the published ones
 
 
 async def paced(count: int, rate: float, publish: Callable[[int], Awaitable[int]]) -> list[int]:
@@ -136,29 +137,38 @@ async def catch_up(mongo_url: str, feeds: int = 5000, updates: int = 50) -> Resu
     )
 
 
-async def ingest(mongo_url: str, publishes: int = 2000, clients: int = 8) -> Result:
+async def ingest(mongo_url: str, publishes: int = 2000, clients: int = 8, rounds: int = 4) -> Result:
+    """The API and raw inserts take turns, a quarter of the publishes at a time, so that the machine's drift
+    (a checkpoint of the database's file, a neighbour's load) weighs on both alike."""
     async with deployment(mongo_url, "ingest", streams=0) as deployed:
         publisher = await deployed.publisher(connections=clients)
-        start = time.perf_counter()
-        await flat_out(publishes, clients, lambda n: publisher.publish(SHOW_SLUGS[n % 6], f"ingest {n}"))
-        api_rate = publishes / (time.perf_counter() - start)
-        raw = deployed.db.raw_inserts
-        start = time.perf_counter()
-        await flat_out(publishes, clients, lambda n: _insert(raw, n))
-        raw_rate = publishes / (time.perf_counter() - start)
-    share = api_rate / raw_rate * 100
+        raw_seqs, share = iter(range(RAW_SEQS, RAW_SEQS + publishes)), publishes // rounds
+        api = raw = 0.0
+        for _ in range(rounds):
+            api += await timed(flat_out(share, clients, lambda n: publisher.publish(SHOW_SLUGS[n % 6], "x")))
+            raw += await timed(flat_out(share, clients, lambda _: _insert(deployed.db.updates, next(raw_seqs))))
+    api_rate, raw_rate = publishes / api, publishes / raw
+    percent = api_rate / raw_rate * 100
     return Result(
         "ingest",
         {"publishes": publishes, "clients": clients, "publishes/s": round(api_rate), "raw insert_one/s":
-         round(raw_rate), "% of raw": share},  # fmt: skip
-        {"≥ 60 % of raw": share >= 60},
+         round(raw_rate), "% of raw": percent},  # fmt: skip
+        {"≥ 60 % of raw": percent >= 60},
     )
 
 
+async def timed(work: Awaitable[object]) -> float:
+    start = time.perf_counter()
+    await work
+    return time.perf_counter() - start
+
+
 async def _insert(collection: AsyncCollection[dict[str, Any]], number: int) -> int:
-    """What a publish stores, written straight to MongoDB: the ceiling ingest is measured against."""
-    await collection.insert_one({"seq": number, "show": SHOW_SLUGS[number % 6], "title": "", "text": f"ingest {number}",
-                                 "author": "raw", "created_at": utcnow()})  # fmt: skip
+    """What a publish stores, written straight to the same collection with its indexes: the ceiling ingest is
+    measured against."""
+    show = SHOW_SLUGS[number % 6]
+    await collection.insert_one({"seq": number, "show": show, "title": SHOWS[show], "text": "x", "author": "raw",
+                                 "author_id": "raw", "created_at": utcnow()})  # fmt: skip
     return number
 
 
