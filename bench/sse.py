@@ -35,8 +35,7 @@ class Feed(asyncio.Protocol):
         self.opened: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.transport: asyncio.BaseTransport | None = None
-        self._buffer = bytearray()
-        self._chunk: int | None = None  # the size of the chunk being read, once its size line is in
+        self._rest = b""  # what arrived after the last whole chunk
         self._wanted: tuple[int, asyncio.Future[None]] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -44,14 +43,22 @@ class Feed(asyncio.Protocol):
         cast(asyncio.WriteTransport, transport).write(self.request)  # uvloop's transports are not asyncio's classes
 
     def data_received(self, data: bytes) -> None:
+        """Reads whole chunks in place (uvicorn sends each write of the stream service as one chunk, and each
+        write holds whole frames); a partial one waits in `_rest` for the next read."""
         now = time.perf_counter()
-        self._buffer += data
-        if not self.status and not self._read_head():
-            return
-        while chunk := self._next_chunk():
-            for match in ID.finditer(chunk):
+        if self.status not in (0, 200):
+            return  # refused: the body is an error, not a stream, and the connection is closing
+        buffer = self._rest + data if self._rest else data
+        at = 0 if self.status else self._read_head(buffer)
+        while at >= 0 and (line_end := buffer.find(b"\r\n", at)) >= 0:
+            end = line_end + 2 + int(buffer[at:line_end], 16)
+            if end + 2 > len(buffer):
+                break
+            for match in ID.finditer(buffer, line_end + 2, end):
                 self.seqs.append(int(match.group(1)))
                 self.times.append(now)
+            at = end + 2
+        self._rest = buffer[at:] if at >= 0 else buffer
         self._check_wanted()
 
     def holding(self, count: int) -> asyncio.Future[None]:
@@ -64,32 +71,18 @@ class Feed(asyncio.Protocol):
         if self._wanted and len(self.seqs) >= self._wanted[0] and not self._wanted[1].done():
             self._wanted[1].set_result(None)
 
-    def _read_head(self) -> bool:
-        end = self._buffer.find(b"\r\n\r\n")
+    def _read_head(self, buffer: bytes) -> int:
+        """Where the body starts, once the status line and headers are in; -1 before."""
+        end = buffer.find(b"\r\n\r\n")
         if end < 0:
-            return False
-        self.status = int(self._buffer[9:12])
-        del self._buffer[: end + 4]
+            return -1
+        self.status = int(buffer[9:12])
         if not self.opened.done():
             self.opened.set_result(self.status)
         if self.status != 200:
             self.close()
-        return self.status == 200
-
-    def _next_chunk(self) -> bytes:
-        """Uvicorn sends each write of the stream service as one chunk, and each write holds whole frames."""
-        if self._chunk is None:
-            line_end = self._buffer.find(b"\r\n")
-            if line_end < 0:
-                return b""
-            self._chunk = int(self._buffer[:line_end], 16)
-            del self._buffer[: line_end + 2]
-        if len(self._buffer) < self._chunk + 2:
-            return b""
-        chunk = bytes(self._buffer[: self._chunk])
-        del self._buffer[: self._chunk + 2]
-        self._chunk = None
-        return chunk
+            return -1
+        return end + 4
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.opened.done():
