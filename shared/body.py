@@ -8,6 +8,7 @@ from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 
+from shared.db import MAX_INT
 from shared.errors import ApiError
 
 MAX_BODY = 16 * 1024
@@ -88,3 +89,14 @@ def fields_of(value: dict[str, Any], *names: str) -> dict[str, str]:
 async def read_fields(request: Request, *names: str, limit: int = MAX_BODY) -> dict[str, str]:
     """Missing fields come back empty, so the validation that follows can say 'required' for each."""
     return fields_of(await read_object(request, limit=limit), *names)
+
+
+def whole_number(name: str, raw: str | None, low: int = 0, high: int = MAX_INT) -> int | None:
+    """A query parameter or header that holds a number, such as an update id; None when it is absent. At most 19
+    digits, so that neither int() nor MongoDB's 64-bit integers choke on it."""
+    if not raw:
+        return None
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19 and low <= int(raw) <= high):
+        message = "a non-negative integer" if (low, high) == (0, MAX_INT) else f"a whole number from {low} to {high}"
+        raise ApiError(422, detail=f"{name} must be {message}.", fields={name: message})
+    return int(raw)

@@ -12,6 +12,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
 from shared.auth import Caller
 from shared.batching import Batcher
+from shared.body import whole_number
 from shared.catalogue import Catalogue
 from shared.db import Database, next_seq, utcnow
 from shared.errors import ApiError
@@ -40,14 +41,6 @@ def _replayed(earlier: dict[str, Any], show: str, text: str) -> dict[str, Any]:
     if (earlier["show"], earlier["text"]) != (show, text):
         raise _invalid({KEY_HEADER: "already used for a different update"})
     return wire(earlier)
-
-
-def _count(name: str, raw: str, default: int, low: int, high: int) -> int:
-    if raw == "":
-        return default
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19 and low <= int(raw) <= high):  # 19: never a huge int
-        raise _invalid({name: f"a whole number from {low} to {high}"})
-    return int(raw)
 
 
 class Updates:
@@ -111,8 +104,8 @@ class Updates:
 
     async def page(self, show: str, after: str, limit: str) -> dict[str, Any]:
         """One page of history in seq order; `next_after` is where the next page starts, or `after` again if none."""
-        start = _count("after", after, 0, 0, 2**62)  # within MongoDB's 64-bit integers
-        size = _count("limit", limit, PAGE_DEFAULT, 1, PAGE_MAX)
+        start = whole_number("after", after) or 0
+        size = whole_number("limit", limit, 1, PAGE_MAX) or PAGE_DEFAULT
         if show and await self.catalogue.title(show) is None:
             raise _invalid({"show": "no such show"})
         items = [wire(update) for update in await history(self.db, [show] if show else None, start, size)]

@@ -23,8 +23,8 @@ from services.stream.watcher import Watcher
 from shared.app import create_app
 from shared.auth import require_caller
 from shared.batching import by_id
-from shared.db import MAX_INT, SHOWS, Database
-from shared.errors import ApiError
+from shared.body import whole_number
+from shared.db import SHOWS, Database
 from shared.pages import page_caller, render
 from shared.updates import any_before, recent, since_read, wire
 
@@ -34,19 +34,10 @@ HEARTBEAT_SHARES = 10  # the feeds are pinged a tenth at a time
 SHUTDOWN_GRACE = 2.0  # seconds for open feeds to end cleanly once the server stops; uvicorn waits 5
 
 
-def _update_id(name: str, raw: str | None) -> int | None:
-    """None if not given. At most 19 digits, so that neither int() nor MongoDB's 64-bit integers choke on it."""
-    if not raw:
-        return None
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19 and int(raw) <= MAX_INT):
-        raise ApiError(422, detail=f"{name} must be an update id.", fields={name: "a non-negative integer"})
-    return int(raw)
-
-
 def _resume_point(request: Request) -> int | None:
     """Last-Event-ID (a browser reconnecting) wins over ?after= (a page starting from what it showed)."""
-    resumed = _update_id("Last-Event-ID", request.headers.get("last-event-id"))
-    return resumed if resumed is not None else _update_id("after", request.query_params.get("after"))
+    resumed = whole_number("Last-Event-ID", request.headers.get("last-event-id"))
+    return resumed if resumed is not None else whole_number("after", request.query_params.get("after"))
 
 
 async def _frames(replay: Replay, hub: Hub, feed: Feed, after: int | None, ceiling: int) -> AsyncIterator[bytes]:
@@ -115,7 +106,7 @@ async def notifications_page(request: Request) -> Response:
     it read. `?before=SEQ` is an older page: static, and it marks nothing read."""
     caller = await page_caller(request)
     everything = request.url.path == "/notifications/all"
-    before = _update_id("before", request.query_params.get("before"))
+    before = whole_number("before", request.query_params.get("before"))
     db = request.state.db
     user = await db.users.find_one({"_id": caller.user_id}, {"follows": 1, "last_read_seq": 1}) or {}
     follows, last_read = user.get("follows", []), user.get("last_read_seq", 0)
