@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
+import signal
 import sys
 
 import uvicorn
@@ -16,6 +18,18 @@ from shared.logs import configure
 from shared.settings import VAR, Settings
 
 log = logging.getLogger("gossip.run")
+
+
+def _exit(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _stop_gracefully_on_signals() -> None:
+    """Uvicorn shuts down on SIGTERM, then raises it again, which by default ends the process on the spot and
+    leaves the embedded database running; here it exits through the `with` that stops the database. A closed
+    terminal's SIGHUP takes the same way."""
+    signal.signal(signal.SIGTERM, _exit)
+    signal.signal(signal.SIGHUP, lambda *_: os.kill(os.getpid(), signal.SIGTERM))
 
 
 def main() -> None:
@@ -35,6 +49,7 @@ def main() -> None:
             settings = dataclasses.replace(settings, mongo_url=mongo.url)
             log.info("embedded MongoDB-protocol server on %s, data in %s", mongo.url, mongo.data)
         app = create_app("gossip", gossip.routes, settings, gossip.extensions)
+        _stop_gracefully_on_signals()
         log.info("Gossip on http://%s:%d", settings.host, settings.port)
         uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, timeout_graceful_shutdown=5)
 

@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
 
+import pytest
+
 from shared.embedded import free_port
-from shared.settings import ROOT
+from shared.settings import ROOT, Settings
+from tests.support import ChildProcess
+
+
+COMMAND = [sys.executable, "-m", "services.run"]
 
 
 def run(**env: str) -> subprocess.CompletedProcess[str]:
     """`python -m services.run` as `make run` starts it, expected to give up at once."""
     variables = {**os.environ, "SECRET_KEY": "test", "PORT": str(free_port()), **env}
-    command = [sys.executable, "-m", "services.run"]
-    return subprocess.run(command, env=variables, cwd=ROOT, capture_output=True, text=True, timeout=30)
+    return subprocess.run(COMMAND, env=variables, cwd=ROOT, capture_output=True, text=True, timeout=30)
 
 
 def test_an_embedded_port_in_use_is_refused_in_one_line() -> None:
@@ -32,3 +38,16 @@ def test_a_bad_setting_is_one_line_and_exit_status_2() -> None:
     result = run(PORT="abc")
     assert result.returncode == 2
     assert result.stderr == "gossip: PORT must be a port number from 1 to 65535, got 'abc'\n"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_stop_or_a_closed_terminal_shuts_down_and_leaves_the_program(settings: Settings, signum: int) -> None:
+    """Leaving the program, not being killed by the signal, is what runs the `with` that stops the database."""
+    port = free_port()
+    env = {**os.environ, "SECRET_KEY": "test", "PORT": str(port), "MONGO_URL": settings.mongo_url,
+           "MONGO_DB": settings.mongo_db}  # fmt: skip
+    with ChildProcess(COMMAND, env, port, ready_path="/healthz") as gossip:
+        assert gossip.process is not None
+        gossip.process.send_signal(signum)
+        assert gossip.process.wait(10) == 128 + signal.SIGTERM
+    assert "Application shutdown complete" in gossip.output()
