@@ -15,8 +15,9 @@ import psutil
 
 from bench.http import Connection
 from services.auth import tokens
+from services.auth.accounts import user_document
 from shared.auth import Caller, session_cookie
-from shared.db import Database, connect, new_id, prepare, username_key, utcnow
+from shared.db import Database, connect, prepare, utcnow
 from shared.settings import Settings
 from tests.support import ServiceProcess
 
@@ -73,23 +74,19 @@ class Deployment:
         now, lifetime = utcnow(), timedelta(seconds=self.settings.session_max_age)
         users, sessions = [], []
         for shows in follows:
-            user_id, session_id, name = new_id(), secrets.token_urlsafe(32), f"viewer{self.viewers}"
+            users.append(user := user_document(f"viewer{self.viewers}", "", shows))
             self.viewers += 1
-            users.append({"_id": user_id, "username": name, "username_key": username_key(name), "password_hash": "",
-                          "follows": list(shows), "created_at": now, "last_read_seq": 0})  # fmt: skip
-            sessions.append({"_id": session_id, "user_id": user_id, "username": name, "created_at": now,
-                             "expires_at": now + lifetime})  # fmt: skip
+            sessions.append({"_id": secrets.token_urlsafe(32), "user_id": user["_id"], "username": user["username"],
+                             "created_at": now, "expires_at": now + lifetime})  # fmt: skip
         for start in range(0, len(users), 1000):
             await self.db.users.insert_many(users[start : start + 1000])
             await self.db.sessions.insert_many(sessions[start : start + 1000])
         return [session_cookie(self.settings, session["_id"]) for session in sessions]
 
     async def publisher(self, connections: int = 1) -> Publisher:
-        author = Caller(new_id(), f"publisher{len(self.publishers)}")
-        await self.db.users.insert_one({"_id": author.user_id, "username": author.username,
-                                        "username_key": username_key(author.username), "password_hash": "",
-                                        "follows": [], "created_at": utcnow(), "last_read_seq": 0})  # fmt: skip
-        token = (await tokens.create(self.db, author, "bench"))["token"]
+        user = user_document(f"publisher{len(self.publishers)}", "")
+        await self.db.users.insert_one(user)
+        token = (await tokens.create(self.db, Caller(user["_id"], user["username"]), "bench"))["token"]
         publisher = Publisher([await Connection.open(self.ingest.port) for _ in range(connections)], token)
         self.publishers.append(publisher)
         return publisher

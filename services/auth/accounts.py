@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from pymongo.errors import DuplicateKeyError
@@ -28,17 +29,25 @@ def _validate(username: str, password: str) -> None:
         raise ApiError(422, detail="Please correct the highlighted fields.", fields=fields)
 
 
-async def register(db: Database, username: str, password: str) -> dict[str, Any]:
-    _validate(username, password)
-    user = {
+def user_document(
+    username: str, password_hash: str, follows: Iterable[str] = (), last_read_seq: int = 0
+) -> dict[str, Any]:
+    """The one shape of a `users` document, for registration and for whatever writes users in bulk."""
+    return {
         "_id": new_id(),
         "username": username,
         "username_key": username_key(username),
-        "password_hash": await hash_password(password),
-        "follows": [],
+        "password_hash": password_hash,
+        "follows": list(follows),
         "created_at": utcnow(),
-        "last_read_seq": await last_seq(db),  # what was published before one joined is not news
+        "last_read_seq": last_read_seq,
     }
+
+
+async def register(db: Database, username: str, password: str) -> dict[str, Any]:
+    _validate(username, password)
+    # what was published before one joined is not news
+    user = user_document(username, await hash_password(password), last_read_seq=await last_seq(db))
     try:
         await db.users.insert_one(user)
     except DuplicateKeyError:

@@ -124,12 +124,6 @@ async def notifications_page(request: Request) -> Response:
     return render(request, "notifications/index.html", context)
 
 
-routes = [
-    Route("/events", events),
-    Route("/events/all", events),
-    Route("/notifications", notifications_page),
-    Route("/notifications/all", notifications_page),
-]
 @contextlib.asynccontextmanager
 async def feeds(app: object, state: dict[str, Any]) -> AsyncIterator[None]:
     """The hub and its watcher live as long as the app. When the server stops, sse-starlette sets the shutdown
@@ -162,5 +156,11 @@ async def _heartbeat(hub: Hub, interval: float) -> None:
         hub.heartbeat(share, HEARTBEAT_SHARES)
 
 
+routes = [
+    Route("/events", events),
+    Route("/events/all", events),
+    Route("/notifications", notifications_page),
+    Route("/notifications/all", notifications_page),
+]
 extensions = [feeds]
 app = create_app("stream", routes, extensions=extensions)

@@ -11,12 +11,13 @@ import httpx
 import pytest
 
 from services.all import app as gossip
+from services.auth.accounts import user_document
 from shared.app import create_app
 from shared.auth import open_session
-from shared.db import Database, new_id, utcnow
+from shared.db import Database
 from shared.embedded import EmbeddedMongo
 from shared.settings import Settings
-from tests.support import LiveServer, ServiceProcess, events, publish, registered, wait_until
+from tests.support import LiveServer, ServiceProcess, events, gauge, publish, registered, wait_until
 
 
 @pytest.fixture
@@ -47,17 +48,8 @@ async def test_updates_after_a_database_restart_arrive_once(own_mongo: EmbeddedM
 
 
 async def make_session(db: Database, settings: Settings, username: str) -> str:
-    user_id = new_id()
-    await db.users.insert_one(
-        {"_id": user_id, "username": username, "username_key": username, "password_hash": "", "follows": ["flash"],
-         "created_at": utcnow(), "last_read_seq": 0}
-    )  # fmt: skip
-    return await open_session(db, settings, user_id, username)
-
-
-async def connections(http: httpx.AsyncClient) -> float:
-    text = (await http.get("/metrics")).text
-    return float(next(line for line in text.splitlines() if line.startswith("gossip_stream_connections ")).split()[1])
+    await db.users.insert_one(user := user_document(username, "", ["flash"]))
+    return await open_session(db, settings, user["_id"], username)
 
 
 async def test_shutdown_with_50_open_streams_is_prompt(settings: Settings, db: Database) -> None:
@@ -67,7 +59,7 @@ async def test_shutdown_with_50_open_streams_is_prompt(settings: Settings, db: D
         async with httpx.AsyncClient(base_url=stream.url, cookies={"gossip_session": cookie}, limits=limits) as http:
             async with contextlib.AsyncExitStack() as stack:
                 readers = [await stack.enter_async_context(events(http)) for _ in range(50)]
-                await wait_until(lambda: _at_least(http, 50))
+                await wait_until(lambda: gauge(stream.url, "gossip_stream_connections") >= 50)
                 took = stream.stop()
                 assert took < 4, stream.output()
                 for reader in readers:
@@ -75,6 +67,3 @@ async def test_shutdown_with_50_open_streams_is_prompt(settings: Settings, db: D
                         await reader.next()
     assert "without completing response" not in stream.output()
 
-
-async def _at_least(http: httpx.AsyncClient, count: int) -> bool:
-    return await connections(http) >= count
