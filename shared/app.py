@@ -25,7 +25,8 @@ from shared.settings import ROOT, Settings
 
 GC_THRESHOLDS = (50_000, 20, 100)  # Python's defaults are (700, 10, 10)
 
-# A background part of a service (the stream watcher): entered once the database is ready, left at shutdown.
+# A part of a service that lives as long as it (the stream's hub and watcher, ingest's batched writes): entered once
+# the database is ready, left at shutdown.
 Extension = Callable[[Starlette, dict[str, Any]], AsyncContextManager[None]]
 
 
