@@ -18,6 +18,14 @@ class Tally:
     latencies: list[float]  # seconds from the post to ingest to the frame's arrival, one per delivery
     last_arrival: float
 
+    @property
+    def exact(self) -> bool:
+        """Every update each feed should have had, each once."""
+        return self.lost == self.duplicates == 0
+
+    def misses(self) -> dict[str, int]:
+        return {"lost": self.lost, "dup": self.duplicates}
+
     def percentile(self, fraction: float) -> float:
         """Milliseconds; nearest-rank on the sorted latencies."""
         if not self.latencies:
