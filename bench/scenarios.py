@@ -62,13 +62,18 @@ def closed(feeds: Sequence[Feed]) -> None:
         feed.close()
 
 
+async def paced_to_all(deployed: Deployment, feeds: Sequence[Feed], updates: int, rate: float) -> Tally:
+    """Flash updates published at `rate`, all of which every feed (following flash) should get."""
+    publisher = await deployed.publisher(connections=4)
+    seqs = await paced(updates, rate, lambda n: publisher.publish("flash", f"update {n}"))
+    got = await received(feeds, [seqs] * len(feeds), publisher)
+    closed(feeds)
+    return got
+
+
 async def fanout(mongo_url: str, feeds: int = 1000, updates: int = 200, rate: float = 50.0) -> Result:
     async with deployment(mongo_url, "fanout") as deployed:
-        opened = await followers(deployed, [["flash"]] * feeds)
-        publisher = await deployed.publisher(connections=4)
-        seqs = await paced(updates, rate, lambda n: publisher.publish("flash", f"fanout {n}"))
-        got = await received(opened, [seqs] * feeds, publisher)
-        closed(opened)
+        got = await paced_to_all(deployed, await followers(deployed, [["flash"]] * feeds), updates, rate)
     p99 = got.percentile(0.99)
     return Result(
         "fanout",
@@ -100,10 +105,7 @@ async def scale(mongo_url: str, feeds: int = 10_000, updates: int = 20, rate: fl
         before = deployed.stream_rss()
         opened = await followers(deployed, [["flash"]] * feeds)
         per_feed_kb = (deployed.stream_rss() - before) / feeds / 1024
-        publisher = await deployed.publisher()
-        seqs = await paced(updates, rate, lambda n: publisher.publish("flash", f"scale {n}"))
-        got = await received(opened, [seqs] * feeds, publisher)
-        closed(opened)
+        got = await paced_to_all(deployed, opened, updates, rate)
     p99 = got.percentile(0.99)
     return Result(
         "scale",
