@@ -14,10 +14,9 @@ from starlette.templating import Jinja2Templates
 
 from shared.auth import Caller, csrf_ok, csrf_token, is_https, session_caller, set_csrf_cookie
 from shared.body import fields_of, read_object
-from shared.db import Database
 from shared.errors import ApiError, as_api_error, on_error
 from shared.settings import ROOT
-from shared.updates import unread
+from shared.updates import reading
 
 templates = Jinja2Templates(directory=ROOT / "web" / "templates")
 FLASH_COOKIE = "gossip_flash"
@@ -45,7 +44,7 @@ def render(request: Request, template: str, context: dict[str, Any] | None = Non
             flash = None
     page = {
         "csrf_token": token, "flash": flash, "caller": getattr(request.state, "caller", None),
-        "unread": getattr(request.state, "unread", 0), **(context or {}),
+        "me": getattr(request.state, "me", None), **(context or {}),
     }  # fmt: skip
     response = templates.TemplateResponse(request, template, page, status_code=status_code)
     set_csrf_cookie(request, response, browser)
@@ -75,15 +74,10 @@ def safe_next(target: str | None) -> str:
     return target
 
 
-async def _unread(db: Database, caller: Caller) -> int:
-    user = await db.users.find_one({"_id": caller.user_id}, {"follows": 1, "last_read_seq": 1}) or {}
-    return await unread(db, user.get("follows", []), user.get("last_read_seq", 0), caller.username)
-
-
 async def optional_caller(request: Request) -> Caller | None:
     """Looked up once per page, so the layout can show who is logged in and their unread count on every page."""
     caller = request.state.caller = await session_caller(request)
-    request.state.unread = await _unread(request.state.db, caller) if caller else 0
+    request.state.me = await reading(request.state.db, caller.user_id) if caller else None
     return caller
 
 

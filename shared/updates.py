@@ -67,3 +67,13 @@ async def unread(db: Database, follows: Collection[str], last_read_seq: int, use
     """Updates of followed shows after the read mark, except one's own: those were never news to their author."""
     query = {**_query(follows, {"$gt": last_read_seq}), "author": {"$ne": username}}
     return await db.updates.count_documents(query)
+
+
+async def reading(db: Database, user_id: str) -> dict[str, Any] | None:
+    """What a user reads: their name, the shows they follow and how many of those shows' updates are unread;
+    None if the account is gone. The API's /api/me and the unread badge of every page."""
+    user = await db.users.find_one({"_id": user_id}, {"username": 1, "follows": 1, "last_read_seq": 1})
+    if user is None:
+        return None
+    count = await unread(db, user["follows"], user.get("last_read_seq", 0), user["username"])
+    return {"username": user["username"], "follows": user["follows"], "unread": count}

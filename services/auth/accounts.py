@@ -13,7 +13,7 @@ from shared.catalogue import Catalogue
 from shared.db import MAX_INT, Database, last_seq, new_id, username_key, utcnow
 from shared.errors import ApiError
 from shared.passwords import hash_password, needs_rehash, verify_password
-from shared.updates import unread
+from shared.updates import reading
 
 USERNAME = re.compile(r"[A-Za-z0-9_.-]{3,32}")
 PASSWORD_MIN, PASSWORD_MAX = 8, 256
@@ -71,11 +71,9 @@ async def authenticate(db: Database, username: str, password: str, address: str)
 
 
 async def me(db: Database, user_id: str) -> dict[str, Any]:
-    user = await db.users.find_one({"_id": user_id}, {"username": 1, "follows": 1, "last_read_seq": 1})
-    if user is None:
+    if (user := await reading(db, user_id)) is None:
         raise ApiError(401, detail="This account no longer exists.")
-    count = await unread(db, user["follows"], user.get("last_read_seq", 0), user["username"])
-    return {"username": user["username"], "follows": user["follows"], "unread": count}
+    return user
 
 
 async def shows(db: Database, catalogue: Catalogue, user_id: str | None) -> list[dict[str, Any]]:
