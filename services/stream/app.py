@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
-from sse_starlette.sse import EventSourceResponse
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
@@ -19,6 +19,7 @@ from services.stream.frames import RETRY
 from services.stream.hub import Feed, Hub
 from services.stream.metrics import CONNECTIONS, SLOW_CONSUMERS
 from services.stream.replay import Replay
+from services.stream.response import FeedResponse
 from services.stream.watcher import Watcher
 from shared.app import create_app
 from shared.auth import require_caller
@@ -26,6 +27,7 @@ from shared.batching import by_id
 from shared.body import whole_number
 from shared.db import SHOWS, Database
 from shared.pages import page_caller, render
+from shared.settings import Settings
 from shared.updates import any_before, recent, since_read, wire
 
 PAGE_SIZE = 50
@@ -54,14 +56,14 @@ async def _frames(replay: Replay, hub: Hub, feed: Feed, after: int | None, ceili
         async for chunk in feed.frames():
             yield chunk
     finally:
-        await _closed(hub, feed)  # a timed-out send ends here: sse-starlette closes the generator, not `background`
+        await _closed(hub, feed)  # a dropped send ends here: sse-starlette closes the generator, not `background`
 
 
 async def _closed(hub: Hub, feed: Feed) -> None:
     """Async though it never waits, so that Starlette runs it in place as a background task, not in a thread."""
     if hub.close(feed):
         CONNECTIONS.dec()
-        if feed.overflowed:
+        if feed.too_slow:
             SLOW_CONSUMERS.inc()
 
 
@@ -77,10 +79,10 @@ async def events(request: Request) -> Response:
     feed = state.hub.open(caller, shows)
     ceiling = state.watcher.delivered  # read in the same tick as open: every live frame is above it
     CONNECTIONS.inc()
-    return EventSourceResponse(
+    return FeedResponse(
+        feed,
         _frames(state.replay, state.hub, feed, after, ceiling),
         ping=0,  # the hub's heartbeat pings every feed: no ping task per connection (6 KB each, with its timer)
-        send_timeout=state.settings.send_timeout,
         headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
         background=BackgroundTask(_closed, state.hub, feed),  # also when the generator never started (HEAD, hang-up)
         shutdown_event=state.shutdown,
@@ -135,7 +137,7 @@ async def feeds(app: object, state: dict[str, Any]) -> AsyncIterator[None]:
     state.update(hub=hub, watcher=watcher, replay=Replay(db), find_user=by_id(db.users, {"follows": 1}),
                  shutdown=shutdown)  # fmt: skip
     chores = [asyncio.create_task(_end_feeds_when(shutdown, hub)),
-              asyncio.create_task(_heartbeat(hub, state["settings"].ping_interval))]  # fmt: skip
+              asyncio.create_task(_heartbeat(hub, state["settings"]))]  # fmt: skip
     try:
         yield
     finally:
@@ -150,10 +152,12 @@ async def _end_feeds_when(shutdown: anyio.Event, hub: Hub) -> None:
     hub.end_all()
 
 
-async def _heartbeat(hub: Hub, interval: float) -> None:
+async def _heartbeat(hub: Hub, settings: Settings) -> None:
+    """Pings a share of the feeds at each tick, and drops those whose send has hung for `send_timeout`."""
     for share in itertools.cycle(range(HEARTBEAT_SHARES)):
-        await asyncio.sleep(interval / HEARTBEAT_SHARES)
+        await asyncio.sleep(settings.ping_interval / HEARTBEAT_SHARES)
         hub.heartbeat(share, HEARTBEAT_SHARES)
+        hub.drop_stalled(time.monotonic() - settings.send_timeout)
 
 
 routes = [

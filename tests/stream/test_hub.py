@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import pytest
+
 from services.stream.frames import PING, follows_frame
 from services.stream.hub import Feed, Hub
 from shared.auth import Caller
@@ -23,7 +27,7 @@ async def test_stalled_feed_ends_instead_of_growing() -> None:
     feed = Feed(ALICE, frozenset({"flash"}), max_frames=2)
     for seq in (1, 2, 3, 4):
         feed.offer(frame(seq))
-    assert feed.overflowed
+    assert feed.too_slow
     assert [chunk async for chunk in feed.frames()] == [frame(1) + frame(2)]
 
 
@@ -31,7 +35,7 @@ async def test_feed_is_bounded_in_bytes_too() -> None:
     feed = Feed(ALICE, None, max_frames=100, max_bytes=len(frame(1)) * 2)
     for seq in (1, 2, 3):
         feed.offer(frame(seq))
-    assert feed.overflowed and [chunk async for chunk in feed.frames()] == [frame(1) + frame(2)]
+    assert feed.too_slow and [chunk async for chunk in feed.frames()] == [frame(1) + frame(2)]
 
 
 async def test_update_reaches_followers_and_everything_feeds_only() -> None:
@@ -85,3 +89,17 @@ async def test_a_round_of_heartbeat_shares_pings_every_feed_once() -> None:
     for share in range(3):
         hub.heartbeat(share, 3)
     assert [await drain(feed) for feed in feeds] == [PING] * 6
+
+
+async def test_a_send_hung_past_the_deadline_is_cancelled_and_its_feed_ended() -> None:
+    hub = Hub()
+    hung, sending, idle = hub.open(ALICE, ["flash"]), hub.open(BOB, ["flash"]), hub.open(BOB, None)
+    senders = [asyncio.create_task(asyncio.Event().wait()) for _ in range(2)]
+    for feed, sender, began in ((hung, senders[0], 10.0), (sending, senders[1], 30.0)):
+        feed.sending_since, feed.sender = began, sender
+    hub.drop_stalled(before=20.0)
+    with pytest.raises(asyncio.CancelledError):
+        await senders[0]
+    assert hung.too_slow and hung.ended
+    assert not (senders[1].done() or sending.ended or idle.ended or idle.too_slow)
+    senders[1].cancel()
