@@ -7,6 +7,7 @@ and is covered by tests/shared/test_db.py.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from datetime import datetime, timezone
 from typing import Any
@@ -64,12 +65,14 @@ def iso_utc(value: Any) -> str:
 async def next_change(stream: AsyncChangeStream[dict[str, Any]], pause: float) -> dict[str, Any] | None:
     """The next change event, or None after an empty batch (the caller uses that moment for timers).
 
-    The embedded server answers an empty getMore at once instead of waiting maxAwaitTimeMS; pausing after an
-    empty batch keeps the loop from spinning. On MongoDB the wait has already happened server-side.
+    The embedded server answers an empty getMore at once instead of waiting maxAwaitTimeMS, so after an empty batch
+    this waits out the rest of `pause`, and the loop does not spin. MongoDB's getMore has already waited that long
+    on the server, so there it asks again at once: a change never waits for a sleep on top of the server's wait.
     """
+    asked = time.monotonic()
     change = await stream.try_next()
     if change is None:
-        await asyncio.sleep(pause)
+        await asyncio.sleep(pause - (time.monotonic() - asked))
     return change
 
 

@@ -46,6 +46,26 @@ async def test_change_event_dates_and_string_ids_survive(db: Database) -> None:
     assert as_datetime(change["fullDocument"]["created_at"]) == created
 
 
+class _Answers:
+    """A change stream's try_next as a server answers it: an empty batch after `wait` seconds."""
+
+    def __init__(self, wait: float) -> None:
+        self.wait = wait
+
+    async def try_next(self) -> None:
+        await asyncio.sleep(self.wait)
+
+
+@pytest.mark.parametrize("server_wait", [0.0, 0.3])
+async def test_an_empty_batch_is_followed_by_the_rest_of_the_pause_only(server_wait: float) -> None:
+    """The embedded server answers an empty getMore at once: the loop must not spin. MongoDB waits for
+    maxAwaitTimeMS itself: a second wait on top would delay the next change by as much again."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert await next_change(_Answers(server_wait), 0.3) is None  # type: ignore[arg-type]
+    assert 0.3 <= loop.time() - started < 0.55
+
+
 def test_as_datetime_reads_both_encodings() -> None:
     expected = datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc)
     assert as_datetime(expected) == expected
