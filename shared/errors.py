@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-log = logging.getLogger("gossip.errors")
+CRASH_DETAIL = "Something went wrong on our side."
 
 ERROR_CODES = {
     400: "bad_request",
@@ -61,7 +60,7 @@ async def on_error(request: Request, exc: Exception) -> Response:
 
 async def on_crash(request: Request, exc: Exception) -> Response:
     """Starlette re-raises after this, so the traceback reaches the log and never the client."""
-    return error_response(ApiError(500, "internal", "Something went wrong on our side."))
+    return error_response(ApiError(500, "internal", CRASH_DETAIL))
 
 
 EXCEPTION_HANDLERS = {ApiError: on_error, HTTPException: on_error, Exception: on_crash}

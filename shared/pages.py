@@ -14,7 +14,7 @@ from starlette.templating import Jinja2Templates
 
 from shared.auth import Caller, csrf_ok, csrf_token, is_https, session_caller, set_csrf_cookie
 from shared.body import fields_of, read_object
-from shared.errors import ApiError, as_api_error, on_error
+from shared.errors import CRASH_DETAIL, ApiError, as_api_error, on_crash, on_error
 from shared.settings import ROOT
 from shared.updates import reading
 
@@ -122,8 +122,15 @@ async def on_page_error(request: Request, exc: Exception) -> Response:
     return response
 
 
-# They take over the JSON handlers of shared/errors.py for ApiError and HTTPException, falling back to them.
+async def on_page_crash(request: Request, exc: Exception) -> Response:
+    """A bug's 500 as the error page for a browser; Starlette re-raises after this, so the traceback is logged."""
+    if not _wants_page(request):
+        return await on_crash(request, exc)
+    return render(request, "error.html", {"message": CRASH_DETAIL}, status_code=500)
+
+
+# They take over the JSON handlers of shared/errors.py, falling back to them.
 PAGE_HANDLERS = {
     LoginRequired: on_login_required, CsrfRejected: on_csrf_rejected, ApiError: on_page_error,
-    HTTPException: on_page_error,
+    HTTPException: on_page_error, Exception: on_page_crash,
 }  # fmt: skip

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 import httpx
+import pytest
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
-from tests.support import csrf_of, json_error, publish, registered
+from shared.app import create_app
+from shared.settings import Settings
+from tests.support import LiveServer, csrf_of, json_error, publish, registered
 
 
 def badge(page: httpx.Response) -> str | None:
@@ -35,6 +42,28 @@ async def test_a_browser_asking_for_a_page_gets_the_error_page_with_the_status(c
         assert response.status_code == status and response.headers["content-type"].startswith("text/html"), path
         assert "Something is off" in response.text
     assert "POST" in (await client.get("/logout", headers=BROWSER)).headers["allow"]
+
+
+async def _bug(request: Request) -> Response:
+    raise RuntimeError("a bug")
+
+
+@pytest.fixture
+def buggy(settings: Settings) -> Iterator[str]:
+    """A service with a page and an API route that fail as a bug would: what its users get is under test."""
+    live = LiveServer(create_app("buggy", [Route("/broken", _bug), Route("/api/broken", _bug)], settings)).start()
+    yield live.url
+    live.stop()
+
+
+async def test_a_bug_shows_a_browser_the_error_page_and_a_script_json_never_a_traceback(buggy: str) -> None:
+    fresh = httpx.Limits(max_keepalive_connections=0)  # uvicorn closes a connection after an application error
+    async with httpx.AsyncClient(base_url=buggy, limits=fresh) as http:
+        page = await http.get("/broken", headers=BROWSER)
+        assert page.status_code == 500 and page.headers["content-type"].startswith("text/html")
+        assert "Something went wrong on our side." in page.text and "RuntimeError" not in page.text
+        for path, headers in (("/broken", {}), ("/api/broken", BROWSER)):
+            assert json_error(await http.get(path, headers=headers))[:2] == (500, "internal"), path
 
 
 async def test_the_api_the_feeds_and_scripts_still_get_json_errors(client: httpx.AsyncClient) -> None:
