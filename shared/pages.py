@@ -101,9 +101,16 @@ async def on_login_required(request: Request, exc: Exception) -> Response:
     return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
 
 
+async def _error_page(request: Request, message: str, status_code: int) -> Response:
+    """With the caller's own header, even where no page looked them up (an unknown path, a wrong method)."""
+    if not hasattr(request.state, "caller"):
+        await optional_caller(request)
+    return render(request, "error.html", {"message": message}, status_code=status_code)
+
+
 async def on_csrf_rejected(request: Request, exc: Exception) -> Response:
     message = "This form has expired or did not come from this site. Reload the page and try again."
-    return render(request, "error.html", {"message": message}, status_code=403)
+    return await _error_page(request, message, 403)
 
 
 def _wants_page(request: Request) -> bool:
@@ -117,7 +124,7 @@ async def on_page_error(request: Request, exc: Exception) -> Response:
     if not _wants_page(request):
         return await on_error(request, exc)
     error = as_api_error(exc)
-    response = render(request, "error.html", {"message": error.detail}, status_code=error.status)
+    response = await _error_page(request, error.detail, error.status)
     response.headers.update(error.headers)
     return response
 

@@ -44,6 +44,13 @@ async def test_a_browser_asking_for_a_page_gets_the_error_page_with_the_status(c
     assert "POST" in (await client.get("/logout", headers=BROWSER)).headers["allow"]
 
 
+async def test_an_error_page_keeps_the_logged_in_header(alice: httpx.AsyncClient) -> None:
+    for path in ("/no/such/page", "/logout"):
+        page = await alice.get(path, headers=BROWSER)
+        assert page.status_code in (404, 405) and "Something is off" in page.text, path
+        assert 'class="who">alice<' in page.text and 'id="logout"' in page.text, path
+
+
 async def _bug(request: Request) -> Response:
     raise RuntimeError("a bug")
 
