@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 
 import uvicorn
 
@@ -15,7 +16,7 @@ from services.all import app as gossip
 from shared.app import create_app
 from shared.embedded import EmbeddedMongo
 from shared.logs import configure
-from shared.settings import VAR, Settings
+from shared.settings import Settings
 
 log = logging.getLogger("gossip.run")
 
@@ -32,6 +33,21 @@ def _stop_gracefully_on_signals() -> None:
     signal.signal(signal.SIGHUP, lambda *_: os.kill(os.getpid(), signal.SIGTERM))
 
 
+def _stop_with_the_database(mongo: EmbeddedMongo, server: uvicorn.Server) -> None:
+    """Gossip cannot work without its database: if the embedded server exits on its own, Gossip stops too, saying
+    why, instead of answering every page with an error. Any stop of Gossip's own has set `should_exit` first."""
+
+    def watch() -> None:
+        assert mongo.process is not None
+        status = mongo.process.wait()
+        if not server.should_exit:
+            log.error("the embedded MongoDB-protocol server exited with status %s (see %s); stopping", status,
+                      mongo.data / "nx-27017.out")  # fmt: skip
+            server.should_exit = True
+
+    threading.Thread(target=watch, name="embedded-watch", daemon=True).start()
+
+
 def main() -> None:
     try:
         settings = Settings.from_env()
@@ -40,18 +56,29 @@ def main() -> None:
         raise SystemExit(2) from None
     configure(settings.log_format)
     with contextlib.ExitStack() as stack:
+        mongo = None
         if not settings.mongo_url:
             try:
-                mongo = stack.enter_context(EmbeddedMongo(VAR / "mongo", port=settings.embedded_port))
+                mongo = stack.enter_context(EmbeddedMongo(settings.embedded_data, port=settings.embedded_port))
             except RuntimeError as error:  # its message says what to do; a traceback would only bury it
                 log.error("the embedded MongoDB-protocol server did not start: %s", error)
                 raise SystemExit(1) from None
             settings = dataclasses.replace(settings, mongo_url=mongo.url)
             log.info("embedded MongoDB-protocol server on %s, data in %s", mongo.url, mongo.data)
         app = create_app("gossip", gossip.routes, settings, gossip.extensions)
+        server = uvicorn.Server(
+            uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None, timeout_graceful_shutdown=5)
+        )
+        if mongo is not None:
+            _stop_with_the_database(mongo, server)
         _stop_gracefully_on_signals()
         log.info("Gossip on http://%s:%d", settings.host, settings.port)
-        uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, timeout_graceful_shutdown=5)
+        try:
+            server.run()
+        except KeyboardInterrupt:  # Ctrl-C, raised again by uvicorn once it has shut down
+            return
+        # SIGTERM leaves through _exit; returning means the app did not start or the database exited, both logged
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

@@ -55,6 +55,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     embedded_port: int = 27027
+    embedded_data: Path = VAR / "mongo"
     log_format: str = "text"
 
     @classmethod
@@ -72,5 +73,6 @@ class Settings:
             host=env.get("HOST", "127.0.0.1"),
             port=_port(env, "PORT", 8000),
             embedded_port=_port(env, "EMBEDDED_PORT", 27027),
+            embedded_data=Path(env.get("EMBEDDED_DATA") or VAR / "mongo"),
             log_format=log_format,
         )

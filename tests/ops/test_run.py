@@ -1,4 +1,4 @@
-"""`make run` (services/run.py) as the process a terminal starts: what it says when it cannot start."""
+"""`make run` (services/run.py) as the process a terminal starts: what it says when it cannot start or stops."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ import signal
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
+import psutil
 import pytest
 
 from shared.embedded import free_port
 from shared.settings import ROOT, Settings
 from tests.support import ChildProcess
-
 
 COMMAND = [sys.executable, "-m", "services.run"]
 
@@ -50,4 +51,17 @@ def test_a_stop_or_a_closed_terminal_shuts_down_and_leaves_the_program(settings:
         assert gossip.process is not None
         gossip.process.send_signal(signum)
         assert gossip.process.wait(10) == 128 + signal.SIGTERM
+    assert "Application shutdown complete" in gossip.output()
+
+
+def test_when_the_embedded_database_dies_gossip_stops_and_says_so(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "SECRET_KEY": "test", "PORT": str(port), "EMBEDDED_PORT": str(free_port()),
+           "EMBEDDED_DATA": str(tmp_path)}  # fmt: skip
+    with ChildProcess(COMMAND, env, port) as gossip:
+        assert gossip.process is not None
+        (database,) = psutil.Process(gossip.process.pid).children()
+        database.kill()
+        assert gossip.process.wait(15) == 1
+    assert "the embedded MongoDB-protocol server exited with status -9" in gossip.output()
     assert "Application shutdown complete" in gossip.output()
