@@ -33,19 +33,22 @@ def _stop_gracefully_on_signals() -> None:
     signal.signal(signal.SIGHUP, lambda *_: os.kill(os.getpid(), signal.SIGTERM))
 
 
-def _stop_with_the_database(mongo: EmbeddedMongo, server: uvicorn.Server) -> None:
-    """Gossip cannot work without its database: if the embedded server exits on its own, Gossip stops too, saying
-    why, instead of answering every page with an error. Any stop of Gossip's own has set `should_exit` first."""
+def _stop_with_the_database(mongo: EmbeddedMongo, server: uvicorn.Server, leaving: threading.Event) -> threading.Event:
+    """Gossip cannot work without its database: if the embedded server exits while Gossip is not leaving, Gossip
+    stops too, saying why, instead of answering every page with an error. Returns what is set when it did."""
+    lost = threading.Event()
 
     def watch() -> None:
         assert mongo.process is not None
         status = mongo.process.wait()
-        if not server.should_exit:
-            log.error("the embedded MongoDB-protocol server exited with status %s (see %s); stopping", status,
-                      mongo.data / "nx-27017.out")  # fmt: skip
+        if not leaving.is_set():
+            how = f"was killed by signal {-status}" if status < 0 else f"exited with status {status}"
+            log.error("the embedded MongoDB-protocol server %s (see %s); stopping", how, mongo.data / "nx-27017.out")
+            lost.set()
             server.should_exit = True
 
     threading.Thread(target=watch, name="embedded-watch", daemon=True).start()
+    return lost
 
 
 def main() -> None:
@@ -69,16 +72,19 @@ def main() -> None:
         server = uvicorn.Server(
             uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None, timeout_graceful_shutdown=5)
         )
+        lost = threading.Event()
         if mongo is not None:
-            _stop_with_the_database(mongo, server)
+            leaving = threading.Event()
+            stack.callback(leaving.set)  # unwound before the database is stopped: that exit is ours
+            lost = _stop_with_the_database(mongo, server, leaving)
         _stop_gracefully_on_signals()
         log.info("Gossip on http://%s:%d", settings.host, settings.port)
         try:
             server.run()
         except KeyboardInterrupt:  # Ctrl-C, raised again by uvicorn once it has shut down
             return
-        # SIGTERM leaves through _exit; returning means the app did not start or the database exited, both logged
-        raise SystemExit(1)
+        if lost.is_set() or not server.started:  # each logged already
+            raise SystemExit(1)
 
 
 if __name__ == "__main__":

@@ -56,7 +56,7 @@ async def _frames(replay: Replay, hub: Hub, feed: Feed, after: int | None, ceili
         async for chunk in feed.frames():
             yield chunk
     finally:
-        await _closed(hub, feed)  # a dropped send ends here: sse-starlette closes the generator, not `background`
+        await _closed(hub, feed)  # however the stream ended; `background` also covers a generator never started
 
 
 async def _closed(hub: Hub, feed: Feed) -> None:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from services.stream.frames import PING, follows_frame
 from shared.auth import Caller
+
+log = logging.getLogger("gossip.stream.hub")
 
 MAX_FRAMES = 1000
 MAX_BYTES = 1 << 20
@@ -59,7 +62,8 @@ class Feed:
 
     def drop(self) -> None:
         """Ends a feed whose send has hung (a client that stopped reading): its queue cannot drain, so the send is
-        cancelled, which closes the connection."""
+        cancelled, which ends the response. uvicorn then closes the socket once the client reads what is buffered
+        or goes away, as it did after sse-starlette's own send timeout."""
         self.too_slow = True
         self.end()
         if self.sender is not None:
@@ -140,6 +144,7 @@ class Hub:
         for feeds in self._by_user.values():
             for feed in feeds:
                 if 0.0 < feed.sending_since < before:
+                    log.warning("dropping a feed of %s: its client has not read for too long", feed.caller.username)
                     feed.drop()
 
     def users(self) -> list[str]:

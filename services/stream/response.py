@@ -24,9 +24,14 @@ class FeedResponse(EventSourceResponse):
         self.feed = feed
 
     async def _send_with_timeout(self, send: Send, message: Message) -> None:
+        if not message.get("more_body"):  # a HEAD's answer: no stream, and nothing for the hub to drop
+            await send(message)
+            return
         feed = self.feed
         if feed.sender is None:
             feed.sender = asyncio.current_task()
         feed.sending_since = time.monotonic()
-        await send(message)
-        feed.sending_since = 0.0
+        try:
+            await send(message)
+        finally:
+            feed.sending_since = 0.0

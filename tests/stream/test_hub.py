@@ -99,7 +99,7 @@ async def test_a_send_hung_past_the_deadline_is_cancelled_and_its_feed_ended() -
         feed.sending_since, feed.sender = began, sender
     hub.drop_stalled(before=20.0)
     with pytest.raises(asyncio.CancelledError):
-        await senders[0]
+        await asyncio.wait_for(senders[0], 1)
     assert hung.too_slow and hung.ended
     assert not (senders[1].done() or sending.ended or idle.ended or idle.too_slow)
     senders[1].cancel()
