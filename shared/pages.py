@@ -7,6 +7,7 @@ from typing import Any
 from urllib.parse import quote
 
 from itsdangerous import BadSignature, URLSafeSerializer
+from pymongo.errors import PyMongoError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -102,9 +103,13 @@ async def on_login_required(request: Request, exc: Exception) -> Response:
 
 
 async def _error_page(request: Request, message: str, status_code: int) -> Response:
-    """With the caller's own header, even where no page looked them up (an unknown path, a wrong method)."""
+    """With the caller's own header, even where no page looked them up (an unknown path, a wrong method); with the
+    logged-out one if the database cannot say, since the page itself needs nothing from it."""
     if not hasattr(request.state, "caller"):
-        await optional_caller(request)
+        try:
+            await optional_caller(request)
+        except PyMongoError:
+            request.state.caller = request.state.me = None
     return render(request, "error.html", {"message": message}, status_code=status_code)
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -11,7 +13,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from services.all import app as gossip
 from shared.app import create_app
+from shared.embedded import EmbeddedMongo
 from shared.settings import Settings
 from tests.support import LiveServer, csrf_of, json_error, publish, registered
 
@@ -49,6 +53,19 @@ async def test_an_error_page_keeps_the_logged_in_header(alice: httpx.AsyncClient
         page = await alice.get(path, headers=BROWSER)
         assert page.status_code in (404, 405) and "Something is off" in page.text, path
         assert 'class="who">alice<' in page.text and 'id="logout"' in page.text, path
+
+
+async def test_with_the_database_gone_an_error_page_is_still_the_error_page(settings: Settings, tmp_path: Path) -> None:
+    with EmbeddedMongo(tmp_path) as mongo:
+        app = create_app("gossip", gossip.routes, dataclasses.replace(settings, mongo_url=mongo.url), gossip.extensions)
+        live = LiveServer(app).start()
+        try:
+            async with registered(live.url, "alice") as alice:
+                mongo.stop()
+                page = await alice.get("/no/such/page", headers=BROWSER)
+        finally:
+            live.stop()
+    assert page.status_code == 404 and "Something is off" in page.text and 'id="logout"' not in page.text
 
 
 async def _bug(request: Request) -> Response:
