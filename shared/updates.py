@@ -70,10 +70,12 @@ async def unread(db: Database, follows: Collection[str], last_read_seq: int, use
 
 
 async def reading(db: Database, user_id: str) -> dict[str, Any] | None:
-    """What a user reads: their name, the shows they follow and how many of those shows' updates are unread;
-    None if the account is gone. The API's /api/me and the unread badge of every page."""
+    """What a user reads: their name, the shows they follow, their read mark and how many of those shows' updates
+    are unread; None if the account is gone. Read once per page (the unread badge, the notifications listing) and
+    by /api/me."""
     user = await db.users.find_one({"_id": user_id}, {"username": 1, "follows": 1, "last_read_seq": 1})
     if user is None:
         return None
-    count = await unread(db, user["follows"], user.get("last_read_seq", 0), user["username"])
-    return {"username": user["username"], "follows": user["follows"], "unread": count}
+    last_read = user.get("last_read_seq", 0)
+    count = await unread(db, user["follows"], last_read, user["username"])
+    return {"username": user["username"], "follows": user["follows"], "last_read_seq": last_read, "unread": count}

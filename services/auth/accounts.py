@@ -73,7 +73,7 @@ async def authenticate(db: Database, username: str, password: str, address: str)
 async def me(db: Database, user_id: str) -> dict[str, Any]:
     if (user := await reading(db, user_id)) is None:
         raise ApiError(401, detail="This account no longer exists.")
-    return user
+    return {name: user[name] for name in ("username", "follows", "unread")}
 
 
 async def shows(db: Database, catalogue: Catalogue, user_id: str | None) -> list[dict[str, Any]]:

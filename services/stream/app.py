@@ -106,13 +106,12 @@ async def _listing(
 async def notifications_page(request: Request) -> Response:
     """The first page lists what is unread (at least the recent history), then its script continues live and marks
     it read. `?before=SEQ` is an older page: static, and it marks nothing read."""
-    caller = await page_caller(request)
+    await page_caller(request)
     everything = request.url.path == "/notifications/all"
     before = whole_number("before", request.query_params.get("before"))
-    db = request.state.db
-    user = await db.users.find_one({"_id": caller.user_id}, {"follows": 1, "last_read_seq": 1}) or {}
-    follows, last_read = user.get("follows", []), user.get("last_read_seq", 0)
-    items, older = await _listing(db, None if everything else follows, last_read, before)
+    me = request.state.me or {}  # read with the caller, for the layout's unread badge
+    follows, last_read = me.get("follows", []), me.get("last_read_seq", 0)
+    items, older = await _listing(request.state.db, None if everything else follows, last_read, before)
     context = {
         "everything": everything,
         "live": before is None,
