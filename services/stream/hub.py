@@ -6,7 +6,7 @@ import asyncio
 import itertools
 import logging
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
 
 from services.stream.frames import PING, follows_frame
@@ -133,19 +133,17 @@ class Hub:
     def heartbeat(self, share: int, shares: int) -> None:
         """Pings one share of the open feeds. Called `shares` times per ping interval, it pings each feed once per
         interval, never all at the same moment, and no connection needs a timer of its own."""
-        for feeds in self._by_user.values():
-            for feed in feeds:
-                if feed.number % shares == share:
-                    feed.offer(PING)
+        for feed in self._open():
+            if feed.number % shares == share:
+                feed.offer(PING)
 
     def drop_stalled(self, before: float) -> None:
         """Drops every feed whose send began before `before`: one sweep for all feeds instead of a timer armed
         around every send, which cost a fifth of the process's time at fan-out."""
-        for feeds in self._by_user.values():
-            for feed in feeds:
-                if 0.0 < feed.sending_since < before:
-                    log.warning("dropping a feed of %s: its client has not read for too long", feed.caller.username)
-                    feed.drop()
+        for feed in self._open():
+            if 0.0 < feed.sending_since < before:
+                log.warning("dropping a feed of %s: its client has not read for too long", feed.caller.username)
+                feed.drop()
 
     def users(self) -> list[str]:
         return list(self._by_user)
@@ -168,9 +166,13 @@ class Hub:
             feed.end()
 
     def end_all(self) -> None:
-        for feeds in list(self._by_user.values()):
-            for feed in list(feeds):
-                feed.end()
+        for feed in self._open():
+            feed.end()
+
+    def _open(self) -> Iterator[Feed]:
+        """Every open feed. Ending or dropping one only marks it; it leaves the indexes when its response ends."""
+        for feeds in self._by_user.values():
+            yield from feeds
 
     def _index(self, feed: Feed) -> None:
         if feed.shows is None:
