@@ -22,6 +22,7 @@ import httpx
 import uvicorn
 from starlette.types import ASGIApp
 
+from shared.db import utcnow
 from shared.embedded import free_port
 from shared.settings import Settings
 
@@ -149,6 +150,12 @@ async def events(http: httpx.AsyncClient, path: str = "/events", **headers: str)
     async with http.stream("GET", path, headers=headers, timeout=httpx.Timeout(10, read=None)) as response:
         assert response.status_code == 200, (await response.aread()).decode()
         yield EventReader(response)
+
+
+def stored_update(seq: int, show: str = "flash", text: str = "", author: str = "test") -> dict[str, Any]:
+    """An update as ingest stores it, for writing straight into MongoDB with a chosen seq."""
+    return {"seq": seq, "show": show, "title": "The Flash", "text": text or f"update {seq}", "author": author,
+            "created_at": utcnow()}  # fmt: skip
 
 
 async def publish(http: httpx.AsyncClient, show: str, text: str) -> dict[str, Any]:

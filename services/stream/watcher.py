@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
@@ -60,7 +60,7 @@ class Watcher:
         latest = await self.db.updates.find_one({}, {"seq": 1}, sort=[("seq", -1)])
         self.reorder.delivered = latest["seq"] if latest else 0
         streams = [
-            ChangeFeed(self.db.updates, [{"$match": {"operationType": "insert"}}], self._catch_up, self._on_update,
+            ChangeFeed(self.db.updates, [{"$match": {"operationType": "insert"}}], self.catch_up, self._on_update,
                        self._on_idle, pause=0.01),
             ChangeFeed(self.db.users, [{"$match": {"operationType": {"$in": ["update", "replace"]}}}],
                        self._resync_follows, self._on_user, pause=0.05, options={"full_document": "updateLookup"}),
@@ -104,12 +104,19 @@ class Watcher:
         async for update in self.db.updates.find({"seq": query}).sort("seq", 1).limit(BATCH):
             yield update
 
-    async def _catch_up(self) -> None:
-        """Whatever committed while no stream was open goes through the same ordering as live changes."""
+    async def catch_up(self) -> None:
+        """Whatever committed while no stream was open goes through the same ordering as live changes.
+
+        It reads on only while batches come back full: what commits meanwhile is the open stream's to deliver.
+        Reading until a read came back empty never ended while publishers kept up a steady pace, so the sweep
+        became a loop of reads that held up the change stream it stands in for."""
         after, now = self.delivered, time.monotonic()
-        while batch := [update async for update in self._read_updates(after)]:
+        while True:
+            batch = [update async for update in self._read_updates(after)]
             for update in batch:
                 self._deliver(self.reorder.push(update["seq"], update, now))
+            if len(batch) < BATCH:
+                break
             after = batch[-1]["seq"]
         self._next_sweep = now + self.sweep
 
@@ -125,7 +132,7 @@ class Watcher:
             found = [(update["seq"], update) async for update in self._read_updates(after, upto)]
             self._deliver(self.reorder.settle(found))
         elif now >= self._next_sweep:
-            await self._catch_up()  # a change event lost without an error is found here within `sweep`
+            await self.catch_up()  # a change event lost without an error is found here within `sweep`
 
     async def _on_user(self, change: dict[str, Any]) -> None:
         user = change.get("fullDocument")

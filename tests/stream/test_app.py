@@ -8,16 +8,13 @@ import socket
 import httpx
 from pymongo import ReturnDocument
 
-from shared.db import Database, next_seq, utcnow
-from tests.support import events, json_error, publish, registered, wait_until
+from shared.db import Database, next_seq
+from tests.support import events, json_error, publish, registered, stored_update, wait_until
 
 
 async def insert_update(db: Database, seq: int, show: str = "flash", text: str = "") -> None:
     """Straight into MongoDB with a chosen seq: how a late commit or a failed publish looks to the watcher."""
-    await db.updates.insert_one(
-        {"seq": seq, "show": show, "title": "The Flash", "text": text or f"update {seq}", "author": "test",
-         "created_at": utcnow()}
-    )  # fmt: skip
+    await db.updates.insert_one(stored_update(seq, show, text))
 
 
 async def test_events_need_a_session(client: httpx.AsyncClient) -> None:
@@ -145,10 +142,7 @@ async def test_a_client_that_does_not_read_is_cut_off_while_others_keep_receivin
                 {"_id": "updates"}, {"$inc": {"seq": 200}}, upsert=True, return_document=ReturnDocument.AFTER
             ))["seq"]
             batch = range(last - 199, last + 1)
-            await db.updates.insert_many(
-                [{"seq": seq, "show": "flash", "title": "The Flash", "text": text, "author": "load",
-                  "created_at": utcnow()} for seq in batch]
-            )  # fmt: skip
+            await db.updates.insert_many([stored_update(seq, text=text, author="load") for seq in batch])
             assert [u["seq"] for u in await reader.updates(200)] == list(batch)
         await wait_until(lambda: _slow_consumers(alice, above=baseline), timeout=15)
     stalled.settimeout(10)

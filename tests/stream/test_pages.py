@@ -8,8 +8,8 @@ import httpx
 from pymongo import ReturnDocument
 
 from services.stream.app import PAGE_SIZE, UNREAD_MAX
-from shared.db import Database, utcnow
-from tests.support import publish, registered
+from shared.db import Database
+from tests.support import publish, registered, stored_update
 
 
 def listed(page: httpx.Response) -> list[tuple[int, bool]]:
@@ -36,10 +36,7 @@ async def published(db: Database, count: int, author: str = "bob") -> list[int]:
         {"_id": "updates"}, {"$inc": {"seq": count}}, upsert=True, return_document=ReturnDocument.AFTER
     )
     seqs = list(range(counter["seq"] - count + 1, counter["seq"] + 1))
-    await db.updates.insert_many(
-        [{"seq": seq, "show": "flash", "title": "The Flash", "text": f"update {seq}", "author": author,
-          "created_at": utcnow()} for seq in seqs]
-    )  # fmt: skip
+    await db.updates.insert_many([stored_update(seq, author=author) for seq in seqs])
     return seqs
 
 

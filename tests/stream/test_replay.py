@@ -6,8 +6,9 @@ import asyncio
 
 from services.stream.frames import update_frame
 from services.stream.replay import BATCH, Replay
-from shared.db import Database, utcnow
+from shared.db import Database
 from tests.stream.test_app import insert_update
+from tests.support import stored_update
 
 
 async def test_feeds_asking_for_the_same_range_at_once_share_one_read(db: Database) -> None:
@@ -23,10 +24,7 @@ async def test_feeds_asking_for_the_same_range_at_once_share_one_read(db: Databa
 
 
 async def test_a_long_range_comes_in_batches(db: Database) -> None:
-    await db.updates.insert_many(
-        [{"seq": seq, "show": "flash", "title": "The Flash", "text": "t", "author": "a",
-          "created_at": utcnow()} for seq in range(1, BATCH + 11)]
-    )  # fmt: skip
+    await db.updates.insert_many([stored_update(seq) for seq in range(1, BATCH + 11)])
     replay = Replay(db)
     chunk, after = await replay.chunk(None, 0, BATCH + 10)
     assert (chunk.count(b"event: update"), after) == (BATCH, BATCH)

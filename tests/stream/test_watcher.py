@@ -1,0 +1,81 @@
+"""The watcher's sweep against the real server, with publishers that commit between its reads."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+from pymongo import AsyncMongoClient, MongoClient, monitoring
+
+from services.stream.hub import Feed, Hub
+from services.stream.watcher import BATCH, Watcher
+from shared.auth import Caller
+from shared.settings import Settings
+from tests.support import stored_update
+
+
+class SteadyPublishers(monitoring.CommandListener):
+    """Commits the next update each time a read of `updates` by seq has been answered, up to `most`: publishers
+    that keep pace with the reader, whatever its speed."""
+
+    def __init__(self, settings: Settings, first: int, most: int) -> None:
+        self.client: MongoClient[dict[str, Any]] = MongoClient(settings.mongo_url)
+        self.updates = self.client[settings.mongo_db].updates
+        self.next_seq, self.most = first, most
+        self.reads = 0
+        self._asked: set[int] = set()
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name == "find" and "seq" in event.command.get("filter", {}):
+            self._asked.add(event.request_id)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        if event.request_id in self._asked:
+            self._asked.discard(event.request_id)
+            self.reads += 1
+            if self.reads <= self.most:
+                self.updates.insert_one(stored_update(self.next_seq))
+                self.next_seq += 1
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        self._asked.discard(event.request_id)
+
+
+@contextlib.asynccontextmanager
+async def watched(settings: Settings, publishers: SteadyPublishers) -> AsyncIterator[tuple[Watcher, Feed]]:
+    """A watcher whose reads the publishers see, and a feed following flash; the change streams stay closed."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongo_url, event_listeners=[publishers])
+    try:
+        hub = Hub()
+        feed = hub.open(Caller("u1", "una"), ["flash"], max_frames=2 * BATCH)
+        yield Watcher(client[settings.mongo_db], hub), feed
+    finally:
+        await client.drop_database(settings.mongo_db)
+        await client.close()
+        publishers.client.close()
+
+
+async def sent_ids(feed: Feed) -> list[int]:
+    feed.end()
+    sent = b"".join([chunk async for chunk in feed.frames()])
+    return [int(seq) for seq in re.findall(rb"^id: (\d+)$", sent, re.MULTILINE)]
+
+
+async def test_a_sweep_reads_once_while_publishers_keep_committing(settings: Settings) -> None:
+    publishers = SteadyPublishers(settings, first=4, most=50)
+    publishers.updates.insert_many([stored_update(seq) for seq in (1, 2, 3)])
+    async with watched(settings, publishers) as (watcher, feed):
+        await watcher.catch_up()
+        assert publishers.reads == 1  # what commits during a sweep is the change stream's to deliver
+        assert await sent_ids(feed) == [1, 2, 3]
+
+
+async def test_a_backlog_longer_than_a_batch_is_read_whole(settings: Settings) -> None:
+    publishers = SteadyPublishers(settings, first=BATCH + 6, most=0)
+    publishers.updates.insert_many([stored_update(seq) for seq in range(1, BATCH + 6)])
+    async with watched(settings, publishers) as (watcher, feed):
+        await watcher.catch_up()
+        assert publishers.reads == 2
+        assert await sent_ids(feed) == list(range(1, BATCH + 6))
