@@ -17,6 +17,7 @@ from shared.embedded import EmbeddedMongo
 from shared.settings import Settings
 from tests.support import LiveServer, registered
 
+
 @pytest.fixture(scope="session")
 def mongo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if url := os.environ.get("MONGO_URL"):

@@ -22,7 +22,9 @@ async def test_register_sets_a_strict_session_cookie(client: httpx.AsyncClient) 
 
 async def test_register_login_logout_round_trip(server: str) -> None:
     async with httpx.AsyncClient(base_url=server) as first, httpx.AsyncClient(base_url=server) as second:
-        assert (await first.post("/api/auth/register", json={"username": "bob", "password": PASSWORD})).status_code == 201
+        assert (
+            await first.post("/api/auth/register", json={"username": "bob", "password": PASSWORD})
+        ).status_code == 201
         login = await second.post("/api/auth/login", json={"username": "BOB", "password": PASSWORD})
         assert (login.status_code, login.json()) == (200, {"username": "bob"})
         assert (await second.get("/api/me")).json()["username"] == "bob"
@@ -52,7 +54,9 @@ async def test_invalid_registration_names_the_field(
     assert await db.users.count_documents({}) == 0
 
 
-async def test_wrong_password_and_unknown_user_get_the_same_401(alice: httpx.AsyncClient, client: httpx.AsyncClient) -> None:
+async def test_wrong_password_and_unknown_user_get_the_same_401(
+    alice: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
     wrong = await client.post("/api/auth/login", json={"username": "alice", "password": "not-the-password"})
     unknown = await client.post("/api/auth/login", json={"username": "nobody", "password": "not-the-password"})
     assert json_error(wrong) == json_error(unknown) == (401, "wrong_credentials", {})
@@ -133,7 +137,10 @@ async def test_read_mark_only_moves_forward(alice: httpx.AsyncClient, db: Databa
     assert (await alice.post("/api/me/read", json={"seq": 7})).status_code == 204
     assert (await alice.post("/api/me/read", json={"seq": 3})).status_code == 204
     assert (await db.users.find_one({"username": "alice"}))["last_read_seq"] == 7
-    assert json_error(await alice.post("/api/me/read", json={"seq": "x"}))[0:3:2] == (422, {"seq": "a non-negative integer"})
+    assert json_error(await alice.post("/api/me/read", json={"seq": "x"}))[0:3:2] == (
+        422,
+        {"seq": "a non-negative integer"},
+    )
 
 
 async def test_read_mark_beyond_the_newest_update_is_brought_down_to_it(
@@ -185,7 +192,9 @@ async def test_bad_bodies_get_a_clear_4xx(
 
 
 async def test_cookie_authenticated_api_post_must_be_json(alice: httpx.AsyncClient) -> None:
-    response = await alice.post("/api/me/read", content=b"seq=5", headers={"content-type": "application/x-www-form-urlencoded"})
+    response = await alice.post(
+        "/api/me/read", content=b"seq=5", headers={"content-type": "application/x-www-form-urlencoded"}
+    )
     assert json_error(response)[:2] == (415, "unsupported_media_type")
     logout = await alice.post("/api/auth/logout")  # what a cross-site form could send: no body, no content-type
     assert json_error(logout)[:2] == (415, "unsupported_media_type")

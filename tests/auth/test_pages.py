@@ -26,7 +26,9 @@ async def test_login_form_round_trip_and_error_keeps_what_was_typed(client: http
     wrong = await client.post("/login", data={"username": "fay", "password": "wrong-password", "csrf_token": token})
     assert wrong.status_code == 401
     assert "Wrong username or password" in wrong.text and 'value="fay"' in wrong.text
-    right = await client.post("/login?next=//evil.example", data={"username": "fay", "password": PASSWORD, "csrf_token": token})
+    right = await client.post(
+        "/login?next=//evil.example", data={"username": "fay", "password": PASSWORD, "csrf_token": token}
+    )
     assert (right.status_code, right.headers["location"]) == (303, "/")  # never an open redirect
     assert (await client.get("/api/me")).json()["username"] == "fay"
 

@@ -32,7 +32,11 @@ async def test_tokens_are_listed_per_owner_in_creation_order(alice: httpx.AsyncC
     async with registered(server, "bob") as bob:
         assert (await bob.post("/api/me/tokens", json={"name": "first"})).status_code == 201  # names are per user
         assert [token["name"] for token in (await bob.get("/api/me/tokens")).json()] == ["first"]
-    assert [token["name"] for token in (await alice.get("/api/me/tokens")).json()] == ["first", "second name", "ci@build-7"]
+    assert [token["name"] for token in (await alice.get("/api/me/tokens")).json()] == [
+        "first",
+        "second name",
+        "ci@build-7",
+    ]
 
 
 async def test_a_duplicate_name_is_409_naming_it(alice: httpx.AsyncClient, db: Database) -> None:
@@ -44,8 +48,16 @@ async def test_a_duplicate_name_is_409_naming_it(alice: httpx.AsyncClient, db: D
 
 @pytest.mark.parametrize(
     "body",
-    [{}, {"name": ""}, {"name": "   "}, {"name": "x" * 65}, {"name": "a/b"}, {"name": 3},
-     {"name": "."}, {"name": ".."}],
+    [
+        {},
+        {"name": ""},
+        {"name": "   "},
+        {"name": "x" * 65},
+        {"name": "a/b"},
+        {"name": 3},
+        {"name": "."},
+        {"name": ".."},
+    ],
 )
 async def test_an_invalid_name_is_422_naming_it(alice: httpx.AsyncClient, db: Database, body: dict) -> None:
     status, _, fields = json_error(await alice.post("/api/me/tokens", json=body))

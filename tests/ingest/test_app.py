@@ -56,8 +56,9 @@ async def test_text_is_stored_exactly_as_typed_html_included(alice: httpx.AsyncC
 
 @pytest.mark.parametrize(
     ("body", "field"),
-    [({"show": "no_such_show", "text": "hi"}, "show"), ({"text": "hi"}, "show"), ({"show": "flash", "text": ""}, "text"),
-     ({"show": "flash", "text": " \n\t "}, "text"), ({"show": "flash", "text": "x" * (MAX_TEXT + 1)}, "text"),
+    [({"show": "no_such_show", "text": "hi"}, "show"), ({"text": "hi"}, "show"),
+     ({"show": "flash", "text": ""}, "text"), ({"show": "flash", "text": " \n\t "}, "text"),
+     ({"show": "flash", "text": "x" * (MAX_TEXT + 1)}, "text"),
      ({"show": "flash"}, "text"), ({"show": ["flash"], "text": "hi"}, "show"), ({"show": "flash", "text": 5}, "text")],
 )  # fmt: skip
 async def test_invalid_updates_are_422_naming_the_field(
@@ -70,7 +71,9 @@ async def test_invalid_updates_are_422_naming_the_field(
 
 
 async def test_every_problem_is_named_at_once(alice: httpx.AsyncClient) -> None:
-    response = await alice.post("/api/updates", json={"show": "nope", "text": ""}, headers={"idempotency-key": "k" * 201})
+    response = await alice.post(
+        "/api/updates", json={"show": "nope", "text": ""}, headers={"idempotency-key": "k" * 201}
+    )
     assert set(json_error(response)[2]) == {"show", "text", "Idempotency-Key"}
 
 
@@ -116,7 +119,9 @@ async def test_an_oversized_body_within_the_drain_bound_gets_its_413_not_a_reset
 
 
 async def test_a_wrong_token_is_refused_even_with_a_valid_cookie(alice: httpx.AsyncClient, db: Database) -> None:
-    response = await alice.post("/api/updates", json={"show": "flash", "text": "hi"}, headers={"authorization": "Bearer x"})
+    response = await alice.post(
+        "/api/updates", json={"show": "flash", "text": "hi"}, headers={"authorization": "Bearer x"}
+    )
     assert response.status_code == 401
     assert await db.updates.count_documents({}) == 0
 
@@ -172,7 +177,9 @@ async def test_history_pages_in_seq_order(bearer: httpx.AsyncClient) -> None:
     [({"limit": "0"}, "limit"), ({"limit": "1001"}, "limit"), ({"limit": "ten"}, "limit"), ({"after": "-1"}, "after"),
      ({"after": "9" * 5000}, "after"), ({"after": "１"}, "after"), ({"show": "nope"}, "show")],
 )  # fmt: skip
-async def test_history_with_bad_parameters_is_422_naming_them(alice: httpx.AsyncClient, params: dict, field: str) -> None:
+async def test_history_with_bad_parameters_is_422_naming_them(
+    alice: httpx.AsyncClient, params: dict, field: str
+) -> None:
     status, _, fields = json_error(await alice.get("/api/updates", params=params))
     assert status == 422 and field in fields
 

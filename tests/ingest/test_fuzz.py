@@ -50,7 +50,9 @@ values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.di
                       max_leaves=20)  # fmt: skip
 known = st.sampled_from(["flash", "sherlock"])
 shows = st.one_of(known, known, st.sampled_from(["", "Flash", "nope", "flash\x00"]), values)
-updates = st.fixed_dictionaries({"show": shows, "text": st.one_of(unicode, unicode, values)}, optional={"extra": values})
+updates = st.fixed_dictionaries(
+    {"show": shows, "text": st.one_of(unicode, unicode, values)}, optional={"extra": values}
+)
 
 
 def _encoded(value: object) -> bytes:
@@ -62,7 +64,8 @@ odd_bodies = (
     values.map(_encoded)
     | st.binary(max_size=512)
     | unicode.map(lambda text: text.encode("utf-8", "surrogatepass"))
-    | st.sampled_from([b"", b"{", b"[]", b"null", b'{"text":' * 200, b'{"show":"flash","text":"' + b"x" * 20_000 + b'"}',
+    | st.sampled_from([b"", b"{", b"[]", b"null", b'{"text":' * 200,
+                       b'{"show":"flash","text":"' + b"x" * 20_000 + b'"}',
                        b"\xef\xbb\xbf{}", b"1e999999", b'{"show":"flash","text":"\\ud800\\u0000"}'])
 )  # fmt: skip
 # What HTTP allows in a header value (visible ASCII, inner spaces, obs-text bytes); sent as latin-1 bytes.

@@ -31,7 +31,11 @@ async def test_publishing_from_the_form_flashes_and_stores_the_text(alice: httpx
     assert "Published update #1 for Game of Thrones." in page
     assert "Published update" not in (await alice.get("/publish")).text  # the flash is shown once
     stored = await db.updates.find_one({"seq": 1})
-    assert stored is not None and (stored["show"], stored["text"], stored["author"]) == ("game_of_thrones", text, "alice")
+    assert stored is not None and (stored["show"], stored["text"], stored["author"]) == (
+        "game_of_thrones",
+        text,
+        "alice",
+    )
 
 
 async def test_form_errors_are_shown_with_what_was_typed(alice: httpx.AsyncClient, db: Database) -> None:
@@ -43,7 +47,11 @@ async def test_form_errors_are_shown_with_what_was_typed(alice: httpx.AsyncClien
     assert f'<textarea name="text" required>{html.escape(typed)}</textarea>' in response.text
     assert '<option value="sherlock" selected>' in response.text
     unknown = await alice.post("/publish", data={"csrf_token": token, "show": "nope", "text": "kept"})
-    assert unknown.status_code == 422 and "Show: choose one of the shows" in unknown.text and ">kept</textarea>" in unknown.text
+    assert (
+        unknown.status_code == 422
+        and "Show: choose one of the shows" in unknown.text
+        and ">kept</textarea>" in unknown.text
+    )
     assert await db.updates.count_documents({}) == 0
 
 

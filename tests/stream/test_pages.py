@@ -5,10 +5,9 @@ from __future__ import annotations
 import re
 
 import httpx
-from pymongo import ReturnDocument
 
 from services.stream.app import PAGE_SIZE, UNREAD_MAX
-from shared.db import Database
+from shared.db import Database, next_seq
 from tests.support import publish, registered, stored_update
 
 
@@ -32,10 +31,8 @@ async def test_only_others_updates_since_joining_are_marked_unread(server: str) 
 
 async def published(db: Database, count: int, author: str = "bob") -> list[int]:
     """`count` flash updates by `author`, straight into MongoDB with seqs from the counter: quicker than HTTP."""
-    counter = await db.counters.find_one_and_update(
-        {"_id": "updates"}, {"$inc": {"seq": count}}, upsert=True, return_document=ReturnDocument.AFTER
-    )
-    seqs = list(range(counter["seq"] - count + 1, counter["seq"] + 1))
+    last = await next_seq(db, count=count)
+    seqs = list(range(last - count + 1, last + 1))
     await db.updates.insert_many([stored_update(seq, author=author) for seq in seqs])
     return seqs
 

@@ -66,4 +66,3 @@ async def test_shutdown_with_50_open_streams_is_prompt(settings: Settings, db: D
                     with pytest.raises(EOFError):  # the stream ended cleanly, not cut off mid-chunk
                         await reader.next()
     assert "without completing response" not in stream.output()
-
