@@ -13,7 +13,7 @@ import time
 from array import array
 from typing import cast
 
-ID = re.compile(rb"^id: (\d+)$", re.MULTILINE)
+ID = re.compile(rb"\nid: (\d+)")  # a line start is a newline: a literal prefix, which the regex engine finds fast
 
 
 def feed_request(path: str, cookie: str, last_event_id: int | None = None) -> bytes:
@@ -54,7 +54,7 @@ class Feed(asyncio.Protocol):
             end = line_end + 2 + int(buffer[at:line_end], 16)
             if end + 2 > len(buffer):
                 break
-            for match in ID.finditer(buffer, line_end + 2, end):
+            for match in ID.finditer(buffer, line_end + 1, end):  # from the chunk line's \n: frames start on a line
                 self.seqs.append(int(match.group(1)))
                 self.times.append(now)
             at = end + 2
