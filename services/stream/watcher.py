@@ -22,6 +22,10 @@ log = logging.getLogger("gossip.stream.watcher")
 Update = dict[str, Any]
 RETRY_DELAY = 0.5  # between attempts to reopen a failed change stream
 BATCH = 1000
+# How long MongoDB may hold an empty getMore (maxAwaitTimeMS). It answers as soon as a change commits, so a long
+# wait costs no latency, and an idle stream asks twice a second instead of once per pause. The embedded server
+# answers at once whatever this says; there `pause` paces the polls. `on_idle` runs at least this often.
+SERVER_WAIT_MS = 500
 
 
 async def _nothing() -> None:
@@ -37,7 +41,7 @@ class ChangeFeed:
     on_open: Callable[[], Awaitable[None]]
     on_change: Callable[[dict[str, Any]], Awaitable[None]]
     on_idle: Callable[[], Awaitable[None]] = _nothing
-    pause: float = 0.1
+    pause: float = 0.1  # the least time between two getMores: the embedded server's poll pace
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -81,7 +85,7 @@ class Watcher:
         while True:
             try:
                 async with await feed.collection.watch(
-                    feed.pipeline, max_await_time_ms=int(feed.pause * 1000), **feed.options
+                    feed.pipeline, max_await_time_ms=SERVER_WAIT_MS, **feed.options
                 ) as stream:
                     await feed.on_open()  # after the stream is open, so nothing falls between the two
                     opened.set()
