@@ -64,10 +64,19 @@ class Deployment:
     def stream_port(self) -> int:
         return self.streams[0].port
 
-    def stream_rss(self, index: int = 0) -> int:
+    def _stream(self, index: int) -> psutil.Process:
         process = self.streams[index].process
         assert process is not None
-        return int(psutil.Process(process.pid).memory_info().rss)
+        return psutil.Process(process.pid)
+
+    def stream_rss(self, index: int = 0) -> int:
+        return int(self._stream(index).memory_info().rss)
+
+    def stream_usage(self, index: int = 0) -> tuple[float, int]:
+        """CPU seconds the stream process has spent, and how many writes it has made (Linux counts them)."""
+        process = self._stream(index)
+        times = process.cpu_times()
+        return times.user + times.system, process.io_counters().write_count
 
     async def sign_in(self, follows: Sequence[Sequence[str]]) -> list[str]:
         """One user per entry, following those shows, each with a session: their cookies, as a login gives them."""

@@ -12,6 +12,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 
 from bench.cluster import Deployment, Publisher, deployment
 from bench.figures import Tally, all_arrived, tally
+from bench.floor import floor
 from bench.report import Result
 from bench.sse import Feed, feed_request, open_feeds
 from shared.db import SHOWS, utcnow
@@ -72,13 +73,17 @@ async def paced_to_all(deployed: Deployment, feeds: Sequence[Feed], updates: int
 
 
 async def fanout(mongo_url: str, feeds: int = 1000, updates: int = 200, rate: float = 50.0) -> Result:
+    """Also notes the stream's CPU per socket write, to read against the machine's floor."""
     async with deployment(mongo_url, "fanout") as deployed:
-        got = await paced_to_all(deployed, await followers(deployed, [["flash"]] * feeds), updates, rate)
+        opened = await followers(deployed, [["flash"]] * feeds)
+        cpu, writes = deployed.stream_usage()
+        got = await paced_to_all(deployed, opened, updates, rate)
+        cpu_after, writes_after = deployed.stream_usage()
     p99 = got.percentile(0.99)
     return Result(
         "fanout",
         {"feeds": feeds, "updates": updates, "rate/s": rate, "p50 ms": got.percentile(0.5), "p99 ms": p99,
-         **got.misses()},  # fmt: skip
+         **got.misses(), "stream µs/write": (cpu_after - cpu) / max(1, writes_after - writes) * 1e6},  # fmt: skip
         {"p99 ≤ 50 ms": p99 <= 50, "0 lost, 0 dup": got.exact},
     )
 
@@ -202,6 +207,7 @@ async def mixed(mongo_url: str, feeds: int = 1000, everything: int = 200, update
 
 
 SCENARIOS: dict[str, Scenario] = {
+    "floor": floor,
     "fanout": fanout,
     "burst": burst,
     "scale": scale,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from bench.scenarios import catch_up, mixed
+from bench.floor import floor
+from bench.scenarios import catch_up, fanout, mixed
 
 
 async def test_mixed_feeds_each_get_exactly_their_shows(mongo_url: str) -> None:
@@ -15,3 +16,17 @@ async def test_mixed_feeds_each_get_exactly_their_shows(mongo_url: str) -> None:
 async def test_feeds_that_come_back_get_what_they_missed_once(mongo_url: str) -> None:
     result = await catch_up(mongo_url, feeds=20, updates=10)
     assert (result.figures["lost"], result.figures["dup"]) == (0, 0), result.line()
+
+
+async def test_the_floor_is_measured_by_a_writer_process_of_its_own(mongo_url: str) -> None:
+    result = await floor(mongo_url, connections=20, rounds=5)
+    assert result.figures["connections"] == 20
+    assert 0 < float(result.figures["write µs"]) < 10_000, result.line()
+    assert 0 < float(result.figures["woken write µs"]) < 10_000, result.line()
+
+
+async def test_fanout_times_every_delivery_and_notes_the_streams_cost_per_write(mongo_url: str) -> None:
+    result = await fanout(mongo_url, feeds=5, updates=10, rate=50.0)
+    assert (result.figures["lost"], result.figures["dup"]) == (0, 0), result.line()
+    assert 0 < float(result.figures["p50 ms"]) <= float(result.figures["p99 ms"]) < 10_000
+    assert 0 < float(result.figures["stream µs/write"]) < 100_000, result.line()
