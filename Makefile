@@ -17,7 +17,7 @@ run: $(VENV)/installed
 test: $(VENV)/installed
 	$(PY) -m pytest
 
-# Six load scenarios against the real services on loopback; prints a line each and writes BENCHMARKS.md.
+# The machine's floor, then six load scenarios against the real services on loopback; a line each, and BENCHMARKS.md.
 bench: $(VENV)/installed
 	$(PY) -m bench
 

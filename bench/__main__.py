@@ -8,11 +8,7 @@ import tempfile
 from asyncio import Runner
 from pathlib import Path
 
-try:
-    from uvloop import new_event_loop
-except ImportError:  # uvloop comes with uvicorn[standard] except where it cannot build (Windows)
-    from asyncio import new_event_loop
-
+from bench import new_event_loop
 from bench.report import Result, write
 from bench.scenarios import SCENARIOS
 from shared.embedded import EmbeddedMongo

@@ -1,10 +1,9 @@
 """The machine's floor for fan-out, measured in the same run as the scenarios.
 
 This VM's speed changes by the hour, so a latency means little without what a socket write costs right now. Here a
-bare uvloop process writes one SSE-sized chunk to each of 1,000 loopback connections, 50 rounds a second as in
-fanout: first straight from a loop (the kernel's send and uvloop's write), then from a task per connection woken
-by a future (as any asyncio server sends, the stream service included). The stream's own cost per write, in the
-fanout line, reads against these two.
+bare uvloop process writes one SSE-sized chunk to each of 1,000 loopback connections, a round every 20 ms or so:
+first straight from a loop (the kernel's send and uvloop's write), then from a task per connection woken by a
+future (as any asyncio server sends, the stream service included). fanout's stream µs/write reads against these.
 
 `python -m bench.floor CONNECTIONS ROUNDS` is the writer: it prints its port, waits for its connections, and prints
 its figures.
@@ -19,9 +18,10 @@ import subprocess
 import sys
 from typing import cast
 
+from bench import new_event_loop
 from bench.report import Result
 
-PAUSE = 0.02  # between rounds: 50 a second, as in fanout
+PAUSE = 0.02  # after each round, so that the readers keep up
 CHUNK = b"c8\r\n" + b"x" * 200 + b"\r\n"  # an update frame's size, chunked as uvicorn sends it
 
 
@@ -93,29 +93,36 @@ class _Reader(asyncio.Protocol):
         pass
 
 
+async def _said(writer: asyncio.subprocess.Process, timeout: float) -> bytes:
+    """The writer's next line; a writer that died says so with its exit status, not with a parse error."""
+    assert writer.stdout is not None
+    line = await asyncio.wait_for(writer.stdout.readline(), timeout)
+    if not line:
+        raise RuntimeError(f"the floor's writer exited with status {await writer.wait()}")
+    return line
+
+
 async def floor(mongo_url: str, connections: int = 1000, rounds: int = 100) -> Result:
     """Runs the writer as its own process, as the stream service is, and reads on its connections from here. The
     database is not used: the floor is the machine's."""
     command = [sys.executable, "-m", "bench.floor", str(connections), str(rounds)]
     writer = await asyncio.create_subprocess_exec(*command, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
-    assert writer.stdout is not None
-    loop = asyncio.get_running_loop()
+    loop, readers = asyncio.get_running_loop(), list[asyncio.BaseTransport]()
     try:
-        port = int(await asyncio.wait_for(writer.stdout.readline(), 20))
-        readers = [(await loop.create_connection(_Reader, "127.0.0.1", port))[0] for _ in range(connections)]
-        figures = json.loads(await asyncio.wait_for(writer.stdout.readline(), 60))
+        port = int(await _said(writer, 20))
+        for _ in range(connections):
+            readers.append((await loop.create_connection(_Reader, "127.0.0.1", port))[0])
+        figures = json.loads(await _said(writer, 60))
+        if status := await asyncio.wait_for(writer.wait(), 10):
+            raise RuntimeError(f"the floor's writer exited with status {status}")
+    finally:
         for reader in readers:
             reader.close()
-    finally:
         if writer.returncode is None:
             writer.kill()
-        await writer.wait()
+            await writer.wait()
     return Result("floor", {"connections": connections, **figures}, {})
 
 
 if __name__ == "__main__":
-    try:
-        from uvloop import run
-    except ImportError:  # uvloop comes with uvicorn[standard] except where it cannot build (Windows)
-        from asyncio import run
-    run(write_rounds(int(sys.argv[1]), int(sys.argv[2])))
+    asyncio.Runner(loop_factory=new_event_loop).run(write_rounds(int(sys.argv[1]), int(sys.argv[2])))

@@ -28,7 +28,7 @@ class Result:
 
     def shown_targets(self) -> str:
         if not self.targets:
-            return "(the machine's, for reading the others)"
+            return "—"
         return ", ".join(f"{target}: {'met' if met else 'NOT met'}" for target, met in self.targets.items())
 
 

@@ -22,10 +22,6 @@ log = logging.getLogger("gossip.stream.watcher")
 Update = dict[str, Any]
 RETRY_DELAY = 0.5  # between attempts to reopen a failed change stream
 BATCH = 1000
-# How long MongoDB may hold an empty getMore (maxAwaitTimeMS). It answers as soon as a change commits, so a long
-# wait costs no latency, and an idle stream asks twice a second instead of once per pause. The embedded server
-# answers at once whatever this says; there `pause` paces the polls. `on_idle` runs at least this often.
-SERVER_WAIT_MS = 500
 
 
 async def _nothing() -> None:
@@ -34,14 +30,19 @@ async def _nothing() -> None:
 
 @dataclass(frozen=True, slots=True)
 class ChangeFeed:
-    """One change stream the watcher keeps open: what to do when it (re)opens, per change, and when idle."""
+    """One change stream the watcher keeps open: what to do when it (re)opens, per change, and when idle.
+
+    `server_wait` is how long MongoDB may hold an empty getMore (maxAwaitTimeMS): it answers as soon as a change
+    commits, so a change never waits for it, but `on_idle` runs only once it has answered. The embedded server
+    answers at once whatever it is told; there `pause` paces the polls instead."""
 
     collection: AsyncCollection[Update]
     pipeline: list[dict[str, Any]]
     on_open: Callable[[], Awaitable[None]]
     on_change: Callable[[dict[str, Any]], Awaitable[None]]
     on_idle: Callable[[], Awaitable[None]] = _nothing
-    pause: float = 0.1  # the least time between two getMores: the embedded server's poll pace
+    pause: float = 0.1  # after an empty batch, the least time before the next getMore
+    server_wait: float = 1.0
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -65,7 +66,7 @@ class Watcher:
         self.reorder.delivered = latest["seq"] if latest else 0
         streams = [
             ChangeFeed(self.db.updates, [{"$match": {"operationType": "insert"}}], self.catch_up, self._on_update,
-                       self._on_idle, pause=0.01),
+                       self._on_idle, pause=0.01, server_wait=0.1),  # on_idle keeps the gap wait to time
             ChangeFeed(self.db.users, [{"$match": {"operationType": {"$in": ["update", "replace"]}}}],
                        self._resync_follows, self._on_user, pause=0.05, options={"full_document": "updateLookup"}),
             ChangeFeed(self.db.sessions, [{"$match": {"operationType": "delete"}}], self._resync_sessions,
@@ -85,7 +86,7 @@ class Watcher:
         while True:
             try:
                 async with await feed.collection.watch(
-                    feed.pipeline, max_await_time_ms=SERVER_WAIT_MS, **feed.options
+                    feed.pipeline, max_await_time_ms=int(feed.server_wait * 1000), **feed.options
                 ) as stream:
                     await feed.on_open()  # after the stream is open, so nothing falls between the two
                     opened.set()

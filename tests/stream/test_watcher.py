@@ -13,7 +13,7 @@ from services.stream.hub import Feed, Hub
 from services.stream.watcher import BATCH, Watcher
 from shared.auth import Caller
 from shared.settings import Settings
-from tests.support import stored_update
+from tests.support import stored_update, wait_until
 
 
 class SteadyPublishers(monitoring.CommandListener):
@@ -44,17 +44,20 @@ class SteadyPublishers(monitoring.CommandListener):
 
 
 @contextlib.asynccontextmanager
-async def watched(settings: Settings, publishers: SteadyPublishers) -> AsyncIterator[tuple[Watcher, Feed]]:
-    """A watcher whose reads the publishers see, and a feed following flash; the change streams stay closed."""
+async def watched(
+    settings: Settings, first: int, most: int, **options: float
+) -> AsyncIterator[tuple[Watcher, Feed, SteadyPublishers]]:
+    """A watcher whose reads the publishers see, and a feed following flash; its change streams open on start()."""
+    publishers = SteadyPublishers(settings, first, most)
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongo_url, event_listeners=[publishers])
     try:
         hub = Hub()
         feed = hub.open(Caller("u1", "una"), ["flash"], max_frames=2 * BATCH)
-        yield Watcher(client[settings.mongo_db], hub), feed
+        yield Watcher(client[settings.mongo_db], hub, **options), feed, publishers
     finally:
-        await client.drop_database(settings.mongo_db)
-        await client.close()
+        publishers.client.drop_database(settings.mongo_db)
         publishers.client.close()
+        await client.close()
 
 
 async def sent_ids(feed: Feed) -> list[int]:
@@ -64,18 +67,28 @@ async def sent_ids(feed: Feed) -> list[int]:
 
 
 async def test_a_sweep_reads_once_while_publishers_keep_committing(settings: Settings) -> None:
-    publishers = SteadyPublishers(settings, first=4, most=50)
-    publishers.updates.insert_many([stored_update(seq) for seq in (1, 2, 3)])
-    async with watched(settings, publishers) as (watcher, feed):
+    async with watched(settings, first=4, most=50) as (watcher, feed, publishers):
+        publishers.updates.insert_many([stored_update(seq) for seq in (1, 2, 3)])
         await watcher.catch_up()
         assert publishers.reads == 1  # what commits during a sweep is the change stream's to deliver
         assert await sent_ids(feed) == [1, 2, 3]
 
 
+async def test_what_commits_during_a_sweep_comes_once_through_the_open_stream(settings: Settings) -> None:
+    async with watched(settings, first=4, most=1, sweep=60) as (watcher, feed, publishers):
+        publishers.updates.insert_many([stored_update(seq) for seq in (1, 2, 3)])
+        await watcher.start()  # its first sweep reads past 3, and seq 4 commits just after
+        try:
+            await wait_until(lambda: watcher.delivered == 4)
+        finally:
+            await watcher.stop()
+        assert publishers.reads == 1
+        assert await sent_ids(feed) == [4]
+
+
 async def test_a_backlog_longer_than_a_batch_is_read_whole(settings: Settings) -> None:
-    publishers = SteadyPublishers(settings, first=BATCH + 6, most=0)
-    publishers.updates.insert_many([stored_update(seq) for seq in range(1, BATCH + 6)])
-    async with watched(settings, publishers) as (watcher, feed):
+    async with watched(settings, first=BATCH + 6, most=0) as (watcher, feed, publishers):
+        publishers.updates.insert_many([stored_update(seq) for seq in range(1, BATCH + 6)])
         await watcher.catch_up()
         assert publishers.reads == 2
         assert await sent_ids(feed) == list(range(1, BATCH + 6))
