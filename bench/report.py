@@ -20,8 +20,7 @@ class Result:
     targets: dict[str, bool]
 
     def line(self) -> str:
-        targets = f"  [{self.shown_targets()}]" if self.targets else ""
-        return f"{self.name:<8} {self.shown_figures()}{targets}"
+        return f"{self.name:<8} {self.shown_figures()}  [{self.shown_targets()}]"
 
     def shown_figures(self) -> str:
         return " ".join(f"{key}={_shown(value)}" for key, value in self.figures.items())

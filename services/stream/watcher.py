@@ -66,7 +66,7 @@ class Watcher:
         self.reorder.delivered = latest["seq"] if latest else 0
         streams = [
             ChangeFeed(self.db.updates, [{"$match": {"operationType": "insert"}}], self.catch_up, self._on_update,
-                       self._on_idle, pause=0.01, server_wait=0.1),  # on_idle keeps the gap wait to time
+                       self._on_idle, pause=0.01, server_wait=0.1),  # so that on_idle settles a gap on time
             ChangeFeed(self.db.users, [{"$match": {"operationType": {"$in": ["update", "replace"]}}}],
                        self._resync_follows, self._on_user, pause=0.05, options={"full_document": "updateLookup"}),
             ChangeFeed(self.db.sessions, [{"$match": {"operationType": "delete"}}], self._resync_sessions,
