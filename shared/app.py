@@ -7,6 +7,7 @@ import gc
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, AsyncContextManager
 
+import pymongo
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -24,6 +25,10 @@ from shared.pages import PAGE_HANDLERS
 from shared.settings import ROOT, Settings
 
 GC_THRESHOLDS = (50_000, 20, 100)  # Python's defaults are (700, 10, 10)
+# Seconds for the database client's goodbyes at shutdown (ending sessions, killing cursors). They are best effort:
+# the server reaps both on its own. Without a bound, a database that has gone held the exit for the client's 5 s
+# server-selection timeout.
+CLOSE_WAIT = 1.0
 
 # A part of a service that lives as long as it (the stream's hub and watcher, ingest's batched writes): entered once
 # the database is ready, left at shutdown.
@@ -79,7 +84,8 @@ def create_app(
                 _tune_gc()
                 yield state
         finally:
-            await client.close()
+            with pymongo.timeout(CLOSE_WAIT):
+                await client.close()
 
     common = [
         Route("/healthz", healthz),

@@ -21,6 +21,7 @@ log = logging.getLogger("gossip.stream.watcher")
 
 Update = dict[str, Any]
 RETRY_DELAY = 0.5  # between attempts to reopen a failed change stream
+STOP_CHECK, STOP_TRIES = 0.1, 30  # stop() cancels its tasks again every STOP_CHECK seconds, up to STOP_TRIES times
 BATCH = 1000
 
 
@@ -77,9 +78,16 @@ class Watcher:
         await asyncio.gather(*(event.wait() for event in opened))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        """Cancels until every stream has ended. When the database has just gone, PyMongo can take a cancellation
+        for the dropped connection and resume the change stream, which waits out its 5 s server selection: the
+        stream service then took 5 s to stop. A second cancellation ends that wait."""
+        for _ in range(STOP_TRIES):
+            if not (running := [task for task in self._tasks if not task.done()]):
+                return
+            for task in running:
+                task.cancel()
+            await asyncio.wait(running, timeout=STOP_CHECK)
+        log.warning("%d change streams did not stop; leaving them", sum(not task.done() for task in self._tasks))
 
     async def _watch(self, feed: ChangeFeed, opened: asyncio.Event) -> None:
         name = feed.collection.name
