@@ -76,9 +76,15 @@ async def me(db: Database, user_id: str) -> dict[str, Any]:
     return {name: user[name] for name in ("username", "follows", "unread")}
 
 
-async def shows(db: Database, catalogue: Catalogue, user_id: str | None) -> list[dict[str, Any]]:
-    user = await db.users.find_one({"_id": user_id}, {"follows": 1}) if user_id else None
-    followed = set(user["follows"]) if user else set()
+async def follows(db: Database, user_id: str) -> list[str]:
+    user = await db.users.find_one({"_id": user_id}, {"follows": 1})
+    return user["follows"] if user else []
+
+
+async def shows(catalogue: Catalogue, follows: Iterable[str]) -> list[dict[str, Any]]:
+    """The catalogue, each show marked if it is among `follows`: the caller has those already (the pages read them
+    with the unread badge), so the listing does not read the user again."""
+    followed = set(follows)
     titles = await catalogue.titles()
     return [{"slug": slug, "title": title, "followed": slug in followed} for slug, title in titles.items()]
 

@@ -63,8 +63,8 @@ async def api_me(request: Request) -> Response:
 
 async def api_shows(request: Request) -> Response:
     caller = await session_caller(request)
-    listing = await accounts.shows(request.state.db, request.state.catalogue, caller.user_id if caller else None)
-    return JSONResponse(listing)
+    follows = await accounts.follows(request.state.db, caller.user_id) if caller else []
+    return JSONResponse(await accounts.shows(request.state.catalogue, follows))
 
 
 async def api_follow(request: Request) -> Response:
@@ -146,13 +146,14 @@ async def shows_page(request: Request) -> Response:
     """GET lists the shows; POST follows or unfollows one, and a problem is shown on the page, never as JSON."""
     caller = await page_caller(request)
     db, catalogue = request.state.db, request.state.catalogue
+    follows = (request.state.me or {}).get("follows", [])  # read with the caller, for the layout's unread badge
     if request.method == "GET":
-        return render(request, "shows/index.html", {"shows": await accounts.shows(db, catalogue, caller.user_id)})
+        return render(request, "shows/index.html", {"shows": await accounts.shows(catalogue, follows)})
     fields = await read_form(request, "show", "action")
     try:
         await _form_change(db, catalogue, caller.user_id, fields["action"], fields["show"])
-    except ApiError as error:
-        context = {"shows": await accounts.shows(db, catalogue, caller.user_id), "error": error}
+    except ApiError as error:  # nothing changed: the follows read with the caller still hold
+        context = {"shows": await accounts.shows(catalogue, follows), "error": error}
         return render(request, "shows/index.html", context, status_code=error.status)
     return redirect(request, "/shows")
 
