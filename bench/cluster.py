@@ -9,15 +9,14 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 
 import psutil
 
 from bench.http import Connection
 from services.auth import tokens
 from services.auth.accounts import user_document
-from shared.auth import Caller, session_cookie
-from shared.db import Database, connect, prepare, utcnow
+from shared.auth import Caller, session_cookie, session_document
+from shared.db import Database, connect, prepare
 from shared.settings import Settings
 from tests.support import ServiceProcess
 
@@ -80,13 +79,11 @@ class Deployment:
 
     async def sign_in(self, follows: Sequence[Sequence[str]]) -> list[str]:
         """One user per entry, following those shows, each with a session: their cookies, as a login gives them."""
-        now, lifetime = utcnow(), timedelta(seconds=self.settings.session_max_age)
         users, sessions = [], []
         for shows in follows:
             users.append(user := user_document(f"viewer{self.viewers}", "", shows))
             self.viewers += 1
-            sessions.append({"_id": secrets.token_urlsafe(32), "user_id": user["_id"], "username": user["username"],
-                             "created_at": now, "expires_at": now + lifetime})  # fmt: skip
+            sessions.append(session_document(self.settings, user["_id"], user["username"]))
         for start in range(0, len(users), 1000):
             await self.db.users.insert_many(users[start : start + 1000])
             await self.db.sessions.insert_many(sessions[start : start + 1000])

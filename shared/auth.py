@@ -7,6 +7,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.requests import Request
@@ -41,20 +42,23 @@ def session_cookie_name(request: Request) -> str:
     return "__Host-gossip_session" if is_https(request) else "gossip_session"
 
 
+def session_document(settings: Settings, user_id: str, username: str) -> dict[str, Any]:
+    """The one shape of a `sessions` document, with a fresh random id: for a login, and for sessions made in bulk."""
+    now = utcnow()
+    return {
+        "_id": secrets.token_urlsafe(32),
+        "user_id": user_id,
+        "username": username,
+        "created_at": now,
+        "expires_at": now + timedelta(seconds=settings.session_max_age),
+    }
+
+
 async def open_session(db: Database, settings: Settings, user_id: str, username: str) -> str:
     """A fresh random id at every login: nothing from before the login is reused. Returns the cookie value."""
-    session_id = secrets.token_urlsafe(32)
-    now = utcnow()
-    await db.sessions.insert_one(
-        {
-            "_id": session_id,
-            "user_id": user_id,
-            "username": username,
-            "created_at": now,
-            "expires_at": now + timedelta(seconds=settings.session_max_age),
-        }
-    )
-    return session_cookie(settings, session_id)
+    session = session_document(settings, user_id, username)
+    await db.sessions.insert_one(session)
+    return session_cookie(settings, session["_id"])
 
 
 def session_cookie(settings: Settings, session_id: str) -> str:

@@ -74,7 +74,8 @@ class Watcher:
                        self._on_session),
         ]  # fmt: skip
         opened = [asyncio.Event() for _ in streams]
-        self._tasks = [asyncio.create_task(self._watch(feed, opened[i])) for i, feed in enumerate(streams)]
+        watched = zip(streams, opened, strict=True)
+        self._tasks = [asyncio.create_task(self._watch(feed, event)) for feed, event in watched]
         await asyncio.gather(*(event.wait() for event in opened))
 
     async def stop(self) -> None:
