@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test bench up down clean
+.PHONY: run test check bench up down clean
 
 $(VENV)/installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,10 +12,17 @@ $(VENV)/installed: pyproject.toml
 	touch $@
 
 run: $(VENV)/installed
-	$(PY) -m services.run
+	$(PY) -m dev.run
 
 test: $(VENV)/installed
 	$(PY) -m pytest
+
+# Lint, format, strict types and the import layering: what .ci/run and the pre-commit hook check before the tests.
+check: $(VENV)/installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 # The machine's floor, then six load scenarios against the real services on loopback; a line each, and BENCHMARKS.md.
 bench: $(VENV)/installed

@@ -11,7 +11,7 @@ from pathlib import Path
 from bench import new_event_loop
 from bench.report import Result, write
 from bench.scenarios import SCENARIOS
-from shared.embedded import EmbeddedMongo
+from dev.embedded import EmbeddedMongo
 from shared.settings import ROOT
 
 

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 import psutil
 
 from bench.http import Connection
+from dev.processes import ServiceProcess
 from services.auth import tokens
 from services.auth.accounts import user_document
 from shared.auth import Caller, session_cookie, session_document
 from shared.db import Database, connect, prepare
 from shared.settings import Settings
-from tests.support import ServiceProcess
 
 STREAM_OPTIONS = ("--backlog", "4096")  # the kernel's somaxconn here: thousands of feeds reconnect at once
 

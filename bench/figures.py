@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
@@ -45,7 +46,7 @@ def tally(feeds: Sequence[Feed], expected: Sequence[Collection[int]], sent: dict
         deliveries += len(got)
         duplicates += len(got) - len(unique)
         lost += len(set(wanted) - unique)
-        wrong += len(unique - set(wanted)) + sum(1 for a, b in zip(got, got[1:], strict=False) if b <= a)
+        wrong += len(unique - set(wanted)) + sum(1 for a, b in itertools.pairwise(got) if b <= a)
         latencies.extend(arrival - sent[seq] for seq, arrival in zip(got, feed.times, strict=True) if seq in sent)
         if feed.times:
             last_arrival = max(last_arrival, feed.times[-1])

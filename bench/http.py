@@ -23,7 +23,8 @@ class Connection:
         head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
         self.writer.write(
             f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
-            f"content-length: {len(payload)}\r\n{head}\r\n".encode() + payload
+            f"content-length: {len(payload)}\r\n{head}\r\n".encode()
+            + payload
         )
         status_and_headers = await self.reader.readuntil(b"\r\n\r\n")
         lines = status_and_headers.decode("latin-1").split("\r\n")

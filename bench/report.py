@@ -6,7 +6,7 @@ import os
 import platform
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
@@ -50,7 +50,7 @@ def machine() -> str:
 
 def write(results: Sequence[Result], path: Path) -> None:
     """The whole file is written by `make bench`; what the figures mean is in the README's Benchmarks section."""
-    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     rows = [f"| {r.name} | {r.shown_figures()} | {r.shown_targets()} |" for r in results]
     path.write_text(
         "# Benchmarks\n\n"

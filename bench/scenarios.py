@@ -84,9 +84,16 @@ async def fanout(mongo_url: str, feeds: int = 1000, updates: int = 200, rate: fl
     p99, wrote = got.percentile(0.99), max(1, writes_after - writes)
     return Result(
         "fanout",
-        {"feeds": feeds, "updates": updates, "rate/s": rate, "p50 ms": got.percentile(0.5), "p99 ms": p99,
-         **got.misses(), "stream µs/write": (cpu_after - cpu) / wrote * 1e6,
-         "frames/write": got.deliveries / wrote},  # fmt: skip
+        {
+            "feeds": feeds,
+            "updates": updates,
+            "rate/s": rate,
+            "p50 ms": got.percentile(0.5),
+            "p99 ms": p99,
+            **got.misses(),
+            "stream µs/write": (cpu_after - cpu) / wrote * 1e6,
+            "frames/write": got.deliveries / wrote,
+        },
         {"p99 ≤ 50 ms": p99 <= 50, "0 lost, 0 dup": got.exact},
     )
 
@@ -102,8 +109,13 @@ async def burst(mongo_url: str, feeds: int = 1000, updates: int = 1000, clients:
     rate = got.deliveries / (got.last_arrival - start)
     return Result(
         "burst",
-        {"feeds": feeds, "updates": updates, "deliveries/s": round(rate), "p99 ms": got.percentile(0.99),
-         **got.misses()},  # fmt: skip
+        {
+            "feeds": feeds,
+            "updates": updates,
+            "deliveries/s": round(rate),
+            "p99 ms": got.percentile(0.99),
+            **got.misses(),
+        },
         {"≥ 60,000 deliveries/s": rate >= 60_000, "0 lost, 0 dup": got.exact},
     )
 
@@ -117,8 +129,15 @@ async def scale(mongo_url: str, feeds: int = 10_000, updates: int = 20, rate: fl
     p99 = got.percentile(0.99)
     return Result(
         "scale",
-        {"connected": len(opened), "KB/feed": per_feed_kb, "updates": updates, "rate/s": rate, "p50 ms":
-         got.percentile(0.5), "p99 ms": p99, **got.misses()},  # fmt: skip
+        {
+            "connected": len(opened),
+            "KB/feed": per_feed_kb,
+            "updates": updates,
+            "rate/s": rate,
+            "p50 ms": got.percentile(0.5),
+            "p99 ms": p99,
+            **got.misses(),
+        },
         {"10,000 connected": len(opened) == 10_000, "≤ 40 KB/feed": per_feed_kb <= 40, "p99 ≤ 500 ms": p99 <= 500},
     )
 
@@ -141,8 +160,7 @@ async def catch_up(mongo_url: str, feeds: int = 5000, updates: int = 50) -> Resu
         closed(back)
     return Result(
         "catch-up",
-        {"feeds": feeds, "missed": updates, "all reconnected s": reconnected, "all caught up s": took,
-         **got.misses()},  # fmt: skip
+        {"feeds": feeds, "missed": updates, "all reconnected s": reconnected, "all caught up s": took, **got.misses()},
         {"≤ 10 s": took <= 10, "0 lost, 0 dup": got.exact},
     )
 
@@ -161,8 +179,13 @@ async def ingest(mongo_url: str, publishes: int = 2000, clients: int = 8, rounds
     percent = api_rate / raw_rate * 100
     return Result(
         "ingest",
-        {"publishes": publishes, "clients": clients, "publishes/s": round(api_rate), "raw insert_one/s":
-         round(raw_rate), "% of raw": percent},  # fmt: skip
+        {
+            "publishes": publishes,
+            "clients": clients,
+            "publishes/s": round(api_rate),
+            "raw insert_one/s": round(raw_rate),
+            "% of raw": percent,
+        },
         {"≥ 60 % of raw": percent >= 60},
     )
 
@@ -203,8 +226,14 @@ async def mixed(mongo_url: str, feeds: int = 1000, everything: int = 200, update
         closed([*opened, *watching_all])
     return Result(
         "mixed",
-        {"feeds": feeds, "all feeds": everything, "updates": updates, "deliveries": got.deliveries, "wrong": got.wrong,
-         **got.misses()},  # fmt: skip
+        {
+            "feeds": feeds,
+            "all feeds": everything,
+            "updates": updates,
+            "deliveries": got.deliveries,
+            "wrong": got.wrong,
+            **got.misses(),
+        },
         {"0 wrong, 0 lost, 0 dup": got.wrong == 0 and got.exact},
     )
 

@@ -10,12 +10,13 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
+from dev.embedded import EmbeddedMongo
 from services.all import app as gossip
 from shared.app import create_app
 from shared.db import Database, connect
-from shared.embedded import EmbeddedMongo
 from shared.settings import Settings
-from tests.support import LiveServer, registered
+from tests.support.accounts import registered
+from tests.support.servers import LiveServer
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,8 @@ import httpx
 import pytest
 
 from shared.db import Database
-from tests.support import PASSWORD, api_token, json_error, publish, registered
+from tests.support.accounts import PASSWORD, api_token, json_error, registered
+from tests.support.updates import publish
 
 
 async def test_register_sets_a_strict_session_cookie(client: httpx.AsyncClient) -> None:

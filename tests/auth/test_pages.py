@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.support import PASSWORD, csrf_of
+from tests.support.accounts import PASSWORD, csrf_of
 
 
 async def test_pages_that_need_a_login_redirect_there_and_back(client: httpx.AsyncClient) -> None:

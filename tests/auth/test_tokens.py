@@ -9,7 +9,7 @@ import pytest
 
 from shared.auth import TOKEN_PREFIX, token_digest
 from shared.db import Database
-from tests.support import json_error, registered
+from tests.support.accounts import json_error, registered
 
 
 async def test_a_token_is_shown_once_and_stored_only_as_its_hash(alice: httpx.AsyncClient, db: Database) -> None:

@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from tests.support import PASSWORD, registered
-from tests.support import publish as publish_api  # this module's `publish` uses the page
+from tests.support.accounts import PASSWORD, registered
+from tests.support.updates import publish as publish_api  # this module's `publish` uses the page
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",

@@ -12,7 +12,8 @@ import pytest
 from shared.body import DRAIN_LIMIT, MAX_BODY
 from shared.db import Database
 from shared.updates import MAX_TEXT
-from tests.support import json_error, publish, registered
+from tests.support.accounts import json_error, registered
+from tests.support.updates import publish
 
 JSON = {"content-type": "application/json"}
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")

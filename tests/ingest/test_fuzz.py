@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from services.all import app as gossip
 from shared.app import create_app
 from shared.settings import Settings
-from tests.support import PASSWORD, LiveServer
+from tests.support.accounts import PASSWORD
+from tests.support.servers import LiveServer
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import httpx
 
 from shared.db import Database
 from shared.updates import MAX_TEXT
-from tests.support import csrf_of
+from tests.support.accounts import csrf_of
 
 
 async def test_the_publish_page_needs_a_login(client: httpx.AsyncClient) -> None:

@@ -6,9 +6,9 @@ import asyncio
 
 import httpx
 
+from dev.processes import ServiceProcess
 from shared.db import Database
 from shared.settings import Settings
-from tests.support import ServiceProcess
 
 
 async def test_concurrent_publishes_through_two_processes_get_distinct_gapless_seqs(

@@ -7,8 +7,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from dev.processes import ServiceProcess
 from shared.settings import Settings
-from tests.support import ServiceProcess
 
 
 @pytest.fixture

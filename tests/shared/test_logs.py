@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from shared.logs import TextFormatter
-from tests.support import wait_until
+from tests.support.waiting import wait_until
 
 FORGED = "2026-11-25 10:00:00,000 ERROR gossip.auth admin"
 

@@ -13,11 +13,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from dev.embedded import EmbeddedMongo
 from services.all import app as gossip
 from shared.app import create_app
-from shared.embedded import EmbeddedMongo
 from shared.settings import Settings
-from tests.support import LiveServer, csrf_of, json_error, publish, registered
+from tests.support.accounts import csrf_of, json_error, registered
+from tests.support.servers import LiveServer
+from tests.support.updates import publish
 
 
 def badge(page: httpx.Response) -> str | None:

@@ -8,7 +8,10 @@ import socket
 import httpx
 
 from shared.db import Database, next_seq
-from tests.support import events, json_error, publish, registered, stored_update, wait_until
+from tests.support.accounts import json_error, registered
+from tests.support.sse import events
+from tests.support.updates import publish, stored_update
+from tests.support.waiting import wait_until
 
 
 async def insert_update(db: Database, seq: int, show: str = "flash", text: str = "") -> None:
@@ -89,18 +92,22 @@ async def test_follow_change_takes_effect_on_an_open_stream(alice: httpx.AsyncCl
 
 
 async def test_logout_ends_the_sessions_open_streams(server: str) -> None:
-    async with registered(server, "bob") as bob, registered(server, "carol") as carol:
-        async with events(bob) as bobs, events(carol) as carols:
-            await bob.post("/api/auth/logout", headers={"content-type": "application/json"})
-            try:
-                await asyncio.wait_for(bobs.updates(1), 3)
-                raise AssertionError("the stream should have ended")
-            except EOFError:
-                pass
-            await carol.put("/api/me/follows/flash")
-            assert (await carols.next()).json() == {"follows": ["flash"]}
-            update = await publish(carol, "flash", "carol is still connected")
-            assert await carols.updates(1) == [update]
+    async with (
+        registered(server, "bob") as bob,
+        registered(server, "carol") as carol,
+        events(bob) as bobs,
+        events(carol) as carols,
+    ):
+        await bob.post("/api/auth/logout", headers={"content-type": "application/json"})
+        try:
+            await asyncio.wait_for(bobs.updates(1), 3)
+            raise AssertionError("the stream should have ended")
+        except EOFError:
+            pass
+        await carol.put("/api/me/follows/flash")
+        assert (await carols.next()).json() == {"follows": ["flash"]}
+        update = await publish(carol, "flash", "carol is still connected")
+        assert await carols.updates(1) == [update]
 
 
 async def test_late_commit_is_delivered_in_seq_order(alice: httpx.AsyncClient, db: Database) -> None:

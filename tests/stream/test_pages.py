@@ -8,7 +8,8 @@ import httpx
 
 from services.stream.app import PAGE_SIZE, UNREAD_MAX
 from shared.db import Database, next_seq
-from tests.support import publish, registered, stored_update
+from tests.support.accounts import registered
+from tests.support.updates import publish, stored_update
 
 
 def listed(page: httpx.Response) -> list[tuple[int, bool]]:

@@ -8,7 +8,7 @@ from services.stream.frames import update_frame
 from services.stream.replay import BATCH, Replay
 from shared.db import Database
 from tests.stream.test_app import insert_update
-from tests.support import stored_update
+from tests.support.updates import stored_update
 
 
 async def test_feeds_asking_for_the_same_range_at_once_share_one_read(db: Database) -> None:

@@ -10,14 +10,19 @@ from pathlib import Path
 import httpx
 import pytest
 
+from dev.embedded import EmbeddedMongo
+from dev.processes import ServiceProcess
 from services.all import app as gossip
 from services.auth.accounts import user_document
 from shared.app import create_app
 from shared.auth import open_session
 from shared.db import Database
-from shared.embedded import EmbeddedMongo
 from shared.settings import Settings
-from tests.support import LiveServer, ServiceProcess, events, gauge, publish, registered, wait_until
+from tests.support.accounts import registered
+from tests.support.servers import LiveServer, gauge
+from tests.support.sse import events
+from tests.support.updates import publish
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture
@@ -56,13 +61,15 @@ async def test_shutdown_with_50_open_streams_is_prompt(settings: Settings, db: D
     cookie = await make_session(db, settings, "sam")
     with ServiceProcess("services.stream.app", settings) as stream:
         limits = httpx.Limits(max_connections=60)
-        async with httpx.AsyncClient(base_url=stream.url, cookies={"gossip_session": cookie}, limits=limits) as http:
-            async with contextlib.AsyncExitStack() as stack:
-                readers = [await stack.enter_async_context(events(http)) for _ in range(50)]
-                await wait_until(lambda: gauge(stream.url, "gossip_stream_connections") >= 50)
-                took = stream.stop()
-                assert took < 4, stream.output()
-                for reader in readers:
-                    with pytest.raises(EOFError):  # the stream ended cleanly, not cut off mid-chunk
-                        await reader.next()
+        async with (
+            httpx.AsyncClient(base_url=stream.url, cookies={"gossip_session": cookie}, limits=limits) as http,
+            contextlib.AsyncExitStack() as stack,
+        ):
+            readers = [await stack.enter_async_context(events(http)) for _ in range(50)]
+            await wait_until(lambda: gauge(stream.url, "gossip_stream_connections") >= 50)
+            took = stream.stop()
+            assert took < 4, stream.output()
+            for reader in readers:
+                with pytest.raises(EOFError):  # the stream ended cleanly, not cut off mid-chunk
+                    await reader.next()
     assert "without completing response" not in stream.output()

@@ -13,7 +13,8 @@ from services.stream.hub import Feed, Hub
 from services.stream.watcher import BATCH, Watcher
 from shared.auth import Caller
 from shared.settings import Settings
-from tests.support import stored_update, wait_until
+from tests.support.updates import stored_update
+from tests.support.waiting import wait_until
 
 
 class SteadyPublishers(monitoring.CommandListener):

@@ -12,9 +12,9 @@ import threading
 
 import uvicorn
 
+from dev.embedded import EmbeddedMongo
 from services.all import app as gossip
 from shared.app import create_app
-from shared.embedded import EmbeddedMongo
 from shared.logs import configure
 from shared.settings import Settings
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.embedded import EmbeddedMongo
+from dev.embedded import EmbeddedMongo
 
 
 def test_a_port_in_use_is_refused_before_anything_starts(tmp_path: Path) -> None:

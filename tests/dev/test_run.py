@@ -1,4 +1,4 @@
-"""`make run` (services/run.py) as the process a terminal starts: what it says when it cannot start or stops."""
+"""`make run` (dev.run.py) as the process a terminal starts: what it says when it cannot start or stops."""
 
 from __future__ import annotations
 
@@ -12,15 +12,15 @@ from pathlib import Path
 import psutil
 import pytest
 
-from shared.embedded import free_port
+from dev.embedded import free_port
+from dev.processes import ChildProcess
 from shared.settings import ROOT, Settings
-from tests.support import ChildProcess
 
-COMMAND = [sys.executable, "-m", "services.run"]
+COMMAND = [sys.executable, "-m", "dev.run"]
 
 
 def run(**env: str) -> subprocess.CompletedProcess[str]:
-    """`python -m services.run` as `make run` starts it, expected to give up at once."""
+    """`python -m dev.run` as `make run` starts it, expected to give up at once."""
     variables = {**os.environ, "SECRET_KEY": "test", "PORT": str(free_port()), **env}
     return subprocess.run(COMMAND, env=variables, cwd=ROOT, capture_output=True, text=True, timeout=30)
 

@@ -46,12 +46,11 @@ class EmbeddedMongo:
             "--pid-file", str(self.data / "nx-27017.pid"),
             "--log-file", str(self.data / "nx-27017.log"),
         ]  # fmt: skip
-        log = open(self.data / "nx-27017.out", "ab")
         # Its own session: Ctrl-C reaches only the app, which shuts down while the database still answers.
-        self.process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
-        )
-        log.close()
+        with (self.data / "nx-27017.out").open("ab") as log:
+            self.process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
         deadline = time.monotonic() + timeout
         while True:
             if self.process.poll() is not None:  # checked first: something else may be answering on the port

@@ -1,0 +1,95 @@
+"""Servers as child processes on loopback ports: a service as its own uvicorn, as production runs it, or any other
+server (Caddy, nginx). Waited for until they answer, always stopped, their output kept."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from typing import IO, Self
+
+import httpx
+
+from dev.embedded import free_port
+from shared.settings import Settings
+
+
+class ChildProcess:
+    """A server as a child process on a loopback port: waited for until it answers, always stopped, output kept."""
+
+    def __init__(self, command: list[str], env: Mapping[str, str], port: int, ready_path: str = "/readyz") -> None:
+        self.command, self.env, self.port = command, dict(env), port
+        self.url = f"http://127.0.0.1:{port}"
+        self.ready_url = self.url + ready_path
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None  # while a process runs: a file, since a pipe nobody reads would block it
+        self._earlier = b""  # what stopped runs wrote
+
+    def start(self, timeout: float = 20.0) -> Self:
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 (closed by stop, which every start is paired with)
+        self.process = subprocess.Popen(self.command, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while not self._ready():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"{self.command} did not become ready:\n{self.output()}")
+            time.sleep(0.05)
+        return self
+
+    def _ready(self) -> bool:
+        try:
+            return httpx.get(self.ready_url, timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self, timeout: float = 10.0) -> float:
+        """SIGTERM, as an orchestrator sends it; returns how long the process took to exit."""
+        assert self.process is not None
+        start = time.monotonic()
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self._log is not None:
+            self._earlier = self._written()
+            self._log.close()
+            self._log = None
+        return time.monotonic() - start
+
+    def _written(self) -> bytes:
+        if self._log is None:
+            return self._earlier
+        self._log.seek(0)
+        return self._earlier + self._log.read()
+
+    def output(self) -> str:
+        """Everything the process has written so far, its log lines included, across restarts."""
+        return self._written().decode(errors="replace")
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class ServiceProcess(ChildProcess):
+    """One service as its own uvicorn process on a free loopback port, as it runs in production."""
+
+    def __init__(self, module: str, settings: Settings, *options: str, **env: str) -> None:
+        port = free_port()
+        command = [
+            sys.executable, "-m", "uvicorn", f"{module}:app", "--host", "127.0.0.1", "--port", str(port),
+            "--timeout-graceful-shutdown", "5", *options,
+        ]  # fmt: skip
+        variables = {
+            **os.environ, "SECRET_KEY": settings.secret_key, "MONGO_URL": settings.mongo_url,
+            "MONGO_DB": settings.mongo_db, "PING_INTERVAL": str(settings.ping_interval), **env,
+        }  # fmt: skip
+        super().__init__(command, variables, port)

@@ -1,0 +1,46 @@
+"""Live servers for tests: the app on a real uvicorn in this process, and a service's metrics read over HTTP."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import httpx
+import uvicorn
+from starlette.types import ASGIApp
+
+
+class LiveServer:
+    """A real uvicorn serving a real socket, in a thread of the test process so that it starts in milliseconds."""
+
+    def __init__(self, app: ASGIApp, graceful: float = 3.0) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, log_config=None, lifespan="on", timeout_graceful_shutdown=graceful)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def start(self, timeout: float = 15.0) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start; see the log above")
+            time.sleep(0.01)
+        return self
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout)
+        self.sock.close()
+        if self.thread.is_alive():
+            raise RuntimeError(f"uvicorn did not shut down within {timeout} s")
+
+
+def gauge(url: str, name: str) -> float:
+    """A metric's current value, read from a service's /metrics."""
+    text = httpx.get(f"{url}/metrics", timeout=5).text
+    return float(next(line for line in text.splitlines() if line.startswith(name + " ")).split()[1])

@@ -1,0 +1,70 @@
+"""Server-Sent Events as a test reads them: an open feed over httpx, parsed into events."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    event: str
+    data: str
+    id: str | None = None
+
+    def json(self) -> Any:
+        return json.loads(self.data)
+
+
+class EventReader:
+    """Server-Sent Events parsed from an httpx streaming response: comments skipped, fields joined per event."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        self._lines = response.aiter_lines()
+
+    async def next(self, timeout: float = 5.0) -> Event:
+        return await asyncio.wait_for(self._next(), timeout)
+
+    async def _next(self) -> Event:
+        fields: dict[str, list[str]] = {}
+        async for line in self._lines:
+            if line == "":
+                if "data" in fields:
+                    return Event(
+                        fields.get("event", ["message"])[-1], "\n".join(fields["data"]), fields.get("id", [None])[-1]
+                    )
+                fields = {}
+                continue
+            if line.startswith(":"):
+                continue
+            name, _, value = line.partition(":")
+            fields.setdefault(name, []).append(value[1:] if value.startswith(" ") else value)
+        raise EOFError("the stream ended")
+
+    async def updates(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """The next `count` update events' data, skipping other event types."""
+        found: list[dict[str, Any]] = []
+
+        async def collect() -> None:
+            while len(found) < count:
+                event = await self._next()
+                if event.event == "update":
+                    assert event.id == str(event.json()["seq"])
+                    found.append(event.json())
+
+        await asyncio.wait_for(collect(), timeout)
+        return found
+
+
+@contextlib.asynccontextmanager
+async def events(http: httpx.AsyncClient, path: str = "/events", **headers: str) -> AsyncIterator[EventReader]:
+    async with http.stream("GET", path, headers=headers, timeout=httpx.Timeout(10, read=None)) as response:
+        assert response.status_code == 200, (await response.aread()).decode()
+        yield EventReader(response)
