@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import gc
-from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any, AsyncContextManager
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 import pymongo
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -23,6 +23,7 @@ from shared.errors import EXCEPTION_HANDLERS, ApiError
 from shared.logs import AccessLog, configure
 from shared.pages import PAGE_HANDLERS
 from shared.settings import ROOT, Settings
+from shared.state import AnyRequest, Core, core
 
 GC_THRESHOLDS = (50_000, 20, 100)  # Python's defaults are (700, 10, 10)
 # Seconds for the database client's goodbyes at shutdown (ending sessions, killing cursors). They are best effort:
@@ -31,23 +32,24 @@ GC_THRESHOLDS = (50_000, 20, 100)  # Python's defaults are (700, 10, 10)
 CLOSE_WAIT = 1.0
 
 # A part of a service that lives as long as it (the stream's hub and watcher, ingest's batched writes): entered once
-# the database is ready, left at shutdown.
-Extension = Callable[[Starlette, dict[str, Any]], AsyncContextManager[None]]
+# the core is ready, left at shutdown. What it yields joins the service's state (its own TypedDict extends Core).
+Extension = Callable[[Core], AbstractAsyncContextManager[Mapping[str, Any]]]
+USER_FIELDS = {"username": 1, "follows": 1, "last_read_seq": 1}  # what pages, /api/me and the feeds read of a user
 
 
-async def healthz(request: Request) -> Response:
+async def healthz(request: AnyRequest) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-async def readyz(request: Request) -> Response:
+async def readyz(request: AnyRequest) -> Response:
     try:
-        await request.state.db.command("ping")
+        await core(request)["db"].command("ping")
     except Exception:
         raise ApiError(503, "unavailable", "The database is not reachable.") from None
     return JSONResponse({"status": "ready"})
 
 
-async def metrics(request: Request) -> Response:
+async def metrics(request: AnyRequest) -> Response:
     return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -72,15 +74,15 @@ def create_app(
         client = database.connect(resolved.mongo_url)
         db = client[resolved.mongo_db]
         await database.prepare(db)
-        state: dict[str, Any] = {
-            "settings": resolved, "db": db, "service": name,
-            "find_session": by_id(db.sessions), "find_token": by_id(db.tokens),  # every request asks who is calling
-            "catalogue": Catalogue(db),
-        }  # fmt: skip
+        base = Core(
+            settings=resolved, db=db, catalogue=Catalogue(db),
+            sessions=by_id(db.sessions), tokens=by_id(db.tokens), users=by_id(db.users, USER_FIELDS),
+        )  # fmt: skip
         try:
             async with contextlib.AsyncExitStack() as stack:
+                state: dict[str, Any] = dict(base)
                 for extension in extensions:
-                    await stack.enter_async_context(extension(app, state))
+                    state.update(await stack.enter_async_context(extension(base)))
                 _tune_gc()
                 yield state
         finally:

@@ -10,16 +10,18 @@ from datetime import timedelta
 from typing import Any
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from starlette.requests import Request
 from starlette.responses import Response
 
+from shared.body import media_type
+from shared.cookies import clear_cookie, is_https, set_cookie
 from shared.db import Database, as_datetime, utcnow
 from shared.errors import ApiError
 from shared.settings import Settings
+from shared.state import AnyRequest, core
 
 CSRF_COOKIE = "gossip_csrf"
 CSRF_MAX_AGE = 24 * 3600
-TOKEN_PREFIX = "gsp_"
+TOKEN_PREFIX = "gsp_"  # noqa: S105 (a prefix that makes a leaked token easy to recognise, not a secret)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,11 +35,7 @@ def _signer(settings: Settings, purpose: str) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(settings.secret_key, salt=f"gossip.{purpose}")
 
 
-def is_https(request: Request) -> bool:
-    return request.url.scheme == "https"
-
-
-def session_cookie_name(request: Request) -> str:
+def session_cookie_name(request: AnyRequest) -> str:
     """Over HTTPS the __Host- prefix makes the browser insist on Secure, Path=/ and no Domain."""
     return "__Host-gossip_session" if is_https(request) else "gossip_session"
 
@@ -70,32 +68,27 @@ async def revoke_session(db: Database, session_id: str) -> None:
     await db.sessions.delete_one({"_id": session_id})
 
 
-def set_session_cookie(request: Request, response: Response, value: str, settings: Settings) -> None:
-    response.set_cookie(
-        session_cookie_name(request), value, max_age=settings.session_max_age,
-        path="/", httponly=True, samesite="Lax", secure=is_https(request),
-    )  # fmt: skip
+def set_session_cookie(request: AnyRequest, response: Response, value: str, settings: Settings) -> None:
+    set_cookie(request, response, session_cookie_name(request), value, settings.session_max_age)
 
 
-def clear_session_cookie(request: Request, response: Response) -> None:
-    response.delete_cookie(
-        session_cookie_name(request), path="/", httponly=True, samesite="Lax", secure=is_https(request)
-    )
+def clear_session_cookie(request: AnyRequest, response: Response) -> None:
+    clear_cookie(request, response, session_cookie_name(request))
 
 
-async def session_caller(request: Request) -> Caller | None:
+async def session_caller(request: AnyRequest) -> Caller | None:
     """A missing, tampered, expired or revoked cookie all mean the same thing: logged out."""
     raw = request.cookies.get(session_cookie_name(request))
     if not raw:
         return None
-    settings: Settings = request.state.settings
+    settings = core(request)["settings"]
     try:
         session_id = _signer(settings, "session").loads(raw, max_age=settings.session_max_age)
     except BadSignature:
         return None
     if not isinstance(session_id, str):
         return None
-    session = await request.state.find_session(session_id)
+    session = await core(request)["sessions"](session_id)
     if session is None or as_datetime(session["expires_at"]) <= utcnow():
         return None  # the TTL monitor runs only once a minute, so expiry is checked here as well
     return Caller(session["user_id"], session["username"], session_id)
@@ -106,27 +99,27 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-async def bearer_caller(request: Request) -> Caller | None:
+async def bearer_caller(request: AnyRequest) -> Caller | None:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer":
         return None
     token = token.strip()
-    stored = await request.state.find_token(token_digest(token)) if token else None
+    stored = await core(request)["tokens"](token_digest(token)) if token else None
     if stored is None:
         raise ApiError(401, detail="The API token is unknown or revoked.")
     return Caller(stored["user_id"], stored["username"])
 
 
-async def cookie_caller(request: Request) -> Caller | None:
+async def cookie_caller(request: AnyRequest) -> Caller | None:
     """For the JSON API. A cookie-authenticated POST must be JSON, which a cross-site form cannot send."""
     caller = await session_caller(request)
-    if caller is not None and request.method == "POST" and not is_json(request):
+    if caller is not None and request.method == "POST" and media_type(request) != "application/json":
         detail = "Send the header Content-Type: application/json, even with no body: a session cookie needs it."
         raise ApiError(415, detail=detail)
     return caller
 
 
-async def require_caller(request: Request, *, allow_bearer: bool = False) -> Caller:
+async def require_caller(request: AnyRequest, *, allow_bearer: bool = False) -> Caller:
     """For the JSON API: an API token where scripts may use one (allow_bearer), else the session cookie."""
     caller = await bearer_caller(request) if allow_bearer else None
     if caller is None:
@@ -136,30 +129,23 @@ async def require_caller(request: Request, *, allow_bearer: bool = False) -> Cal
     return caller
 
 
-def is_json(request: Request) -> bool:
-    return request.headers.get("content-type", "").split(";")[0].strip().lower() == "application/json"
-
-
-def csrf_token(request: Request) -> tuple[str, str]:
+def csrf_token(request: AnyRequest) -> tuple[str, str]:
     """The form token is the browser's random CSRF cookie, signed: a cross-site page can read neither."""
     browser = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(16)
-    return _signer(request.state.settings, "csrf").dumps(browser), browser
+    return _signer(core(request)["settings"], "csrf").dumps(browser), browser
 
 
-def set_csrf_cookie(request: Request, response: Response, browser: str) -> None:
+def set_csrf_cookie(request: AnyRequest, response: Response, browser: str) -> None:
     if request.cookies.get(CSRF_COOKIE) != browser:
-        response.set_cookie(
-            CSRF_COOKIE, browser, max_age=CSRF_MAX_AGE, path="/", httponly=True, samesite="Lax",
-            secure=is_https(request),
-        )  # fmt: skip
+        set_cookie(request, response, CSRF_COOKIE, browser, CSRF_MAX_AGE)
 
 
-def csrf_ok(request: Request, token: str) -> bool:
+def csrf_ok(request: AnyRequest, token: str) -> bool:
     browser = request.cookies.get(CSRF_COOKIE)
     if not browser or not token:
         return False
     try:
-        signed = _signer(request.state.settings, "csrf").loads(token, max_age=CSRF_MAX_AGE)
+        signed = _signer(core(request)["settings"], "csrf").loads(token, max_age=CSRF_MAX_AGE)
     except BadSignature:
         return False
     return isinstance(signed, str) and hmac.compare_digest(signed, browser)

@@ -53,7 +53,10 @@ class Batcher(Generic[T, R]):
             self._flusher = None
 
 
-def by_id(collection: AsyncCollection[dict[str, Any]], projection: dict[str, int] | None = None) -> Batcher[Any, Any]:
+Lookup = Batcher[Any, dict[str, Any] | None]
+
+
+def by_id(collection: AsyncCollection[dict[str, Any]], projection: dict[str, int] | None = None) -> Lookup:
     """`await lookup(_id)` is `find_one({"_id": _id})`, with concurrent lookups sent as one `$in` query."""
 
     async def find(ids: list[Any]) -> list[dict[str, Any] | None]:

@@ -6,16 +6,15 @@ import json
 from typing import Any
 from urllib.parse import parse_qsl
 
-from starlette.requests import Request
-
 from shared.db import MAX_INT
 from shared.errors import ApiError
+from shared.state import AnyRequest
 
 MAX_BODY = 16 * 1024
 DRAIN_LIMIT = 1024 * 1024  # past this an oversized body is not read on; the answer goes out and the socket closes
 
 
-async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
+async def read_body(request: AnyRequest, limit: int = MAX_BODY) -> bytes:
     """Drain some of an oversized body before answering 413, so the client reads the answer, not a reset."""
     chunks: list[bytes] = []
     size = 0
@@ -26,13 +25,11 @@ async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
         elif size > DRAIN_LIMIT:
             break
     if size > limit:
-        raise ApiError(
-            413, detail=f"The body is larger than {limit} bytes.", headers={"connection": "close"}
-        )
+        raise ApiError(413, detail=f"The body is larger than {limit} bytes.", headers={"connection": "close"})
     return b"".join(chunks)
 
 
-async def drain(request: Request) -> None:
+async def drain(request: AnyRequest) -> None:
     """Read and discard a body answered before it was read (a 401), so the client reads the answer, not a reset."""
     size = 0
     async for chunk in request.stream():
@@ -41,22 +38,22 @@ async def drain(request: Request) -> None:
             break
 
 
-def _media_type(request: Request) -> str:
+def media_type(request: AnyRequest) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
-async def read_object(request: Request, *, form: bool = False, limit: int = MAX_BODY) -> dict[str, Any]:
+async def read_object(request: AnyRequest, *, form: bool = False, limit: int = MAX_BODY) -> dict[str, Any]:
     """The API takes JSON only; pages also take their own forms, which carry a CSRF token."""
-    media_type = _media_type(request)
+    kind = media_type(request)
     accepted = ("application/json", "application/x-www-form-urlencoded") if form else ("application/json",)
-    if media_type not in accepted:
+    if kind not in accepted:
         raise ApiError(415, detail="Send the body as application/json.")
     body = await read_body(request, limit)
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise ApiError(400, "bad_encoding", "The body is not valid UTF-8.") from None
-    if media_type == "application/x-www-form-urlencoded":
+    if kind == "application/x-www-form-urlencoded":
         return dict(parse_qsl(text, keep_blank_values=True))
     try:
         value = json.loads(text) if text.strip() else {}
@@ -86,7 +83,7 @@ def fields_of(value: dict[str, Any], *names: str) -> dict[str, str]:
     return {name: value.get(name, "") for name in names}
 
 
-async def read_fields(request: Request, *names: str, limit: int = MAX_BODY) -> dict[str, str]:
+async def read_fields(request: AnyRequest, *names: str, limit: int = MAX_BODY) -> dict[str, str]:
     """Missing fields come back empty, so the validation that follows can say 'required' for each."""
     return fields_of(await read_object(request, limit=limit), *names)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import ASCENDING, AsyncMongoClient, ReturnDocument
@@ -34,7 +34,7 @@ def connect(url: str) -> AsyncMongoClient[dict[str, Any]]:
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def new_id() -> str:
@@ -53,12 +53,12 @@ def as_datetime(value: Any) -> datetime:
         value = datetime.fromisoformat(str(value["$date"]).replace("Z", "+00:00"))
     if not isinstance(value, datetime):
         raise TypeError(f"not a date: {value!r}")
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def iso_utc(value: Any) -> str:
     """The one timestamp format on the wire: UTC to the millisecond, with a Z, whichever encoding it came in."""
-    moment = as_datetime(value).astimezone(timezone.utc)
+    moment = as_datetime(value).astimezone(UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
@@ -82,6 +82,7 @@ async def next_seq(db: Database, name: str = "updates", count: int = 1) -> int:
     counter = await db.counters.find_one_and_update(
         {"_id": name}, {"$inc": {"seq": count}}, upsert=True, return_document=ReturnDocument.AFTER
     )
+    assert counter is not None  # an upsert that returns the document after the change always has one
     return int(counter["seq"])
 
 

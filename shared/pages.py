@@ -3,21 +3,23 @@ login redirect."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 from itsdangerous import BadSignature, URLSafeSerializer
 from pymongo.errors import PyMongoError
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
-from shared.auth import Caller, csrf_ok, csrf_token, is_https, session_caller, set_csrf_cookie
+from shared.auth import Caller, csrf_ok, csrf_token, session_caller, set_csrf_cookie
 from shared.body import fields_of, read_object
+from shared.cookies import clear_cookie, set_cookie
 from shared.errors import CRASH_DETAIL, ApiError, as_api_error, on_crash, on_error
 from shared.settings import ROOT
-from shared.updates import reading
+from shared.state import AnyRequest, core
+from shared.updates import Reading, reading
 
 templates = Jinja2Templates(directory=ROOT / "web" / "templates")
 FLASH_COOKIE = "gossip_flash"
@@ -31,11 +33,26 @@ class CsrfRejected(Exception):
     """A form post without a valid CSRF token; answered with a page saying so."""
 
 
-def _flash_signer(request: Request) -> URLSafeSerializer:
-    return URLSafeSerializer(request.state.settings.secret_key, salt="gossip.flash")
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    """Who is looking at a page and what they read: looked up once per page, for the layout's header and badge."""
+
+    caller: Caller
+    me: Reading
 
 
-def render(request: Request, template: str, context: dict[str, Any] | None = None, status_code: int = 200) -> Response:
+def _flash_signer(request: AnyRequest) -> URLSafeSerializer:
+    return URLSafeSerializer(core(request)["settings"].secret_key, salt="gossip.flash")
+
+
+def render(
+    request: AnyRequest,
+    viewer: Viewer | None,
+    template: str,
+    context: dict[str, Any] | None = None,
+    status_code: int = 200,
+) -> Response:
+    """`viewer=None`: the logged-out layout."""
     token, browser = csrf_token(request)
     flash = None
     if raw := request.cookies.get(FLASH_COOKIE):
@@ -44,27 +61,24 @@ def render(request: Request, template: str, context: dict[str, Any] | None = Non
         except BadSignature:
             flash = None
     page = {
-        "csrf_token": token, "flash": flash, "caller": getattr(request.state, "caller", None),
-        "me": getattr(request.state, "me", None), **(context or {}),
+        "csrf_token": token, "flash": flash, "caller": viewer and viewer.caller, "me": viewer and viewer.me,
+        **(context or {}),
     }  # fmt: skip
     response = templates.TemplateResponse(request, template, page, status_code=status_code)
     set_csrf_cookie(request, response, browser)
     if raw:
-        response.delete_cookie(FLASH_COOKIE, path="/", httponly=True, samesite="Lax", secure=is_https(request))
+        clear_cookie(request, response, FLASH_COOKIE)
     response.headers["cache-control"] = "no-store"
     response.headers["x-frame-options"] = "DENY"  # no other site may frame a page to trick clicks out of it
     response.headers["content-security-policy"] = "frame-ancestors 'none'"  # the same, for current browsers
     return response
 
 
-def redirect(request: Request, url: str, flash: str | None = None) -> Response:
+def redirect(request: AnyRequest, url: str, flash: str | None = None) -> Response:
     """POST-redirect-GET; the flash message rides along in a signed cookie read once."""
     response = RedirectResponse(url, status_code=303)
     if flash:
-        response.set_cookie(
-            FLASH_COOKIE, _flash_signer(request).dumps(flash), path="/", httponly=True, samesite="Lax",
-            secure=is_https(request),
-        )  # fmt: skip
+        set_cookie(request, response, FLASH_COOKIE, _flash_signer(request).dumps(flash))
     return response
 
 
@@ -75,21 +89,25 @@ def safe_next(target: str | None) -> str:
     return target
 
 
-async def optional_caller(request: Request) -> Caller | None:
-    """Looked up once per page, so the layout can show who is logged in and their unread count on every page."""
-    caller = request.state.caller = await session_caller(request)
-    request.state.me = await reading(request.state.db, caller.user_id) if caller else None
-    return caller
-
-
-async def page_caller(request: Request) -> Caller:
-    caller = await optional_caller(request)
+async def optional_viewer(request: AnyRequest) -> Viewer | None:
+    """None when logged out, or when the account has gone since the session began."""
+    caller = await session_caller(request)
     if caller is None:
+        return None
+    state = core(request)
+    me = await reading(state["db"], await state["users"](caller.user_id))
+    return None if me is None else Viewer(caller, me)
+
+
+async def page_viewer(request: AnyRequest) -> Viewer:
+    """For a page that needs a login: the login page otherwise, coming back here after."""
+    viewer = await optional_viewer(request)
+    if viewer is None:
         raise LoginRequired()
-    return caller
+    return viewer
 
 
-async def read_form(request: Request, *names: str) -> dict[str, str]:
+async def read_form(request: AnyRequest, *names: str) -> dict[str, str]:
     """A form post's fields, once its CSRF token has been checked; same names as the JSON API."""
     form = await read_object(request, form=True)
     if not csrf_ok(request, str(form.get("csrf_token", ""))):
@@ -97,34 +115,33 @@ async def read_form(request: Request, *names: str) -> dict[str, str]:
     return fields_of(form, *names)
 
 
-async def on_login_required(request: Request, exc: Exception) -> Response:
+async def on_login_required(request: AnyRequest, exc: Exception) -> Response:
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
 
 
-async def _error_page(request: Request, message: str, status_code: int) -> Response:
+async def _error_page(request: AnyRequest, message: str, status_code: int) -> Response:
     """With the caller's own header, even where no page looked them up (an unknown path, a wrong method); with the
     logged-out one if the database cannot say, since the page itself needs nothing from it."""
-    if not hasattr(request.state, "caller"):
-        try:
-            await optional_caller(request)
-        except PyMongoError:
-            request.state.caller = request.state.me = None
-    return render(request, "error.html", {"message": message}, status_code=status_code)
+    try:
+        viewer = await optional_viewer(request)
+    except PyMongoError:
+        viewer = None
+    return render(request, viewer, "error.html", {"message": message}, status_code=status_code)
 
 
-async def on_csrf_rejected(request: Request, exc: Exception) -> Response:
+async def on_csrf_rejected(request: AnyRequest, exc: Exception) -> Response:
     message = "This form has expired or did not come from this site. Reload the page and try again."
     return await _error_page(request, message, 403)
 
 
-def _wants_page(request: Request) -> bool:
+def _wants_page(request: AnyRequest) -> bool:
     """A browser navigating to a page accepts HTML; the API, the feeds and scripts get the JSON error."""
     api = request.url.path.startswith(("/api/", "/events"))
     return not api and "text/html" in request.headers.get("accept", "")
 
 
-async def on_page_error(request: Request, exc: Exception) -> Response:
+async def on_page_error(request: AnyRequest, exc: Exception) -> Response:
     """The error page, with the same status, for a browser that asked for a page (an unknown one, GET /logout)."""
     if not _wants_page(request):
         return await on_error(request, exc)
@@ -134,11 +151,11 @@ async def on_page_error(request: Request, exc: Exception) -> Response:
     return response
 
 
-async def on_page_crash(request: Request, exc: Exception) -> Response:
+async def on_page_crash(request: AnyRequest, exc: Exception) -> Response:
     """A bug's 500 as the error page for a browser; Starlette re-raises after this, so the traceback is logged."""
     if not _wants_page(request):
         return await on_crash(request, exc)
-    return render(request, "error.html", {"message": CRASH_DETAIL}, status_code=500)
+    return render(request, None, "error.html", {"message": CRASH_DETAIL}, status_code=500)
 
 
 # They take over the JSON handlers of shared/errors.py, falling back to them.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Any
+from typing import Any, TypedDict
 
 from shared.db import Database, iso_utc
 
@@ -69,13 +69,20 @@ async def unread(db: Database, follows: Collection[str], last_read_seq: int, use
     return await db.updates.count_documents(query)
 
 
-async def reading(db: Database, user_id: str) -> dict[str, Any] | None:
-    """What a user reads: their name, the shows they follow, their read mark and how many of those shows' updates
-    are unread; None if the account is gone. Read once per page (the unread badge, the notifications listing) and
-    by /api/me."""
-    user = await db.users.find_one({"_id": user_id}, {"username": 1, "follows": 1, "last_read_seq": 1})
+class Reading(TypedDict):
+    """What a user reads: their name, the shows they follow, their read mark, and how many updates are unread."""
+
+    username: str
+    follows: list[str]
+    last_read_seq: int
+    unread: int
+
+
+async def reading(db: Database, user: dict[str, Any] | None) -> Reading | None:
+    """A user document as the core's `users` lookup reads it, and its unread count; None if the account is gone.
+    Read once per page (the unread badge, the notifications listing) and by /api/me."""
     if user is None:
         return None
     last_read = user.get("last_read_seq", 0)
     count = await unread(db, user["follows"], last_read, user["username"])
-    return {"username": user["username"], "follows": user["follows"], "last_read_seq": last_read, "unread": count}
+    return Reading(username=user["username"], follows=user["follows"], last_read_seq=last_read, unread=count)

@@ -70,15 +70,11 @@ async def authenticate(db: Database, username: str, password: str, address: str)
     return user
 
 
-async def me(db: Database, user_id: str) -> dict[str, Any]:
-    if (user := await reading(db, user_id)) is None:
+async def me(db: Database, user: dict[str, Any] | None) -> dict[str, Any]:
+    """/api/me: the user as the core's `users` lookup read them, with their unread count."""
+    if (read := await reading(db, user)) is None:
         raise ApiError(401, detail="This account no longer exists.")
-    return {name: user[name] for name in ("username", "follows", "unread")}
-
-
-async def follows(db: Database, user_id: str) -> list[str]:
-    user = await db.users.find_one({"_id": user_id}, {"follows": 1})
-    return user["follows"] if user else []
+    return {"username": read["username"], "follows": read["follows"], "unread": read["unread"]}
 
 
 async def shows(catalogue: Catalogue, follows: Iterable[str]) -> list[dict[str, Any]]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -9,6 +12,7 @@ from starlette.routing import Route
 from services.auth import accounts, tokens
 from shared.app import create_app
 from shared.auth import (
+    Caller,
     clear_session_cookie,
     cookie_caller,
     open_session,
@@ -18,143 +22,160 @@ from shared.auth import (
     set_session_cookie,
 )
 from shared.body import read_fields, read_object
-from shared.catalogue import Catalogue
-from shared.db import Database
 from shared.errors import ApiError
-from shared.pages import optional_caller, page_caller, read_form, redirect, render, safe_next
+from shared.pages import Viewer, optional_viewer, page_viewer, read_form, redirect, render, safe_next
+from shared.state import Core
+
+AuthRequest = Request[Core]  # the auth service needs nothing beyond what every service has
+Submit = Callable[[AuthRequest, dict[str, str]], Awaitable[dict[str, Any]]]
 
 
-def _address(request: Request) -> str:
+def _address(request: AuthRequest) -> str:
     return request.client.host if request.client else "unknown"
 
 
-async def _logged_in(request: Request, user: dict, response: Response) -> Response:
-    cookie = await open_session(request.state.db, request.state.settings, user["_id"], user["username"])
-    set_session_cookie(request, response, cookie, request.state.settings)
+async def _logged_in(request: AuthRequest, user: dict[str, Any], response: Response) -> Response:
+    state = request.state
+    cookie = await open_session(state["db"], state["settings"], user["_id"], user["username"])
+    set_session_cookie(request, response, cookie, state["settings"])
     return response
 
 
-async def api_register(request: Request) -> Response:
-    fields = await read_fields(request, "username", "password")
-    user = await accounts.register(request.state.db, fields["username"], fields["password"])
-    return await _logged_in(request, user, JSONResponse({"username": user["username"]}, status_code=201))
-
-
-async def api_login(request: Request) -> Response:
-    fields = await read_fields(request, "username", "password")
-    user = await accounts.authenticate(request.state.db, fields["username"], fields["password"], _address(request))
-    return await _logged_in(request, user, JSONResponse({"username": user["username"]}))
-
-
-async def api_logout(request: Request) -> Response:
+async def _logged_out(request: AuthRequest, caller: Caller | None, response: Response) -> Response:
     """Idempotent: logged out already is what was asked for, and the cookie is cleared either way."""
-    caller = await cookie_caller(request)
-    if caller is not None:
-        await revoke_session(request.state.db, caller.session_id or "")
-    response = Response(status_code=204)
+    if caller is not None and caller.session_id is not None:
+        await revoke_session(request.state["db"], caller.session_id)
     clear_session_cookie(request, response)
     return response
 
 
-async def api_me(request: Request) -> Response:
+async def api_register(request: AuthRequest) -> Response:
+    fields = await read_fields(request, "username", "password")
+    user = await accounts.register(request.state["db"], fields["username"], fields["password"])
+    return await _logged_in(request, user, JSONResponse({"username": user["username"]}, status_code=201))
+
+
+async def api_login(request: AuthRequest) -> Response:
+    fields = await read_fields(request, "username", "password")
+    user = await accounts.authenticate(request.state["db"], fields["username"], fields["password"], _address(request))
+    return await _logged_in(request, user, JSONResponse({"username": user["username"]}))
+
+
+async def api_logout(request: AuthRequest) -> Response:
+    return await _logged_out(request, await cookie_caller(request), Response(status_code=204))
+
+
+async def api_me(request: AuthRequest) -> Response:
     caller = await require_caller(request)
-    return JSONResponse(await accounts.me(request.state.db, caller.user_id))
+    user = await request.state["users"](caller.user_id)
+    return JSONResponse(await accounts.me(request.state["db"], user))
 
 
-async def api_shows(request: Request) -> Response:
+async def api_shows(request: AuthRequest) -> Response:
     caller = await session_caller(request)
-    follows = await accounts.follows(request.state.db, caller.user_id) if caller else []
-    return JSONResponse(await accounts.shows(request.state.catalogue, follows))
+    user = await request.state["users"](caller.user_id) if caller else None
+    return JSONResponse(await accounts.shows(request.state["catalogue"], user["follows"] if user else []))
 
 
-async def api_follow(request: Request) -> Response:
+async def api_follow(request: AuthRequest) -> Response:
     caller = await require_caller(request)
-    change = accounts.follow if request.method == "PUT" else accounts.unfollow
-    await change(request.state.db, request.state.catalogue, caller.user_id, request.path_params["slug"])
+    await accounts.follow(request.state["db"], request.state["catalogue"], caller.user_id, request.path_params["slug"])
     return Response(status_code=204)
 
 
-async def api_read(request: Request) -> Response:
+async def api_unfollow(request: AuthRequest) -> Response:
+    caller = await require_caller(request)
+    state = request.state
+    await accounts.unfollow(state["db"], state["catalogue"], caller.user_id, request.path_params["slug"])
+    return Response(status_code=204)
+
+
+async def api_read(request: AuthRequest) -> Response:
     caller = await require_caller(request)
     body = await read_object(request)
-    await accounts.mark_read(request.state.db, caller.user_id, body.get("seq"))
+    await accounts.mark_read(request.state["db"], caller.user_id, body.get("seq"))
     return Response(status_code=204)
 
 
-async def api_create_token(request: Request) -> Response:
+async def api_create_token(request: AuthRequest) -> Response:
     caller = await require_caller(request)  # the cookie only: a token must not mint more tokens
     fields = await read_fields(request, "name")
-    return JSONResponse(await tokens.create(request.state.db, caller, fields["name"]), status_code=201)
+    return JSONResponse(await tokens.create(request.state["db"], caller, fields["name"]), status_code=201)
 
 
-async def api_tokens(request: Request) -> Response:
+async def api_tokens(request: AuthRequest) -> Response:
     caller = await require_caller(request)
-    return JSONResponse(await tokens.listing(request.state.db, caller.user_id))
+    return JSONResponse(await tokens.listing(request.state["db"], caller.user_id))
 
 
-async def api_revoke_token(request: Request) -> Response:
+async def api_revoke_token(request: AuthRequest) -> Response:
     caller = await require_caller(request)
-    await tokens.revoke(request.state.db, caller.user_id, request.path_params["name"])
+    await tokens.revoke(request.state["db"], caller.user_id, request.path_params["name"])
     return Response(status_code=204)
 
 
-async def home(request: Request) -> Response:
-    await optional_caller(request)  # the layout's `me` is all the home page shows
-    return render(request, "home.html")
+async def home(request: AuthRequest) -> Response:
+    return render(request, await optional_viewer(request), "home.html")  # the layout's `me` is all it shows
 
 
-async def account_page(request: Request) -> Response:
-    """GET shows the login or register form; POST submits it, and errors re-render it with what was typed."""
-    template = "auth/login.html" if request.url.path == "/login" else "auth/register.html"
+async def _authenticate(request: AuthRequest, fields: dict[str, str]) -> dict[str, Any]:
+    return await accounts.authenticate(request.state["db"], fields["username"], fields["password"], _address(request))
+
+
+async def _register(request: AuthRequest, fields: dict[str, str]) -> dict[str, Any]:
+    return await accounts.register(request.state["db"], fields["username"], fields["password"])
+
+
+async def _account_page(request: AuthRequest, template: str, submit: Submit) -> Response:
+    """GET shows the form; POST submits it, and errors re-render it with what was typed, as a page, never JSON."""
     target = safe_next(request.query_params.get("next"))
     if request.method == "GET":
-        await optional_caller(request)
-        return render(request, template, {"next": target, "username": ""})
-    fields, db = await read_form(request, "username", "password"), request.state.db
+        return render(request, await optional_viewer(request), template, {"next": target, "username": ""})
+    fields = await read_form(request, "username", "password")
     try:
-        if template == "auth/login.html":
-            user = await accounts.authenticate(db, fields["username"], fields["password"], _address(request))
-        else:
-            user = await accounts.register(db, fields["username"], fields["password"])
+        user = await submit(request, fields)
     except ApiError as error:
         context = {"next": target, "username": fields["username"], "error": error}
-        response = render(request, template, context, status_code=error.status)
+        response = render(request, None, template, context, status_code=error.status)
         response.headers.update(error.headers)
         return response
     return await _logged_in(request, user, redirect(request, target))
 
 
-async def logout_page(request: Request) -> Response:
+async def login_page(request: AuthRequest) -> Response:
+    return await _account_page(request, "auth/login.html", _authenticate)
+
+
+async def register_page(request: AuthRequest) -> Response:
+    return await _account_page(request, "auth/register.html", _register)
+
+
+async def logout_page(request: AuthRequest) -> Response:
     await read_form(request)
-    caller = await session_caller(request)
-    if caller is not None:
-        await revoke_session(request.state.db, caller.session_id or "")
     response = redirect(request, "/login", flash="You are logged out.")
-    clear_session_cookie(request, response)
-    return response
+    return await _logged_out(request, await session_caller(request), response)
 
 
-async def _form_change(db: Database, catalogue: Catalogue, user_id: str, action: str, slug: str) -> None:
-    """The form's buttons send action=follow or action=unfollow; the API says the same with PUT and DELETE."""
-    change = {"follow": accounts.follow, "unfollow": accounts.unfollow}.get(action)
-    if change is None:
-        raise ApiError(422, detail="Choose to follow or unfollow.", fields={"action": "follow or unfollow"})
-    await change(db, catalogue, user_id, slug)
+async def _shows_listing(request: AuthRequest, viewer: Viewer) -> list[dict[str, Any]]:
+    """The follows were read with the viewer, for the layout's badge: the listing does not read the user again."""
+    return await accounts.shows(request.state["catalogue"], viewer.me["follows"])
 
 
-async def shows_page(request: Request) -> Response:
-    """GET lists the shows; POST follows or unfollows one, and a problem is shown on the page, never as JSON."""
-    caller = await page_caller(request)
-    db, catalogue = request.state.db, request.state.catalogue
-    follows = (request.state.me or {}).get("follows", [])  # read with the caller, for the layout's unread badge
+async def shows_page(request: AuthRequest) -> Response:
+    """GET lists the shows; POST follows or unfollows one (the form's buttons send action=follow or unfollow), and
+    a problem is shown on the page, never as JSON."""
+    viewer = await page_viewer(request)
     if request.method == "GET":
-        return render(request, "shows/index.html", {"shows": await accounts.shows(catalogue, follows)})
+        return render(request, viewer, "shows/index.html", {"shows": await _shows_listing(request, viewer)})
     fields = await read_form(request, "show", "action")
+    change = {"follow": accounts.follow, "unfollow": accounts.unfollow}.get(fields["action"])
     try:
-        await _form_change(db, catalogue, caller.user_id, fields["action"], fields["show"])
-    except ApiError as error:  # nothing changed: the follows read with the caller still hold
-        context = {"shows": await accounts.shows(catalogue, follows), "error": error}
-        return render(request, "shows/index.html", context, status_code=error.status)
+        if change is None:
+            raise ApiError(422, detail="Choose to follow or unfollow.", fields={"action": "follow or unfollow"})
+        await change(request.state["db"], request.state["catalogue"], viewer.caller.user_id, fields["show"])
+    except ApiError as error:  # nothing changed: the follows read with the viewer still hold
+        context = {"shows": await _shows_listing(request, viewer), "error": error}
+        return render(request, viewer, "shows/index.html", context, status_code=error.status)
     return redirect(request, "/shows")
 
 
@@ -164,14 +185,15 @@ routes = [
     Route("/api/auth/logout", api_logout, methods=["POST"]),
     Route("/api/me", api_me),
     Route("/api/shows", api_shows),
-    Route("/api/me/follows/{slug}", api_follow, methods=["PUT", "DELETE"]),
+    Route("/api/me/follows/{slug}", api_follow, methods=["PUT"]),
+    Route("/api/me/follows/{slug}", api_unfollow, methods=["DELETE"]),
     Route("/api/me/read", api_read, methods=["POST"]),
     Route("/api/me/tokens", api_create_token, methods=["POST"]),
     Route("/api/me/tokens", api_tokens, methods=["GET"]),
     Route("/api/me/tokens/{name}", api_revoke_token, methods=["DELETE"]),
     Route("/", home),
-    Route("/login", account_page, methods=["GET", "POST"]),
-    Route("/register", account_page, methods=["GET", "POST"]),
+    Route("/login", login_page, methods=["GET", "POST"]),
+    Route("/register", register_page, methods=["GET", "POST"]),
     Route("/logout", logout_page, methods=["POST"]),
     Route("/shows", shows_page, methods=["GET", "POST"]),
 ]

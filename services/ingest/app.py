@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -15,11 +14,19 @@ from shared.app import create_app
 from shared.auth import Caller, require_caller
 from shared.body import drain, read_fields
 from shared.errors import ApiError
-from shared.pages import page_caller, read_form, redirect, render
+from shared.pages import page_viewer, read_form, redirect, render
+from shared.state import Core
 from shared.updates import MAX_TEXT
 
 
-async def require_author(request: Request) -> Caller:
+class Ingest(Core):
+    updates: Updates
+
+
+IngestRequest = Request[Ingest]
+
+
+async def require_author(request: IngestRequest) -> Caller:
     """Who is publishing, decided before the body is read; a refused body is drained so the 401 arrives intact."""
     try:
         return await require_caller(request, allow_bearer=True)
@@ -28,33 +35,39 @@ async def require_author(request: Request) -> Caller:
         raise
 
 
-async def post_update(request: Request) -> Response:
+async def post_update(request: IngestRequest) -> Response:
     author = await require_author(request)
     fields = await read_fields(request, "show", "text")
-    update = await request.state.updates.publish(author, fields, request.headers.get(KEY_HEADER))
+    update = await request.state["updates"].publish(author, fields, request.headers.get(KEY_HEADER))
     return JSONResponse(update, status_code=201)
 
 
-async def get_updates(request: Request) -> Response:
+async def get_updates(request: IngestRequest) -> Response:
     await require_caller(request, allow_bearer=True)
     query = request.query_params
-    page = await request.state.updates.page(query.get("show", ""), query.get("after", ""), query.get("limit", ""))
+    page = await request.state["updates"].page(query.get("show", ""), query.get("after", ""), query.get("limit", ""))
     return JSONResponse(page)
 
 
-async def publish_page(request: Request) -> Response:
+async def publish_page(request: IngestRequest) -> Response:
     """GET shows the form; POST goes through the same publish as the API, and errors keep what was typed."""
-    author = await page_caller(request)
-    store: Updates = request.state.updates
+    viewer = await page_viewer(request)
+    store = request.state["updates"]
     form = {"shows": await store.catalogue.titles(), "max_text": MAX_TEXT}
     if request.method == "GET":
-        return render(request, "publish/index.html", {**form, "show": "", "text": ""})
+        return render(request, viewer, "publish/index.html", {**form, "show": "", "text": ""})
     fields = await read_form(request, "show", "text")
     try:
-        update = await store.publish(author, fields, None)
+        update = await store.publish(viewer.caller, fields, None)
     except ApiError as error:
-        return render(request, "publish/index.html", {**form, **fields, "error": error}, error.status)
+        return render(request, viewer, "publish/index.html", {**form, **fields, "error": error}, error.status)
     return redirect(request, "/publish", flash=f"Published update #{update['seq']} for {update['title']}.")
+
+
+@contextlib.asynccontextmanager
+async def storing(core: Core) -> AsyncIterator[dict[str, Updates]]:
+    """One Updates per process, so that all its concurrent publishes can share their writes."""
+    yield {"updates": Updates(core["db"], core["catalogue"])}
 
 
 routes = [
@@ -62,12 +75,5 @@ routes = [
     Route("/api/updates", get_updates, methods=["GET"]),
     Route("/publish", publish_page, methods=["GET", "POST"]),
 ]
-@contextlib.asynccontextmanager
-async def storing(app: object, state: dict[str, Any]) -> AsyncIterator[None]:
-    """One Updates per process, so that all its concurrent publishes can share their writes."""
-    state["updates"] = Updates(state["db"], state["catalogue"])
-    yield
-
-
 extensions = [storing]
 app = create_app("ingest", routes, extensions=extensions)

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import itertools
-import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from typing import Any
 
-import anyio
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
@@ -17,26 +12,31 @@ from starlette.routing import Route
 
 from services.stream.frames import RETRY
 from services.stream.hub import Feed, Hub
+from services.stream.lifecycle import Feeds, feeds
 from services.stream.metrics import CONNECTIONS, SLOW_CONSUMERS
 from services.stream.replay import Replay
 from services.stream.response import FeedResponse
-from services.stream.watcher import Watcher
 from shared.app import create_app
-from shared.auth import require_caller
-from shared.batching import by_id
+from shared.auth import Caller, require_caller
 from shared.body import whole_number
-from shared.db import SHOWS, Database
-from shared.pages import page_caller, render
-from shared.settings import Settings
+from shared.db import Database
+from shared.pages import page_viewer, render
+from shared.state import Core
 from shared.updates import any_before, recent, since_read, wire
 
 PAGE_SIZE = 50
 UNREAD_MAX = 200  # a first page lists up to this many unread updates; older pages reach any beyond
-HEARTBEAT_SHARES = 10  # the feeds are pinged a tenth at a time
 SHUTDOWN_GRACE = 2.0  # seconds for open feeds to end cleanly once the server stops; uvicorn waits 5
 
 
-def _resume_point(request: Request) -> int | None:
+class Stream(Core, Feeds):
+    """Every service's core, and the hub with its watcher."""
+
+
+StreamRequest = Request[Stream]
+
+
+def _resume_point(request: StreamRequest) -> int | None:
     """Last-Event-ID (a browser reconnecting) wins over ?after= (a page starting from what it showed)."""
     resumed = whole_number("Last-Event-ID", request.headers.get("last-event-id"))
     return resumed if resumed is not None else whole_number("after", request.query_params.get("after"))
@@ -67,27 +67,32 @@ async def _closed(hub: Hub, feed: Feed) -> None:
             SLOW_CONSUMERS.inc()
 
 
-async def events(request: Request) -> Response:
-    caller = await require_caller(request)
-    after = _resume_point(request)
-    state = request.state
-    if request.url.path == "/events/all":
-        shows = None
-    else:
-        user = await state.find_user(caller.user_id)
-        shows = user["follows"] if user else []
-    feed = state.hub.open(caller, shows)
-    ceiling = state.watcher.delivered  # read in the same tick as open: every live frame is above it
+def _feed(request: StreamRequest, caller: Caller, shows: Collection[str] | None) -> Response:
+    """`shows=None`: every show. The feed joins the hub before its history is read: the seam."""
+    after, state = _resume_point(request), request.state
+    feed = state["hub"].open(caller, shows)
+    ceiling = state["watcher"].delivered  # read in the same tick as open: every live frame is above it
     CONNECTIONS.inc()
     return FeedResponse(
         feed,
-        _frames(state.replay, state.hub, feed, after, ceiling),
+        _frames(state["replay"], state["hub"], feed, after, ceiling),
         ping=0,  # the hub's heartbeat pings every feed: no ping task per connection (6 KB each, with its timer)
         headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
-        background=BackgroundTask(_closed, state.hub, feed),  # also when the generator never started (HEAD, hang-up)
-        shutdown_event=state.shutdown,
+        background=BackgroundTask(_closed, state["hub"], feed),  # also when the generator never started (HEAD)
+        shutdown_event=state["shutdown"],
         shutdown_grace_period=SHUTDOWN_GRACE,
     )
+
+
+async def events(request: StreamRequest) -> Response:
+    """The caller's followed shows; a follow change reaches the open feed as a `follows` event."""
+    caller = await require_caller(request)
+    user = await request.state["users"](caller.user_id)
+    return _feed(request, caller, user["follows"] if user else [])
+
+
+async def events_all(request: StreamRequest) -> Response:
+    return _feed(request, await require_caller(request), None)
 
 
 async def _listing(
@@ -103,15 +108,13 @@ async def _listing(
     return [wire(update) for update in updates], older
 
 
-async def notifications_page(request: Request) -> Response:
+async def _notifications(request: StreamRequest, everything: bool) -> Response:
     """The first page lists what is unread (at least the recent history), then its script continues live and marks
     it read. `?before=SEQ` is an older page: static, and it marks nothing read."""
-    await page_caller(request)
-    everything = request.url.path == "/notifications/all"
+    viewer = await page_viewer(request)
     before = whole_number("before", request.query_params.get("before"))
-    me = request.state.me or {}  # read with the caller, for the layout's unread badge
-    follows, last_read = me.get("follows", []), me.get("last_read_seq", 0)
-    items, older = await _listing(request.state.db, None if everything else follows, last_read, before)
+    follows, last_read = viewer.me["follows"], viewer.me["last_read_seq"]
+    items, older = await _listing(request.state["db"], None if everything else follows, last_read, before)
     context = {
         "everything": everything,
         "live": before is None,
@@ -120,50 +123,24 @@ async def notifications_page(request: Request) -> Response:
         "older": older,
         "last_read": last_read,
         "follows": follows,
-        "shows": SHOWS,
+        "shows": await request.state["catalogue"].titles(),
     }
-    return render(request, "notifications/index.html", context)
+    return render(request, viewer, "notifications/index.html", context)
 
 
-@contextlib.asynccontextmanager
-async def feeds(app: object, state: dict[str, Any]) -> AsyncIterator[None]:
-    """The hub and its watcher live as long as the app. When the server stops, sse-starlette sets the shutdown
-    event of every open response; the hub then ends every feed, so each response closes cleanly within the
-    grace period instead of being cancelled mid-stream (the lifespan's own shutdown comes too late for them)."""
-    hub, db = Hub(), state["db"]
-    watcher, shutdown = Watcher(db, hub), anyio.Event()
-    await watcher.start()
-    state.update(hub=hub, watcher=watcher, replay=Replay(db), find_user=by_id(db.users, {"follows": 1}),
-                 shutdown=shutdown)  # fmt: skip
-    chores = [asyncio.create_task(_end_feeds_when(shutdown, hub)),
-              asyncio.create_task(_heartbeat(hub, state["settings"]))]  # fmt: skip
-    try:
-        yield
-    finally:
-        for chore in chores:
-            chore.cancel()
-        hub.end_all()
-        await watcher.stop()
+async def notifications(request: StreamRequest) -> Response:
+    return await _notifications(request, everything=False)
 
 
-async def _end_feeds_when(shutdown: anyio.Event, hub: Hub) -> None:
-    await shutdown.wait()
-    hub.end_all()
-
-
-async def _heartbeat(hub: Hub, settings: Settings) -> None:
-    """Pings a share of the feeds at each tick, and drops those whose send has hung for `send_timeout`."""
-    for share in itertools.cycle(range(HEARTBEAT_SHARES)):
-        await asyncio.sleep(settings.ping_interval / HEARTBEAT_SHARES)
-        hub.heartbeat(share, HEARTBEAT_SHARES)
-        hub.drop_stalled(time.monotonic() - settings.send_timeout)
+async def notifications_all(request: StreamRequest) -> Response:
+    return await _notifications(request, everything=True)
 
 
 routes = [
     Route("/events", events),
-    Route("/events/all", events),
-    Route("/notifications", notifications_page),
-    Route("/notifications/all", notifications_page),
+    Route("/events/all", events_all),
+    Route("/notifications", notifications),
+    Route("/notifications/all", notifications_all),
 ]
 extensions = [feeds]
 app = create_app("stream", routes, extensions=extensions)

@@ -24,8 +24,20 @@ class Feed:
 
     Slots, not a dict per instance: ten thousand open feeds each pay for every attribute."""
 
-    __slots__ = ("caller", "shows", "number", "ended", "too_slow", "sending_since", "sender",
-                 "_frames", "_bytes", "_max_frames", "_max_bytes", "_wake")  # fmt: skip
+    __slots__ = (
+        "_bytes",
+        "_frames",
+        "_max_bytes",
+        "_max_frames",
+        "_wake",
+        "caller",
+        "ended",
+        "number",
+        "sender",
+        "sending_since",
+        "shows",
+        "too_slow",
+    )  # fmt: skip
 
     def __init__(
         self,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +16,7 @@ from services.stream.hub import Hub
 from services.stream.metrics import DELIVERED, RESTARTS
 from services.stream.reorder import Reorder
 from shared.db import Database, next_change
+from shared.updates import history
 
 log = logging.getLogger("gossip.stream.watcher")
 
@@ -113,11 +114,6 @@ class Watcher:
         for update in updates:
             DELIVERED.inc(self.hub.publish(update["show"], update_frame(update)))
 
-    async def _read_updates(self, after: int, upto: int | None = None) -> AsyncIterator[Update]:
-        query: dict[str, Any] = {"$gt": after} if upto is None else {"$gt": after, "$lte": upto}
-        async for update in self.db.updates.find({"seq": query}).sort("seq", 1).limit(BATCH):
-            yield update
-
     async def catch_up(self) -> None:
         """Whatever committed while no stream was open goes through the same ordering as live changes.
 
@@ -126,7 +122,7 @@ class Watcher:
         became a loop of reads that held up the change stream it stands in for."""
         after, now = self.delivered, time.monotonic()
         while True:
-            batch = [update async for update in self._read_updates(after)]
+            batch = await history(self.db, None, after, BATCH)
             for update in batch:
                 self._deliver(self.reorder.push(update["seq"], update, now))
             if len(batch) < BATCH:
@@ -143,7 +139,7 @@ class Watcher:
         now = time.monotonic()
         if self.reorder.overdue(now):
             after, upto = self.reorder.gap()
-            found = [(update["seq"], update) async for update in self._read_updates(after, upto)]
+            found = [(update["seq"], update) for update in await history(self.db, None, after, BATCH, upto)]
             self._deliver(self.reorder.settle(found))
         elif now >= self._next_sweep:
             await self.catch_up()  # a change event lost without an error is found here within `sweep`

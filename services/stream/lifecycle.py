@@ -1,0 +1,62 @@
+"""What the stream service runs beside its endpoints for as long as it lives: the hub and its watcher, the
+heartbeat that pings feeds and drops stalled ones, and ending every feed when the server stops."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import time
+from collections.abc import AsyncIterator
+from typing import TypedDict
+
+import anyio
+
+from services.stream.hub import Hub
+from services.stream.replay import Replay
+from services.stream.watcher import Watcher
+from shared.settings import Settings
+from shared.state import Core
+
+HEARTBEAT_SHARES = 10  # the feeds are pinged a tenth at a time
+
+
+class Feeds(TypedDict):
+    """The stream service's part of its state."""
+
+    hub: Hub
+    watcher: Watcher
+    replay: Replay
+    shutdown: anyio.Event  # set by sse-starlette when the server stops
+
+
+@contextlib.asynccontextmanager
+async def feeds(core: Core) -> AsyncIterator[Feeds]:
+    """The hub and its watcher live as long as the app. When the server stops, sse-starlette sets the shutdown
+    event of every open response; the hub then ends every feed, so each response closes cleanly within the
+    grace period instead of being cancelled mid-stream (the lifespan's own shutdown comes too late for them)."""
+    hub, db = Hub(), core["db"]
+    watcher, shutdown = Watcher(db, hub), anyio.Event()
+    await watcher.start()
+    chores = [asyncio.create_task(_end_feeds_when(shutdown, hub)),
+              asyncio.create_task(_heartbeat(hub, core["settings"]))]  # fmt: skip
+    try:
+        yield Feeds(hub=hub, watcher=watcher, replay=Replay(db), shutdown=shutdown)
+    finally:
+        for chore in chores:
+            chore.cancel()
+        hub.end_all()
+        await watcher.stop()
+
+
+async def _end_feeds_when(shutdown: anyio.Event, hub: Hub) -> None:
+    await shutdown.wait()
+    hub.end_all()
+
+
+async def _heartbeat(hub: Hub, settings: Settings) -> None:
+    """Pings a share of the feeds at each tick, and drops those whose send has hung for `send_timeout`."""
+    for share in itertools.cycle(range(HEARTBEAT_SHARES)):
+        await asyncio.sleep(settings.ping_interval / HEARTBEAT_SHARES)
+        hub.heartbeat(share, HEARTBEAT_SHARES)
+        hub.drop_stalled(time.monotonic() - settings.send_timeout)
