@@ -17,6 +17,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from shared import db as database
+from shared.auth import RenewedSession
 from shared.batching import by_id
 from shared.catalogue import Catalogue
 from shared.errors import EXCEPTION_HANDLERS, ApiError
@@ -99,5 +100,5 @@ def create_app(
         routes=[*routes, *common],
         lifespan=lifespan,
         exception_handlers={**EXCEPTION_HANDLERS, **PAGE_HANDLERS},
-        middleware=[Middleware(AccessLog, service=name)],
+        middleware=[Middleware(AccessLog, service=name), Middleware(RenewedSession)],
     )

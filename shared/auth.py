@@ -6,11 +6,13 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from starlette.datastructures import MutableHeaders
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.body import media_type
 from shared.cookies import clear_cookie, is_https, set_cookie
@@ -24,11 +26,15 @@ CSRF_MAX_AGE = 24 * 3600
 TOKEN_PREFIX = "gsp_"  # noqa: S105 (a prefix that makes a leaked token easy to recognise, not a secret)
 
 
+RENEWED = "gossip.renewed_session"  # in a request's scope: the Set-Cookie of a session renewed while answering it
+
+
 @dataclass(frozen=True, slots=True)
 class Caller:
     user_id: str
     username: str
     session_id: str | None = None  # None when the caller came with a Bearer token
+    expires_at: datetime | None = None  # when the session ends, unless it is used (and so renewed) before then
 
 
 def _signer(settings: Settings, purpose: str) -> URLSafeTimedSerializer:
@@ -89,9 +95,48 @@ async def session_caller(request: AnyRequest) -> Caller | None:
     if not isinstance(session_id, str):
         return None
     session = await core(request)["sessions"](session_id)
-    if session is None or as_datetime(session["expires_at"]) <= utcnow():
+    if session is None:
+        return None
+    expires_at, now = as_datetime(session["expires_at"]), utcnow()
+    if expires_at <= now:
         return None  # the TTL monitor runs only once a minute, so expiry is checked here as well
-    return Caller(session["user_id"], session["username"], session_id)
+    if expires_at - now < timedelta(seconds=settings.session_max_age / 2):
+        expires_at = await _renew(request, settings, session)
+    return Caller(session["user_id"], session["username"], session_id, expires_at)
+
+
+async def _renew(request: AnyRequest, settings: Settings, session: dict[str, Any]) -> datetime:
+    """A session used past half its life gets a whole one again, so nobody is signed out while using the site. Its
+    cookie is signed anew too, since the signature's age is checked as well. replace_one, not $set: the embedded
+    server would store the date as a string. Only if unchanged since read, so a logout or an expiry set meanwhile
+    stands."""
+    renewed = {**session, "expires_at": utcnow() + timedelta(seconds=settings.session_max_age)}
+    await core(request)["db"].sessions.replace_one(
+        {"_id": session["_id"], "expires_at": session["expires_at"]}, renewed
+    )
+    carrier = Response()
+    set_session_cookie(request, carrier, session_cookie(settings, session["_id"]), settings)
+    request.scope[RENEWED] = carrier.headers["set-cookie"]
+    return as_datetime(renewed["expires_at"])
+
+
+class RenewedSession:
+    """Sends the cookie of a session renewed while answering (see _renew) with the answer, whatever the endpoint,
+    unless the answer sets the session cookie itself (a login, a logout)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_renewed(message: Message) -> None:
+            if message["type"] == "http.response.start" and (cookie := scope.get(RENEWED)):
+                headers = MutableHeaders(scope=message)
+                name = cookie.partition("=")[0]
+                if not any(value.startswith(name + "=") for value in headers.getlist("set-cookie")):
+                    headers.append("set-cookie", cookie)
+            await send(message)
+
+        await self.app(scope, receive, send_renewed if scope["type"] == "http" else send)
 
 
 def token_digest(token: str) -> str:

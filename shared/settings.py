@@ -22,7 +22,8 @@ def dev_secret(var: Path = VAR) -> str:
     return path.read_text().strip()
 
 
-def _number(env: Mapping[str, str], name: str, default: float) -> float:
+def _number(env: Mapping[str, str], name: str, default: float, zero: bool = False) -> float:
+    """A positive number; `zero=True` also takes 0 (a knob whose 0 turns something off)."""
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -30,8 +31,8 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise ValueError(f"{name} must be a number, got {raw!r}") from None
-    if value <= 0:
-        raise ValueError(f"{name} must be positive, got {raw!r}")
+    if not (value >= 0 if zero else value > 0) or value == float("inf"):
+        raise ValueError(f"{name} must be {'zero or more' if zero else 'positive'}, got {raw!r}")
     return value
 
 
@@ -52,6 +53,8 @@ class Settings:
     ping_interval: float = 15.0
     send_timeout: float = 10.0  # an SSE socket that stops draining for this long is dropped
     session_max_age: int = 14 * 24 * 3600
+    replay_limit: int = 500  # a reconnect is replayed at most this many updates; `resync` announces the rest
+    history_days: float = 90.0  # updates older than this are removed; 0 keeps them all
     host: str = "127.0.0.1"
     port: int = 8000
     embedded_port: int = 27027
@@ -70,6 +73,8 @@ class Settings:
             ping_interval=_number(env, "PING_INTERVAL", 15.0),
             send_timeout=_number(env, "SEND_TIMEOUT", 10.0),
             session_max_age=int(_number(env, "SESSION_MAX_AGE", 14 * 24 * 3600)),
+            replay_limit=int(_number(env, "REPLAY_LIMIT", 500)),
+            history_days=_number(env, "HISTORY_DAYS", 90.0, zero=True),
             host=env.get("HOST", "127.0.0.1"),
             port=_port(env, "PORT", 8000),
             embedded_port=_port(env, "EMBEDDED_PORT", 27027),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any, TypedDict
 
-from shared.db import Database, iso_utc
+from shared.db import Database, count, iso_utc
 
 MAX_TEXT = 1000  # characters; long enough for an episode note, short enough for a notification
 
@@ -58,24 +58,53 @@ async def since_read(
     return fresh if len(fresh) >= least else await recent(db, shows, least)
 
 
+async def oldest(db: Database) -> int | None:
+    """The oldest stored update's seq, None if none."""
+    first = await db.updates.find_one({}, {"seq": 1}, sort=[("seq", 1)])
+    return int(first["seq"]) if first else None
+
+
+async def cut(db: Database, shows: Collection[str] | None, after: int, upto: int, keep: int) -> int:
+    """The seq above which (after, upto] holds exactly `keep` updates of the shows; `after` if it holds no more."""
+    query = _query(shows, {"$gt": after, "$lte": upto})
+    found = await db.updates.find(query, {"seq": 1}).sort("seq", -1).skip(keep).limit(1).to_list()
+    return int(found[0]["seq"]) if found else after
+
+
+async def between(db: Database, shows: Collection[str] | None, after: int, upto: int) -> int:
+    """How many updates of the shows are in (after, upto]."""
+    return await count(db.updates, _query(shows, {"$gt": after, "$lte": upto}))
+
+
 async def any_before(db: Database, shows: Collection[str] | None, seq: int) -> bool:
     """Whether a page ending at `seq` has an older page after it."""
     return await db.updates.find_one(_query(shows, {"$lt": seq}), {"_id": 1}) is not None
 
 
-async def unread(db: Database, follows: Collection[str], last_read_seq: int, username: str) -> int:
-    """Updates of followed shows after the read mark, except one's own: those were never news to their author."""
-    query = {**_query(follows, {"$gt": last_read_seq}), "author": {"$ne": username}}
-    return await db.updates.count_documents(query)
+async def unread(
+    db: Database, follows: Collection[str], last_read_seq: int, username: str, upto: int | None = None
+) -> int:
+    """Updates of followed shows after the read mark (up to `upto`), except one's own: those were never news to their
+    author. A live page counts on from `upto` as updates arrive, so the two add up to the same number."""
+    seq = {"$gt": last_read_seq} if upto is None else {"$gt": last_read_seq, "$lte": upto}
+    return await count(db.updates, {**_query(follows, seq), "author": {"$ne": username}})
+
+
+async def newest(db: Database) -> int:
+    """The newest stored update's seq, 0 if none."""
+    latest = await db.updates.find_one({}, {"seq": 1}, sort=[("seq", -1)])
+    return int(latest["seq"]) if latest else 0
 
 
 class Reading(TypedDict):
-    """What a user reads: their name, the shows they follow, their read mark, and how many updates are unread."""
+    """What a user reads: their name, the shows they follow, their read mark, how many updates are unread, and the
+    newest update then (`upto`): a live page carries on from there."""
 
     username: str
     follows: list[str]
     last_read_seq: int
     unread: int
+    upto: int
 
 
 async def reading(db: Database, user: dict[str, Any] | None) -> Reading | None:
@@ -83,6 +112,6 @@ async def reading(db: Database, user: dict[str, Any] | None) -> Reading | None:
     Read once per page (the unread badge, the notifications listing) and by /api/me."""
     if user is None:
         return None
-    last_read = user.get("last_read_seq", 0)
-    count = await unread(db, user["follows"], last_read, user["username"])
-    return Reading(username=user["username"], follows=user["follows"], last_read_seq=last_read, unread=count)
+    last_read, upto = user.get("last_read_seq", 0), await newest(db)
+    count = await unread(db, user["follows"], last_read, user["username"], upto)
+    return Reading(username=user["username"], follows=user["follows"], last_read_seq=last_read, unread=count, upto=upto)

@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from services.ingest.retention import retention
 from services.ingest.updates import KEY_HEADER, Updates
 from shared.app import create_app
 from shared.auth import Caller, require_caller
@@ -75,5 +76,5 @@ routes = [
     Route("/api/updates", get_updates, methods=["GET"]),
     Route("/publish", publish_page, methods=["GET", "POST"]),
 ]
-extensions = [storing]
+extensions = [storing, retention]
 app = create_app("ingest", routes, extensions=extensions)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.background import BackgroundTask
@@ -17,7 +17,7 @@ from services.stream.metrics import CONNECTIONS, SLOW_CONSUMERS
 from services.stream.replay import Replay
 from services.stream.response import FeedResponse
 from shared.app import create_app
-from shared.auth import Caller, require_caller
+from shared.auth import require_caller
 from shared.body import whole_number
 from shared.db import Database
 from shared.pages import page_viewer, render
@@ -44,9 +44,13 @@ def _resume_point(request: StreamRequest) -> int | None:
 
 async def _frames(replay: Replay, hub: Hub, feed: Feed, after: int | None, ceiling: int) -> AsyncIterator[bytes]:
     """History up to the ceiling from the database, then live frames, which are all above it: no gap, no twice.
-    The retry line rides with the first chunk of history, so a reconnecting browser costs one write, not two."""
+    The retry line (and a `resync`, when the resume point is too far back) rides with the first chunk of history, so
+    a reconnecting browser costs one write, not two."""
     try:
         head = RETRY
+        if after is not None and after < ceiling:
+            after, resync = await replay.start(feed.shows, after, ceiling)
+            head += resync
         while after is not None and after < ceiling:
             chunk, after = await replay.chunk(feed.shows, after, ceiling)
             yield head + chunk
@@ -67,10 +71,14 @@ async def _closed(hub: Hub, feed: Feed) -> None:
             SLOW_CONSUMERS.inc()
 
 
-def _feed(request: StreamRequest, caller: Caller, shows: Collection[str] | None) -> Response:
-    """`shows=None`: every show. The feed joins the hub before its history is read: the seam."""
+async def _feed(request: StreamRequest, everything: bool) -> Response:
+    """Every show, or the caller's followed ones; either way the user's follow changes and read marks reach it as
+    `follows` and `read` events. The feed joins the hub before its history is read: the seam."""
+    caller = await require_caller(request)
     after, state = _resume_point(request), request.state
-    feed = state["hub"].open(caller, shows)
+    user = await state["users"](caller.user_id) or {}
+    follows, last_read = user.get("follows", []), user.get("last_read_seq", 0)
+    feed = state["hub"].open(caller, None if everything else follows, follows, last_read)
     ceiling = state["watcher"].delivered  # read in the same tick as open: every live frame is above it
     CONNECTIONS.inc()
     return FeedResponse(
@@ -85,14 +93,11 @@ def _feed(request: StreamRequest, caller: Caller, shows: Collection[str] | None)
 
 
 async def events(request: StreamRequest) -> Response:
-    """The caller's followed shows; a follow change reaches the open feed as a `follows` event."""
-    caller = await require_caller(request)
-    user = await request.state["users"](caller.user_id)
-    return _feed(request, caller, user["follows"] if user else [])
+    return await _feed(request, everything=False)
 
 
 async def events_all(request: StreamRequest) -> Response:
-    return _feed(request, await require_caller(request), None)
+    return await _feed(request, everything=True)
 
 
 async def _listing(
@@ -119,7 +124,6 @@ async def _notifications(request: StreamRequest, everything: bool) -> Response:
         "everything": everything,
         "live": before is None,
         "items": items,
-        "after": items[0]["seq"] if items else 0,
         "older": older,
         "last_read": last_read,
         "follows": follows,

@@ -22,6 +22,25 @@ def update_frame(update: dict[str, Any]) -> bytes:
     return f"id: {update['seq']}\nevent: update\ndata: {_json(wire(update))}\n\n".encode()
 
 
+def event_frame(event: str, data: dict[str, Any]) -> bytes:
+    """Any event but an update: no `id`, so that it never moves the browser's Last-Event-ID."""
+    return f"event: {event}\ndata: {_json(data)}\n\n".encode()
+
+
 def follows_frame(follows: Iterable[str]) -> bytes:
-    """No `id`: a follows event must not move the browser's Last-Event-ID."""
-    return f"event: follows\ndata: {_json({'follows': sorted(follows)})}\n\n".encode()
+    return event_frame("follows", {"follows": sorted(follows)})
+
+
+def read_frame(last_read_seq: int, unread: int) -> bytes:
+    """The user's read mark and how many updates are unread as of the frames sent before this one: a page sets its
+    badge to `unread` and counts on from there."""
+    return event_frame("read", {"last_read_seq": last_read_seq, "unread": unread})
+
+
+def resync_frame(after: int, resume: int, missed: int | None) -> bytes:
+    """Sent first when a resume point is too far back: the updates in (after, resume] are not replayed; `missed` is
+    how many the feed's shows had there, None when some are no longer kept."""
+    return event_frame("resync", {"after": after, "resume": resume, "missed": missed})
+
+
+EXPIRED = event_frame("expired", {})  # the session ended by age: the page stops reconnecting

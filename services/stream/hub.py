@@ -7,9 +7,10 @@ import itertools
 import logging
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
-from services.stream.frames import PING, follows_frame
+from services.stream.frames import EXPIRED, PING, follows_frame
 from shared.auth import Caller
 
 log = logging.getLogger("gossip.stream.hub")
@@ -105,6 +106,15 @@ class Feed:
                 self._wake = None
 
 
+@dataclass(slots=True)
+class Marks:
+    """What the hub knows of a user with open feeds. A change to the user's document is compared with it to tell a
+    follow change from a new read mark: the embedded server's change events do not say which fields changed."""
+
+    follows: frozenset[str]
+    last_read: int
+
+
 class Hub:
     """Fan-out in memory: delivering an update is one dictionary lookup and one queue put per follower."""
 
@@ -113,13 +123,27 @@ class Hub:
         self._everything: set[Feed] = set()
         self._by_user: defaultdict[str, set[Feed]] = defaultdict(set)
         self._by_session: defaultdict[str, set[Feed]] = defaultdict(set)
+        self._marks: dict[str, Marks] = {}  # per user with open feeds
+        self._ends: dict[str, float] = {}  # per session with open feeds: when it expires (epoch seconds)
         self._numbers = itertools.count()
 
-    def open(self, caller: Caller, shows: Iterable[str] | None, **limits: int) -> Feed:
+    def open(
+        self,
+        caller: Caller,
+        shows: Iterable[str] | None,
+        follows: Iterable[str] = (),
+        last_read: int = 0,
+        **limits: int,
+    ) -> Feed:
+        """`follows` and `last_read`: the user as read for this feed; the hub keeps what it knew if it knew already,
+        since change events have kept that current."""
         feed = Feed(caller, None if shows is None else frozenset(shows), next(self._numbers), **limits)
         self._index(feed)
         self._by_user[caller.user_id].add(feed)
         self._by_session[caller.session_id or ""].add(feed)
+        self._marks.setdefault(caller.user_id, Marks(frozenset(follows if shows is None else shows), last_read))
+        if caller.session_id is not None and caller.expires_at is not None:
+            self._ends.setdefault(caller.session_id, caller.expires_at.timestamp())
         return feed
 
     def close(self, feed: Feed) -> bool:
@@ -127,10 +151,14 @@ class Hub:
         if feed not in self._by_user.get(feed.caller.user_id, ()):
             return False
         self._unindex(feed)
-        for index, key in ((self._by_user, feed.caller.user_id), (self._by_session, feed.caller.session_id or "")):
+        for index, key, known in (
+            (self._by_user, feed.caller.user_id, self._marks),
+            (self._by_session, feed.caller.session_id or "", self._ends),
+        ):
             index[key].discard(feed)
             if not index[key]:
                 del index[key]
+                known.pop(key, None)
         return True
 
     def publish(self, show: str, frame: bytes) -> int:
@@ -163,19 +191,47 @@ class Hub:
     def sessions(self) -> list[str]:
         return list(self._by_session)
 
-    def follows_changed(self, user_id: str, follows: Iterable[str]) -> None:
-        """A follow or unfollow takes effect on the user's open feeds at once, and tells their pages."""
+    def user_changed(self, user_id: str, follows: Iterable[str], last_read: int) -> bool:
+        """A follow or unfollow takes effect on the user's open feeds at once, and every feed of theirs (/events/all
+        too: a page there may show only followed shows) hears of it. True when the follows or the read mark changed:
+        the caller then counts what is unread and tells the feeds (`tell`)."""
+        marks = self._marks.get(user_id)
+        if marks is None:
+            return False
         shows = frozenset(follows)
+        changed = (shows, last_read) != (marks.follows, marks.last_read)
+        if shows != marks.follows:
+            marks.follows, frame = shows, follows_frame(shows)
+            for feed in self._by_user[user_id]:
+                if feed.shows is not None:
+                    self._unindex(feed)
+                    feed.shows = shows
+                    self._index(feed)
+                feed.offer(frame)
+        marks.last_read = last_read
+        return changed
+
+    def tell(self, user_id: str, frame: bytes) -> None:
+        """One frame to every feed of one user, through the per-user index: never a scan of all feeds."""
         for feed in self._by_user.get(user_id, ()):
-            if feed.shows is not None and feed.shows != shows:
-                self._unindex(feed)
-                feed.shows = shows
-                self._index(feed)
-                feed.offer(follows_frame(shows))
+            feed.offer(frame)
 
     def revoke(self, session_id: str) -> None:
         for feed in list(self._by_session.get(session_id, ())):
             feed.end()
+
+    def session_ends(self, session_id: str, at: float) -> None:
+        """A session's new end (epoch seconds): later once renewed, in the past when cut short. `expire` acts on it."""
+        if session_id in self._ends:
+            self._ends[session_id] = at
+
+    def expire(self, now: float) -> None:
+        """Ends, with an `expired` event, the feeds of every session whose time is up (epoch seconds)."""
+        for session_id in [session_id for session_id, at in self._ends.items() if at <= now]:
+            del self._ends[session_id]
+            for feed in self._by_session[session_id]:
+                feed.offer(EXPIRED)
+                feed.end()
 
     def end_all(self) -> None:
         for feed in self._open():

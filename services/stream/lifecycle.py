@@ -35,13 +35,14 @@ async def feeds(core: Core) -> AsyncIterator[Feeds]:
     """The hub and its watcher live as long as the app. When the server stops, sse-starlette sets the shutdown
     event of every open response; the hub then ends every feed, so each response closes cleanly within the
     grace period instead of being cancelled mid-stream (the lifespan's own shutdown comes too late for them)."""
-    hub, db = Hub(), core["db"]
+    hub, db, settings = Hub(), core["db"], core["settings"]
     watcher, shutdown = Watcher(db, hub), anyio.Event()
+    replay = Replay(db, settings.replay_limit, trimmed=settings.history_days > 0)
     await watcher.start()
     chores = [asyncio.create_task(_end_feeds_when(shutdown, hub)),
-              asyncio.create_task(_heartbeat(hub, core["settings"]))]  # fmt: skip
+              asyncio.create_task(_heartbeat(hub, settings))]  # fmt: skip
     try:
-        yield Feeds(hub=hub, watcher=watcher, replay=Replay(db), shutdown=shutdown)
+        yield Feeds(hub=hub, watcher=watcher, replay=replay, shutdown=shutdown)
     finally:
         for chore in chores:
             chore.cancel()
@@ -55,8 +56,10 @@ async def _end_feeds_when(shutdown: anyio.Event, hub: Hub) -> None:
 
 
 async def _heartbeat(hub: Hub, settings: Settings) -> None:
-    """Pings a share of the feeds at each tick, and drops those whose send has hung for `send_timeout`."""
+    """Pings a share of the feeds at each tick, drops those whose send has hung for `send_timeout`, and ends those
+    whose session has run out: no change event says so when time alone ends it."""
     for share in itertools.cycle(range(HEARTBEAT_SHARES)):
         await asyncio.sleep(settings.ping_interval / HEARTBEAT_SHARES)
         hub.heartbeat(share, HEARTBEAT_SHARES)
         hub.drop_stalled(time.monotonic() - settings.send_timeout)
+        hub.expire(time.time())

@@ -1,44 +1,72 @@
-"""History for feeds that (re)connect, read from MongoDB and shared by the feeds that ask for the same range at once."""
+"""History for feeds that (re)connect, read from MongoDB and shared by the feeds that ask for the same range at once:
+where the replay starts (at most REPLAY_LIMIT updates, the rest announced by `resync`), then its chunks."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection, Hashable
+from typing import Any, TypeVar, cast
 
-from services.stream.frames import update_frame
+from services.stream.frames import resync_frame, update_frame
 from shared.db import Database
-from shared.updates import history
+from shared.updates import between, cut, history, oldest
 
 BATCH = 500
-Range = tuple[frozenset[str] | None, int, int]
+T = TypeVar("T")
+Shows = frozenset[str] | None
 
 
 class Replay:
     """When a stream process restarts or the network blips, thousands of browsers reconnect at once with the same
     Last-Event-ID: one read then serves them all and each frame is encoded once. Nothing is kept once a read is
-    answered: a later request reads the database again, which stays the only history."""
+    answered: a later request reads the database again, which stays the only history.
 
-    def __init__(self, db: Database) -> None:
-        self.db = db
-        self._reads: dict[Range, asyncio.Future[tuple[bytes, int]]] = {}
+    `trimmed`: old updates are removed (HISTORY_DAYS), so a resume point may be older than the oldest one kept."""
+
+    def __init__(self, db: Database, limit: int = 500, trimmed: bool = False) -> None:
+        self.db, self.limit, self.trimmed = db, limit, trimmed
+        self._reads: dict[Hashable, asyncio.Future[Any]] = {}
+
+    async def start(self, shows: Collection[str] | None, after: int, upto: int) -> tuple[int, bytes]:
+        """Where the replay of (after, upto] starts, and the `resync` frame that goes first when that is not `after`
+        (b"" when it is): the replay is the newest `limit` updates at most, and starts at the oldest one kept."""
+        key = ("start", _shows(shows), after, upto)
+        return cast(tuple[int, bytes], await self._shared(key, lambda: self._start(_shows(shows), after, upto)))
 
     async def chunk(self, shows: Collection[str] | None, after: int, upto: int) -> tuple[bytes, int]:
         """The frames of the first updates in (after, upto] as one chunk, and the seq the next chunk starts after
         (`upto` once the range is done)."""
-        key = (None if shows is None else frozenset(shows), after, upto)
-        read = self._reads.get(key)
-        if read is None:
-            read = self._reads[key] = asyncio.ensure_future(self._read(key))
-            read.add_done_callback(lambda _: self._forget(key))
-        return await asyncio.shield(read)  # one browser hanging up does not cancel the others' read
+        key = ("chunk", _shows(shows), after, upto)
+        return cast(tuple[bytes, int], await self._shared(key, lambda: self._read(_shows(shows), after, upto)))
 
-    def _forget(self, key: Range) -> None:
+    async def _shared(self, key: Hashable, read: Callable[[], Awaitable[T]]) -> T:
+        running = self._reads.get(key)
+        if running is None:
+            running = self._reads[key] = asyncio.ensure_future(read())
+            running.add_done_callback(lambda _: self._forget(key))
+        return cast(T, await asyncio.shield(running))  # one browser hanging up does not cancel the others' read
+
+    def _forget(self, key: Hashable) -> None:
         read = self._reads.pop(key)
         if not read.cancelled():
             read.exception()  # marked as seen: a failure whose browsers had all hung up is not an error to log
 
-    async def _read(self, key: Range) -> tuple[bytes, int]:
-        shows, after, upto = key
+    async def _start(self, shows: Shows, after: int, upto: int) -> tuple[int, bytes]:
+        start, known = after, True
+        if self.trimmed and after + 1 < (first := await oldest(self.db) or upto + 1):
+            start, known = min(first - 1, upto), False  # what lay between is gone: how much, nobody knows
+        if upto - start > self.limit:
+            start = await cut(self.db, shows, start, upto, self.limit)
+        if start == after:
+            return after, b""
+        missed = await between(self.db, shows, after, start) if known else None
+        return start, resync_frame(after, start, missed)
+
+    async def _read(self, shows: Shows, after: int, upto: int) -> tuple[bytes, int]:
         updates = await history(self.db, shows, after, BATCH, upto=upto)
         frames = b"".join(update_frame(update) for update in updates)
         return frames, updates[-1]["seq"] if len(updates) == BATCH else upto
+
+
+def _shows(shows: Collection[str] | None) -> Shows:
+    return None if shows is None else frozenset(shows)

@@ -11,12 +11,13 @@ from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
 
-from services.stream.frames import update_frame
+from services.stream.frames import read_frame, update_frame
 from services.stream.hub import Hub
 from services.stream.metrics import DELIVERED, RESTARTS
 from services.stream.reorder import Reorder
-from shared.db import Database, next_change
-from shared.updates import history
+from shared.app import USER_FIELDS
+from shared.db import Database, as_datetime, next_change
+from shared.updates import history, unread
 
 log = logging.getLogger("gossip.stream.watcher")
 
@@ -24,6 +25,7 @@ Update = dict[str, Any]
 RETRY_DELAY = 0.5  # between attempts to reopen a failed change stream
 STOP_CHECK, STOP_TRIES = 0.1, 30  # stop() cancels its tasks again every STOP_CHECK seconds, up to STOP_TRIES times
 BATCH = 1000
+LOOKUP = {"full_document": "updateLookup"}  # the embedded server's update events say nothing of what changed
 
 
 async def _nothing() -> None:
@@ -49,8 +51,9 @@ class ChangeFeed:
 
 
 class Watcher:
-    """Watches `updates` (inserts), `users` (follow changes) and `sessions` (revocations). After any failure
-    it reopens the stream and reads `updates` above the last delivered seq, so open feeds miss nothing."""
+    """Watches `updates` (inserts), `users` (follows and read marks) and `sessions` (logouts, renewals, expiries).
+    After any failure it reopens the stream and reads `updates` above the last delivered seq, so open feeds miss
+    nothing."""
 
     def __init__(self, db: Database, hub: Hub, gap_wait: float = 1.0, sweep: float = 2.0) -> None:
         self.db, self.hub, self.sweep = db, hub, sweep
@@ -70,9 +73,9 @@ class Watcher:
             ChangeFeed(self.db.updates, [{"$match": {"operationType": "insert"}}], self.catch_up, self._on_update,
                        self._on_idle, pause=0.01, server_wait=0.1),  # so that on_idle settles a gap on time
             ChangeFeed(self.db.users, [{"$match": {"operationType": {"$in": ["update", "replace"]}}}],
-                       self._resync_follows, self._on_user, pause=0.05, options={"full_document": "updateLookup"}),
-            ChangeFeed(self.db.sessions, [{"$match": {"operationType": "delete"}}], self._resync_sessions,
-                       self._on_session),
+                       self._resync_users, self._on_user, pause=0.05, options=LOOKUP),
+            ChangeFeed(self.db.sessions, [{"$match": {"operationType": {"$in": ["delete", "update", "replace"]}}}],
+                       self._resync_sessions, self._on_session, options=LOOKUP),
         ]  # fmt: skip
         opened = [asyncio.Event() for _ in streams]
         watched = zip(streams, opened, strict=True)
@@ -147,19 +150,44 @@ class Watcher:
     async def _on_user(self, change: dict[str, Any]) -> None:
         user = change.get("fullDocument")
         if user is not None:
-            self.hub.follows_changed(change["documentKey"]["_id"], user.get("follows", []))
+            await self._user_changed(change["documentKey"]["_id"], user)
 
-    async def _resync_follows(self) -> None:
-        """Follow changes made while no stream was open."""
-        async for user in self.db.users.find({"_id": {"$in": self.hub.users()}}, {"follows": 1}):
-            self.hub.follows_changed(user["_id"], user.get("follows", []))
+    async def _user_changed(self, user_id: str, user: dict[str, Any]) -> None:
+        """A follow change or a new read mark (POST /api/me/read, from any tab or device) reaches every feed of the
+        user with the unread count as of the last update those feeds were sent, so no page has to guess it."""
+        last_read = user.get("last_read_seq", 0)
+        if not self.hub.user_changed(user_id, user.get("follows", []), last_read):
+            return
+        follows, username = user.get("follows", []), user.get("username", "")
+        counted, upto = 0, 0
+        while upto < (ceiling := self.delivered):  # updates delivered while counting are counted too
+            counted += await unread(self.db, follows, max(last_read, upto), username, ceiling)
+            upto = ceiling
+        self.hub.tell(user_id, read_frame(last_read, counted))
+
+    async def _resync_users(self) -> None:
+        """Follow and read-mark changes made while no stream was open."""
+        async for user in self.db.users.find({"_id": {"$in": self.hub.users()}}, USER_FIELDS):
+            await self._user_changed(user["_id"], user)
 
     async def _on_session(self, change: dict[str, Any]) -> None:
-        self.hub.revoke(change["documentKey"]["_id"])
+        session_id = change["documentKey"]["_id"]
+        if change["operationType"] == "delete":
+            self.hub.expire(time.time())  # a session deleted once its time was up (the TTL monitor) has expired
+            self.hub.revoke(session_id)  # else it was revoked: a logout
+        elif (session := change.get("fullDocument")) is not None:
+            self._session_ends(session_id, session)
+
+    def _session_ends(self, session_id: str, session: dict[str, Any]) -> None:
+        """A renewal moves a session's end later; an end set in the past ends its feeds at once."""
+        self.hub.session_ends(session_id, as_datetime(session["expires_at"]).timestamp())
+        self.hub.expire(time.time())
 
     async def _resync_sessions(self) -> None:
-        """Sessions revoked while no stream was open."""
+        """Sessions revoked, renewed or cut short while no stream was open."""
         open_sessions = self.hub.sessions()
-        alive = {s["_id"] async for s in self.db.sessions.find({"_id": {"$in": open_sessions}}, {"_id": 1})}
-        for session_id in set(open_sessions) - alive:
+        alive = [session async for session in self.db.sessions.find({"_id": {"$in": open_sessions}}, {"expires_at": 1})]
+        for session_id in set(open_sessions) - {session["_id"] for session in alive}:
             self.hub.revoke(session_id)
+        for session in alive:
+            self._session_ends(session["_id"], session)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
 
-from shared.db import Database
+from shared.db import Database, utcnow
+from shared.settings import Settings
 from tests.support.accounts import PASSWORD, api_token, json_error, registered
 from tests.support.updates import publish
 
@@ -102,13 +105,37 @@ async def test_revoked_session_cookie_no_longer_works(server: str, db: Database)
 
 
 async def test_expired_session_is_logged_out(alice: httpx.AsyncClient, db: Database) -> None:
-    from datetime import timedelta
-
-    from shared.db import utcnow
-
     session = await db.sessions.find_one({})
     session["expires_at"] = utcnow() - timedelta(seconds=1)
     await db.sessions.replace_one({"_id": session["_id"]}, session)  # replace_one keeps a date a date
+    assert (await alice.get("/api/me")).status_code == 401
+
+
+async def _expiring_in(db: Database, left: timedelta) -> dict[str, Any]:
+    session = await db.sessions.find_one({})
+    session["expires_at"] = utcnow() + left
+    await db.sessions.replace_one({"_id": session["_id"]}, session)
+    return session
+
+
+async def test_a_session_used_past_half_its_life_is_renewed_with_its_cookie(
+    alice: httpx.AsyncClient, db: Database, settings: Settings
+) -> None:
+    session = await _expiring_in(db, timedelta(hours=1))
+    response = await alice.get("/api/me")
+    assert response.status_code == 200  # signed anew: the signature's age is checked too
+    assert "gossip_session=" in response.headers["set-cookie"] and "Max-Age=" in response.headers["set-cookie"]
+    renewed = (await db.sessions.find_one({"_id": session["_id"]}))["expires_at"]
+    assert isinstance(renewed, datetime)  # written with replace_one: still a date on the embedded server
+    assert renewed > utcnow() + timedelta(seconds=settings.session_max_age - 60)
+    assert "set-cookie" not in (await alice.get("/api/me")).headers  # renewed once, not at every request
+
+
+async def test_a_young_session_is_left_alone_and_a_logout_is_not_undone(alice: httpx.AsyncClient, db: Database) -> None:
+    assert "set-cookie" not in (await alice.get("/api/me")).headers
+    await _expiring_in(db, timedelta(hours=1))
+    response = await alice.post("/api/auth/logout", headers={"content-type": "application/json"})
+    assert response.headers.get_list("set-cookie") == [response.headers["set-cookie"]]  # the clearing one alone
     assert (await alice.get("/api/me")).status_code == 401
 
 

@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+import os
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from pymongo.errors import DuplicateKeyError
 
 from shared.db import (
+    HISTORY_INDEX,
     Database,
     as_datetime,
+    count,
+    delete_older,
     ensure_indexes,
     iso_utc,
+    keep_history,
     new_id,
     next_change,
     next_seq,
+    purges_ttl_on_read,
     username_key,
     utcnow,
 )
+from tests.support.updates import stored_update
 
 
 async def test_usernames_are_unique_case_insensitively_by_their_key(db: Database) -> None:
@@ -71,8 +78,40 @@ def test_as_datetime_reads_both_encodings() -> None:
     assert as_datetime(expected) == expected
     assert as_datetime({"$date": "2026-11-24T10:00:00"}) == expected
     assert as_datetime({"$date": "2026-11-24T10:00:00Z"}) == expected
+    assert as_datetime("2026-11-24 10:00:00") == expected
     with pytest.raises(TypeError):
-        as_datetime("2026-11-24")
+        as_datetime("soon")
+
+
+async def test_a_date_written_by_set_reads_back_as_a_date(db: Database) -> None:
+    await db.sessions.insert_one({"_id": "s", "expires_at": utcnow()})
+    moment = datetime(2026, 11, 24, 10, 0, 0, 123000, tzinfo=UTC)
+    await db.sessions.update_one({"_id": "s"}, {"$set": {"expires_at": moment}})
+    assert as_datetime((await db.sessions.find_one({"_id": "s"}))["expires_at"]) == moment
+
+
+async def test_count_agrees_with_count_documents(db: Database) -> None:
+    await db.updates.insert_many([stored_update(seq, show) for seq, show in enumerate(["flash", "suits"] * 5, 1)])
+    for query in ({}, {"show": {"$in": ["flash"]}, "seq": {"$gt": 2, "$lte": 8}}, {"show": "sherlock"}):
+        assert await count(db.updates, query) == await db.updates.count_documents(query)
+
+
+async def test_old_updates_go_in_batches_and_recent_ones_stay(db: Database) -> None:
+    old = utcnow() - timedelta(days=3)
+    await db.updates.insert_many([{**stored_update(seq), "created_at": old} for seq in range(1, 6)])
+    await db.updates.insert_one(stored_update(6))
+    assert await delete_older(db, utcnow() - timedelta(days=1), batch=2) == 5
+    assert [update["seq"] async for update in db.updates.find({})] == [6]
+
+
+async def test_history_is_kept_by_a_ttl_index_on_mongodb_and_by_a_chore_on_the_embedded_server(db: Database) -> None:
+    await ensure_indexes(db)
+    embedded = await purges_ttl_on_read(db)
+    assert embedded == ("MONGO_URL" not in os.environ)
+    for days in (90, 1, 0):
+        assert await keep_history(db, days) == (embedded and days > 0)
+        ttl = {index["name"]: index.get("expireAfterSeconds") async for index in await db.updates.list_indexes()}
+        assert ttl.get(HISTORY_INDEX) == (None if embedded or not days else days * 86400)
 
 
 def test_iso_utc_is_one_format_for_both_encodings() -> None:

@@ -18,11 +18,18 @@ def test_defaults_serve_make_run() -> None:
 @pytest.mark.parametrize(
     ("name", "value"),
     [("PING_INTERVAL", "soon"), ("PORT", "-1"), ("LOG_FORMAT", "xml"), ("PORT", "abc"), ("PORT", "0"),
-     ("PORT", "99999"), ("PORT", "80.5"), ("EMBEDDED_PORT", "65536"), ("EMBEDDED_PORT", "9" * 5000)],
+     ("PORT", "99999"), ("PORT", "80.5"), ("EMBEDDED_PORT", "65536"), ("EMBEDDED_PORT", "9" * 5000),
+     ("HISTORY_DAYS", "-1"), ("HISTORY_DAYS", "nan"), ("REPLAY_LIMIT", "0"), ("PING_INTERVAL", "inf")],
 )  # fmt: skip
 def test_a_bad_value_names_the_variable(name: str, value: str) -> None:
     with pytest.raises(ValueError, match=name):
         Settings.from_env({"SECRET_KEY": "s", name: value})
+
+
+def test_history_days_of_zero_keeps_everything_and_limits_have_defaults() -> None:
+    assert Settings.from_env({"SECRET_KEY": "s", "HISTORY_DAYS": "0"}).history_days == 0
+    settings = Settings.from_env({"SECRET_KEY": "s"})
+    assert (settings.history_days, settings.replay_limit) == (90, 500)
 
 
 def test_dev_secret_is_generated_once_and_private(tmp_path: Path) -> None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from datetime import timedelta
 
 import httpx
+import pytest
 
-from shared.db import Database, next_seq
-from tests.support.accounts import json_error, registered
+from shared.db import Database, next_seq, utcnow
+from tests.support.accounts import PASSWORD, json_error, registered
 from tests.support.sse import events
 from tests.support.updates import publish, stored_update
 from tests.support.waiting import wait_until
@@ -79,14 +81,14 @@ async def test_after_parameter_replays_for_a_page(alice: httpx.AsyncClient) -> N
 async def test_follow_change_takes_effect_on_an_open_stream(alice: httpx.AsyncClient) -> None:
     async with events(alice) as feed:
         await alice.put("/api/me/follows/flash")
-        assert (await feed.next()).json() == {"follows": ["flash"]}
+        assert (await feed.named("follows")).json() == {"follows": ["flash"]}
         flash = await publish(alice, "flash", "now followed")
         assert await feed.updates(1) == [flash]
         await alice.delete("/api/me/follows/flash")
-        assert (await feed.next()).json() == {"follows": []}
+        assert (await feed.named("follows")).json() == {"follows": []}
         await publish(alice, "flash", "no longer followed")
         await alice.put("/api/me/follows/sherlock")
-        assert (await feed.next()).json() == {"follows": ["sherlock"]}
+        assert (await feed.named("follows")).json() == {"follows": ["sherlock"]}
         sherlock = await publish(alice, "sherlock", "the next one she gets")
         assert await feed.updates(1) == [sherlock]
 
@@ -105,7 +107,7 @@ async def test_logout_ends_the_sessions_open_streams(server: str) -> None:
         except EOFError:
             pass
         await carol.put("/api/me/follows/flash")
-        assert (await carols.next()).json() == {"follows": ["flash"]}
+        assert (await carols.named("follows")).json() == {"follows": ["flash"]}
         update = await publish(carol, "flash", "carol is still connected")
         assert await carols.updates(1) == [update]
 
@@ -174,3 +176,67 @@ async def test_metrics_name_the_stream_figures(client: httpx.AsyncClient) -> Non
         "gossip_stream_slow_consumer_disconnects_total",
     ):
         assert name in text
+
+
+async def test_a_read_in_one_place_reaches_every_feed_of_the_user_with_the_unread_count(server: str) -> None:
+    async with registered(server, "bob") as bob, registered(server, "alice") as alice:
+        await alice.put("/api/me/follows/flash")
+        async with (
+            registered(server, "alice2") as _,  # someone else's feed hears nothing of alice's reads
+            events(alice) as followed,
+            events(alice, "/events/all") as everything,
+            httpx.AsyncClient(base_url=server, cookies=await _logged_in(server, "alice")) as laptop,
+            events(laptop) as other_device,
+        ):
+            sent = [await publish(bob, "flash", f"news {i}") for i in range(3)]
+            for feed in (followed, everything, other_device):
+                assert await feed.updates(3) == sent
+            await alice.post("/api/me/read", json={"seq": sent[1]["seq"]})
+            for feed in (followed, everything, other_device):
+                read = await feed.next(timeout=1)  # within a second, and no id: Last-Event-ID stays put
+                assert (read.event, read.id, read.json()) == (
+                    "read",
+                    None,
+                    {"last_read_seq": sent[1]["seq"], "unread": 1},
+                )
+            assert (await alice.get("/api/me")).json()["unread"] == 1
+
+
+async def _logged_in(server: str, username: str) -> dict[str, str]:
+    """A second session of the user: another device."""
+    async with httpx.AsyncClient(base_url=server) as http:
+        response = await http.post("/api/auth/login", json={"username": username, "password": PASSWORD})
+        assert response.status_code == 200, response.text
+        return {"gossip_session": response.cookies["gossip_session"]}
+
+
+async def test_a_follow_change_reaches_the_every_show_feed_too(alice: httpx.AsyncClient) -> None:
+    async with events(alice, "/events/all") as everything:
+        await alice.put("/api/me/follows/flash")
+        assert (await everything.named("follows")).json() == {"follows": ["flash"]}
+        assert (await everything.next()).json() == {"last_read_seq": 0, "unread": 0}  # the count with its follows
+
+
+async def test_a_resume_far_back_gets_resync_then_the_newest_updates(alice: httpx.AsyncClient, db: Database) -> None:
+    await alice.put("/api/me/follows/flash")
+    last = await next_seq(db, count=1000)
+    async with events(alice, "/events/all") as live:  # once it has all 1000, the watcher has delivered them
+        await db.updates.insert_many([stored_update(seq) for seq in range(last - 999, last + 1)])
+        await live.updates(1000)
+    async with events(alice, **{"last-event-id": str(last - 1000)}) as feed:
+        resync = await feed.next()
+        assert (resync.event, resync.id) == ("resync", None)
+        assert resync.json() == {"after": last - 1000, "resume": last - 500, "missed": 500}
+        assert [update["seq"] for update in await feed.updates(500)] == list(range(last - 499, last + 1))
+
+
+async def test_a_session_expired_on_the_server_ends_its_stream_within_two_seconds(
+    alice: httpx.AsyncClient, db: Database
+) -> None:
+    async with events(alice) as feed:
+        await db.sessions.update_many({}, {"$set": {"expires_at": utcnow() - timedelta(seconds=1)}})  # as in mongosh
+        expired = await feed.next(timeout=2)
+        assert (expired.event, expired.id, expired.json()) == ("expired", None, {})
+        with pytest.raises(EOFError):
+            await feed.next(timeout=1)
+    assert json_error(await alice.get("/events"))[:2] == (401, "unauthorized")

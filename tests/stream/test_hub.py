@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
+from datetime import UTC, datetime
 
 import pytest
 
-from services.stream.frames import PING, follows_frame
+from services.stream.frames import EXPIRED, PING, follows_frame, read_frame
 from services.stream.hub import Feed, Hub
 from shared.auth import Caller
 
@@ -47,14 +49,35 @@ async def test_update_reaches_followers_and_everything_feeds_only() -> None:
     assert await drain(everything) == frame(1)
 
 
-async def test_follow_change_moves_open_feeds_and_tells_them() -> None:
+async def test_follow_change_moves_open_feeds_and_tells_all_of_them() -> None:
     hub = Hub()
-    feed, everything = hub.open(ALICE, ["flash"]), hub.open(ALICE, None)
-    hub.follows_changed("u1", ["sherlock"])
+    feed, everything = hub.open(ALICE, ["flash"]), hub.open(ALICE, None, ["flash"])
+    assert hub.user_changed("u1", ["sherlock"], 0)
     hub.publish("flash", frame(1))
     hub.publish("sherlock", frame(2))
     assert await drain(feed) == follows_frame(["sherlock"]) + frame(2)
-    assert await drain(everything) == frame(1) + frame(2)
+    assert await drain(everything) == follows_frame(["sherlock"]) + frame(1) + frame(2)
+
+
+async def test_a_user_change_is_told_from_what_the_hub_knows() -> None:
+    hub = Hub()
+    feed = hub.open(ALICE, None, ["flash"], last_read=5)
+    assert not hub.user_changed("u1", ["flash"], 5)  # nothing the hub did not know: say nothing
+    assert hub.user_changed("u1", ["flash"], 7)  # a new read mark: the caller counts and tells
+    assert not hub.user_changed("u2", ["flash"], 9)  # no feed of bob's here
+    hub.tell("u1", read_frame(7, 3))
+    assert await drain(feed) == read_frame(7, 3)
+
+
+async def test_a_session_whose_time_is_up_ends_with_expired_and_a_renewed_one_lives_on() -> None:
+    hub = Hub()
+    at = datetime(2026, 11, 24, tzinfo=UTC)
+    alices, bobs = hub.open(replace(ALICE, expires_at=at), ["flash"]), hub.open(replace(BOB, expires_at=at), ["flash"])
+    hub.session_ends("s2", at.timestamp() + 60)  # renewed
+    hub.expire(at.timestamp())
+    hub.publish("flash", frame(1))
+    assert [chunk async for chunk in alices.frames()] == [EXPIRED]
+    assert await drain(bobs) == frame(1)
 
 
 async def test_revoking_a_session_ends_only_its_feeds() -> None:

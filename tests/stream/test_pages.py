@@ -45,7 +45,7 @@ async def test_the_first_page_lists_every_unread_update_and_continues_live(
     seqs = await published(db, 60)
     page = await alice.get("/notifications")
     assert listed(page) == [(seq, True) for seq in reversed(seqs)]
-    assert "/static/feed.js" in page.text and 'id="older"' not in page.text
+    assert 'data-live="followed"' in page.text and 'id="older"' not in page.text
 
 
 async def test_with_few_unread_the_first_page_shows_recent_ones_and_links_older_pages(
@@ -59,7 +59,7 @@ async def test_with_few_unread_the_first_page_shows_recent_ones_and_links_older_
     older = await alice.get(f"/notifications?before={seqs[11]}")
     assert f'href="/notifications?before={seqs[11]}"' in first.text
     assert listed(older) == [(seq, False) for seq in reversed(seqs[:11])]
-    assert "/static/feed.js" not in older.text and 'id="older"' not in older.text  # static, and the last page
+    assert "data-live" not in older.text and 'id="older"' not in older.text  # static, and the last page
 
 
 async def test_past_the_cap_the_oldest_unread_are_on_the_older_page_which_marks_nothing_read(

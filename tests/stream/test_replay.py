@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from services.stream.frames import update_frame
+from services.stream.frames import resync_frame, update_frame
 from services.stream.replay import BATCH, Replay
 from shared.db import Database
 from tests.stream.test_app import insert_update
@@ -30,3 +30,25 @@ async def test_a_long_range_comes_in_batches(db: Database) -> None:
     assert (chunk.count(b"event: update"), after) == (BATCH, BATCH)
     chunk, after = await replay.chunk(None, after, BATCH + 10)
     assert (chunk.count(b"event: update"), after) == (10, BATCH + 10)
+
+
+async def test_a_resume_point_within_the_limit_is_replayed_whole(db: Database) -> None:
+    await db.updates.insert_many([stored_update(seq) for seq in range(1, 11)])
+    assert await Replay(db, limit=10).start(None, 0, 10) == (0, b"")
+
+
+async def test_further_back_than_the_limit_the_newest_are_replayed_and_the_rest_announced(db: Database) -> None:
+    await db.updates.insert_many([stored_update(seq, "flash" if seq % 2 else "sherlock") for seq in range(1, 41)])
+    resume, resync = await Replay(db, limit=5).start({"flash"}, 4, 40)
+    assert resume == 29  # flash's newest five: 31 to 39
+    assert resync == resync_frame(4, 29, 13)  # flash's 5, 7, ... 29
+
+
+async def test_a_resume_point_older_than_the_oldest_kept_update_is_announced_with_missed_unknown(
+    db: Database,
+) -> None:
+    await db.updates.insert_many([stored_update(seq) for seq in range(6, 11)])  # 1 to 5 are gone
+    assert await Replay(db, limit=10, trimmed=True).start(None, 2, 10) == (5, resync_frame(2, 5, None))
+    assert await Replay(db, limit=10, trimmed=True).start(None, 5, 10) == (5, b"")
+    assert await Replay(db, limit=3, trimmed=True).start(None, 2, 10) == (7, resync_frame(2, 7, None))
+    assert await Replay(db, limit=10, trimmed=False).start(None, 2, 10) == (2, b"")

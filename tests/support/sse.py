@@ -32,6 +32,16 @@ class EventReader:
     async def next(self, timeout: float = 5.0) -> Event:
         return await asyncio.wait_for(self._next(), timeout)
 
+    async def named(self, name: str, timeout: float = 5.0) -> Event:
+        """The next event of type `name`, skipping the others (a follow change is followed by a `read`, say)."""
+
+        async def find() -> Event:
+            while (event := await self._next()).event != name:
+                pass
+            return event
+
+        return await asyncio.wait_for(find(), timeout)
+
     async def _next(self) -> Event:
         fields: dict[str, list[str]] = {}
         async for line in self._lines:

@@ -1,99 +1,160 @@
-// Drives a notifications page: an EventSource from the last update the page shows, new updates on top,
-// a live/reconnecting indicator, and read marks. Update text is only ever set as textContent.
-(function () {
-  "use strict";
-  const feed = document.getElementById("feed");
+// What a page does with the live events: the unread badge on every page, the status line, new updates on top of a
+// live notifications page (which marks them read), the resync notice, and desktop notifications when asked for.
+// Text from updates is only ever set as textContent.
+import { connect } from "./live.js";
+
+const body = document.body;
+const user = body.dataset.user;
+const list = document.querySelector("#feed[data-live]");  // only on a live notifications page
+const need = list ? list.dataset.live : "followed";
+const titles = list ? JSON.parse(list.dataset.titles) : {};
+const newestShown = list && list.firstElementChild ? Number(list.firstElementChild.dataset.seq) : 0;
+const NOTIFY = "gossip.notify";  // localStorage: "on" once the user turned desktop notifications on
+let follows = new Set(JSON.parse(body.dataset.follows));
+let unread = Number(body.dataset.unread);
+let lastRead = Number(body.dataset.lastRead);
+let last = Math.max(Number(body.dataset.after), newestShown);  // the newest update this page has
+let readTimer = null;
+
+function element(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function visible() {
+  return document.visibilityState === "visible";
+}
+
+function setUnread(count) {
+  unread = count;
+  let badge = document.getElementById("unread-count");
+  if (count > 0 && !badge) {
+    badge = element("span", "badge");
+    badge.id = "unread-count";
+    badge.title = "unread";
+    document.getElementById("notifications-link").append(" ", badge);
+  }
+  if (badge && count > 0) badge.textContent = String(count);
+  else if (badge) badge.remove();
+  const home = document.getElementById("unread");
+  if (home) home.textContent = String(count);
+}
+
+function setStatus(state, text, signIn) {
   const status = document.getElementById("status");
-  const titles = JSON.parse(feed.dataset.titles);
-  let last = Number(feed.dataset.after);
-  let source = null;
-  let readTimer = null;
+  status.className = "status " + state;
+  status.textContent = text;
+  document.getElementById("status-login").hidden = !signIn;
+}
 
-  function setStatus(state, text) {
-    status.className = "status " + state;
-    status.textContent = text;
-  }
+function item(update) {
+  const li = element("li", "new");
+  li.dataset.seq = update.seq;
+  li.dataset.show = update.show;
+  const meta = element("div", "meta");
+  meta.append(element("strong", "show", update.title), " · ", element("span", "author", update.author), " · ");
+  const time = element("time");
+  time.dateTime = update.created_at;
+  meta.append(localTime(time));
+  li.append(meta, element("p", "text", update.text));
+  return li;
+}
 
-  function element(tag, className, text) {
-    const node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text !== undefined) node.textContent = text;
-    return node;
-  }
+function sendRead() {
+  readTimer = null;
+  if (last === 0) return;
+  // The badges of every tab and device follow from the `read` event the server sends back.
+  fetch("/api/me/read", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ seq: last }),
+    credentials: "same-origin",
+  });
+}
 
-  function item(update) {
-    const li = element("li", "new");
-    li.dataset.seq = update.seq;
-    li.dataset.show = update.show;
-    const meta = element("div", "meta");
-    meta.append(element("strong", "show", update.title), " · ", element("span", "author", update.author), " · ");
-    const time = element("time");
-    time.dateTime = update.created_at;
-    meta.append(localTime(time));
-    li.append(meta, element("p", "text", update.text));
-    return li;
-  }
+function markRead() {
+  // At most one request every two seconds, whatever the rate of updates.
+  if (readTimer === null) readTimer = setTimeout(sendRead, 2000);
+}
 
-  function sendRead() {
-    readTimer = null;
-    if (last === 0) return;
-    fetch("/api/me/read", {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ seq: last }),
-      credentials: "same-origin",
-    }).then((response) => {
-      const badge = document.getElementById("unread-count");
-      if (response.ok && badge) badge.remove();  // everything up to the newest update on the page is read now
-    });
-  }
+function notificationsOn() {
+  return "Notification" in window && Notification.permission === "granted" && localStorage.getItem(NOTIFY) === "on";
+}
 
-  function markRead() {
-    // At most one request every two seconds, whatever the rate of updates.
-    if (readTimer === null) readTimer = setTimeout(sendRead, 2000);
-  }
+function notify(update) {
+  if (!notificationsOn() || live.anyVisible()) return;
+  const note = new Notification(update.title, { body: update.text, tag: "gossip-" + update.seq });
+  note.addEventListener("click", () => {
+    window.focus();
+    if (!list) location.assign("/notifications");
+    note.close();
+  });
+}
 
-  function onUpdate(event) {
-    const update = JSON.parse(event.data);
-    if (update.seq <= last) return;
+const handlers = {
+  update(update, fromNetwork) {
+    if (update.seq <= last) return;  // replayed after a takeover, or already listed when the page was made
     last = update.seq;
-    const empty = document.getElementById("empty");
-    if (empty) empty.remove();
-    feed.prepend(item(update));
-    if (document.visibilityState === "visible") markRead();
-  }
-
-  function onFollows(event) {
+    const followed = follows.has(update.show);
+    const news = followed && update.author !== user && update.seq > lastRead;
+    const shown = list !== null && (need === "all" || followed);
+    if (shown) {
+      const empty = document.getElementById("empty");
+      if (empty) empty.remove();
+      list.prepend(item(update));
+    }
+    if (shown && visible()) markRead();
+    else if (news) setUnread(unread + 1);
+    if (news && fromNetwork) notify(update);  // one tab per browser receives from the network
+  },
+  follows(data) {
+    follows = new Set(data.follows);
     const following = document.getElementById("following");
     if (!following) return;
-    const follows = JSON.parse(event.data).follows;
-    const names = follows.map((slug) => titles[slug] || slug);
+    const names = data.follows.map((slug) => titles[slug] || slug);
     following.textContent = names.length ? "Following: " + names.join(", ") : "You follow no shows yet.";
-  }
+  },
+  read(data) {
+    lastRead = data.last_read_seq;
+    setUnread(data.unread);
+  },
+  resync(data) {
+    const notice = document.getElementById("resync");
+    const history = element("a", "", "see them in the history");
+    history.href = (need === "all" ? "/notifications/all" : "/notifications") + "?before=" + (data.resume + 1);
+    const skipped = data.missed === null
+      ? "Older updates were skipped, and some of them are no longer kept: "
+      : data.missed + " older update" + (data.missed === 1 ? " was" : "s were") + " skipped: ";
+    notice.replaceChildren(skipped, history, ".");
+    notice.hidden = false;
+  },
+};
 
-  async function reconnectLater() {
-    // The browser gives up on an EventSource after an HTTP error; find out why before trying again.
-    const me = await fetch("/api/me", { credentials: "same-origin" }).catch(() => null);
-    if (me && me.status === 401) {
-      setStatus("offline", "logged out");
-      return;
-    }
-    setTimeout(connect, 3000);
-  }
+const live = connect({
+  user: user,
+  need: need,
+  after: last,
+  onEvent: (type, data, fromNetwork) => handlers[type] && handlers[type](data, fromNetwork),
+  onStatus: setStatus,
+});
 
-  function connect() {
-    source = new EventSource(feed.dataset.source + "?after=" + last);
-    source.onopen = () => setStatus("live", "live");
-    source.onerror = function () {
-      setStatus("reconnecting", "reconnecting…");
-      if (source.readyState === EventSource.CLOSED) reconnectLater();
-    };
-    source.addEventListener("update", onUpdate);
-    source.addEventListener("follows", onFollows);
-  }
+const notifyButton = document.getElementById("notify");
+if (notifyButton && "Notification" in window) {
+  const label = () => {
+    notifyButton.textContent = notificationsOn() ? "Turn off desktop notifications" : "Turn on desktop notifications";
+  };
+  notifyButton.addEventListener("click", async () => {
+    if (notificationsOn()) localStorage.removeItem(NOTIFY);
+    else if ((await Notification.requestPermission()) === "granted") localStorage.setItem(NOTIFY, "on");
+    label();
+  });
+  label();
+  notifyButton.hidden = false;
+}
 
-  window.addEventListener("pagehide", () => source && source.close());
-  document.addEventListener("visibilitychange", () => document.visibilityState === "visible" && markRead());
-  connect();
+if (list) {
+  document.addEventListener("visibilitychange", () => visible() && markRead());
   sendRead();
-})();
+}

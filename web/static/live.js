@@ -1,0 +1,152 @@
+// One live connection per browser profile. The tab that holds a Web Lock (the leader) opens the only EventSource,
+// hands each event to its own page and relays it to the other tabs over a BroadcastChannel. When it closes or
+// navigates away, the lock passes to another tab, which carries on from the last event id: ids are update seqs,
+// and pages ignore an update they already have, so nothing is lost and nothing is shown twice. Without Web Locks
+// or BroadcastChannel, each tab keeps its own EventSource.
+
+// Every event type the stream sends; the relay carries each one the same way.
+export const EVENTS = ["update", "follows", "read", "resync", "expired"];
+const RETRY_MS = 3000;  // before reconnecting once the server refused a stream for no stated reason
+const ROLL_CALL_MS = 100;  // a new leader waits this long for the other tabs to say what they need
+
+// options: user, need ("followed" or "all": /events/all), after (the newest update the page knows),
+// onEvent(type, data, fromNetwork), onStatus(state, text, signIn). Returns { anyVisible() }.
+export function connect(options) {
+  const tab = Math.random().toString(36).slice(2);
+  const channel = "locks" in navigator && "BroadcastChannel" in window
+    ? new BroadcastChannel("gossip-live:" + options.user) : null;
+  const tabs = new Map();  // the leader's view of the open tabs: id -> { need, visible }
+  let position = Number(options.after);  // the stream's last event id, as far as this tab knows
+  let leading = false;
+  let source = null;
+  let carrying = null;  // the need the open source serves
+  let timer = null;
+  let status = { kind: "status", state: "", text: "connecting…", signIn: false };
+
+  function visible() {
+    return document.visibilityState === "visible";
+  }
+
+  function post(message) {
+    if (channel) channel.postMessage(message);
+  }
+
+  // "tab" when joining or answering a roll call, so that the leader carries on from where this tab is;
+  // "visible" when only that changed.
+  function announce(kind) {
+    post({ kind: kind, tab: tab, need: options.need, after: position, visible: visible() });
+  }
+
+  function setStatus(state, text, signIn) {
+    status = { kind: "status", state: state, text: text, signIn: signIn };
+    options.onStatus(state, text, signIn);
+    post(status);
+  }
+
+  function wanted() {
+    return [...tabs.values()].some((other) => other.need === "all") ? "all" : "followed";
+  }
+
+  function open() {
+    clearTimeout(timer);
+    if (source) source.close();
+    carrying = wanted();
+    source = new EventSource((carrying === "all" ? "/events/all" : "/events") + "?after=" + position);
+    source.onopen = () => setStatus("live", "live", false);
+    source.onerror = () => {
+      if (source.readyState === EventSource.CLOSED) probe();  // an HTTP error: the browser will not retry
+      else setStatus("reconnecting", "reconnecting…", false);
+    };
+    for (const type of EVENTS) source.addEventListener(type, (event) => relay(type, event));
+  }
+
+  function stop(text) {
+    clearTimeout(timer);
+    if (source) source.close();
+    source = null;
+    setStatus("offline", text, true);
+  }
+
+  function later(ms) {
+    clearTimeout(timer);
+    timer = setTimeout(open, ms);
+  }
+
+  // The EventSource does not say why it was refused, so ask once more with fetch and read the answer.
+  async function probe() {
+    source.close();
+    const url = (carrying === "all" ? "/events/all" : "/events") + "?after=" + position;
+    const asked = new AbortController();
+    const response = await fetch(url, { signal: asked.signal, credentials: "same-origin" }).catch(() => null);
+    if (response && response.ok) asked.abort();  // it would have worked: no need to read the stream
+    if (response && response.status === 401) return stop("logged out");
+    if (response && (response.status === 429 || response.status === 503)) {
+      const error = await response.json().catch(() => ({}));
+      setStatus("refused", error.detail || "The server is busy.", false);
+      return later(1000 * (Number(response.headers.get("retry-after")) || 30));
+    }
+    setStatus("reconnecting", "reconnecting…", false);
+    later(RETRY_MS);
+  }
+
+  function relay(type, event) {
+    const data = JSON.parse(event.data);
+    if (event.lastEventId) position = Number(event.lastEventId);
+    post({ kind: "event", type: type, data: data, id: event.lastEventId });
+    options.onEvent(type, data, true);
+    if (type === "expired") stop("signed out");
+  }
+
+  // A tab joined or answered the roll call: carry what it needs, from where it is.
+  function track(message) {
+    tabs.set(message.tab, { need: message.need, visible: message.visible });
+    const behind = message.after < position;
+    position = Math.min(position, message.after);
+    if (source && (behind || wanted() !== carrying)) open();
+    post(status);
+  }
+
+  function lead() {
+    leading = true;
+    tabs.set(tab, { need: options.need, visible: visible() });
+    post({ kind: "roll" });
+    timer = setTimeout(open, channel ? ROLL_CALL_MS : 0);
+  }
+
+  function receive(message) {
+    if (message.kind === "event") {
+      if (message.id) position = Number(message.id);
+      options.onEvent(message.type, message.data, false);
+    } else if (message.kind === "status") {
+      options.onStatus(message.state, message.text, message.signIn);
+    } else if (message.kind === "roll") {
+      announce("tab");
+    } else if (leading && message.kind === "tab") {
+      track(message);
+    } else if (leading && message.kind === "visible") {
+      tabs.set(message.tab, { need: message.need, visible: message.visible });
+    } else if (leading && message.kind === "bye") {
+      tabs.delete(message.tab);
+      if (source && wanted() !== carrying) open();
+    }
+  }
+
+  document.addEventListener("visibilitychange", () => {
+    if (leading) tabs.set(tab, { need: options.need, visible: visible() });
+    else announce("visible");
+  });
+  window.addEventListener("pagehide", () => {
+    post({ kind: "bye", tab: tab });
+    if (source) source.close();
+  });
+  if (channel) {
+    channel.onmessage = (message) => receive(message.data);
+    announce("tab");
+    navigator.locks.request("gossip-live:" + options.user, () => new Promise(() => lead()));  // held for good
+  } else {
+    lead();
+  }
+  return {
+    anyVisible: () => (leading && channel ? [...tabs.values()].some((other) => other.visible) : visible()),
+  };
+}
