@@ -15,6 +15,7 @@ let unread = Number(body.dataset.unread);
 let lastRead = Number(body.dataset.lastRead);
 let last = Math.max(Number(body.dataset.after), newestShown);  // the newest update this page has
 let readTimer = null;
+let readOnceLive = list !== null;  // what the page lists is marked read once live, so that the `read` event reaches it
 
 function element(tag, className, text) {
   const node = document.createElement(tag);
@@ -47,6 +48,10 @@ function setStatus(state, text, signIn) {
   status.className = "status " + state;
   status.textContent = text;
   document.getElementById("status-login").hidden = !signIn;
+  if (state === "live" && readOnceLive) {
+    readOnceLive = false;
+    sendRead();
+  }
 }
 
 function item(update) {
@@ -154,7 +159,4 @@ if (notifyButton && "Notification" in window) {
   notifyButton.hidden = false;
 }
 
-if (list) {
-  document.addEventListener("visibilitychange", () => visible() && markRead());
-  sendRead();
-}
+if (list) document.addEventListener("visibilitychange", () => visible() && markRead());

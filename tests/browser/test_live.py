@@ -1,0 +1,226 @@
+"""One live connection per browser, live unread badges, desktop notifications, resync and expiry, in real headless
+Chromium (Debian's) against a live server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import httpx
+import pytest
+from playwright.async_api import Browser, BrowserContext, Page, Route, async_playwright, expect
+
+from shared.db import Database, next_seq, utcnow
+from tests.browser.test_scenario import CHROMIUM, FLAGS, pytestmark  # noqa: F401 (skipped without chromium)
+from tests.support.accounts import PASSWORD, registered
+from tests.support.servers import gauge
+from tests.support.sse import events
+from tests.support.updates import publish, stored_update
+from tests.support.waiting import wait_until
+
+FEEDS = "gossip_stream_connections"
+# A Notification constructor that counts, and a page that can be made hidden: headless Chromium shows every page.
+STUBS = """
+window.notes = [];
+window.Notification = class {
+  constructor(title, options) { window.notes.push([title, options.body]); window.lastNote = this; }
+  addEventListener(type, listener) { this.clicked = listener; }
+  close() {}
+  static get permission() { return "granted"; }
+  static requestPermission() { return Promise.resolve("granted"); }
+};
+window.hide = () => {
+  Object.defineProperty(document, "visibilityState", { get: () => "hidden", configurable: true });
+  document.dispatchEvent(new Event("visibilitychange"));
+};
+"""
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        yield browser
+        await browser.close()
+
+
+async def signed_in(browser: Browser, server: str, username: str, new: bool = True) -> BrowserContext:
+    """A browser context (a profile) signed in as `username`, following flash when new."""
+    context = await browser.new_context(base_url=server)
+    path = "/api/auth/register" if new else "/api/auth/login"
+    response = await context.request.post(path, data={"username": username, "password": PASSWORD})
+    assert response.ok, await response.text()
+    if new:
+        assert (await context.request.put("/api/me/follows/flash")).ok
+    return context
+
+
+async def tabs(context: BrowserContext, *paths: str) -> list[Page]:
+    """A tab per path, each live (its own stream or the leader's) before the next opens."""
+    pages = []
+    for path in paths:
+        page = await context.new_page()
+        await page.goto(path)
+        await expect(page.locator("#status")).to_have_text("live")
+        pages.append(page)
+    return pages
+
+
+async def listed(page: Page) -> list[int]:
+    return [int(seq) for seq in await page.locator("#feed li").evaluate_all("items => items.map(li => li.dataset.seq)")]
+
+
+async def test_six_tabs_of_one_browser_share_one_stream(browser: Browser, server: str) -> None:
+    before = gauge(server, FEEDS)
+    context = await signed_in(browser, server, "sita")
+    pages = await tabs(context, "/", "/shows", "/publish", "/notifications", "/notifications/all", "/shows")
+    await wait_until(lambda: gauge(server, FEEDS) == before + 1)
+    async with registered(server, "bob") as bob:
+        sent = await publish(bob, "sherlock", "only /notifications/all shows this")
+    await expect(pages[4].locator("#feed li").first).to_contain_text(sent["text"])
+    assert gauge(server, FEEDS) == before + 1
+    await context.close()
+
+
+async def test_without_web_locks_each_tab_has_its_own_stream(browser: Browser, server: str) -> None:
+    before = gauge(server, FEEDS)
+    context = await signed_in(browser, server, "fay")
+    await context.add_init_script("delete Navigator.prototype.locks;")
+    pages = await tabs(context, "/notifications", "/notifications")
+    await wait_until(lambda: gauge(server, FEEDS) == before + 2)
+    async with registered(server, "bob") as bob:
+        sent = await publish(bob, "flash", "to each tab by its own stream")
+    for page in pages:
+        await expect(page.locator("#feed li").first).to_contain_text(sent["text"])
+    await context.close()
+
+
+async def test_when_the_leader_closes_the_others_get_every_update_once_in_order(browser: Browser, server: str) -> None:
+    context = await signed_in(browser, server, "lea")
+    leader, *others = await tabs(context, "/shows", "/notifications", "/notifications")  # the first holds the lock
+    async with registered(server, "bob") as bob:
+        sent = [await publish(bob, "flash", f"before {i}") for i in range(3)]
+        for page in others:
+            await expect(page.locator("#feed li")).to_have_count(3)
+
+        async def publishing() -> None:
+            for i in range(12):
+                sent.append(await publish(bob, "flash", f"during {i}"))
+
+        publisher = asyncio.create_task(publishing())
+        await wait_until(lambda: len(sent) >= 6)
+        await leader.close()
+        await publisher
+        taken_over = await publish(bob, "flash", "published once the leader had gone")
+        for page in others:  # another tab has taken over within 2 s of the close (the publishes took a fraction)
+            await expect(page.locator("#feed li").first).to_contain_text(taken_over["text"], timeout=2000)
+        for page in others:
+            assert await listed(page) == [update["seq"] for update in reversed([*sent, taken_over])]
+    await context.close()
+
+
+async def test_unread_counts_up_everywhere_and_a_read_clears_every_tab_and_device(
+    browser: Browser, server: str
+) -> None:
+    context = await signed_in(browser, server, "uma")
+    laptop = await signed_in(browser, server, "uma", new=False)
+    pages = [*await tabs(context, "/", "/shows", "/publish"), *await tabs(laptop, "/shows")]
+    async with registered(server, "bob") as bob:
+        for i in range(3):
+            await publish(bob, "flash", f"news {i}")
+    for page in pages:
+        await expect(page.locator("#unread-count")).to_have_text("3")
+    await expect(pages[0].locator("#unread")).to_have_text("3")
+    reader = await context.new_page()
+    async with reader.expect_response("**/api/me/read") as marked:
+        await reader.goto("/notifications")
+    assert (await marked.value).status == 204
+    for page in pages:
+        await expect(page.locator("#unread-count")).to_have_count(0, timeout=1000)
+    await context.close()
+    await laptop.close()
+
+
+async def test_a_hidden_browser_raises_one_notification_per_update(browser: Browser, server: str) -> None:
+    context = await signed_in(browser, server, "nia")
+    await context.add_init_script(STUBS)
+    (notifications,) = await tabs(context, "/notifications")
+    await notifications.click("#notify")
+    await expect(notifications.locator("#notify")).to_have_text("Turn off desktop notifications")
+    await notifications.close()
+    pages = await tabs(context, "/shows", "/publish")
+    async with registered(server, "bob") as bob:
+        await publish(bob, "flash", "while a page is visible: no notification")
+        for page in pages:
+            await expect(page.locator("#unread-count")).to_have_text("1")
+            await page.evaluate("hide()")
+        texts = ["<b>first</b>", "second", "third"]
+        for text in texts:
+            await publish(bob, "flash", text)
+    for page in pages:
+        await expect(page.locator("#unread-count")).to_have_text("4")
+    notes = {page: await page.evaluate("notes") for page in pages}
+    raised = [note for page_notes in notes.values() for note in page_notes]
+    assert raised == [["The Flash", text] for text in texts]  # one per update, not one per tab; the text as text
+    raiser = next(page for page, page_notes in notes.items() if page_notes)
+    await raiser.evaluate("lastNote.clicked()")
+    await expect(raiser).to_have_url(f"{server}/notifications")  # clicking it leads to a Notifications page
+    await context.close()
+
+
+async def test_a_refused_stream_says_why_and_waits_as_told(browser: Browser, server: str) -> None:
+    context = await signed_in(browser, server, "ray")
+    asked: list[str] = []
+
+    async def refuse(route: Route) -> None:
+        asked.append(route.request.url)
+        detail = "Too many open feeds for this account; close a tab or two."
+        await route.fulfill(status=429, headers={"retry-after": "600"}, json={"error": "too_many", "detail": detail})
+
+    await context.route("**/events?*", refuse)
+    page = await context.new_page()
+    await page.goto("/shows")
+    await expect(page.locator("#status")).to_have_text("Too many open feeds for this account; close a tab or two.")
+    assert len(asked) == 2  # the stream, then one look at why: no loop until Retry-After has passed
+    await context.close()
+
+
+async def test_a_page_far_behind_is_told_what_was_skipped(browser: Browser, server: str, db: Database) -> None:
+    context = await signed_in(browser, server, "rey")
+    page = await context.new_page()
+    released = asyncio.Event()
+
+    async def held(route: Route) -> None:  # the page is made, but its stream opens only once 1,000 are published
+        await released.wait()
+        await route.continue_()
+
+    await page.route("**/static/live.js", held)
+    await page.goto("/notifications", wait_until="commit")
+    last = await next_seq(db, count=1000)
+    async with registered(server, "bob") as bob, events(bob, "/events/all") as watching:
+        await db.updates.insert_many([stored_update(seq) for seq in range(last - 999, last + 1)])
+        await watching.updates(1000)  # the stream service has them all: the page's stream replays, not live
+    released.set()
+    notice = page.locator("#resync")
+    await expect(notice).to_have_text("500 older updates were skipped: see them in the history.")
+    await expect(notice.locator("a")).to_have_attribute("href", f"/notifications?before={last - 499}")
+    await expect(page.locator("#feed li")).to_have_count(500)
+    assert (await listed(page))[0] == last
+    await context.close()
+
+
+async def test_a_session_expired_on_the_server_signs_the_pages_out(browser: Browser, server: str, db: Database) -> None:
+    before = gauge(server, FEEDS)
+    context = await signed_in(browser, server, "eve")
+    pages = await tabs(context, "/notifications", "/shows")
+    await db.sessions.update_many({}, {"$set": {"expires_at": utcnow() - timedelta(seconds=1)}})
+    for page in pages:
+        await expect(page.locator("#status")).to_have_text("signed out", timeout=2000)
+        await expect(page.locator("#status-login")).to_be_visible()
+    await wait_until(lambda: gauge(server, FEEDS) == before)  # the stream has ended, and is not opened again
+    async with httpx.AsyncClient(base_url=server) as client:
+        assert (await client.get("/healthz")).status_code == 200
+    for page in pages:
+        await expect(page.locator("#status")).to_have_text("signed out")
+    await context.close()
