@@ -4,15 +4,12 @@ Chromium (Debian's) against a live server."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import httpx
-import pytest
-from playwright.async_api import Browser, BrowserContext, Page, Route, async_playwright, expect
+from playwright.async_api import Browser, BrowserContext, Page, Route, expect
 
 from shared.db import Database, next_seq, utcnow
-from tests.browser.test_scenario import CHROMIUM, FLAGS, pytestmark  # noqa: F401 (skipped without chromium)
 from tests.support.accounts import PASSWORD, registered
 from tests.support.servers import gauge
 from tests.support.sse import events
@@ -35,14 +32,6 @@ window.hide = () => {
   document.dispatchEvent(new Event("visibilitychange"));
 };
 """
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
-        yield browser
-        await browser.close()
 
 
 async def signed_in(browser: Browser, server: str, username: str, new: bool = True) -> BrowserContext:
