@@ -179,8 +179,14 @@ class Watcher:
             self._session_ends(session_id, session)
 
     def _session_ends(self, session_id: str, session: dict[str, Any]) -> None:
-        """A renewal moves a session's end later; an end set in the past ends its feeds at once."""
-        self.hub.session_ends(session_id, as_datetime(session["expires_at"]).timestamp())
+        """A renewal moves a session's end later; an end set in the past ends its feeds at once. A session whose end
+        is not a date (written by hand) is left as it was: failing here would restart the change stream for ever."""
+        try:
+            ends = as_datetime(session.get("expires_at")).timestamp()
+        except TypeError:
+            log.warning("a session's expires_at is not a date: %r", session.get("expires_at"))
+            return
+        self.hub.session_ends(session_id, ends)
         self.hub.expire(time.time())
 
     async def _resync_sessions(self) -> None:

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from dataclasses import replace
 from datetime import timedelta
 
 import httpx
 import pytest
 
+from services.all import app as gossip
+from shared.app import create_app
 from shared.db import Database, next_seq, utcnow
+from shared.settings import Settings
 from tests.support.accounts import PASSWORD, json_error, registered
+from tests.support.servers import LiveServer
 from tests.support.sse import events
 from tests.support.updates import publish, stored_update
 from tests.support.waiting import wait_until
@@ -240,3 +245,13 @@ async def test_a_session_expired_on_the_server_ends_its_stream_within_two_second
         with pytest.raises(EOFError):
             await feed.next(timeout=1)
     assert json_error(await alice.get("/events"))[:2] == (401, "unauthorized")
+
+
+async def test_a_session_whose_time_runs_out_ends_its_stream_with_expired(settings: Settings) -> None:
+    live = LiveServer(create_app("gossip", gossip.routes, replace(settings, session_max_age=3), gossip.extensions))
+    try:
+        async with registered(live.start().url, "tia") as tia, events(tia) as feed:
+            expired = await feed.named("expired", timeout=5)  # no change event: the heartbeat sees the time is up
+            assert (expired.id, expired.json()) == (None, {})
+    finally:
+        live.stop()
