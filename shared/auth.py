@@ -114,7 +114,7 @@ async def _renew(request: AnyRequest, settings: Settings, session: dict[str, Any
     await core(request)["db"].sessions.replace_one(
         {"_id": session["_id"], "expires_at": session["expires_at"]}, renewed
     )
-    carrier = Response()
+    carrier = Response()  # only to write the Set-Cookie header as every session cookie is written
     set_session_cookie(request, carrier, session_cookie(settings, session["_id"]), settings)
     request.scope[RENEWED] = carrier.headers["set-cookie"]
     return as_datetime(renewed["expires_at"])
