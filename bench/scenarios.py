@@ -17,6 +17,7 @@ from bench.floor import floor
 from bench.report import Result
 from bench.sse import Feed, feed_request, open_feeds
 from shared.db import SHOWS, utcnow
+from shared.updates import digest, update_id
 
 Scenario = Callable[[str], Awaitable[Result]]
 ARRIVAL_TIMEOUT = 60.0
@@ -199,9 +200,10 @@ async def timed(work: Awaitable[object]) -> float:
 async def _insert(collection: AsyncCollection[dict[str, Any]], number: int) -> int:
     """What a publish stores, written straight to the same collection with its indexes: the ceiling ingest is
     measured against."""
-    show = SHOW_SLUGS[number % 6]
-    await collection.insert_one({"seq": number, "show": show, "title": SHOWS[show], "text": "x", "author": "raw",
-                                 "author_id": "raw", "created_at": utcnow()})  # fmt: skip
+    show, created_at = SHOW_SLUGS[number % 6], utcnow()
+    await collection.insert_one({"_id": update_id(number, created_at), "seq": number, "show": show,
+                                 "title": SHOWS[show], "text": "x", "announced": digest("x"), "author": "raw",
+                                 "author_id": "raw", "created_at": created_at})  # fmt: skip
     return number
 
 

@@ -16,10 +16,13 @@ from pymongo import ASCENDING, AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.change_stream import AsyncChangeStream
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import OperationFailure
 
 Database = AsyncDatabase[dict[str, Any]]
 MAX_INT = 2**63 - 1  # MongoDB's integers are 8 bytes: a larger Python int cannot be stored or queried
 HISTORY_INDEX = "updates_history"  # the TTL index that removes old updates on MongoDB
+INDEX_CONFLICTS = {85, 86}  # IndexOptionsConflict, IndexKeySpecsConflict: an index of that name or key differs
+INDEX_NOT_FOUND = 27
 
 SHOWS = {
     "suits": "Suits",
@@ -68,6 +71,29 @@ def iso_utc(value: Any) -> str:
     """The one timestamp format on the wire: UTC to the millisecond, with a Z, whichever encoding it came in."""
     moment = as_datetime(value).astimezone(UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def change_id(change: dict[str, Any]) -> Any:
+    """The changed document's _id, from documentKey as MongoDB gives it. The embedded server gives an integer _id
+    there as a string (and an ObjectId in fullDocument in its private encoding): when fullDocument has the integer
+    that string spells, the integer is the _id."""
+    key = change["documentKey"]["_id"]
+    full = (change.get("fullDocument") or {}).get("_id")
+    if isinstance(key, str) and type(full) is int and str(full) == key:
+        return full
+    return key
+
+
+def numbers(condition: dict[str, Any]) -> dict[str, Any]:
+    """A range condition that only numbers meet. MongoDB compares within a type; the embedded server matched a
+    string, an array or a subdocument to {"$gt": 0}, and false or null to {"$lt": 10}."""
+    return {**condition, "$type": "number"}
+
+
+def with_now(update: dict[str, Any], *fields: str) -> dict[str, Any]:
+    """`update`, also setting each of `fields` to the server's time: $currentDate, because the embedded server stores
+    a datetime given to $set as a string."""
+    return {**update, "$currentDate": dict.fromkeys(fields, True)}
 
 
 async def next_change(stream: AsyncChangeStream[dict[str, Any]], pause: float) -> dict[str, Any] | None:
@@ -141,12 +167,32 @@ async def delete_older(db: Database, cutoff: datetime, batch: int = 1000) -> int
             return deleted
 
 
+async def _unique_where_present(collection: AsyncCollection[dict[str, Any]], field: str) -> None:
+    """Unique among the documents that have the field, so that any number may lack it: MongoDB indexes a missing
+    field as null, and a plain unique index lets one document lack it. One made that way before is replaced."""
+    options: dict[str, Any] = {"unique": True, "partialFilterExpression": {field: {"$exists": True}}}
+    try:
+        await collection.create_index(field, **options)
+    except OperationFailure as error:
+        if error.code not in INDEX_CONFLICTS:
+            raise
+        try:
+            await collection.drop_index([(field, ASCENDING)])
+        except OperationFailure as dropped:
+            if dropped.code != INDEX_NOT_FOUND:  # another service starting at the same moment dropped it first
+                raise
+        await collection.create_index(field, **options)
+
+
 async def ensure_indexes(db: Database) -> None:
     await db.users.create_index("username_key", unique=True)
     await db.sessions.create_index("expires_at", expireAfterSeconds=0)
     await db.sessions.create_index("user_id")
-    await db.updates.create_index("seq", unique=True)
+    await _unique_where_present(db.updates, "seq")  # other writers insert updates without one, for the stream to number
+    await db.updates.create_index([("seq", ASCENDING), ("show", ASCENDING)])  # finds those, which the unique one omits
     await db.updates.create_index([("show", ASCENDING), ("seq", ASCENDING)])
+    await db.updates.create_index([("author_id", ASCENDING), ("seq", ASCENDING)])
+    await db.update_ids.create_index("expires_at", expireAfterSeconds=0)
     await db.updates.create_index(
         [("author", ASCENDING), ("idempotency_key", ASCENDING)],
         unique=True,

@@ -1,18 +1,27 @@
-"""The show update as stored and as sent: one wire shape for the history API, the SSE frames and the pages."""
+"""The show update as stored and as sent: one wire shape for the history API, the SSE frames and the pages.
+
+Any program may write to `updates`, so what is read back is checked before it is shown: a document marked
+`rejected` by the stream service, or one that is not an update's shape yet, is left out."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import hashlib
+from collections.abc import Collection, Mapping
+from datetime import datetime
 from typing import Any, TypedDict
 
-from shared.db import Database, count, iso_utc
+from bson import ObjectId
+
+from shared.db import MAX_INT, Database, as_datetime, count, iso_utc, numbers
 
 MAX_TEXT = 1000  # characters; long enough for an episode note, short enough for a notification
+SEQ_BYTES = slice(4, 12)  # where an update's _id holds its seq, after the 4 bytes of time every ObjectId starts with
 
 
 def wire(update: dict[str, Any]) -> dict[str, Any]:
-    """What clients see of a stored update (also from a change event's fullDocument): never the _id."""
-    return {
+    """What clients see of a stored update (also from a change event's fullDocument): never the _id. `edited_at`
+    only once its text has been changed."""
+    shown = {
         "seq": update["seq"],
         "show": update["show"],
         "title": update["title"],
@@ -20,23 +29,95 @@ def wire(update: dict[str, Any]) -> dict[str, Any]:
         "author": update["author"],
         "created_at": iso_utc(update["created_at"]),
     }
+    if "edited_at" in update:
+        shown["edited_at"] = iso_utc(update["edited_at"])
+    return shown
+
+
+def update_id(seq: int, created_at: datetime) -> ObjectId:
+    """An ObjectId that holds the update's time, as every ObjectId does, then its seq. A delete event on MongoDB
+    carries nothing but the _id: from this one the stream service knows which update to retract, and whether it
+    was old enough to be history's retention at work, with no lookup and nothing kept in memory."""
+    return ObjectId(int(created_at.timestamp()).to_bytes(4, "big") + seq.to_bytes(8, "big"))
+
+
+def seq_in_id(document_id: object) -> int | None:
+    """The seq an _id made by update_id holds; another ObjectId gives a number too, which only a lookup can rule out."""
+    return int.from_bytes(document_id.binary[SEQ_BYTES], "big") if isinstance(document_id, ObjectId) else None
+
+
+def digest(text: str) -> str:
+    """Stored with an update as `announced`: the text its feeds were last told, so that a change event without
+    updateDescription (a replace, or any update on the embedded server) can be told to be an edit or not."""
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
+def text_problem(text: object) -> str | None:
+    """The one rule for an update's text, wherever it comes from: published, edited, or written by another program."""
+    if not isinstance(text, str) or not text.strip():
+        return "required"
+    if len(text) > MAX_TEXT:
+        return f"at most {MAX_TEXT} characters (this is {len(text)})"
+    return None
+
+
+def _date_problem(value: object) -> bool:
+    try:
+        as_datetime(value)
+    except (TypeError, ValueError):
+        return True
+    return False
+
+
+def shape_problem(update: Mapping[str, Any]) -> str | None:
+    """Why a stored document cannot be shown as an update (a field missing or of a wrong type), or None."""
+    for field in ("show", "title", "author"):
+        if not isinstance(update.get(field), str) or not update[field]:
+            return f"{field}: required, as text"
+    if problem := text_problem(update.get("text")):
+        return f"text: {problem}"
+    if _date_problem(update.get("created_at")):
+        return "created_at: required, as a date"
+    if "edited_at" in update and _date_problem(update["edited_at"]):
+        return "edited_at: not a date"
+    return None
+
+
+def problem(update: Mapping[str, Any], titles: Mapping[str, str]) -> str | None:
+    """Why a document cannot be delivered as an update, or None. Its seq is the caller's to check."""
+    if isinstance(update.get("show"), str) and update["show"] not in titles:
+        return f"show: {update['show']!r} is not in the catalogue"
+    return shape_problem(update)
+
+
+def is_seq(value: object) -> bool:
+    return type(value) is int and 0 < value <= MAX_INT
 
 
 def _query(shows: Collection[str] | None, seq: dict[str, int]) -> dict[str, Any]:
-    """`shows=None` means every show."""
-    return {"seq": seq} if shows is None else {"seq": seq, "show": {"$in": list(shows)}}
+    """`shows=None` means every show. Never a document the stream service has rejected."""
+    query: dict[str, Any] = {"seq": numbers(seq), "rejected": {"$exists": False}}
+    if shows is not None:
+        query["show"] = {"$in": list(shows)}
+    return query
+
+
+def shown(updates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What can be shown of what was read: a document another program wrote with a seq and a wrong shape is left
+    out (the stream service rejects it for good). Readers that page on count what they read, not this."""
+    return [update for update in updates if is_seq(update.get("seq")) and shape_problem(update) is None]
 
 
 async def history(
     db: Database, shows: Collection[str] | None, after: int = 0, limit: int = 100, upto: int | None = None
 ) -> list[dict[str, Any]]:
-    """Updates in (after, upto] in seq order. The database is the history."""
+    """Updates in (after, upto] in seq order, as read: pass them through `shown`. The database is the history."""
     seq = {"$gt": after} if upto is None else {"$gt": after, "$lte": upto}
     return await db.updates.find(_query(shows, seq), {"_id": 0}).sort("seq", 1).limit(limit).to_list()
 
 
 async def _newest(db: Database, query: dict[str, Any], limit: int) -> list[dict[str, Any]]:
-    return await db.updates.find(query, {"_id": 0}).sort("seq", -1).limit(limit).to_list()
+    return shown(await db.updates.find(query, {"_id": 0}).sort("seq", -1).limit(limit).to_list())
 
 
 async def recent(
@@ -60,7 +141,7 @@ async def since_read(
 
 async def oldest(db: Database) -> int | None:
     """The oldest stored update's seq, None if none."""
-    first = await db.updates.find_one({}, {"seq": 1}, sort=[("seq", 1)])
+    first = await db.updates.find_one(_query(None, {"$gt": 0}), {"seq": 1}, sort=[("seq", 1)])
     return int(first["seq"]) if first else None
 
 
@@ -92,7 +173,7 @@ async def unread(
 
 async def newest(db: Database) -> int:
     """The newest stored update's seq, 0 if none."""
-    latest = await db.updates.find_one({}, {"seq": 1}, sort=[("seq", -1)])
+    latest = await db.updates.find_one(_query(None, {"$gt": 0}), {"seq": 1}, sort=[("seq", -1)])
     return int(latest["seq"]) if latest else 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -15,7 +16,7 @@ from shared.app import create_app
 from shared.auth import Caller, require_caller
 from shared.body import drain, read_fields
 from shared.errors import ApiError
-from shared.pages import page_viewer, read_form, redirect, render
+from shared.pages import Viewer, page_viewer, read_form, redirect, render
 from shared.state import Core
 from shared.updates import MAX_TEXT
 
@@ -25,6 +26,7 @@ class Ingest(Core):
 
 
 IngestRequest = Request[Ingest]
+MINE = 20  # of the caller's own updates on the publish page
 
 
 async def require_author(request: IngestRequest) -> Caller:
@@ -43,6 +45,20 @@ async def post_update(request: IngestRequest) -> Response:
     return JSONResponse(update, status_code=201)
 
 
+async def patch_update(request: IngestRequest) -> Response:
+    """The author's own update, with a new text; every open feed that carries it is told."""
+    author = await require_author(request)
+    fields = await read_fields(request, "text")
+    edited = await request.state["updates"].edit(author, request.path_params["seq"], fields["text"])
+    return JSONResponse(edited)
+
+
+async def delete_update(request: IngestRequest) -> Response:
+    """The author's own update, retracted: gone from history, and from every open page."""
+    await request.state["updates"].retract(await require_author(request), request.path_params["seq"])
+    return Response(status_code=204)
+
+
 async def get_updates(request: IngestRequest) -> Response:
     await require_caller(request, allow_bearer=True)
     query = request.query_params
@@ -50,19 +66,43 @@ async def get_updates(request: IngestRequest) -> Response:
     return JSONResponse(page)
 
 
+async def _publish_form(request: IngestRequest, viewer: Viewer, context: dict[str, Any], status: int = 200) -> Response:
+    """The form, and the caller's own recent updates to edit or retract."""
+    store = request.state["updates"]
+    form = {"shows": await store.catalogue.titles(), "max_text": MAX_TEXT, "show": "", "text": "",
+            "mine": await store.mine(viewer.caller, MINE)}  # fmt: skip
+    return render(request, viewer, "publish/index.html", {**form, **context}, status)
+
+
 async def publish_page(request: IngestRequest) -> Response:
     """GET shows the form; POST goes through the same publish as the API, and errors keep what was typed."""
     viewer = await page_viewer(request)
-    store = request.state["updates"]
-    form = {"shows": await store.catalogue.titles(), "max_text": MAX_TEXT}
     if request.method == "GET":
-        return render(request, viewer, "publish/index.html", {**form, "show": "", "text": ""})
+        return await _publish_form(request, viewer, {})
     fields = await read_form(request, "show", "text")
     try:
-        update = await store.publish(viewer.caller, fields, None)
+        update = await request.state["updates"].publish(viewer.caller, fields, None)
     except ApiError as error:
-        return render(request, viewer, "publish/index.html", {**form, **fields, "error": error}, error.status)
+        return await _publish_form(request, viewer, {**fields, "error": error}, error.status)
     return redirect(request, "/publish", flash=f"Published update #{update['seq']} for {update['title']}.")
+
+
+async def own_update_page(request: IngestRequest) -> Response:
+    """The publish page's Save and Retract buttons (action=edit or retract): the same edit and retraction as the API."""
+    viewer = await page_viewer(request)
+    fields = await read_form(request, "action", "text")
+    seq, store = request.path_params["seq"], request.state["updates"]
+    try:
+        if fields["action"] == "edit":
+            await store.edit(viewer.caller, seq, fields["text"])
+            return redirect(request, "/publish", flash=f"Update #{seq} is edited.")
+        if fields["action"] == "retract":
+            await store.retract(viewer.caller, seq)
+            return redirect(request, "/publish", flash=f"Update #{seq} is retracted.")
+        raise ApiError(422, detail="Choose to edit or retract.", fields={"action": "edit or retract"})
+    except ApiError as error:
+        context = {"error": error, "failed": seq, "text": fields["text"]}
+        return await _publish_form(request, viewer, context, error.status)
 
 
 @contextlib.asynccontextmanager
@@ -74,7 +114,10 @@ async def storing(core: Core) -> AsyncIterator[dict[str, Updates]]:
 routes = [
     Route("/api/updates", post_update, methods=["POST"]),
     Route("/api/updates", get_updates, methods=["GET"]),
+    Route("/api/updates/{seq:int}", patch_update, methods=["PATCH"]),
+    Route("/api/updates/{seq:int}", delete_update, methods=["DELETE"]),
     Route("/publish", publish_page, methods=["GET", "POST"]),
+    Route("/publish/{seq:int}", own_update_page, methods=["POST"]),
 ]
 extensions = [storing, retention]
 app = create_app("ingest", routes, extensions=extensions)

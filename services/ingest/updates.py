@@ -8,15 +8,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from pymongo import ReturnDocument
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
 from shared.auth import Caller
 from shared.batching import Batcher
 from shared.body import whole_number
 from shared.catalogue import Catalogue
-from shared.db import Database, next_seq, utcnow
+from shared.db import MAX_INT, Database, next_seq, numbers, utcnow, with_now
 from shared.errors import ApiError
-from shared.updates import MAX_TEXT, history, wire
+from shared.updates import digest, history, shape_problem, shown, text_problem, update_id, wire
 
 KEY_HEADER = "Idempotency-Key"
 MAX_KEY = 200
@@ -26,14 +27,6 @@ DUPLICATE_KEY = 11000
 
 def _invalid(fields: Mapping[str, str]) -> ApiError:
     return ApiError(422, detail="Please correct the highlighted fields.", fields=fields)
-
-
-def _text_problem(text: str) -> str | None:
-    if not text.strip():
-        return "required"
-    if len(text) > MAX_TEXT:
-        return f"at most {MAX_TEXT} characters (this is {len(text)})"
-    return None
 
 
 def _replayed(earlier: dict[str, Any], show: str, text: str) -> dict[str, Any]:
@@ -61,8 +54,8 @@ class Updates:
         mine = {"author": author.username, "idempotency_key": idempotency_key}
         if idempotency_key is not None and (earlier := await self.db.updates.find_one(mine)) is not None:
             return _replayed(earlier, show, text)
-        update = {"show": show, "title": title, "text": text, "author": author.username, "author_id": author.user_id,
-                  "created_at": utcnow()}  # fmt: skip
+        update = {"show": show, "title": title, "text": text, "announced": digest(text), "author": author.username,
+                  "author_id": author.user_id, "created_at": utcnow()}  # fmt: skip
         if idempotency_key is not None:
             update["idempotency_key"] = idempotency_key
         try:
@@ -77,7 +70,7 @@ class Updates:
         problems: dict[str, str] = {}
         if (title := await self.catalogue.title(show)) is None:
             problems["show"] = "choose one of the shows"
-        if problem := _text_problem(text):
+        if problem := text_problem(text):
             problems["text"] = problem
         if key is not None and not 1 <= len(key) <= MAX_KEY:
             problems[KEY_HEADER] = f"1 to {MAX_KEY} characters"
@@ -92,7 +85,7 @@ class Updates:
         Inserted unordered, so one duplicate idempotency key fails that publish alone."""
         last = await next_seq(self.db, count=len(updates))
         for seq, update in enumerate(updates, start=last - len(updates) + 1):
-            update["seq"] = seq
+            update["_id"], update["seq"] = update_id(seq, update["created_at"]), seq
         try:
             await self.db.updates.insert_many(updates, ordered=False)  # insert: dates stay dates on the embedded server
         except BulkWriteError as error:
@@ -108,8 +101,50 @@ class Updates:
         size = whole_number("limit", limit, 1, PAGE_MAX) or PAGE_DEFAULT
         if show and await self.catalogue.title(show) is None:
             raise _invalid({"show": "no such show"})
-        items = [wire(update) for update in await history(self.db, [show] if show else None, start, size)]
-        return {"items": items, "next_after": items[-1]["seq"] if items else start}
+        read = await history(self.db, [show] if show else None, start, size)
+        return {"items": [wire(update) for update in shown(read)], "next_after": read[-1]["seq"] if read else start}
+
+    async def edit(self, author: Caller, seq: int, text: str) -> dict[str, Any]:
+        """The author's own update with a new text, checked as a publish is. Its feeds hear of it from the stream
+        service, which sees `announced` gone and tells them; an unchanged text changes nothing."""
+        stored = await self._own(author, seq)
+        if problem := text_problem(text):
+            raise _invalid({"text": problem})
+        if text == stored["text"]:
+            return wire(stored)
+        change = with_now({"$set": {"text": text}, "$unset": {"announced": ""}}, "edited_at")
+        edited = await self.db.updates.find_one_and_update(
+            {"seq": seq, "author_id": author.user_id, "rejected": {"$exists": False}},
+            change,
+            return_document=ReturnDocument.AFTER,
+        )
+        if edited is None:
+            raise _not_found(seq)  # retracted meanwhile
+        return wire(edited)
+
+    async def retract(self, author: Caller, seq: int) -> None:
+        """Deleted, so history and unread counts lose it; the stream service tells open feeds."""
+        await self._own(author, seq)
+        await self.db.updates.delete_one({"seq": seq, "author_id": author.user_id})
+
+    async def mine(self, author: Caller, limit: int) -> list[dict[str, Any]]:
+        """The author's newest updates, for the publish page."""
+        query = {"author_id": author.user_id, "seq": numbers({"$gt": 0}), "rejected": {"$exists": False}}
+        return shown(await self.db.updates.find(query, {"_id": 0}).sort("seq", -1).limit(limit).to_list())
+
+    async def _own(self, author: Caller, seq: int) -> dict[str, Any]:
+        """Another author's update is refused, not hidden: its seq is on every feed anyway."""
+        query = {"seq": seq, "rejected": {"$exists": False}}
+        stored = await self.db.updates.find_one(query) if seq <= MAX_INT else None
+        if stored is None or shape_problem(stored) is not None:
+            raise _not_found(seq)
+        if stored.get("author_id") != author.user_id:
+            raise ApiError(403, detail=f"Update {seq} is not yours: only its author can change it.")
+        return stored
+
+
+def _not_found(seq: int) -> ApiError:
+    return ApiError(404, detail=f"There is no update {seq}.")
 
 
 def _write_error(problem: dict[str, Any]) -> Exception:

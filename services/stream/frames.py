@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from shared.db import iso_utc
 from shared.updates import wire
 
 RETRY_MS = 2000
@@ -44,3 +45,13 @@ def resync_frame(after: int, resume: int, missed: int | None) -> bytes:
 
 
 EXPIRED = event_frame("expired", {})  # the session ended by age: the page stops reconnecting
+
+
+def edit_frame(seq: int, text: str, edited_at: Any) -> bytes:
+    """A stored update's new text: pages change the item in place."""
+    return event_frame("edit", {"seq": seq, "text": text, "edited_at": iso_utc(edited_at)})
+
+
+def retract_frame(seq: int) -> bytes:
+    """A stored update deleted: pages remove the item."""
+    return event_frame("retract", {"seq": seq})

@@ -170,6 +170,15 @@ class Hub:
             feed.offer(frame)
         return len(followers) + len(self._everything)
 
+    def broadcast(self, frame: bytes) -> int:
+        """The same bytes to every open feed, whatever it carries: for a retraction, whose show a delete event does
+        not say; a page ignores a seq it does not show."""
+        count = 0
+        for feed in self._open():
+            feed.offer(frame)
+            count += 1
+        return count
+
     def heartbeat(self, share: int, shares: int) -> None:
         """Pings one share of the open feeds. Called `shares` times per ping interval, it pings each feed once per
         interval, never all at the same moment, and no connection needs a timer of its own."""

@@ -36,7 +36,8 @@ async def feeds(core: Core) -> AsyncIterator[Feeds]:
     event of every open response; the hub then ends every feed, so each response closes cleanly within the
     grace period instead of being cancelled mid-stream (the lifespan's own shutdown comes too late for them)."""
     hub, db, settings = Hub(), core["db"], core["settings"]
-    watcher, shutdown = Watcher(db, hub), anyio.Event()
+    watcher = Watcher(db, hub, core["catalogue"], settings.history_days)
+    shutdown = anyio.Event()
     replay = Replay(db, settings.replay_limit, trimmed=settings.history_days > 0)
     await watcher.start()
     chores = [asyncio.create_task(_end_feeds_when(shutdown, hub)),

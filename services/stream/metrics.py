@@ -4,5 +4,10 @@ from prometheus_client import Counter, Gauge
 
 CONNECTIONS = Gauge("gossip_stream_connections", "Open SSE connections")
 DELIVERED = Counter("gossip_stream_events_delivered", "Update frames handed to open feeds")
+EDITS = Counter("gossip_stream_edits_delivered", "Edit frames handed to open feeds")
+RETRACTIONS = Counter("gossip_stream_retractions_delivered", "Retract frames handed to open feeds")
+REJECTED = Counter("gossip_stream_rejected_documents", "Documents in updates that cannot be updates, marked `rejected`")
+SKIPPED = Counter("gossip_stream_changes_skipped", "Change events that could not be used, logged and skipped",
+                  ["collection"])  # fmt: skip
 RESTARTS = Counter("gossip_stream_change_stream_restarts", "Change streams reopened after a failure", ["collection"])
 SLOW_CONSUMERS = Counter("gossip_stream_slow_consumer_disconnects", "Feeds ended because their client fell behind")

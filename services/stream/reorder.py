@@ -20,9 +20,14 @@ class Reorder(Generic[T]):
         self._gap_since: float | None = None
 
     def push(self, seq: int, item: T, now: float) -> list[T]:
+        """A later push of a held seq replaces it: an update edited before its turn goes out as it now is."""
         if seq > self.delivered:
-            self._held.setdefault(seq, item)
+            self._held[seq] = item
         return self._release(now)
+
+    def discard(self, seq: int) -> None:
+        """A held update that was deleted before its turn: its seq becomes a hole, settled like any other."""
+        self._held.pop(seq, None)
 
     def overdue(self, now: float) -> bool:
         return self._gap_since is not None and now - self._gap_since >= self.wait

@@ -9,7 +9,7 @@ from typing import Any, TypeVar, cast
 
 from services.stream.frames import resync_frame, update_frame
 from shared.db import Database
-from shared.updates import between, cut, history, oldest
+from shared.updates import between, cut, history, oldest, shown
 
 BATCH = 500
 T = TypeVar("T")
@@ -64,7 +64,7 @@ class Replay:
 
     async def _read(self, shows: Shows, after: int, upto: int) -> tuple[bytes, int]:
         updates = await history(self.db, shows, after, BATCH, upto=upto)
-        frames = b"".join(update_frame(update) for update in updates)
+        frames = b"".join(update_frame(update) for update in shown(updates))
         return frames, updates[-1]["seq"] if len(updates) == BATCH else upto
 
 

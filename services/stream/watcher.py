@@ -10,18 +10,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import ConnectionFailure
 
-from services.stream.frames import read_frame, update_frame
+from services.stream.adoption import Adoption
+from services.stream.deletions import Deletions
+from services.stream.frames import edit_frame, read_frame, retract_frame, update_frame
 from services.stream.hub import Hub
-from services.stream.metrics import DELIVERED, RESTARTS
+from services.stream.metrics import DELIVERED, EDITS, RESTARTS, RETRACTIONS, SKIPPED
 from services.stream.reorder import Reorder
 from shared.app import USER_FIELDS
-from shared.db import Database, as_datetime, next_change
-from shared.updates import history, unread
+from shared.catalogue import Catalogue
+from shared.db import Database, as_datetime, change_id, next_change, numbers, utcnow, with_now
+from shared.updates import digest, is_seq, newest, problem, seq_in_id, unread
 
 log = logging.getLogger("gossip.stream.watcher")
 
 Update = dict[str, Any]
+UPDATE_CHANGES = ["insert", "update", "replace", "delete"]
 RETRY_DELAY = 0.5  # between attempts to reopen a failed change stream
 STOP_CHECK, STOP_TRIES = 0.1, 30  # stop() cancels its tasks again every STOP_CHECK seconds, up to STOP_TRIES times
 BATCH = 1000
@@ -50,14 +55,35 @@ class ChangeFeed:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-class Watcher:
-    """Watches `updates` (inserts), `users` (follows and read marks) and `sessions` (logouts, renewals, expiries).
-    After any failure it reopens the stream and reads `updates` above the last delivered seq, so open feeds miss
-    nothing."""
+def text_changed(change: dict[str, Any], update: Update) -> bool:
+    """Whether an update or replace event changed a stored update's text. MongoDB's update events say so in
+    updateDescription (their fullDocument is looked up later, and may already hold the next write). A replace, and
+    every update event of the embedded server, carry none; their fullDocument is the document as that change left
+    it, so its text is compared with `announced`, the digest of the text its feeds were last told."""
+    described = change.get("updateDescription")
+    if described:
+        return "text" in described.get("updatedFields", {})
+    return bool(update.get("announced") != digest(update["text"]))
 
-    def __init__(self, db: Database, hub: Hub, gap_wait: float = 1.0, sweep: float = 2.0) -> None:
-        self.db, self.hub, self.sweep = db, hub, sweep
-        self.reorder: Reorder[Update] = Reorder(0, gap_wait)
+
+class Watcher:
+    """Watches `updates` (every write: inserts, edits, deletions), `users` (follows and read marks) and `sessions`
+    (logouts, renewals, expiries). After any failure it reopens the stream and reads `updates` above the last
+    delivered seq, so open feeds miss nothing. A change it cannot use is logged and skipped; only the database's
+    failures reopen."""
+
+    def __init__(
+        self,
+        db: Database,
+        hub: Hub,
+        catalogue: Catalogue,
+        history_days: float = 0,
+        gap_wait: float = 1.0,
+        sweep: float = 2.0,
+    ) -> None:
+        self.db, self.hub, self.catalogue, self.sweep = db, hub, catalogue, sweep
+        self.reorder: Reorder[Update | None] = Reorder(0, gap_wait)  # None: a rejected seq, passed over in order
+        self.adoption, self.deletions = Adoption(db, catalogue), Deletions(db, history_days)
         self._next_sweep = 0.0
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -67,11 +93,11 @@ class Watcher:
         return self.reorder.delivered
 
     async def start(self) -> None:
-        latest = await self.db.updates.find_one({}, {"seq": 1}, sort=[("seq", -1)])
-        self.reorder.delivered = latest["seq"] if latest else 0
+        self.reorder.delivered = await newest(self.db)
         streams = [
-            ChangeFeed(self.db.updates, [{"$match": {"operationType": "insert"}}], self.catch_up, self._on_update,
-                       self._on_idle, pause=0.01, server_wait=0.1),  # so that on_idle settles a gap on time
+            ChangeFeed(self.db.updates, [{"$match": {"operationType": {"$in": UPDATE_CHANGES}}}], self.catch_up,
+                       self._on_update, self._on_idle, pause=0.01, server_wait=0.1,  # on_idle settles a gap on time
+                       options=LOOKUP),
             ChangeFeed(self.db.users, [{"$match": {"operationType": {"$in": ["update", "replace"]}}}],
                        self._resync_users, self._on_user, pause=0.05, options=LOOKUP),
             ChangeFeed(self.db.sessions, [{"$match": {"operationType": {"$in": ["delete", "update", "replace"]}}}],
@@ -105,7 +131,7 @@ class Watcher:
                     opened.set()
                     while True:
                         change = await next_change(stream, feed.pause)
-                        await (feed.on_change(change) if change is not None else feed.on_idle())
+                        await (_skipping(name, feed.on_change, change) if change is not None else feed.on_idle())
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -113,9 +139,33 @@ class Watcher:
                 log.warning("change stream on %s failed; reopening", name, exc_info=True)
                 await asyncio.sleep(RETRY_DELAY)
 
-    def _deliver(self, updates: list[Update]) -> None:
+    async def _deliver(self, updates: list[Update | None]) -> None:
+        """Each update's frame is encoded once and the same bytes go to every feed; then the seqs of documents
+        whose _id does not hold it are noted, after the feeds have them, so that a deletion can be retracted."""
+        foreign = []
         for update in updates:
-            DELIVERED.inc(self.hub.publish(update["show"], update_frame(update)))
+            if update is not None:
+                DELIVERED.inc(self.hub.publish(update["show"], update_frame(update)))
+                if seq_in_id(update["_id"]) != update["seq"]:
+                    foreign.append(update)
+        for update in foreign:
+            await self.deletions.remember(update)
+
+    async def _read(self, after: int, upto: int | None = None) -> list[Update]:
+        """Stored documents in (after, upto] in seq order, whatever they hold: each is checked as a change is."""
+        seq = {"$gt": after} if upto is None else {"$gt": after, "$lte": upto}
+        return await self.db.updates.find({"seq": numbers(seq)}).sort("seq", 1).limit(BATCH).to_list()
+
+    async def _vetted(self, document: Update) -> Update | None:
+        """The document if it is an update to deliver; None if it is not, rejected (logged and counted once)."""
+        if "rejected" in document:
+            return None
+        seq = document.get("seq")
+        why = problem(document, await self.catalogue.titles()) if is_seq(seq) else f"seq: {seq!r} is not a seq"
+        if why is None:
+            return document
+        await self.adoption.reject(document["_id"], why)
+        return None
 
     async def catch_up(self) -> None:
         """Whatever committed while no stream was open goes through the same ordering as live changes.
@@ -125,25 +175,81 @@ class Watcher:
         became a loop of reads that held up the change stream it stands in for."""
         after, now = self.delivered, time.monotonic()
         while True:
-            batch = await history(self.db, None, after, BATCH)
-            for update in batch:
-                self._deliver(self.reorder.push(update["seq"], update, now))
+            batch = await self._read(after)
+            for document in batch:
+                update = await self._vetted(document)
+                if is_seq(document["seq"]):
+                    await self._deliver(self.reorder.push(document["seq"], update, now))
             if len(batch) < BATCH:
                 break
             after = batch[-1]["seq"]
+        await self.adoption.sweep()  # documents without a seq, inserted while no stream was open
         self._next_sweep = now + self.sweep
 
     async def _on_update(self, change: dict[str, Any]) -> None:
-        update = change["fullDocument"]
-        self._deliver(self.reorder.push(update["seq"], update, time.monotonic()))
+        kind = change["operationType"]
+        if kind == "delete":
+            await self._on_delete(change_id(change))
+        elif kind in ("insert", "update", "replace"):
+            document = change["fullDocument"]
+            if document is not None:  # None: looked up after a deletion, whose own event follows
+                document["_id"] = change_id(change)  # the embedded server's fullDocument may hold it encoded
+                await self._on_document(change, document)
+        else:
+            raise ValueError(f"an unexpected operationType {kind!r}")
         await self._on_idle()
+
+    async def _on_document(self, change: dict[str, Any], document: Update) -> None:
+        """A new update goes out in seq order; a delivered one whose text changed goes out as an edit, and one that
+        can no longer be shown as a retraction. A document without a seq is another program's, to be numbered."""
+        if "rejected" in document:
+            return
+        seq = document.get("seq")
+        if seq is None:
+            if "claim" not in document:  # a claimed one is its claimer's, or the sweep's once the claim is stale
+                inserted_at = change.get("wallTime") if change["operationType"] == "insert" else None
+                await self.adoption.adopt(document["_id"], inserted_at)
+            return
+        update = await self._vetted(document)
+        if not is_seq(seq):
+            return
+        if seq > self.delivered:
+            await self._deliver(self.reorder.push(seq, update, time.monotonic()))
+        elif update is None:
+            RETRACTIONS.inc(self.hub.publish(document["show"], retract_frame(seq)))
+        elif change["operationType"] != "insert" and text_changed(change, update):
+            await self._edited(change, update)
+
+    async def _edited(self, change: dict[str, Any], update: Update) -> None:
+        """Tells the feeds, then stores `announced` so that later writes to the document are not taken for edits.
+        Every process that saw the change tells its own feeds; the first to store it wins, the rest change nothing.
+        The API's edit sets edited_at itself and drops `announced`; for any other writer the time is the change's."""
+        by_api = "announced" not in update and "edited_at" in update
+        edited_at = update["edited_at"] if by_api else change.get("wallTime") or utcnow()
+        EDITS.inc(self.hub.publish(update["show"], edit_frame(update["seq"], update["text"], edited_at)))
+        announced = digest(update["text"])
+        stamp = {"$set": {"announced": announced}}
+        await self.db.updates.update_one(
+            {"_id": update["_id"], "text": update["text"], "announced": {"$ne": announced}},
+            stamp if by_api else with_now(stamp, "edited_at"),
+        )
+
+    async def _on_delete(self, document_id: object) -> None:
+        """Sent to every feed: a delete event does not say the show, and a retraction is rare."""
+        seq = await self.deletions.seq(document_id, self.delivered)
+        if seq is None:
+            return
+        if seq <= self.delivered:
+            RETRACTIONS.inc(self.hub.broadcast(retract_frame(seq)))
+        else:
+            self.reorder.discard(seq)
 
     async def _on_idle(self) -> None:
         now = time.monotonic()
         if self.reorder.overdue(now):
             after, upto = self.reorder.gap()
-            found = [(update["seq"], update) for update in await history(self.db, None, after, BATCH, upto)]
-            self._deliver(self.reorder.settle(found))
+            found = [(doc["seq"], await self._vetted(doc)) for doc in await self._read(after, upto)]
+            await self._deliver(self.reorder.settle((seq, update) for seq, update in found if is_seq(seq)))
         elif now >= self._next_sweep:
             await self.catch_up()  # a change event lost without an error is found here within `sweep`
 
@@ -197,3 +303,17 @@ class Watcher:
             self.hub.revoke(session_id)
         for session in alive:
             self._session_ends(session["_id"], session)
+
+
+async def _skipping(name: str, handle: Callable[[dict[str, Any]], Awaitable[None]], change: dict[str, Any]) -> None:
+    """A change the code cannot use (a field missing or of a wrong type, an operation it does not expect) is logged
+    in one line and skipped: reopening the stream would not make it usable, and the changes after it still count.
+    Only the database's own failures reach the loop, which reopens the stream and catches up."""
+    try:
+        await handle(change)
+    except ConnectionFailure:
+        raise
+    except Exception as error:  # any bug a document can trigger: one line, not a traceback per change
+        SKIPPED.labels(collection=name).inc()
+        key = change.get("documentKey") if isinstance(change, dict) else None
+        log.warning("skipped a change on %s (%r): %s: %s", name, key, type(error).__name__, error)

@@ -12,13 +12,15 @@ from pymongo import AsyncMongoClient, MongoClient, monitoring
 from services.stream.hub import Feed, Hub
 from services.stream.watcher import BATCH, Watcher
 from shared.auth import Caller
+from shared.catalogue import Catalogue
+from shared.db import seed_shows
 from shared.settings import Settings
 from tests.support.updates import stored_update
 from tests.support.waiting import wait_until
 
 
 class SteadyPublishers(monitoring.CommandListener):
-    """Commits the next update each time a read of `updates` by seq has been answered, up to `most`: publishers
+    """Commits the next update each time a read of `updates` in seq order has been answered, up to `most`: publishers
     that keep pace with the reader, whatever its speed."""
 
     def __init__(self, settings: Settings, first: int, most: int) -> None:
@@ -29,7 +31,7 @@ class SteadyPublishers(monitoring.CommandListener):
         self._asked: set[int] = set()
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if event.command_name == "find" and "seq" in event.command.get("filter", {}):
+        if event.command_name == "find" and event.command.get("sort") == {"seq": 1}:
             self._asked.add(event.request_id)
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
@@ -53,8 +55,11 @@ async def watched(
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongo_url, event_listeners=[publishers])
     try:
         hub = Hub()
-        feed = hub.open(Caller("u1", "una"), ["flash"], max_frames=2 * BATCH)
-        yield Watcher(client[settings.mongo_db], hub, **options), feed, publishers
+        feed = hub.open(Caller("u1", "una", "s1"), ["flash"], max_frames=2 * BATCH)
+        db = client[settings.mongo_db]
+        await seed_shows(db)
+        await db.sessions.insert_one({"_id": "s1"})  # else the sessions stream, opening, ends the feed as revoked
+        yield Watcher(db, hub, Catalogue(db), **options), feed, publishers
     finally:
         publishers.client.drop_database(settings.mongo_db)
         publishers.client.close()

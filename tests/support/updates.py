@@ -6,13 +6,15 @@ from typing import Any
 
 import httpx
 
-from shared.db import utcnow
+from shared.db import SHOWS, utcnow
+from shared.updates import digest, update_id
 
 
 def stored_update(seq: int, show: str = "flash", text: str = "", author: str = "test") -> dict[str, Any]:
     """An update as ingest stores it, for writing straight into MongoDB with a chosen seq."""
-    return {"seq": seq, "show": show, "title": "The Flash", "text": text or f"update {seq}", "author": author,
-            "created_at": utcnow()}  # fmt: skip
+    text, created_at = text or f"update {seq}", utcnow()
+    return {"_id": update_id(seq, created_at), "seq": seq, "show": show, "title": SHOWS[show], "text": text,
+            "announced": digest(text), "author": author, "created_at": created_at}  # fmt: skip
 
 
 async def publish(http: httpx.AsyncClient, show: str, text: str) -> dict[str, Any]:
