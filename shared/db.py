@@ -90,6 +90,12 @@ def numbers(condition: dict[str, Any]) -> dict[str, Any]:
     return {**condition, "$type": "number"}
 
 
+async def put(collection: AsyncCollection[dict[str, Any]], document: dict[str, Any]) -> None:
+    """Stores `document` under its _id, replacing what is there. The _id goes in the replacement as well as the
+    filter: the embedded server's upsert gave a new document an ObjectId of its own instead of the filter's _id."""
+    await collection.replace_one({"_id": document["_id"]}, document, upsert=True)
+
+
 def with_now(update: dict[str, Any], *fields: str) -> dict[str, Any]:
     """`update`, also setting each of `fields` to the server's time: $currentDate, because the embedded server stores
     a datetime given to $set as a string."""

@@ -15,7 +15,7 @@ from typing import Any
 
 from bson import ObjectId
 
-from shared.db import Database, as_datetime, utcnow
+from shared.db import Database, as_datetime, put, utcnow
 from shared.updates import is_seq, seq_in_id
 
 
@@ -33,10 +33,10 @@ class Deletions:
         if seq_in_id(document_id) == seq:
             return
         created_at = as_datetime(update["created_at"])
-        entry: dict[str, Any] = {"seq": seq, "created_at": created_at}
+        entry: dict[str, Any] = {"_id": document_id, "seq": seq, "created_at": created_at}
         if self.history_days:
             entry["expires_at"] = created_at + timedelta(days=self.history_days)
-        await self.db.update_ids.replace_one({"_id": document_id}, entry, upsert=True)  # replace: dates stay dates
+        await put(self.db.update_ids, entry)  # a replace: dates stay dates
 
     async def seq(self, document_id: object, delivered: int) -> int | None:
         """The seq the deleted document had, or None: retention's work, or no update of ours. A seq above

@@ -191,8 +191,10 @@ class Watcher:
         if kind == "delete":
             await self._on_delete(change_id(change))
         elif kind in ("insert", "update", "replace"):
-            document = change["fullDocument"]
-            if document is not None:  # None: looked up after a deletion, whose own event follows
+            document = change.get("fullDocument")
+            if document is None and kind != "update":
+                raise ValueError(f"an {kind} event without fullDocument")
+            if document is not None:  # None: an update looked up after a deletion, whose own event follows
                 document["_id"] = change_id(change)  # the embedded server's fullDocument may hold it encoded
                 await self._on_document(change, document)
         else:

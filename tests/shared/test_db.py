@@ -7,12 +7,14 @@ import os
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from bson import ObjectId
 from pymongo.errors import DuplicateKeyError
 
 from shared.db import (
     HISTORY_INDEX,
     Database,
     as_datetime,
+    change_id,
     count,
     delete_older,
     ensure_indexes,
@@ -21,9 +23,12 @@ from shared.db import (
     new_id,
     next_change,
     next_seq,
+    numbers,
     purges_ttl_on_read,
+    put,
     username_key,
     utcnow,
+    with_now,
 )
 from tests.support.updates import stored_update
 
@@ -127,3 +132,60 @@ async def test_seq_is_strictly_increasing_under_concurrency(db: Database) -> Non
 async def test_seq_blocks_are_consecutive_and_never_shared(db: Database) -> None:
     lasts = await asyncio.gather(*(next_seq(db, count=5) for _ in range(10)))
     assert sorted(seq for last in lasts for seq in range(last - 4, last + 1)) == list(range(1, 51))
+
+
+async def test_change_ids_are_the_documents_own_for_every_kind_of_id(db: Database) -> None:
+    """The embedded server gives an integer _id in documentKey as a string: change_id gives back the integer, and
+    a write by that _id finds the document. ObjectIds and strings come back as they are."""
+    ids = [7, "7", ObjectId()]
+    async with await db.updates.watch(full_document="updateLookup") as stream:
+        for document_id in ids:
+            await db.updates.insert_one({"_id": document_id, "n": 0})
+            await db.updates.update_one({"_id": document_id}, {"$set": {"n": 1}})
+            await db.updates.delete_one({"_id": document_id})
+        seen = []
+        while len(seen) < 3 * len(ids):
+            if (change := await next_change(stream, 0.01)) is not None:
+                seen.append(change_id(change))
+    assert seen == [document_id for document_id in ids for _ in range(3)]
+    assert [type(document_id) for document_id in seen[::3]] == [int, str, ObjectId]
+
+
+async def test_a_date_set_as_the_server_time_reads_back_as_a_date(db: Database) -> None:
+    await db.updates.insert_one({"_id": "u"})
+    await db.updates.update_one({"_id": "u"}, with_now({"$set": {"text": "t"}}, "edited_at"))
+    stored = await db.updates.find_one({"_id": "u"})
+    assert stored is not None and stored["text"] == "t"
+    assert isinstance(stored["edited_at"], datetime)
+    assert abs((stored["edited_at"] - utcnow()).total_seconds()) < 5
+
+
+async def test_a_range_on_a_number_matches_numbers_only(db: Database) -> None:
+    await db.updates.insert_many([{"seq": value} for value in (1, 2.5, 3, "x", [7], {"n": 1}, False, None)])
+    above = await db.updates.find({"seq": numbers({"$gt": 0})}).sort("seq", 1).to_list()
+    below = await db.updates.find({"seq": numbers({"$lt": 10})}).sort("seq", 1).to_list()
+    assert [found["seq"] for found in above] == [found["seq"] for found in below] == [1, 2.5, 3]
+
+
+async def test_any_number_of_updates_may_lack_a_seq_but_no_two_share_one(db: Database) -> None:
+    await ensure_indexes(db)
+    await ensure_indexes(db)  # every service runs it at every start
+    await db.updates.insert_many([{"show": "flash"}, {"show": "flash"}, {"seq": None}, {"seq": 1}])
+    with pytest.raises(DuplicateKeyError):
+        await db.updates.insert_one({"seq": 1})
+
+
+async def test_a_unique_seq_index_made_before_is_replaced(db: Database) -> None:
+    """On MongoDB the old index (unique over every document) lets one document lack a seq; it is rebuilt."""
+    await db.updates.create_index("seq", unique=True)
+    await ensure_indexes(db)
+    await db.updates.insert_many([{"show": "flash"}, {"show": "flash"}])
+
+
+async def test_put_stores_a_document_under_its_own_id_and_replaces_it(db: Database) -> None:
+    for document_id in ("key", 17, ObjectId()):
+        await put(db.update_ids, {"_id": document_id, "seq": 1, "at": utcnow()})
+        await put(db.update_ids, {"_id": document_id, "seq": 2, "at": utcnow()})
+        stored = await db.update_ids.find({"_id": document_id}).to_list()
+        assert [(found["seq"], isinstance(found["at"], datetime)) for found in stored] == [(2, True)]
+    assert await db.update_ids.count_documents({}) == 3

@@ -44,3 +44,20 @@ def test_a_new_gap_gets_its_own_full_wait() -> None:
     order.push(4, "four", now=0.9)
     assert not order.overdue(now=1.5)
     assert order.overdue(now=2.0)
+
+
+def test_a_held_update_pushed_again_goes_out_as_it_was_last_pushed() -> None:
+    order: Reorder[str] = Reorder(0)
+    order.push(2, "two", now=0)
+    order.push(2, "two, edited", now=0)
+    assert order.push(1, "one", now=0) == ["one", "two, edited"]
+
+
+def test_a_discarded_update_is_a_hole_settled_like_any_other() -> None:
+    order: Reorder[str] = Reorder(0, wait=1.0)
+    order.push(2, "two", now=0)
+    order.push(3, "three", now=0)
+    order.discard(2)
+    assert order.overdue(now=1.0)
+    assert order.settle([]) == ["three"]
+    assert order.delivered == 3

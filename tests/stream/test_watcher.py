@@ -1,22 +1,40 @@
-"""The watcher's sweep against the real server, with publishers that commit between its reads."""
+"""The watcher against the real server: its sweep, with publishers that commit between its reads; edits and
+retractions made in MongoDB, reaching real feeds; and changes it cannot use."""
 
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import re
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
+import pytest
 from pymongo import AsyncMongoClient, MongoClient, monitoring
 
 from services.stream.hub import Feed, Hub
-from services.stream.watcher import BATCH, Watcher
+from services.stream.watcher import BATCH, Watcher, _skipping
 from shared.auth import Caller
 from shared.catalogue import Catalogue
-from shared.db import seed_shows
+from shared.db import Database, seed_shows
 from shared.settings import Settings
-from tests.support.updates import stored_update
+from tests.support.sse import Event, events
+from tests.support.updates import publish, stored_update
 from tests.support.waiting import wait_until
+
+
+class AnyTime(str):
+    """Equal to any timestamp in the wire format."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str) and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", other) is not None
+
+    __hash__ = str.__hash__
+
+
+ANY_TIME = AnyTime()
 
 
 class SteadyPublishers(monitoring.CommandListener):
@@ -98,3 +116,77 @@ async def test_a_backlog_longer_than_a_batch_is_read_whole(settings: Settings) -
         await watcher.catch_up()
         assert publishers.reads == 2
         assert await sent_ids(feed) == list(range(1, BATCH + 6))
+
+
+async def test_an_update_one_on_the_text_reaches_an_open_feed_as_an_edit_without_an_id(
+    alice: httpx.AsyncClient, db: Database
+) -> None:
+    async with events(alice, "/events/all") as feed:
+        published = await publish(alice, "flash", "Barry is back")
+        await feed.updates(1)
+        await db.updates.update_one({"seq": published["seq"]}, {"$set": {"text": "Barry is back, again"}})
+        edit = await feed.next()
+        assert (edit.event, edit.id) == ("edit", None)  # Last-Event-ID still marks the newest update
+        assert edit.json() == {"seq": published["seq"], "text": "Barry is back, again", "edited_at": ANY_TIME}
+        await db.updates.update_one({"seq": published["seq"]}, {"$set": {"tag": "not the text"}})
+        after = await publish(alice, "flash", "next")  # neither that write nor the edit's own mark was an edit
+        assert await feed.next() == Event("update", json.dumps(after, separators=(",", ":")), str(after["seq"]))
+
+    async def marked() -> bool:
+        return "edited_at" in (await alice.get("/api/updates")).json()["items"][0]
+
+    await wait_until(marked)
+    (shown, _) = (await alice.get("/api/updates")).json()["items"]
+    assert (shown["text"], shown["edited_at"][:16]) == ("Barry is back, again", edit.json()["edited_at"][:16])
+
+
+async def test_a_replace_that_keeps_the_seq_is_an_edit_too(alice: httpx.AsyncClient, db: Database) -> None:
+    async with events(alice, "/events/all") as feed:
+        published = await publish(alice, "flash", "Barry is back")
+        await feed.updates(1)
+        stored = await db.updates.find_one({"seq": published["seq"]})
+        assert stored is not None
+        await db.updates.replace_one({"_id": stored["_id"]}, {**stored, "text": "replaced"})
+        assert ((edit := await feed.next()).event, edit.json()["text"]) == ("edit", "replaced")
+
+
+async def test_the_apis_edit_reaches_feeds_with_the_edit_time_it_answered(
+    alice: httpx.AsyncClient, db: Database
+) -> None:
+    async with events(alice, "/events/all") as feed:
+        published = await publish(alice, "flash", "Barry is back")
+        await feed.updates(1)
+        answered = await alice.patch(f"/api/updates/{published['seq']}", json={"text": "Barry is back!"})
+        assert answered.status_code == 200, answered.text
+        edit = await feed.next()
+    assert edit.json() == {k: answered.json()[k] for k in ("seq", "text", "edited_at")}
+    assert {**answered.json(), "text": "Barry is back", "edited_at": None} == {**published, "edited_at": None}
+
+
+async def test_a_delete_one_reaches_every_open_feed_as_a_retraction(alice: httpx.AsyncClient, db: Database) -> None:
+    await alice.put("/api/me/follows/flash")
+    async with events(alice) as followed, events(alice, "/events/all") as everything:
+        published = await publish(alice, "flash", "Barry is back")
+        for feed in (followed, everything):
+            await feed.updates(1)
+        await db.updates.delete_one({"seq": published["seq"]})
+        for feed in (followed, everything):
+            assert await feed.next() == Event("retract", json.dumps({"seq": published["seq"]}).replace(" ", ""))
+    assert (await alice.get("/api/updates")).json()["items"] == []
+
+
+async def test_a_malformed_or_unexpected_change_is_logged_in_one_line_and_skipped(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="gossip")
+    async with watched(settings, first=1, most=0) as (watcher, _, _):
+        for change in (
+            {"operationType": "insert", "documentKey": {"_id": 1}},  # no fullDocument
+            {"operationType": "insert", "documentKey": {"_id": 1}, "fullDocument": "not a document"},
+            {"operationType": "delete"},  # no documentKey
+            {"operationType": "drop"},
+            {},
+        ):
+            await _skipping("updates", watcher._on_update, change)
+    assert len(caplog.records) == 5 and "Traceback" not in caplog.text
+    assert all(record.getMessage().startswith("skipped a change on updates") for record in caplog.records)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -10,9 +11,11 @@ from shared.db import SHOWS, utcnow
 from shared.updates import digest, update_id
 
 
-def stored_update(seq: int, show: str = "flash", text: str = "", author: str = "test") -> dict[str, Any]:
+def stored_update(
+    seq: int, show: str = "flash", text: str = "", author: str = "test", created_at: datetime | None = None
+) -> dict[str, Any]:
     """An update as ingest stores it, for writing straight into MongoDB with a chosen seq."""
-    text, created_at = text or f"update {seq}", utcnow()
+    text, created_at = text or f"update {seq}", created_at or utcnow()
     return {"_id": update_id(seq, created_at), "seq": seq, "show": show, "title": SHOWS[show], "text": text,
             "announced": digest(text), "author": author, "created_at": created_at}  # fmt: skip
 

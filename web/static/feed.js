@@ -1,6 +1,6 @@
 // What a page does with the live events: the unread badge on every page, the status line, new updates on top of a
-// live notifications page (which marks them read), the resync notice, and desktop notifications when asked for.
-// Text from updates is only ever set as textContent.
+// live notifications page (which marks them read), edits and retractions in place, the resync notice, and desktop
+// notifications when asked for. Text from updates is only ever set as textContent.
 import { connect } from "./live.js";
 
 const body = document.body;
@@ -16,6 +16,8 @@ let lastRead = Number(body.dataset.lastRead);
 let last = Math.max(Number(body.dataset.after), newestShown);  // the newest update this page has
 let readTimer = null;
 let readOnceLive = list !== null;  // what the page lists is marked read once live, so that the `read` event reaches it
+let shownState = "";  // the status line's state
+let wasLive = false;  // live before: going live again is a reconnect, after which the page reads back what it lists
 
 function element(tag, className, text) {
   const node = document.createElement(tag);
@@ -52,6 +54,9 @@ function setStatus(state, text, signIn) {
     readOnceLive = false;
     sendRead();
   }
+  if (state === "live" && shownState !== "live" && wasLive && list) refresh();
+  if (state === "live") wasLive = true;
+  shownState = state;
 }
 
 function item(update) {
@@ -64,7 +69,47 @@ function item(update) {
   time.dateTime = update.created_at;
   meta.append(localTime(time));
   li.append(meta, element("p", "text", update.text));
+  if (update.edited_at) markEdited(li, update.edited_at);
   return li;
+}
+
+function markEdited(li, when) {
+  let mark = li.querySelector(".edited");
+  if (!mark) {
+    mark = element("span", "edited", "edited");
+    li.querySelector(".meta").append(" · ", mark);
+  }
+  mark.title = "edited " + new Date(when).toLocaleString();
+}
+
+function listed(seq) {
+  return list && list.querySelector('li[data-seq="' + Number(seq) + '"]');
+}
+
+function showAsNow(li, update) {
+  li.querySelector(".text").textContent = update.text;
+  if (update.edited_at) markEdited(li, update.edited_at);
+}
+
+async function refresh() {
+  // Edits and retractions carry no id, so a feed that was away is not sent them again: after a reconnect the page
+  // reads what it lists back from history, edited or gone. A bounded number of pages of it.
+  const items = Array.from(list.querySelectorAll("li[data-seq]"));
+  if (!items.length) return;
+  let after = Math.min(...items.map((li) => Number(li.dataset.seq))) - 1;
+  const found = new Map();
+  for (let page = 0; page < 10 && after < last; page++) {
+    const response = await fetch("/api/updates?limit=1000&after=" + after, { credentials: "same-origin" });
+    if (!response.ok) return;
+    const history = await response.json();
+    history.items.forEach((update) => found.set(update.seq, update));
+    after = history.next_after === after ? last : history.next_after;
+  }
+  for (const li of items) {
+    const update = found.get(Number(li.dataset.seq));
+    if (update) showAsNow(li, update);
+    else if (Number(li.dataset.seq) <= after) li.remove();
+  }
 }
 
 function sendRead() {
@@ -120,6 +165,14 @@ const handlers = {
     if (!following) return;
     const names = data.follows.map((slug) => titles[slug] || slug);
     following.textContent = names.length ? "Following: " + names.join(", ") : "You follow no shows yet.";
+  },
+  edit(data) {
+    const li = listed(data.seq);
+    if (li) showAsNow(li, data);
+  },
+  retract(data) {
+    const li = listed(data.seq);
+    if (li) li.remove();
   },
   read(data) {
     lastRead = data.last_read_seq;

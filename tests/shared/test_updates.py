@@ -1,0 +1,71 @@
+"""The update as stored: its _id, its checks and its wire shape, as pure logic."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from bson import ObjectId
+
+from shared.db import MAX_INT, SHOWS
+from shared.updates import digest, problem, seq_in_id, shown, update_id, wire
+from tests.support.updates import stored_update
+
+CREATED = datetime(2026, 11, 24, 10, 0, 0, 123000, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("seq", [1, 1042, MAX_INT])
+def test_an_updates_id_holds_its_seq_and_its_time(seq: int) -> None:
+    made = update_id(seq, CREATED)
+    assert seq_in_id(made) == seq
+    assert made.generation_time == CREATED.replace(microsecond=0)
+
+
+def test_other_ids_hold_no_seq_of_ours() -> None:
+    assert seq_in_id("a string id") is None and seq_in_id(1042) is None
+    assert seq_in_id(ObjectId()) != 1  # a driver's ObjectId: random bytes where the seq would be
+
+
+def test_the_digest_tells_texts_apart() -> None:
+    assert digest("Barry is back") == digest("Barry is back") != digest("Barry is back!")
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ({"show": "no_such_show"}, "show"),
+        ({"show": 7}, "show"),
+        ({"text": ""}, "text"),
+        ({"text": "   "}, "text"),
+        ({"text": 42}, "text"),
+        ({"text": "x" * 1001}, "text"),
+        ({"author": None}, "author"),
+        ({"title": ["The Flash"]}, "title"),
+        ({"created_at": "2026-11-24"}, "created_at"),
+        ({"edited_at": 17}, "edited_at"),
+    ],
+)
+def test_a_document_that_cannot_be_an_update_says_why(change: dict[str, Any], why: str) -> None:
+    assert problem(stored_update(1), SHOWS) is None
+    found = problem({**stored_update(1), **change}, SHOWS)
+    assert found is not None and found.startswith(why)
+
+
+def test_a_document_without_a_required_field_says_which() -> None:
+    for field in ("show", "title", "text", "author", "created_at"):
+        update = stored_update(1)
+        del update[field]
+        found = problem(update, SHOWS)
+        assert found is not None and found.startswith(field)
+
+
+def test_what_is_shown_leaves_out_documents_of_a_wrong_shape() -> None:
+    good, bad_seq, bad_text = stored_update(1), {**stored_update(2), "seq": "2"}, {**stored_update(3), "text": None}
+    assert shown([good, bad_seq, bad_text]) == [good]
+
+
+def test_an_edited_update_carries_its_edit_time_on_the_wire() -> None:
+    assert "edited_at" not in wire(stored_update(1))
+    edited = wire({**stored_update(1), "edited_at": {"$date": "2026-11-24T10:00:00.123Z"}})
+    assert edited["edited_at"] == "2026-11-24T10:00:00.123Z"

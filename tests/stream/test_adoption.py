@@ -1,0 +1,140 @@
+"""Updates other programs insert without a seq: numbered once, completed, delivered and replayed like a publish; a
+document that cannot be an update is rejected once and costs the updates around it nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import httpx
+import pytest
+from bson import ObjectId
+from pymongo import MongoClient
+
+from services.all import app as gossip
+from services.stream.adoption import CLAIM_STALE, Adoption
+from shared.app import create_app
+from shared.catalogue import Catalogue
+from shared.db import Database, last_seq, next_seq, prepare
+from shared.settings import Settings
+from tests.support.accounts import registered
+from tests.support.servers import LiveServer, gauge
+from tests.support.sse import events
+from tests.support.updates import publish
+from tests.support.waiting import wait_until
+
+REJECTED = "gossip_stream_rejected_documents_total"
+
+
+def raw_insert(settings: Settings, document: dict[str, Any]) -> Any:
+    """As any other program writes: a plain, synchronous PyMongo client of its own."""
+    with MongoClient(settings.mongo_url) as plain:
+        return plain[settings.mongo_db].updates.insert_one(document).inserted_id
+
+
+async def test_a_raw_insert_reaches_both_feeds_within_2_s_with_a_seq(
+    alice: httpx.AsyncClient, settings: Settings
+) -> None:
+    await alice.put("/api/me/follows/flash")
+    async with events(alice) as followed, events(alice, "/events/all") as everything:
+        before = await publish(alice, "flash", "published")
+        assert await followed.updates(1) == await everything.updates(1) == [before]
+        raw_insert(settings, {"show": "flash", "text": "Barry is back", "author": "dba"})
+        (received,) = await followed.updates(1, timeout=2)
+        assert await everything.updates(1, timeout=2) == [received]
+    assert received["seq"] == before["seq"] + 1  # the next number: the claim took one, and only one
+    assert (received["show"], received["title"], received["text"], received["author"]) == (
+        "flash", "The Flash", "Barry is back", "dba",
+    )  # fmt: skip
+    assert received["created_at"].endswith("Z")
+    async with events(alice, **{"last-event-id": str(before["seq"])}) as again:  # replayed from history
+        assert await again.updates(1) == [received]
+    history = (await alice.get("/api/updates", params={"after": before["seq"]})).json()["items"]
+    assert history == [received]
+
+
+async def test_given_fields_are_kept_and_the_insert_time_is_the_creation_time(
+    alice: httpx.AsyncClient, db: Database
+) -> None:
+    async with events(alice, "/events/all") as feed:
+        inserted = ObjectId()
+        await db.updates.insert_one({"_id": inserted, "show": "sherlock", "text": "The game is on", "author": "dba",
+                                     "title": "a title of its own", "source": "a migration"})  # fmt: skip
+        (received,) = await feed.updates(1)
+    assert received["title"] == "Sherlock"  # from the catalogue, always
+    stored = await db.updates.find_one({"_id": inserted})
+    assert stored is not None and stored["source"] == "a migration" and "claim" not in stored
+    assert abs((stored["created_at"] - inserted.generation_time).total_seconds()) < 2
+
+
+async def test_a_poison_document_between_two_updates_costs_neither(
+    alice: httpx.AsyncClient, db: Database, server: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gossip")
+    rejected_before = gauge(server, REJECTED)
+    poison = [
+        {"show": "no_such_show", "text": "x", "author": "dba"},
+        {"show": "flash", "text": 42, "author": "dba"},
+        {"show": "flash", "text": "x" * 1001, "author": "dba"},
+        {"show": "flash", "author": "dba"},
+        {"show": "flash", "text": "x", "author": "dba", "created_at": "yesterday"},
+    ]
+    async with events(alice, "/events/all") as feed:
+        first = await publish(alice, "flash", "before the poison")
+        ids = [(await db.updates.insert_one(document)).inserted_id for document in poison]
+        numbered = {"seq": await next_seq(db), "show": "flash", "text": "", "author": "dba"}  # poison with a seq
+        ids.append((await db.updates.insert_one(numbered)).inserted_id)
+        last = await publish(alice, "flash", "after the poison")
+        assert await feed.updates(2) == [first, last]
+
+    async def all_rejected() -> bool:
+        return await db.updates.count_documents({"rejected": {"$exists": True}}) == len(ids)
+
+    await wait_until(all_rejected)
+    assert gauge(server, REJECTED) - rejected_before == len(ids)
+    warnings = [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING]
+    for document_id in ids:
+        assert sum(repr(document_id) in warning for warning in warnings) == 1, warnings
+    assert "Traceback" not in caplog.text and "reopening" not in caplog.text
+    assert [update["seq"] for update in (await alice.get("/api/updates")).json()["items"]] == [
+        first["seq"],
+        last["seq"],
+    ]
+
+
+async def test_only_one_claim_wins_and_only_the_winner_takes_a_number(db: Database) -> None:
+    await prepare(db)
+    inserted = (await db.updates.insert_one({"show": "flash", "text": "once", "author": "dba"})).inserted_id
+    catalogue = Catalogue(db)
+    await asyncio.gather(*(Adoption(db, catalogue).adopt(inserted) for _ in range(5)))
+    stored = await db.updates.find_one({"_id": inserted})
+    assert stored is not None and stored["seq"] == 1
+    assert await last_seq(db) == 1  # no number taken and left unused: no hole for the watcher to wait out
+
+
+async def test_a_claim_whose_process_died_is_finished_by_the_sweep_and_a_live_one_is_left(db: Database) -> None:
+    await prepare(db)
+    now = time.time()
+    dead = {"show": "flash", "text": "claimed", "author": "dba", "claim": {"by": "gone", "at": now - CLAIM_STALE - 1}}
+    live = {"show": "flash", "text": "claimed", "author": "dba", "claim": {"by": "busy", "at": now}}
+    dead_id, live_id = (await db.updates.insert_many([dead, live])).inserted_ids
+    await Adoption(db, Catalogue(db)).sweep()
+    finished, left = await db.updates.find_one({"_id": dead_id}), await db.updates.find_one({"_id": live_id})
+    assert finished is not None and finished["seq"] == 1 and "claim" not in finished
+    assert left is not None and "seq" not in left and left["claim"]["by"] == "busy"
+
+
+async def test_documents_inserted_while_no_stream_ran_are_delivered_when_one_starts(
+    settings: Settings, db: Database
+) -> None:
+    await db.updates.insert_many([{"show": "flash", "text": f"while away {n}", "author": "dba"} for n in range(3)])
+    live = LiveServer(create_app("gossip", gossip.routes, settings, gossip.extensions)).start()
+    try:
+        async with registered(live.url, "rae") as rae, events(rae, "/events/all", **{"last-event-id": "0"}) as feed:
+            received = await feed.updates(3)
+    finally:
+        live.stop()
+    assert sorted(update["text"] for update in received) == [f"while away {n}" for n in range(3)]
+    assert [update["seq"] for update in received] == [1, 2, 3]
