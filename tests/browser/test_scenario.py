@@ -7,7 +7,12 @@ import logging
 import pytest
 from playwright.async_api import Browser, Page, expect
 
+from services.all import app as gossip
+from shared.app import create_app
+from shared.db import Database
+from shared.settings import Settings
 from tests.support.accounts import PASSWORD, registered
+from tests.support.servers import LiveServer
 from tests.support.updates import publish as publish_api  # this module's `publish` uses the page
 
 XSS = "<img src=x onerror=alert(1)>"
@@ -15,7 +20,7 @@ XSS = "<img src=x onerror=alert(1)>"
 
 async def publish(page: Page, show_title: str, text: str) -> None:
     await page.goto("/publish")
-    form = page.locator("form:has(textarea[name=text])")
+    form = page.locator("form[action='/publish']")
     await form.locator("select[name=show]").select_option(label=show_title)
     await form.locator("textarea[name=text]").fill(text)
     await form.locator("button[type=submit]").click()
@@ -56,6 +61,17 @@ async def test_seed_scenario(browser: Browser, server: str, caplog: pytest.LogCa
     assert "Winter came" not in await notifications.locator("#feed").inner_text()
     assert await notifications.locator("#feed img").count() == 0 and await everything.locator("#feed img").count() == 0
 
+    mine = page.locator("#mine li")  # the publish page's own updates, newest first: the XSS, Winter, Barry
+    await mine.nth(2).locator("textarea").fill("Barry is back, edited")
+    await mine.nth(2).locator("button[value=edit]").click()
+    await expect(page.locator(".flash")).to_contain_text("is edited")
+    for tab in (notifications, everything):
+        await expect(tab.locator("#feed li").last.locator(".text")).to_have_text("Barry is back, edited")
+        await expect(tab.locator("#feed li").last.locator(".edited")).to_be_visible()
+    await mine.nth(1).locator("button[value=retract]").click()
+    await expect(page.locator(".flash")).to_contain_text("is retracted")
+    await expect(everything.locator("#feed li", has_text="Winter came")).to_have_count(0)
+
     await page.reload()
     await page.click("#logout")
     await expect(page).to_have_url(f"{server}/login")
@@ -88,3 +104,45 @@ async def test_offline_user_sees_what_was_missed_with_an_unread_count(browser: B
     await page.goto("/")  # opening the page marked them read
     await expect(page.locator("#unread")).to_have_text("0")
     await context.close()
+
+
+def serving(settings: Settings, port: int = 0) -> LiveServer:
+    return LiveServer(create_app("gossip", gossip.routes, settings, gossip.extensions), port=port).start()
+
+
+async def test_an_edit_or_a_retraction_made_in_the_database_changes_an_open_page(
+    browser: Browser, settings: Settings, db: Database
+) -> None:
+    live = serving(settings)
+    context = await browser.new_context(base_url=live.url)
+    page = await context.new_page()
+    await page.goto("/register")
+    await page.fill("input[name=username]", "eda")
+    await page.fill("input[name=password]", PASSWORD)
+    await page.click("form.stack button[type=submit]")
+    await page.request.put("/api/me/follows/flash")
+    async with registered(live.url, "pat") as pat:
+        texts = ("as published", "to be retracted", "retracted while away")
+        edited, retracted, away = [await publish_api(pat, "flash", text) for text in texts]
+    await page.goto("/notifications")
+    await expect(page.locator("#status")).to_have_text("live")
+    item = page.locator(f"#feed li[data-seq='{edited['seq']}']")
+
+    await db.updates.update_one({"seq": edited["seq"]}, {"$set": {"text": "edited in mongosh"}})
+    await expect(item.locator(".text")).to_have_text("edited in mongosh")
+    await expect(item.locator(".edited")).to_have_text("edited")
+    await db.updates.delete_one({"seq": retracted["seq"]})
+    await expect(page.locator(f"#feed li[data-seq='{retracted['seq']}']")).to_have_count(0)
+
+    live.stop()  # the feed drops: an edit made now is not sent when it comes back
+    await expect(page.locator("#status")).to_have_text("reconnecting…")
+    await db.updates.update_one({"seq": edited["seq"]}, {"$set": {"text": "edited while away"}})
+    await db.updates.delete_one({"seq": away["seq"]})
+    live = serving(settings, live.port)
+    try:
+        await expect(page.locator("#status")).to_have_text("live", timeout=10_000)
+        await expect(item.locator(".text")).to_have_text("edited while away")  # read back from history
+        await expect(page.locator("#feed li")).to_have_count(1)
+    finally:
+        await context.close()
+        live.stop()

@@ -187,3 +187,58 @@ async def test_history_with_bad_parameters_is_422_naming_them(
 
 async def test_history_needs_a_caller(client: httpx.AsyncClient) -> None:
     assert (await client.get("/api/updates")).status_code == 401
+
+
+async def test_an_author_edits_their_update_and_history_shows_it_edited(bearer: httpx.AsyncClient) -> None:
+    published = await publish(bearer, "flash", "Barry is back")
+    response = await bearer.patch(f"/api/updates/{published['seq']}", json={"text": "Barry is back!"})
+    assert response.status_code == 200, response.text
+    edited = response.json()
+    assert {**edited, "edited_at": None} == {**published, "text": "Barry is back!", "edited_at": None}
+    assert TIMESTAMP.fullmatch(edited["edited_at"]) and edited["edited_at"] >= published["created_at"]
+    assert (await bearer.get("/api/updates")).json()["items"] == [edited]
+    unchanged = await bearer.patch(f"/api/updates/{published['seq']}", json={"text": "Barry is back!"})
+    assert unchanged.json() == edited  # the same text again is no edit
+
+
+async def test_an_author_retracts_their_update_and_it_is_gone(alice: httpx.AsyncClient) -> None:
+    kept, retracted = await publish(alice, "flash", "kept"), await publish(alice, "flash", "retracted")
+    assert (await alice.delete(f"/api/updates/{retracted['seq']}")).status_code == 204
+    assert (await alice.get("/api/updates")).json()["items"] == [kept]
+    assert json_error(await alice.delete(f"/api/updates/{retracted['seq']}"))[:2] == (404, "not_found")
+
+
+async def test_nobody_edits_or_retracts_another_authors_update(alice: httpx.AsyncClient, server: str) -> None:
+    published = await publish(alice, "flash", "alice's")
+    async with registered(server, "mallory") as mallory:
+        edit = await mallory.patch(f"/api/updates/{published['seq']}", json={"text": "mallory's now"})
+        retract = await mallory.delete(f"/api/updates/{published['seq']}")
+    assert json_error(edit)[:2] == json_error(retract)[:2] == (403, "forbidden")
+    assert (await alice.get("/api/updates")).json()["items"] == [published]
+
+
+async def test_an_edit_is_checked_as_a_publish_is(alice: httpx.AsyncClient, db: Database) -> None:
+    published = await publish(alice, "flash", "Barry is back")
+    too_long = f"at most {MAX_TEXT} characters (this is {MAX_TEXT + 1})"
+    for body, problem in (({"text": " "}, "required"), ({}, "required"), ({"text": "x" * (MAX_TEXT + 1)}, too_long)):
+        response = await alice.patch(f"/api/updates/{published['seq']}", json=body)
+        assert json_error(response)[0::2] == (422, {"text": problem})
+    assert json_error(await alice.patch(f"/api/updates/{published['seq']}", json={"text": 7}))[0] == 422
+    for missing in (published["seq"] + 1, 10**30):
+        assert json_error(await alice.patch(f"/api/updates/{missing}", json={"text": "hi"}))[:2] == (404, "not_found")
+        assert json_error(await alice.delete(f"/api/updates/{missing}"))[:2] == (404, "not_found")
+    assert (await db.updates.find_one({"seq": published["seq"]}))["text"] == "Barry is back"
+
+
+async def test_changing_an_update_needs_a_caller(client: httpx.AsyncClient) -> None:
+    assert json_error(await client.patch("/api/updates/1", json={"text": "hi"}))[:2] == (401, "unauthorized")
+    assert json_error(await client.delete("/api/updates/1"))[:2] == (401, "unauthorized")
+
+
+async def test_a_retracted_update_is_no_longer_unread(server: str) -> None:
+    async with registered(server, "bob") as bob, registered(server, "alice") as alice:
+        await alice.put("/api/me/follows/flash")
+        first, _ = await publish(bob, "flash", "one"), await publish(bob, "flash", "two")
+        assert (await alice.get("/api/me")).json()["unread"] == 2
+        assert (await bob.delete(f"/api/updates/{first['seq']}")).status_code == 204
+        assert (await alice.get("/api/me")).json()["unread"] == 1

@@ -1,4 +1,5 @@
-"""The publish page: a form with a CSRF token, the flash after the redirect, errors that keep what was typed."""
+"""The publish page: a form with a CSRF token, the flash after the redirect, errors that keep what was typed, and
+one's own recent updates to edit or retract."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import httpx
 
 from shared.db import Database
 from shared.updates import MAX_TEXT
-from tests.support.accounts import csrf_of
+from tests.support.accounts import csrf_of, registered
+from tests.support.updates import publish
 
 
 async def test_the_publish_page_needs_a_login(client: httpx.AsyncClient) -> None:
@@ -61,3 +63,25 @@ async def test_a_form_without_a_valid_csrf_token_publishes_nothing(alice: httpx.
         response = await alice.post("/publish", data={"csrf_token": token, "show": "flash", "text": "hi"})
         assert response.status_code == 403
     assert await db.updates.count_documents({}) == 0
+
+
+async def test_the_publish_page_edits_and_retracts_ones_own_updates(alice: httpx.AsyncClient, server: str) -> None:
+    async with registered(server, "bob") as bob:
+        theirs = await publish(bob, "flash", "bob's")
+    mine = await publish(alice, "flash", "Barry is back")
+    page = await alice.get("/publish")
+    assert f'action="/publish/{mine["seq"]}"' in page.text and f'action="/publish/{theirs["seq"]}"' not in page.text
+    token = await csrf_of(alice, "/publish")
+    edit = {"csrf_token": token, "action": "edit", "text": "Barry is back!"}
+    response = await alice.post(f"/publish/{mine['seq']}", data=edit)
+    assert (response.status_code, response.headers["location"]) == (303, "/publish")
+    page = await alice.get("/publish")
+    assert f"Update #{mine['seq']} is edited." in page.text and ">Barry is back!</textarea>" in page.text
+    assert ">edited</span>" in page.text
+    refused = await alice.post(f"/publish/{theirs['seq']}", data={**edit, "action": "retract"})
+    assert refused.status_code == 403 and "is not yours" in refused.text
+    too_long = await alice.post(f"/publish/{mine['seq']}", data={**edit, "text": "x" * (MAX_TEXT + 1)})
+    assert too_long.status_code == 422 and "Update: at most 1000 characters" in too_long.text
+    response = await alice.post(f"/publish/{mine['seq']}", data={**edit, "action": "retract"})
+    assert response.status_code == 303
+    assert [item["seq"] for item in (await alice.get("/api/updates")).json()["items"]] == [theirs["seq"]]

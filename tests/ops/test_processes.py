@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 
 from dev.processes import ServiceProcess
+from shared.db import Database
 from shared.settings import Settings
 from tests.support.accounts import PASSWORD, api_token, registered
 from tests.support.sse import events
@@ -61,6 +62,34 @@ async def test_two_stream_processes_each_deliver_every_update_once_in_order(laun
         last = await publish(script, "flash", "and nothing twice before this one")
         assert await first.updates(1) == [last]
         assert await second.updates(1) == [last]
+
+
+async def test_two_stream_processes_number_a_raw_insert_once_and_reject_a_poison_one_once(
+    launch: Launch, db: Database
+) -> None:
+    """Both see every insert and both try to claim it: one wins and takes the only number, and one logs the poison."""
+    auth, ingest, streams = launch("auth"), launch("ingest"), [launch("stream"), launch("stream")]
+    ada, token = await follower(auth, "ada")
+    bob, _ = await follower(auth, "bob")
+    async with (
+        client(streams[0], cookie=ada) as on_first,
+        events(on_first) as first,
+        client(streams[1], cookie=bob) as on_second,
+        events(on_second) as second,
+        client(ingest, token=token) as script,
+    ):
+        before = await publish(script, "flash", "published")
+        assert await first.updates(1) == await second.updates(1) == [before]
+        poison = (await db.updates.insert_one({"show": "flash", "text": "", "author": "dba"})).inserted_id
+        await db.updates.insert_one({"show": "flash", "text": "inserted by hand", "author": "dba"})
+        (raw,) = await first.updates(1)
+        assert await second.updates(1) == [raw] and raw["seq"] == before["seq"] + 1
+        after = await publish(script, "flash", "and nothing twice before this one")
+        assert await first.updates(1) == await second.updates(1) == [after]
+    assert after["seq"] == raw["seq"] + 1  # no number was taken and left unused
+    assert await db.updates.count_documents({"text": "inserted by hand"}) == 1
+    logged = [line for stream in streams for line in stream.output().splitlines() if repr(poison) in line]
+    assert len(logged) == 1 and "is not an update" in logged[0], logged
 
 
 def access_lines(process: ServiceProcess) -> list[dict[str, Any]]:

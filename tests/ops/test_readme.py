@@ -1,4 +1,5 @@
-"""The README's configuration table is the operator's reference: it must name every variable the settings read."""
+"""The README is followed as written: its configuration table names every variable the settings read, its curl
+blocks work top to bottom, and its mongosh one-liner puts an update on everyone's page."""
 
 from __future__ import annotations
 
@@ -8,8 +9,13 @@ import re
 import subprocess
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import httpx
+
+from shared.db import Database
 from shared.settings import ROOT, Settings
+from tests.support.sse import events
 
 
 class Recording(dict[str, str]):
@@ -53,3 +59,15 @@ def test_the_curl_blocks_work_followed_top_to_bottom(server: str, tmp_path: Path
         )  # --max-time: `curl -N` on a feed would read for ever
         result = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True)
         assert result.stdout in {"200", "201", "204"}, (command, result.stdout, (tmp_path / "body").read_text())
+
+
+async def test_the_mongosh_one_liner_puts_an_update_on_everyones_page(alice: httpx.AsyncClient, db: Database) -> None:
+    """The document it inserts, inserted as mongosh would: it reaches a feed of every show."""
+    block = (ROOT / "README.md").read_text().split("\n## Changes made in MongoDB\n", 1)[1]
+    command = re.search(r"^mongosh '(mongodb://[^']+)' --eval 'db\.updates\.insertOne\((\{.*\})\)'$", block, re.M)
+    assert command, "the one-liner"
+    assert urlsplit(command.group(1)).path == f"/{Settings(secret_key='s').mongo_db}"
+    async with events(alice, "/events/all") as feed:
+        await db.updates.insert_one(json.loads(command.group(2)))
+        (update,) = await feed.updates(1, timeout=2)
+    assert (update["seq"], update["title"], update["text"]) == (1, "The Flash", "Barry is back")

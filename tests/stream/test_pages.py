@@ -86,3 +86,14 @@ async def test_all_notifications_pages_older_updates_of_every_show(alice: httpx.
 async def test_a_bad_before_is_refused(alice: httpx.AsyncClient) -> None:
     for before in ("abc", "-1", "9" * 20):
         assert (await alice.get(f"/notifications?before={before}")).status_code == 422
+
+
+async def test_pages_show_the_current_text_marked_as_edited_and_not_what_was_retracted(
+    alice: httpx.AsyncClient,
+) -> None:
+    edited, retracted = await publish(alice, "flash", "first text"), await publish(alice, "flash", "retracted")
+    await alice.patch(f"/api/updates/{edited['seq']}", json={"text": "second text"})
+    await alice.delete(f"/api/updates/{retracted['seq']}")
+    page = await alice.get("/notifications/all")
+    assert listed(page) == [(edited["seq"], False)]
+    assert "second text" in page.text and "first text" not in page.text and 'class="edited"' in page.text

@@ -14,9 +14,11 @@ from starlette.types import ASGIApp
 class LiveServer:
     """A real uvicorn serving a real socket, in a thread of the test process so that it starts in milliseconds."""
 
-    def __init__(self, app: ASGIApp, graceful: float = 3.0) -> None:
+    def __init__(self, app: ASGIApp, graceful: float = 3.0, port: int = 0) -> None:
+        """`port`: a given one, to come back where a stopped server was (its browsers reconnect there)."""
         self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", port))
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(app, log_config=None, lifespan="on", timeout_graceful_shutdown=graceful)
