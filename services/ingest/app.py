@@ -14,7 +14,7 @@ from services.ingest.retention import retention
 from services.ingest.updates import KEY_HEADER, Updates
 from shared.app import create_app
 from shared.auth import Caller, require_caller
-from shared.body import drain, read_fields
+from shared.body import drain, read_fields, whole_number
 from shared.errors import ApiError
 from shared.pages import Viewer, page_viewer, read_form, redirect, render
 from shared.state import Core
@@ -75,34 +75,33 @@ async def _publish_form(request: IngestRequest, viewer: Viewer, context: dict[st
 
 
 async def publish_page(request: IngestRequest) -> Response:
-    """GET shows the form; POST goes through the same publish as the API, and errors keep what was typed."""
+    """GET shows the form. POST publishes through the same publish as the API, or with action=edit or retract and
+    a seq, edits or retracts one of the caller's own updates as the API does; errors keep what was typed."""
     viewer = await page_viewer(request)
     if request.method == "GET":
         return await _publish_form(request, viewer, {})
-    fields = await read_form(request, "show", "text")
+    fields = await read_form(request, "action", "seq", "show", "text")
     try:
-        update = await request.state["updates"].publish(viewer.caller, fields, None)
+        flash = await _submit(request.state["updates"], viewer.caller, fields)
     except ApiError as error:
-        return await _publish_form(request, viewer, {**fields, "error": error}, error.status)
-    return redirect(request, "/publish", flash=f"Published update #{update['seq']} for {update['title']}.")
+        failed = {"failed": fields["seq"]} if fields["action"] else {}
+        return await _publish_form(request, viewer, {**fields, **failed, "error": error}, error.status)
+    return redirect(request, "/publish", flash=flash)
 
 
-async def own_update_page(request: IngestRequest) -> Response:
-    """The publish page's Save and Retract buttons (action=edit or retract): the same edit and retraction as the API."""
-    viewer = await page_viewer(request)
-    fields = await read_form(request, "action", "text")
-    seq, store = request.path_params["seq"], request.state["updates"]
-    try:
-        if fields["action"] == "edit":
-            await store.edit(viewer.caller, seq, fields["text"])
-            return redirect(request, "/publish", flash=f"Update #{seq} is edited.")
-        if fields["action"] == "retract":
-            await store.retract(viewer.caller, seq)
-            return redirect(request, "/publish", flash=f"Update #{seq} is retracted.")
-        raise ApiError(422, detail="Choose to edit or retract.", fields={"action": "edit or retract"})
-    except ApiError as error:
-        context = {"error": error, "failed": seq, "text": fields["text"]}
-        return await _publish_form(request, viewer, context, error.status)
+async def _submit(store: Updates, caller: Caller, fields: dict[str, str]) -> str:
+    """Does what the form asked; returns the flash that says it is done."""
+    if not fields["action"]:
+        update = await store.publish(caller, fields, None)
+        return f"Published update #{update['seq']} for {update['title']}."
+    seq = whole_number("seq", fields["seq"]) or 0  # no seq: no such update
+    if fields["action"] == "edit":
+        await store.edit(caller, seq, fields["text"])
+        return f"Update #{seq} is edited."
+    if fields["action"] == "retract":
+        await store.retract(caller, seq)
+        return f"Update #{seq} is retracted."
+    raise ApiError(422, detail="Choose to edit or retract.", fields={"action": "edit or retract"})
 
 
 @contextlib.asynccontextmanager
@@ -117,7 +116,6 @@ routes = [
     Route("/api/updates/{seq:int}", patch_update, methods=["PATCH"]),
     Route("/api/updates/{seq:int}", delete_update, methods=["DELETE"]),
     Route("/publish", publish_page, methods=["GET", "POST"]),
-    Route("/publish/{seq:int}", own_update_page, methods=["POST"]),
 ]
 extensions = [storing, retention]
 app = create_app("ingest", routes, extensions=extensions)

@@ -20,7 +20,7 @@ XSS = "<img src=x onerror=alert(1)>"
 
 async def publish(page: Page, show_title: str, text: str) -> None:
     await page.goto("/publish")
-    form = page.locator("form[action='/publish']")
+    form = page.locator("form#publish")
     await form.locator("select[name=show]").select_option(label=show_title)
     await form.locator("textarea[name=text]").fill(text)
     await form.locator("button[type=submit]").click()

@@ -70,18 +70,20 @@ async def test_the_publish_page_edits_and_retracts_ones_own_updates(alice: httpx
         theirs = await publish(bob, "flash", "bob's")
     mine = await publish(alice, "flash", "Barry is back")
     page = await alice.get("/publish")
-    assert f'action="/publish/{mine["seq"]}"' in page.text and f'action="/publish/{theirs["seq"]}"' not in page.text
+    assert f'name="seq" value="{mine["seq"]}"' in page.text and f'value="{theirs["seq"]}"' not in page.text
     token = await csrf_of(alice, "/publish")
-    edit = {"csrf_token": token, "action": "edit", "text": "Barry is back!"}
-    response = await alice.post(f"/publish/{mine['seq']}", data=edit)
+    edit = {"csrf_token": token, "action": "edit", "seq": str(mine["seq"]), "text": "Barry is back!"}
+    response = await alice.post("/publish", data=edit)
     assert (response.status_code, response.headers["location"]) == (303, "/publish")
     page = await alice.get("/publish")
     assert f"Update #{mine['seq']} is edited." in page.text and ">Barry is back!</textarea>" in page.text
     assert ">edited</span>" in page.text
-    refused = await alice.post(f"/publish/{theirs['seq']}", data={**edit, "action": "retract"})
+    refused = await alice.post("/publish", data={**edit, "action": "retract", "seq": str(theirs["seq"])})
     assert refused.status_code == 403 and "is not yours" in refused.text
-    too_long = await alice.post(f"/publish/{mine['seq']}", data={**edit, "text": "x" * (MAX_TEXT + 1)})
+    too_long = await alice.post("/publish", data={**edit, "text": "x" * (MAX_TEXT + 1)})
     assert too_long.status_code == 422 and "Update: at most 1000 characters" in too_long.text
-    response = await alice.post(f"/publish/{mine['seq']}", data={**edit, "action": "retract"})
+    for wrong in ({"action": "forget"}, {"seq": ""}, {"seq": "x"}):
+        assert (await alice.post("/publish", data={**edit, **wrong})).status_code in (404, 422)
+    response = await alice.post("/publish", data={**edit, "action": "retract"})
     assert response.status_code == 303
     assert [item["seq"] for item in (await alice.get("/api/updates")).json()["items"]] == [theirs["seq"]]
