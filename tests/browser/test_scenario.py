@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 import pytest
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from services.all import app as gossip
 from shared.app import create_app
@@ -16,6 +16,17 @@ from tests.support.servers import LiveServer
 from tests.support.updates import publish as publish_api  # this module's `publish` uses the page
 
 XSS = "<img src=x onerror=alert(1)>"
+
+
+async def signed_up(browser: Browser, server: str, username: str) -> tuple[BrowserContext, Page]:
+    """A browser of its own, registered through the page."""
+    context = await browser.new_context(base_url=server)
+    page = await context.new_page()
+    await page.goto("/register")
+    await page.fill("input[name=username]", username)
+    await page.fill("input[name=password]", PASSWORD)
+    await page.click("form.stack button[type=submit]")
+    return context, page
 
 
 async def publish(page: Page, show_title: str, text: str) -> None:
@@ -29,15 +40,9 @@ async def publish(page: Page, show_title: str, text: str) -> None:
 
 async def test_seed_scenario(browser: Browser, server: str, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="gossip.access")
-    context = await browser.new_context(base_url=server)
+    context, page = await signed_up(browser, server, "akul")
     dialogs: list[str] = []
     context.on("dialog", lambda dialog: dialogs.append(dialog.message))
-    page = await context.new_page()
-
-    await page.goto("/register")
-    await page.fill("input[name=username]", "akul")
-    await page.fill("input[name=password]", PASSWORD)
-    await page.click("form.stack button[type=submit]")
     await page.goto("/shows")
     await page.locator("li[data-show=flash] button", has_text="Follow").click()
     await expect(page.locator("li[data-show=flash] button")).to_have_text("Unfollow")
@@ -83,12 +88,7 @@ async def test_seed_scenario(browser: Browser, server: str, caplog: pytest.LogCa
 
 
 async def test_offline_user_sees_what_was_missed_with_an_unread_count(browser: Browser, server: str) -> None:
-    context = await browser.new_context(base_url=server)
-    page = await context.new_page()
-    await page.goto("/register")
-    await page.fill("input[name=username]", "olga")
-    await page.fill("input[name=password]", PASSWORD)
-    await page.click("form.stack button[type=submit]")
+    context, page = await signed_up(browser, server, "olga")
     await page.request.put("/api/me/follows/sherlock")
     async with registered(server, "pat") as pat:  # one's own updates are never unread
         for text in ("first while away", "second while away"):
@@ -114,12 +114,7 @@ async def test_an_edit_or_a_retraction_made_in_the_database_changes_an_open_page
     browser: Browser, settings: Settings, db: Database
 ) -> None:
     live = serving(settings)
-    context = await browser.new_context(base_url=live.url)
-    page = await context.new_page()
-    await page.goto("/register")
-    await page.fill("input[name=username]", "eda")
-    await page.fill("input[name=password]", PASSWORD)
-    await page.click("form.stack button[type=submit]")
+    context, page = await signed_up(browser, live.url, "eda")
     await page.request.put("/api/me/follows/flash")
     async with registered(live.url, "pat") as pat:
         texts = ("as published", "to be retracted", "retracted while away")

@@ -3,8 +3,9 @@ nothing but MongoDB and the session secret. Two stream processes on one database
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -13,7 +14,7 @@ from dev.processes import ServiceProcess
 from shared.db import Database
 from shared.settings import Settings
 from tests.support.accounts import PASSWORD, api_token, registered
-from tests.support.sse import events
+from tests.support.sse import EventReader, events
 from tests.support.updates import publish
 from tests.support.waiting import wait_until
 
@@ -45,8 +46,14 @@ async def test_register_on_auth_publish_on_ingest_receive_on_stream(launch: Laun
     assert (received["show"], received["text"], received["author"]) == ("flash", "Barry is back", "ada")
 
 
-async def test_two_stream_processes_each_deliver_every_update_once_in_order(launch: Launch) -> None:
-    auth, ingest, streams = launch("auth"), launch("ingest"), [launch("stream"), launch("stream")]
+@contextlib.asynccontextmanager
+async def two_streams(
+    launch: Launch, streams: list[ServiceProcess]
+) -> AsyncIterator[tuple[EventReader, EventReader, httpx.AsyncClient]]:
+    """A feed of ada's on the first stream process and one of bob's on the second, both following flash, and a
+    script that publishes with ada's token; `streams` gets the two processes."""
+    auth, ingest = launch("auth"), launch("ingest")
+    streams += [launch("stream"), launch("stream")]
     ada, token = await follower(auth, "ada")
     bob, _ = await follower(auth, "bob")
     async with (
@@ -56,6 +63,11 @@ async def test_two_stream_processes_each_deliver_every_update_once_in_order(laun
         events(on_second) as second,
         client(ingest, token=token) as script,
     ):
+        yield first, second, script
+
+
+async def test_two_stream_processes_each_deliver_every_update_once_in_order(launch: Launch) -> None:
+    async with two_streams(launch, []) as (first, second, script):
         published = [await publish(script, "flash", f"update {i}") for i in range(20)]
         assert await first.updates(20) == published
         assert await second.updates(20) == published
@@ -68,16 +80,8 @@ async def test_two_stream_processes_number_a_raw_insert_once_and_reject_a_poison
     launch: Launch, db: Database
 ) -> None:
     """Both see every insert and both try to claim it: one wins and takes the only number, and one logs the poison."""
-    auth, ingest, streams = launch("auth"), launch("ingest"), [launch("stream"), launch("stream")]
-    ada, token = await follower(auth, "ada")
-    bob, _ = await follower(auth, "bob")
-    async with (
-        client(streams[0], cookie=ada) as on_first,
-        events(on_first) as first,
-        client(streams[1], cookie=bob) as on_second,
-        events(on_second) as second,
-        client(ingest, token=token) as script,
-    ):
+    streams: list[ServiceProcess] = []
+    async with two_streams(launch, streams) as (first, second, script):
         before = await publish(script, "flash", "published")
         assert await first.updates(1) == await second.updates(1) == [before]
         poison = (await db.updates.insert_one({"show": "flash", "text": "", "author": "dba"})).inserted_id

@@ -20,7 +20,7 @@ from shared.auth import Caller
 from shared.catalogue import Catalogue
 from shared.db import Database, seed_shows
 from shared.settings import Settings
-from tests.support.sse import Event, events
+from tests.support.sse import Event, EventReader, events
 from tests.support.updates import publish, stored_update
 from tests.support.waiting import wait_until
 
@@ -118,12 +118,18 @@ async def test_a_backlog_longer_than_a_batch_is_read_whole(settings: Settings) -
         assert await sent_ids(feed) == list(range(1, BATCH + 6))
 
 
+async def delivered(http: httpx.AsyncClient, feed: EventReader) -> dict[str, Any]:
+    """An update published, once the feed has it: what comes next on the feed is what follows."""
+    published = await publish(http, "flash", "Barry is back")
+    assert await feed.updates(1) == [published]
+    return published
+
+
 async def test_an_update_one_on_the_text_reaches_an_open_feed_as_an_edit_without_an_id(
     alice: httpx.AsyncClient, db: Database
 ) -> None:
     async with events(alice, "/events/all") as feed:
-        published = await publish(alice, "flash", "Barry is back")
-        await feed.updates(1)
+        published = await delivered(alice, feed)
         await db.updates.update_one({"seq": published["seq"]}, {"$set": {"text": "Barry is back, again"}})
         edit = await feed.next()
         assert (edit.event, edit.id) == ("edit", None)  # Last-Event-ID still marks the newest update
@@ -142,8 +148,7 @@ async def test_an_update_one_on_the_text_reaches_an_open_feed_as_an_edit_without
 
 async def test_a_replace_that_keeps_the_seq_is_an_edit_too(alice: httpx.AsyncClient, db: Database) -> None:
     async with events(alice, "/events/all") as feed:
-        published = await publish(alice, "flash", "Barry is back")
-        await feed.updates(1)
+        published = await delivered(alice, feed)
         stored = await db.updates.find_one({"seq": published["seq"]})
         assert stored is not None
         await db.updates.replace_one({"_id": stored["_id"]}, {**stored, "text": "replaced"})
@@ -154,8 +159,7 @@ async def test_the_apis_edit_reaches_feeds_with_the_edit_time_it_answered(
     alice: httpx.AsyncClient, db: Database
 ) -> None:
     async with events(alice, "/events/all") as feed:
-        published = await publish(alice, "flash", "Barry is back")
-        await feed.updates(1)
+        published = await delivered(alice, feed)
         answered = await alice.patch(f"/api/updates/{published['seq']}", json={"text": "Barry is back!"})
         assert answered.status_code == 200, answered.text
         edit = await feed.next()
