@@ -22,7 +22,7 @@ from pymongo.errors import ConnectionFailure, PyMongoError
 
 from services.stream.metrics import REJECTED
 from shared.catalogue import Catalogue
-from shared.db import Database, new_id, next_seq, utcnow
+from shared.db import Database, as_datetime, new_id, next_seq, utcnow
 from shared.updates import digest, problem
 
 log = logging.getLogger("gossip.stream.adoption")
@@ -31,10 +31,10 @@ CLAIM_STALE = 10.0  # seconds: a claim this old belongs to a process that died b
 BATCH = 100
 
 
-def _inserted_at(document_id: object, inserted_at: datetime | None) -> datetime:
+def _inserted_at(document_id: object, inserted_at: Any) -> datetime:
     """When the document was inserted: its insert event's time, else an ObjectId's own, else now."""
     if inserted_at is not None:
-        return inserted_at
+        return as_datetime(inserted_at)
     return document_id.generation_time if isinstance(document_id, ObjectId) else utcnow()
 
 
@@ -52,7 +52,7 @@ class Adoption:
             "$or": [{"claim": {"$exists": False}}, {"claim.at": {"$lt": now - CLAIM_STALE}}],
         }
 
-    async def adopt(self, document_id: object, inserted_at: datetime | None = None) -> None:
+    async def adopt(self, document_id: object, inserted_at: Any = None) -> None:
         """Numbers the document if this process wins its claim; nothing if another one did."""
         now = time.time()
         claimed = await self.db.updates.find_one_and_update(

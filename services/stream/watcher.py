@@ -66,6 +66,16 @@ def text_changed(change: dict[str, Any], update: Update) -> bool:
     return bool(update.get("announced") != digest(update["text"]))
 
 
+def timed_by_writer(change: dict[str, Any], update: Update) -> bool:
+    """Whether the edit's writer set edited_at with the text, as the API's edit does: then that time is the edit's.
+    Without updateDescription, the API's edit is known by the `announced` it drops; any other writer's edit is
+    timed by its change event."""
+    described = change.get("updateDescription")
+    if described:
+        return "edited_at" in described.get("updatedFields", {})
+    return "announced" not in update and "edited_at" in update
+
+
 class Watcher:
     """Watches `updates` (every write: inserts, edits, deletions), `users` (follows and read marks) and `sessions`
     (logouts, renewals, expiries). After any failure it reopens the stream and reads `updates` above the last
@@ -217,16 +227,16 @@ class Watcher:
             return
         if seq > self.delivered:
             await self._deliver(self.reorder.push(seq, update, time.monotonic()))
-        elif update is None:
-            RETRACTIONS.inc(self.hub.publish(document["show"], retract_frame(seq)))
+        elif update is None:  # a delivered update changed into something that is not one: history drops it too
+            RETRACTIONS.inc(self.hub.broadcast(retract_frame(seq)))
         elif change["operationType"] != "insert" and text_changed(change, update):
             await self._edited(change, update)
 
     async def _edited(self, change: dict[str, Any], update: Update) -> None:
-        """Tells the feeds, then stores `announced` so that later writes to the document are not taken for edits.
-        Every process that saw the change tells its own feeds; the first to store it wins, the rest change nothing.
-        The API's edit sets edited_at itself and drops `announced`; for any other writer the time is the change's."""
-        by_api = "announced" not in update and "edited_at" in update
+        """Tells the feeds, then stores `announced` so that later writes to the document are not taken for edits,
+        and the edit's time if its writer gave none. Every process that saw the change tells its own feeds; the
+        first to store it wins, the rest change nothing."""
+        by_api = timed_by_writer(change, update)
         edited_at = update["edited_at"] if by_api else change.get("wallTime") or utcnow()
         EDITS.inc(self.hub.publish(update["show"], edit_frame(update["seq"], update["text"], edited_at)))
         announced = digest(update["text"])

@@ -8,6 +8,7 @@ import json
 import logging
 import re
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -15,10 +16,10 @@ import pytest
 from pymongo import AsyncMongoClient, MongoClient, monitoring
 
 from services.stream.hub import Feed, Hub
-from services.stream.watcher import BATCH, Watcher, _skipping
+from services.stream.watcher import BATCH, Watcher, _skipping, text_changed, timed_by_writer
 from shared.auth import Caller
 from shared.catalogue import Catalogue
-from shared.db import Database, seed_shows
+from shared.db import Database, as_datetime, seed_shows, utcnow
 from shared.settings import Settings
 from tests.support.sse import Event, EventReader, events
 from tests.support.updates import publish, stored_update
@@ -35,6 +36,7 @@ class AnyTime(str):
 
 
 ANY_TIME = AnyTime()
+SECOND = timedelta(seconds=1)
 
 
 class SteadyPublishers(monitoring.CommandListener):
@@ -143,7 +145,8 @@ async def test_an_update_one_on_the_text_reaches_an_open_feed_as_an_edit_without
 
     await wait_until(marked)
     (shown, _) = (await alice.get("/api/updates")).json()["items"]
-    assert (shown["text"], shown["edited_at"][:16]) == ("Barry is back, again", edit.json()["edited_at"][:16])
+    assert shown["text"] == "Barry is back, again"
+    assert abs(as_datetime({"$date": shown["edited_at"]}) - as_datetime({"$date": edit.json()["edited_at"]})) < SECOND
 
 
 async def test_a_replace_that_keeps_the_seq_is_an_edit_too(alice: httpx.AsyncClient, db: Database) -> None:
@@ -194,3 +197,24 @@ async def test_a_malformed_or_unexpected_change_is_logged_in_one_line_and_skippe
             await _skipping("updates", watcher._on_update, change)
     assert len(caplog.records) == 5 and "Traceback" not in caplog.text
     assert all(record.getMessage().startswith("skipped a change on updates") for record in caplog.records)
+
+
+def test_mongodbs_update_events_say_whether_the_text_changed_and_who_timed_it() -> None:
+    """MongoDB's own update events, which the embedded server does not send: updateDescription decides, whatever
+    the looked-up document (which may already hold the next write) says."""
+    stamped = {**stored_update(1, text="new"), "edited_at": utcnow()}  # looked up after the edit's mark
+    by_api = {"updateDescription": {"updatedFields": {"text": "new", "edited_at": utcnow()}, "removedFields": []}}
+    by_hand = {"updateDescription": {"updatedFields": {"text": "new"}, "removedFields": []}}
+    mark = {"updateDescription": {"updatedFields": {"announced": "…", "edited_at": utcnow()}, "removedFields": []}}
+    assert text_changed(by_api, stamped) and timed_by_writer(by_api, stamped)
+    assert text_changed(by_hand, stamped) and not timed_by_writer(by_hand, stamped)
+    assert not text_changed(mark, stamped)
+
+
+def test_without_updatedescription_the_text_is_compared_with_what_feeds_were_told() -> None:
+    told = stored_update(1, text="told")
+    assert not text_changed({"operationType": "replace"}, told)
+    assert text_changed({"updateDescription": None}, {**told, "text": "changed by hand"})
+    api = {key: value for key, value in told.items() if key != "announced"} | {"text": "new", "edited_at": utcnow()}
+    assert text_changed({}, api) and timed_by_writer({}, api)
+    assert not timed_by_writer({}, {**told, "text": "changed by hand", "edited_at": utcnow()})
