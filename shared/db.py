@@ -163,12 +163,12 @@ async def keep_history(db: Database, days: float) -> bool:
 
 async def delete_older(db: Database, cutoff: datetime, batch: int = 1000) -> int:
     """Deletes the updates created before `cutoff`, oldest first, a batch per operation so that none holds the
-    database for long. Returns how many went."""
+    database for long. Returns how many went. By _id: a document another program wrote may have no seq yet."""
     deleted = 0
     while True:
-        old = await db.updates.find({"created_at": {"$lt": cutoff}}, {"seq": 1}).sort("seq", 1).limit(batch).to_list()
+        old = await db.updates.find({"created_at": {"$lt": cutoff}}, {"_id": 1}).sort("seq", 1).limit(batch).to_list()
         if old:
-            deleted += (await db.updates.delete_many({"seq": {"$in": [update["seq"] for update in old]}})).deleted_count
+            deleted += (await db.updates.delete_many({"_id": {"$in": [update["_id"] for update in old]}})).deleted_count
         if len(old) < batch:
             return deleted
 

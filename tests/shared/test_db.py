@@ -109,6 +109,12 @@ async def test_old_updates_go_in_batches_and_recent_ones_stay(db: Database) -> N
     assert [update["seq"] async for update in db.updates.find({})] == [6]
 
 
+async def test_an_old_document_without_a_seq_takes_no_other_with_it(db: Database) -> None:
+    await db.updates.insert_many([{"text": "old", "created_at": utcnow() - timedelta(days=2)}, {"text": "new"}])
+    assert await delete_older(db, utcnow() - timedelta(days=1)) == 1
+    assert [update["text"] async for update in db.updates.find({})] == ["new"]
+
+
 async def test_history_is_kept_by_a_ttl_index_on_mongodb_and_by_a_chore_on_the_embedded_server(db: Database) -> None:
     await ensure_indexes(db)
     embedded = await purges_ttl_on_read(db)

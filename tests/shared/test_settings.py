@@ -36,11 +36,3 @@ def test_dev_secret_is_generated_once_and_private(tmp_path: Path) -> None:
     first = dev_secret(tmp_path)
     assert dev_secret(tmp_path) == first and len(first) >= 40
     assert stat.S_IMODE((tmp_path / "secret_key").stat().st_mode) == 0o600
-
-
-def test_history_is_kept_90_days_unless_told_otherwise() -> None:
-    assert Settings.from_env({"SECRET_KEY": "s"}).history_days == 90
-    assert Settings.from_env({"SECRET_KEY": "s", "HISTORY_DAYS": "0"}).history_days == 0  # kept for ever
-    for wrong in ("-1", "1.5", "ninety", "9" * 7):
-        with pytest.raises(ValueError, match="HISTORY_DAYS"):
-            Settings.from_env({"SECRET_KEY": "s", "HISTORY_DAYS": wrong})

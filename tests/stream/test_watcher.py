@@ -78,7 +78,7 @@ async def watched(
         feed = hub.open(Caller("u1", "una", "s1"), ["flash"], max_frames=2 * BATCH)
         db = client[settings.mongo_db]
         await seed_shows(db)
-        await db.sessions.insert_one({"_id": "s1"})  # else the sessions stream, opening, ends the feed as revoked
+        await db.sessions.insert_one({"_id": "s1", "expires_at": utcnow() + SECOND * 3600})  # else the feed is revoked
         yield Watcher(db, hub, Catalogue(db), **options), feed, publishers
     finally:
         publishers.client.drop_database(settings.mongo_db)
