@@ -80,6 +80,7 @@ class Adoption:
         if why := problem(update, titles):
             await self.reject(claimed["_id"], why, {"claim.by": self.me})
             return
+        update["created_at"] = as_datetime(update["created_at"])  # a date, also if written as text: retention reads it
         update["seq"], update["announced"] = await next_seq(self.db), digest(update["text"])
         finished = await self.db.updates.replace_one({"_id": claimed["_id"], "claim.by": self.me}, update)
         if not finished.matched_count:

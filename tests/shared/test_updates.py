@@ -42,7 +42,7 @@ def test_the_digest_tells_texts_apart() -> None:
         ({"text": "x" * 1001}, "text"),
         ({"author": None}, "author"),
         ({"title": ["The Flash"]}, "title"),
-        ({"created_at": "2026-11-24"}, "created_at"),
+        ({"created_at": "last tuesday"}, "created_at"),
         ({"edited_at": 17}, "edited_at"),
     ],
 )

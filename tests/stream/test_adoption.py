@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -63,10 +64,15 @@ async def test_given_fields_are_kept_and_the_insert_time_is_the_creation_time(
         await db.updates.insert_one({"_id": inserted, "show": "sherlock", "text": "The game is on", "author": "dba",
                                      "title": "a title of its own", "source": "a migration"})  # fmt: skip
         (received,) = await feed.updates(1)
+        dated = {"show": "suits", "text": "dated", "author": "dba", "created_at": "2026-11-24T10:00:00Z"}
+        dated_id = (await db.updates.insert_one(dated)).inserted_id
+        (given,) = await feed.updates(1)
     assert received["title"] == "Sherlock"  # from the catalogue, always
     stored = await db.updates.find_one({"_id": inserted})
     assert stored is not None and stored["source"] == "a migration" and "claim" not in stored
     assert abs((stored["created_at"] - inserted.generation_time).total_seconds()) < 2
+    assert given["created_at"] == "2026-11-24T10:00:00.000Z"  # a date written as text is stored as a date
+    assert isinstance((await db.updates.find_one({"_id": dated_id}))["created_at"], datetime)
 
 
 async def test_a_poison_document_between_two_updates_costs_neither(
