@@ -89,9 +89,10 @@ async def read_fields(request: AnyRequest, *names: str, limit: int = MAX_BODY) -
 
 
 def whole_number(name: str, raw: str | None, low: int = 0, high: int = MAX_INT) -> int | None:
-    """A query parameter or header that holds a number, such as an update id; None when it is absent. At most 19
-    digits, so that neither int() nor MongoDB's 64-bit integers choke on it."""
-    if not raw:
+    """A query parameter or header that holds a number, such as an update id; None when it is absent, while an empty
+    value is refused like any other that is not a number. At most 19 digits, so that neither int() nor MongoDB's
+    64-bit integers choke on it."""
+    if raw is None:
         return None
     if not (raw.isascii() and raw.isdigit() and len(raw) <= 19 and low <= int(raw) <= high):
         message = "a non-negative integer" if (low, high) == (0, MAX_INT) else f"a whole number from {low} to {high}"

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Match, Route
 
 CRASH_DETAIL = "Something went wrong on our side."
 
@@ -46,16 +47,29 @@ def error_response(error: ApiError) -> JSONResponse:
     return JSONResponse(body, status_code=error.status, headers=error.headers)
 
 
-def as_api_error(exc: Exception) -> ApiError:
+def _allowed(request: Request) -> str:
+    """Starlette's 405 names the methods of the first route whose path matches. A path served by one route per method
+    (PUT and DELETE of /api/me/follows/{slug}) allows every one of theirs."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        if isinstance(route, Route) and route.methods and route.matches(request.scope)[0] is not Match.NONE:
+            methods |= route.methods
+    return ", ".join(sorted(methods))
+
+
+def as_api_error(request: Request, exc: Exception) -> ApiError:
     """Ours as raised, or Starlette's HTTPException (an unknown path, a wrong method) in the same terms."""
     if isinstance(exc, ApiError):
         return exc
     assert isinstance(exc, HTTPException)
-    return ApiError(exc.status_code, detail=exc.detail, headers=exc.headers)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed(request)
+    return ApiError(exc.status_code, detail=exc.detail, headers=headers)
 
 
 async def on_error(request: Request, exc: Exception) -> Response:
-    return error_response(as_api_error(exc))
+    return error_response(as_api_error(request, exc))
 
 
 async def on_crash(request: Request, exc: Exception) -> Response:

@@ -145,7 +145,7 @@ async def on_page_error(request: AnyRequest, exc: Exception) -> Response:
     """The error page, with the same status, for a browser that asked for a page (an unknown one, GET /logout)."""
     if not _wants_page(request):
         return await on_error(request, exc)
-    error = as_api_error(exc)
+    error = as_api_error(request, exc)
     response = await _error_page(request, error.detail, error.status)
     response.headers.update(error.headers)
     return response

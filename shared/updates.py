@@ -6,6 +6,7 @@ Any program may write to `updates`, so what is read back is checked before it is
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import Any, TypedDict
@@ -16,6 +17,10 @@ from shared.db import MAX_INT, Database, as_datetime, count, iso_utc, numbers
 
 MAX_TEXT = 1000  # characters; long enough for an episode note, short enough for a notification
 SEQ_BYTES = slice(4, 12)  # where an update's _id holds its seq, after the 4 bytes of time every ObjectId starts with
+# Text needs one character that is not blank. Blank is what str.isspace() says, spelled out: the API document gives
+# this pattern to clients, and its dialect (ECMA-262) and Rust's disagree with Python on what \s matches.
+BLANK = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+NOT_BLANK = re.compile(f"[^{BLANK}]")
 
 
 def wire(update: dict[str, Any]) -> dict[str, Any]:
@@ -54,7 +59,7 @@ def digest(text: str) -> str:
 
 def text_problem(text: object) -> str | None:
     """The one rule for an update's text, wherever it comes from: published, edited, or written by another program."""
-    if not isinstance(text, str) or not text.strip():
+    if not isinstance(text, str) or not NOT_BLANK.search(text):
         return "required"
     if len(text) > MAX_TEXT:
         return f"at most {MAX_TEXT} characters (this is {len(text)})"

@@ -103,8 +103,11 @@ async def unfollow(db: Database, catalogue: Catalogue, user_id: str, slug: str) 
 async def mark_read(db: Database, user_id: str, seq: object) -> None:
     """Read marks only move forward: an older tab cannot make read updates unread again.
 
-    So a mark beyond the newest update is brought down to it; kept as sent, it would hide every later update.
+    So a mark beyond the newest update is brought down to it; kept as sent, it would hide every later update. A JSON
+    number with no fraction is an integer, however it is written (`7.0`, `7e0`).
     """
+    if isinstance(seq, float) and seq.is_integer():
+        seq = int(seq)
     if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
         raise ApiError(422, detail="seq must be a non-negative integer.", fields={"seq": "a non-negative integer"})
     if seq > MAX_INT:

@@ -5,6 +5,7 @@ Only the SHA-256 of a token is stored; the token itself is shown once, when it i
 
 from __future__ import annotations
 
+import re
 import secrets
 from typing import Any
 
@@ -13,16 +14,18 @@ from pymongo.errors import DuplicateKeyError
 from shared.auth import TOKEN_PREFIX, Caller, token_digest
 from shared.db import Database, iso_utc, utcnow
 from shared.errors import ApiError
+from shared.updates import NOT_BLANK
 
 NAME_MAX = 64
+SEGMENT = re.compile(r"[^\x00-\x1f\x7f-\x9f/]*")  # no control characters, no '/'; the API document says the same
+DOTS = (".", "..")
 
 
 def _check_name(name: str) -> None:
     """A name ends up in the revoke URL's path, so it must be one visible path segment: not '.' or '..' either,
     which browsers and HTTP clients resolve away before sending."""
-    segment = "/" not in name and name not in (".", "..")
-    if not (1 <= len(name) <= NAME_MAX and name.strip() and name.isprintable() and segment):
-        message = f"1 to {NAME_MAX} printable characters, without '/', and not '.' or '..'"
+    if not (1 <= len(name) <= NAME_MAX and SEGMENT.fullmatch(name) and NOT_BLANK.search(name) and name not in DOTS):
+        message = f"1 to {NAME_MAX} characters, not all blank, no control characters or '/', and not '.' or '..'"
         raise ApiError(422, detail="Please give the token a name.", fields={"name": message})
 
 

@@ -62,7 +62,7 @@ async def delete_update(request: IngestRequest) -> Response:
 async def get_updates(request: IngestRequest) -> Response:
     await require_caller(request, allow_bearer=True)
     query = request.query_params
-    page = await request.state["updates"].page(query.get("show", ""), query.get("after", ""), query.get("limit", ""))
+    page = await request.state["updates"].page(query.get("show", ""), query.get("after"), query.get("limit"))
     return JSONResponse(page)
 
 

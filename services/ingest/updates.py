@@ -95,7 +95,7 @@ class Updates:
             return [_write_error(failed[i]) if i in failed else update for i, update in enumerate(updates)]
         return list(updates)
 
-    async def page(self, show: str, after: str, limit: str) -> dict[str, Any]:
+    async def page(self, show: str, after: str | None, limit: str | None) -> dict[str, Any]:
         """One page of history in seq order; `next_after` is where the next page starts, or `after` again if none."""
         start = whole_number("after", after) or 0
         size = whole_number("limit", limit, 1, PAGE_MAX) or PAGE_DEFAULT

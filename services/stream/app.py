@@ -37,9 +37,11 @@ StreamRequest = Request[Stream]
 
 
 def _resume_point(request: StreamRequest) -> int | None:
-    """Last-Event-ID (a browser reconnecting) wins over ?after= (a page starting from what it showed)."""
+    """Last-Event-ID (a browser reconnecting) wins over ?after= (a page starting from what it showed); both must be
+    numbers when given."""
     resumed = whole_number("Last-Event-ID", request.headers.get("last-event-id"))
-    return resumed if resumed is not None else whole_number("after", request.query_params.get("after"))
+    after = whole_number("after", request.query_params.get("after"))
+    return resumed if resumed is not None else after
 
 
 async def _frames(replay: Replay, hub: Hub, feed: Feed, after: int | None, ceiling: int) -> AsyncIterator[bytes]:

@@ -14,6 +14,8 @@ from shared.settings import Settings
 from tests.support.accounts import PASSWORD, api_token, json_error, registered
 from tests.support.updates import publish
 
+JSON = {"content-type": "application/json"}
+
 
 async def test_register_sets_a_strict_session_cookie(client: httpx.AsyncClient) -> None:
     response = await client.post("/api/auth/register", json={"username": "akul", "password": PASSWORD})
@@ -171,6 +173,15 @@ async def test_read_mark_only_moves_forward(alice: httpx.AsyncClient, db: Databa
     )
 
 
+async def test_a_read_mark_written_with_a_zero_fraction_is_an_integer(alice: httpx.AsyncClient, db: Database) -> None:
+    """JSON Schema's integer, as the document says: 2.0 is 2, 2.5 is not an update's number."""
+    for i in range(3):
+        await publish(alice, "flash", f"update {i}")
+    assert (await alice.post("/api/me/read", content=b'{"seq": 2.0}', headers=JSON)).status_code == 204
+    assert (await db.users.find_one({"username": "alice"}))["last_read_seq"] == 2
+    assert json_error(await alice.post("/api/me/read", content=b'{"seq": 2.5}', headers=JSON))[0] == 422
+
+
 async def test_read_mark_beyond_the_newest_update_is_brought_down_to_it(
     alice: httpx.AsyncClient, server: str, db: Database
 ) -> None:
@@ -235,7 +246,7 @@ async def test_logging_out_twice_is_fine_and_clears_the_cookie_each_time(alice: 
         response = await alice.post("/api/auth/logout", headers={"content-type": "application/json"})
         cleared = response.headers["set-cookie"].lower()
         assert response.status_code == 204 and "gossip_session=" in cleared and "max-age=0" in cleared
-    assert (await alice.post("/api/auth/logout")).status_code == 204  # no session, so nothing a forged form could end
+    assert (await alice.post("/api/auth/logout")).status_code == 415  # JSON, like every POST of the API, session or not
     assert (await alice.get("/api/me")).status_code == 401
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -39,6 +40,14 @@ async def test_tokens_are_listed_per_owner_in_creation_order(alice: httpx.AsyncC
     ]
 
 
+async def test_a_name_may_hold_any_character_but_controls_and_slashes(alice: httpx.AsyncClient) -> None:
+    """What the API document says, whatever Python's Unicode tables think printable: the unassigned U+7C4A8 too."""
+    for name in ("café ☕", "L\U0007c4a8", " padded "):
+        created = await alice.post("/api/me/tokens", json={"name": name})
+        assert created.status_code == 201, created.text
+        assert (await alice.delete(f"/api/me/tokens/{quote(name)}")).status_code == 204
+
+
 async def test_a_duplicate_name_is_409_naming_it(alice: httpx.AsyncClient, db: Database) -> None:
     await alice.post("/api/me/tokens", json={"name": "laptop"})
     response = await alice.post("/api/me/tokens", json={"name": "laptop"})
@@ -57,6 +66,9 @@ async def test_a_duplicate_name_is_409_naming_it(alice: httpx.AsyncClient, db: D
         {"name": 3},
         {"name": "."},
         {"name": ".."},
+        {"name": "bell\x07"},
+        {"name": "\x85next line"},
+        {"name": "\u3000\u2003"},
     ],
 )
 async def test_an_invalid_name_is_422_naming_it(alice: httpx.AsyncClient, db: Database, body: dict) -> None:

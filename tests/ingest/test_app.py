@@ -59,7 +59,7 @@ async def test_text_is_stored_exactly_as_typed_html_included(alice: httpx.AsyncC
     ("body", "field"),
     [({"show": "no_such_show", "text": "hi"}, "show"), ({"text": "hi"}, "show"),
      ({"show": "flash", "text": ""}, "text"), ({"show": "flash", "text": " \n\t "}, "text"),
-     ({"show": "flash", "text": "x" * (MAX_TEXT + 1)}, "text"),
+     ({"show": "flash", "text": "x" * (MAX_TEXT + 1)}, "text"), ({"show": "flash", "text": "\u3000\x1c\u2029"}, "text"),
      ({"show": "flash"}, "text"), ({"show": ["flash"], "text": "hi"}, "show"), ({"show": "flash", "text": 5}, "text")],
 )  # fmt: skip
 async def test_invalid_updates_are_422_naming_the_field(
@@ -176,7 +176,8 @@ async def test_history_pages_in_seq_order(bearer: httpx.AsyncClient) -> None:
 @pytest.mark.parametrize(
     ("params", "field"),
     [({"limit": "0"}, "limit"), ({"limit": "1001"}, "limit"), ({"limit": "ten"}, "limit"), ({"after": "-1"}, "after"),
-     ({"after": "9" * 5000}, "after"), ({"after": "１"}, "after"), ({"show": "nope"}, "show")],
+     ({"after": "9" * 5000}, "after"), ({"after": "１"}, "after"), ({"show": "nope"}, "show"),
+     ({"after": ""}, "after"), ({"limit": ""}, "limit")],
 )  # fmt: skip
 async def test_history_with_bad_parameters_is_422_naming_them(
     alice: httpx.AsyncClient, params: dict, field: str

@@ -83,6 +83,23 @@ async def test_after_parameter_replays_for_a_page(alice: httpx.AsyncClient) -> N
     assert json_error(await alice.get("/events?after=abc"))[0:3:2] == (422, {"after": "a non-negative integer"})
 
 
+async def test_last_event_id_wins_over_after(alice: httpx.AsyncClient) -> None:
+    """A browser reconnecting to a page's `?after=` URL sends the newer Last-Event-ID: that one counts."""
+    await alice.put("/api/me/follows/flash")
+    sent = [await publish(alice, "flash", f"update {i}") for i in range(3)]
+    resumed = {"last-event-id": str(sent[1]["seq"])}
+    async with events(alice, f"/events?after={sent[0]['seq']}", **resumed) as feed:
+        assert await feed.updates(1) == [sent[2]]
+        live = await publish(alice, "flash", "live")
+        assert await feed.updates(1) == [live]  # and nothing of the older range came before it
+
+
+async def test_a_bad_resume_point_is_422_even_beside_a_good_one(alice: httpx.AsyncClient) -> None:
+    for path, last_event_id in (("/events?after=" + "9" * 20, "1"), ("/events?after=1", ""), ("/events?after=", "1")):
+        status, _, fields = json_error(await alice.get(path, headers={"last-event-id": last_event_id}))
+        assert status == 422 and set(fields) <= {"after", "Last-Event-ID"}, (path, last_event_id)
+
+
 async def test_follow_change_takes_effect_on_an_open_stream(alice: httpx.AsyncClient) -> None:
     async with events(alice) as feed:
         await alice.put("/api/me/follows/flash")
