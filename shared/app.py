@@ -22,6 +22,7 @@ from shared.batching import by_id
 from shared.catalogue import Catalogue
 from shared.errors import EXCEPTION_HANDLERS, ApiError
 from shared.logs import AccessLog, configure
+from shared.openapi import document_route
 from shared.pages import PAGE_HANDLERS
 from shared.settings import ROOT, Settings
 from shared.state import AnyRequest, Core, core
@@ -91,6 +92,7 @@ def create_app(
                 await client.close()
 
     common = [
+        document_route(name, routes),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),

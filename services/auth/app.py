@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from services.auth import accounts, tokens
+from services.auth import accounts, operations, tokens
 from shared.app import create_app
 from shared.auth import (
     Caller,
@@ -23,6 +23,7 @@ from shared.auth import (
 )
 from shared.body import read_fields, read_object
 from shared.errors import ApiError
+from shared.openapi import ApiRoute
 from shared.pages import Viewer, optional_viewer, page_viewer, read_form, redirect, render, safe_next
 from shared.state import Core
 
@@ -62,7 +63,7 @@ async def api_login(request: AuthRequest) -> Response:
 
 
 async def api_logout(request: AuthRequest) -> Response:
-    """Takes JSON like every POST of the API, though it reads none of it: one rule that a cross-site form cannot meet."""
+    """Takes JSON like every POST of the API, though it reads none: one rule, which a cross-site form cannot meet."""
     caller = await cookie_caller(request)
     await read_object(request)
     return await _logged_out(request, caller, Response(status_code=204))
@@ -183,17 +184,17 @@ async def shows_page(request: AuthRequest) -> Response:
 
 
 routes = [
-    Route("/api/auth/register", api_register, methods=["POST"]),
-    Route("/api/auth/login", api_login, methods=["POST"]),
-    Route("/api/auth/logout", api_logout, methods=["POST"]),
-    Route("/api/me", api_me),
-    Route("/api/shows", api_shows),
-    Route("/api/me/follows/{slug}", api_follow, methods=["PUT"]),
-    Route("/api/me/follows/{slug}", api_unfollow, methods=["DELETE"]),
-    Route("/api/me/read", api_read, methods=["POST"]),
-    Route("/api/me/tokens", api_create_token, methods=["POST"]),
-    Route("/api/me/tokens", api_tokens, methods=["GET"]),
-    Route("/api/me/tokens/{name}", api_revoke_token, methods=["DELETE"]),
+    ApiRoute("/api/auth/register", api_register, "POST", operations.register),
+    ApiRoute("/api/auth/login", api_login, "POST", operations.login),
+    ApiRoute("/api/auth/logout", api_logout, "POST", operations.logout),
+    ApiRoute("/api/me", api_me, "GET", operations.me),
+    ApiRoute("/api/shows", api_shows, "GET", operations.shows),
+    ApiRoute("/api/me/follows/{slug}", api_follow, "PUT", operations.follow),
+    ApiRoute("/api/me/follows/{slug}", api_unfollow, "DELETE", operations.unfollow),
+    ApiRoute("/api/me/read", api_read, "POST", operations.read),
+    ApiRoute("/api/me/tokens", api_create_token, "POST", operations.create_token),
+    ApiRoute("/api/me/tokens", api_tokens, "GET", operations.tokens),
+    ApiRoute("/api/me/tokens/{name}", api_revoke_token, "DELETE", operations.revoke_token),
     Route("/", home),
     Route("/login", login_page, methods=["GET", "POST"]),
     Route("/register", register_page, methods=["GET", "POST"]),

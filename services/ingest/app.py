@@ -10,12 +10,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from services.ingest import operations
 from services.ingest.retention import retention
 from services.ingest.updates import KEY_HEADER, Updates
 from shared.app import create_app
 from shared.auth import Caller, require_caller
 from shared.body import drain, read_fields, whole_number
 from shared.errors import ApiError
+from shared.openapi import ApiRoute
 from shared.pages import Viewer, page_viewer, read_form, redirect, render
 from shared.state import Core
 from shared.updates import MAX_TEXT
@@ -111,10 +113,10 @@ async def storing(core: Core) -> AsyncIterator[dict[str, Updates]]:
 
 
 routes = [
-    Route("/api/updates", post_update, methods=["POST"]),
-    Route("/api/updates", get_updates, methods=["GET"]),
-    Route("/api/updates/{seq:int}", patch_update, methods=["PATCH"]),
-    Route("/api/updates/{seq:int}", delete_update, methods=["DELETE"]),
+    ApiRoute("/api/updates", post_update, "POST", operations.post_update),
+    ApiRoute("/api/updates", get_updates, "GET", operations.get_updates),
+    ApiRoute("/api/updates/{seq:int}", patch_update, "PATCH", operations.patch_update),
+    ApiRoute("/api/updates/{seq:int}", delete_update, "DELETE", operations.delete_update),
     Route("/publish", publish_page, methods=["GET", "POST"]),
 ]
 extensions = [storing, retention]

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from services.stream import operations
 from services.stream.frames import RETRY
 from services.stream.hub import Feed, Hub
 from services.stream.lifecycle import Feeds, feeds
@@ -20,6 +21,7 @@ from shared.app import create_app
 from shared.auth import require_caller
 from shared.body import whole_number
 from shared.db import Database
+from shared.openapi import ApiRoute
 from shared.pages import page_viewer, render
 from shared.state import Core
 from shared.updates import any_before, recent, since_read, wire
@@ -143,8 +145,8 @@ async def notifications_all(request: StreamRequest) -> Response:
 
 
 routes = [
-    Route("/events", events),
-    Route("/events/all", events_all),
+    ApiRoute("/events", events, "GET", operations.events),
+    ApiRoute("/events/all", events_all, "GET", operations.events_all),
     Route("/notifications", notifications),
     Route("/notifications/all", notifications_all),
 ]

@@ -4,6 +4,7 @@ nothing but MongoDB and the session secret. Two stream processes on one database
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -12,6 +13,7 @@ import httpx
 
 from dev.processes import ServiceProcess
 from shared.db import Database
+from shared.openapi import PATH, document
 from shared.settings import Settings
 from tests.support.accounts import PASSWORD, api_token, registered
 from tests.support.sse import EventReader, events
@@ -94,6 +96,12 @@ async def test_two_stream_processes_number_a_raw_insert_once_and_reject_a_poison
     assert await db.updates.count_documents({"text": "inserted by hand"}) == 1
     logged = [line for stream in streams for line in stream.output().splitlines() if repr(poison) in line]
     assert len(logged) == 1 and "is not an update" in logged[0], logged
+
+
+def test_each_service_serves_the_document_of_its_own_operations(launch: Launch) -> None:
+    for name in ("auth", "ingest", "stream"):
+        served = httpx.get(launch(name).url + PATH, timeout=10).json()
+        assert served == document(name, importlib.import_module(f"services.{name}.app").app.routes), name
 
 
 def access_lines(process: ServiceProcess) -> list[dict[str, Any]]:

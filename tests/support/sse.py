@@ -1,4 +1,5 @@
-"""Server-Sent Events as a test reads them: an open feed over httpx, parsed into events."""
+"""Server-Sent Events as a test reads them: an open feed over httpx, parsed into events, each checked against the
+API document. So an event type or shape a feed sends without documenting it fails every test that reads it."""
 
 from __future__ import annotations
 
@@ -10,6 +11,33 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import jsonschema_rs
+
+from shared.schemas import SCHEMAS
+
+
+def _validator(name: str) -> jsonschema_rs.Validator:
+    """A named schema of the document, its references resolved against the others."""
+    root = {"$ref": f"#/components/schemas/{name}", "components": {"schemas": SCHEMAS}}
+    return jsonschema_rs.validator_for(root, validate_formats=True)
+
+
+# Each event type the document names: a validator of the event, and one of its data (contentSchema, which JSON Schema
+# validators leave unchecked).
+DOCUMENTED = {
+    SCHEMAS[name]["properties"]["event"]["const"]: (
+        _validator(name),
+        _validator(SCHEMAS[name]["properties"]["data"]["contentSchema"]["$ref"].rsplit("/", 1)[1]),
+    )
+    for name in (choice["$ref"].rsplit("/", 1)[1] for choice in SCHEMAS["FeedEvent"]["oneOf"])
+}
+
+
+def check_documented(event: Event) -> None:
+    assert event.event in DOCUMENTED, f"the API document has no {event.event!r} event"
+    envelope, data = DOCUMENTED[event.event]
+    envelope.validate({"event": event.event, "data": event.data, **({"id": event.id} if event.id else {})})
+    data.validate(event.json())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,9 +75,11 @@ class EventReader:
         async for line in self._lines:
             if line == "":
                 if "data" in fields:
-                    return Event(
+                    event = Event(
                         fields.get("event", ["message"])[-1], "\n".join(fields["data"]), fields.get("id", [None])[-1]
                     )
+                    check_documented(event)
+                    return event
                 fields = {}
                 continue
             if line.startswith(":"):

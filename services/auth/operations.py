@@ -1,0 +1,130 @@
+"""The auth service's operations in the API document, each named in its route in app.py. Limits come from the code
+that enforces them."""
+
+from __future__ import annotations
+
+from services.auth.accounts import PASSWORD_MAX, PASSWORD_MIN, USERNAME
+from services.auth.tokens import DOTS, NAME_MAX, SEGMENT
+from shared.db import MAX_INT
+from shared.openapi import (
+    ANYONE,
+    MAYBE_SESSION,
+    SESSION,
+    SET_COOKIE,
+    answer,
+    operation,
+    refusals,
+    request_body,
+)
+from shared.schemas import SLUG, TIMESTAMP, Schema
+from shared.updates import NOT_BLANK
+
+STRING: Schema = {"type": "string"}
+ACCOUNT: Schema = {"title": "Account", "type": "object", "required": ["username"], "additionalProperties": False,
+                   "properties": {"username": STRING}}  # fmt: skip
+NEW_ACCOUNT: Schema = {
+    "title": "NewAccount", "type": "object", "required": ["username", "password"],
+    "properties": {
+        "username": {"type": "string", "pattern": f"^{USERNAME.pattern}$",
+                     "description": "3 to 32 letters, digits, '.', '_' or '-'; unique whatever its case."},
+        "password": {"type": "string", "minLength": PASSWORD_MIN, "maxLength": PASSWORD_MAX},
+    },
+}  # fmt: skip
+CREDENTIALS: Schema = {"title": "Credentials", "type": "object", "required": ["username", "password"],
+                       "properties": {"username": STRING, "password": STRING}}  # fmt: skip
+TOKEN_NAME: Schema = {
+    "type": "string", "minLength": 1, "maxLength": NAME_MAX, "pattern": f"^{SEGMENT.pattern}$",
+    "allOf": [{"pattern": NOT_BLANK.pattern}], "not": {"enum": list(DOTS)},
+    "description": "Not all blank, no control characters or '/', not '.' or '..': it names the token in a URL.",
+}  # fmt: skip
+SLUG_PARAMETER = {"name": "slug", "in": "path", "required": True, "schema": SLUG}
+TOKEN_PARAMETER = {"name": "name", "in": "path", "required": True, "schema": TOKEN_NAME}
+
+register = operation(
+    "Create an account and log in", ANYONE,
+    {201: answer("Registered and logged in.", ACCOUNT, headers=SET_COOKIE, links={
+        "login": {"operationId": "api_login", "description": "Log in again with the same credentials.",
+                  "requestBody": {"username": "$request.body#/username", "password": "$request.body#/password"}},
+        "createToken": {"operationId": "api_create_token", "description": "With the new session, an API token."},
+     }),
+     **refusals(400, 409, 413, 415, 422, _409="That username is taken, in some case (`taken`).")},
+    request=request_body(NEW_ACCOUNT),
+    description="Anything published before the account existed counts as read.",
+)  # fmt: skip
+login = operation(
+    "Log in", ANYONE,
+    {200: answer("Logged in with a new session.", ACCOUNT, headers=SET_COOKIE),
+     **refusals(400, 401, 413, 415, 422, 429, _401="Wrong username or password: one answer for both.",
+                _429="Too many failed logins for this account or address; a good password waits too.")},
+    request=request_body(CREDENTIALS),
+    description="Failed logins are limited per account and per client address within a short window.",
+)  # fmt: skip
+logout = operation(
+    "Log out", MAYBE_SESSION,
+    {204: answer("The session is revoked (its open feeds end) and the cookie cleared; logged out already is fine."),
+     **refusals(400, 413, 415)},
+    request=request_body({"type": "object"}, "Empty or any JSON object, not read: like every POST of the API, it "
+                         "takes `application/json` only."),
+)  # fmt: skip
+me = operation(
+    "Who is logged in, what they follow, and how much is unread", SESSION,
+    {200: answer("The account.", {
+        "title": "Me", "type": "object", "required": ["username", "follows", "unread"], "additionalProperties": False,
+        "properties": {"username": STRING, "follows": {"type": "array", "items": SLUG},
+                       "unread": {"type": "integer", "minimum": 0,
+                                  "description": "Updates of followed shows by others after the read mark."}},
+     }), **refusals(401)},
+)  # fmt: skip
+shows = operation(
+    "The show catalogue", MAYBE_SESSION,
+    {200: answer("Every show, in title order; `followed` is false without a session.", {
+        "type": "array", "items": {
+            "title": "Show", "type": "object", "required": ["slug", "title", "followed"], "additionalProperties": False,
+            "properties": {"slug": SLUG, "title": STRING, "followed": {"type": "boolean"}},
+        }}, links={"follow": {"operationId": "api_follow", "parameters": {"slug": "$response.body#/0/slug"}}})},
+)  # fmt: skip
+follow = operation(
+    "Follow a show", SESSION,
+    {204: answer("Followed (again is fine); open feeds carry it at once.", links={
+        "unfollow": {"operationId": "api_unfollow", "parameters": {"slug": "$request.path.slug"}}}),
+     **refusals(401, 404, _404="There is no such show.")},
+    parameters=[SLUG_PARAMETER],
+)  # fmt: skip
+unfollow = operation(
+    "Stop following a show", SESSION,
+    {204: answer("Not followed (any more)."), **refusals(401, 404, _404="There is no such show.")},
+    parameters=[SLUG_PARAMETER],
+)  # fmt: skip
+read = operation(
+    "Mark everything up to an update read", SESSION,
+    {204: answer("Marked; a mark never moves back, and one past the newest update stops there."),
+     **refusals(400, 401, 413, 415, 422)},
+    request=request_body({"title": "ReadMark", "type": "object", "required": ["seq"], "properties": {
+        "seq": {"type": "integer", "minimum": 0, "maximum": MAX_INT}}}),
+)  # fmt: skip
+create_token = operation(
+    "Create an API token", SESSION,
+    {201: answer("The token, shown this once: only its hash is kept.", {
+        "title": "NewToken", "type": "object", "required": ["name", "token"], "additionalProperties": False,
+        "properties": {"name": TOKEN_NAME, "token": {"type": "string", "pattern": "^gsp_"}},
+     }, links={
+        "revoke": {"operationId": "api_revoke_token", "parameters": {"name": "$response.body#/name"}},
+        "publish": {"operationId": "post_update", "description": "Publish with it: `Authorization: Bearer <token>`."},
+     }), **refusals(400, 401, 409, 413, 415, 422, _409="You have a token with that name already (`taken`).")},
+    request=request_body({"title": "TokenRequest", "type": "object", "required": ["name"],
+                          "properties": {"name": TOKEN_NAME}}),
+    description="Only a session can manage tokens: a token cannot mint more.",
+)  # fmt: skip
+tokens = operation(
+    "The caller's API tokens", SESSION,
+    {200: answer("Names and creation times, oldest first; never a token or its hash.", {"type": "array", "items": {
+        "title": "TokenEntry", "type": "object", "required": ["name", "created_at"], "additionalProperties": False,
+        "properties": {"name": TOKEN_NAME, "created_at": TIMESTAMP},
+     }}), **refusals(401)},
+)  # fmt: skip
+revoke_token = operation(
+    "Revoke an API token", SESSION,
+    {204: answer("Revoked: refused from the next request on."),
+     **refusals(401, 404, _404="You have no token of that name.")},
+    parameters=[TOKEN_PARAMETER],
+)  # fmt: skip

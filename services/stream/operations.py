@@ -1,0 +1,34 @@
+"""The stream service's feeds in the API document, each named in its route in app.py."""
+
+from __future__ import annotations
+
+from shared.db import MAX_INT
+from shared.openapi import SESSION, operation, refusals
+from shared.schemas import Schema, ref
+
+SEQ: Schema = {"type": "integer", "minimum": 0, "maximum": MAX_INT}
+RESUME = [
+    {"name": "Last-Event-ID", "in": "header", "required": False, "schema": SEQ,
+     "description": "Set by a reconnecting browser: the updates after it are replayed first, in order, then live "
+                    "ones, none twice. Wins over `after`."},
+    {"name": "after", "in": "query", "required": False, "schema": SEQ, "example": 0,
+     "description": "The same, for a page that starts from the last update it showed; 0 replays the history."},
+]  # fmt: skip
+
+
+def _feed(summary: str) -> dict[str, object]:
+    stream = {
+        "description": "An endless Server-Sent Events stream: `retry:` on connect, a `: ping` comment now and then, "
+                       "and the events below. Updates come replayed from the resume point first (after a `resync` if "
+                       "it is too far back), then live, none twice; `follows` and `read` follow the user's changes "
+                       "made anywhere. It ends when the session is revoked or runs out (`expired`), when the client "
+                       "falls too far behind (it reconnects with Last-Event-ID and is replayed what it missed), or "
+                       "when the server stops.",
+        # Before OpenAPI 3.2 (and its itemSchema), the schema of an event stream is that of each of its events.
+        "content": {"text/event-stream": {"schema": ref("FeedEvent")}},
+    }  # fmt: skip
+    return operation(summary, SESSION, {200: stream, **refusals(401, 422)}, parameters=RESUME)
+
+
+events = _feed("The caller's feed: updates of the shows they follow, and their own changes")
+events_all = _feed("Every show's updates, and the caller's own changes")

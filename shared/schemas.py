@@ -1,0 +1,119 @@
+"""The named JSON Schemas of the API document: the error shape, the update and the events on the feeds.
+
+Written once here and referred to by each service's operations (services/<name>/operations.py); a schema that only
+one operation uses is written inline there, beside that operation. Limits come from the code that enforces them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.db import MAX_INT
+from shared.updates import MAX_TEXT, NOT_BLANK
+
+Schema = dict[str, Any]
+
+
+def ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _object(properties: dict[str, Schema], description: str = "", optional: dict[str, Schema] | None = None) -> Schema:
+    """Every property required but the `optional` ones, none other sent: what the server answers, exactly."""
+    schema: Schema = {"type": "object", "required": list(properties), "properties": {**properties, **(optional or {})},
+                      "additionalProperties": False}  # fmt: skip
+    return {"description": description, **schema} if description else schema
+
+
+SEQ: Schema = {"type": "integer", "minimum": 1, "maximum": MAX_INT, "description": "The update's number, strictly "
+               "increasing across all shows: its id on the feeds and where a history page resumes."}  # fmt: skip
+TIMESTAMP: Schema = {"type": "string", "format": "date-time", "description": "UTC, to the millisecond, with a Z."}
+SLUG: Schema = {"type": "string", "description": "A show's slug, from GET /api/shows (`flash`, `sherlock`, ...)."}
+TEXT: Schema = {"type": "string", "minLength": 1, "maxLength": MAX_TEXT, "pattern": NOT_BLANK.pattern,
+                "description": "Plain text, not only blanks; stored and shown as sent, never as HTML."}  # fmt: skip
+
+
+def _event(name: str, data: Schema, description: str, *, with_id: bool = False) -> Schema:
+    """One Server-Sent Event as a client reads it: its `event:` name, its `data:` line (JSON text) and its id. Only
+    an update sends an `id:`; any other event keeps the id of the last update before it, as EventSource does."""
+    event: Schema = {
+        "type": "object",
+        "required": ["event", "data", "id"] if with_id else ["event", "data"],
+        "properties": {
+            "event": {"const": name},
+            "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": data},
+            "id": {"type": "string", "pattern": "^[0-9]+$", "description": "An update's seq: what a reconnecting "
+                   "client sends back as Last-Event-ID."},
+        },
+        "additionalProperties": False,
+        "description": description,
+    }  # fmt: skip
+    return event
+
+
+SCHEMAS: dict[str, Schema] = {
+    "Error": _object(
+        {
+            "error": {"type": "string", "description": "A stable code: `invalid`, `unauthorized`, `taken`, ..."},
+            "detail": {"type": "string", "description": "A sentence for a person."},
+            "fields": {
+                "type": "object",
+                "additionalProperties": {"type": "string"},
+                "description": "What is wrong with each named field or header, if any.",
+            },
+        },
+        "Every refusal, whatever the status.",
+    ),
+    "Update": _object(
+        {
+            "seq": SEQ,
+            "show": SLUG,
+            "title": {"type": "string", "description": "The show's title when the update was published."},
+            "text": TEXT,
+            "author": {"type": "string", "description": "The publisher's username."},
+            "created_at": TIMESTAMP,
+        },
+        "A show update as stored, published and sent on the feeds.",
+        {"edited_at": {**TIMESTAMP, "description": "When its text was last changed; absent if never."}},
+    ),
+    "Follows": _object({"follows": {"type": "array", "items": SLUG, "uniqueItems": True}}),
+    "Read": _object(
+        {
+            "last_read_seq": {"type": "integer", "minimum": 0, "description": "The user's read mark."},
+            "unread": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "Unread as of the events before this one; count on from there.",
+            },
+        }
+    ),
+    "Expired": _object({}),
+    "Resync": _object(
+        {
+            "after": {"type": "integer", "minimum": 0, "description": "The resume point the client asked for."},
+            "resume": {"type": "integer", "minimum": 0, "description": "Where the replay starts instead."},
+            "missed": {
+                "type": ["integer", "null"],
+                "minimum": 0,
+                "description": "How many updates were skipped; null when the history no longer knows.",
+            },
+        }
+    ),
+    "Edit": _object({"seq": SEQ, "text": TEXT, "edited_at": TIMESTAMP}),
+    "Retract": _object({"seq": SEQ}),
+    "UpdateEvent": _event("update", ref("Update"), "A new update of a show the feed carries.", with_id=True),
+    "FollowsEvent": _event("follows", ref("Follows"), "The user's follows changed: the feed now carries these."),
+    "ReadEvent": _event("read", ref("Read"), "The user read, on some page or device: every feed of the user hears."),
+    "ResyncEvent": _event(
+        "resync",
+        ref("Resync"),
+        "First on a resumed feed whose resume point is further back than the replay limit "
+        "or older than the kept history: the older updates are in GET /api/updates.",
+    ),
+    "EditEvent": _event("edit", ref("Edit"), "A stored update's text changed."),
+    "RetractEvent": _event("retract", ref("Retract"), "A stored update was deleted or retracted."),
+    "ExpiredEvent": _event("expired", ref("Expired"), "The session ended by age: the stream ends, log in again."),
+}
+# What a feed may send, besides `retry:` on connect and `: ping` comment lines.
+EVENTS = ("UpdateEvent", "FollowsEvent", "ReadEvent", "ResyncEvent", "EditEvent", "RetractEvent", "ExpiredEvent")
+SCHEMAS["FeedEvent"] = {"oneOf": [ref(name) for name in EVENTS]}
