@@ -1,0 +1,211 @@
+"""The whole API against its OpenAPI document: Schemathesis generates requests for every operation of the all-in-one
+app, sends them over real HTTP to a live server, and checks every answer against the document: its status, content
+type, headers and body, the events of the feeds, and never a 5xx. Then it chains operations by the document's links
+(register, create a token, publish with it, ...) as one client would."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import hypothesis
+import pymongo
+import pytest
+import schemathesis
+from pymongo.collection import Collection
+from schemathesis import Case, HookContext, Response
+from schemathesis.auths import AuthContext
+
+from services.all import app as gossip
+from services.ingest.updates import KEY_HEADER, MAX_KEY
+from shared.app import create_app
+from shared.auth import session_cookie, session_document
+from shared.db import MAX_INT, SHOWS
+from shared.openapi import document
+from shared.settings import Settings
+from tests.support.accounts import PASSWORD
+from tests.support.servers import LiveServer
+
+EXAMPLES = 15  # per operation and generation mode
+# A failing scenario is reported as found: shrinking would replay it against a server that remembers the first go.
+STATEFUL = hypothesis.settings(max_examples=8, stateful_step_count=6, deadline=None, database=None,
+                               phases=[hypothesis.Phase.explicit, hypothesis.Phase.generate])  # fmt: skip
+SLUGS = sorted(SHOWS)
+CONFIG = schemathesis.Config.from_dict(
+    {
+        "generation": {"max-examples": EXAMPLES},
+        # A feed never ends: read what it sends at once (what `after` or Last-Event-ID replays), then hang up.
+        "operations": [{"include-path-regex": "^/events", "request-timeout": 0.15}],
+    }
+)
+DOCUMENT = document("gossip", gossip.app.routes)  # what the all-in-one app serves (tests/shared/test_openapi.py)
+schema = schemathesis.openapi.from_dict(DOCUMENT, config=CONFIG)  # each operation a test of its own
+chained = schemathesis.openapi.from_dict(DOCUMENT, config=CONFIG)  # the same, with the links' own callers
+
+
+@dataclass(frozen=True)
+class Target:
+    url: str
+    settings: Settings
+    mongo: pymongo.MongoClient[dict[str, Any]]
+
+    @property
+    def sessions(self) -> Collection[dict[str, Any]]:
+        return self.mongo[self.settings.mongo_db].sessions
+
+
+@contextlib.contextmanager
+def live_target(mongo_url: str) -> Iterator[Target]:
+    """The all-in-one app on a live uvicorn with a database of its own: throttles and follows start empty."""
+    settings = Settings(secret_key=uuid.uuid4().hex, mongo_url=mongo_url, mongo_db=f"test_api_{uuid.uuid4().hex[:8]}",
+                        ping_interval=1.0)  # fmt: skip
+    live = LiveServer(create_app("gossip", gossip.routes, settings, gossip.extensions)).start()
+    try:
+        with pymongo.MongoClient(mongo_url) as mongo:
+            yield Target(live.url, settings, mongo)
+            mongo.drop_database(settings.mongo_db)
+    finally:
+        live.stop()
+
+
+def _accepts_token(case: Case) -> bool:
+    return {"token": []} in case.operation.definition.raw.get("security", [])
+
+
+@schema.hook
+@chained.hook
+def map_body(context: HookContext, body: Any) -> Any:
+    """The catalogue is data, not schema: a show named in a generated body is one of the catalogue's."""
+    if isinstance(body, dict) and isinstance(body.get("show"), str):
+        return {**body, "show": SLUGS[len(body["show"]) % len(SLUGS)]}
+    return body
+
+
+@schema.hook
+@chained.hook
+def map_query(context: HookContext, query: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The same for the show a history query names; and a valid `after` is one within the history, so that the
+    feeds replay updates for their events to be checked, and history pages are not all empty."""
+    query = dict(query or {})
+    if isinstance(query.get("show"), str):
+        query["show"] = SLUGS[len(query["show"]) % len(SLUGS)]
+    if isinstance(after := query.get("after"), int) and 0 <= after <= MAX_INT:
+        query["after"] = after % 4
+    return query
+
+
+@schema.hook
+@chained.hook
+def map_headers(context: HookContext, headers: dict[str, Any] | None) -> dict[str, Any] | None:
+    """An Idempotency-Key promises the same update each time it is sent: a generated one that is valid is made unique,
+    so that two examples never send one key with two different updates (a 422, rightly)."""
+    key = (headers or {}).get(KEY_HEADER)
+    if isinstance(key, str) and 1 <= len(key) <= MAX_KEY:
+        return {**(headers or {}), KEY_HEADER: uuid.uuid4().hex}
+    return headers
+
+
+@schema.hook
+@chained.hook
+def map_path_parameters(context: HookContext, parameters: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Half the slugs in a path are the catalogue's, so that follows are made and undone, not only refused."""
+    slug = (parameters or {}).get("slug")
+    if isinstance(slug, str) and len(slug) % 2:
+        return {**(parameters or {}), "slug": SLUGS[len(slug) % len(SLUGS)]}
+    return parameters
+
+
+ANSWERS: defaultdict[str, set[int]] = defaultdict(set)
+
+
+@pytest.fixture(scope="module")
+def target(mongo_url: str) -> Iterator[Target]:
+    """One user makes every example: each with a fresh session (the one before may have logged out) and, where an API
+    token is accepted, the user's token every other time, so that both ways in are checked."""
+    with live_target(mongo_url) as target, httpx.Client(base_url=target.url, timeout=10) as http:
+        assert http.post("/api/auth/register", json={"username": "schemathesis", "password": PASSWORD}).is_success
+        token = http.post("/api/me/tokens", json={"name": "schemathesis"}).json()["token"]
+        user = target.mongo[target.settings.mongo_db].users.find_one({"username": "schemathesis"})
+        assert user is not None
+        turns = itertools.count()
+
+        class Caller:
+            def get(self, case: Case, context: AuthContext) -> str:
+                session = session_document(target.settings, user["_id"], user["username"])
+                target.sessions.insert_one(session)
+                return session_cookie(target.settings, session["_id"])
+
+            def set(self, case: Case, cookie: str, context: AuthContext) -> None:
+                case.cookies = {**(case.cookies or {}), "gossip_session": cookie}
+                if _accepts_token(case) and next(turns) % 2:
+                    case.headers = {**(case.headers or {}), "Authorization": f"Bearer {token}"}
+
+        schema.auth(refresh_interval=None)(Caller)
+        yield target
+        schema.auth.unregister()
+    # An operation only ever refused would pass while checking little: each must have worked at least once.
+    refused = {label for label, statuses in ANSWERS.items() if not any(200 <= status < 300 for status in statuses)}
+    assert refused <= {"POST /api/auth/login"}, f"never answered with a 2xx: {sorted(refused)}"  # needs a password
+
+
+@schema.parametrize()
+def test_every_operation_answers_as_documented(case: Case, target: Target) -> None:
+    response = case.call_and_validate(base_url=target.url)
+    ANSWERS[case.operation.label].add(response.status_code)
+
+
+def _session_cookie(response: Response) -> str | None:
+    """The session cookie a register, login or logout answer sets: a value, "" once cleared, None if it sets none."""
+    for header in response.headers.get("set-cookie", []):
+        name, _, rest = header.partition("=")
+        if name == "gossip_session":
+            return rest.split(";", 1)[0].strip('"')
+    return None
+
+
+def test_chains_of_operations_answer_as_documented(mongo_url: str) -> None:
+    """Each scenario is one client: the session cookie that register or login answered, and the token that creating
+    one answered, go with its later requests, so that register → create a token → publish with it is followed."""
+    with live_target(mongo_url) as target:
+
+        class Client:
+            """What the scenario under way has been given; no credentials at all before it registers or logs in."""
+
+            cookie: str | None = None
+            token: str | None = None
+
+            def get(self, case: Case, context: AuthContext) -> bool | None:
+                return True if Client.cookie or Client.token else None
+
+            def set(self, case: Case, given: bool, context: AuthContext) -> None:
+                if Client.cookie:
+                    case.cookies = {**(case.cookies or {}), "gossip_session": Client.cookie}
+                if Client.token and _accepts_token(case):
+                    case.headers = {**(case.headers or {}), "Authorization": f"Bearer {Client.token}"}
+
+        chained.auth(refresh_interval=None)(Client)
+
+        class Scenario(chained.as_state_machine()):  # type: ignore[misc]
+            def setup(self) -> None:
+                Client.cookie = Client.token = None
+
+            def get_call_kwargs(self, case: Case) -> dict[str, Any]:
+                return {"base_url": target.url}
+
+            def after_call(self, response: Response, case: Case) -> None:
+                super().after_call(response, case)
+                if (cookie := _session_cookie(response)) is not None:
+                    Client.cookie = cookie or None
+                if case.operation.label == "POST /api/me/tokens" and response.status_code == 201:
+                    Client.token = response.json()["token"]
+
+        try:
+            Scenario.run(settings=STATEFUL)
+        finally:
+            chained.auth.unregister()
