@@ -21,8 +21,10 @@ COPY services ./services
 COPY web ./web
 RUN pip install --no-deps -e .
 
-# The code belongs to root and is read-only to the user the services run as.
-RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin gossip
+# The code belongs to root and is read-only to the user the services run as. /srv/openapi is where docker-compose's
+# `openapi` writes the API document for the gateway: a named volume mounted there starts with this owner.
+RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin gossip \
+    && install -d -o gossip /srv/openapi
 USER gossip
 
 EXPOSE 8000

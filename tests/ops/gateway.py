@@ -28,6 +28,7 @@ class Route:
     service: str | None  # the upstream's DNS name in docker-compose; None when the gateway answers itself
     unbuffered: bool  # every write flushed to the client at once (flush_interval -1)
     status: int | None  # what the gateway answers itself, if it does
+    files: str | None  # the directory it serves files from, if it does
 
 
 def adapt(caddyfile: Path = CADDYFILE) -> dict[str, Any]:
@@ -58,22 +59,29 @@ def routes(config: Mapping[str, Any]) -> list[Route]:
         handlers = list(_handlers(route["handle"]))
         proxy = next((h for h in handlers if h["handler"] == "reverse_proxy"), None)
         answer = next((h for h in handlers if h["handler"] == "static_response"), None)
+        files = any(h["handler"] == "file_server" for h in handlers)
         found.append(Route(
             paths,
             proxy["dynamic_upstreams"]["name"] if proxy else None,
             proxy is not None and proxy.get("flush_interval") == -1,
             answer.get("status_code") if answer else None,
+            next(h["root"] for h in handlers if "root" in h) if files else None,
         ))  # fmt: skip
     return found
 
 
-def retarget(config: Mapping[str, Any], port: int, proxy_for: Callable[[str, Handler], Handler]) -> dict[str, Any]:
-    """A copy listening on a loopback port whose every proxy is replaced by `proxy_for(service, proxy)`:
-    only where the upstreams are changes, the routes and everything said about streaming stay as written."""
+def retarget(
+    config: Mapping[str, Any], port: int, proxy_for: Callable[[str, Handler], Handler], files: Path
+) -> dict[str, Any]:
+    """A copy listening on a loopback port whose every proxy is replaced by `proxy_for(service, proxy)`, and whose
+    files are served from `files`: only where the upstreams and files are changes, the routes and everything said
+    about streaming stay as written."""
     local = copy.deepcopy(dict(config))
     server(local)["listen"] = [f"127.0.0.1:{port}"]
     for route in server(local)["routes"]:
         for handler in _handlers(route["handle"]):
+            if "root" in handler:
+                handler["root"] = str(files)
             if handler["handler"] == "reverse_proxy":
                 replacement = proxy_for(handler["dynamic_upstreams"]["name"], handler)
                 handler.clear()
@@ -97,13 +105,15 @@ def naming_the_service(service: str, proxy: Handler) -> Handler:
 
 
 class Gateway(ChildProcess):
-    """The real Caddy on a free loopback port, running a retargeted copy of deploy/Caddyfile."""
+    """The real Caddy on a free loopback port, running a retargeted copy of deploy/Caddyfile; the files it serves are
+    those of `workdir/files` (in docker-compose, the `openapi` volume)."""
 
     def __init__(self, workdir: Path, proxy_for: Callable[[str, Handler], Handler]) -> None:
         port = free_port()
-        workdir.mkdir(parents=True, exist_ok=True)
+        self.files = workdir / "files"
+        self.files.mkdir(parents=True, exist_ok=True)
         config = workdir / "caddy.json"
-        config.write_text(json.dumps(retarget(adapt(), port, proxy_for)))
+        config.write_text(json.dumps(retarget(adapt(), port, proxy_for, self.files)))
         home = str(workdir)  # Caddy keeps its state under these; none of it in the user's home
         env = {**os.environ, "HOME": home, "XDG_CONFIG_HOME": home, "XDG_DATA_HOME": home}
         super().__init__([str(CADDY), "run", "--config", str(config)], env, port, ready_path="/login")

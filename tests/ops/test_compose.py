@@ -20,7 +20,7 @@ def services() -> dict[str, dict[str, Any]]:
 
 
 def test_the_compose_file_has_the_database_the_three_services_and_a_gateway(services: dict) -> None:
-    assert set(services) == {"mongo", *APPS, "gateway"}
+    assert set(services) == {"mongo", *APPS, "gateway", "openapi"}  # openapi: the API document, for the gateway
 
 
 @pytest.mark.parametrize("name", ["mongo", *APPS])
@@ -74,7 +74,17 @@ def test_each_service_reaches_the_replica_set_with_the_secret_from_env(services:
 @pytest.mark.parametrize("name", [*APPS, "gateway"])
 def test_services_start_once_what_they_need_is_healthy(services: dict, name: str) -> None:
     needs = {"gateway": set(APPS)}.get(name, {"mongo"})
-    assert services[name]["depends_on"] == {need: {"condition": "service_healthy"} for need in needs}
+    written = {"openapi": {"condition": "service_completed_successfully"}} if name == "gateway" else {}
+    assert services[name]["depends_on"] == {need: {"condition": "service_healthy"} for need in needs} | written
+
+
+def test_the_api_document_is_written_from_the_image_into_a_volume_the_gateway_reads(services: dict) -> None:
+    """What the gateway serves at /api/openapi.json (tests/ops/test_gateway.py runs the same command and Caddy)."""
+    writer, gateway = services["openapi"], services["gateway"]
+    assert (writer["build"], writer["entrypoint"][:3]) == (".", ["python", "-m", "services.all.openapi"])
+    assert writer["volumes"] == ["openapi:/srv/openapi"] and "openapi:/srv/openapi:ro" in gateway["volumes"]
+    assert writer["restart"] == "no"  # it exits once written
+    assert "install -d -o gossip /srv/openapi" in (ROOT / "Dockerfile").read_text()  # the volume starts writable
 
 
 def test_only_the_gateway_publishes_a_port_and_only_on_loopback(services: dict) -> None:
@@ -90,7 +100,7 @@ def test_nothing_pins_a_container_name_so_the_stream_service_scales(services: di
 def test_the_gateway_is_caddy_running_deploy_caddyfile_on_the_published_port(services: dict) -> None:
     gateway = services["gateway"]
     assert gateway["image"].startswith("caddy:2")
-    assert gateway["volumes"] == [f"./{CADDYFILE.relative_to(ROOT)}:/etc/caddy/Caddyfile:ro"]
+    assert gateway["volumes"][0] == f"./{CADDYFILE.relative_to(ROOT)}:/etc/caddy/Caddyfile:ro"
     assert server(adapt())["listen"] == [":8000"]
 
 
