@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test check bench up down clean
+.PHONY: run test check mutate bench up down clean
 
 $(VENV)/installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,12 @@ check: $(VENV)/installed
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+
+# Mutation testing of the core modules ([tool.mutmut] in pyproject.toml), outside `make test`: it takes a while. Each
+# mutant runs the tests that reach its function, under mutmut's time limit; `mutmut show NAME` shows a survivor.
+mutate: $(VENV)/installed
+	$(VENV)/bin/mutmut run --max-children 2
+	$(VENV)/bin/mutmut results
 
 # The machine's floor, then six load scenarios against the real services on loopback; a line each, and BENCHMARKS.md.
 bench: $(VENV)/installed

@@ -43,6 +43,7 @@ SECURITY_SCHEMES = {
 REFUSALS = {
     400: "The body is not valid JSON, not UTF-8, or not a JSON object (`invalid_json`, `bad_encoding`).",
     401: "No valid session cookie (or API token, where one is accepted).",
+    403: "Not the caller's to do.",
     404: "No such resource.",
     409: "Taken already.",
     413: "The body is over 16 KiB.",

@@ -72,7 +72,7 @@ async def _closed(hub: Hub, feed: Feed) -> None:
     if hub.close(feed):
         CONNECTIONS.dec()
         if feed.too_slow:
-            SLOW_CONSUMERS.inc()
+            SLOW_CONSUMERS.labels(reason=feed.too_slow).inc()
 
 
 async def _feed(request: StreamRequest, everything: bool) -> Response:

@@ -18,6 +18,8 @@ log = logging.getLogger("gossip.stream.hub")
 MAX_FRAMES = 1000
 MAX_BYTES = 1 << 20
 MAX_BATCH = 64
+# Why a feed was ended for its client: its queue overflowed, or a send to it hung for the send timeout.
+OVERFLOW, STALLED = "overflow", "stalled"
 
 
 class Feed:
@@ -49,7 +51,8 @@ class Feed:
         max_bytes: int = MAX_BYTES,
     ) -> None:
         self.caller, self.shows, self.number = caller, shows, number
-        self.ended = self.too_slow = False
+        self.ended = False
+        self.too_slow: str | None = None  # OVERFLOW or STALLED once the feed was ended for its client
         self.sending_since = 0.0  # when the send now under way began (time.monotonic()); 0.0 while none is
         self.sender: asyncio.Task[Any] | None = None  # the task that sends this feed's chunks, once it has sent
         self._frames: list[bytes] = []  # not a deque: an empty deque costs 700 bytes, times every open feed
@@ -61,7 +64,7 @@ class Feed:
         if self.ended:
             return
         if len(self._frames) >= self._max_frames or self._bytes + len(frame) > self._max_bytes:
-            self.too_slow = True
+            self.too_slow = OVERFLOW
             self.end()  # the browser reconnects and replays from MongoDB
             return
         self._frames.append(frame)
@@ -77,7 +80,7 @@ class Feed:
         """Ends a feed whose send has hung (a client that stopped reading): its queue cannot drain, so the send is
         cancelled, which ends the response. uvicorn then closes the socket once the client reads what is buffered
         or goes away, as it did after sse-starlette's own send timeout."""
-        self.too_slow = True
+        self.too_slow = self.too_slow or STALLED  # one that overflowed first was ended for that
         self.end()
         if self.sender is not None:
             self.sender.cancel()

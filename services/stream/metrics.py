@@ -2,6 +2,8 @@
 
 from prometheus_client import Counter, Gauge
 
+from services.stream.hub import OVERFLOW, STALLED
+
 CONNECTIONS = Gauge("gossip_stream_connections", "Open SSE connections")
 DELIVERED = Counter("gossip_stream_events_delivered", "Update frames handed to open feeds")
 EDITS = Counter("gossip_stream_edits_delivered", "Edit frames handed to open feeds")
@@ -10,4 +12,10 @@ REJECTED = Counter("gossip_stream_rejected_documents", "Documents in updates tha
 SKIPPED = Counter("gossip_stream_changes_skipped", "Change events that could not be used, logged and skipped",
                   ["collection"])  # fmt: skip
 RESTARTS = Counter("gossip_stream_change_stream_restarts", "Change streams reopened after a failure", ["collection"])
-SLOW_CONSUMERS = Counter("gossip_stream_slow_consumer_disconnects", "Feeds ended because their client fell behind")
+SLOW_CONSUMERS = Counter(
+    "gossip_stream_slow_consumer_disconnects",
+    "Feeds ended because their client fell behind: its queue overflowed, or a send to it stalled",
+    ["reason"],
+)
+for reason in (OVERFLOW, STALLED):  # both series from the start, at 0
+    SLOW_CONSUMERS.labels(reason=reason)

@@ -80,6 +80,19 @@ async def test_failed_logins_are_throttled_per_account(alice: httpx.AsyncClient,
     assert 1 <= int(throttled.headers["retry-after"]) <= 60
 
 
+async def test_a_successful_login_clears_the_accounts_failures(
+    alice: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    """Four failures, then the right password: the account starts afresh, with five failures to go."""
+
+    async def login(password: str) -> int:
+        return (await client.post("/api/auth/login", json={"username": "alice", "password": password})).status_code
+
+    assert [await login(f"wrong-{i}-pass") for i in range(4)] == [401] * 4
+    assert await login(PASSWORD) == 200
+    assert [await login(f"wrong-{i}-again") for i in range(6)] == [401] * 5 + [429]
+
+
 async def test_failed_logins_are_throttled_per_address(client: httpx.AsyncClient) -> None:
     statuses = [
         (await client.post("/api/auth/login", json={"username": f"user{i}", "password": "wrong-password"})).status_code

@@ -51,7 +51,8 @@ async def test_follow_buttons_change_follows(alice: httpx.AsyncClient) -> None:
     assert (await alice.get("/api/me")).json()["follows"] == []
 
 
-async def test_update_text_and_names_are_escaped_in_pages(client: httpx.AsyncClient) -> None:
+async def test_a_username_echoed_on_a_form_is_escaped(client: httpx.AsyncClient) -> None:
+    """Update text on the pages: tests/stream/test_pages.py and tests/ingest/test_pages.py."""
     token = await csrf_of(client, "/register")
     response = await client.post("/register", data={"username": "<b>", "password": PASSWORD, "csrf_token": token})
     assert response.status_code == 422

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import re
 import socket
+import time
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
 
 from services.all import app as gossip
+from services.stream.hub import OVERFLOW, STALLED
 from shared.app import create_app
 from shared.db import Database, next_seq, utcnow
 from shared.settings import Settings
@@ -154,39 +160,52 @@ async def test_a_hole_is_skipped_after_the_wait(alice: httpx.AsyncClient, db: Da
         assert await db.updates.count_documents({"seq": hole}) == 0
 
 
-async def test_a_client_that_does_not_read_is_cut_off_while_others_keep_receiving(
-    server: str, alice: httpx.AsyncClient, db: Database
+@pytest.fixture
+def patient(settings: Settings) -> Iterator[str]:
+    """The app with a send timeout no test waits out: only an overflow can end a feed for its client there."""
+    app = create_app("gossip", gossip.routes, dataclasses.replace(settings, send_timeout=60), gossip.extensions)
+    live = LiveServer(app).start()
+    yield live.url
+    live.stop()
+
+
+async def test_a_client_that_does_not_read_overflows_its_queue_while_others_keep_receiving(
+    patient: str, db: Database
 ) -> None:
-    await alice.put("/api/me/follows/flash")
-    port = int(server.rsplit(":", 1)[1])
-    stalled = socket.socket()
-    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    stalled.connect(("127.0.0.1", port))
-    cookie = f"gossip_session={alice.cookies['gossip_session']}"
-    stalled.sendall(f"GET /events HTTP/1.1\r\nhost: x\r\ncookie: {cookie}\r\n\r\n".encode())
-    text = "€" * 1000  # 3 KB a frame: 12 MB in all, far beyond socket buffers (4 MB here) and the 1 MiB queue
-    baseline = await _slow_consumers(alice)
-    async with events(alice) as reader:
-        for _ in range(20):  # in steps the reading client keeps up with
-            last = await next_seq(db, count=200)
-            batch = range(last - 199, last + 1)
-            await db.updates.insert_many([stored_update(seq, text=text, author="load") for seq in batch])
-            assert [u["seq"] for u in await reader.updates(200)] == list(batch)
-        await wait_until(lambda: _slow_consumers(alice, above=baseline), timeout=15)
-    stalled.settimeout(10)
-    received = b""
-    while chunk := stalled.recv(1 << 20):
-        received += chunk
-    stalled.close()
-    assert received.count(b"event: update") < 4000  # the connection ended instead of growing
+    """Its feed ends once its queue is full; its response, once it has sent what the queue held: here, when the
+    client reads again (a client that never does is dropped after the send timeout: tests/stream/test_response.py)."""
+    async with registered(patient, "alice") as alice:
+        await alice.put("/api/me/follows/flash")
+        before = await _slow_consumers(alice)
+        with socket.socket() as stalled:
+            stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting: the window it offers
+            stalled.connect(("127.0.0.1", int(patient.rsplit(":", 1)[1])))
+            cookie = f"gossip_session={alice.cookies['gossip_session']}"
+            stalled.sendall(f"GET /events HTTP/1.1\r\nhost: x\r\ncookie: {cookie}\r\n\r\n".encode())
+            text = "€" * 1000  # 3 KB a frame: 12 MB in all, far beyond socket buffers (4 MB here) and the 1 MiB queue
+            async with events(alice) as reader:
+                for _ in range(20):  # in steps the reading client keeps up with
+                    last = await next_seq(db, count=200)
+                    batch = range(last - 199, last + 1)
+                    await db.updates.insert_many([stored_update(seq, text=text, author="load") for seq in batch])
+                    assert [u["seq"] for u in await reader.updates(200)] == list(batch)
+            stalled.settimeout(5)
+            received, deadline = b"", time.monotonic() + 20  # had its feed not ended, its pings would go on
+            while (chunk := stalled.recv(1 << 20)) and time.monotonic() < deadline:
+                received += chunk
+        assert received.count(b"event: update") < 4000  # it ended instead of growing,
+        assert received.endswith(b"\r\n0\r\n\r\n")  # cleanly, after what its queue held,
+        expected = {OVERFLOW: before[OVERFLOW] + 1, STALLED: before[STALLED]}  # and for its overflow
+        await wait_until(lambda: _slow_consumers(alice, expected))
 
 
-async def _slow_consumers(http: httpx.AsyncClient, above: float = -1) -> float:
-    """The counter is process-wide, so a test compares it with what it was before."""
+async def _slow_consumers(http: httpx.AsyncClient, expected: dict[str, float] | None = None) -> Any:
+    """Feeds ended for their clients so far, by reason (the counter is process-wide, so a test compares); with
+    `expected`, whether they are that."""
     text = (await http.get("/metrics")).text
-    line = next(line for line in text.splitlines() if line.startswith("gossip_stream_slow_consumer_disconnects_total"))
-    value = float(line.split()[-1])
-    return value if value > above else 0
+    found = re.findall(r'^gossip_stream_slow_consumer_disconnects_total\{reason="(\w+)"\} (\S+)$', text, re.MULTILINE)
+    counts = {reason: float(value) for reason, value in found}
+    return counts if expected is None else counts == expected
 
 
 async def test_metrics_name_the_stream_figures(client: httpx.AsyncClient) -> None:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from services.stream.frames import EXPIRED, PING, follows_frame, read_frame
-from services.stream.hub import Feed, Hub
+from services.stream.hub import OVERFLOW, STALLED, Feed, Hub
 from shared.auth import Caller
 
 ALICE = Caller("u1", "alice", "s1")
@@ -29,7 +29,7 @@ async def test_stalled_feed_ends_instead_of_growing() -> None:
     feed = Feed(ALICE, frozenset({"flash"}), max_frames=2)
     for seq in (1, 2, 3, 4):
         feed.offer(frame(seq))
-    assert feed.too_slow
+    assert feed.too_slow == OVERFLOW
     assert [chunk async for chunk in feed.frames()] == [frame(1) + frame(2)]
 
 
@@ -37,7 +37,7 @@ async def test_feed_is_bounded_in_bytes_too() -> None:
     feed = Feed(ALICE, None, max_frames=100, max_bytes=len(frame(1)) * 2)
     for seq in (1, 2, 3):
         feed.offer(frame(seq))
-    assert feed.too_slow and [chunk async for chunk in feed.frames()] == [frame(1) + frame(2)]
+    assert feed.too_slow == OVERFLOW and [chunk async for chunk in feed.frames()] == [frame(1) + frame(2)]
 
 
 async def test_update_reaches_followers_and_everything_feeds_only() -> None:
@@ -123,6 +123,6 @@ async def test_a_send_hung_past_the_deadline_is_cancelled_and_its_feed_ended() -
     hub.drop_stalled(before=20.0)
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(senders[0], 1)
-    assert hung.too_slow and hung.ended
+    assert (hung.too_slow, hung.ended) == (STALLED, True)
     assert not (senders[1].done() or sending.ended or idle.ended or idle.too_slow)
     senders[1].cancel()

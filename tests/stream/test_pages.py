@@ -97,3 +97,13 @@ async def test_pages_show_the_current_text_marked_as_edited_and_not_what_was_ret
     page = await alice.get("/notifications/all")
     assert listed(page) == [(edited["seq"], False)]
     assert "second text" in page.text and "first text" not in page.text and 'class="edited"' in page.text
+
+
+async def test_update_text_is_shown_as_text_never_as_html(alice: httpx.AsyncClient) -> None:
+    await alice.put("/api/me/follows/flash")
+    text = '<img src=x onerror=alert(1)> & <b>bold</b> "quoted"'
+    await publish(alice, "flash", text)
+    for path in ("/notifications", "/notifications/all"):
+        page = (await alice.get(path)).text
+        assert "&lt;img src=x onerror=alert(1)&gt; &amp; &lt;b&gt;bold&lt;/b&gt; &#34;quoted&#34;" in page, path
+        assert "<img src=x" not in page and "<b>bold" not in page, path

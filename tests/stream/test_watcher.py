@@ -15,6 +15,7 @@ import httpx
 import pytest
 from pymongo import AsyncMongoClient, MongoClient, monitoring
 
+from services.stream.frames import follows_frame
 from services.stream.hub import Feed, Hub
 from services.stream.watcher import BATCH, Watcher, _skipping, text_changed, timed_by_writer
 from shared.auth import Caller
@@ -218,3 +219,40 @@ def test_without_updatedescription_the_text_is_compared_with_what_feeds_were_tol
     api = {key: value for key, value in told.items() if key != "announced"} | {"text": "new", "edited_at": utcnow()}
     assert text_changed({}, api) and timed_by_writer({}, api)
     assert not timed_by_writer({}, {**told, "text": "changed by hand", "edited_at": utcnow()})
+
+
+async def test_logouts_made_while_no_stream_was_open_end_their_feeds_when_one_opens(db: Database) -> None:
+    """What a reopened stream on `sessions` cannot tell: the sessions revoked while it was down."""
+    hub = Hub()
+    await db.sessions.insert_one({"_id": "kept", "user_id": "u2", "expires_at": utcnow() + timedelta(days=1)})
+    revoked, kept = hub.open(Caller("u1", "una", "revoked"), ["flash"]), hub.open(Caller("u2", "bo", "kept"), None)
+    watcher = Watcher(db, hub, Catalogue(db))
+    await watcher.start()  # each stream's opening runs its resync
+    try:
+        assert (revoked.ended, kept.ended) == (True, False)
+    finally:
+        await watcher.stop()
+
+
+async def test_follow_changes_made_while_no_stream_was_open_reach_their_feeds_when_one_opens(db: Database) -> None:
+    hub = Hub()
+    ends = utcnow() + timedelta(days=1)
+    await db.users.insert_many([{"_id": "u1", "username": "una", "follows": ["sherlock", "suits"]},
+                                {"_id": "u2", "username": "bo", "follows": ["flash"]}])  # fmt: skip
+    await db.sessions.insert_many([{"_id": "s1", "expires_at": ends}, {"_id": "s2", "expires_at": ends}])
+    changed, same = hub.open(Caller("u1", "una", "s1"), ["flash"]), hub.open(Caller("u2", "bo", "s2"), ["flash"])
+    watcher = Watcher(db, hub, Catalogue(db))
+    await watcher.start()
+    try:
+        assert (changed.shows, same.shows) == ({"sherlock", "suits"}, {"flash"})
+        assert hub.publish("suits", b"suits\n\n") == 1 and hub.publish("flash", b"flash\n\n") == 1
+        told = await sent(changed)
+        assert told.startswith(follows_frame(["sherlock", "suits"])) and told.endswith(b"suits\n\n")
+        assert b"flash\n\n" not in told
+    finally:
+        await watcher.stop()
+
+
+async def sent(feed: Feed) -> bytes:
+    feed.end()
+    return b"".join([chunk async for chunk in feed.frames()])

@@ -1,0 +1,161 @@
+"""Publishing and history (services/ingest/updates.py) against the real embedded server, without HTTP: validation
+before any seq is taken, the group commit of concurrent publishes, idempotency keys, pages. And its pure parts."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Any
+
+import jsonschema_rs
+import pytest
+from pymongo import AsyncMongoClient, monitoring
+from pymongo.errors import DuplicateKeyError, OperationFailure
+
+from services.ingest.updates import MAX_KEY, PAGE_DEFAULT, Updates, _text_problem, _write_error
+from shared.auth import Caller
+from shared.catalogue import Catalogue
+from shared.db import prepare
+from shared.errors import ApiError
+from shared.settings import Settings
+from shared.updates import MAX_TEXT, NOT_BLANK
+from tests.support.updates import stored_update
+
+ALICE = Caller("u1", "alice")
+BOB = Caller("u2", "bob")
+
+
+class Commands(monitoring.CommandListener):
+    """The commands a client sent, by name: what a group commit saves is round trips."""
+
+    def __init__(self) -> None:
+        self.sent: Counter[str] = Counter()
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.sent[event.command_name] += 1
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+@pytest.fixture
+async def commands() -> Commands:
+    return Commands()
+
+
+@pytest.fixture
+async def updates(settings: Settings, commands: Commands) -> AsyncIterator[Updates]:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongo_url, event_listeners=[commands])
+    db = client[settings.mongo_db]
+    await prepare(db)
+    store = Updates(db, Catalogue(db, max_age=60))
+    await store.catalogue.titles()  # read now, so that no publish below waits for it
+    commands.sent.clear()
+    yield store
+    await client.drop_database(settings.mongo_db)
+    await client.close()
+
+
+def flash(text: str) -> dict[str, str]:
+    return {"show": "flash", "text": text}
+
+
+async def test_concurrent_publishes_share_one_seq_increment_and_one_insert(
+    updates: Updates, commands: Commands
+) -> None:
+    published = await asyncio.gather(*(updates.publish(ALICE, flash(f"update {i}"), None) for i in range(6)))
+    assert [update["seq"] for update in published] == [1, 2, 3, 4, 5, 6]  # in the order they were made
+    assert (commands.sent["findAndModify"], commands.sent["insert"]) == (1, 1)
+    assert await updates.db.updates.count_documents({}) == 6
+
+
+async def test_what_is_published_is_what_clients_see_and_what_is_stored(updates: Updates) -> None:
+    update = await updates.publish(ALICE, flash("Barry is back"), "key-1")
+    assert set(update) == {"seq", "show", "title", "text", "author", "created_at"}
+    assert (update["title"], update["author"]) == ("The Flash", "alice")
+    stored = await updates.db.updates.find_one({"seq": update["seq"]})
+    assert stored is not None
+    assert (stored["author_id"], stored["idempotency_key"], stored["text"]) == ("u1", "key-1", "Barry is back")
+
+
+async def test_every_problem_is_named_before_any_seq_is_taken(updates: Updates) -> None:
+    with pytest.raises(ApiError) as refused:
+        await updates.publish(ALICE, {"show": "nope", "text": " "}, "k" * (MAX_KEY + 1))
+    assert (refused.value.status, set(refused.value.fields)) == (422, {"show", "text", "Idempotency-Key"})
+    assert await updates.db.counters.count_documents({}) == 0
+
+
+async def test_a_key_of_the_longest_length_is_taken(updates: Updates) -> None:
+    assert (await updates.publish(ALICE, flash("long key"), "k" * MAX_KEY))["seq"] == 1
+
+
+async def test_a_retry_answers_the_first_update_and_takes_no_seq(updates: Updates) -> None:
+    first = await updates.publish(ALICE, flash("once"), "retry")
+    assert await updates.publish(ALICE, flash("once"), "retry") == first
+    assert (await updates.db.counters.find_one({"_id": "updates"}) or {})["seq"] == 1
+    other = await updates.publish(BOB, flash("once"), "retry")  # keys are per author
+    assert other["seq"] == 2
+
+
+async def test_a_used_key_with_another_update_is_422_naming_the_key(updates: Updates) -> None:
+    await updates.publish(ALICE, flash("once"), "key")
+    for fields in (flash("twice"), {"show": "suits", "text": "once"}):
+        with pytest.raises(ApiError) as refused:
+            await updates.publish(ALICE, fields, "key")
+        assert (refused.value.status, list(refused.value.fields)) == (422, ["Idempotency-Key"])
+
+
+async def test_racing_retries_store_once_and_answer_alike(updates: Updates) -> None:
+    """All pass the lookup before any is stored; the unique index refuses the others' inserts, and each of them
+    answers what the first stored. The holes their seqs leave are the stream's to skip."""
+    answers = await asyncio.gather(*(updates.publish(ALICE, flash("raced"), "race") for _ in range(3)))
+    assert answers[0] == answers[1] == answers[2]
+    assert await updates.db.updates.count_documents({}) == 1
+
+
+async def test_a_page_starts_after_its_seq_and_says_where_the_next_starts(updates: Updates) -> None:
+    await updates.db.updates.insert_many(
+        [stored_update(seq, show="flash" if seq % 2 else "suits") for seq in range(1, PAGE_DEFAULT + 3)]
+    )
+    first = await updates.page("", None, None)
+    assert ([u["seq"] for u in first["items"]], first["next_after"]) == (list(range(1, PAGE_DEFAULT + 1)), 100)
+    rest = await updates.page("", str(first["next_after"]), "1")
+    assert ([u["seq"] for u in rest["items"]], rest["next_after"]) == ([PAGE_DEFAULT + 1], PAGE_DEFAULT + 1)
+    flash_only = await updates.page("flash", "0", "3")
+    assert [u["seq"] for u in flash_only["items"]] == [1, 3, 5] and "_id" not in flash_only["items"][0]
+    assert await updates.page("flash", str(PAGE_DEFAULT + 2), None) == {"items": [], "next_after": PAGE_DEFAULT + 2}
+
+
+async def test_a_page_of_an_unknown_show_is_422(updates: Updates) -> None:
+    with pytest.raises(ApiError) as refused:
+        await updates.page("nope", None, None)
+    assert refused.value.fields == {"show": "no such show"}
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [("", "required"), (" \t\u3000\x1c", "required"), ("x" * MAX_TEXT, None), ("\u200b", None),
+     ("x" * (MAX_TEXT + 1), f"at most {MAX_TEXT} characters (this is {MAX_TEXT + 1})")],
+)  # fmt: skip
+def test_text_is_required_and_bounded(text: str, problem: str | None) -> None:
+    assert _text_problem(text) == problem
+
+
+def test_blank_is_what_python_calls_whitespace_and_the_document_means_the_same() -> None:
+    blank = [chr(code) for code in range(sys.maxunicode + 1) if chr(code).isspace()]
+    assert [char for char in map(chr, range(sys.maxunicode + 1)) if not NOT_BLANK.search(char)] == blank
+    pattern = jsonschema_rs.validator_for({"type": "string", "pattern": NOT_BLANK.pattern})
+    for char in [*blank, "\ufeff", "\u200b", "\x1b", "a"]:
+        assert pattern.is_valid(char) == (not char.isspace()), hex(ord(char))
+
+
+def test_a_write_error_in_a_batch_is_raised_as_what_one_insert_would_raise() -> None:
+    duplicate = _write_error({"index": 0, "code": 11000, "errmsg": "E11000 duplicate key"})
+    assert isinstance(duplicate, DuplicateKeyError) and duplicate.code == 11000
+    other = _write_error({"index": 1, "code": 121, "errmsg": "Document failed validation"})
+    assert type(other) is OperationFailure and other.code == 121
