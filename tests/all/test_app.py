@@ -114,10 +114,13 @@ def map_headers(context: HookContext, headers: dict[str, Any] | None) -> dict[st
 @schema.hook
 @chained.hook
 def map_path_parameters(context: HookContext, parameters: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Half the slugs in a path are the catalogue's, so that follows are made and undone, not only refused."""
-    slug = (parameters or {}).get("slug")
-    if isinstance(slug, str) and len(slug) % 2:
-        return {**(parameters or {}), "slug": SLUGS[len(slug) % len(SLUGS)]}
+    """Half the slugs in a path are the catalogue's, so that follows are made and undone, not only refused; and an
+    update's seq is one of the first few, which the user has published, so that edits and retractions happen."""
+    parameters = dict(parameters or {})
+    if isinstance(slug := parameters.get("slug"), str) and len(slug) % 2:
+        parameters["slug"] = SLUGS[len(slug) % len(SLUGS)]
+    if isinstance(seq := parameters.get("seq"), int) and 0 <= seq <= MAX_INT:
+        parameters["seq"] = seq % 8
     return parameters
 
 

@@ -4,23 +4,20 @@ before any seq is taken, the group commit of concurrent publishes, idempotency k
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
-import jsonschema_rs
 import pytest
 from pymongo import AsyncMongoClient, monitoring
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
-from services.ingest.updates import MAX_KEY, PAGE_DEFAULT, Updates, _text_problem, _write_error
+from services.ingest.updates import MAX_KEY, PAGE_DEFAULT, Updates, _write_error
 from shared.auth import Caller
 from shared.catalogue import Catalogue
 from shared.db import prepare
 from shared.errors import ApiError
 from shared.settings import Settings
-from shared.updates import MAX_TEXT, NOT_BLANK
 from tests.support.updates import stored_update
 
 ALICE = Caller("u1", "alice")
@@ -135,23 +132,6 @@ async def test_a_page_of_an_unknown_show_is_422(updates: Updates) -> None:
     with pytest.raises(ApiError) as refused:
         await updates.page("nope", None, None)
     assert refused.value.fields == {"show": "no such show"}
-
-
-@pytest.mark.parametrize(
-    ("text", "problem"),
-    [("", "required"), (" \t\u3000\x1c", "required"), ("x" * MAX_TEXT, None), ("\u200b", None),
-     ("x" * (MAX_TEXT + 1), f"at most {MAX_TEXT} characters (this is {MAX_TEXT + 1})")],
-)  # fmt: skip
-def test_text_is_required_and_bounded(text: str, problem: str | None) -> None:
-    assert _text_problem(text) == problem
-
-
-def test_blank_is_what_python_calls_whitespace_and_the_document_means_the_same() -> None:
-    blank = [chr(code) for code in range(sys.maxunicode + 1) if chr(code).isspace()]
-    assert [char for char in map(chr, range(sys.maxunicode + 1)) if not NOT_BLANK.search(char)] == blank
-    pattern = jsonschema_rs.validator_for({"type": "string", "pattern": NOT_BLANK.pattern})
-    for char in [*blank, "\ufeff", "\u200b", "\x1b", "a"]:
-        assert pattern.is_valid(char) == (not char.isspace()), hex(ord(char))
 
 
 def test_a_write_error_in_a_batch_is_raised_as_what_one_insert_would_raise() -> None:

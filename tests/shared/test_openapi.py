@@ -43,8 +43,8 @@ def test_every_route_of_the_api_and_the_feeds_has_a_documented_operation(name: s
 
 def test_a_route_declared_without_its_operation_fails_the_contract() -> None:
     """What the test above catches: a plain Route where an ApiRoute belongs."""
-    routes = [*ingest.app.routes, Route("/api/updates/{seq:int}", ingest.post_update, methods=["PATCH"])]
-    assert routes_of_the_api(routes) - operations(document("ingest", routes)) == {("/api/updates/{seq}", "patch")}
+    routes = [*ingest.app.routes, Route("/api/updates/{seq:int}/pin", ingest.post_update, methods=["PUT"])]
+    assert routes_of_the_api(routes) - operations(document("ingest", routes)) == {("/api/updates/{seq}/pin", "put")}
 
 
 def test_the_all_in_one_document_is_the_union_of_the_services() -> None:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
+import jsonschema_rs
 import pytest
 from bson import ObjectId
 
 from shared.db import MAX_INT, SHOWS
-from shared.updates import digest, problem, seq_in_id, shown, update_id, wire
+from shared.updates import MAX_TEXT, NOT_BLANK, digest, problem, seq_in_id, shown, text_problem, update_id, wire
 from tests.support.updates import stored_update
 
 CREATED = datetime(2026, 11, 24, 10, 0, 0, 123000, tzinfo=UTC)
@@ -69,3 +71,20 @@ def test_an_edited_update_carries_its_edit_time_on_the_wire() -> None:
     assert "edited_at" not in wire(stored_update(1))
     edited = wire({**stored_update(1), "edited_at": {"$date": "2026-11-24T10:00:00.123Z"}})
     assert edited["edited_at"] == "2026-11-24T10:00:00.123Z"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("", "required"), (" \t\u3000\x1c", "required"), ("x" * MAX_TEXT, None), ("\u200b", None),
+     ("x" * (MAX_TEXT + 1), f"at most {MAX_TEXT} characters (this is {MAX_TEXT + 1})")],
+)  # fmt: skip
+def test_text_is_required_and_bounded(text: str, expected: str | None) -> None:
+    assert text_problem(text) == expected
+
+
+def test_blank_is_what_python_calls_whitespace_and_the_document_means_the_same() -> None:
+    blank = [chr(code) for code in range(sys.maxunicode + 1) if chr(code).isspace()]
+    assert [char for char in map(chr, range(sys.maxunicode + 1)) if not NOT_BLANK.search(char)] == blank
+    pattern = jsonschema_rs.validator_for({"type": "string", "pattern": NOT_BLANK.pattern})
+    for char in [*blank, "\ufeff", "\u200b", "\x1b", "a"]:
+        assert pattern.is_valid(char) == (not char.isspace()), hex(ord(char))
