@@ -84,6 +84,7 @@ async def test_every_problem_is_named_before_any_seq_is_taken(updates: Updates) 
     with pytest.raises(ApiError) as refused:
         await updates.publish(ALICE, {"show": "nope", "text": " "}, "k" * (MAX_KEY + 1))
     assert (refused.value.status, set(refused.value.fields)) == (422, {"show", "text", "Idempotency-Key"})
+    assert refused.value.detail == "Please correct the highlighted fields."  # the error shape's detail is text
     assert await updates.db.counters.count_documents({}) == 0
 
 

@@ -21,7 +21,7 @@ from shared.auth import (
     session_document,
     token_digest,
 )
-from shared.db import Database
+from shared.db import Database, utcnow
 from shared.settings import Settings
 from tests.support.accounts import PASSWORD, api_token, csrf_of, json_error, registered
 
@@ -141,3 +141,17 @@ async def test_a_cookie_post_to_the_api_must_say_json_a_get_need_not(alice: http
     assert json_error(await alice.post("/api/me/read", content=b'{"seq": 0}', headers=text))[0] == 415
     charset = {"content-type": "Application/JSON; charset=utf-8"}
     assert (await alice.post("/api/me/read", content=b'{"seq": 0}', headers=charset)).status_code == 204
+
+
+async def test_a_renewed_sessions_new_cookie_is_the_one_that_works_from_then_on(
+    alice: httpx.AsyncClient, db: Database, settings: Settings
+) -> None:
+    session = await db.sessions.find_one({})
+    assert session is not None
+    session["expires_at"] = utcnow() + timedelta(seconds=settings.session_max_age / 4)  # past half its life
+    await db.sessions.replace_one({"_id": session["_id"]}, session)
+    response = await alice.get("/api/me")
+    assert response.status_code == 200 and "gossip_session=" in response.headers["set-cookie"]
+    signer = URLSafeTimedSerializer(settings.secret_key, salt="gossip.session")
+    assert signer.loads(alice.cookies["gossip_session"]) == session["_id"]  # the cookie the answer set
+    assert (await alice.get("/api/me")).json()["username"] == "alice"  # with the new cookie alone

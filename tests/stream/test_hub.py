@@ -126,3 +126,10 @@ async def test_a_send_hung_past_the_deadline_is_cancelled_and_its_feed_ended() -
     assert (hung.too_slow, hung.ended) == (STALLED, True)
     assert not (senders[1].done() or sending.ended or idle.ended or idle.too_slow)
     senders[1].cancel()
+
+
+async def test_a_broadcast_reaches_every_open_feed_whatever_it_carries_and_counts_them() -> None:
+    hub = Hub()
+    feeds = [hub.open(ALICE, ["flash"]), hub.open(BOB, None), hub.open(BOB, [])]
+    assert hub.broadcast(frame(9)) == 3
+    assert [await drain(feed) for feed in feeds] == [frame(9)] * 3

@@ -61,3 +61,21 @@ def test_a_discarded_update_is_a_hole_settled_like_any_other() -> None:
     assert order.overdue(now=1.0)
     assert order.settle([]) == ["three"]
     assert order.delivered == 3
+
+
+def test_a_held_update_deleted_before_its_turn_becomes_a_hole() -> None:
+    order: Reorder[str] = Reorder(0, wait=1.0)
+    order.push(2, "two", now=0)
+    order.discard(2)
+    order.discard(7)  # never held: nothing to do
+    assert order.overdue(now=1.0) and order.gap() == (0, 0)  # the gap still waits its turn, with nothing above it
+    assert (order.settle([]), order.delivered) == ([], 0)
+    assert not order.overdue(now=5)
+    assert order.push(1, "one", now=5) == ["one"]
+
+
+def test_settling_never_delivers_again_what_was_delivered() -> None:
+    order: Reorder[str] = Reorder(5)
+    order.push(7, "seven", now=0)
+    assert order.settle([(5, "five again"), (6, "six"), (7, "seven")]) == ["six", "seven"]
+    assert order.delivered == 7

@@ -8,7 +8,7 @@ import json
 import logging
 import re
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -22,6 +22,7 @@ from shared.auth import Caller
 from shared.catalogue import Catalogue
 from shared.db import Database, as_datetime, seed_shows, utcnow
 from shared.settings import Settings
+from shared.updates import digest
 from tests.support.sse import Event, EventReader, events
 from tests.support.updates import publish, stored_update
 from tests.support.waiting import wait_until
@@ -256,3 +257,38 @@ async def test_follow_changes_made_while_no_stream_was_open_reach_their_feeds_wh
 async def sent(feed: Feed) -> bytes:
     feed.end()
     return b"".join([chunk async for chunk in feed.frames()])
+
+
+def test_an_update_description_without_updated_fields_changed_neither_text_nor_time() -> None:
+    told = {"text": "same", "announced": "whatever"}
+    assert not text_changed({"updateDescription": {"removedFields": ["x"]}}, told)
+    assert not timed_by_writer({"updateDescription": {"removedFields": ["x"]}}, told)
+
+
+async def test_an_edit_by_another_writer_is_timed_by_its_change_and_told_to_its_shows_feeds(db: Database) -> None:
+    hub = Hub()
+    flash, sherlock = hub.open(Caller("u1", "una", "s1"), ["flash"]), hub.open(Caller("u2", "bo", "s2"), ["sherlock"])
+    await db.updates.insert_one(update := {**stored_update(1, text="changed by hand"), "_id": "u-1"})
+    committed = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    await Watcher(db, hub, Catalogue(db))._edited({"wallTime": committed}, update)
+    edit = Event("edit", (await sent(flash)).split(b"data: ")[1].strip().decode())
+    assert edit.json() == {"seq": 1, "text": "changed by hand", "edited_at": "2026-01-02T03:04:05.000Z"}
+    assert await sent(sherlock) == b""
+    stored = await db.updates.find_one({"_id": "u-1"})
+    assert stored is not None and stored["announced"] == digest("changed by hand")  # told: not taken for an edit again
+
+
+def test_a_session_end_that_is_not_a_date_is_logged_and_left_alone(caplog: pytest.LogCaptureFixture) -> None:
+    hub = Hub()
+    feed = hub.open(Caller("u1", "una", "s1", expires_at=utcnow() + timedelta(days=1)), ["flash"])
+    with caplog.at_level(logging.WARNING, logger="gossip.stream.watcher"):
+        Watcher(None, hub, None)._session_ends("s1", {"expires_at": "tomorrow"})  # type: ignore[arg-type]
+    assert caplog.messages == ["a session's expires_at is not a date: 'tomorrow'"] and not feed.ended
+
+
+def test_a_session_cut_short_ends_its_feeds_with_expired_at_once() -> None:
+    hub = Hub()
+    cut, other = (hub.open(Caller(f"u{i}", "una", f"s{i}", expires_at=utcnow() + timedelta(days=1)), None)
+                  for i in (1, 2))  # fmt: skip
+    Watcher(None, hub, None)._session_ends("s1", {"expires_at": utcnow() - timedelta(seconds=1)})  # type: ignore[arg-type]
+    assert (cut.ended, other.ended) == (True, False)
