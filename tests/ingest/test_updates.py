@@ -15,9 +15,10 @@ from pymongo.errors import DuplicateKeyError, OperationFailure
 from services.ingest.updates import MAX_KEY, PAGE_DEFAULT, Updates, _write_error
 from shared.auth import Caller
 from shared.catalogue import Catalogue
-from shared.db import prepare
+from shared.db import MAX_INT, prepare, utcnow
 from shared.errors import ApiError
 from shared.settings import Settings
+from shared.updates import update_id
 from tests.support.updates import stored_update
 
 ALICE = Caller("u1", "alice")
@@ -78,6 +79,7 @@ async def test_what_is_published_is_what_clients_see_and_what_is_stored(updates:
     stored = await updates.db.updates.find_one({"seq": update["seq"]})
     assert stored is not None
     assert (stored["author_id"], stored["idempotency_key"], stored["text"]) == ("u1", "key-1", "Barry is back")
+    assert stored["_id"] == update_id(update["seq"], stored["created_at"])  # what a delete event maps back to a seq
 
 
 async def test_every_problem_is_named_before_any_seq_is_taken(updates: Updates) -> None:
@@ -85,6 +87,7 @@ async def test_every_problem_is_named_before_any_seq_is_taken(updates: Updates) 
         await updates.publish(ALICE, {"show": "nope", "text": " "}, "k" * (MAX_KEY + 1))
     assert (refused.value.status, set(refused.value.fields)) == (422, {"show", "text", "Idempotency-Key"})
     assert refused.value.detail == "Please correct the highlighted fields."  # the error shape's detail is text
+    assert all(isinstance(message, str) for message in refused.value.fields.values())
     assert await updates.db.counters.count_documents({}) == 0
 
 
@@ -111,9 +114,10 @@ async def test_a_used_key_with_another_update_is_422_naming_the_key(updates: Upd
 async def test_racing_retries_store_once_and_answer_alike(updates: Updates) -> None:
     """All pass the lookup before any is stored; the unique index refuses the others' inserts, and each of them
     answers what the first stored. The holes their seqs leave are the stream's to skip."""
+    await updates.publish(ALICE, flash("an earlier one"), None)
     answers = await asyncio.gather(*(updates.publish(ALICE, flash("raced"), "race") for _ in range(3)))
-    assert answers[0] == answers[1] == answers[2]
-    assert await updates.db.updates.count_documents({}) == 1
+    assert answers[0] == answers[1] == answers[2] and answers[0]["text"] == "raced"
+    assert await updates.db.updates.count_documents({}) == 2
 
 
 async def test_a_page_starts_after_its_seq_and_says_where_the_next_starts(updates: Updates) -> None:
@@ -140,3 +144,31 @@ def test_a_write_error_in_a_batch_is_raised_as_what_one_insert_would_raise() -> 
     assert isinstance(duplicate, DuplicateKeyError) and duplicate.code == 11000
     other = _write_error({"index": 1, "code": 121, "errmsg": "Document failed validation"})
     assert type(other) is OperationFailure and other.code == 121
+
+
+async def test_one_refused_insert_in_a_batch_fails_that_publish_alone(updates: Updates) -> None:
+    """Inserted unordered: the updates after a refused one in the batch are stored all the same."""
+    await updates.publish(ALICE, flash("first"), "used")
+    made = utcnow()
+    fields = {"show": "flash", "title": "The Flash", "author": "alice", "author_id": "u1", "created_at": made}
+    batch = [{**fields, "text": "dup", "idempotency_key": "used"}, {**fields, "text": "fresh"}]
+    refused, stored = await updates._store_batch(batch)
+    assert isinstance(refused, DuplicateKeyError) and not isinstance(stored, Exception)
+    assert await updates.db.updates.count_documents({"text": "fresh"}) == 1
+
+
+async def test_only_the_author_may_change_an_update_and_a_rejected_one_is_no_update(updates: Updates) -> None:
+    mine = await updates.publish(ALICE, flash("mine"), None)
+    with pytest.raises(ApiError) as refused:
+        await updates.edit(BOB, mine["seq"], "not yours")
+    assert (refused.value.status, refused.value.detail) == (403, f"Update {mine['seq']} is not yours: only its author "
+                                                                 "can change it.")  # fmt: skip
+    await updates.db.updates.update_one({"seq": mine["seq"]}, {"$set": {"rejected": "by hand"}})
+    with pytest.raises(ApiError) as gone:
+        await updates.edit(ALICE, mine["seq"], "rejected meanwhile")
+    assert (gone.value.status, gone.value.detail) == (404, f"There is no update {mine['seq']}.")
+
+
+async def test_the_largest_seq_is_an_update_like_any_other(updates: Updates) -> None:
+    await updates.db.updates.insert_one({**stored_update(MAX_INT, author="alice"), "author_id": "u1"})
+    assert (await updates.edit(ALICE, MAX_INT, "edited"))["text"] == "edited"

@@ -14,6 +14,7 @@ from starlette.requests import Request
 
 from shared.auth import (
     CSRF_COOKIE,
+    CSRF_MAX_AGE,
     csrf_ok,
     csrf_token,
     session_cookie,
@@ -155,3 +156,11 @@ async def test_a_renewed_sessions_new_cookie_is_the_one_that_works_from_then_on(
     signer = URLSafeTimedSerializer(settings.secret_key, salt="gossip.session")
     assert signer.loads(alice.cookies["gossip_session"]) == session["_id"]  # the cookie the answer set
     assert (await alice.get("/api/me")).json()["username"] == "alice"  # with the new cookie alone
+
+
+async def test_a_browser_gets_its_csrf_cookie_once_for_a_day(client: httpx.AsyncClient) -> None:
+    first = (await client.get("/register")).headers.get_list("set-cookie")
+    (csrf,) = [cookie for cookie in first if cookie.startswith(f"{CSRF_COOKIE}=")]
+    assert f"Max-Age={CSRF_MAX_AGE}" in csrf
+    again = (await client.get("/register")).headers.get_list("set-cookie")
+    assert not [cookie for cookie in again if cookie.startswith(f"{CSRF_COOKIE}=")]  # it has one: kept as it is

@@ -133,3 +133,11 @@ async def test_a_broadcast_reaches_every_open_feed_whatever_it_carries_and_count
     feeds = [hub.open(ALICE, ["flash"]), hub.open(BOB, None), hub.open(BOB, [])]
     assert hub.broadcast(frame(9)) == 3
     assert [await drain(feed) for feed in feeds] == [frame(9)] * 3
+
+
+def test_telling_or_revoking_one_the_hub_has_no_feed_of_does_nothing() -> None:
+    hub = Hub()
+    feed = hub.open(ALICE, ["flash"])
+    hub.tell("nobody", frame(1))
+    hub.revoke("no-session")
+    assert not feed.ended and not feed._frames
