@@ -65,13 +65,13 @@ def live_target(mongo_url: str) -> Iterator[Target]:
     """The all-in-one app on a live uvicorn with a database of its own: throttles and follows start empty."""
     settings = Settings(secret_key=uuid.uuid4().hex, mongo_url=mongo_url, mongo_db=f"test_api_{uuid.uuid4().hex[:8]}",
                         ping_interval=1.0)  # fmt: skip
-    live = LiveServer(create_app("gossip", gossip.routes, settings, gossip.extensions)).start()
-    try:
-        with pymongo.MongoClient(mongo_url) as mongo:
+    with pymongo.MongoClient(mongo_url) as mongo:
+        live = LiveServer(create_app("gossip", gossip.routes, settings, gossip.extensions)).start()
+        try:
             yield Target(live.url, settings, mongo)
-            mongo.drop_database(settings.mongo_db)
-    finally:
-        live.stop()
+        finally:
+            live.stop()  # before the drop: a database dropped under open change streams broke the embedded server
+        mongo.drop_database(settings.mongo_db)
 
 
 def _accepts_token(case: Case) -> bool:
