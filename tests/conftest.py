@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
+import pymongo
 import pytest
 
 from dev.embedded import EmbeddedMongo
@@ -49,10 +50,14 @@ async def db(settings: Settings) -> AsyncIterator[Database]:
 
 @pytest.fixture
 def server(settings: Settings) -> Iterator[str]:
-    """All three services' routes on one live uvicorn, as `make run` serves them."""
+    """All three services' routes on one live uvicorn, as `make run` serves them. Its database is dropped once it has
+    stopped: the embedded server keeps at most 100 databases open, and closing one to open another under a live
+    server's feet failed every test after it."""
     live = LiveServer(create_app("gossip", gossip.routes, settings, gossip.extensions)).start()
     yield live.url
     live.stop()
+    with pymongo.MongoClient(settings.mongo_url) as client:
+        client.drop_database(settings.mongo_db)
 
 
 @pytest.fixture

@@ -161,8 +161,10 @@ async def test_a_hole_is_skipped_after_the_wait(alice: httpx.AsyncClient, db: Da
 
 
 @pytest.fixture
-def patient(settings: Settings) -> Iterator[str]:
-    """The app with a send timeout no test waits out: only an overflow can end a feed for its client there."""
+def patient(settings: Settings, db: Database) -> Iterator[str]:
+    """The app with a send timeout no test waits out: only an overflow can end a feed for its client there. After
+    `db`, so stopped before its database is dropped: a large one dropped under open change streams broke the
+    embedded server for the tests after."""
     app = create_app("gossip", gossip.routes, dataclasses.replace(settings, send_timeout=60), gossip.extensions)
     live = LiveServer(app).start()
     yield live.url
