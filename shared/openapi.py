@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from shared.body import MAX_BODY
 from shared.schemas import SCHEMAS, Schema, ref
 
 Operation = dict[str, Any]
@@ -46,7 +47,7 @@ REFUSALS = {
     403: "Not the caller's to do.",
     404: "No such resource.",
     409: "Taken already.",
-    413: "The body is over 16 KiB.",
+    413: f"The body is over {MAX_BODY // 1024} KiB.",
     415: "The body is not `application/json`; with a session cookie, a POST must say so even with no body.",
     422: "A field, parameter or header is wrong; `fields` names each one.",
     429: "Too many attempts; try again after `Retry-After` seconds.",
