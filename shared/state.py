@@ -11,6 +11,8 @@ from starlette.requests import HTTPConnection, Request
 from shared.batching import Lookup
 from shared.catalogue import Catalogue
 from shared.db import Database
+from shared.limits import Buckets
+from shared.passwords import Passwords
 from shared.settings import Settings
 
 
@@ -22,6 +24,8 @@ class Core(TypedDict):
     sessions: Lookup
     tokens: Lookup
     users: Lookup
+    passwords: Passwords  # Argon2id on a bounded pool of its own
+    buckets: Buckets  # rate limits shared by every process
 
 
 # What code in `shared/` takes: any service's request. Request is invariant in its state type, so each service's
