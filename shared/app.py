@@ -15,14 +15,20 @@ from starlette.middleware import Middleware
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
 
 from shared import db as database
 from shared.auth import RenewedSession
 from shared.batching import by_id
 from shared.catalogue import Catalogue
+from shared.connections import note_transport
 from shared.errors import EXCEPTION_HANDLERS, ApiError
+from shared.headers import Nosniff
+from shared.limits import Buckets, swept
 from shared.logs import AccessLog, configure
 from shared.pages import PAGE_HANDLERS
+from shared.passwords import Passwords
+from shared.proxies import TrustedProxies
 from shared.settings import ROOT, Settings
 from shared.state import AnyRequest, Core, core
 
@@ -62,6 +68,15 @@ def _tune_gc() -> None:
     gc.freeze()
 
 
+class Service(Starlette):
+    """Starlette, noting the server's connection before any middleware wraps `send` (shared/connections.py)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            note_transport(scope, send)
+        await super().__call__(scope, receive, send)
+
+
 def create_app(
     name: str, routes: Sequence[BaseRoute], settings: Settings | None = None, extensions: Sequence[Extension] = ()
 ) -> Starlette:
@@ -78,9 +93,12 @@ def create_app(
         base = Core(
             settings=resolved, db=db, catalogue=Catalogue(db),
             sessions=by_id(db.sessions), tokens=by_id(db.tokens), users=by_id(db.users, USER_FIELDS),
+            passwords=Passwords(resolved.hash_concurrency, resolved.hash_wait), buckets=Buckets(db),
         )  # fmt: skip
         try:
             async with contextlib.AsyncExitStack() as stack:
+                stack.callback(base["passwords"].close)
+                await stack.enter_async_context(swept(base["buckets"]))
                 state: dict[str, Any] = dict(base)
                 for extension in extensions:
                     state.update(await stack.enter_async_context(extension(base)))
@@ -96,9 +114,12 @@ def create_app(
         Route("/metrics", metrics),
         Mount("/static", StaticFiles(directory=ROOT / "web" / "static"), name="static"),
     ]
-    return Starlette(
+    return Service(
         routes=[*routes, *common],
         lifespan=lifespan,
         exception_handlers={**EXCEPTION_HANDLERS, **PAGE_HANDLERS},
-        middleware=[Middleware(AccessLog, service=name), Middleware(RenewedSession)],
+        middleware=[
+            Middleware(TrustedProxies), Middleware(Nosniff), Middleware(AccessLog, service=name),
+            Middleware(RenewedSession),
+        ],
     )
