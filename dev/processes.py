@@ -86,7 +86,7 @@ class ServiceProcess(ChildProcess):
         port = free_port()
         command = [
             sys.executable, "-m", "uvicorn", f"{module}:app", "--host", "127.0.0.1", "--port", str(port),
-            "--timeout-graceful-shutdown", "5", *options,
+            "--timeout-graceful-shutdown", "5", "--no-proxy-headers", *options,
         ]  # fmt: skip
         variables = {
             **os.environ, "SECRET_KEY": settings.secret_key, "MONGO_URL": settings.mongo_url,

@@ -11,12 +11,10 @@ import httpx
 import pytest
 
 from dev.embedded import EmbeddedMongo
-from services.all import app as gossip
-from shared.app import create_app
 from shared.db import Database, connect
 from shared.settings import Settings
 from tests.support.accounts import registered
-from tests.support.servers import LiveServer
+from tests.support.servers import serving
 
 
 @pytest.fixture(scope="session")
@@ -50,9 +48,8 @@ async def db(settings: Settings) -> AsyncIterator[Database]:
 @pytest.fixture
 def server(settings: Settings) -> Iterator[str]:
     """All three services' routes on one live uvicorn, as `make run` serves them."""
-    live = LiveServer(create_app("gossip", gossip.routes, settings, gossip.extensions)).start()
-    yield live.url
-    live.stop()
+    with serving(settings) as url:
+        yield url
 
 
 @pytest.fixture
