@@ -16,7 +16,7 @@ from bench.http import Connection
 from dev.processes import ServiceProcess
 from services.auth import tokens
 from services.auth.accounts import user_document
-from shared.auth import Caller, session_cookie, session_document
+from shared.auth import Caller, session_document
 from shared.db import Database, connect, prepare
 from shared.settings import Settings
 
@@ -79,20 +79,23 @@ class Deployment:
 
     async def sign_in(self, follows: Sequence[Sequence[str]]) -> list[str]:
         """One user per entry, following those shows, each with a session: their cookies, as a login gives them."""
-        users, sessions = [], []
+        users, cookies, sessions = [], [], []
         for shows in follows:
             users.append(user := user_document(f"viewer{self.viewers}", "", shows))
             self.viewers += 1
-            sessions.append(session_document(self.settings, user["_id"], user["username"]))
+            cookie, session = session_document(self.settings, user["_id"], user["username"])
+            cookies.append(cookie)
+            sessions.append(session)
         for start in range(0, len(users), 1000):
             await self.db.users.insert_many(users[start : start + 1000])
             await self.db.sessions.insert_many(sessions[start : start + 1000])
-        return [session_cookie(self.settings, session["_id"]) for session in sessions]
+        return cookies
 
     async def publisher(self, connections: int = 1) -> Publisher:
         user = user_document(f"publisher{len(self.publishers)}", "")
         await self.db.users.insert_one(user)
-        token = (await tokens.create(self.db, Caller(user["_id"], user["username"]), "bench"))["token"]
+        owner = Caller(user["_id"], user["username"])
+        token = (await tokens.create(self.db, owner, "bench", self.settings.tokens_per_user))["token"]
         publisher = Publisher([await Connection.open(self.ingest.port) for _ in range(connections)], token)
         self.publishers.append(publisher)
         return publisher

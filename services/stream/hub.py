@@ -140,10 +140,10 @@ class Hub:
         feed = Feed(caller, None if shows is None else frozenset(shows), next(self._numbers), **limits)
         self._index(feed)
         self._by_user[caller.user_id].add(feed)
-        self._by_session[caller.session_id or ""].add(feed)
+        self._by_session[caller.session_key or ""].add(feed)
         self._marks.setdefault(caller.user_id, Marks(frozenset(follows if shows is None else shows), last_read))
-        if caller.session_id is not None and caller.expires_at is not None:
-            self._ends.setdefault(caller.session_id, caller.expires_at.timestamp())
+        if caller.session_key is not None and caller.expires_at is not None:
+            self._ends.setdefault(caller.session_key, caller.expires_at.timestamp())
         return feed
 
     def close(self, feed: Feed) -> bool:
@@ -153,7 +153,7 @@ class Hub:
         self._unindex(feed)
         for index, key, known in (
             (self._by_user, feed.caller.user_id, self._marks),
-            (self._by_session, feed.caller.session_id or "", self._ends),
+            (self._by_session, feed.caller.session_key or "", self._ends),
         ):
             index[key].discard(feed)
             if not index[key]:
@@ -225,20 +225,20 @@ class Hub:
         for feed in self._by_user.get(user_id, ()):
             feed.offer(frame)
 
-    def revoke(self, session_id: str) -> None:
-        for feed in list(self._by_session.get(session_id, ())):
+    def revoke(self, session_key: str) -> None:
+        for feed in list(self._by_session.get(session_key, ())):
             feed.end()
 
-    def session_ends(self, session_id: str, at: float) -> None:
+    def session_ends(self, session_key: str, at: float) -> None:
         """A session's new end (epoch seconds): later once renewed, in the past when cut short. `expire` acts on it."""
-        if session_id in self._ends:
-            self._ends[session_id] = at
+        if session_key in self._ends:
+            self._ends[session_key] = at
 
     def expire(self, now: float) -> None:
         """Ends, with an `expired` event, the feeds of every session whose time is up (epoch seconds)."""
-        for session_id in [session_id for session_id, at in self._ends.items() if at <= now]:
-            del self._ends[session_id]
-            for feed in self._by_session[session_id]:
+        for session_key in [session_key for session_key, at in self._ends.items() if at <= now]:
+            del self._ends[session_key]
+            for feed in self._by_session[session_key]:
                 feed.offer(EXPIRED)
                 feed.end()
 
