@@ -12,12 +12,15 @@ from typing import Any
 
 from services.stream.frames import EXPIRED, PING, follows_frame
 from shared.auth import Caller
+from shared.connections import Transport, reset
+from shared.limits import refusal
 
 log = logging.getLogger("gossip.stream.hub")
 
 MAX_FRAMES = 1000
 MAX_BYTES = 1 << 20
 MAX_BATCH = 64
+FULL_RETRY = 30  # seconds a refused feed is told to wait: feeds close when their pages do
 
 
 class Feed:
@@ -38,6 +41,7 @@ class Feed:
         "sending_since",
         "shows",
         "too_slow",
+        "transport",
     )  # fmt: skip
 
     def __init__(
@@ -45,10 +49,11 @@ class Feed:
         caller: Caller,
         shows: frozenset[str] | None,
         number: int = 0,
+        transport: Transport | None = None,
         max_frames: int = MAX_FRAMES,
         max_bytes: int = MAX_BYTES,
     ) -> None:
-        self.caller, self.shows, self.number = caller, shows, number
+        self.caller, self.shows, self.number, self.transport = caller, shows, number, transport
         self.ended = self.too_slow = False
         self.sending_since = 0.0  # when the send now under way began (time.monotonic()); 0.0 while none is
         self.sender: asyncio.Task[Any] | None = None  # the task that sends this feed's chunks, once it has sent
@@ -74,12 +79,15 @@ class Feed:
         self._wakeup()
 
     def drop(self) -> None:
-        """Ends a feed whose send has hung (a client that stopped reading): its queue cannot drain, so the send is
-        cancelled, which ends the response. uvicorn then closes the socket once the client reads what is buffered
-        or goes away, as it did after sse-starlette's own send timeout."""
+        """Ends a feed whose send has hung (a client that stopped reading): its queue cannot drain. The connection
+        is reset, which frees the socket at once and ends the hung send; a graceful close would wait for the client
+        to read what is buffered, for ever if it never does. Without the transport (shared/connections.py),
+        the send is cancelled, which ends the response but leaves the close to the server."""
         self.too_slow = True
         self.end()
-        if self.sender is not None:
+        if self.transport is not None:
+            reset(self.transport)
+        elif self.sender is not None:
             self.sender.cancel()
 
     def _wakeup(self) -> None:
@@ -116,9 +124,13 @@ class Marks:
 
 
 class Hub:
-    """Fan-out in memory: delivering an update is one dictionary lookup and one queue put per follower."""
+    """Fan-out in memory: delivering an update is one dictionary lookup and one queue put per follower.
 
-    def __init__(self) -> None:
+    It holds at most `max_feeds` feeds (a socket each, so sized to the open-file limit) and `feeds_per_user` of one
+    user: past either, a new feed is refused before its stream starts, 503 and 429."""
+
+    def __init__(self, max_feeds: int = 100_000, feeds_per_user: int = 50) -> None:
+        self.max_feeds, self.feeds_per_user = max_feeds, feeds_per_user
         self._by_show: defaultdict[str, set[Feed]] = defaultdict(set)
         self._everything: set[Feed] = set()
         self._by_user: defaultdict[str, set[Feed]] = defaultdict(set)
@@ -126,6 +138,7 @@ class Hub:
         self._marks: dict[str, Marks] = {}  # per user with open feeds
         self._ends: dict[str, float] = {}  # per session with open feeds: when it expires (epoch seconds)
         self._numbers = itertools.count()
+        self._open_count = 0
 
     def open(
         self,
@@ -133,14 +146,21 @@ class Hub:
         shows: Iterable[str] | None,
         follows: Iterable[str] = (),
         last_read: int = 0,
+        transport: Transport | None = None,
         **limits: int,
     ) -> Feed:
         """`follows` and `last_read`: the user as read for this feed; the hub keeps what it knew if it knew already,
-        since change events have kept that current."""
-        feed = Feed(caller, None if shows is None else frozenset(shows), next(self._numbers), **limits)
+        since change events have kept that current. `transport`: the connection, reset if the feed is dropped."""
+        if self._open_count >= self.max_feeds:
+            raise refusal(503, "This server has as many live feeds open as it can hold. Try again soon.", FULL_RETRY)
+        if len(self._by_user.get(caller.user_id, ())) >= self.feeds_per_user:
+            detail = f"You have {self.feeds_per_user} live feeds open, the most one may. Close some pages or tabs."
+            raise refusal(429, detail, FULL_RETRY)
+        feed = Feed(caller, None if shows is None else frozenset(shows), next(self._numbers), transport, **limits)
         self._index(feed)
         self._by_user[caller.user_id].add(feed)
         self._by_session[caller.session_key or ""].add(feed)
+        self._open_count += 1
         self._marks.setdefault(caller.user_id, Marks(frozenset(follows if shows is None else shows), last_read))
         if caller.session_key is not None and caller.expires_at is not None:
             self._ends.setdefault(caller.session_key, caller.expires_at.timestamp())
@@ -150,6 +170,7 @@ class Hub:
         """Safe to call twice; True only the first time."""
         if feed not in self._by_user.get(feed.caller.user_id, ()):
             return False
+        self._open_count -= 1
         self._unindex(feed)
         for index, key, known in (
             (self._by_user, feed.caller.user_id, self._marks),

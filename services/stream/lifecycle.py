@@ -35,7 +35,8 @@ async def feeds(core: Core) -> AsyncIterator[Feeds]:
     """The hub and its watcher live as long as the app. When the server stops, sse-starlette sets the shutdown
     event of every open response; the hub then ends every feed, so each response closes cleanly within the
     grace period instead of being cancelled mid-stream (the lifespan's own shutdown comes too late for them)."""
-    hub, db, settings = Hub(), core["db"], core["settings"]
+    db, settings = core["db"], core["settings"]
+    hub = Hub(settings.max_feeds, settings.feeds_per_user)
     watcher = Watcher(db, hub, core["catalogue"], settings.history_days)
     shutdown = anyio.Event()
     replay = Replay(db, settings.replay_limit, trimmed=settings.history_days > 0)
