@@ -99,11 +99,14 @@ def naming_the_service(service: str, proxy: Handler) -> Handler:
 class Gateway(ChildProcess):
     """The real Caddy on a free loopback port, running a retargeted copy of deploy/Caddyfile."""
 
-    def __init__(self, workdir: Path, proxy_for: Callable[[str, Handler], Handler]) -> None:
+    def __init__(self, workdir: Path, proxy_for: Callable[[str, Handler], Handler], **server_options: Any) -> None:
+        """`server_options` replace the server's own (`read_timeout=...`, in nanoseconds, as Caddy's JSON has it)."""
         port = free_port()
         workdir.mkdir(parents=True, exist_ok=True)
         config = workdir / "caddy.json"
-        config.write_text(json.dumps(retarget(adapt(), port, proxy_for)))
+        local = retarget(adapt(), port, proxy_for)
+        server(local).update(server_options)
+        config.write_text(json.dumps(local))
         home = str(workdir)  # Caddy keeps its state under these; none of it in the user's home
         env = {**os.environ, "HOME": home, "XDG_CONFIG_HOME": home, "XDG_DATA_HOME": home}
         super().__init__([str(CADDY), "run", "--config", str(config)], env, port, ready_path="/login")
