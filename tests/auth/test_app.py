@@ -67,25 +67,6 @@ async def test_wrong_password_and_unknown_user_get_the_same_401(
     assert "set-cookie" not in wrong.headers
 
 
-async def test_failed_logins_are_throttled_per_account(alice: httpx.AsyncClient, client: httpx.AsyncClient) -> None:
-    statuses = [
-        (await client.post("/api/auth/login", json={"username": "alice", "password": f"wrong-{i}-pass"})).status_code
-        for i in range(6)
-    ]
-    assert statuses == [401] * 5 + [429]
-    throttled = await client.post("/api/auth/login", json={"username": "alice", "password": PASSWORD})
-    assert throttled.status_code == 429  # even the right password waits out the window
-    assert 1 <= int(throttled.headers["retry-after"]) <= 60
-
-
-async def test_failed_logins_are_throttled_per_address(client: httpx.AsyncClient) -> None:
-    statuses = [
-        (await client.post("/api/auth/login", json={"username": f"user{i}", "password": "wrong-password"})).status_code
-        for i in range(21)
-    ]
-    assert statuses == [401] * 20 + [429]
-
-
 async def test_tampered_cookie_is_logged_out_not_an_error(alice: httpx.AsyncClient) -> None:
     value = alice.cookies["gossip_session"]
     alice.cookies.set("gossip_session", value[:-2] + ("AA" if not value.endswith("AA") else "BB"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import re
 
 import httpx
@@ -9,6 +11,7 @@ import pytest
 
 from shared.auth import TOKEN_PREFIX, token_digest
 from shared.db import Database
+from shared.settings import Settings
 from tests.support.accounts import json_error, registered
 
 
@@ -93,3 +96,19 @@ async def test_tokens_need_a_session_and_a_token_cannot_mint_tokens(alice: httpx
     form = await alice.post("/api/me/tokens", data={"name": "from a form"})  # what a cross-site form could send
     assert form.status_code == 415
     assert [token["name"] for token in (await alice.get("/api/me/tokens")).json()] == ["laptop"]
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return dataclasses.replace(settings, tokens_per_user=3)
+
+
+async def test_a_user_holds_at_most_tokens_per_user(alice: httpx.AsyncClient, db: Database) -> None:
+    responses = await asyncio.gather(*(alice.post("/api/me/tokens", json={"name": f"t{n}"}) for n in range(8)))
+    assert sorted(response.status_code for response in responses) == [201] * 3 + [409] * 5
+    refused = next(response for response in responses if response.status_code == 409)
+    assert json_error(refused)[:2] == (409, "too_many_tokens") and "name" in json_error(refused)[2]
+    assert await db.tokens.count_documents({}) == 3
+    kept = (await alice.get("/api/me/tokens")).json()[0]["name"]
+    assert (await alice.delete(f"/api/me/tokens/{kept}")).status_code == 204
+    assert (await alice.post("/api/me/tokens", json={"name": "after a revoke"})).status_code == 201
