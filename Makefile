@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test check bench up down clean
+.PHONY: run test check bench abuse up down clean
 
 $(VENV)/installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ check: $(VENV)/installed
 # The machine's floor, then six load scenarios against the real services on loopback; a line each, and BENCHMARKS.md.
 bench: $(VENV)/installed
 	$(PY) -m bench
+
+# One person with a script against what `make run` serves: floods of logins, registrations, feeds, publishes,
+# stalled feeds and malformed requests, a line each with its target (bench/abuse.py).
+abuse: $(VENV)/installed
+	$(PY) -m bench abuse
 
 # The real topology in Docker: needs a .env with SECRET_KEY (see .env.example). `make up STREAMS=3` scales the feeds.
 STREAMS ?= 1

@@ -21,6 +21,7 @@ from shared.db import Database, connect, prepare
 from shared.settings import Settings
 
 STREAM_OPTIONS = ("--backlog", "4096")  # the kernel's somaxconn here: thousands of feeds reconnect at once
+UNLIMITED = {"PUBLISHES_PER_AUTHOR": str(10**9)}  # the load scenarios measure throughput, not the rate limit
 
 
 class Publisher:
@@ -48,6 +49,30 @@ class Publisher:
     async def close(self) -> None:
         while not self._idle.empty():
             await self._idle.get_nowait().close()
+
+
+async def sign_in(
+    db: Database, settings: Settings, names: Sequence[str], follows: Sequence[Sequence[str]]
+) -> list[str]:
+    """One user per name, following those shows, each with a session: their cookies, as a login gives them."""
+    users, cookies, sessions = [], [], []
+    for name, shows in zip(names, follows, strict=True):
+        users.append(user := user_document(name, "", shows))
+        cookie, session = session_document(settings, user["_id"], user["username"])
+        cookies.append(cookie)
+        sessions.append(session)
+    for start in range(0, len(users), 1000):
+        await db.users.insert_many(users[start : start + 1000])
+        await db.sessions.insert_many(sessions[start : start + 1000])
+    return cookies
+
+
+async def token_of(db: Database, settings: Settings, name: str) -> str:
+    """A new user's API token."""
+    user = user_document(name, "")
+    await db.users.insert_one(user)
+    created = await tokens.create(db, Caller(user["_id"], user["username"]), "bench", settings.tokens_per_user)
+    return created["token"]
 
 
 @dataclass
@@ -78,24 +103,13 @@ class Deployment:
         return times.user + times.system, process.io_counters().write_count
 
     async def sign_in(self, follows: Sequence[Sequence[str]]) -> list[str]:
-        """One user per entry, following those shows, each with a session: their cookies, as a login gives them."""
-        users, cookies, sessions = [], [], []
-        for shows in follows:
-            users.append(user := user_document(f"viewer{self.viewers}", "", shows))
-            self.viewers += 1
-            cookie, session = session_document(self.settings, user["_id"], user["username"])
-            cookies.append(cookie)
-            sessions.append(session)
-        for start in range(0, len(users), 1000):
-            await self.db.users.insert_many(users[start : start + 1000])
-            await self.db.sessions.insert_many(sessions[start : start + 1000])
+        cookies = await sign_in(self.db, self.settings, [f"viewer{self.viewers + n}" for n in range(len(follows))],
+                                follows)  # fmt: skip
+        self.viewers += len(follows)
         return cookies
 
     async def publisher(self, connections: int = 1) -> Publisher:
-        user = user_document(f"publisher{len(self.publishers)}", "")
-        await self.db.users.insert_one(user)
-        owner = Caller(user["_id"], user["username"])
-        token = (await tokens.create(self.db, owner, "bench", self.settings.tokens_per_user))["token"]
+        token = await token_of(self.db, self.settings, f"publisher{len(self.publishers)}")
         publisher = Publisher([await Connection.open(self.ingest.port) for _ in range(connections)], token)
         self.publishers.append(publisher)
         return publisher
@@ -109,7 +123,7 @@ async def deployment(mongo_url: str, name: str, streams: int = 1) -> AsyncIterat
     client = connect(mongo_url)
     db = client[settings.mongo_db]
     await prepare(db)
-    ingest = ServiceProcess("services.ingest.app", settings)
+    ingest = ServiceProcess("services.ingest.app", settings, **UNLIMITED)
     stream_processes = [ServiceProcess("services.stream.app", settings, *STREAM_OPTIONS) for _ in range(streams)]
     processes = [ingest, *stream_processes]
     try:

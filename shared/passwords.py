@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -23,6 +25,7 @@ T = TypeVar("T")
 _hasher = PasswordHasher()
 # Verified when the username is unknown, so that a wrong name costs as long as a wrong password.
 _DUMMY = _hasher.hash("gossip-dummy-password")
+NICENESS = 10  # Linux niceness of the hashing threads: they get about a tenth of a busy core's share
 BUSY = "The server is busy checking other passwords. Try again in a moment."
 HASHES = Counter("gossip_password_hashes", "Argon2id hashes and verifications run")
 REFUSED = Counter("gossip_password_busy_refusals", "Logins and registrations refused: no hashing turn in HASH_WAIT")
@@ -35,6 +38,13 @@ def _verify(stored: str | None, password: str) -> bool:
         return False
 
 
+def _yield_to_serving() -> None:
+    """A hash runs at a lower CPU priority than the threads that serve requests (argon2's own threads inherit it):
+    two hashes at once keep eight threads busy, and the event loop must still answer /readyz at once."""
+    with contextlib.suppress(OSError, AttributeError):  # not every system lets a thread lower its own priority
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICENESS)
+
+
 def needs_rehash(stored: str) -> bool:
     return _hasher.check_needs_rehash(stored)
 
@@ -44,7 +54,7 @@ class Passwords:
     is refused before it costs even a database round trip; the pool's size bounds the memory on its own."""
 
     def __init__(self, concurrency: int, wait: float) -> None:
-        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="argon2")
+        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="argon2", initializer=_yield_to_serving)
         self._turns = asyncio.Semaphore(concurrency)
         self._wait = wait
 

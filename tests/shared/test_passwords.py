@@ -48,8 +48,8 @@ def settings(settings: Settings) -> Settings:
 
 async def test_logins_beyond_what_the_server_can_hash_are_refused_with_503(server: str) -> None:
     async with httpx.AsyncClient(base_url=server, timeout=30) as http:
-        body = {"username": "nobody", "password": "not-the-password"}
-        responses = await asyncio.gather(*(http.post("/api/auth/login", json=body) for _ in range(10)))
+        bodies = [{"username": f"nobody{n}", "password": "not-the-password"} for n in range(10)]
+        responses = await asyncio.gather(*(http.post("/api/auth/login", json=body) for body in bodies))
     statuses = [response.status_code for response in responses]
     assert set(statuses) == {401, 503} and statuses.count(503) >= 5
     busy = next(response for response in responses if response.status_code == 503)
