@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bench import abuse
 from bench.floor import floor
 from bench.scenarios import catch_up, fanout, mixed
 
@@ -30,3 +31,17 @@ async def test_fanout_times_every_delivery_and_notes_the_streams_cost_per_write(
     assert (result.figures["lost"], result.figures["dup"]) == (0, 0), result.line()
     assert 0 < float(result.figures["p50 ms"]) <= float(result.figures["p99 ms"]) < 10_000
     assert 0 < float(result.figures["stream µs/write"]) < 100_000, result.line()
+
+
+async def test_the_abuse_scenario_holds_each_target_at_a_small_scale(mongo_url: str) -> None:
+    async with abuse.serving(mongo_url, SEND_TIMEOUT="2", PING_INTERVAL="1") as served:
+        results = [
+            await abuse.logins(served, count=30), await abuse.wrong_passwords(served, count=12),
+            await abuse.registrations(served, count=24), await abuse.feeds(served, count=60),
+            await abuse.publishes(served, count=80), await abuse.stalled(served, count=3, megabytes=5),
+            await abuse.fuzzing(served, count=200),
+        ]  # fmt: skip
+    for result in results:
+        assert all(result.targets.values()), result.line()
+    assert [result.name for result in results] == ["logins", "wrong-pw", "register", "feeds", "publish", "stalled",
+                                                   "fuzz"]  # fmt: skip
