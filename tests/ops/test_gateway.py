@@ -9,10 +9,12 @@ import dataclasses
 import importlib
 import socket
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
+import pymongo
 import pytest
 from starlette.routing import Route as AppRoute
 
@@ -129,13 +131,17 @@ class Guarded:
     auth: ServiceProcess
 
 
-@pytest.fixture
-def guarded(tmp_path: Path, settings: Settings) -> Iterator[Guarded]:
-    """auth, ingest and stream behind Caddy with the gateway's timeouts shortened (the test waits them out), the
-    services believing forwarded headers from the gateway (on 127.0.0.1) only, and 3 failed logins per address."""
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory: pytest.TempPathFactory, mongo_url: str) -> Iterator[Guarded]:
+    """auth, ingest and stream behind Caddy with the gateway's timeouts shortened (the tests wait them out), the
+    services believing forwarded headers from the gateway (on 127.0.0.1) only, and 3 failed logins per address.
+    One for the module, as it takes seconds to start: each test uses names and addresses of its own."""
+    settings = Settings(secret_key=uuid.uuid4().hex, mongo_url=mongo_url, mongo_db=f"test_{uuid.uuid4().hex[:12]}")
     env = {"TRUSTED_PROXIES": "127.0.0.1", "LOGIN_FAILURES_PER_ADDRESS": "3", "LOGIN_WINDOW": "3600",
            "LOG_FORMAT": "json"}  # fmt: skip
-    with contextlib.ExitStack() as stack:
+    tmp_path = tmp_path_factory.mktemp("guarded")
+    with pymongo.MongoClient(mongo_url) as client, contextlib.ExitStack() as stack:
+        stack.callback(client.drop_database, settings.mongo_db)
         auth, ingest, stream = (
             stack.enter_context(ServiceProcess(f"services.{name}.app", settings, **env))
             for name in ("auth", "ingest", "stream")
