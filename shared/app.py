@@ -119,7 +119,9 @@ def create_app(
         lifespan=lifespan,
         exception_handlers={**EXCEPTION_HANDLERS, **PAGE_HANDLERS},
         middleware=[
-            Middleware(TrustedProxies), Middleware(Nosniff), Middleware(AccessLog, service=name),
+            Middleware(TrustedProxies),
+            Middleware(Nosniff),
+            Middleware(AccessLog, service=name),
             Middleware(RenewedSession),
         ],
     )

@@ -167,7 +167,7 @@ class Connection:
 
 async def test_a_dropped_feed_resets_its_connection_instead_of_waiting_for_the_client() -> None:
     hub, connection = Hub(), Connection()
-    feed = hub.open(ALICE, ["flash"], connection)
+    feed = hub.open(ALICE, ["flash"], transport=connection)
     feed.sending_since = 10.0
     hub.drop_stalled(before=20.0)
     assert connection.aborted and connection.linger == struct.pack("ii", 1, 0) and feed.too_slow
