@@ -127,6 +127,6 @@ class Limit:
         if (wait := await self.buckets.take(bucket, self.rate, count)) == 0.0:
             return count, 0.0
         granted = 0
-        while granted < count - 1 and (wait := await self.buckets.take(bucket, self.rate)) == 0.0:
+        while granted < count and (wait := await self.buckets.take(bucket, self.rate)) == 0.0:
             granted += 1
         return granted, wait

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
+import pymongo
 import pytest
 
 from dev.embedded import EmbeddedMongo
@@ -27,14 +28,19 @@ def mongo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
-def settings(mongo_url: str) -> Settings:
-    return Settings(
+def settings(mongo_url: str) -> Iterator[Settings]:
+    """A database of the test's own, dropped after it whether the test asked for `db` or not: the embedded server
+    keeps 100 databases open and closes the least used beyond that, which a run of this many tests reached."""
+    settings = Settings(
         secret_key="test-secret-" + uuid.uuid4().hex,
         mongo_url=mongo_url,
         mongo_db=f"test_{uuid.uuid4().hex[:12]}",
         ping_interval=1.0,
         send_timeout=2.0,
     )
+    yield settings
+    with pymongo.MongoClient(mongo_url) as client:
+        client.drop_database(settings.mongo_db)
 
 
 @pytest.fixture

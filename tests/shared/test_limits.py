@@ -75,3 +75,13 @@ async def test_a_limit_answers_each_caller_and_refuses_with_retry_after(db: Data
     await limit("another author")
     with pytest.raises(ApiError):
         await limit("author")
+
+
+async def test_callers_refused_when_a_batch_outgrows_the_bucket_hear_the_real_wait(db: Database) -> None:
+    """Two at once with one token left: one passes, the other is told the wait for the next token, not a second."""
+    limit, buckets = Limit(Buckets(db), "publish", SLOW, "Too fast."), Buckets(db)
+    for _ in range(4):
+        await buckets.take("publish:author", SLOW)
+    results = await asyncio.gather(limit("author"), limit("author"), return_exceptions=True)
+    (refused,) = [result for result in results if isinstance(result, ApiError)]
+    assert int(refused.headers["retry-after"]) > 600
