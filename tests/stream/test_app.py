@@ -140,16 +140,21 @@ async def test_a_hole_is_skipped_after_the_wait(alice: httpx.AsyncClient, db: Da
         assert await db.updates.count_documents({"seq": hole}) == 0
 
 
+async def stalled_feed(server: str, alice: httpx.AsyncClient) -> socket.socket:
+    """A feed of alice's, following flash, on a socket that takes a few KB and is then never read."""
+    await alice.put("/api/me/follows/flash")
+    stalled = socket.socket()
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.connect(("127.0.0.1", int(server.rsplit(":", 1)[1])))
+    cookie = f"gossip_session={alice.cookies['gossip_session']}"
+    stalled.sendall(f"GET /events HTTP/1.1\r\nhost: x\r\ncookie: {cookie}\r\n\r\n".encode())
+    return stalled
+
+
 async def test_a_client_that_does_not_read_is_cut_off_while_others_keep_receiving(
     server: str, alice: httpx.AsyncClient, db: Database
 ) -> None:
-    await alice.put("/api/me/follows/flash")
-    port = int(server.rsplit(":", 1)[1])
-    stalled = socket.socket()
-    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    stalled.connect(("127.0.0.1", port))
-    cookie = f"gossip_session={alice.cookies['gossip_session']}"
-    stalled.sendall(f"GET /events HTTP/1.1\r\nhost: x\r\ncookie: {cookie}\r\n\r\n".encode())
+    stalled = await stalled_feed(server, alice)
     text = "€" * 1000  # 3 KB a frame: 12 MB in all, far beyond socket buffers (4 MB here) and the 1 MiB queue
     baseline = await _slow_consumers(alice)
     async with events(alice) as reader:
@@ -179,13 +184,7 @@ async def test_a_dropped_feed_releases_its_socket_though_its_client_never_reads(
     server: str, alice: httpx.AsyncClient, db: Database
 ) -> None:
     """A graceful close waits for the client to read what is buffered: for ever, from one that never does."""
-    await alice.put("/api/me/follows/flash")
-    port = int(server.rsplit(":", 1)[1])
-    stalled = socket.socket()
-    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    stalled.connect(("127.0.0.1", port))
-    cookie = f"gossip_session={alice.cookies['gossip_session']}"
-    stalled.sendall(f"GET /events HTTP/1.1\r\nhost: x\r\ncookie: {cookie}\r\n\r\n".encode())
+    stalled, port = await stalled_feed(server, alice), int(server.rsplit(":", 1)[1])
     await wait_until(lambda: server_side(port, stalled))
     text = "€" * 1000
     for _ in range(5):  # 3 MB: more than the socket buffers hold, less than the feed's queue
