@@ -1,5 +1,5 @@
-"""The load generator's HTTP: a keep-alive HTTP/1.1 connection that posts JSON and reads the answer, and single
-exchanges on a connection of their own, from a chosen loopback address.
+"""The load generator's HTTP: keep-alive HTTP/1.1 connections that post JSON and read the answer (a publisher keeps
+a few), and single exchanges on a connection of their own, from a chosen loopback address.
 
 As lean as the feed client, so that the figures measure the services rather than the client.
 """
@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,7 +51,10 @@ def request(method: str, path: str, body: bytes = b"", headers: dict[str, str] |
 
 
 def json_request(method: str, path: str, value: Any, headers: dict[str, str] | None = None) -> bytes:
-    return request(method, path, json.dumps(value).encode(), {"content-type": "application/json", **(headers or {})})
+    """Compact JSON, as the stream service writes it: an update posted to nchan is then a frame's data that starts
+    `{"seq":`, as Gossip's do."""
+    body = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+    return request(method, path, body, {"content-type": "application/json", **(headers or {})})
 
 
 async def exchange(port: int, raw: bytes, address: str = "127.0.0.1", timeout: float = 60.0) -> Answer:
@@ -85,3 +90,32 @@ class Connection:
     async def close(self) -> None:
         self.writer.close()
         await self.writer.wait_closed()
+
+
+# Posts one update (show, text) over a connection and returns its seq; raises if the server refused it.
+Post = Callable[[Connection, str, str], Awaitable[int]]
+
+
+class Publisher:
+    """Posts updates over a few keep-alive connections; `sent[seq]` is when the post went out."""
+
+    def __init__(self, connections: list[Connection], post: Post) -> None:
+        self._post = post
+        self.sent: dict[int, float] = {}
+        self._idle: asyncio.Queue[Connection] = asyncio.Queue()
+        for connection in connections:
+            self._idle.put_nowait(connection)
+
+    async def publish(self, show: str, text: str) -> int:
+        connection = await self._idle.get()
+        try:
+            started = time.perf_counter()
+            seq = await self._post(connection, show, text)
+        finally:
+            self._idle.put_nowait(connection)
+        self.sent[seq] = started
+        return seq
+
+    async def close(self) -> None:
+        while not self._idle.empty():
+            await self._idle.get_nowait().close()
