@@ -24,8 +24,14 @@ check: $(VENV)/installed
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
-# The machine's floor, then six load scenarios against the real services on loopback; a line each, and BENCHMARKS.md.
-bench: $(VENV)/installed
+$(VENV)/bench-installed: $(VENV)/installed
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	touch $@
+
+# The machine's floor, then six load scenarios against the real services on loopback, three of them side by side with
+# nginx's nchan (installed from Debian's packages if missing and the machine allows); a line each, BENCHMARKS.md and
+# the charts under bench/charts/.
+bench: $(VENV)/bench-installed
 	$(PY) -m bench
 
 # One person with a script against what `make run` serves: floods of logins, registrations, feeds, publishes,
