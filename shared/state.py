@@ -13,6 +13,7 @@ from shared.catalogue import Catalogue
 from shared.db import Database
 from shared.limits import Buckets
 from shared.passwords import Passwords
+from shared.recent import Recent
 from shared.settings import Settings
 
 
@@ -22,7 +23,7 @@ class Core(TypedDict):
     catalogue: Catalogue
     # Every request asks who is calling and many ask what the user follows: concurrent lookups share one query.
     sessions: Lookup
-    tokens: Lookup
+    tokens: Recent  # and a found API token is trusted for half a second (shared.app.TOKEN_MAX_AGE)
     users: Lookup
     passwords: Passwords  # Argon2id on a bounded pool of its own
     buckets: Buckets  # rate limits shared by every process

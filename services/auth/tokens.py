@@ -54,7 +54,8 @@ async def listing(db: Database, user_id: str) -> list[dict[str, Any]]:
 
 
 async def revoke(db: Database, user_id: str, name: str) -> None:
-    """Bearer tokens are looked up on every request, so a deleted one is refused from the next request on."""
+    """A found token is trusted for half a second (shared.app.TOKEN_MAX_AGE), so a deleted one is refused within a
+    second by every process."""
     result = await db.tokens.delete_one({"user_id": user_id, "name": name})
     if result.deleted_count == 0:
         raise ApiError(404, detail=f"You have no token named {name!r}.", fields={"name": "no such token"})
