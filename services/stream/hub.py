@@ -21,6 +21,7 @@ MAX_FRAMES = 1000
 MAX_BYTES = 1 << 20
 MAX_BATCH = 64
 FULL_RETRY = 30  # seconds a refused feed is told to wait: feeds close when their pages do
+SHOW_SETS = 4096  # distinct follow sets shared among feeds before the table starts afresh
 
 
 class Feed:
@@ -94,12 +95,17 @@ class Feed:
         if self._wake is not None and not self._wake.done():
             self._wake.set_result(None)
 
-    async def frames(self) -> AsyncIterator[bytes]:
-        """Whatever is queued goes out as one chunk: under a burst, one socket write carries many frames.
+    async def frames(self, missed: AsyncIterator[bytes] | None = None) -> AsyncIterator[bytes]:
+        """`missed` first (the history of a feed that resumes), then the live frames. Whatever is queued goes out
+        as one chunk: under a burst, one socket write carries many frames.
 
         A list and one future, not an asyncio.Queue: this runs once per delivered update per connection, and the
         Queue's bookkeeping cost more than the rest of the fan-out.
         """
+        if missed is not None:
+            async for chunk in missed:
+                yield chunk
+            missed = None  # let it go: the feed may stay open for hours
         while True:
             if self._frames:
                 chunk = b"".join(self._frames[:MAX_BATCH])
@@ -126,6 +132,9 @@ class Marks:
 class Hub:
     """Fan-out in memory: delivering an update is one dictionary lookup and one queue put per follower.
 
+    What each open feed costs here is kept small, since thousands are open: a user's or a session's feeds are a
+    list (most have one or two; a set of one costs 216 bytes), and feeds that follow the same shows share one set.
+
     It holds at most `max_feeds` feeds (a socket each, so sized to the open-file limit) and `feeds_per_user` of one
     user: past either, a new feed is refused before its stream starts, 503 and 429."""
 
@@ -133,8 +142,9 @@ class Hub:
         self.max_feeds, self.feeds_per_user = max_feeds, feeds_per_user
         self._by_show: defaultdict[str, set[Feed]] = defaultdict(set)
         self._everything: set[Feed] = set()
-        self._by_user: defaultdict[str, set[Feed]] = defaultdict(set)
-        self._by_session: defaultdict[str, set[Feed]] = defaultdict(set)
+        self._by_user: defaultdict[str, list[Feed]] = defaultdict(list)
+        self._by_session: defaultdict[str, list[Feed]] = defaultdict(list)
+        self._show_sets: dict[frozenset[str], frozenset[str]] = {}
         self._marks: dict[str, Marks] = {}  # per user with open feeds
         self._ends: dict[str, float] = {}  # per session with open feeds: when it expires (epoch seconds)
         self._numbers = itertools.count()
@@ -156,12 +166,13 @@ class Hub:
         if len(self._by_user.get(caller.user_id, ())) >= self.feeds_per_user:
             detail = f"You have {self.feeds_per_user} live feeds open, the most one may. Close some pages or tabs."
             raise refusal(429, detail, FULL_RETRY)
-        feed = Feed(caller, None if shows is None else frozenset(shows), next(self._numbers), transport, **limits)
+        feed = Feed(caller, None if shows is None else self._shared(shows), next(self._numbers), transport, **limits)
         self._index(feed)
-        self._by_user[caller.user_id].add(feed)
-        self._by_session[caller.session_key or ""].add(feed)
+        self._by_user[caller.user_id].append(feed)
+        self._by_session[caller.session_key or ""].append(feed)
         self._open_count += 1
-        self._marks.setdefault(caller.user_id, Marks(frozenset(follows if shows is None else shows), last_read))
+        if caller.user_id not in self._marks:
+            self._marks[caller.user_id] = Marks(self._shared(follows if shows is None else shows), last_read)
         if caller.session_key is not None and caller.expires_at is not None:
             self._ends.setdefault(caller.session_key, caller.expires_at.timestamp())
         return feed
@@ -176,11 +187,18 @@ class Hub:
             (self._by_user, feed.caller.user_id, self._marks),
             (self._by_session, feed.caller.session_key or "", self._ends),
         ):
-            index[key].discard(feed)
+            index[key].remove(feed)
             if not index[key]:
                 del index[key]
                 known.pop(key, None)
         return True
+
+    def _shared(self, shows: Iterable[str]) -> frozenset[str]:
+        """One set for all the feeds that follow the same shows."""
+        if len(self._show_sets) >= SHOW_SETS:
+            self._show_sets.clear()
+        wanted = frozenset(shows)
+        return self._show_sets.setdefault(wanted, wanted)
 
     def publish(self, show: str, frame: bytes) -> int:
         """The same bytes go to every feed that carries `show`; returns how many feeds got them."""
@@ -228,7 +246,7 @@ class Hub:
         marks = self._marks.get(user_id)
         if marks is None:
             return False
-        shows = frozenset(follows)
+        shows = self._shared(follows)
         changed = (shows, last_read) != (marks.follows, marks.last_read)
         if shows != marks.follows:
             marks.follows, frame = shows, follows_frame(shows)
