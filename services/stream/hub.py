@@ -95,29 +95,48 @@ class Feed:
         if self._wake is not None and not self._wake.done():
             self._wake.set_result(None)
 
-    async def frames(self, missed: AsyncIterator[bytes] | None = None) -> AsyncIterator[bytes]:
-        """`missed` first (the history of a feed that resumes), then the live frames. Whatever is queued goes out
-        as one chunk: under a burst, one socket write carries many frames.
+    def frames(self, missed: AsyncIterator[bytes] | None = None) -> Chunks:
+        """`missed` first (the history of a feed that resumes), then the live frames, until the feed ends."""
+        return Chunks(self, missed)
 
-        A list and one future, not an asyncio.Queue: this runs once per delivered update per connection, and the
-        Queue's bookkeeping cost more than the rest of the fan-out.
-        """
-        if missed is not None:
-            async for chunk in missed:
-                yield chunk
-            missed = None  # let it go: the feed may stay open for hours
-        while True:
-            if self._frames:
-                chunk = b"".join(self._frames[:MAX_BATCH])
-                del self._frames[:MAX_BATCH]
-                self._bytes -= len(chunk)
-                yield chunk
-            elif self.ended:
-                return
-            else:
-                self._wake = asyncio.get_running_loop().create_future()
-                await self._wake
-                self._wake = None
+    def take(self) -> bytes | None:
+        """Whatever is queued, as one chunk: under a burst, one socket write carries many frames."""
+        if not self._frames:
+            return None
+        chunk = b"".join(self._frames[:MAX_BATCH])
+        del self._frames[:MAX_BATCH]
+        self._bytes -= len(chunk)
+        return chunk
+
+
+class Chunks:
+    """A feed's chunks as an async iterator. Not an async generator: an open feed holds it for hours, and a generator
+    cost 430 bytes more (its frame, and the event loop's weak reference to every async generator). A list and one
+    future, not an asyncio.Queue: this runs once per delivered update per connection, and the Queue's bookkeeping
+    cost more than the rest of the fan-out."""
+
+    __slots__ = ("_feed", "_missed")
+
+    def __init__(self, feed: Feed, missed: AsyncIterator[bytes] | None) -> None:
+        self._feed, self._missed = feed, missed
+
+    def __aiter__(self) -> Chunks:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._missed is not None:
+            try:
+                return await anext(self._missed)
+            except StopAsyncIteration:
+                self._missed = None  # let it go: the feed may stay open for hours
+        feed = self._feed
+        while (chunk := feed.take()) is None:
+            if feed.ended:
+                raise StopAsyncIteration
+            feed._wake = asyncio.get_running_loop().create_future()
+            await feed._wake
+            feed._wake = None
+        return chunk
 
 
 @dataclass(slots=True)

@@ -6,7 +6,6 @@ socket."""
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -47,11 +46,12 @@ class FeedResponse:
     task); the lifecycle ends every feed when sse-starlette signals that the server is stopping (lifecycle.feeds).
     HEAD is answered as sse-starlette answers it: the headers, no stream."""
 
-    __slots__ = ("feed", "history", "on_close")
+    __slots__ = ("feed", "history", "on_close", "request")
 
     def __init__(self, feed: Feed, history: AsyncIterator[bytes], on_close: Callable[[Feed], None]) -> None:
         self.feed, self.on_close = feed, on_close
         self.history: AsyncIterator[bytes] | None = history
+        self.request: asyncio.Task[Any] | None = None  # the request's task, once the response runs
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         feed = self.feed
@@ -59,11 +59,10 @@ class FeedResponse:
             await self._head(send)
             return
         chunks, self.history = feed.frames(self.history), None  # the history is let go once sent
-        request = asyncio.current_task()
+        self.request = request = asyncio.current_task()
         assert request is not None
         feed.sender = pump = asyncio.create_task(_pump(chunks, feed, send))
-        stopped = functools.partial(_wake_if_stopped, request)
-        pump.add_done_callback(stopped)
+        pump.add_done_callback(self._stopped)
         try:
             while (await receive())["type"] != "http.disconnect":  # the client gone, or the pump's last send made
                 pass
@@ -74,13 +73,19 @@ class FeedResponse:
                 raise error from None
             # else the hub dropped the feed (its client stopped reading): the response ends here, unfinished
         finally:
-            pump.remove_done_callback(stopped)
+            pump.remove_done_callback(self._stopped)
             pump.cancel()
             if feed.transport is not None and feed.transport.get_write_buffer_size():
                 # The client has not taken all that was sent: a graceful close would wait until it does, for ever
                 # if it never reads again. It reconnects and replays what it missed.
                 reset(feed.transport)
             self.on_close(feed)
+
+    def _stopped(self, pump: asyncio.Task[None]) -> None:
+        """A pump that made its last send has woken the request already (uvicorn answers its wait for the client
+        with a disconnect once the response is complete); one that was cancelled or failed wakes it here."""
+        if self.request is not None and (pump.cancelled() or pump.exception() is not None):
+            self.request.cancel()
 
     async def _head(self, send: Send) -> None:
         try:
@@ -108,13 +113,6 @@ async def _noted(send: Send, feed: Feed, message: Message) -> None:
     feed.sending_since = time.monotonic()
     await send(message)
     feed.sending_since = 0.0
-
-
-def _wake_if_stopped(request: asyncio.Task[Any], pump: asyncio.Task[None]) -> None:
-    """A pump that made its last send has woken the request already (uvicorn answers its wait for the client with
-    a disconnect once the response is complete); one that was cancelled or failed wakes it here."""
-    if pump.cancelled() or pump.exception() is not None:
-        request.cancel()
 
 
 class Streamed:
