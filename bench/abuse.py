@@ -26,8 +26,7 @@ from bench.cluster import sign_in, token_of
 from bench.fuzz import fuzz
 from bench.http import Answer, Connection, exchange, json_request, request
 from bench.report import Result
-from dev.embedded import free_port
-from dev.processes import ChildProcess
+from dev.processes import ChildProcess, free_port
 from shared.db import Database, connect, next_seq, utcnow
 from shared.settings import Settings
 

@@ -21,8 +21,7 @@ import psutil
 from bench.cluster import Usage
 from bench.http import Connection, Publisher
 from bench.sse import Feed, open_feeds
-from dev.embedded import free_port
-from dev.processes import ChildProcess
+from dev.processes import ChildProcess, free_port
 from shared.db import SHOWS, iso_utc, utcnow
 
 PACKAGES = ("nginx-light", "libnginx-mod-nchan")

