@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test check mutate bench up down clean
+.PHONY: run test check mutate bench abuse up down clean
 
 $(VENV)/installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,9 +30,20 @@ mutate: $(VENV)/installed
 	$(VENV)/bin/mutmut run --max-children 2
 	$(VENV)/bin/mutmut results
 
-# The machine's floor, then six load scenarios against the real services on loopback; a line each, and BENCHMARKS.md.
-bench: $(VENV)/installed
+$(VENV)/bench-installed: $(VENV)/installed
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	touch $@
+
+# The machine's floor, then six load scenarios against the real services on loopback, three of them side by side with
+# nginx's nchan (installed from Debian's packages if missing and the machine allows); a line each, BENCHMARKS.md and
+# the charts under bench/charts/.
+bench: $(VENV)/bench-installed
 	$(PY) -m bench
+
+# One person with a script against what `make run` serves: floods of logins, registrations, feeds, publishes,
+# stalled feeds and malformed requests, a line each with its target (bench/abuse.py).
+abuse: $(VENV)/installed
+	$(PY) -m bench abuse
 
 # The real topology in Docker: needs a .env with SECRET_KEY (see .env.example). `make up STREAMS=3` scales the feeds.
 STREAMS ?= 1

@@ -1,5 +1,6 @@
-"""`make bench`: `python -m bench [scenario ...]` runs the scenarios against the real services, prints a line
-each, and (when all ran) writes BENCHMARKS.md."""
+"""`make bench`: `python -m bench [scenario ...]` runs the scenarios against the real services (and nchan), prints a
+line each, and (when all ran) writes BENCHMARKS.md and the charts. `python -m bench abuse` (`make abuse`) runs the
+abuse scenario (bench/abuse.py) alone: a line per abuse."""
 
 from __future__ import annotations
 
@@ -8,34 +9,49 @@ import tempfile
 from asyncio import Runner
 from pathlib import Path
 
-from bench import new_event_loop
+from bench import charts, nchan, new_event_loop
+from bench.abuse import abuse
+from bench.cluster import Setup
+from bench.load import Load
 from bench.report import Result, write
 from bench.scenarios import SCENARIOS
 from dev.embedded import EmbeddedMongo
 from shared.settings import ROOT
 
 
-async def run(names: list[str], mongo_url: str) -> list[Result]:
+async def run(names: list[str], setup: Setup) -> list[Result]:
     results = []
     for name in names:
-        results.append(result := await SCENARIOS[name](mongo_url))
+        if name == "abuse":
+            async for result in abuse(setup.mongo_url):
+                print(result.line(), flush=True)
+            continue
+        results.append(result := await SCENARIOS[name](setup))
         print(result.line(), flush=True)
     return results
 
 
 def main() -> None:
     names = sys.argv[1:] or list(SCENARIOS)
-    unknown = set(names) - set(SCENARIOS)
+    unknown = set(names) - {*SCENARIOS, "abuse"}
     if unknown:
-        sys.exit(f"unknown scenario {', '.join(sorted(unknown))}; choose from {', '.join(SCENARIOS)}")
+        sys.exit(f"unknown scenario {', '.join(sorted(unknown))}; choose from {', '.join(SCENARIOS)} or abuse")
+    nginx = None
+    if set(names) & {"fanout", "burst", "scale"}:
+        nginx, why_not = nchan.installed()
+        if nginx is None:
+            print(why_not, flush=True)
+    load = Load()
     with (
         tempfile.TemporaryDirectory(prefix="gossip-bench-") as data,
         EmbeddedMongo(Path(data)) as mongo,
         Runner(loop_factory=new_event_loop) as runner,
     ):
-        results = runner.run(run(names, mongo.url))
+        results = runner.run(run(names, Setup(mongo.url, nginx)))
+    print(f"load on the machine: {load.said()}", flush=True)
     if names == list(SCENARIOS):
-        write(results, ROOT / "BENCHMARKS.md")
+        drawn = charts.draw(results, ROOT / "bench" / "charts")
+        write(results, drawn, ROOT / "BENCHMARKS.md", nginx, load.said())
 
 
 if __name__ == "__main__":

@@ -1,57 +1,99 @@
 """What a scenario runs against: the ingest and stream services as their own uvicorn processes on loopback, a
-database of its own on the embedded server, users signed in in bulk, and a publisher with an API token."""
+database of its own on the embedded server, users signed in in bulk, and a publisher with an API token; or, for the
+scenarios that compare, nchan (bench/nchan.py) with the same load client."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import secrets
-import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple, Protocol
 
 import psutil
 
-from bench.http import Connection
+from bench.http import Connection, Publisher
+from bench.sse import Feed, feed_request, open_feeds
 from dev.processes import ServiceProcess
 from services.auth import tokens
 from services.auth.accounts import user_document
-from shared.auth import Caller, session_cookie, session_document
+from shared.auth import Caller, session_document
 from shared.db import Database, connect, prepare
 from shared.settings import Settings
 
 STREAM_OPTIONS = ("--backlog", "4096")  # the kernel's somaxconn here: thousands of feeds reconnect at once
+UNLIMITED = {"PUBLISHES_PER_AUTHOR": str(10**9)}  # the load scenarios measure throughput, not the rate limit
 
 
-class Publisher:
-    """Posts updates over a few keep-alive connections to ingest; `sent[seq]` is when the post went out."""
+@dataclass(frozen=True, slots=True)
+class Setup:
+    """What every scenario is given: the embedded database, and nginx with nchan where the machine has it."""
 
-    def __init__(self, connections: list[Connection], token: str) -> None:
-        self.headers = {"authorization": f"Bearer {token}"}
-        self.sent: dict[int, float] = {}
-        self._idle: asyncio.Queue[Connection] = asyncio.Queue()
-        for connection in connections:
-            self._idle.put_nowait(connection)
+    mongo_url: str
+    nginx: str | None = None
 
-    async def publish(self, show: str, text: str) -> int:
-        connection = await self._idle.get()
-        try:
-            started = time.perf_counter()
-            status, body = await connection.post("/api/updates", {"show": show, "text": text}, self.headers)
-        finally:
-            self._idle.put_nowait(connection)
-        if status != 201:
-            raise RuntimeError(f"publish answered {status}: {body}")
-        self.sent[body["seq"]] = started
-        return int(body["seq"])
 
-    async def close(self) -> None:
-        while not self._idle.empty():
-            await self._idle.get_nowait().close()
+class Usage(NamedTuple):
+    """Of the process that holds the feeds: CPU seconds spent, writes made (Linux counts them), resident bytes."""
+
+    cpu: float
+    writes: int
+    rss: int
+
+    @classmethod
+    def of(cls, processes: Sequence[psutil.Process]) -> Usage:
+        cpu = writes = rss = 0.0
+        for process in processes:
+            times = process.cpu_times()
+            cpu += times.user + times.system
+            writes += process.io_counters().write_count
+            rss += process.memory_info().rss
+        return cls(cpu, int(writes), int(rss))
+
+
+class Side(Protocol):
+    """A system a comparing scenario runs against, Gossip or nchan: the same load client for both."""
+
+    name: str
+
+    async def followers(self, count: int) -> list[Feed]:
+        """`count` open feeds that each carry the show flash."""
+        ...
+
+    async def publisher(self, connections: int = 1) -> Publisher: ...
+
+    def usage(self) -> Usage: ...
+
+
+async def sign_in(
+    db: Database, settings: Settings, names: Sequence[str], follows: Sequence[Sequence[str]]
+) -> list[str]:
+    """One user per name, following those shows, each with a session: their cookies, as a login gives them."""
+    users, cookies, sessions = [], [], []
+    for name, shows in zip(names, follows, strict=True):
+        users.append(user := user_document(name, "", shows))
+        cookie, session = session_document(settings, user["_id"], user["username"])
+        cookies.append(cookie)
+        sessions.append(session)
+    for start in range(0, len(users), 1000):
+        await db.users.insert_many(users[start : start + 1000])
+        await db.sessions.insert_many(sessions[start : start + 1000])
+    return cookies
+
+
+async def token_of(db: Database, settings: Settings, name: str) -> str:
+    """A new user's API token."""
+    user = user_document(name, "")
+    await db.users.insert_one(user)
+    created = await tokens.create(db, Caller(user["_id"], user["username"]), "bench", settings.tokens_per_user)
+    return created["token"]
 
 
 @dataclass
 class Deployment:
+    name = "gossip"
+
     settings: Settings
     db: Database
     ingest: ServiceProcess
@@ -63,39 +105,38 @@ class Deployment:
     def stream_port(self) -> int:
         return self.streams[0].port
 
-    def _stream(self, index: int) -> psutil.Process:
-        process = self.streams[index].process
+    def usage(self) -> Usage:
+        process = self.streams[0].process
         assert process is not None
-        return psutil.Process(process.pid)
-
-    def stream_rss(self, index: int = 0) -> int:
-        return int(self._stream(index).memory_info().rss)
-
-    def stream_usage(self, index: int = 0) -> tuple[float, int]:
-        """CPU seconds the stream process has spent, and how many writes it has made (Linux counts them)."""
-        process = self._stream(index)
-        times = process.cpu_times()
-        return times.user + times.system, process.io_counters().write_count
+        return Usage.of([psutil.Process(process.pid)])
 
     async def sign_in(self, follows: Sequence[Sequence[str]]) -> list[str]:
-        """One user per entry, following those shows, each with a session: their cookies, as a login gives them."""
-        users, sessions = [], []
-        for shows in follows:
-            users.append(user := user_document(f"viewer{self.viewers}", "", shows))
-            self.viewers += 1
-            sessions.append(session_document(self.settings, user["_id"], user["username"]))
-        for start in range(0, len(users), 1000):
-            await self.db.users.insert_many(users[start : start + 1000])
-            await self.db.sessions.insert_many(sessions[start : start + 1000])
-        return [session_cookie(self.settings, session["_id"]) for session in sessions]
+        cookies = await sign_in(self.db, self.settings, [f"viewer{self.viewers + n}" for n in range(len(follows))],
+                                follows)  # fmt: skip
+        self.viewers += len(follows)
+        return cookies
 
     async def publisher(self, connections: int = 1) -> Publisher:
-        user = user_document(f"publisher{len(self.publishers)}", "")
-        await self.db.users.insert_one(user)
-        token = (await tokens.create(self.db, Caller(user["_id"], user["username"]), "bench"))["token"]
-        publisher = Publisher([await Connection.open(self.ingest.port) for _ in range(connections)], token)
+        token = await token_of(self.db, self.settings, f"publisher{len(self.publishers)}")
+        headers = {"authorization": f"Bearer {token}"}
+
+        async def post(connection: Connection, show: str, text: str) -> int:
+            status, body = await connection.post("/api/updates", {"show": show, "text": text}, headers)
+            if status != 201:
+                raise RuntimeError(f"publish answered {status}: {body}")
+            return int(body["seq"])
+
+        publisher = Publisher([await Connection.open(self.ingest.port) for _ in range(connections)], post)
         self.publishers.append(publisher)
         return publisher
+
+    async def feeds(self, follows: Sequence[Sequence[str]], path: str = "/events") -> list[Feed]:
+        """A signed-in user per entry, following those shows, each with an open feed."""
+        cookies = await self.sign_in(follows)
+        return await open_feeds(self.stream_port, [feed_request(path, cookie) for cookie in cookies])
+
+    async def followers(self, count: int) -> list[Feed]:
+        return await self.feeds([["flash"]] * count)
 
 
 @contextlib.asynccontextmanager
@@ -106,7 +147,7 @@ async def deployment(mongo_url: str, name: str, streams: int = 1) -> AsyncIterat
     client = connect(mongo_url)
     db = client[settings.mongo_db]
     await prepare(db)
-    ingest = ServiceProcess("services.ingest.app", settings)
+    ingest = ServiceProcess("services.ingest.app", settings, **UNLIMITED)
     stream_processes = [ServiceProcess("services.stream.app", settings, *STREAM_OPTIONS) for _ in range(streams)]
     processes = [ingest, *stream_processes]
     try:

@@ -19,6 +19,8 @@ import sys
 from typing import cast
 
 from bench import new_event_loop
+from bench.cluster import Setup
+from bench.progress import step
 from bench.report import Result
 
 PAUSE = 0.02  # after each round, so that the readers keep up
@@ -102,9 +104,10 @@ async def _said(writer: asyncio.subprocess.Process, timeout: float) -> bytes:
     return line
 
 
-async def floor(mongo_url: str, connections: int = 1000, rounds: int = 100) -> Result:
+async def floor(setup: Setup, connections: int = 1000, rounds: int = 100) -> Result:
     """Runs the writer as its own process, as the stream service is, and reads on its connections from here. The
-    database is not used: the floor is the machine's."""
+    database and nchan are not used: the floor is the machine's."""
+    step("floor", f"a bare writer to {connections:,} connections")
     command = [sys.executable, "-m", "bench.floor", str(connections), str(rounds)]
     writer = await asyncio.create_subprocess_exec(*command, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
     loop, readers = asyncio.get_running_loop(), list[asyncio.BaseTransport]()

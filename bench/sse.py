@@ -1,8 +1,10 @@
 """The load generator's feed: one SSE connection as a bare asyncio protocol.
 
-A Python HTTP client costs more per event than the server under test, so this one does only what the figures
-need: it writes one GET, reads the chunked body and notes each update's `id` (its seq) with the moment it arrived.
-Comments (pings), `retry:` and `follows` events carry no `id` and are passed over.
+A Python HTTP client costs more per event than the server under test, and shares the machine with it, so this one
+does as little as it can while the load runs: it writes one GET, and each read notes only its moment, its bytes and
+how many update frames ended in it. The frames are read afterwards (`seqs`, `times`): each update's seq is the first
+field of its data. Comments (pings), `retry:` and `follows` events carry no seq and are passed over. The same client
+reads Gossip (uvicorn sends a chunked body) and nchan (a plain body until the connection closes).
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import time
 from array import array
 from typing import cast
 
-ID = re.compile(rb"\nid: (\d+)")  # a line start is a newline: a literal prefix, which the regex engine finds fast
+SEQ_START = b'\ndata: {"seq":'  # a line start is a newline: a literal prefix, found fast
+SEQ = re.compile(re.escape(SEQ_START) + rb"(\d+)")
+FRAME_END = b"\n\n"
 
 
 def feed_request(path: str, cookie: str, last_event_id: int | None = None) -> bytes:
@@ -29,60 +33,104 @@ class Feed(asyncio.Protocol):
 
     def __init__(self, request: bytes) -> None:
         self.request = request
-        self.seqs: array[int] = array("q")
-        self.times: array[float] = array("d")
         self.status = 0
+        self.chunked = False
+        self.received = 0  # update frames so far
         self.opened: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.transport: asyncio.BaseTransport | None = None
-        self._rest = b""  # what arrived after the last whole chunk
+        self._head = b""  # the response's head while it is incomplete
+        self._times: array[float] = array("d")
+        self._reads: list[bytes] = []  # the body as it came, a read each, at _times
+        self._tail = b""  # the last bytes read, in case a frame's seq straddles two reads
         self._wanted: tuple[int, asyncio.Future[None]] | None = None
+        self._parsed: tuple[array[int], array[float]] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
         cast(asyncio.WriteTransport, transport).write(self.request)  # uvloop's transports are not asyncio's classes
 
     def data_received(self, data: bytes) -> None:
-        """Reads whole chunks in place (uvicorn sends each write of the stream service as one chunk, and each
-        write holds whole frames); a partial one waits in `_rest` for the next read."""
         now = time.perf_counter()
-        if self.status not in (0, 200):
-            return  # refused: the body is an error, not a stream, and the connection is closing
-        buffer = self._rest + data if self._rest else data
-        at = 0 if self.status else self._read_head(buffer)
-        while at >= 0 and (line_end := buffer.find(b"\r\n", at)) >= 0:
-            end = line_end + 2 + int(buffer[at:line_end], 16)
-            if end + 2 > len(buffer):
-                break
-            for match in ID.finditer(buffer, line_end + 1, end):  # from the chunk line's \n: frames start on a line
-                self.seqs.append(int(match.group(1)))
-                self.times.append(now)
-            at = end + 2
-        self._rest = buffer[at:] if at >= 0 else buffer
-        self._check_wanted()
+        if not self.status:
+            data = self._read_head(data)
+        if self.status != 200 or not data:
+            return  # the head is not whole yet, or refused (the body is an error, and the connection is closing)
+        self._times.append(now)
+        self._reads.append(data)
+        self.received += data.count(SEQ_START)
+        if self._tail:
+            self.received += (self._tail + data[: len(SEQ_START) - 1]).count(SEQ_START)
+        self._tail = data[1 - len(SEQ_START) :]
+        if self._wanted and self.received >= self._wanted[0] and not self._wanted[1].done():
+            self._wanted[1].set_result(None)
 
     def holding(self, count: int) -> asyncio.Future[None]:
         """Done once the feed has received `count` updates in all."""
         self._wanted = (count, asyncio.get_running_loop().create_future())
-        self._check_wanted()
+        if self.received >= count:
+            self._wanted[1].set_result(None)
         return self._wanted[1]
 
-    def _check_wanted(self) -> None:
-        if self._wanted and len(self.seqs) >= self._wanted[0] and not self._wanted[1].done():
-            self._wanted[1].set_result(None)
-
-    def _read_head(self, buffer: bytes) -> int:
-        """Where the body starts, once the status line and headers are in; -1 before."""
+    def _read_head(self, data: bytes) -> bytes:
+        """The body's start once the status line and headers are in, else b""."""
+        buffer = self._head + data
         end = buffer.find(b"\r\n\r\n")
         if end < 0:
-            return -1
+            self._head = buffer
+            return b""
+        self._head = b""
         self.status = int(buffer[9:12])
+        self.chunked = b"\r\ntransfer-encoding: chunked\r\n" in buffer[: end + 2].lower()
         if not self.opened.done():
             self.opened.set_result(self.status)
         if self.status != 200:
             self.close()
-            return -1
-        return end + 4
+            return b""
+        return buffer[end + 2 :]  # from the blank line's \r\n: a first frame starts on a line too
+
+    @property
+    def seqs(self) -> array[int]:
+        return self._parse()[0]
+
+    @property
+    def times(self) -> array[float]:
+        return self._parse()[1]
+
+    def _parse(self) -> tuple[array[int], array[float]]:
+        """Each update frame with the moment of the read that completed it; once, after the load."""
+        if self._parsed is None or len(self._parsed[0]) != self.received:
+            seqs, times, rest = array("q"), array("d"), b""
+            body = self._body_chunks if self.chunked else self._body_frames
+            for now, data in zip(self._times, self._reads, strict=True):
+                rest = body(rest + data, now, seqs, times)
+            self._parsed = seqs, times
+        return self._parsed
+
+    @staticmethod
+    def _body_chunks(buffer: bytes, now: float, seqs: array[int], times: array[float]) -> bytes:
+        """uvicorn sends each write of the stream service as one chunk, and each write holds whole frames."""
+        at = 2  # past the \r\n before the first chunk (the head's blank line, or the end of the chunk before)
+        while (line_end := buffer.find(b"\r\n", at)) >= 0:
+            end = line_end + 2 + int(buffer[at:line_end], 16)
+            if end + 2 > len(buffer):
+                break
+            for match in SEQ.finditer(buffer, line_end + 1, end):  # from the chunk line's \n: frames start on a line
+                seqs.append(int(match.group(1)))
+                times.append(now)
+            at = end + 2
+        return buffer[at - 2 :]
+
+    @staticmethod
+    def _body_frames(buffer: bytes, now: float, seqs: array[int], times: array[float]) -> bytes:
+        """A plain body: whatever ends with a blank line is whole frames."""
+        end = buffer.rfind(FRAME_END)
+        if end < 0:
+            return buffer
+        for match in SEQ.finditer(buffer, 0, end):
+            seqs.append(int(match.group(1)))
+            times.append(now)
+        return buffer[end + 1 :]  # from the blank line's \n: the next frame starts on a line
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.opened.done():
@@ -93,10 +141,6 @@ class Feed(asyncio.Protocol):
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
-
-    @property
-    def last(self) -> int | None:
-        return self.seqs[-1] if self.seqs else None
 
 
 async def open_feeds(port: int, requests: list[bytes], concurrency: int = 500, timeout: float = 120.0) -> list[Feed]:

@@ -9,11 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from dev.processes import free_port, terminate
 
 
 def _accepting(port: int) -> bool:
@@ -63,14 +59,8 @@ class EmbeddedMongo:
             time.sleep(0.05)
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        if self.process is not None:
+            terminate(self.process, timeout)
 
     def __enter__(self) -> EmbeddedMongo:
         return self.start()

@@ -4,6 +4,7 @@ server (Caddy, nginx). Waited for until they answer, always stopped, their outpu
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -13,8 +14,25 @@ from typing import IO, Self
 
 import httpx
 
-from dev.embedded import free_port
 from shared.settings import Settings
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def terminate(process: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM, as an orchestrator sends it, and SIGKILL if the process has not gone within `timeout`."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 class ChildProcess:
@@ -49,13 +67,7 @@ class ChildProcess:
         """SIGTERM, as an orchestrator sends it; returns how long the process took to exit."""
         assert self.process is not None
         start = time.monotonic()
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process, timeout)
         if self._log is not None:
             self._earlier = self._written()
             self._log.close()
@@ -86,7 +98,7 @@ class ServiceProcess(ChildProcess):
         port = free_port()
         command = [
             sys.executable, "-m", "uvicorn", f"{module}:app", "--host", "127.0.0.1", "--port", str(port),
-            "--timeout-graceful-shutdown", "5", *options,
+            "--timeout-graceful-shutdown", "5", "--no-proxy-headers", *options,
         ]  # fmt: skip
         variables = {
             **os.environ, "SECRET_KEY": settings.secret_key, "MONGO_URL": settings.mongo_url,

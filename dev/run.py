@@ -69,9 +69,11 @@ def main() -> None:
             settings = dataclasses.replace(settings, mongo_url=mongo.url)
             log.info("embedded MongoDB-protocol server on %s, data in %s", mongo.url, mongo.data)
         app = create_app("gossip", gossip.routes, settings, gossip.extensions)
-        server = uvicorn.Server(
-            uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None, timeout_graceful_shutdown=5)
-        )
+        config = uvicorn.Config(
+            app, host=settings.host, port=settings.port, log_config=None, timeout_graceful_shutdown=5,
+            proxy_headers=False,  # the app believes forwarded headers from TRUSTED_PROXIES only (shared/proxies.py)
+        )  # fmt: skip
+        server = uvicorn.Server(config)
         lost = threading.Event()
         if mongo is not None:
             leaving = threading.Event()

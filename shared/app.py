@@ -15,15 +15,22 @@ from starlette.middleware import Middleware
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
 
 from shared import db as database
 from shared.auth import RenewedSession
 from shared.batching import by_id
 from shared.catalogue import Catalogue
+from shared.connections import note_transport
 from shared.errors import EXCEPTION_HANDLERS, ApiError
+from shared.headers import Nosniff
+from shared.limits import Buckets, swept
 from shared.logs import AccessLog, configure
 from shared.openapi import document_route
 from shared.pages import PAGE_HANDLERS
+from shared.passwords import Passwords
+from shared.proxies import TrustedProxies
+from shared.recent import Recent
 from shared.settings import ROOT, Settings
 from shared.state import AnyRequest, Core, core
 
@@ -37,6 +44,9 @@ CLOSE_WAIT = 1.0
 # the core is ready, left at shutdown. What it yields joins the service's state (its own TypedDict extends Core).
 Extension = Callable[[Core], AbstractAsyncContextManager[Mapping[str, Any]]]
 USER_FIELDS = {"username": 1, "follows": 1, "last_read_seq": 1}  # what pages, /api/me and the feeds read of a user
+# Seconds a found API token is trusted before it is looked up again: every publish names one, so a script publishing
+# in a loop pays one lookup per half second instead of one per publish, and a revoked token is refused within a second.
+TOKEN_MAX_AGE = 0.5
 
 
 async def healthz(request: AnyRequest) -> Response:
@@ -63,6 +73,15 @@ def _tune_gc() -> None:
     gc.freeze()
 
 
+class Service(Starlette):
+    """Starlette, noting the server's connection before any middleware wraps `send` (shared/connections.py)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            note_transport(scope, send)
+        await super().__call__(scope, receive, send)
+
+
 def create_app(
     name: str, routes: Sequence[BaseRoute], settings: Settings | None = None, extensions: Sequence[Extension] = ()
 ) -> Starlette:
@@ -78,10 +97,14 @@ def create_app(
         await database.prepare(db)
         base = Core(
             settings=resolved, db=db, catalogue=Catalogue(db),
-            sessions=by_id(db.sessions), tokens=by_id(db.tokens), users=by_id(db.users, USER_FIELDS),
+            sessions=by_id(db.sessions), tokens=Recent(by_id(db.tokens), TOKEN_MAX_AGE),
+            users=by_id(db.users, USER_FIELDS),
+            passwords=Passwords(resolved.hash_concurrency, resolved.hash_wait), buckets=Buckets(db),
         )  # fmt: skip
         try:
             async with contextlib.AsyncExitStack() as stack:
+                stack.callback(base["passwords"].close)
+                await stack.enter_async_context(swept(base["buckets"]))
                 state: dict[str, Any] = dict(base)
                 for extension in extensions:
                     state.update(await stack.enter_async_context(extension(base)))
@@ -98,9 +121,14 @@ def create_app(
         Route("/metrics", metrics),
         Mount("/static", StaticFiles(directory=ROOT / "web" / "static"), name="static"),
     ]
-    return Starlette(
+    return Service(
         routes=[*routes, *common],
         lifespan=lifespan,
         exception_handlers={**EXCEPTION_HANDLERS, **PAGE_HANDLERS},
-        middleware=[Middleware(AccessLog, service=name), Middleware(RenewedSession)],
+        middleware=[
+            Middleware(TrustedProxies),
+            Middleware(Nosniff),
+            Middleware(AccessLog, service=name),
+            Middleware(RenewedSession),
+        ],
     )

@@ -21,6 +21,7 @@ from shared.errors import ApiError
 from shared.settings import Settings
 from shared.state import AnyRequest, core
 
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_COOKIE = "gossip_csrf"
 CSRF_MAX_AGE = 24 * 3600
 TOKEN_PREFIX = "gsp_"  # noqa: S105 (a prefix that makes a leaked token easy to recognise, not a secret)
@@ -33,7 +34,9 @@ RENEWED = "gossip.renewed_session"  # in a request's scope: the Set-Cookie of a 
 class Caller:
     user_id: str
     username: str
-    session_id: str | None = None  # None when the caller came with a Bearer token
+    # The stored session's `_id` (the digest of the id in the cookie), as change events name it when it is revoked;
+    # None when the caller came with a Bearer token.
+    session_key: str | None = None
     expires_at: datetime | None = None  # when the session ends, unless it is used (and so renewed) before then
 
 
@@ -46,32 +49,35 @@ def session_cookie_name(request: AnyRequest) -> str:
     return "__Host-gossip_session" if is_https(request) else "gossip_session"
 
 
-def session_document(settings: Settings, user_id: str, username: str) -> dict[str, Any]:
-    """The one shape of a `sessions` document, with a fresh random id: for a login, and for sessions made in bulk."""
-    now = utcnow()
-    return {
-        "_id": secrets.token_urlsafe(32),
+def session_document(settings: Settings, user_id: str, username: str) -> tuple[str, dict[str, Any]]:
+    """The one shape of a `sessions` document, for a login and for sessions made in bulk, with the cookie value that
+    goes with it. A fresh random id each time; only its digest is stored (as `_id`), so a copy of the database holds
+    no session anyone could use."""
+    session_id, now = secrets.token_urlsafe(32), utcnow()
+    document = {
+        "_id": token_digest(session_id),
         "user_id": user_id,
         "username": username,
         "created_at": now,
         "expires_at": now + timedelta(seconds=settings.session_max_age),
     }
+    return session_cookie(settings, session_id), document
 
 
 async def open_session(db: Database, settings: Settings, user_id: str, username: str) -> str:
     """A fresh random id at every login: nothing from before the login is reused. Returns the cookie value."""
-    session = session_document(settings, user_id, username)
+    cookie, session = session_document(settings, user_id, username)
     await db.sessions.insert_one(session)
-    return session_cookie(settings, session["_id"])
+    return cookie
 
 
 def session_cookie(settings: Settings, session_id: str) -> str:
-    """The cookie value for a stored session: its id, signed."""
+    """The cookie value for a session: its id, signed. Only the id's digest is stored."""
     return _signer(settings, "session").dumps(session_id)
 
 
-async def revoke_session(db: Database, session_id: str) -> None:
-    await db.sessions.delete_one({"_id": session_id})
+async def revoke_session(db: Database, session_key: str) -> None:
+    await db.sessions.delete_one({"_id": session_key})
 
 
 def set_session_cookie(request: AnyRequest, response: Response, value: str, settings: Settings) -> None:
@@ -83,10 +89,12 @@ def clear_session_cookie(request: AnyRequest, response: Response) -> None:
 
 
 async def session_caller(request: AnyRequest) -> Caller | None:
-    """A missing, tampered, expired or revoked cookie all mean the same thing: logged out."""
+    """A missing, tampered, expired or revoked cookie all mean the same thing: logged out. A cookie that comes with
+    a change from another site is refused outright (see `refuse_cross_site`)."""
     raw = request.cookies.get(session_cookie_name(request))
     if not raw:
         return None
+    refuse_cross_site(request)
     settings = core(request)["settings"]
     try:
         session_id = _signer(settings, "session").loads(raw, max_age=settings.session_max_age)
@@ -94,18 +102,30 @@ async def session_caller(request: AnyRequest) -> Caller | None:
         return None
     if not isinstance(session_id, str):
         return None
-    session = await core(request)["sessions"](session_id)
+    session = await core(request)["sessions"](token_digest(session_id))
     if session is None:
         return None
     expires_at, now = as_datetime(session["expires_at"]), utcnow()
     if expires_at <= now:
         return None  # the TTL monitor runs only once a minute, so expiry is checked here as well
     if expires_at - now < timedelta(seconds=settings.session_max_age / 2):
-        expires_at = await _renew(request, settings, session)
-    return Caller(session["user_id"], session["username"], session_id, expires_at)
+        expires_at = await _renew(request, settings, session, session_id)
+    return Caller(session["user_id"], session["username"], session["_id"], expires_at)
 
 
-async def _renew(request: AnyRequest, settings: Settings, session: dict[str, Any]) -> datetime:
+def refuse_cross_site(request: AnyRequest) -> None:
+    """403 for a request that would change something with the session cookie and comes from another site, by its
+    `Origin` or by the browser's `Sec-Fetch-Site`. SameSite=Lax, the JSON content type and the CSRF tokens stop such
+    requests already; this is the line behind them, for the browser or the form that gets past one."""
+    if request.method in SAFE_METHODS:
+        return
+    origin = request.headers.get("origin")
+    own = str(request.base_url).rstrip("/")
+    if (origin is not None and origin != own) or request.headers.get("sec-fetch-site") == "cross-site":
+        raise ApiError(403, "cross_site", "This request came from another site, with your session: it was refused.")
+
+
+async def _renew(request: AnyRequest, settings: Settings, session: dict[str, Any], session_id: str) -> datetime:
     """A session used past half its life gets a whole one again, so nobody is signed out while using the site. Its
     cookie is signed anew too, since the signature's age is checked as well. replace_one, not $set: the embedded
     server would store the date as a string. Only if unchanged since read, so a logout or an expiry set meanwhile
@@ -115,7 +135,7 @@ async def _renew(request: AnyRequest, settings: Settings, session: dict[str, Any
         {"_id": session["_id"], "expires_at": session["expires_at"]}, renewed
     )
     carrier = Response()  # only to write the Set-Cookie header as every session cookie is written
-    set_session_cookie(request, carrier, session_cookie(settings, session["_id"]), settings)
+    set_session_cookie(request, carrier, session_cookie(settings, session_id), settings)
     request.scope[RENEWED] = carrier.headers["set-cookie"]
     return as_datetime(renewed["expires_at"])
 

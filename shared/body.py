@@ -2,40 +2,67 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from typing import Any
 from urllib.parse import parse_qsl
 
+from starlette.requests import ClientDisconnect
+
 from shared.db import MAX_INT
 from shared.errors import ApiError
-from shared.state import AnyRequest
+from shared.state import AnyRequest, core
 
 MAX_BODY = 16 * 1024
-DRAIN_LIMIT = 1024 * 1024  # past this an oversized body is not read on; the answer goes out and the socket closes
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, detail=f"The body is larger than {limit} bytes.", headers={"connection": "close"})
+
+
+def _declared_length(request: AnyRequest) -> int | None:
+    raw = request.headers.get("content-length", "")
+    return int(raw) if raw.isascii() and raw.isdigit() else None
 
 
 async def read_body(request: AnyRequest, limit: int = MAX_BODY) -> bytes:
-    """Drain some of an oversized body before answering 413, so the client reads the answer, not a reset."""
+    """The body, up to `limit` bytes. Past it, 413: decided from Content-Length before reading when the client
+    declares one, so that a client waiting on `Expect: 100-continue` never sends the body at all."""
+    declared = _declared_length(request)
+    if declared is not None and declared > limit:
+        await drain(request)
+        raise _too_large(limit)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size <= limit:
-            chunks.append(chunk)
-        elif size > DRAIN_LIMIT:
-            break
+    with contextlib.suppress(TimeoutError):  # only once past the limit: the rest is drained within a bound
+        async with asyncio.timeout(None) as draining:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size <= limit:
+                    chunks.append(chunk)
+                elif draining.when() is None:
+                    draining.reschedule(asyncio.get_running_loop().time() + _drain_timeout(request))
     if size > limit:
-        raise ApiError(413, detail=f"The body is larger than {limit} bytes.", headers={"connection": "close"})
+        raise _too_large(limit)
     return b"".join(chunks)
 
 
 async def drain(request: AnyRequest) -> None:
-    """Read and discard a body answered before it was read (a 401), so the client reads the answer, not a reset."""
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > DRAIN_LIMIT:
-            break
+    """Reads and discards a body answered without being used (a 413, a 401), for at most DRAIN_TIMEOUT seconds.
+    Closing a socket with unread bytes makes the kernel reset the connection, and a client that has sent its whole
+    body reads that reset instead of the answer. A client waiting on `Expect: 100-continue` is left waiting: asking
+    for the body would tell it to send what is refused anyway."""
+    if request.headers.get("expect", "").lower() == "100-continue":
+        return
+    with contextlib.suppress(TimeoutError, ClientDisconnect):
+        async with asyncio.timeout(_drain_timeout(request)):
+            async for _ in request.stream():
+                pass
+
+
+def _drain_timeout(request: AnyRequest) -> float:
+    return core(request)["settings"].drain_timeout
 
 
 def media_type(request: AnyRequest) -> str:

@@ -205,8 +205,10 @@ async def ensure_indexes(db: Database) -> None:
         partialFilterExpression={"idempotency_key": {"$exists": True}},
     )
     await db.tokens.create_index([("user_id", ASCENDING), ("name", ASCENDING)], unique=True)
-    await db.login_failures.create_index("expires_at", expireAfterSeconds=0)
-    await db.login_failures.create_index([("key", ASCENDING), ("at", ASCENDING)])
+    await db.tokens.create_index(
+        [("user_id", ASCENDING), ("slot", ASCENDING)], unique=True, partialFilterExpression={"slot": {"$exists": True}}
+    )
+    await db.buckets.create_index("full_at")
 
 
 async def seed_shows(db: Database) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Match, Route
 
@@ -22,6 +22,7 @@ ERROR_CODES = {
     415: "unsupported_media_type",
     422: "invalid",
     429: "throttled",
+    503: "unavailable",
 }
 
 
@@ -77,4 +78,10 @@ async def on_crash(request: Request, exc: Exception) -> Response:
     return error_response(ApiError(500, "internal", CRASH_DETAIL))
 
 
-EXCEPTION_HANDLERS = {ApiError: on_error, HTTPException: on_error, Exception: on_crash}
+async def on_gone(request: Request, exc: Exception) -> Response:
+    """A client that hung up before its body was in (or a gateway that gave up on it) is no bug: no traceback.
+    Nobody reads the answer; the access log shows a 400."""
+    return error_response(ApiError(400, "incomplete", "The request ended before its body did."))
+
+
+EXCEPTION_HANDLERS = {ApiError: on_error, HTTPException: on_error, ClientDisconnect: on_gone, Exception: on_crash}

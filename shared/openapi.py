@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from shared.auth import SAFE_METHODS
 from shared.body import MAX_BODY
 from shared.schemas import SCHEMAS, Schema, ref
 
@@ -44,13 +45,14 @@ SECURITY_SCHEMES = {
 REFUSALS = {
     400: "The body is not valid JSON, not UTF-8, or not a JSON object (`invalid_json`, `bad_encoding`).",
     401: "No valid session cookie (or API token, where one is accepted).",
-    403: "Not the caller's to do.",
+    403: "Not the caller's to do; or a change sent with the session cookie from another site (`cross_site`).",
     404: "No such resource.",
     409: "Taken already.",
     413: f"The body is over {MAX_BODY // 1024} KiB.",
     415: "The body is not `application/json`; with a session cookie, a POST must say so even with no body.",
     422: "A field, parameter or header is wrong; `fields` names each one.",
     429: "Too many attempts; try again after `Retry-After` seconds.",
+    503: "Busy: no room for this now; try again after `Retry-After` seconds.",
 }
 RETRY_AFTER = {"Retry-After": {"required": True, "schema": {"type": "string", "pattern": "^[0-9]+$"},
                                "description": "Seconds to wait."}}  # fmt: skip
@@ -92,7 +94,7 @@ def refusals(*statuses: int, **descriptions: str) -> dict[int, Any]:
             "description": descriptions.get(f"_{status}", REFUSALS[status]),
             "content": json_content(ref("Error")),
         }
-        if status == 429:
+        if status in (429, 503):
             response["headers"] = RETRY_AFTER
         found[status] = response
     return found
@@ -126,6 +128,9 @@ class ApiRoute(Route):
         super().__init__(path, endpoint, methods=[method])
         self.method = method.lower()
         self.operation: Operation = {"operationId": endpoint.__name__, **documented}
+        if method not in SAFE_METHODS and {"session": []} in documented["security"]:
+            cross_site = {str(status): answer for status, answer in refusals(403).items()}
+            self.operation["responses"] = {**cross_site, **documented["responses"]}  # shared/auth.py refuses them
 
 
 def _refs(value: Any) -> Iterator[str]:

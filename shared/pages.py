@@ -17,6 +17,7 @@ from shared.auth import Caller, csrf_ok, csrf_token, session_caller, set_csrf_co
 from shared.body import fields_of, read_object
 from shared.cookies import clear_cookie, set_cookie
 from shared.errors import CRASH_DETAIL, ApiError, as_api_error, on_crash, on_error
+from shared.headers import PAGE_HEADERS
 from shared.settings import ROOT
 from shared.state import AnyRequest, core
 from shared.updates import Reading, reading
@@ -68,9 +69,7 @@ def render(
     set_csrf_cookie(request, response, browser)
     if raw:
         clear_cookie(request, response, FLASH_COOKIE)
-    response.headers["cache-control"] = "no-store"
-    response.headers["x-frame-options"] = "DENY"  # no other site may frame a page to trick clicks out of it
-    response.headers["content-security-policy"] = "frame-ancestors 'none'"  # the same, for current browsers
+    response.headers.update(PAGE_HEADERS)
     return response
 
 

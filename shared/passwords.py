@@ -1,29 +1,86 @@
-"""Argon2id password hashing (argon2-cffi defaults), off the event loop: a hash takes tens of milliseconds."""
+"""Argon2id password hashing (argon2-cffi defaults) on a bounded pool of its own, off the event loop.
+
+A hash takes 64 MiB and about a tenth of a second of two cores. On the thread pool the rest of the app shares,
+100 logins at once ran 40 hashes at once: 2.5 GiB. Here at most `concurrency` run at once, each caller waits at
+most `wait` seconds for its turn, and past that hears 503: memory stays bounded whatever arrives.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import threading
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from starlette.concurrency import run_in_threadpool
+from prometheus_client import Counter
 
+from shared.limits import refusal
+
+T = TypeVar("T")
 _hasher = PasswordHasher()
 # Verified when the username is unknown, so that a wrong name costs as long as a wrong password.
 _DUMMY = _hasher.hash("gossip-dummy-password")
+NICENESS = 10  # Linux niceness of the hashing threads: they get about a tenth of a busy core's share
+BUSY = "The server is busy checking other passwords. Try again in a moment."
+HASHES = Counter("gossip_password_hashes", "Argon2id hashes and verifications run")
+REFUSED = Counter("gossip_password_busy_refusals", "Logins and registrations refused: no hashing turn in HASH_WAIT")
 
 
-async def hash_password(password: str) -> str:
-    return await run_in_threadpool(_hasher.hash, password)
+def _verify(stored: str | None, password: str) -> bool:
+    try:
+        return _hasher.verify(stored or _DUMMY, password) and stored is not None
+    except (VerificationError, InvalidHashError):
+        return False
 
 
-async def verify_password(stored: str | None, password: str) -> bool:
-    def verify() -> bool:
-        try:
-            return _hasher.verify(stored or _DUMMY, password) and stored is not None
-        except (VerificationError, InvalidHashError):
-            return False
-
-    return await run_in_threadpool(verify)
+def _yield_to_serving() -> None:
+    """A hash runs at a lower CPU priority than the threads that serve requests (argon2's own threads inherit it):
+    two hashes at once keep eight threads busy, and the event loop must still answer /readyz at once."""
+    with contextlib.suppress(OSError, AttributeError):  # not every system lets a thread lower its own priority
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICENESS)
 
 
 def needs_rehash(stored: str) -> bool:
     return _hasher.check_needs_rehash(stored)
+
+
+class Passwords:
+    """Callers take a turn (`async with passwords.turn():`) before the checks that lead to a hash, so that a flood
+    is refused before it costs even a database round trip; the pool's size bounds the memory on its own."""
+
+    def __init__(self, concurrency: int, wait: float) -> None:
+        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="argon2", initializer=_yield_to_serving)
+        self._turns = asyncio.Semaphore(concurrency)
+        self._wait = wait
+
+    @contextlib.asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        try:
+            async with asyncio.timeout(self._wait):
+                await self._turns.acquire()
+        except TimeoutError:
+            REFUSED.inc()
+            raise refusal(503, BUSY, 1) from None
+        try:
+            yield
+        finally:
+            self._turns.release()
+
+    async def hash(self, password: str) -> str:
+        return await self._run(_hasher.hash, password)
+
+    async def verify(self, stored: str | None, password: str) -> bool:
+        return await self._run(_verify, stored, password)
+
+    async def _run(self, work: Callable[..., T], *args: object) -> T:
+        """A caller that goes away (a client hanging up) does not free the thread: the hash runs to its end."""
+        HASHES.inc()
+        return await asyncio.wrap_future(self._pool.submit(work, *args))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

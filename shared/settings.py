@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import resource
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +38,34 @@ def _number(env: Mapping[str, str], name: str, default: float, zero: bool = Fals
     return value
 
 
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _number(env, name, default)
+    if not float(value).is_integer():
+        raise ValueError(f"{name} must be a whole number, got {env[name]!r}")
+    return int(value)
+
+
+def _addresses(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """A comma-separated list of IP addresses and networks (`10.0.0.0/8`); each is checked, so a typo fails startup
+    instead of trusting nobody or everybody."""
+    found = tuple(part.strip() for part in env.get(name, "").split(",") if part.strip())
+    for address in found:
+        try:
+            ipaddress.ip_network(address, strict=False)
+        except ValueError:
+            raise ValueError(f"{name} must list IP addresses or networks, got {address!r}") from None
+    return found
+
+
+def open_file_budget() -> int:
+    """Feeds one process may hold: nine tenths of its open-file limit, the rest kept for the database's connections,
+    the listening socket, log files and ordinary requests."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 100_000
+    return max(1, soft - max(64, soft // 10))
+
+
 def _port(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -60,6 +90,22 @@ class Settings:
     embedded_port: int = 27027
     embedded_data: Path = VAR / "mongo"
     log_format: str = "text"
+    # Limits against abuse (README: "Holding up under abuse"). A count per window is a token bucket: that many at
+    # once, refilled evenly over the window.
+    hash_concurrency: int = field(default_factory=lambda: os.cpu_count() or 1)  # Argon2id hashes at once
+    hash_wait: float = 1.0  # seconds a login or registration waits for a hash before a 503
+    login_failures_per_user: int = 5
+    login_failures_per_address: int = 20
+    login_window: float = 60.0
+    registrations_per_address: int = 20
+    registration_window: float = 3600.0
+    publishes_per_author: int = 60
+    publish_window: float = 60.0
+    tokens_per_user: int = 20
+    feeds_per_user: int = 50  # per stream process
+    max_feeds: int = field(default_factory=open_file_budget)  # per stream process
+    trusted_proxies: tuple[str, ...] = ()  # addresses whose X-Forwarded-For and -Proto are believed
+    drain_timeout: float = 5.0  # seconds an oversized or refused body is read and discarded before the answer
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -80,4 +126,18 @@ class Settings:
             embedded_port=_port(env, "EMBEDDED_PORT", 27027),
             embedded_data=Path(env.get("EMBEDDED_DATA") or VAR / "mongo"),
             log_format=log_format,
+            hash_concurrency=_count(env, "HASH_CONCURRENCY", os.cpu_count() or 1),
+            hash_wait=_number(env, "HASH_WAIT", 1.0),
+            login_failures_per_user=_count(env, "LOGIN_FAILURES_PER_USER", 5),
+            login_failures_per_address=_count(env, "LOGIN_FAILURES_PER_ADDRESS", 20),
+            login_window=_number(env, "LOGIN_WINDOW", 60.0),
+            registrations_per_address=_count(env, "REGISTRATIONS_PER_ADDRESS", 20),
+            registration_window=_number(env, "REGISTRATION_WINDOW", 3600.0),
+            publishes_per_author=_count(env, "PUBLISHES_PER_AUTHOR", 60),
+            publish_window=_number(env, "PUBLISH_WINDOW", 60.0),
+            tokens_per_user=_count(env, "TOKENS_PER_USER", 20),
+            feeds_per_user=_count(env, "FEEDS_PER_USER", 50),
+            max_feeds=_count(env, "MAX_FEEDS", open_file_budget()),
+            trusted_proxies=_addresses(env, "TRUSTED_PROXIES"),
+            drain_timeout=_number(env, "DRAIN_TIMEOUT", 5.0),
         )

@@ -11,6 +11,9 @@ from starlette.requests import HTTPConnection, Request
 from shared.batching import Lookup
 from shared.catalogue import Catalogue
 from shared.db import Database
+from shared.limits import Buckets
+from shared.passwords import Passwords
+from shared.recent import Recent
 from shared.settings import Settings
 
 
@@ -20,8 +23,10 @@ class Core(TypedDict):
     catalogue: Catalogue
     # Every request asks who is calling and many ask what the user follows: concurrent lookups share one query.
     sessions: Lookup
-    tokens: Lookup
+    tokens: Recent  # and a found API token is trusted for half a second (shared.app.TOKEN_MAX_AGE)
     users: Lookup
+    passwords: Passwords  # Argon2id on a bounded pool of its own
+    buckets: Buckets  # rate limits shared by every process
 
 
 # What code in `shared/` takes: any service's request. Request is invariant in its state type, so each service's

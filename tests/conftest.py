@@ -12,12 +12,10 @@ import pymongo
 import pytest
 
 from dev.embedded import EmbeddedMongo
-from services.all import app as gossip
-from shared.app import create_app
 from shared.db import Database, connect
 from shared.settings import Settings
 from tests.support.accounts import registered
-from tests.support.servers import LiveServer
+from tests.support.servers import serving
 
 
 @pytest.fixture(scope="session")
@@ -30,14 +28,19 @@ def mongo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
-def settings(mongo_url: str) -> Settings:
-    return Settings(
+def settings(mongo_url: str) -> Iterator[Settings]:
+    """A database of the test's own, dropped after it whether the test asked for `db` or not: the embedded server
+    keeps 100 databases open and closes the least used beyond that, which a run of this many tests reached."""
+    settings = Settings(
         secret_key="test-secret-" + uuid.uuid4().hex,
         mongo_url=mongo_url,
         mongo_db=f"test_{uuid.uuid4().hex[:12]}",
         ping_interval=1.0,
         send_timeout=2.0,
     )
+    yield settings
+    with pymongo.MongoClient(mongo_url) as client:
+        client.drop_database(settings.mongo_db)
 
 
 @pytest.fixture
@@ -50,14 +53,9 @@ async def db(settings: Settings) -> AsyncIterator[Database]:
 
 @pytest.fixture
 def server(settings: Settings) -> Iterator[str]:
-    """All three services' routes on one live uvicorn, as `make run` serves them. Its database is dropped once it has
-    stopped: the embedded server keeps at most 100 databases open, and closing one to open another under a live
-    server's feet failed every test after it."""
-    live = LiveServer(create_app("gossip", gossip.routes, settings, gossip.extensions)).start()
-    yield live.url
-    live.stop()
-    with pymongo.MongoClient(settings.mongo_url) as client:
-        client.drop_database(settings.mongo_db)
+    """All three services' routes on one live uvicorn, as `make run` serves them."""
+    with serving(settings) as url:
+        yield url
 
 
 @pytest.fixture

@@ -12,7 +12,8 @@ from services.auth import throttle
 from shared.catalogue import Catalogue
 from shared.db import MAX_INT, Database, last_seq, new_id, username_key, utcnow
 from shared.errors import ApiError
-from shared.passwords import hash_password, needs_rehash, verify_password
+from shared.passwords import needs_rehash
+from shared.state import Core
 from shared.updates import reading
 
 USERNAME = re.compile(r"[A-Za-z0-9_.-]{3,32}")
@@ -44,10 +45,15 @@ def user_document(
     }
 
 
-async def register(db: Database, username: str, password: str) -> dict[str, Any]:
+async def register(state: Core, username: str, password: str, address: str) -> dict[str, Any]:
+    """Throttled per address before the password is hashed: each attempt that gets that far counts."""
     _validate(username, password)
+    db, passwords = state["db"], state["passwords"]
+    async with passwords.turn():
+        await throttle.take_registration_slot(state["buckets"], state["settings"], address)
+        password_hash = await passwords.hash(password)
     # what was published before one joined is not news
-    user = user_document(username, await hash_password(password), last_read_seq=await last_seq(db))
+    user = user_document(username, password_hash, last_read_seq=await last_seq(db))
     try:
         await db.users.insert_one(user)
     except DuplicateKeyError:
@@ -55,18 +61,21 @@ async def register(db: Database, username: str, password: str) -> dict[str, Any]
     return user
 
 
-async def authenticate(db: Database, username: str, password: str, address: str) -> dict[str, Any]:
-    """One generic error for an unknown name and a wrong password; throttled before any hashing."""
+async def authenticate(state: Core, username: str, password: str, address: str) -> dict[str, Any]:
+    """One generic error for an unknown name and a wrong password. The failure slot is taken before the password is
+    checked, and both within a hashing turn, so that a flood is refused before it reaches the database."""
+    db, passwords, buckets, settings = state["db"], state["passwords"], state["buckets"], state["settings"]
     key = username_key(username)
-    await throttle.check(db, key, address)
-    user = await db.users.find_one({"username_key": key})
-    if not await verify_password(user["password_hash"] if user else None, password):
-        await throttle.record_failure(db, key, address)
-        raise ApiError(401, "wrong_credentials", "Wrong username or password.")
-    assert user is not None
-    await throttle.forget_failures(db, key)
-    if needs_rehash(user["password_hash"]):
-        await db.users.update_one({"_id": user["_id"]}, {"$set": {"password_hash": await hash_password(password)}})
+    async with passwords.turn():
+        await throttle.take_login_slot(buckets, settings, key, address)
+        user = await db.users.find_one({"username_key": key})
+        if not await passwords.verify(user["password_hash"] if user else None, password):
+            raise ApiError(401, "wrong_credentials", "Wrong username or password.")
+        assert user is not None
+        if needs_rehash(user["password_hash"]):
+            rehashed = await passwords.hash(password)
+            await db.users.update_one({"_id": user["_id"]}, {"$set": {"password_hash": rehashed}})
+    await throttle.logged_in(buckets, settings, key, address)
     return user
 
 

@@ -32,6 +32,7 @@ Submit = Callable[[AuthRequest, dict[str, str]], Awaitable[dict[str, Any]]]
 
 
 def _address(request: AuthRequest) -> str:
+    """The client's address; behind a trusted proxy, the one it forwarded (shared/proxies.py)."""
     return request.client.host if request.client else "unknown"
 
 
@@ -44,21 +45,21 @@ async def _logged_in(request: AuthRequest, user: dict[str, Any], response: Respo
 
 async def _logged_out(request: AuthRequest, caller: Caller | None, response: Response) -> Response:
     """Idempotent: logged out already is what was asked for, and the cookie is cleared either way."""
-    if caller is not None and caller.session_id is not None:
-        await revoke_session(request.state["db"], caller.session_id)
+    if caller is not None and caller.session_key is not None:
+        await revoke_session(request.state["db"], caller.session_key)
     clear_session_cookie(request, response)
     return response
 
 
 async def api_register(request: AuthRequest) -> Response:
     fields = await read_fields(request, "username", "password")
-    user = await accounts.register(request.state["db"], fields["username"], fields["password"])
+    user = await accounts.register(request.state, fields["username"], fields["password"], _address(request))
     return await _logged_in(request, user, JSONResponse({"username": user["username"]}, status_code=201))
 
 
 async def api_login(request: AuthRequest) -> Response:
     fields = await read_fields(request, "username", "password")
-    user = await accounts.authenticate(request.state["db"], fields["username"], fields["password"], _address(request))
+    user = await accounts.authenticate(request.state, fields["username"], fields["password"], _address(request))
     return await _logged_in(request, user, JSONResponse({"username": user["username"]}))
 
 
@@ -104,7 +105,8 @@ async def api_read(request: AuthRequest) -> Response:
 async def api_create_token(request: AuthRequest) -> Response:
     caller = await require_caller(request)  # the cookie only: a token must not mint more tokens
     fields = await read_fields(request, "name")
-    return JSONResponse(await tokens.create(request.state["db"], caller, fields["name"]), status_code=201)
+    most = request.state["settings"].tokens_per_user
+    return JSONResponse(await tokens.create(request.state["db"], caller, fields["name"], most), status_code=201)
 
 
 async def api_tokens(request: AuthRequest) -> Response:
@@ -123,11 +125,11 @@ async def home(request: AuthRequest) -> Response:
 
 
 async def _authenticate(request: AuthRequest, fields: dict[str, str]) -> dict[str, Any]:
-    return await accounts.authenticate(request.state["db"], fields["username"], fields["password"], _address(request))
+    return await accounts.authenticate(request.state, fields["username"], fields["password"], _address(request))
 
 
 async def _register(request: AuthRequest, fields: dict[str, str]) -> dict[str, Any]:
-    return await accounts.register(request.state["db"], fields["username"], fields["password"])
+    return await accounts.register(request.state, fields["username"], fields["password"], _address(request))
 
 
 async def _account_page(request: AuthRequest, template: str, submit: Submit) -> Response:

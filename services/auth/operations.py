@@ -37,6 +37,7 @@ TOKEN_NAME: Schema = {
     "allOf": [{"pattern": NOT_BLANK.pattern}], "not": {"enum": list(DOTS)},
     "description": "Not all blank, no control characters or '/', not '.' or '..': it names the token in a URL.",
 }  # fmt: skip
+BUSY_HASHING = "Every password-hashing turn is taken (a flood of logins): nothing was checked or stored."
 SLUG_PARAMETER = {"name": "slug", "in": "path", "required": True, "schema": SLUG}
 TOKEN_PARAMETER = {"name": "name", "in": "path", "required": True, "schema": TOKEN_NAME}
 
@@ -47,14 +48,16 @@ register = operation(
                   "requestBody": {"username": "$request.body#/username", "password": "$request.body#/password"}},
         "createToken": {"operationId": "api_create_token", "description": "With the new session, an API token."},
      }),
-     **refusals(400, 409, 413, 415, 422, _409="That username is taken, in some case (`taken`).")},
+     **refusals(400, 409, 413, 415, 422, 429, 503, _409="That username is taken, in some case (`taken`).",
+                _429="Too many registrations from this address.", _503=BUSY_HASHING)},
     request=request_body(NEW_ACCOUNT),
     description="Anything published before the account existed counts as read.",
 )  # fmt: skip
 login = operation(
     "Log in", ANYONE,
     {200: answer("Logged in with a new session.", ACCOUNT, headers=SET_COOKIE),
-     **refusals(400, 401, 413, 415, 422, 429, _401="Wrong username or password: one answer for both.",
+     **refusals(400, 401, 413, 415, 422, 429, 503, _401="Wrong username or password: one answer for both.",
+                _503=BUSY_HASHING,
                 _429="Too many failed logins for this account or address; a good password waits too.")},
     request=request_body(CREDENTIALS),
     description="Failed logins are limited per account and per client address within a short window.",
@@ -110,7 +113,8 @@ create_token = operation(
      }, links={
         "revoke": {"operationId": "api_revoke_token", "parameters": {"name": "$response.body#/name"}},
         "publish": {"operationId": "post_update", "description": "Publish with it: `Authorization: Bearer <token>`."},
-     }), **refusals(400, 401, 409, 413, 415, 422, _409="You have a token with that name already (`taken`).")},
+     }), **refusals(400, 401, 409, 413, 415, 422, _409="You have a token with that name already (`taken`), or as "
+                                                         "many tokens as a user may hold (`too_many_tokens`).")},
     request=request_body({"title": "TokenRequest", "type": "object", "required": ["name"],
                           "properties": {"name": TOKEN_NAME}}),
     description="Only a session can manage tokens: a token cannot mint more.",

@@ -1,41 +1,41 @@
-"""Failed-login throttling per account and per client address, kept in MongoDB so every auth process agrees."""
+"""Failed logins per account and per client address, and registrations per address: token buckets in MongoDB
+(shared/limits.py), so that every auth process agrees.
+
+A login takes its failure slot before the password is checked, so concurrent attempts cannot exceed the limit: forty
+wrong passwords sent at once reach the check five times, not forty. A good password gives the slot back."""
 
 from __future__ import annotations
 
-import math
-from datetime import timedelta
+from shared.limits import Buckets, Rate, refusal
+from shared.settings import Settings
 
-from shared.db import Database, as_datetime, utcnow
-from shared.errors import ApiError
-
-WINDOW = timedelta(minutes=1)  # short, so that an attacker cannot lock a real user out for long
-LIMITS = {"user": 5, "addr": 20}
+FAILED = "Too many failed logins. Wait a moment and try again."
+REGISTERED = "Too many accounts were registered from your address. Try again later."
 
 
-def _keys(username_key: str, address: str) -> dict[str, str]:
-    return {"user": f"user:{username_key}", "addr": f"addr:{address}"}
+def _login(settings: Settings, username_key: str, address: str) -> list[tuple[str, Rate]]:
+    """Windows are short, so that an attacker cannot lock a real user out for long."""
+    return [
+        (f"login:addr:{address}", Rate(settings.login_failures_per_address, settings.login_window)),
+        (f"login:user:{username_key}", Rate(settings.login_failures_per_user, settings.login_window)),
+    ]
 
 
-async def check(db: Database, username_key: str, address: str) -> None:
-    """429 with Retry-After once either key has used up its failures within the window."""
-    since = utcnow() - WINDOW
-    for kind, key in _keys(username_key, address).items():
-        recent = db.login_failures.find({"key": key, "at": {"$gt": since}}).sort("at", 1).limit(LIMITS[kind])
-        failures = await recent.to_list()
-        if len(failures) >= LIMITS[kind]:
-            wait = (as_datetime(failures[0]["at"]) + WINDOW - utcnow()).total_seconds()
-            raise ApiError(
-                429, detail="Too many failed logins. Wait a moment and try again.",
-                headers={"retry-after": str(max(1, math.ceil(wait)))},
-            )  # fmt: skip
+async def take_login_slot(buckets: Buckets, settings: Settings, username_key: str, address: str) -> None:
+    """429 with Retry-After once either the address or the account has no failures left."""
+    for key, rate in _login(settings, username_key, address):
+        if wait := await buckets.take(key, rate):
+            raise refusal(429, FAILED, wait)
 
 
-async def record_failure(db: Database, username_key: str, address: str) -> None:
-    now = utcnow()
-    await db.login_failures.insert_many(
-        [{"key": key, "at": now, "expires_at": now + WINDOW} for key in _keys(username_key, address).values()]
-    )
+async def logged_in(buckets: Buckets, settings: Settings, username_key: str, address: str) -> None:
+    """The account's earlier failures are forgotten, and this attempt was no failure of the address."""
+    (address_key, address_rate), (account_key, _) = _login(settings, username_key, address)
+    await buckets.fill(account_key)
+    await buckets.give_back(address_key, address_rate)
 
 
-async def forget_failures(db: Database, username_key: str) -> None:
-    await db.login_failures.delete_many({"key": _keys(username_key, "")["user"]})
+async def take_registration_slot(buckets: Buckets, settings: Settings, address: str) -> None:
+    rate = Rate(settings.registrations_per_address, settings.registration_window)
+    if wait := await buckets.take(f"register:addr:{address}", rate):
+        raise refusal(429, REGISTERED, wait)

@@ -1,6 +1,7 @@
 """API tokens for publishing from scripts: created, listed and revoked by their owner, with no HTTP in it.
 
-Only the SHA-256 of a token is stored; the token itself is shown once, when it is created.
+Only the SHA-256 of a token is stored; the token itself is shown once, when it is created. A user holds at most
+`TOKENS_PER_USER`: each token takes a numbered slot, unique per user, so that concurrent creations cannot exceed it.
 """
 
 from __future__ import annotations
@@ -29,16 +30,24 @@ def _check_name(name: str) -> None:
         raise ApiError(422, detail="Please give the token a name.", fields={"name": message})
 
 
-async def create(db: Database, owner: Caller, name: str) -> dict[str, str]:
+async def create(db: Database, owner: Caller, name: str, most: int) -> dict[str, str]:
     _check_name(name)
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     stored = {"_id": token_digest(token), "user_id": owner.user_id, "username": owner.username, "name": name,
               "created_at": utcnow()}  # fmt: skip
-    try:
-        await db.tokens.insert_one(stored)
-    except DuplicateKeyError:
-        raise ApiError(409, "taken", "You already have a token with that name.", {"name": "already used"}) from None
-    return {"name": name, "token": token}
+    while True:  # a duplicate slot means another creation won it: the next read sees that one
+        held = await db.tokens.find({"user_id": owner.user_id}, {"_id": 0, "name": 1, "slot": 1}).to_list()
+        if any(other["name"] == name for other in held):
+            raise ApiError(409, "taken", "You already have a token with that name.", {"name": "already used"})
+        free = sorted(set(range(most)) - {other.get("slot") for other in held})
+        if len(held) >= most or not free:
+            detail = f"You have {len(held)} tokens, the most one may hold. Revoke one you no longer use first."
+            raise ApiError(409, "too_many_tokens", detail, {"name": f"at most {most} tokens"})
+        try:
+            await db.tokens.insert_one({**stored, "slot": free[0]})
+        except DuplicateKeyError:
+            continue
+        return {"name": name, "token": token}
 
 
 async def listing(db: Database, user_id: str) -> list[dict[str, Any]]:
@@ -48,7 +57,8 @@ async def listing(db: Database, user_id: str) -> list[dict[str, Any]]:
 
 
 async def revoke(db: Database, user_id: str, name: str) -> None:
-    """Bearer tokens are looked up on every request, so a deleted one is refused from the next request on."""
+    """A found token is trusted for half a second (shared.app.TOKEN_MAX_AGE), so a deleted one is refused within a
+    second by every process."""
     result = await db.tokens.delete_one({"user_id": user_id, "name": name})
     if result.deleted_count == 0:
         raise ApiError(404, detail=f"You have no token named {name!r}.", fields={"name": "no such token"})

@@ -17,10 +17,13 @@ from shared.app import create_app
 from shared.auth import Caller, require_caller
 from shared.body import drain, read_fields, whole_number
 from shared.errors import ApiError
+from shared.limits import Limit, Rate
 from shared.openapi import ApiRoute
 from shared.pages import Viewer, page_viewer, read_form, redirect, render
 from shared.state import Core
 from shared.updates import MAX_TEXT
+
+PUBLISHING_TOO_FAST = "You are publishing or editing faster than the limit allows. Wait a moment and try again."
 
 
 class Ingest(Core):
@@ -109,7 +112,10 @@ async def _submit(store: Updates, caller: Caller, fields: dict[str, str]) -> str
 @contextlib.asynccontextmanager
 async def storing(core: Core) -> AsyncIterator[dict[str, Updates]]:
     """One Updates per process, so that all its concurrent publishes can share their writes."""
-    yield {"updates": Updates(core["db"], core["catalogue"])}
+    settings = core["settings"]
+    rate = Rate(settings.publishes_per_author, settings.publish_window)
+    publishing = Limit(core["buckets"], "publish", rate, PUBLISHING_TOO_FAST)
+    yield {"updates": Updates(core["db"], core["catalogue"], publishing)}
 
 
 routes = [

@@ -12,7 +12,9 @@ NEW_UPDATE: Schema = {"title": "NewUpdate", "type": "object", "required": ["show
                       "properties": {"show": SLUG, "text": TEXT}}  # fmt: skip
 SEQ_PARAMETER = {"name": "seq", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0},
                  "description": "The update's seq."}  # fmt: skip
-NOT_YOURS = {"_403": "The update is another author's: only its author can change it.",
+TOO_FAST = "The author publishes or edits faster than the limit allows; a stored Idempotency-Key's retry never is."
+NOT_YOURS = {"_403": "The update is another author's: only its author can change it (or, with the session cookie, "
+                      "the change came from another site: `cross_site`).",
              "_404": "There is no such update (or it was retracted)."}  # fmt: skip
 PAGE: Schema = {
     "title": "UpdatePage", "type": "object", "required": ["items", "next_after"], "additionalProperties": False,
@@ -34,7 +36,7 @@ post_update = operation(
         "history": {"operationId": "get_updates", "parameters": {"query.show": "$response.body#/show"}},
         "edit": {"operationId": "patch_update", "parameters": {"seq": "$response.body#/seq"}},
         "retract": {"operationId": "delete_update", "parameters": {"seq": "$response.body#/seq"}}}),
-     **refusals(400, 401, 413, 415, 422,
+     **refusals(400, 401, 413, 415, 422, 429, _429=TOO_FAST,
                 _401="No valid session cookie or API token; a token that is given must be valid, cookie or not.",
                 _422="A field is wrong (an unknown show, blank or too long text), or the Idempotency-Key is too "
                      "long or was used for a different update.")},
@@ -57,7 +59,7 @@ patch_update = operation(
     "Change the text of one's own update", TOKEN_OR_SESSION,
     {200: answer("The update as it now is, with `edited_at`; every open feed that carries it gets an `edit` event. "
                  "The same text again changes nothing.", ref("Update")),
-     **refusals(400, 401, 403, 404, 413, 415, 422, **NOT_YOURS)},
+     **refusals(400, 401, 403, 404, 413, 415, 422, 429, _429=TOO_FAST, **NOT_YOURS)},
     request=request_body({"title": "NewText", "type": "object", "required": ["text"], "properties": {"text": TEXT}}),
     parameters=[SEQ_PARAMETER],
 )  # fmt: skip

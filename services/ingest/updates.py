@@ -17,6 +17,7 @@ from shared.body import whole_number
 from shared.catalogue import Catalogue
 from shared.db import MAX_INT, Database, next_seq, numbers, utcnow, with_now
 from shared.errors import ApiError
+from shared.limits import Limit
 from shared.updates import digest, history, shape_problem, shown, text_problem, update_id, wire
 
 KEY_HEADER = "Idempotency-Key"
@@ -37,23 +38,27 @@ def _replayed(earlier: dict[str, Any], show: str, text: str) -> dict[str, Any]:
 
 
 class Updates:
-    """One ingest process's updates: validated against the catalogue, stored in batches, read back in pages."""
+    """One ingest process's updates: validated against the catalogue, limited per author (`publishing`, one token
+    bucket per author shared by every ingest process, for publishes and edits), stored in batches, read back in
+    pages."""
 
-    def __init__(self, db: Database, catalogue: Catalogue) -> None:
-        self.db, self.catalogue = db, catalogue
+    def __init__(self, db: Database, catalogue: Catalogue, publishing: Limit) -> None:
+        self.db, self.catalogue, self.publishing = db, catalogue, publishing
         self._store: Batcher[dict[str, Any], dict[str, Any]] = Batcher(self._store_batch)
 
     async def publish(self, author: Caller, fields: Mapping[str, str], idempotency_key: str | None) -> dict[str, Any]:
         """Stores one update and returns it as clients see it; with a key, at most one update per key and author.
 
         The key is looked up before a seq is taken, so an ordinary retry leaves no hole; two requests racing with
-        one key are settled by the unique index, and the loser's seq becomes a hole the stream service skips.
+        one key are settled by the unique index, and the loser's seq becomes a hole the stream service skips. A
+        retry of a stored key is answered before the rate limit: it publishes nothing, so it is never refused.
         """
         show, text = fields["show"], fields["text"]
         title = await self._validated(show, text, idempotency_key)
         mine = {"author": author.username, "idempotency_key": idempotency_key}
         if idempotency_key is not None and (earlier := await self.db.updates.find_one(mine)) is not None:
             return _replayed(earlier, show, text)
+        await self.publishing(author.user_id)
         update = {"show": show, "title": title, "text": text, "announced": digest(text), "author": author.username,
                   "author_id": author.user_id, "created_at": utcnow()}  # fmt: skip
         if idempotency_key is not None:
@@ -112,6 +117,7 @@ class Updates:
             raise _invalid({"text": problem})
         if text == stored["text"]:
             return wire(stored)
+        await self.publishing(author.user_id)  # an edit goes out to every feed too: it counts as a publish
         change = with_now({"$set": {"text": text}, "$unset": {"announced": ""}}, "edited_at")
         edited = await self.db.updates.find_one_and_update(
             {"seq": seq, "author_id": author.user_id, "rejected": {"$exists": False}},

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from typing import Any
 
-from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -16,10 +16,11 @@ from services.stream.hub import Feed, Hub
 from services.stream.lifecycle import Feeds, feeds
 from services.stream.metrics import CONNECTIONS, SLOW_CONSUMERS
 from services.stream.replay import Replay
-from services.stream.response import FeedResponse
+from services.stream.response import FeedResponse, Streamed
 from shared.app import create_app
 from shared.auth import require_caller
 from shared.body import whole_number
+from shared.connections import transport_of
 from shared.db import Database
 from shared.openapi import ApiRoute
 from shared.pages import page_viewer, render
@@ -28,7 +29,6 @@ from shared.updates import any_before, recent, since_read, wire
 
 PAGE_SIZE = 50
 UNREAD_MAX = 200  # a first page lists up to this many unread updates; older pages reach any beyond
-SHUTDOWN_GRACE = 2.0  # seconds for open feeds to end cleanly once the server stops; uvicorn waits 5
 
 
 class Stream(Core, Feeds):
@@ -46,61 +46,49 @@ def _resume_point(request: StreamRequest) -> int | None:
     return resumed if resumed is not None else after
 
 
-async def _frames(replay: Replay, hub: Hub, feed: Feed, after: int | None, ceiling: int) -> AsyncIterator[bytes]:
-    """History up to the ceiling from the database, then live frames, which are all above it: no gap, no twice.
-    The retry line (and a `resync`, when the resume point is too far back) rides with the first chunk of history, so
-    a reconnecting browser costs one write, not two."""
-    try:
-        head = RETRY
-        if after is not None and after < ceiling:
-            after, resync = await replay.start(feed.shows, after, ceiling)
-            head += resync
-        while after is not None and after < ceiling:
-            chunk, after = await replay.chunk(feed.shows, after, ceiling)
-            yield head + chunk
-            head = b""
-        if head:
-            yield head
-        async for chunk in feed.frames():
-            yield chunk
-    finally:
-        await _closed(hub, feed)  # however the stream ended; `background` also covers a generator never started
+async def _history(replay: Replay, feed: Feed, after: int | None, ceiling: int) -> AsyncIterator[bytes]:
+    """What the feed missed, up to the ceiling, from the database; the live frames that follow are all above it:
+    no gap, no twice. The retry line (and a `resync`, when the resume point is too far back) rides with the first
+    chunk, so a reconnecting browser costs one write, not two."""
+    head = RETRY
+    if after is not None and after < ceiling:
+        after, resync = await replay.start(feed.shows, after, ceiling)
+        head += resync
+    while after is not None and after < ceiling:
+        chunk, after = await replay.chunk(feed.shows, after, ceiling)
+        yield head + chunk
+        head = b""
+    if head:
+        yield head
 
 
-async def _closed(hub: Hub, feed: Feed) -> None:
-    """Async though it never waits, so that Starlette runs it in place as a background task, not in a thread."""
+def _closed(hub: Hub, feed: Feed) -> None:
     if hub.close(feed):
         CONNECTIONS.dec()
         if feed.too_slow:
             SLOW_CONSUMERS.labels(reason=feed.too_slow).inc()
 
 
-async def _feed(request: StreamRequest, everything: bool) -> Response:
+async def _feed(request: StreamRequest, everything: bool) -> FeedResponse:
     """Every show, or the caller's followed ones; either way the user's follow changes and read marks reach it as
-    `follows` and `read` events. The feed joins the hub before its history is read: the seam."""
+    `follows` and `read` events. The feed joins the hub before its history is read: the seam. Past the hub's limits
+    it is refused here, before the stream starts (Hub.open)."""
     caller = await require_caller(request)
     after, state = _resume_point(request), request.state
     user = await state["users"](caller.user_id) or {}
     follows, last_read = user.get("follows", []), user.get("last_read_seq", 0)
-    feed = state["hub"].open(caller, None if everything else follows, follows, last_read)
+    hub = state["hub"]
+    feed = hub.open(caller, None if everything else follows, follows, last_read, transport_of(request.scope))
     ceiling = state["watcher"].delivered  # read in the same tick as open: every live frame is above it
     CONNECTIONS.inc()
-    return FeedResponse(
-        feed,
-        _frames(state["replay"], state["hub"], feed, after, ceiling),
-        ping=0,  # the hub's heartbeat pings every feed: no ping task per connection (6 KB each, with its timer)
-        headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
-        background=BackgroundTask(_closed, state["hub"], feed),  # also when the generator never started (HEAD)
-        shutdown_event=state["shutdown"],
-        shutdown_grace_period=SHUTDOWN_GRACE,
-    )
+    return FeedResponse(feed, _history(state["replay"], feed, after, ceiling), functools.partial(_closed, hub))
 
 
-async def events(request: StreamRequest) -> Response:
+async def events(request: StreamRequest) -> FeedResponse:
     return await _feed(request, everything=False)
 
 
-async def events_all(request: StreamRequest) -> Response:
+async def events_all(request: StreamRequest) -> FeedResponse:
     return await _feed(request, everything=True)
 
 
@@ -145,8 +133,8 @@ async def notifications_all(request: StreamRequest) -> Response:
 
 
 routes = [
-    ApiRoute("/events", events, "GET", operations.events),
-    ApiRoute("/events/all", events_all, "GET", operations.events_all),
+    ApiRoute("/events", Streamed(events), "GET", operations.events),
+    ApiRoute("/events/all", Streamed(events_all), "GET", operations.events_all),
     Route("/notifications", notifications),
     Route("/notifications/all", notifications_all),
 ]

@@ -12,6 +12,8 @@ from typing import Any
 
 from services.stream.frames import EXPIRED, PING, follows_frame
 from shared.auth import Caller
+from shared.connections import Transport, reset
+from shared.limits import refusal
 
 log = logging.getLogger("gossip.stream.hub")
 
@@ -20,6 +22,8 @@ MAX_BYTES = 1 << 20
 MAX_BATCH = 64
 # Why a feed was ended for its client: its queue overflowed, or a send to it hung for the send timeout.
 OVERFLOW, STALLED = "overflow", "stalled"
+FULL_RETRY = 30  # seconds a refused feed is told to wait: feeds close when their pages do
+SHOW_SETS = 4096  # distinct follow sets shared among feeds before the table starts afresh
 
 
 class Feed:
@@ -40,6 +44,7 @@ class Feed:
         "sending_since",
         "shows",
         "too_slow",
+        "transport",
     )  # fmt: skip
 
     def __init__(
@@ -47,10 +52,11 @@ class Feed:
         caller: Caller,
         shows: frozenset[str] | None,
         number: int = 0,
+        transport: Transport | None = None,
         max_frames: int = MAX_FRAMES,
         max_bytes: int = MAX_BYTES,
     ) -> None:
-        self.caller, self.shows, self.number = caller, shows, number
+        self.caller, self.shows, self.number, self.transport = caller, shows, number, transport
         self.ended = False
         self.too_slow: str | None = None  # OVERFLOW or STALLED once the feed was ended for its client
         self.sending_since = 0.0  # when the send now under way began (time.monotonic()); 0.0 while none is
@@ -77,36 +83,63 @@ class Feed:
         self._wakeup()
 
     def drop(self) -> None:
-        """Ends a feed whose send has hung (a client that stopped reading): its queue cannot drain, so the send is
-        cancelled, which ends the response. uvicorn then closes the socket once the client reads what is buffered
-        or goes away, as it did after sse-starlette's own send timeout."""
+        """Ends a feed whose send has hung (a client that stopped reading): its queue cannot drain. The connection
+        is reset, which frees the socket at once and ends the hung send; a graceful close would wait for the client
+        to read what is buffered, for ever if it never does. Without the transport (shared/connections.py),
+        the send is cancelled, which ends the response but leaves the close to the server."""
         self.too_slow = self.too_slow or STALLED  # one that overflowed first was ended for that
         self.end()
-        if self.sender is not None:
+        if self.transport is not None:
+            reset(self.transport)
+        elif self.sender is not None:
             self.sender.cancel()
 
     def _wakeup(self) -> None:
         if self._wake is not None and not self._wake.done():
             self._wake.set_result(None)
 
-    async def frames(self) -> AsyncIterator[bytes]:
-        """Whatever is queued goes out as one chunk: under a burst, one socket write carries many frames.
+    def frames(self, missed: AsyncIterator[bytes] | None = None) -> Chunks:
+        """`missed` first (the history of a feed that resumes), then the live frames, until the feed ends."""
+        return Chunks(self, missed)
 
-        A list and one future, not an asyncio.Queue: this runs once per delivered update per connection, and the
-        Queue's bookkeeping cost more than the rest of the fan-out.
-        """
-        while True:
-            if self._frames:
-                chunk = b"".join(self._frames[:MAX_BATCH])
-                del self._frames[:MAX_BATCH]
-                self._bytes -= len(chunk)
-                yield chunk
-            elif self.ended:
-                return
-            else:
-                self._wake = asyncio.get_running_loop().create_future()
-                await self._wake
-                self._wake = None
+    def take(self) -> bytes | None:
+        """Whatever is queued, as one chunk: under a burst, one socket write carries many frames."""
+        if not self._frames:
+            return None
+        chunk = b"".join(self._frames[:MAX_BATCH])
+        del self._frames[:MAX_BATCH]
+        self._bytes -= len(chunk)
+        return chunk
+
+
+class Chunks:
+    """A feed's chunks as an async iterator. Not an async generator: an open feed holds it for hours, and a generator
+    cost 430 bytes more (its frame, and the event loop's weak reference to every async generator). A list and one
+    future, not an asyncio.Queue: this runs once per delivered update per connection, and the Queue's bookkeeping
+    cost more than the rest of the fan-out."""
+
+    __slots__ = ("_feed", "_missed")
+
+    def __init__(self, feed: Feed, missed: AsyncIterator[bytes] | None) -> None:
+        self._feed, self._missed = feed, missed
+
+    def __aiter__(self) -> Chunks:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._missed is not None:
+            try:
+                return await anext(self._missed)
+            except StopAsyncIteration:
+                self._missed = None  # let it go: the feed may stay open for hours
+        feed = self._feed
+        while (chunk := feed.take()) is None:
+            if feed.ended:
+                raise StopAsyncIteration
+            feed._wake = asyncio.get_running_loop().create_future()
+            await feed._wake
+            feed._wake = None
+        return chunk
 
 
 @dataclass(slots=True)
@@ -119,16 +152,25 @@ class Marks:
 
 
 class Hub:
-    """Fan-out in memory: delivering an update is one dictionary lookup and one queue put per follower."""
+    """Fan-out in memory: delivering an update is one dictionary lookup and one queue put per follower.
 
-    def __init__(self) -> None:
+    What each open feed costs here is kept small, since thousands are open: a user's or a session's feeds are a
+    list (most have one or two; a set of one costs 216 bytes), and feeds that follow the same shows share one set.
+
+    It holds at most `max_feeds` feeds (a socket each, so sized to the open-file limit) and `feeds_per_user` of one
+    user: past either, a new feed is refused before its stream starts, 503 and 429."""
+
+    def __init__(self, max_feeds: int = 100_000, feeds_per_user: int = 50) -> None:
+        self.max_feeds, self.feeds_per_user = max_feeds, feeds_per_user
         self._by_show: defaultdict[str, set[Feed]] = defaultdict(set)
         self._everything: set[Feed] = set()
-        self._by_user: defaultdict[str, set[Feed]] = defaultdict(set)
-        self._by_session: defaultdict[str, set[Feed]] = defaultdict(set)
+        self._by_user: defaultdict[str, list[Feed]] = defaultdict(list)
+        self._by_session: defaultdict[str, list[Feed]] = defaultdict(list)
+        self._show_sets: dict[frozenset[str], frozenset[str]] = {}
         self._marks: dict[str, Marks] = {}  # per user with open feeds
         self._ends: dict[str, float] = {}  # per session with open feeds: when it expires (epoch seconds)
         self._numbers = itertools.count()
+        self._open_count = 0
 
     def open(
         self,
@@ -136,33 +178,49 @@ class Hub:
         shows: Iterable[str] | None,
         follows: Iterable[str] = (),
         last_read: int = 0,
+        transport: Transport | None = None,
         **limits: int,
     ) -> Feed:
         """`follows` and `last_read`: the user as read for this feed; the hub keeps what it knew if it knew already,
-        since change events have kept that current."""
-        feed = Feed(caller, None if shows is None else frozenset(shows), next(self._numbers), **limits)
+        since change events have kept that current. `transport`: the connection, reset if the feed is dropped."""
+        if self._open_count >= self.max_feeds:
+            raise refusal(503, "This server has as many live feeds open as it can hold. Try again soon.", FULL_RETRY)
+        if len(self._by_user.get(caller.user_id, ())) >= self.feeds_per_user:
+            detail = f"You have {self.feeds_per_user} live feeds open, the most one may. Close some pages or tabs."
+            raise refusal(429, detail, FULL_RETRY)
+        feed = Feed(caller, None if shows is None else self._shared(shows), next(self._numbers), transport, **limits)
         self._index(feed)
-        self._by_user[caller.user_id].add(feed)
-        self._by_session[caller.session_id or ""].add(feed)
-        self._marks.setdefault(caller.user_id, Marks(frozenset(follows if shows is None else shows), last_read))
-        if caller.session_id is not None and caller.expires_at is not None:
-            self._ends.setdefault(caller.session_id, caller.expires_at.timestamp())
+        self._by_user[caller.user_id].append(feed)
+        self._by_session[caller.session_key or ""].append(feed)
+        self._open_count += 1
+        if caller.user_id not in self._marks:
+            self._marks[caller.user_id] = Marks(self._shared(follows if shows is None else shows), last_read)
+        if caller.session_key is not None and caller.expires_at is not None:
+            self._ends.setdefault(caller.session_key, caller.expires_at.timestamp())
         return feed
 
     def close(self, feed: Feed) -> bool:
         """Safe to call twice; True only the first time."""
         if feed not in self._by_user.get(feed.caller.user_id, ()):
             return False
+        self._open_count -= 1
         self._unindex(feed)
         for index, key, known in (
             (self._by_user, feed.caller.user_id, self._marks),
-            (self._by_session, feed.caller.session_id or "", self._ends),
+            (self._by_session, feed.caller.session_key or "", self._ends),
         ):
-            index[key].discard(feed)
+            index[key].remove(feed)
             if not index[key]:
                 del index[key]
                 known.pop(key, None)
         return True
+
+    def _shared(self, shows: Iterable[str]) -> frozenset[str]:
+        """One set for all the feeds that follow the same shows."""
+        if len(self._show_sets) >= SHOW_SETS:
+            self._show_sets.clear()
+        wanted = frozenset(shows)
+        return self._show_sets.setdefault(wanted, wanted)
 
     def publish(self, show: str, frame: bytes) -> int:
         """The same bytes go to every feed that carries `show`; returns how many feeds got them."""
@@ -210,7 +268,7 @@ class Hub:
         marks = self._marks.get(user_id)
         if marks is None:
             return False
-        shows = frozenset(follows)
+        shows = self._shared(follows)
         changed = (shows, last_read) != (marks.follows, marks.last_read)
         if shows != marks.follows:
             marks.follows, frame = shows, follows_frame(shows)
@@ -228,20 +286,20 @@ class Hub:
         for feed in self._by_user.get(user_id, ()):
             feed.offer(frame)
 
-    def revoke(self, session_id: str) -> None:
-        for feed in list(self._by_session.get(session_id, ())):
+    def revoke(self, session_key: str) -> None:
+        for feed in list(self._by_session.get(session_key, ())):
             feed.end()
 
-    def session_ends(self, session_id: str, at: float) -> None:
+    def session_ends(self, session_key: str, at: float) -> None:
         """A session's new end (epoch seconds): later once renewed, in the past when cut short. `expire` acts on it."""
-        if session_id in self._ends:
-            self._ends[session_id] = at
+        if session_key in self._ends:
+            self._ends[session_key] = at
 
     def expire(self, now: float) -> None:
         """Ends, with an `expired` event, the feeds of every session whose time is up (epoch seconds)."""
-        for session_id in [session_id for session_id, at in self._ends.items() if at <= now]:
-            del self._ends[session_id]
-            for feed in self._by_session[session_id]:
+        for session_key in [session_key for session_key, at in self._ends.items() if at <= now]:
+            del self._ends[session_key]
+            for feed in self._by_session[session_key]:
                 feed.offer(EXPIRED)
                 feed.end()
 

@@ -10,7 +10,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import TypedDict
 
-import anyio
+from sse_starlette.sse import EventSourceResponse
 
 from services.stream.hub import Hub
 from services.stream.replay import Replay
@@ -27,23 +27,21 @@ class Feeds(TypedDict):
     hub: Hub
     watcher: Watcher
     replay: Replay
-    shutdown: anyio.Event  # set by sse-starlette when the server stops
 
 
 @contextlib.asynccontextmanager
 async def feeds(core: Core) -> AsyncIterator[Feeds]:
-    """The hub and its watcher live as long as the app. When the server stops, sse-starlette sets the shutdown
-    event of every open response; the hub then ends every feed, so each response closes cleanly within the
-    grace period instead of being cancelled mid-stream (the lifespan's own shutdown comes too late for them)."""
-    hub, db, settings = Hub(), core["db"], core["settings"]
+    """The hub and its watcher live as long as the app. When the server is told to stop, the hub ends every feed,
+    so each response closes cleanly before uvicorn's graceful wait runs out, instead of being cancelled mid-stream
+    (the lifespan's own shutdown comes too late for them: uvicorn waits for open responses first)."""
+    db, settings = core["db"], core["settings"]
+    hub = Hub(settings.max_feeds, settings.feeds_per_user)
     watcher = Watcher(db, hub, core["catalogue"], settings.history_days)
-    shutdown = anyio.Event()
     replay = Replay(db, settings.replay_limit, trimmed=settings.history_days > 0)
     await watcher.start()
-    chores = [asyncio.create_task(_end_feeds_when(shutdown, hub)),
-              asyncio.create_task(_heartbeat(hub, settings))]  # fmt: skip
+    chores = [asyncio.create_task(_end_feeds_at_shutdown(hub)), asyncio.create_task(_heartbeat(hub, settings))]
     try:
-        yield Feeds(hub=hub, watcher=watcher, replay=replay, shutdown=shutdown)
+        yield Feeds(hub=hub, watcher=watcher, replay=replay)
     finally:
         for chore in chores:
             chore.cancel()
@@ -51,8 +49,10 @@ async def feeds(core: Core) -> AsyncIterator[Feeds]:
         await watcher.stop()
 
 
-async def _end_feeds_when(shutdown: anyio.Event, hub: Hub) -> None:
-    await shutdown.wait()
+async def _end_feeds_at_shutdown(hub: Hub) -> None:
+    """sse-starlette's signal that the server is stopping (it watches uvicorn's exit flag), waited for once for all
+    feeds rather than by a task in every response. A private hook: tests/stream/test_response.py guards it."""
+    await EventSourceResponse._listen_for_exit_signal()
     hub.end_all()
 
 

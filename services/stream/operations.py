@@ -27,7 +27,15 @@ def _feed(summary: str) -> dict[str, object]:
         # Before OpenAPI 3.2 (and its itemSchema), the schema of an event stream is that of each of its events.
         "content": {"text/event-stream": {"schema": ref("FeedEvent")}},
     }  # fmt: skip
-    return operation(summary, SESSION, {200: stream, **refusals(401, 422)}, parameters=RESUME)
+    refused = refusals(
+        401,
+        422,
+        429,
+        503,
+        _429="The user has as many live feeds as one may hold on this process.",
+        _503="This process holds as many feeds as it can; another may not.",
+    )
+    return operation(summary, SESSION, {200: stream, **refused}, parameters=RESUME)
 
 
 events = _feed("The caller's feed: updates of the shows they follow, and their own changes")

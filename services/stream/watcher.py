@@ -289,14 +289,14 @@ class Watcher:
             await self._user_changed(user["_id"], user)
 
     async def _on_session(self, change: dict[str, Any]) -> None:
-        session_id = change["documentKey"]["_id"]
+        session_key = change["documentKey"]["_id"]
         if change["operationType"] == "delete":
             self.hub.expire(time.time())  # a session deleted once its time was up (the TTL monitor) has expired
-            self.hub.revoke(session_id)  # else it was revoked: a logout
+            self.hub.revoke(session_key)  # else it was revoked: a logout
         elif (session := change.get("fullDocument")) is not None:
-            self._session_ends(session_id, session)
+            self._session_ends(session_key, session)
 
-    def _session_ends(self, session_id: str, session: dict[str, Any]) -> None:
+    def _session_ends(self, session_key: str, session: dict[str, Any]) -> None:
         """A renewal moves a session's end later; an end set in the past ends its feeds at once. A session whose end
         is not a date (written by hand) is left as it was: failing here would restart the change stream for ever."""
         try:
@@ -304,15 +304,15 @@ class Watcher:
         except TypeError:
             log.warning("a session's expires_at is not a date: %r", session.get("expires_at"))
             return
-        self.hub.session_ends(session_id, ends)
+        self.hub.session_ends(session_key, ends)
         self.hub.expire(time.time())
 
     async def _resync_sessions(self) -> None:
         """Sessions revoked, renewed or cut short while no stream was open."""
         open_sessions = self.hub.sessions()
         alive = [session async for session in self.db.sessions.find({"_id": {"$in": open_sessions}}, {"expires_at": 1})]
-        for session_id in set(open_sessions) - {session["_id"] for session in alive}:
-            self.hub.revoke(session_id)
+        for session_key in set(open_sessions) - {session["_id"] for session in alive}:
+            self.hub.revoke(session_key)
         for session in alive:
             self._session_ends(session["_id"], session)
 

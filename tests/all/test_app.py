@@ -25,7 +25,7 @@ from schemathesis.auths import AuthContext
 from services.all import app as gossip
 from services.ingest.updates import KEY_HEADER, MAX_KEY
 from shared.app import create_app
-from shared.auth import session_cookie, session_document
+from shared.auth import session_document
 from shared.db import MAX_INT, SHOWS
 from shared.openapi import document
 from shared.settings import Settings
@@ -140,9 +140,9 @@ def target(mongo_url: str) -> Iterator[Target]:
 
         class Caller:
             def get(self, case: Case, context: AuthContext) -> str:
-                session = session_document(target.settings, user["_id"], user["username"])
+                cookie, session = session_document(target.settings, user["_id"], user["username"])
                 target.sessions.insert_one(session)
-                return session_cookie(target.settings, session["_id"])
+                return cookie
 
             def set(self, case: Case, cookie: str, context: AuthContext) -> None:
                 case.cookies = {**(case.cookies or {}), "gossip_session": cookie}

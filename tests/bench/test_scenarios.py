@@ -2,31 +2,85 @@
 
 from __future__ import annotations
 
+import pytest
+
+from bench import abuse, nchan
+from bench.cluster import Setup
 from bench.floor import floor
-from bench.scenarios import catch_up, fanout, mixed
+from bench.scenarios import Run, burst, catch_up, combined, fanout, mixed, scale
+
+
+@pytest.fixture
+def nginx() -> str:
+    """nginx with nchan where the machine has it; these tests never install it."""
+    found = nchan.installed_here()
+    if found is None:
+        pytest.skip("nginx with the nchan module is not installed")
+    return found
 
 
 async def test_mixed_feeds_each_get_exactly_their_shows(mongo_url: str) -> None:
-    result = await mixed(mongo_url, feeds=12, everything=3, updates=30)
+    result = await mixed(Setup(mongo_url), feeds=12, everything=3, updates=30)
     assert all(result.targets.values()), result.line()
     assert (result.figures["wrong"], result.figures["lost"], result.figures["dup"]) == (0, 0, 0)
     assert result.figures["deliveries"] == 30 * 2 + 30 * 3  # two of the 12 feeds follow each show; 3 follow all
 
 
 async def test_feeds_that_come_back_get_what_they_missed_once(mongo_url: str) -> None:
-    result = await catch_up(mongo_url, feeds=20, updates=10)
+    result = await catch_up(Setup(mongo_url), feeds=20, updates=10)
     assert (result.figures["lost"], result.figures["dup"]) == (0, 0), result.line()
 
 
 async def test_the_floor_is_measured_by_a_writer_process_of_its_own(mongo_url: str) -> None:
-    result = await floor(mongo_url, connections=20, rounds=5)
+    result = await floor(Setup(mongo_url), connections=20, rounds=5)
     assert result.figures["connections"] == 20
     assert 0 < float(result.figures["write µs"]) < 10_000, result.line()
     assert 0 < float(result.figures["woken write µs"]) < 10_000, result.line()
 
 
-async def test_fanout_times_every_delivery_and_notes_the_streams_cost_per_write(mongo_url: str) -> None:
-    result = await fanout(mongo_url, feeds=5, updates=10, rate=50.0)
+async def test_fanout_alone_times_every_delivery_and_notes_the_cpu_per_delivery(mongo_url: str) -> None:
+    result = await fanout(Setup(mongo_url), feeds=5, updates=10, rate=50.0, rounds=2)
     assert (result.figures["lost"], result.figures["dup"]) == (0, 0), result.line()
     assert 0 < float(result.figures["p50 ms"]) <= float(result.figures["p99 ms"]) < 10_000
-    assert 0 < float(result.figures["stream µs/write"]) < 100_000, result.line()
+    assert 0 < float(result.figures["CPU µs/delivery"]) < 100_000, result.line()
+    assert result.peer is None and result.ratios == {} and list(result.latencies) == ["gossip"]
+    assert len(result.latencies["gossip"]) == 2 * 5 * 10  # both rounds
+
+
+async def test_the_abuse_scenario_holds_each_target_at_a_small_scale(mongo_url: str) -> None:
+    async with abuse.serving(mongo_url, SEND_TIMEOUT="2", PING_INTERVAL="1") as served:
+        results = [
+            await abuse.logins(served, count=30), await abuse.wrong_passwords(served, count=12),
+            await abuse.registrations(served, count=24), await abuse.feeds(served, count=60),
+            await abuse.publishes(served, count=80), await abuse.stalled(served, count=3, megabytes=5),
+            await abuse.fuzzing(served, count=200),
+        ]  # fmt: skip
+    for result in results:
+        assert all(result.targets.values()), result.line()
+    assert [result.name for result in results] == ["logins", "wrong-pw", "register", "feeds", "publish", "stalled",
+                                                   "fuzz"]  # fmt: skip
+
+
+async def test_fanout_beside_nchan_gives_both_figures_and_their_ratios(mongo_url: str, nginx: str) -> None:
+    result = await fanout(Setup(mongo_url, nginx), feeds=5, updates=10, rate=50.0, rounds=1)
+    assert result.peer is not None, result.line()
+    assert (result.peer["lost"], result.peer["dup"]) == (0, 0), result.line()  # the client reads nchan's frames
+    assert len(result.latencies["nchan"]) == len(result.latencies["gossip"]) == 5 * 10
+    assert set(result.ratios) == {"p99 ms", "CPU µs/delivery"}
+    assert result.ratios["p99 ms"] == pytest.approx(float(result.figures["p99 ms"]) / float(result.peer["p99 ms"]))
+    assert {"p99 ms ≤ 2× nchan's", "CPU µs/delivery ≤ 1.5× nchan's"} <= set(result.targets)
+
+
+def test_rounds_combine_by_median_and_every_miss_counts() -> None:
+    runs = [Run({"p99 ms": p99, "lost": lost, "dup": 0, "connected": 10}, [0.001]) for p99, lost in
+            ((30.0, 0), (10.0, 1), (20.0, 2))]  # fmt: skip
+    assert combined(runs) == Run({"p99 ms": 20.0, "lost": 3, "dup": 0, "connected": 10}, [0.001] * 3)
+
+
+async def test_burst_and_scale_beside_nchan_count_deliveries_and_memory(mongo_url: str, nginx: str) -> None:
+    bursted = await burst(Setup(mongo_url, nginx), feeds=5, updates=20)
+    assert int(bursted.figures["deliveries/s"]) > 0 and bursted.peer and int(bursted.peer["deliveries/s"]) > 0
+    assert "deliveries/s ≥ 0.8× nchan's" in bursted.targets
+    scaled = await scale(Setup(mongo_url, nginx), feeds=50, updates=2, rate=10.0)
+    assert scaled.peer and scaled.peer["connected"] == scaled.figures["connected"] == 50
+    assert set(scaled.ratios) == {"KB/feed", "p99 ms"}

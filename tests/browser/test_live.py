@@ -4,14 +4,16 @@ Chromium (Debian's) against a live server."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import timedelta
 
 import httpx
 from playwright.async_api import Browser, BrowserContext, Page, Route, expect
 
 from shared.db import Database, next_seq, utcnow
+from shared.settings import Settings
 from tests.support.accounts import PASSWORD, registered
-from tests.support.servers import gauge
+from tests.support.servers import gauge, serving
 from tests.support.sse import events
 from tests.support.updates import publish, stored_update
 from tests.support.waiting import wait_until
@@ -213,3 +215,21 @@ async def test_a_session_expired_on_the_server_signs_the_pages_out(browser: Brow
     for page in pages:
         await expect(page.locator("#status")).to_have_text("signed out")
     await context.close()
+
+
+async def test_a_refused_feed_says_why_instead_of_reconnecting(browser: Browser, settings: Settings) -> None:
+    """Two browsers of one user, where the server holds one feed per user: the second page says why it is not
+    live, and asks the server again only after the Retry-After, not in a loop."""
+    with serving(dataclasses.replace(settings, feeds_per_user=1)) as server:
+        first = await signed_in(browser, server, "rosa")
+        second = await signed_in(browser, server, "rosa", new=False)
+        await tabs(first, "/notifications")
+        page = await second.new_page()
+        asked: list[str] = []
+        page.on("request", lambda request: asked.append(request.url) if "/events" in request.url else None)
+        await page.goto("/notifications")
+        await expect(page.locator("#status")).to_contain_text("1 live feeds open", timeout=10_000)
+        await page.wait_for_timeout(2000)  # long enough for a reconnect loop to show (the retry is 30 s away)
+        assert len(asked) <= 2  # the EventSource, then the request that found out why
+        for context in (first, second):
+            await context.close()

@@ -9,11 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 
-from dev.embedded import free_port
-from dev.processes import ChildProcess
+from dev.processes import ChildProcess, free_port
 from shared.settings import ROOT, Settings
 
 COMMAND = [sys.executable, "-m", "dev.run"]
@@ -65,3 +65,18 @@ def test_when_the_embedded_database_dies_gossip_stops_and_says_so(tmp_path: Path
         assert gossip.process.wait(5) == 1  # it took 10 s when its shutdown waited for the database that had gone
     assert "the embedded MongoDB-protocol server was killed by signal 9" in gossip.output()
     assert "Application shutdown complete" in gossip.output()
+
+
+def test_make_run_believes_no_forwarded_header(settings: Settings) -> None:
+    """uvicorn alone would believe X-Forwarded-For from 127.0.0.1, so every loopback client could choose its
+    address and never be throttled."""
+    port = free_port()
+    env = {**os.environ, "SECRET_KEY": "test", "PORT": str(port), "MONGO_URL": settings.mongo_url,
+           "MONGO_DB": settings.mongo_db, "LOGIN_FAILURES_PER_ADDRESS": "2", "LOGIN_WINDOW": "3600"}  # fmt: skip
+    with ChildProcess(COMMAND, env, port) as gossip, httpx.Client(base_url=gossip.url, timeout=30) as http:
+        login = {"username": "nobody", "password": "not-the-password"}
+        statuses = [
+            http.post("/api/auth/login", json=login, headers={"x-forwarded-for": f"198.51.100.{n}"}).status_code
+            for n in range(3)
+        ]
+    assert statuses == [401, 401, 429]

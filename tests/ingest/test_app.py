@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
 
-from shared.body import DRAIN_LIMIT, MAX_BODY
+from shared.body import MAX_BODY
 from shared.db import Database
+from shared.settings import Settings
 from shared.updates import MAX_TEXT
 from tests.support.accounts import json_error, registered
+from tests.support.servers import serving
 from tests.support.updates import publish
 
 JSON = {"content-type": "application/json"}
+HUGE = 16 * 1024 * 1024  # more than socket buffers hold: a client sending it reads a reset unless it is drained
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
 
@@ -106,17 +110,27 @@ async def test_publishing_without_a_valid_caller_is_401(
     assert await db.updates.count_documents({}) == 0
 
 
-@pytest.mark.parametrize("size", [MAX_BODY * 4, DRAIN_LIMIT * 4])
+@pytest.mark.parametrize("size", [MAX_BODY * 4, HUGE])
 async def test_a_large_body_without_auth_gets_its_401_not_a_reset(client: httpx.AsyncClient, size: int) -> None:
     for _ in range(3):  # and the connection stays usable
         response = await client.post("/api/updates", content=b"x" * size, headers=JSON)
         assert response.status_code == 401
 
 
-async def test_an_oversized_body_within_the_drain_bound_gets_its_413_not_a_reset(bearer: httpx.AsyncClient) -> None:
+@pytest.mark.parametrize("size", [MAX_BODY * 4, HUGE])
+async def test_an_oversized_body_sent_anyway_gets_its_413_not_a_reset(bearer: httpx.AsyncClient, size: int) -> None:
     for _ in range(3):
-        response = await bearer.post("/api/updates", content=b"x" * DRAIN_LIMIT, headers=JSON)
+        response = await bearer.post("/api/updates", content=b"x" * size, headers=JSON)
         assert json_error(response)[:2] == (413, "too_large")
+
+
+async def test_an_oversized_body_sent_in_chunks_gets_its_413_not_a_reset(bearer: httpx.AsyncClient) -> None:
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: the size is found by reading
+        for _ in range(HUGE // 65536):
+            yield b"x" * 65536
+
+    response = await bearer.post("/api/updates", content=chunks(), headers=JSON)
+    assert json_error(response)[:2] == (413, "too_large")
 
 
 async def test_a_wrong_token_is_refused_even_with_a_valid_cookie(alice: httpx.AsyncClient, db: Database) -> None:
@@ -243,3 +257,56 @@ async def test_a_retracted_update_is_no_longer_unread(server: str) -> None:
         assert (await alice.get("/api/me")).json()["unread"] == 2
         assert (await bob.delete(f"/api/updates/{first['seq']}")).status_code == 204
         assert (await alice.get("/api/me")).json()["unread"] == 1
+
+
+async def test_an_expect_100_continue_client_gets_its_413_without_sending_the_body(
+    alice: httpx.AsyncClient, server: str
+) -> None:
+    """Decided from Content-Length: the server never says 100 Continue, so curl and the like never send it."""
+    port = int(server.rsplit(":", 1)[1])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    cookie = f"cookie: gossip_session={alice.cookies['gossip_session']}\r\n".encode()
+    writer.write(b"POST /api/updates HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n" + cookie +
+                 b"content-length: 104857600\r\nexpect: 100-continue\r\n\r\n")  # fmt: skip
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    writer.close()
+    assert head.startswith(b"HTTP/1.1 413 ")
+
+
+@pytest.fixture
+def limited(settings: Settings) -> Iterator[str]:
+    """A server that lets an author publish 3 updates, then one an hour."""
+    with serving(dataclasses.replace(settings, publishes_per_author=3, publish_window=3 * 3600)) as url:
+        yield url
+
+
+async def test_publishing_is_limited_per_author_with_retry_after(limited: str, db: Database) -> None:
+    async with registered(limited, "ann") as ann, registered(limited, "ben") as ben:
+        responses = await asyncio.gather(*(ann.post("/api/updates", json={"show": "flash", "text": f"{n}"})
+                                           for n in range(10)))  # fmt: skip
+        assert sorted(response.status_code for response in responses) == [201] * 3 + [429] * 7
+        refused = next(response for response in responses if response.status_code == 429)
+        assert json_error(refused)[:2] == (429, "throttled") and 3000 <= int(refused.headers["retry-after"]) <= 3600
+        assert (await ben.post("/api/updates", json={"show": "flash", "text": "mine"})).status_code == 201
+    assert await db.updates.count_documents({"author": "ann"}) == 3
+
+
+async def test_a_retry_of_a_stored_key_is_never_refused(limited: str) -> None:
+    async with registered(limited, "ann") as ann:
+        key = {"idempotency-key": "first"}
+        first = await ann.post("/api/updates", json={"show": "flash", "text": "kept"}, headers=key)
+        for n in range(2):
+            await publish(ann, "flash", f"more {n}")
+        assert (await ann.post("/api/updates", json={"show": "flash", "text": "new"})).status_code == 429
+        again = await ann.post("/api/updates", json={"show": "flash", "text": "kept"}, headers=key)
+        assert (again.status_code, again.json()) == (201, first.json())
+
+
+async def test_edits_count_against_the_same_limit(limited: str) -> None:
+    """An edit goes out to every feed as a publish does; an edit that changes nothing takes nothing."""
+    async with registered(limited, "ann") as ann:
+        seq = (await publish(ann, "flash", "first"))["seq"]
+        for text in ("second", "third", "third"):
+            assert (await ann.patch(f"/api/updates/{seq}", json={"text": text})).status_code == 200
+        refused = await ann.patch(f"/api/updates/{seq}", json={"text": "fourth"})
+        assert json_error(refused)[:2] == (429, "throttled") and "retry-after" in refused.headers

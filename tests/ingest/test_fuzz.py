@@ -1,4 +1,5 @@
-"""Hypothesis throws malformed bodies, headers and unicode at POST /api/updates on a live server: never a 5xx."""
+"""Hypothesis throws malformed bodies, headers and unicode at POST /api/updates on a live server: never a 5xx.
+And the abuse scenario's fuzz (bench/fuzz.py), smaller: never a 5xx, never a connection reset."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from bench.fuzz import fuzz
 from services.all import app as gossip
 from shared.app import create_app
 from shared.settings import Settings
@@ -67,6 +69,7 @@ odd_bodies = (
     | unicode.map(lambda text: text.encode("utf-8", "surrogatepass"))
     | st.sampled_from([b"", b"{", b"[]", b"null", b'{"text":' * 200,
                        b'{"show":"flash","text":"' + b"x" * 20_000 + b'"}',
+                       b'{"show":"flash","text":"' + b"x" * 3_000_000 + b'"}',  # reset, when it was cut off at 1 MiB
                        b"\xef\xbb\xbf{}", b"1e999999", b'{"show":"flash","text":"\\ud800\\u0000"}'])
 )  # fmt: skip
 # What HTTP allows in a header value (visible ASCII, inner spaces, obs-text bytes); sent as latin-1 bytes.
@@ -107,3 +110,9 @@ def test_no_request_gets_a_server_error(target: Target, data: st.DataObject) -> 
         assert set(response.json()) == {"seq", "show", "title", "text", "author", "created_at"}
     else:
         assert set(response.json()) == {"error", "detail", "fields"}
+
+
+async def test_the_abuse_fuzz_gets_no_server_error_and_no_reset(target: Target) -> None:
+    tally = await fuzz(int(target.url.rsplit(":", 1)[1]), target.token, target.cookie, count=300, seed=7)
+    assert (tally.resets, tally.server_errors, tally.unanswered) == (0, 0, 0), tally.statuses
+    assert sum(tally.statuses.values()) == 300 and {201, 413} <= set(tally.statuses)

@@ -17,6 +17,7 @@ from shared.auth import Caller
 from shared.catalogue import Catalogue
 from shared.db import MAX_INT, prepare, utcnow
 from shared.errors import ApiError
+from shared.limits import Buckets, Limit, Rate
 from shared.settings import Settings
 from shared.updates import update_id
 from tests.support.updates import stored_update
@@ -51,7 +52,8 @@ async def updates(settings: Settings, commands: Commands) -> AsyncIterator[Updat
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongo_url, event_listeners=[commands])
     db = client[settings.mongo_db]
     await prepare(db)
-    store = Updates(db, Catalogue(db, max_age=60))
+    publishing = Limit(Buckets(db), "publish", Rate(10_000, 60), "too fast")  # never reached here
+    store = Updates(db, Catalogue(db, max_age=60), publishing)
     await store.catalogue.titles()  # read now, so that no publish below waits for it
     commands.sent.clear()
     yield store

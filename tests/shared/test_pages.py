@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -97,7 +97,21 @@ async def test_the_api_the_feeds_and_scripts_still_get_json_errors(client: httpx
         assert json_error(await client.get(path, headers=headers))[:2] == (404, "not_found"), path
 
 
-async def test_over_https_the_flash_cookie_is_secure_like_the_others(client: httpx.AsyncClient) -> None:
+@pytest.fixture
+async def behind_a_proxy(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of a server that believes forwarded headers from 127.0.0.1, as a service behind the gateway does."""
+    app = create_app("gossip", gossip.routes, dataclasses.replace(settings, trusted_proxies=("127.0.0.1",)),
+                     gossip.extensions)  # fmt: skip
+    live = LiveServer(app).start()
+    try:
+        async with httpx.AsyncClient(base_url=live.url, timeout=10) as http:
+            yield http
+    finally:
+        live.stop()
+
+
+async def test_over_https_the_flash_cookie_is_secure_like_the_others(behind_a_proxy: httpx.AsyncClient) -> None:
+    client = behind_a_proxy
     token = await csrf_of(client, "/login")
     https = {"x-forwarded-proto": "https"}  # what the gateway says when it terminates TLS
     response = await client.post("/logout", data={"csrf_token": token}, headers=https)
@@ -110,8 +124,17 @@ async def test_over_https_the_flash_cookie_is_secure_like_the_others(client: htt
     assert "; secure" in cleared.lower()
 
 
-async def test_no_other_site_may_frame_a_page(alice: httpx.AsyncClient) -> None:
+async def test_pages_run_only_this_sites_scripts_are_framed_by_no_one_and_keep_their_address(
+    alice: httpx.AsyncClient,
+) -> None:
     for path in ("/", "/login", "/shows", "/notifications", "/publish", "/no/such/page"):
         response = await alice.get(path, headers=BROWSER)
+        policy = dict(part.strip().split(" ", 1) for part in response.headers["content-security-policy"].split(";"))
+        assert (policy["script-src"], policy["frame-ancestors"], policy["object-src"]) == (
+            "'self'", "'none'", "'none'"
+        ), path  # fmt: skip
         assert response.headers["x-frame-options"] == "DENY", path
-        assert response.headers["content-security-policy"] == "frame-ancestors 'none'", path
+        assert response.headers["referrer-policy"] == "same-origin", path
+        assert response.headers["x-content-type-options"] == "nosniff", path
+        assert re.findall(r"<script(?![^>]*\ssrc=)", response.text) == [], path  # no inline script
+        assert re.findall(r"<[^>]*\son[a-z]+=", response.text) == [], path  # no event handler attributes

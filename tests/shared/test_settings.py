@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import resource
 import stat
 from pathlib import Path
 
 import pytest
 
-from shared.settings import Settings, dev_secret
+from shared.settings import Settings, dev_secret, open_file_budget
 
 
 def test_defaults_serve_make_run() -> None:
@@ -36,3 +37,29 @@ def test_dev_secret_is_generated_once_and_private(tmp_path: Path) -> None:
     first = dev_secret(tmp_path)
     assert dev_secret(tmp_path) == first and len(first) >= 40
     assert stat.S_IMODE((tmp_path / "secret_key").stat().st_mode) == 0o600
+
+
+def test_every_limit_has_a_default_and_a_variable() -> None:
+    settings = Settings.from_env({
+        "SECRET_KEY": "s", "HASH_CONCURRENCY": "3", "PUBLISHES_PER_AUTHOR": "10", "PUBLISH_WINDOW": "5",
+        "MAX_FEEDS": "100", "TRUSTED_PROXIES": "172.30.80.0/24, 10.0.0.1", "DRAIN_TIMEOUT": "0.5",
+    })  # fmt: skip
+    assert (settings.hash_concurrency, settings.publishes_per_author, settings.publish_window) == (3, 10, 5.0)
+    assert (settings.max_feeds, settings.drain_timeout) == (100, 0.5)
+    assert settings.trusted_proxies == ("172.30.80.0/24", "10.0.0.1")
+    assert Settings.from_env({"SECRET_KEY": "s"}).trusted_proxies == ()  # `make run` believes no forwarded header
+
+
+def test_the_feeds_a_process_holds_are_sized_to_its_open_file_limit() -> None:
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert Settings.from_env({"SECRET_KEY": "s"}).max_feeds == open_file_budget() < soft
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("TRUSTED_PROXIES", "gateway"), ("TRUSTED_PROXIES", "10.0.0.1,*"), ("HASH_CONCURRENCY", "1.5"),
+     ("FEEDS_PER_USER", "0"), ("LOGIN_WINDOW", "-1"), ("MAX_FEEDS", "inf")],
+)  # fmt: skip
+def test_a_bad_limit_names_the_variable(name: str, value: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        Settings.from_env({"SECRET_KEY": "s", name: value})

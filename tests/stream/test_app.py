@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import re
 import socket
@@ -13,6 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 
 from services.all import app as gossip
@@ -21,7 +23,7 @@ from shared.app import create_app
 from shared.db import Database, next_seq, utcnow
 from shared.settings import Settings
 from tests.support.accounts import PASSWORD, json_error, registered
-from tests.support.servers import LiveServer
+from tests.support.servers import LiveServer, serving
 from tests.support.sse import events
 from tests.support.updates import publish, stored_update
 from tests.support.waiting import wait_until
@@ -199,6 +201,63 @@ async def test_a_client_that_does_not_read_overflows_its_queue_while_others_keep
         assert received.endswith(b"\r\n0\r\n\r\n")  # cleanly, after what its queue held,
         expected = {OVERFLOW: before[OVERFLOW] + 1, STALLED: before[STALLED]}  # and for its overflow
         await wait_until(lambda: _slow_consumers(alice, expected))
+
+
+async def stalled_feed(server: str, alice: httpx.AsyncClient) -> socket.socket:
+    """A feed of alice's, following flash, on a socket that takes a few KB and is then never read."""
+    await alice.put("/api/me/follows/flash")
+    stalled = socket.socket()
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.connect(("127.0.0.1", int(server.rsplit(":", 1)[1])))
+    cookie = f"gossip_session={alice.cookies['gossip_session']}"
+    stalled.sendall(f"GET /events HTTP/1.1\r\nhost: x\r\ncookie: {cookie}\r\n\r\n".encode())
+    return stalled
+
+
+def server_side(port: int, client: socket.socket) -> list[object]:
+    """The server's end of `client`'s connection, while this process (which runs the server) holds it open."""
+    peer = client.getsockname()[1]
+    return [c for c in psutil.Process().net_connections("tcp") if c.laddr.port == port and c.raddr and
+            c.raddr.port == peer]  # fmt: skip
+
+
+async def test_a_dropped_feed_releases_its_socket_though_its_client_never_reads(
+    server: str, alice: httpx.AsyncClient, db: Database
+) -> None:
+    """A graceful close waits for the client to read what is buffered: for ever, from one that never does."""
+    stalled, port = await stalled_feed(server, alice), int(server.rsplit(":", 1)[1])
+    await wait_until(lambda: server_side(port, stalled))
+    text = "€" * 1000
+    for _ in range(5):  # 3 MB: more than the socket buffers hold, less than the feed's queue
+        last = await next_seq(db, count=200)
+        await db.updates.insert_many(
+            [stored_update(seq, text=text, author="load") for seq in range(last - 199, last + 1)]
+        )
+    await wait_until(lambda: not server_side(port, stalled), timeout=15)  # SEND_TIMEOUT is 2 s here
+    stalled.close()
+
+
+async def test_a_user_has_at_most_feeds_per_user_open(settings: Settings) -> None:
+    """Refused before the stream starts, with the JSON error and Retry-After; another user is not affected."""
+    with serving(dataclasses.replace(settings, feeds_per_user=3)) as server:
+        async with registered(server, "ann") as ann, contextlib.AsyncExitStack() as open_feeds:
+            for path in ("/events", "/events/all", "/events"):
+                await open_feeds.enter_async_context(events(ann, path))
+            refused = await ann.get("/events/all")
+            assert json_error(refused)[:2] == (429, "throttled") and "3 live feeds" in refused.json()["detail"]
+            assert int(refused.headers["retry-after"]) >= 1
+            async with registered(server, "ben") as ben, events(ben):
+                pass
+            await open_feeds.aclose()
+            async with events(ann):  # closed ones no longer count
+                pass
+
+
+async def test_a_process_holds_at_most_max_feeds(settings: Settings) -> None:
+    with serving(dataclasses.replace(settings, max_feeds=2)) as server:
+        async with registered(server, "ann") as ann, registered(server, "ben") as ben, events(ann), events(ben):
+            refused = await ann.get("/events/all")
+            assert json_error(refused)[:2] == (503, "unavailable") and int(refused.headers["retry-after"]) >= 1
 
 
 async def _slow_consumers(http: httpx.AsyncClient, expected: dict[str, float] | None = None) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import struct
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -11,6 +12,7 @@ import pytest
 from services.stream.frames import EXPIRED, PING, follows_frame, read_frame
 from services.stream.hub import OVERFLOW, STALLED, Feed, Hub
 from shared.auth import Caller
+from shared.errors import ApiError
 
 ALICE = Caller("u1", "alice", "s1")
 BOB = Caller("u2", "bob", "s2")
@@ -141,3 +143,46 @@ def test_telling_or_revoking_one_the_hub_has_no_feed_of_does_nothing() -> None:
     hub.tell("nobody", frame(1))
     hub.revoke("no-session")
     assert not feed.ended and not feed._frames
+
+
+async def test_the_hub_refuses_a_feed_past_its_caps_before_it_opens() -> None:
+    hub = Hub(max_feeds=3, feeds_per_user=2)
+    hub.open(ALICE, ["flash"])
+    hub.open(ALICE, None)
+    with pytest.raises(ApiError) as per_user:
+        hub.open(ALICE, ["flash"])
+    assert per_user.value.status == 429 and int(per_user.value.headers["retry-after"]) > 0
+    last = hub.open(BOB, None)
+    with pytest.raises(ApiError) as full:
+        hub.open(Caller("u3", "carol", "s3"), None)
+    assert full.value.status == 503 and int(full.value.headers["retry-after"]) > 0
+    hub.close(last)
+    hub.open(Caller("u3", "carol", "s3"), None)  # a closed feed frees its place
+
+
+class Connection:
+    """What a dropped feed does to its connection, noted."""
+
+    def __init__(self) -> None:
+        self.aborted, self.linger = False, b""
+        self.sock = self
+
+    def abort(self) -> None:
+        self.aborted = True
+
+    def get_write_buffer_size(self) -> int:
+        return 1 << 20
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return self.sock if name == "socket" else default
+
+    def setsockopt(self, level: int, option: int, value: bytes) -> None:
+        self.linger = value
+
+
+async def test_a_dropped_feed_resets_its_connection_instead_of_waiting_for_the_client() -> None:
+    hub, connection = Hub(), Connection()
+    feed = hub.open(ALICE, ["flash"], transport=connection)
+    feed.sending_since = 10.0
+    hub.drop_stalled(before=20.0)
+    assert connection.aborted and connection.linger == struct.pack("ii", 1, 0) and feed.too_slow

@@ -1,103 +1,130 @@
-"""A feed's response (services/stream/response.py) over a real socket, on a uvicorn in the test's own event loop so
-that the test holds the feed: a client that stops reading is dropped by the hub's sweep once a send has hung (which
-it sees only because sse-starlette sends every chunk through the private hook FeedResponse overrides), or ends when
-its queue overflows; either way the socket is let go. The full service's counters of both: tests/stream/test_app.py.
-"""
+"""The feed's response over a real socket: what sse-starlette's task group did per response, done another way; and
+its two tasks' endings, at the ASGI level."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
-import time
 from collections.abc import AsyncIterator
 
-import uvicorn
-from sse_starlette.sse import EventSourceResponse
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
+import httpx
+import pytest
+from sse_starlette.sse import AppStatus, EventSourceResponse
+from starlette.types import Message
 
-from services.stream.hub import MAX_BYTES, OVERFLOW, STALLED, Feed, Hub
+from services.stream.hub import Feed
 from services.stream.response import FeedResponse
 from shared.auth import Caller
+from tests.support.servers import gauge
+from tests.support.sse import events
+from tests.support.updates import publish
 from tests.support.waiting import wait_until
 
-FRAME = b"data: " + b"x" * 200_000 + b"\n\n"
-HUNG = 0.3  # seconds a send must hang before the test calls it stalled
+
+async def test_a_client_that_goes_away_leaves_the_hub_at_once(server: str, alice: httpx.AsyncClient) -> None:
+    """uvicorn's send returns quietly once the client has gone: only the wait for the disconnect notices it."""
+    before = gauge(server, "gossip_stream_connections")
+    async with events(alice):
+        await wait_until(lambda: gauge(server, "gossip_stream_connections") == before + 1)
+    await wait_until(lambda: gauge(server, "gossip_stream_connections") == before, timeout=2)
 
 
-@contextlib.asynccontextmanager
-async def stalled_feed() -> AsyncIterator[tuple[Hub, Feed, socket.socket]]:
-    """A feed whose client connected and never reads again, on a live uvicorn in this loop."""
-    hub, opened = Hub(), asyncio.get_running_loop().create_future()
+async def test_head_answers_the_headers_and_opens_no_feed(server: str, alice: httpx.AsyncClient) -> None:
+    before = gauge(server, "gossip_stream_connections")
+    response = await alice.head("/events")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+    assert response.content == b"" and gauge(server, "gossip_stream_connections") == before
 
-    async def endpoint(request: Request) -> Response:
-        feed = hub.open(Caller("u1", "una", "s1"), None)
-        opened.set_result(feed)
-        return FeedResponse(feed, feed.frames(), ping=0)
 
-    listening = socket.socket()
-    listening.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(Starlette(routes=[Route("/feed", endpoint)]), log_config=None, lifespan="off")
-    server = uvicorn.Server(config)
-    serving = asyncio.create_task(server.serve(sockets=[listening]))
-    client = socket.socket()
-    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    client.setblocking(False)
+async def test_a_feed_streams_its_history_then_live_frames(alice: httpx.AsyncClient) -> None:
+    await alice.put("/api/me/follows/flash")
+    missed = await publish(alice, "flash", "before the feed opened")
+    async with events(alice, f"/events?after={missed['seq'] - 1}") as feed:
+        assert await feed.updates(1) == [missed]
+        live = await publish(alice, "flash", "while it is open")
+        assert await feed.updates(1) == [live]
+
+
+async def test_sse_starlettes_exit_signal_still_ends_the_wait_for_shutdown() -> None:
+    """lifecycle waits on this private hook once for all feeds: if sse-starlette renames or changes it, the stream
+    service would no longer end its feeds when told to stop (test_resilience's shutdown test shows the effect)."""
+    waiting = asyncio.create_task(EventSourceResponse._listen_for_exit_signal())
+    AppStatus.should_exit = True
     try:
-        await wait_until(lambda: server.started)
-        await asyncio.get_running_loop().sock_connect(client, listening.getsockname())
-        client.sendall(b"GET /feed HTTP/1.1\r\nhost: x\r\n\r\n")
-        yield hub, await asyncio.wait_for(opened, 5), client
+        await asyncio.wait_for(waiting, 2)  # its watcher looks twice a second
     finally:
-        client.close()
-        server.should_exit = True
-        await asyncio.wait_for(serving, 10)
-        listening.close()
+        AppStatus.should_exit = False
 
 
-def fill_until_a_send_hangs(feed: Feed) -> bool:
-    """A frame at a time, each once the last has gone to the socket, so that the queue never overflows: True once a
-    send has hung, the kernel's buffers and uvicorn's full."""
-    if feed.sending_since and time.monotonic() - feed.sending_since > HUNG:
-        return True
-    if not feed._frames:
-        feed.offer(FRAME)
-    return False
+class Client:
+    """The ASGI side of one connection: it stays until `leave()`, and keeps what was sent to it."""
+
+    def __init__(self) -> None:
+        self.sent: list[Message] = []
+        self.closed: list[Feed] = []
+        self._asked = 0
+        self._gone = asyncio.Event()
+
+    async def receive(self) -> Message:
+        self._asked += 1
+        if self._asked == 1:
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await self._gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: Message) -> None:
+        self.sent.append(message)
+
+    def leave(self) -> None:
+        self._gone.set()
+
+    async def serve(self, response: FeedResponse) -> None:
+        """Fails if the response has not ended within two seconds (never cancelled: it must end by itself)."""
+        serving = asyncio.create_task(response({"type": "http", "method": "GET"}, self.receive, self.send))
+        done, _ = await asyncio.wait([serving], timeout=2)
+        assert done, "the response did not end"
+        serving.result()
 
 
-async def received_until_closed(client: socket.socket) -> bytes:
-    """What the client reads once it reads again, up to the end: the server has let the socket go."""
-    received = b""
-    while chunk := await asyncio.wait_for(asyncio.get_running_loop().sock_recv(client, 1 << 20), 5):
-        received += chunk
-    return received
+async def _history(*chunks: bytes, then: Exception | None = None) -> AsyncIterator[bytes]:
+    for chunk in chunks:
+        yield chunk
+    if then is not None:
+        raise then
 
 
-def test_feed_response_overrides_a_hook_that_sse_starlette_has() -> None:
-    """A rename in sse-starlette would leave the override orphaned; the tests below would then see no send hang."""
-    assert "_send_with_timeout" in vars(EventSourceResponse) and "_send_with_timeout" in vars(FeedResponse)
+async def test_a_history_that_fails_ends_the_response_with_its_error() -> None:
+    client, feed = Client(), Feed(Caller("u1", "una"), None)
+    response = FeedResponse(feed, _history(b"retry: 2000\n\n", then=RuntimeError("the database went away")),
+                            client.closed.append)  # fmt: skip
+    with pytest.raises(RuntimeError, match="went away"):
+        await client.serve(response)
+    assert client.closed == [feed] and client.sent[1]["body"] == b"retry: 2000\n\n"
 
 
-async def test_a_send_that_hangs_is_seen_through_the_hook_and_the_feed_dropped_by_the_sweep() -> None:
-    async with stalled_feed() as (hub, feed, client):
-        await wait_until(lambda: fill_until_a_send_hangs(feed), timeout=30)
-        assert feed.sender is not None and not feed.ended  # the hook noted the sending task; no overflow
-        hub.drop_stalled(time.monotonic() - HUNG)
-        assert (feed.too_slow, feed.ended) == (STALLED, True)
-        received = await received_until_closed(client)
-        assert not received.endswith(b"\r\n0\r\n\r\n")  # cut off mid-stream: the hung send was cancelled
+async def test_a_feed_the_hub_drops_ends_its_response_unfinished() -> None:
+    client, feed = Client(), Feed(Caller("u1", "una"), None)
+    serving = asyncio.create_task(client.serve(FeedResponse(feed, _history(), client.closed.append)))
+    await wait_until(lambda: feed.sender is not None)
+    feed.drop()
+    await serving
+    assert client.closed == [feed] and not any(message.get("more_body") is False for message in client.sent)
 
 
-async def test_a_queue_that_overflows_ends_the_feed_after_what_it_holds() -> None:
-    async with stalled_feed() as (hub, feed, client):
-        await wait_until(lambda: fill_until_a_send_hangs(feed), timeout=30)
-        while not feed.ended:  # the send hangs on: the queue fills up to its bound
-            feed.offer(FRAME)
-        assert feed.too_slow == OVERFLOW
-        hub.drop_stalled(time.monotonic() - 60)  # a sweep that finds nothing hung for long ends nothing more
-        assert feed.too_slow == OVERFLOW and not feed.sender.cancelled()  # type: ignore[union-attr]
-        received = await received_until_closed(client)  # the queue's frames first, then the response's clean end
-        assert received.endswith(FRAME + b"\r\n0\r\n\r\n") and received.count(b"data: ") > MAX_BYTES // len(FRAME)
+async def test_a_client_that_leaves_ends_its_response() -> None:
+    client, feed = Client(), Feed(Caller("u1", "una"), None)
+    serving = asyncio.create_task(client.serve(FeedResponse(feed, _history(), client.closed.append)))
+    await wait_until(lambda: len(client.sent) == 1)
+    client.leave()
+    await serving
+    assert client.closed == [feed]
+
+
+async def test_an_ended_feed_completes_its_response() -> None:
+    client, feed = Client(), Feed(Caller("u1", "una"), None)
+    serving = asyncio.create_task(client.serve(FeedResponse(feed, _history(), client.closed.append)))
+    feed.offer(b"data: last\n\n")
+    feed.end()
+    await wait_until(lambda: client.sent and client.sent[-1].get("more_body") is False)
+    client.leave()  # as uvicorn answers the wait for the client once the response is complete
+    await serving
+    assert [message.get("body") for message in client.sent[1:]] == [b"data: last\n\n", b""]

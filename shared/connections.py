@@ -1,0 +1,50 @@
+"""The server's own connection behind a request, for the one thing ASGI cannot say: drop it now.
+
+A response that ends is followed by a graceful close, which waits until the client has read everything sent; a
+client that never reads again would hold the socket for ever. The stream service drops such feeds, and needs the
+connection's transport to abort it. uvicorn's `send` is a method of the request's cycle, which holds the transport;
+the app notes it here before any middleware wraps `send`. Under a server that keeps it elsewhere there is none,
+and a dropped feed falls back to cancelling its send.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import struct
+from typing import Any, Protocol
+
+from starlette.types import Scope, Send
+
+KEY = "gossip.transport"
+
+
+class Transport(Protocol):
+    """What is used of an asyncio (or uvloop) transport, whose classes uvloop does not share."""
+
+    def abort(self) -> None: ...
+
+    def get_write_buffer_size(self) -> int: ...
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any: ...
+
+
+def note_transport(scope: Scope, send: Send) -> None:
+    transport = getattr(getattr(send, "__self__", None), "transport", None)
+    if callable(getattr(transport, "abort", None)) and callable(getattr(transport, "get_write_buffer_size", None)):
+        scope[KEY] = transport
+
+
+def transport_of(scope: Scope) -> Transport | None:
+    transport: Transport | None = scope.get(KEY)
+    return transport
+
+
+def reset(transport: Transport) -> None:
+    """Drops the connection now, and with a reset: a plain close of a socket whose client does not read would
+    leave the kernel holding what was sent (megabytes on loopback) until it gave up on the client, minutes later."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()

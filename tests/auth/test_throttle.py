@@ -1,0 +1,89 @@
+"""Failed logins and registrations, limited per account and per client address over real HTTP: token buckets in
+MongoDB, taken before the password is checked, so that concurrent attempts cannot exceed them either."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import httpx
+import pytest
+
+from shared.settings import Settings
+from tests.support.accounts import PASSWORD, json_error, registered
+from tests.support.servers import gauge
+
+WRONG = "not-the-password"
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """Windows long enough that no failure is forgiven while a test runs, small limits per address (a hash takes a
+    tenth of a second or more), and a long wait for a hashing turn, since these tests send attempts at once and
+    count what each was answered."""
+    return dataclasses.replace(
+        settings, login_window=3600, login_failures_per_address=10, registrations_per_address=3,
+        registration_window=3600, hash_wait=30,
+    )  # fmt: skip
+
+
+def from_address(server: str, address: str) -> httpx.AsyncClient:
+    """A client whose connections come from `address`: all of 127/8 is loopback on Linux."""
+    transport = httpx.AsyncHTTPTransport(local_address=address)
+    return httpx.AsyncClient(base_url=server, transport=transport, timeout=30)
+
+
+async def login(http: httpx.AsyncClient, username: str, password: str = WRONG) -> httpx.Response:
+    return await http.post("/api/auth/login", json={"username": username, "password": password})
+
+
+async def test_failed_logins_are_throttled_per_account(alice: httpx.AsyncClient, client: httpx.AsyncClient) -> None:
+    statuses = [(await login(client, "alice")).status_code for _ in range(6)]
+    assert statuses == [401] * 5 + [429]
+    throttled = await login(client, "alice", PASSWORD)
+    assert json_error(throttled)[:2] == (429, "throttled")  # even the right password waits
+    assert 1 <= int(throttled.headers["retry-after"]) <= 720  # a slot comes back every 3600 s / 5
+
+
+async def test_failed_logins_are_throttled_per_address(server: str) -> None:
+    async with from_address(server, "127.0.0.2") as http, from_address(server, "127.0.0.3") as other:
+        statuses = [(await login(http, f"user{i}")).status_code for i in range(11)]
+        assert statuses == [401] * 10 + [429]
+        assert (await login(other, "user0")).status_code == 401  # another address has its own
+
+
+async def test_concurrent_wrong_passwords_reach_the_check_at_most_the_limit(
+    alice: httpx.AsyncClient, server: str
+) -> None:
+    """Counted before the check: forty at once reached it forty times when the count was read, then written."""
+    async with from_address(server, "127.0.0.4") as http:
+        responses = await asyncio.gather(*(login(http, "alice") for _ in range(40)))
+    statuses = sorted(response.status_code for response in responses)
+    assert statuses == [401] * 5 + [429] * 35
+    assert all(r.headers["retry-after"].isdigit() for r in responses if r.status_code == 429)
+
+
+async def test_a_good_login_forgives_the_accounts_failures(alice: httpx.AsyncClient, client: httpx.AsyncClient) -> None:
+    for _ in range(4):
+        assert (await login(client, "alice")).status_code == 401
+    assert (await login(client, "alice", PASSWORD)).status_code == 200
+    assert [(await login(client, "alice")).status_code for _ in range(6)] == [401] * 5 + [429]
+
+
+async def test_a_throttled_login_hashes_nothing(alice: httpx.AsyncClient, client: httpx.AsyncClient) -> None:
+    for _ in range(5):
+        await login(client, "alice")
+    hashes = gauge(str(client.base_url), "gossip_password_hashes_total")
+    assert {(await login(client, "alice")).status_code for _ in range(10)} == {429}
+    assert gauge(str(client.base_url), "gossip_password_hashes_total") == hashes
+
+
+async def test_registrations_are_limited_per_address(server: str) -> None:
+    async with from_address(server, "127.0.0.5") as http:
+        bodies = [{"username": f"new{i}", "password": PASSWORD} for i in range(10)]
+        responses = await asyncio.gather(*(http.post("/api/auth/register", json=body) for body in bodies))
+        assert sorted(response.status_code for response in responses) == [201] * 3 + [429] * 7
+        refused = next(response for response in responses if response.status_code == 429)
+        assert json_error(refused)[:2] == (429, "throttled") and int(refused.headers["retry-after"]) >= 1
+    async with registered(server, "elsewhere"):  # another address may still register
+        pass

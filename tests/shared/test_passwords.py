@@ -1,0 +1,56 @@
+"""Argon2id on its own bounded pool: at most HASH_CONCURRENCY at once, a bounded wait for a turn, then 503."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import threading
+
+import httpx
+import pytest
+
+from shared.errors import ApiError
+from shared.passwords import Passwords
+from shared.settings import Settings
+from tests.support.accounts import PASSWORD, json_error
+
+
+async def test_a_caller_waits_a_bounded_time_for_a_turn_then_hears_503() -> None:
+    passwords = Passwords(concurrency=1, wait=0.05)
+    try:
+        async with passwords.turn():
+            with pytest.raises(ApiError) as refused:
+                async with passwords.turn():
+                    pass
+        assert (refused.value.status, refused.value.headers["retry-after"]) == (503, "1")
+        async with passwords.turn():  # the turn given back is free again
+            assert await passwords.verify(await passwords.hash(PASSWORD), PASSWORD)
+    finally:
+        passwords.close()
+
+
+async def test_hashes_run_on_a_pool_of_their_own_never_more_at_once_than_its_size() -> None:
+    """Not on the thread pool the rest of the app shares, where 100 logins at once ran 40 hashes (2.5 GiB)."""
+    passwords = Passwords(concurrency=2, wait=30)
+    try:
+        hashed = await passwords.hash(PASSWORD)
+        await asyncio.gather(*(passwords.verify(hashed, "wrong password") for _ in range(8)))
+        hashers = [thread for thread in threading.enumerate() if thread.name.startswith("argon2")]
+    finally:
+        passwords.close()
+    assert 1 <= len(hashers) <= 2
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return dataclasses.replace(settings, hash_concurrency=1, hash_wait=0.01)
+
+
+async def test_logins_beyond_what_the_server_can_hash_are_refused_with_503(server: str) -> None:
+    async with httpx.AsyncClient(base_url=server, timeout=30) as http:
+        bodies = [{"username": f"nobody{n}", "password": "not-the-password"} for n in range(10)]
+        responses = await asyncio.gather(*(http.post("/api/auth/login", json=body) for body in bodies))
+    statuses = [response.status_code for response in responses]
+    assert set(statuses) == {401, 503} and statuses.count(503) >= 5
+    busy = next(response for response in responses if response.status_code == 503)
+    assert json_error(busy)[:2] == (503, "unavailable") and busy.headers["retry-after"] == "1"
