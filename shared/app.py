@@ -32,7 +32,7 @@ from shared.passwords import Passwords
 from shared.proxies import TrustedProxies
 from shared.recent import Recent
 from shared.settings import ROOT, Settings
-from shared.state import AnyRequest, Core, core
+from shared.state import USER_FIELDS, AnyRequest, Core, core
 
 GC_THRESHOLDS = (50_000, 20, 100)  # Python's defaults are (700, 10, 10)
 # Seconds for the database client's goodbyes at shutdown (ending sessions, killing cursors). They are best effort:
@@ -43,7 +43,6 @@ CLOSE_WAIT = 1.0
 # A part of a service that lives as long as it (the stream's hub and watcher, ingest's batched writes): entered once
 # the core is ready, left at shutdown. What it yields joins the service's state (its own TypedDict extends Core).
 Extension = Callable[[Core], AbstractAsyncContextManager[Mapping[str, Any]]]
-USER_FIELDS = {"username": 1, "follows": 1, "last_read_seq": 1}  # what pages, /api/me and the feeds read of a user
 # Seconds a found API token is trusted before it is looked up again: every publish names one, so a script publishing
 # in a loop pays one lookup per half second instead of one per publish, and a revoked token is refused within a second.
 TOKEN_MAX_AGE = 0.5

@@ -15,9 +15,11 @@ import httpx
 import pytest
 from pymongo import AsyncMongoClient, MongoClient, monitoring
 
+from services.stream.audience import Audience
+from services.stream.changes import skipping
 from services.stream.frames import follows_frame
 from services.stream.hub import Feed, Hub
-from services.stream.watcher import BATCH, Watcher, _skipping, text_changed, timed_by_writer
+from services.stream.watcher import BATCH, Watcher, text_changed, timed_by_writer
 from shared.auth import Caller
 from shared.catalogue import Catalogue
 from shared.db import Database, as_datetime, seed_shows, utcnow
@@ -196,7 +198,7 @@ async def test_a_malformed_or_unexpected_change_is_logged_in_one_line_and_skippe
             {"operationType": "drop"},
             {},
         ):
-            await _skipping("updates", watcher._on_update, change)
+            await skipping("updates", watcher._on_update, change)
     assert len(caplog.records) == 5 and "Traceback" not in caplog.text
     assert all(record.getMessage().startswith("skipped a change on updates") for record in caplog.records)
 
@@ -281,8 +283,8 @@ async def test_an_edit_by_another_writer_is_timed_by_its_change_and_told_to_its_
 def test_a_session_end_that_is_not_a_date_is_logged_and_left_alone(caplog: pytest.LogCaptureFixture) -> None:
     hub = Hub()
     feed = hub.open(Caller("u1", "una", "s1", expires_at=utcnow() + timedelta(days=1)), ["flash"])
-    with caplog.at_level(logging.WARNING, logger="gossip.stream.watcher"):
-        Watcher(None, hub, None)._session_ends("s1", {"expires_at": "tomorrow"})  # type: ignore[arg-type]
+    with caplog.at_level(logging.WARNING, logger="gossip.stream.audience"):
+        Audience(None, hub, lambda: 0).session_ends("s1", {"expires_at": "tomorrow"})  # type: ignore[arg-type]
     assert caplog.messages == ["a session's expires_at is not a date: 'tomorrow'"] and not feed.ended
 
 
@@ -290,5 +292,5 @@ def test_a_session_cut_short_ends_its_feeds_with_expired_at_once() -> None:
     hub = Hub()
     cut, other = (hub.open(Caller(f"u{i}", "una", f"s{i}", expires_at=utcnow() + timedelta(days=1)), None)
                   for i in (1, 2))  # fmt: skip
-    Watcher(None, hub, None)._session_ends("s1", {"expires_at": utcnow() - timedelta(seconds=1)})  # type: ignore[arg-type]
+    Audience(None, hub, lambda: 0).session_ends("s1", {"expires_at": utcnow() - timedelta(seconds=1)})  # type: ignore[arg-type]
     assert (cut.ended, other.ended) == (True, False)

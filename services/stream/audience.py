@@ -1,0 +1,85 @@
+"""Who listens, as the `users` and `sessions` collections change: follow changes and read marks reach every feed
+of their user, logouts end a session's feeds, renewals move its end, and an end set in the past ends them with
+`expired`."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from services.stream.changes import LOOKUP, Change, ChangeFeed
+from services.stream.frames import read_frame
+from services.stream.hub import Hub
+from shared.db import Database, as_datetime
+from shared.state import USER_FIELDS
+from shared.updates import unread
+
+log = logging.getLogger("gossip.stream.audience")
+
+
+class Audience:
+    """`delivered` says up to which seq the feeds have been sent updates: a read event's unread count is as of it."""
+
+    def __init__(self, db: Database, hub: Hub, delivered: Callable[[], int]) -> None:
+        self.db, self.hub, self.delivered = db, hub, delivered
+
+    def feeds(self) -> list[ChangeFeed]:
+        return [
+            ChangeFeed(self.db.users, [{"$match": {"operationType": {"$in": ["update", "replace"]}}}],
+                       self._resync_users, self._on_user, pause=0.05, options=LOOKUP),
+            ChangeFeed(self.db.sessions, [{"$match": {"operationType": {"$in": ["delete", "update", "replace"]}}}],
+                       self._resync_sessions, self._on_session, options=LOOKUP),
+        ]  # fmt: skip
+
+    async def _on_user(self, change: Change) -> None:
+        user = change.get("fullDocument")
+        if user is not None:
+            await self._user_changed(change["documentKey"]["_id"], user)
+
+    async def _user_changed(self, user_id: str, user: dict[str, Any]) -> None:
+        """A follow change or a new read mark (POST /api/me/read, from any tab or device) reaches every feed of the
+        user with the unread count as of the last update those feeds were sent, so no page has to guess it."""
+        last_read = user.get("last_read_seq", 0)
+        if not self.hub.user_changed(user_id, user.get("follows", []), last_read):
+            return
+        follows, username = user.get("follows", []), user.get("username", "")
+        counted, upto = 0, 0
+        while upto < (ceiling := self.delivered()):  # updates delivered while counting are counted too
+            counted += await unread(self.db, follows, max(last_read, upto), username, ceiling)
+            upto = ceiling
+        self.hub.tell(user_id, read_frame(last_read, counted))
+
+    async def _resync_users(self) -> None:
+        """Follow and read-mark changes made while no stream was open."""
+        async for user in self.db.users.find({"_id": {"$in": self.hub.users()}}, USER_FIELDS):
+            await self._user_changed(user["_id"], user)
+
+    async def _on_session(self, change: Change) -> None:
+        session_key = change["documentKey"]["_id"]
+        if change["operationType"] == "delete":
+            self.hub.expire(time.time())  # a session deleted once its time was up (the TTL monitor) has expired
+            self.hub.revoke(session_key)  # else it was revoked: a logout
+        elif (session := change.get("fullDocument")) is not None:
+            self.session_ends(session_key, session)
+
+    def session_ends(self, session_key: str, session: dict[str, Any]) -> None:
+        """A renewal moves a session's end later; an end set in the past ends its feeds at once. A session whose end
+        is not a date (written by hand) is left as it was: failing here would restart the change stream for ever."""
+        try:
+            ends = as_datetime(session.get("expires_at")).timestamp()
+        except TypeError:
+            log.warning("a session's expires_at is not a date: %r", session.get("expires_at"))
+            return
+        self.hub.session_ends(session_key, ends)
+        self.hub.expire(time.time())
+
+    async def _resync_sessions(self) -> None:
+        """Sessions revoked, renewed or cut short while no stream was open."""
+        open_sessions = self.hub.sessions()
+        alive = [session async for session in self.db.sessions.find({"_id": {"$in": open_sessions}}, {"expires_at": 1})]
+        for session_key in set(open_sessions) - {session["_id"] for session in alive}:
+            self.hub.revoke(session_key)
+        for session in alive:
+            self.session_ends(session["_id"], session)

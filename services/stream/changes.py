@@ -1,0 +1,102 @@
+"""Change streams kept open for as long as the service runs: each reopened after a failure (its `on_open` then
+catches up on what it missed), a change it cannot use logged and skipped, and all of them stopped together."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import ConnectionFailure
+
+from services.stream.metrics import RESTARTS, SKIPPED
+from shared.db import next_change
+
+log = logging.getLogger("gossip.stream.changes")
+
+Change = dict[str, Any]
+RETRY_DELAY = 0.5  # between attempts to reopen a failed change stream
+STOP_CHECK, STOP_TRIES = 0.1, 30  # stop() cancels its tasks again every STOP_CHECK seconds, up to STOP_TRIES times
+LOOKUP = {"full_document": "updateLookup"}  # the embedded server's update events say nothing of what changed
+
+
+async def _nothing() -> None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeFeed:
+    """One change stream to keep open: what to do when it (re)opens, per change, and when idle.
+
+    `server_wait` is how long MongoDB may hold an empty getMore (maxAwaitTimeMS): it answers as soon as a change
+    commits, so a change never waits for it, but `on_idle` runs only once it has answered. The embedded server
+    answers at once whatever it is told; there `pause` paces the polls instead."""
+
+    collection: AsyncCollection[dict[str, Any]]
+    pipeline: list[dict[str, Any]]
+    on_open: Callable[[], Awaitable[None]]
+    on_change: Callable[[Change], Awaitable[None]]
+    on_idle: Callable[[], Awaitable[None]] = _nothing
+    pause: float = 0.1  # after an empty batch, the least time before the next getMore
+    server_wait: float = 1.0
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+class ChangeStreams:
+    def __init__(self) -> None:
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self, feeds: Sequence[ChangeFeed]) -> None:
+        """Returns once every stream is open and has run its `on_open`."""
+        opened = [asyncio.Event() for _ in feeds]
+        self._tasks = [asyncio.create_task(_watch(feed, event)) for feed, event in zip(feeds, opened, strict=True)]
+        await asyncio.gather(*(event.wait() for event in opened))
+
+    async def stop(self) -> None:
+        """Cancels until every stream has ended. When the database has just gone, PyMongo can take a cancellation
+        for the dropped connection and resume the change stream, which waits out its 5 s server selection: the
+        stream service then took 5 s to stop. A second cancellation ends that wait."""
+        for _ in range(STOP_TRIES):
+            if not (running := [task for task in self._tasks if not task.done()]):
+                return
+            for task in running:
+                task.cancel()
+            await asyncio.wait(running, timeout=STOP_CHECK)
+        log.warning("%d change streams did not stop; leaving them", sum(not task.done() for task in self._tasks))
+
+
+async def _watch(feed: ChangeFeed, opened: asyncio.Event) -> None:
+    name = feed.collection.name
+    while True:
+        try:
+            async with await feed.collection.watch(
+                feed.pipeline, max_await_time_ms=int(feed.server_wait * 1000), **feed.options
+            ) as stream:
+                await feed.on_open()  # after the stream is open, so nothing falls between the two
+                opened.set()
+                while True:
+                    change = await next_change(stream, feed.pause)
+                    await (skipping(name, feed.on_change, change) if change is not None else feed.on_idle())
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            RESTARTS.labels(collection=name).inc()
+            log.warning("change stream on %s failed; reopening", name, exc_info=True)
+            await asyncio.sleep(RETRY_DELAY)
+
+
+async def skipping(name: str, handle: Callable[[Change], Awaitable[None]], change: Change) -> None:
+    """A change the code cannot use (a field missing or of a wrong type, an operation it does not expect) is logged
+    in one line and skipped: reopening the stream would not make it usable, and the changes after it still count.
+    Only the database's own failures reach the loop, which reopens the stream and catches up."""
+    try:
+        await handle(change)
+    except ConnectionFailure:
+        raise
+    except Exception as error:  # any bug a document can trigger: one line, not a traceback per change
+        SKIPPED.labels(collection=name).inc()
+        key = change.get("documentKey") if isinstance(change, dict) else None
+        log.warning("skipped a change on %s (%r): %s: %s", name, key, type(error).__name__, error)
