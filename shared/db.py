@@ -199,6 +199,7 @@ async def ensure_indexes(db: Database) -> None:
     await db.updates.create_index([("show", ASCENDING), ("seq", ASCENDING)])
     await db.updates.create_index([("author_id", ASCENDING), ("seq", ASCENDING)])
     await db.update_ids.create_index("expires_at", expireAfterSeconds=0)
+    await db.spent_keys.create_index("expires_at", expireAfterSeconds=0)  # retracted updates' Idempotency-Keys
     await db.updates.create_index(
         [("author", ASCENDING), ("idempotency_key", ASCENDING)],
         unique=True,

@@ -36,7 +36,8 @@ post_update = operation(
         "history": {"operationId": "get_updates", "parameters": {"query.show": "$response.body#/show"}},
         "edit": {"operationId": "patch_update", "parameters": {"seq": "$response.body#/seq"}},
         "retract": {"operationId": "delete_update", "parameters": {"seq": "$response.body#/seq"}}}),
-     **refusals(400, 401, 413, 415, 422, 429, _429=TOO_FAST,
+     **refusals(400, 401, 409, 413, 415, 422, 429, _429=TOO_FAST,
+                _409="The update this Idempotency-Key published was retracted (`retracted`): publish with a new key.",
                 _401="No valid session cookie or API token; a token that is given must be valid, cookie or not.",
                 _422="A field is wrong (an unknown show, blank or too long text), or the Idempotency-Key is too "
                      "long or was used for a different update.")},

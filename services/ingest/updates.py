@@ -5,7 +5,9 @@ Everything is validated before a `seq` is taken, so a refused update writes noth
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from pymongo import ReturnDocument
@@ -15,13 +17,14 @@ from shared.auth import Caller
 from shared.batching import Batcher
 from shared.body import whole_number
 from shared.catalogue import Catalogue
-from shared.db import MAX_INT, Database, next_seq, numbers, utcnow, with_now
+from shared.db import MAX_INT, Database, next_seq, numbers, put, utcnow, with_now
 from shared.errors import ApiError
 from shared.limits import Limit
 from shared.updates import digest, history, shape_problem, shown, text_problem, update_id, wire
 
 KEY_HEADER = "Idempotency-Key"
 MAX_KEY = 200
+KEY_KEPT = timedelta(hours=24)  # how long a retracted update's key is still answered for
 PAGE_DEFAULT, PAGE_MAX = 100, 1000
 DUPLICATE_KEY = 11000
 
@@ -30,11 +33,31 @@ def _invalid(fields: Mapping[str, str]) -> ApiError:
     return ApiError(422, detail="Please correct the highlighted fields.", fields=fields)
 
 
-def _replayed(earlier: dict[str, Any], show: str, text: str) -> dict[str, Any]:
-    """A retry gets the first result; a different update under a used key is a client bug worth reporting."""
-    if (earlier["show"], earlier["text"]) != (show, text):
+def _requested(show: str, text: str) -> str:
+    """What a publish asked for, kept with its key: a retry is the same request even after the update is edited."""
+    return digest(f"{show}\n{text}")
+
+
+def _requested_by(stored: Mapping[str, Any]) -> str:
+    """Updates stored before `requested` was kept asked for what they still hold, unless edited since."""
+    return str(stored["requested"]) if "requested" in stored else _requested(stored["show"], stored["text"])
+
+
+def _same_request(earlier: Mapping[str, Any], show: str, text: str) -> None:
+    """A different update under a used key is a client bug worth reporting."""
+    if _requested_by(earlier) != _requested(show, text):
         raise _invalid({KEY_HEADER: "already used for a different update"})
+
+
+def _replayed(earlier: dict[str, Any], show: str, text: str) -> dict[str, Any]:
+    """A retry gets the update its key published, as it is now."""
+    _same_request(earlier, show, text)
     return wire(earlier)
+
+
+def _spent(author: Caller, key: str) -> str:
+    """A retracted update's key, by author: the key is the client's own text, up to MAX_KEY characters."""
+    return digest(f"{author.user_id}\n{key}")
 
 
 class Updates:
@@ -56,19 +79,34 @@ class Updates:
         show, text = fields["show"], fields["text"]
         title = await self._validated(show, text, idempotency_key)
         mine = {"author": author.username, "idempotency_key": idempotency_key}
-        if idempotency_key is not None and (earlier := await self.db.updates.find_one(mine)) is not None:
-            return _replayed(earlier, show, text)
+        if idempotency_key is not None and (replayed := await self._used_before(author, idempotency_key, show, text)):
+            return replayed
         await self.publishing(author.user_id)
         update = {"show": show, "title": title, "text": text, "announced": digest(text), "author": author.username,
                   "author_id": author.user_id, "created_at": utcnow()}  # fmt: skip
         if idempotency_key is not None:
-            update["idempotency_key"] = idempotency_key
+            update["idempotency_key"], update["requested"] = idempotency_key, _requested(show, text)
         try:
             return wire(await self._store(update))
         except DuplicateKeyError:
             if idempotency_key is None or (earlier := await self.db.updates.find_one(mine)) is None:
                 raise
             return _replayed(earlier, show, text)
+
+    async def _used_before(self, author: Caller, key: str, show: str, text: str) -> dict[str, Any] | None:
+        """A retry of a used key gets the update the key published; None for a new key. 409 if that update was
+        retracted, 422 if the key was used for another update. Both are looked up at once: one round trip."""
+        earlier, retracted = await asyncio.gather(
+            self.db.updates.find_one({"author": author.username, "idempotency_key": key}),
+            self.db.spent_keys.find_one({"_id": _spent(author, key)}),
+        )
+        if earlier is not None:
+            return _replayed(earlier, show, text)
+        if retracted is not None:
+            _same_request(retracted, show, text)
+            detail = f"The update this key published (#{retracted['seq']}) was retracted: publish with a new key."
+            raise ApiError(409, "retracted", detail, {KEY_HEADER: "its update was retracted"})
+        return None
 
     async def _validated(self, show: str, text: str, key: str | None) -> str:
         """All problems at once, named by field; returns the show's title."""
@@ -105,7 +143,7 @@ class Updates:
         start = whole_number("after", after) or 0
         size = whole_number("limit", limit, 1, PAGE_MAX) or PAGE_DEFAULT
         if show and await self.catalogue.title(show) is None:
-            raise _invalid({"show": "no such show"})
+            raise _invalid({"show": "choose one of the shows"})
         read = await history(self.db, [show] if show else None, start, size)
         return {"items": [wire(update) for update in shown(read)], "next_after": read[-1]["seq"] if read else start}
 
@@ -129,8 +167,13 @@ class Updates:
         return wire(edited)
 
     async def retract(self, author: Caller, seq: int) -> None:
-        """Deleted, so history and unread counts lose it; the stream service tells open feeds."""
-        await self._own(author, seq)
+        """Deleted, so history and unread counts lose it; the stream service tells open feeds. Its Idempotency-Key
+        is kept a day longer, so that a late retry does not publish it again."""
+        stored = await self._own(author, seq)
+        if (key := stored.get("idempotency_key")) is not None:
+            spent = {"_id": _spent(author, key), "seq": seq, "requested": _requested_by(stored),
+                     "expires_at": utcnow() + KEY_KEPT}  # fmt: skip
+            await put(self.db.spent_keys, spent)
         await self.db.updates.delete_one({"seq": seq, "author_id": author.user_id})
 
     async def mine(self, author: Caller, limit: int) -> list[dict[str, Any]]:

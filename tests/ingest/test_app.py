@@ -174,6 +174,26 @@ async def test_a_used_key_with_a_different_update_is_422(bearer: httpx.AsyncClie
     assert await db.updates.count_documents({}) == 1
 
 
+async def test_a_retry_after_an_edit_is_still_the_same_request(bearer: httpx.AsyncClient) -> None:
+    """The key remembers what was asked, not the text as edited since: the retry gets the update as it is now."""
+    body, key = {"show": "flash", "text": "first"}, {"idempotency-key": "edited-later"}
+    first = (await bearer.post("/api/updates", json=body, headers=key)).json()
+    assert (await bearer.patch(f"/api/updates/{first['seq']}", json={"text": "second"})).status_code == 200
+    again = await bearer.post("/api/updates", json=body, headers=key)
+    assert again.status_code == 201 and (again.json()["seq"], again.json()["text"]) == (first["seq"], "second")
+
+
+async def test_a_retry_after_a_retraction_publishes_nothing(bearer: httpx.AsyncClient, db: Database) -> None:
+    body, key = {"show": "flash", "text": "said too soon"}, {"idempotency-key": "retracted-later"}
+    first = (await bearer.post("/api/updates", json=body, headers=key)).json()
+    assert (await bearer.delete(f"/api/updates/{first['seq']}")).status_code == 204
+    again = await bearer.post("/api/updates", json=body, headers=key)
+    assert json_error(again) == (409, "retracted", {"Idempotency-Key": "its update was retracted"})
+    other = await bearer.post("/api/updates", json={**body, "text": "something else"}, headers=key)
+    assert json_error(other)[0] == 422 and "Idempotency-Key" in json_error(other)[2]
+    assert await db.updates.count_documents({}) == 0
+
+
 async def test_history_pages_in_seq_order(bearer: httpx.AsyncClient) -> None:
     sent = [await publish(bearer, show, f"{show} {i}") for i in range(3) for show in ("flash", "suits")]
     everything = (await bearer.get("/api/updates")).json()
@@ -234,7 +254,7 @@ async def test_nobody_edits_or_retracts_another_authors_update(alice: httpx.Asyn
 
 async def test_an_edit_is_checked_as_a_publish_is(alice: httpx.AsyncClient, db: Database) -> None:
     published = await publish(alice, "flash", "Barry is back")
-    too_long = f"at most {MAX_TEXT} characters (this is {MAX_TEXT + 1})"
+    too_long = f"at most {MAX_TEXT:,} characters (this is {MAX_TEXT + 1:,})"
     for body, problem in (({"text": " "}, "required"), ({}, "required"), ({"text": "x" * (MAX_TEXT + 1)}, too_long)):
         response = await alice.patch(f"/api/updates/{published['seq']}", json=body)
         assert json_error(response)[0::2] == (422, {"text": problem})
