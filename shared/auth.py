@@ -190,8 +190,16 @@ async def require_caller(request: AnyRequest, *, allow_bearer: bool = False) -> 
     if caller is None:
         caller = await cookie_caller(request)
     if caller is None:
-        raise ApiError(401, detail="Log in first, or send an API token." if allow_bearer else "Log in first.")
+        raise ApiError(401, detail=_why_not(request, allow_bearer))
     return caller
+
+
+def _why_not(request: AnyRequest, allow_bearer: bool) -> str:
+    if allow_bearer:
+        return "Log in first, or send an API token."
+    if request.headers.get("authorization", "").lower().startswith("bearer"):
+        return "This needs a logged-in session: an API token publishes and reads history, nothing else."
+    return "Log in first."
 
 
 def csrf_token(request: AnyRequest) -> tuple[str, str]:

@@ -102,9 +102,13 @@ def _is_text(value: object) -> bool:
     return True
 
 
+def _type_problem(value: object) -> str:
+    return "must be valid Unicode text (no lone surrogates)" if isinstance(value, str) else "must be a string"
+
+
 def fields_of(value: dict[str, Any], *names: str) -> dict[str, str]:
     """The named fields as text, whichever encoding they came in."""
-    wrong = {name: "must be a string" for name in names if not _is_text(value.get(name, ""))}
+    wrong = {name: _type_problem(value.get(name, "")) for name in names if not _is_text(value.get(name, ""))}
     if wrong:
         raise ApiError(422, detail="Some fields have the wrong type.", fields=wrong)
     return {name: value.get(name, "") for name in names}
@@ -121,7 +125,11 @@ def whole_number(name: str, raw: str | None, low: int = 0, high: int = MAX_INT) 
     64-bit integers choke on it."""
     if raw is None:
         return None
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19 and low <= int(raw) <= high):
-        message = "a non-negative integer" if (low, high) == (0, MAX_INT) else f"a whole number from {low} to {high}"
+    digits = raw.isascii() and raw.isdigit()
+    if not (digits and len(raw) <= 19 and low <= int(raw) <= high):
+        if (low, high) != (0, MAX_INT):
+            message = f"a whole number from {low} to {high}"
+        else:
+            message = f"at most {MAX_INT}" if digits else "a non-negative integer"
         raise ApiError(422, detail=f"{name} must be {message}.", fields={name: message})
     return int(raw)

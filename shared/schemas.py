@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared.db import MAX_INT
-from shared.updates import MAX_TEXT, NOT_BLANK
+from shared.updates import MAX_TEXT, NO_CONTROL, NOT_BLANK
 
 Schema = dict[str, Any]
 
@@ -30,7 +30,9 @@ SEQ: Schema = {"type": "integer", "minimum": 1, "maximum": MAX_INT, "description
 TIMESTAMP: Schema = {"type": "string", "format": "date-time", "description": "UTC, to the millisecond, with a Z."}
 SLUG: Schema = {"type": "string", "description": "A show's slug, from GET /api/shows (`flash`, `sherlock`, ...)."}
 TEXT: Schema = {"type": "string", "minLength": 1, "maxLength": MAX_TEXT, "pattern": NOT_BLANK.pattern,
-                "description": "Plain text, not only blanks; stored and shown as sent, never as HTML."}  # fmt: skip
+                "allOf": [{"pattern": NO_CONTROL.pattern}],
+                "description": "Plain text, not only blanks, with no control characters but tabs and line breaks; "
+                               "stored and shown as sent, never as HTML."}  # fmt: skip
 
 
 def _event(name: str, data: Schema, description: str, *, with_id: bool = False) -> Schema:

@@ -23,7 +23,7 @@ PASSWORD_MIN, PASSWORD_MAX = 8, 256
 def _validate(username: str, password: str) -> None:
     fields = {}
     if not USERNAME.fullmatch(username):
-        fields["username"] = "3 to 32 letters, digits, '.', '_' or '-'"
+        fields["username"] = "3 to 32 ASCII letters, digits, '.', '_' or '-'"
     if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
         fields["password"] = f"{PASSWORD_MIN} to {PASSWORD_MAX} characters"
     if fields:
@@ -64,6 +64,8 @@ async def register(state: Core, username: str, password: str, address: str) -> d
 async def authenticate(state: Core, username: str, password: str, address: str) -> dict[str, Any]:
     """One generic error for an unknown name and a wrong password. The failure slot is taken before the password is
     checked, and both within a hashing turn, so that a flood is refused before it reaches the database."""
+    if missing := {name: "required" for name, value in (("username", username), ("password", password)) if not value}:
+        raise ApiError(422, detail="Please fill in the highlighted fields.", fields=missing)  # blank: not a wrong guess
     db, passwords, buckets, settings = state["db"], state["passwords"], state["buckets"], state["settings"]
     key = username_key(username)
     async with passwords.turn():

@@ -30,8 +30,9 @@ NEW_ACCOUNT: Schema = {
         "password": {"type": "string", "minLength": PASSWORD_MIN, "maxLength": PASSWORD_MAX},
     },
 }  # fmt: skip
+FILLED: Schema = {"type": "string", "minLength": 1}
 CREDENTIALS: Schema = {"title": "Credentials", "type": "object", "required": ["username", "password"],
-                       "properties": {"username": STRING, "password": STRING}}  # fmt: skip
+                       "properties": {"username": FILLED, "password": FILLED}}  # fmt: skip
 TOKEN_NAME: Schema = {
     "type": "string", "minLength": 1, "maxLength": NAME_MAX, "pattern": f"^{SEGMENT.pattern}$",
     "allOf": [{"pattern": NOT_BLANK.pattern}], "not": {"enum": list(DOTS)},

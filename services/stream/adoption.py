@@ -96,7 +96,10 @@ class Adoption:
         if not marked.modified_count:
             return False
         REJECTED.inc()
-        log.warning("a document in updates is not an update and is skipped for good (_id %r): %s", document_id, why)
+        log.warning(
+            "a document in updates is not an update; it is skipped until its `rejected` mark is removed (_id %r): %s",
+            document_id, why,
+        )  # fmt: skip
         return True
 
     async def sweep(self) -> None:

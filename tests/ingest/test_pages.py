@@ -45,7 +45,7 @@ async def test_form_errors_are_shown_with_what_was_typed(alice: httpx.AsyncClien
     typed = "<script>alert(1)</script> " + "x" * MAX_TEXT
     response = await alice.post("/publish", data={"csrf_token": token, "show": "sherlock", "text": typed})
     assert response.status_code == 422
-    assert "Update: at most 1000 characters" in response.text
+    assert "Update: at most 1,000 characters" in response.text
     assert f'<textarea name="text" required>{html.escape(typed)}</textarea>' in response.text
     assert '<option value="sherlock" selected>' in response.text
     unknown = await alice.post("/publish", data={"csrf_token": token, "show": "nope", "text": "kept"})
@@ -81,7 +81,7 @@ async def test_the_publish_page_edits_and_retracts_ones_own_updates(alice: httpx
     refused = await alice.post("/publish", data={**edit, "action": "retract", "seq": str(theirs["seq"])})
     assert refused.status_code == 403 and "is not yours" in refused.text
     too_long = await alice.post("/publish", data={**edit, "text": "x" * (MAX_TEXT + 1)})
-    assert too_long.status_code == 422 and "Update: at most 1000 characters" in too_long.text
+    assert too_long.status_code == 422 and "Update: at most 1,000 characters" in too_long.text
     for wrong in ({"action": "forget"}, {"seq": ""}, {"seq": "x"}):
         assert (await alice.post("/publish", data={**edit, **wrong})).status_code in (404, 422)
     response = await alice.post("/publish", data={**edit, "action": "retract"})

@@ -138,7 +138,7 @@ async def test_a_page_starts_after_its_seq_and_says_where_the_next_starts(update
 async def test_a_page_of_an_unknown_show_is_422(updates: Updates) -> None:
     with pytest.raises(ApiError) as refused:
         await updates.page("nope", None, None)
-    assert refused.value.fields == {"show": "no such show"}
+    assert refused.value.fields == {"show": "choose one of the shows"}
 
 
 def test_a_write_error_in_a_batch_is_raised_as_what_one_insert_would_raise() -> None:

@@ -33,7 +33,7 @@ from tests.support.sse import EventReader, events
 from tests.support.updates import publish
 from tests.support.waiting import wait_until
 
-# DESIGN.md's path table, in Caddy's path patterns (`*` matches any rest, slashes included); /static goes to auth.
+# The README's path table, in Caddy's path patterns (`*` matches any rest, slashes included); /static goes to auth.
 DESIGN = {
     "auth": {"/", "/login", "/register", "/logout", "/shows", "/api/auth/*", "/api/shows*", "/api/me*", "/static/*"},
     "ingest": {"/publish", "/api/updates*"},

@@ -20,7 +20,8 @@ def test_defaults_serve_make_run() -> None:
     ("name", "value"),
     [("PING_INTERVAL", "soon"), ("PORT", "-1"), ("LOG_FORMAT", "xml"), ("PORT", "abc"), ("PORT", "0"),
      ("PORT", "99999"), ("PORT", "80.5"), ("EMBEDDED_PORT", "65536"), ("EMBEDDED_PORT", "9" * 5000),
-     ("HISTORY_DAYS", "-1"), ("HISTORY_DAYS", "nan"), ("REPLAY_LIMIT", "0"), ("PING_INTERVAL", "inf")],
+     ("HISTORY_DAYS", "-1"), ("HISTORY_DAYS", "nan"), ("REPLAY_LIMIT", "0"), ("PING_INTERVAL", "inf"),
+     ("SESSION_MAX_AGE", "0.5"), ("REPLAY_LIMIT", "2.5")],
 )  # fmt: skip
 def test_a_bad_value_names_the_variable(name: str, value: str) -> None:
     with pytest.raises(ValueError, match=name):

@@ -11,10 +11,23 @@ import pytest
 from bson import ObjectId
 
 from shared.db import MAX_INT, SHOWS
-from shared.updates import MAX_TEXT, NOT_BLANK, digest, problem, seq_in_id, shown, text_problem, update_id, wire
+from shared.updates import (
+    MAX_TEXT,
+    NO_CONTROL,
+    NOT_BLANK,
+    digest,
+    problem,
+    seq_in_id,
+    shown,
+    text_problem,
+    update_id,
+    wire,
+)
 from tests.support.updates import stored_update
 
 CREATED = datetime(2026, 11, 24, 10, 0, 0, 123000, tzinfo=UTC)
+
+CONTROL = "no control characters but tabs and line breaks"
 
 
 @pytest.mark.parametrize("seq", [1, 1042, MAX_INT])
@@ -76,10 +89,17 @@ def test_an_edited_update_carries_its_edit_time_on_the_wire() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [("", "required"), (" \t\u3000\x1c", "required"), ("x" * MAX_TEXT, None), ("\u200b", None),
-     ("x" * (MAX_TEXT + 1), f"at most {MAX_TEXT} characters (this is {MAX_TEXT + 1})")],
+     ("x" * (MAX_TEXT + 1), f"at most {MAX_TEXT:,} characters (this is {MAX_TEXT + 1:,})"),
+     ("two\nlines\r\n\tand a tab", None), ("a\x00b", CONTROL), ("\x1b[31mred", CONTROL), ("del\x7f", CONTROL)],
 )  # fmt: skip
-def test_text_is_required_and_bounded(text: str, expected: str | None) -> None:
+def test_text_is_required_and_bounded_and_has_no_control_characters(text: str, expected: str | None) -> None:
     assert text_problem(text) == expected
+
+
+def test_the_document_refuses_the_same_control_characters() -> None:
+    pattern = jsonschema_rs.validator_for({"type": "string", "pattern": NO_CONTROL.pattern})
+    for char in map(chr, range(0x100)):
+        assert pattern.is_valid(f"a{char}b") == (text_problem(f"a{char}b") != CONTROL), hex(ord(char))
 
 
 def test_blank_is_what_python_calls_whitespace_and_the_document_means_the_same() -> None:
