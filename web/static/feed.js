@@ -50,6 +50,7 @@ function setStatus(state, text, signIn) {
   status.className = "status " + state;
   status.textContent = text;
   document.getElementById("status-login").hidden = !signIn;
+  document.querySelectorAll(".signed-in").forEach((node) => { node.hidden = signIn; });
   if (state === "live" && readOnceLive) {
     readOnceLive = false;
     sendRead();
