@@ -16,16 +16,22 @@ from shared.passwords import needs_rehash
 from shared.state import Core
 from shared.updates import reading
 
-USERNAME = re.compile(r"[A-Za-z0-9_.-]{3,32}")
+USERNAME_MIN, USERNAME_MAX = 3, 32
+USERNAME = re.compile(rf"[A-Za-z0-9_.-]{{{USERNAME_MIN},{USERNAME_MAX}}}")
 PASSWORD_MIN, PASSWORD_MAX = 8, 256
+# What the register page says under each field before it is filled in, and the field's error once it is broken.
+RULES = {
+    "username": f"{USERNAME_MIN} to {USERNAME_MAX} ASCII letters, digits, '.', '_' or '-'",
+    "password": f"{PASSWORD_MIN} to {PASSWORD_MAX} characters",
+}
 
 
 def _validate(username: str, password: str) -> None:
     fields = {}
     if not USERNAME.fullmatch(username):
-        fields["username"] = "3 to 32 ASCII letters, digits, '.', '_' or '-'"
+        fields["username"] = RULES["username"]
     if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
-        fields["password"] = f"{PASSWORD_MIN} to {PASSWORD_MAX} characters"
+        fields["password"] = RULES["password"]
     if fields:
         raise ApiError(422, detail="Please correct the highlighted fields.", fields=fields)
 

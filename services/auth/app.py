@@ -121,7 +121,8 @@ async def api_revoke_token(request: AuthRequest) -> Response:
 
 
 async def home(request: AuthRequest) -> Response:
-    return render(request, await optional_viewer(request), "home.html")  # the layout's `me` is all it shows
+    """The layout's `me` is all it reads; the API tokens section says what a token's name may be."""
+    return render(request, await optional_viewer(request), "home.html", {"token_rule": tokens.RULE})
 
 
 async def _authenticate(request: AuthRequest, fields: dict[str, str]) -> dict[str, Any]:
@@ -132,16 +133,20 @@ async def _register(request: AuthRequest, fields: dict[str, str]) -> dict[str, A
     return await accounts.register(request.state, fields["username"], fields["password"], _address(request))
 
 
-async def _account_page(request: AuthRequest, template: str, submit: Submit) -> Response:
-    """GET shows the form; POST submits it, and errors re-render it with what was typed, as a page, never JSON."""
+async def _account_page(
+    request: AuthRequest, template: str, submit: Submit, rules: dict[str, str] | None = None
+) -> Response:
+    """GET shows the form; POST submits it, and errors re-render it with what was typed, as a page, never JSON.
+    `rules`: what each field must be, said under it before it is filled in."""
     target = safe_next(request.query_params.get("next"))
+    page = {"next": target, "rules": rules or {}}
     if request.method == "GET":
-        return render(request, await optional_viewer(request), template, {"next": target, "username": ""})
+        return render(request, await optional_viewer(request), template, {**page, "username": ""})
     fields = await read_form(request, "username", "password")
     try:
         user = await submit(request, fields)
     except ApiError as error:
-        context = {"next": target, "username": fields["username"], "error": error}
+        context = {**page, "username": fields["username"], "error": error}
         response = render(request, None, template, context, status_code=error.status)
         response.headers.update(error.headers)
         return response
@@ -153,7 +158,7 @@ async def login_page(request: AuthRequest) -> Response:
 
 
 async def register_page(request: AuthRequest) -> Response:
-    return await _account_page(request, "auth/register.html", _register)
+    return await _account_page(request, "auth/register.html", _register, accounts.RULES)
 
 
 async def logout_page(request: AuthRequest) -> Response:

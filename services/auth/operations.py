@@ -3,7 +3,7 @@ that enforces them."""
 
 from __future__ import annotations
 
-from services.auth.accounts import PASSWORD_MAX, PASSWORD_MIN, USERNAME
+from services.auth.accounts import PASSWORD_MAX, PASSWORD_MIN, RULES, USERNAME
 from services.auth.tokens import DOTS, NAME_MAX, SEGMENT
 from shared.db import MAX_INT
 from shared.openapi import (
@@ -26,7 +26,7 @@ NEW_ACCOUNT: Schema = {
     "title": "NewAccount", "type": "object", "required": ["username", "password"],
     "properties": {
         "username": {"type": "string", "pattern": f"^{USERNAME.pattern}$",
-                     "description": "3 to 32 letters, digits, '.', '_' or '-'; unique whatever its case."},
+                     "description": f"{RULES['username']}; unique whatever its case."},
         "password": {"type": "string", "minLength": PASSWORD_MIN, "maxLength": PASSWORD_MAX},
     },
 }  # fmt: skip

@@ -20,14 +20,14 @@ from shared.updates import NOT_BLANK
 NAME_MAX = 64
 SEGMENT = re.compile(r"[^\x00-\x1f\x7f-\x9f/]*")  # no control characters, no '/'; the API document says the same
 DOTS = (".", "..")
+RULE = f"1 to {NAME_MAX} characters, not all blank, no control characters or '/', and not '.' or '..'"
 
 
 def _check_name(name: str) -> None:
     """A name ends up in the revoke URL's path, so it must be one visible path segment: not '.' or '..' either,
     which browsers and HTTP clients resolve away before sending."""
     if not (1 <= len(name) <= NAME_MAX and SEGMENT.fullmatch(name) and NOT_BLANK.search(name) and name not in DOTS):
-        message = f"1 to {NAME_MAX} characters, not all blank, no control characters or '/', and not '.' or '..'"
-        raise ApiError(422, detail="Please give the token a name.", fields={"name": message})
+        raise ApiError(422, detail="Please give the token a name.", fields={"name": RULE})
 
 
 async def create(db: Database, owner: Caller, name: str, most: int) -> dict[str, str]:

@@ -8,11 +8,13 @@ import dataclasses
 from datetime import timedelta
 
 import httpx
-from playwright.async_api import Browser, BrowserContext, Page, Route, expect
+import pytest
+from playwright.async_api import Browser, Page, Route, expect
 
 from shared.db import Database, next_seq, utcnow
 from shared.settings import Settings
-from tests.support.accounts import PASSWORD, registered
+from tests.support.accounts import registered
+from tests.support.browsers import log_in, signed_in, tabs
 from tests.support.servers import gauge, serving
 from tests.support.sse import events
 from tests.support.updates import publish, stored_update
@@ -34,28 +36,6 @@ window.hide = () => {
   document.dispatchEvent(new Event("visibilitychange"));
 };
 """
-
-
-async def signed_in(browser: Browser, server: str, username: str, new: bool = True) -> BrowserContext:
-    """A browser context (a profile) signed in as `username`, following flash when new."""
-    context = await browser.new_context(base_url=server)
-    path = "/api/auth/register" if new else "/api/auth/login"
-    response = await context.request.post(path, data={"username": username, "password": PASSWORD})
-    assert response.ok, await response.text()
-    if new:
-        assert (await context.request.put("/api/me/follows/flash")).ok
-    return context
-
-
-async def tabs(context: BrowserContext, *paths: str) -> list[Page]:
-    """A tab per path, each live (its own stream or the leader's) before the next opens."""
-    pages = []
-    for path in paths:
-        page = await context.new_page()
-        await page.goto(path)
-        await expect(page.locator("#status")).to_have_text("live")
-        pages.append(page)
-    return pages
 
 
 async def listed(page: Page) -> list[int]:
@@ -201,14 +181,21 @@ async def test_a_page_far_behind_is_told_what_was_skipped(browser: Browser, serv
     await context.close()
 
 
+async def signed_out(pages: list[Page], timeout: float = 5000) -> None:
+    """How a page shows that its session has ended: one wording, the Log in link, neither the name nor Log out."""
+    for page in pages:
+        await expect(page.locator("#status")).to_have_text("signed out", timeout=timeout)
+        await expect(page.locator("#status-login")).to_be_visible()
+        await expect(page.locator(".who")).to_be_hidden()
+        await expect(page.locator("#logout")).to_be_hidden()
+
+
 async def test_a_session_expired_on_the_server_signs_the_pages_out(browser: Browser, server: str, db: Database) -> None:
     before = gauge(server, FEEDS)
     context = await signed_in(browser, server, "eve")
     pages = await tabs(context, "/notifications", "/shows")
     await db.sessions.update_many({}, {"$set": {"expires_at": utcnow() - timedelta(seconds=1)}})
-    for page in pages:
-        await expect(page.locator("#status")).to_have_text("signed out", timeout=2000)
-        await expect(page.locator("#status-login")).to_be_visible()
+    await signed_out(pages, timeout=2000)
     await wait_until(lambda: gauge(server, FEEDS) == before)  # the stream has ended, and is not opened again
     async with httpx.AsyncClient(base_url=server) as client:
         assert (await client.get("/healthz")).status_code == 200
@@ -233,3 +220,29 @@ async def test_a_refused_feed_says_why_instead_of_reconnecting(browser: Browser,
         assert len(asked) <= 2  # the EventSource, then the request that found out why
         for context in (first, second):
             await context.close()
+
+
+@pytest.mark.parametrize("ending", ["logout", "expiry"])
+async def test_logging_in_again_brings_the_open_pages_back(
+    browser: Browser, server: str, db: Database, ending: str
+) -> None:
+    """The tab that held the browser's stream stays open, signed out, while the user logs in again in another: the
+    new page goes live and gets updates, and so does the old one, on the one stream."""
+    before = gauge(server, FEEDS)
+    context = await signed_in(browser, server, "remy")
+    old, other = await tabs(context, "/shows", "/publish")  # the first holds the lock
+    if ending == "logout":
+        await other.click("#logout")
+    else:
+        await db.sessions.update_many({}, {"$set": {"expires_at": utcnow() - timedelta(seconds=1)}})
+    await signed_out([old])
+    await log_in(other, "remy", then="/notifications")
+    await expect(other.locator("#status")).to_have_text("live")
+    async with registered(server, "bob") as bob:
+        sent = await publish(bob, "flash", "after logging in again")
+    await expect(other.locator("#feed li").first).to_contain_text(sent["text"])
+    await expect(old.locator("#status")).to_have_text("live")
+    await expect(old.locator(".who")).to_be_visible()
+    await expect(old.locator("#status-login")).to_be_hidden()
+    await wait_until(lambda: gauge(server, FEEDS) == before + 1)  # still one stream for the browser
+    await context.close()

@@ -80,7 +80,7 @@ async def test_seed_scenario(browser: Browser, server: str, caplog: pytest.LogCa
     await page.reload()
     await page.click("#logout")
     await expect(page).to_have_url(f"{server}/login")
-    await expect(notifications.locator("#status")).to_have_text("logged out", timeout=10_000)
+    await expect(notifications.locator("#status")).to_have_text("signed out", timeout=10_000)
     assert dialogs == []
     paths = {record.fields["path"] for record in caplog.records if record.name == "gossip.access"}
     assert "/favicon.ico" not in paths  # asked for by every page, its 404 an error in the console

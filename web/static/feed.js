@@ -1,6 +1,7 @@
-// What a page does with the live events: the unread badge on every page, the status line, new updates on top of a
-// live notifications page (which marks them read), edits and retractions in place, the resync notice, and desktop
-// notifications when asked for. Text from updates is only ever set as textContent.
+// What a page does with the live events: the unread badge on every page, the status line (and the header once signed
+// out), new updates on top of a live notifications page (which marks them read), edits and retractions in place, the
+// Shows page's buttons, the resync notice, and desktop notifications when asked for. Text from updates is only ever
+// set as textContent.
 import { connect } from "./live.js";
 
 const body = document.body;
@@ -10,6 +11,7 @@ const need = list ? list.dataset.live : "followed";
 const titles = list ? JSON.parse(list.dataset.titles) : {};
 const newestShown = list && list.firstElementChild ? Number(list.firstElementChild.dataset.seq) : 0;
 const NOTIFY = "gossip.notify";  // localStorage: "on" once the user turned desktop notifications on
+const READ_TRIES = 5;  // a read mark that fails to send is tried again after 2, 4, 8 and 16 s, then left to the next
 let follows = new Set(JSON.parse(body.dataset.follows));
 let unread = Number(body.dataset.unread);
 let lastRead = Number(body.dataset.lastRead);
@@ -50,6 +52,7 @@ function setStatus(state, text, signIn) {
   status.className = "status " + state;
   status.textContent = text;
   document.getElementById("status-login").hidden = !signIn;
+  document.querySelectorAll(".signed-in").forEach((node) => { node.hidden = signIn; });
   if (state === "live" && readOnceLive) {
     readOnceLive = false;
     sendRead();
@@ -82,6 +85,15 @@ function markEdited(li, when) {
   mark.title = "edited " + new Date(when).toLocaleString();
 }
 
+// A show of the Shows page, its button as the page would now be made: followed in another tab, it offers Unfollow.
+function showFollowed(li) {
+  const followed = follows.has(li.dataset.show);
+  const button = li.querySelector("button[name=action]");
+  button.value = followed ? "unfollow" : "follow";
+  button.textContent = followed ? "Unfollow" : "Follow";
+  button.className = followed ? "secondary" : "";
+}
+
 function listed(seq) {
   return list && list.querySelector('li[data-seq="' + Number(seq) + '"]');
 }
@@ -112,21 +124,28 @@ async function refresh() {
   }
 }
 
-function sendRead() {
+async function sendRead(tries = 0) {
+  clearTimeout(readTimer);
   readTimer = null;
   if (last === 0) return;
   // The badges of every tab and device follow from the `read` event the server sends back.
-  fetch("/api/me/read", {
+  const response = await fetch("/api/me/read", {
     method: "POST",
     headers: { "content-type": "application/json" },
     body: JSON.stringify({ seq: last }),
     credentials: "same-origin",
-  });
+  }).catch(() => null);
+  // Offline, or the server failed: unless a newer mark is on its way, send this one (the newest by then) again,
+  // less and less often, a few times at most.
+  const failed = response === null || response.status >= 500;
+  if (failed && readTimer === null && tries + 1 < READ_TRIES) {
+    readTimer = setTimeout(() => sendRead(tries + 1), 2000 * 2 ** tries);
+  }
 }
 
 function markRead() {
   // At most one request every two seconds, whatever the rate of updates.
-  if (readTimer === null) readTimer = setTimeout(sendRead, 2000);
+  if (readTimer === null) readTimer = setTimeout(() => sendRead(), 2000);
 }
 
 function notificationsOn() {
@@ -161,6 +180,7 @@ const handlers = {
   },
   follows(data) {
     follows = new Set(data.follows);
+    document.querySelectorAll("#shows li[data-show]").forEach(showFollowed);
     const following = document.getElementById("following");
     if (!following) return;
     const names = data.follows.map((slug) => titles[slug] || slug);
@@ -200,15 +220,26 @@ const live = connect({
 
 const notifyButton = document.getElementById("notify");
 if (notifyButton && "Notification" in window) {
-  const label = () => {
+  const note = document.getElementById("notify-note");
+  const refused = {
+    denied: "Notifications are blocked in this browser's settings.",
+    default: "Notifications were not allowed: turn them on again and allow them when the browser asks.",
+  };
+  const label = (permission) => {
     notifyButton.textContent = notificationsOn() ? "Turn off desktop notifications" : "Turn on desktop notifications";
+    note.textContent = refused[permission] || "";
+    note.hidden = !note.textContent;
   };
   notifyButton.addEventListener("click", async () => {
-    if (notificationsOn()) localStorage.removeItem(NOTIFY);
-    else if ((await Notification.requestPermission()) === "granted") localStorage.setItem(NOTIFY, "on");
-    label();
+    if (notificationsOn()) {
+      localStorage.removeItem(NOTIFY);
+      return label("");
+    }
+    const permission = await Notification.requestPermission();
+    if (permission === "granted") localStorage.setItem(NOTIFY, "on");
+    label(permission);
   });
-  label();
+  label(Notification.permission === "denied" ? "denied" : "");  // "default" is news only once asked
   notifyButton.hidden = false;
 }
 

@@ -1,8 +1,9 @@
 // One live connection per browser profile. The tab that holds a Web Lock (the leader) opens the only EventSource,
 // hands each event to its own page and relays it to the other tabs over a BroadcastChannel. When it closes or
 // navigates away, the lock passes to another tab, which carries on from the last event id: ids are update seqs,
-// and pages ignore an update they already have, so nothing is lost and nothing is shown twice. Without Web Locks
-// or BroadcastChannel, each tab keeps its own EventSource.
+// and pages ignore an update they already have, so nothing is lost and nothing is shown twice. Signed out, the leader
+// keeps the lock without a stream until a page of its user opens (see track). Without Web Locks or BroadcastChannel,
+// each tab keeps its own EventSource.
 
 // Every event type the stream sends; the relay carries each one the same way.
 export const EVENTS = ["update", "edit", "retract", "follows", "read", "resync", "expired"];
@@ -21,6 +22,7 @@ export function connect(options) {
   let source = null;
   let carrying = null;  // the need the open source serves
   let timer = null;
+  let stopped = false;  // signed out: no stream until a tab joins
   let status = { kind: "status", state: "", text: "connecting…", signIn: false };
 
   function visible() {
@@ -49,6 +51,7 @@ export function connect(options) {
 
   function open() {
     clearTimeout(timer);
+    stopped = false;
     if (source) source.close();
     carrying = wanted();
     source = new EventSource((carrying === "all" ? "/events/all" : "/events") + "?after=" + position);
@@ -60,11 +63,13 @@ export function connect(options) {
     for (const type of EVENTS) source.addEventListener(type, (event) => relay(type, event));
   }
 
-  function stop(text) {
+  // Logged out or expired, the same to the reader: signed out.
+  function stop() {
     clearTimeout(timer);
     if (source) source.close();
     source = null;
-    setStatus("offline", text, true);
+    stopped = true;
+    setStatus("offline", "signed out", true);
   }
 
   function later(ms) {
@@ -79,7 +84,7 @@ export function connect(options) {
     const asked = new AbortController();
     const response = await fetch(url, { signal: asked.signal, credentials: "same-origin" }).catch(() => null);
     if (response && response.ok) asked.abort();  // it would have worked: no need to read the stream
-    if (response && response.status === 401) return stop("logged out");
+    if (response && response.status === 401) return stop();
     if (response && (response.status === 429 || response.status === 503)) {
       const error = await response.json().catch(() => ({}));
       setStatus("refused", error.detail || "The server is busy.", false);
@@ -94,14 +99,18 @@ export function connect(options) {
     if (event.lastEventId) position = Number(event.lastEventId);
     post({ kind: "event", type: type, data: data, id: event.lastEventId });
     options.onEvent(type, data, true);
-    if (type === "expired") stop("signed out");
+    if (type === "expired") stop();
   }
 
-  // A tab joined or answered the roll call: carry what it needs, from where it is.
+  // A tab joined or answered the roll call: carry what it needs, from where it is. Signed out, try once more: a
+  // joining page was made for this user signed in, so they may have logged in again (in it, or as it loaded). The
+  // lock and the channel are this user's, so a page of another user on this browser does not wake this one; and it
+  // is one attempt per page that opens, so a browser left signed out never loops. If refused, it stays signed out.
   function track(message) {
     tabs.set(message.tab, { need: message.need, visible: message.visible });
     const behind = message.after < position;
     position = Math.min(position, message.after);
+    if (stopped) return open();  // its status ("live", or "signed out" again) reaches the new tab as it comes
     if (source && (behind || wanted() !== carrying)) open();
     post(status);
   }

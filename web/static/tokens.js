@@ -1,10 +1,12 @@
 // The home page's API tokens: listed, created and revoked through the JSON API. Names and tokens are only ever
-// set as textContent; a new token is shown once, since only its hash is kept.
+// set as textContent; a new token is shown once, since only its hash is kept. Each attempt replaces the outcome of
+// the one before: a token shown, or an error.
 (function () {
   "use strict";
   const list = document.getElementById("token-list");
   const form = document.getElementById("token-form");
   const fresh = document.getElementById("token-new");
+  const value = document.getElementById("token-value");
   const problem = document.getElementById("token-error");
 
   function element(tag, className, text) {
@@ -22,9 +24,15 @@
     }
     const response = await fetch(path, options);
     if (response.ok) return response.status === 204 ? null : response.json();
+    // The detail alone: the fields say it again, or give the name's rule, which the page shows under the field.
     const error = await response.json().catch(() => ({}));
-    const fields = Object.values(error.fields || {}).join("; ");
-    throw new Error((error.detail || response.statusText) + (fields ? " (" + fields + ")" : ""));
+    throw new Error(error.detail || response.statusText);
+  }
+
+  function clear() {
+    fresh.hidden = true;
+    value.textContent = "";
+    problem.hidden = true;
   }
 
   function showError(error) {
@@ -38,7 +46,7 @@
     const revoke = element("button", "secondary", "Revoke");
     revoke.type = "button";
     revoke.addEventListener("click", () => {
-      fresh.hidden = true;  // it may be the token just revoked
+      clear();
       call("DELETE", "/api/me/tokens/" + encodeURIComponent(token.name)).then(refresh, showError);
     });
     li.append(element("span", "title", token.name + " · created " + token.created_at.slice(0, 10)), revoke);
@@ -46,7 +54,6 @@
   }
 
   async function refresh() {
-    problem.hidden = true;
     const tokens = await call("GET", "/api/me/tokens");
     list.replaceChildren(...tokens.map(row));
     if (tokens.length === 0) list.append(element("li", "status", "No tokens yet."));
@@ -54,9 +61,10 @@
 
   form.addEventListener("submit", (event) => {
     event.preventDefault();
+    clear();
     const name = form.elements.name.value;
     call("POST", "/api/me/tokens", { name: name }).then((created) => {
-      document.getElementById("token-value").textContent = created.token;
+      value.textContent = created.token;
       fresh.hidden = false;
       form.reset();
       return refresh();
