@@ -21,7 +21,8 @@ from shared.app import create_app
 from shared.auth import require_caller
 from shared.body import whole_number
 from shared.connections import transport_of
-from shared.db import Database
+from shared.db import Database, last_seq
+from shared.errors import ApiError
 from shared.openapi import ApiRoute
 from shared.pages import page_viewer, render
 from shared.state import Core
@@ -69,16 +70,37 @@ def _closed(hub: Hub, feed: Feed) -> None:
             SLOW_CONSUMERS.labels(reason=feed.too_slow).inc()
 
 
+def _same_user(request: StreamRequest, username: str) -> None:
+    """A page names the user it was made for: a browser signed in as someone else since must not stream that
+    person's events into it (with its own resume point), so it is answered as signed out."""
+    meant = request.query_params.get("user")
+    if meant is not None and meant != username:
+        detail = f"This page is for {meant}, and the browser is signed in as someone else now."
+        raise ApiError(401, detail=detail, fields={"user": "not the signed-in user"})
+
+
+async def _issued(state: Stream, after: int | None) -> int | None:
+    """A resume point ahead of what this process has delivered is kept (the feed is not sent those updates twice:
+    Hub.publish), unless it is ahead of every seq ever issued: made up, or from a database since wiped, it would
+    hold back every live update until the seqs caught up with it."""
+    if after is None or after <= state["watcher"].delivered:
+        return after
+    return min(after, await last_seq(state["db"]))
+
+
 async def _feed(request: StreamRequest, everything: bool) -> FeedResponse:
     """Every show, or the caller's followed ones; either way the user's follow changes and read marks reach it as
     `follows` and `read` events. The feed joins the hub before its history is read: the seam. Past the hub's limits
     it is refused here, before the stream starts (Hub.open)."""
     caller = await require_caller(request)
-    after, state = _resume_point(request), request.state
+    _same_user(request, caller.username)
+    state = request.state
+    after = await _issued(state, _resume_point(request))
     user = await state["users"](caller.user_id) or {}
     follows, last_read = user.get("follows", []), user.get("last_read_seq", 0)
     hub = state["hub"]
-    feed = hub.open(caller, None if everything else follows, follows, last_read, transport_of(request.scope))
+    shows, transport = None if everything else follows, transport_of(request.scope)
+    feed = hub.open(caller, shows, follows, last_read, transport, resumed=after or 0)
     ceiling = state["watcher"].delivered  # read in the same tick as open: every live frame is above it
     CONNECTIONS.inc()
     return FeedResponse(feed, _history(state["replay"], feed, after, ceiling), functools.partial(_closed, hub))

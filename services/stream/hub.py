@@ -40,6 +40,7 @@ class Feed:
         "caller",
         "ended",
         "number",
+        "resumed",
         "sender",
         "sending_since",
         "shows",
@@ -55,8 +56,10 @@ class Feed:
         transport: Transport | None = None,
         max_frames: int = MAX_FRAMES,
         max_bytes: int = MAX_BYTES,
+        resumed: int = 0,
     ) -> None:
         self.caller, self.shows, self.number, self.transport = caller, shows, number, transport
+        self.resumed = resumed  # the client has every update up to this seq already (see Hub.publish)
         self.ended = False
         self.too_slow: str | None = None  # OVERFLOW or STALLED once the feed was ended for its client
         self.sending_since = 0.0  # when the send now under way began (time.monotonic()); 0.0 while none is
@@ -182,7 +185,8 @@ class Hub:
         **limits: int,
     ) -> Feed:
         """`follows` and `last_read`: the user as read for this feed; the hub keeps what it knew if it knew already,
-        since change events have kept that current. `transport`: the connection, reset if the feed is dropped."""
+        since change events have kept that current. `transport`: the connection, reset if the feed is dropped.
+        `limits`: the Feed's bounds, and `resumed`, the seq the client resumes from."""
         if self._open_count >= self.max_feeds:
             raise refusal(503, "This server has as many live feeds open as it can hold. Try again soon.", FULL_RETRY)
         if len(self._by_user.get(caller.user_id, ())) >= self.feeds_per_user:
@@ -222,14 +226,16 @@ class Hub:
         wanted = frozenset(shows)
         return self._show_sets.setdefault(wanted, wanted)
 
-    def publish(self, show: str, frame: bytes) -> int:
-        """The same bytes go to every feed that carries `show`; returns how many feeds got them."""
-        followers = self._by_show.get(show, ())
-        for feed in followers:
-            feed.offer(frame)
-        for feed in self._everything:
-            feed.offer(frame)
-        return len(followers) + len(self._everything)
+    def publish(self, show: str, frame: bytes, seq: int | None = None) -> int:
+        """The same bytes go to every feed that carries `show`; returns how many feeds got them. An update (`seq`)
+        skips a feed that resumed at or beyond it: a browser that comes back from another stream process, which was
+        ahead of this one, has it already. Anything else (an edit) reaches every such feed."""
+        count = 0
+        for feed in itertools.chain(self._by_show.get(show, ()), self._everything):
+            if seq is None or seq > feed.resumed:
+                feed.offer(frame)
+                count += 1
+        return count
 
     def broadcast(self, frame: bytes) -> int:
         """The same bytes to every open feed, whatever it carries: for a retraction, whose show a delete event does

@@ -89,7 +89,7 @@ class Watcher:
         foreign = []
         for update in updates:
             if update is not None:
-                DELIVERED.inc(self.hub.publish(update["show"], update_frame(update)))
+                DELIVERED.inc(self.hub.publish(update["show"], update_frame(update), update["seq"]))
                 if seq_in_id(update["_id"]) != update["seq"]:
                     foreign.append(update)
         for update in foreign:

@@ -39,6 +39,13 @@ async def test_events_need_a_session(client: httpx.AsyncClient) -> None:
         assert json_error(await client.get(path))[:2] == (401, "unauthorized")
 
 
+async def test_a_feed_for_a_page_of_another_user_is_refused_as_signed_out(alice: httpx.AsyncClient) -> None:
+    for path in ("/events?user=bob", "/events/all?after=0&user=bob"):
+        assert json_error(await alice.get(path)) == (401, "unauthorized", {"user": "not the signed-in user"})
+    async with alice.stream("GET", "/events?user=alice") as response:
+        assert response.status_code == 200
+
+
 async def test_stream_headers_and_retry_on_connect(alice: httpx.AsyncClient) -> None:
     async with alice.stream("GET", "/events") as response:
         assert response.headers["content-type"].startswith("text/event-stream")
@@ -100,6 +107,14 @@ async def test_last_event_id_wins_over_after(alice: httpx.AsyncClient) -> None:
         assert await feed.updates(1) == [sent[2]]
         live = await publish(alice, "flash", "live")
         assert await feed.updates(1) == [live]  # and nothing of the older range came before it
+
+
+async def test_a_resume_point_beyond_every_issued_seq_still_gets_the_live_updates(alice: httpx.AsyncClient) -> None:
+    """Made up, or left from a database since wiped: it must not hold back what comes next."""
+    await alice.put("/api/me/follows/flash")
+    async with events(alice, **{"last-event-id": "1000000"}) as feed:
+        live = await publish(alice, "flash", "after a made-up resume point")
+        assert await feed.updates(1) == [live]
 
 
 async def test_a_bad_resume_point_is_422_even_beside_a_good_one(alice: httpx.AsyncClient) -> None:

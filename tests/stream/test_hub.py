@@ -51,6 +51,17 @@ async def test_update_reaches_followers_and_everything_feeds_only() -> None:
     assert await drain(everything) == frame(1)
 
 
+async def test_a_feed_resumed_beyond_an_update_is_not_sent_it_but_its_edits_are() -> None:
+    """A browser that comes back from a stream process that was ahead of this one holds updates this one has yet to
+    deliver: they would reach it twice."""
+    hub = Hub()
+    ahead, behind = hub.open(ALICE, ["flash"], resumed=2), hub.open(BOB, None, resumed=1)
+    assert [hub.publish("flash", frame(seq), seq) for seq in (1, 2, 3)] == [0, 1, 2]
+    assert hub.publish("flash", b"edit of 1\n\n") == 2
+    assert await drain(ahead) == frame(3) + b"edit of 1\n\n"
+    assert await drain(behind) == frame(2) + frame(3) + b"edit of 1\n\n"
+
+
 async def test_follow_change_moves_open_feeds_and_tells_all_of_them() -> None:
     hub = Hub()
     feed, everything = hub.open(ALICE, ["flash"]), hub.open(ALICE, None, ["flash"])

@@ -49,12 +49,18 @@ export function connect(options) {
     return [...tabs.values()].some((other) => other.need === "all") ? "all" : "followed";
   }
 
+  // The user is named, so that a browser signed in as someone else since is refused (401), not sent their events.
+  function url() {
+    const path = carrying === "all" ? "/events/all" : "/events";
+    return path + "?after=" + position + "&user=" + encodeURIComponent(options.user);
+  }
+
   function open() {
     clearTimeout(timer);
     stopped = false;
     if (source) source.close();
     carrying = wanted();
-    source = new EventSource((carrying === "all" ? "/events/all" : "/events") + "?after=" + position);
+    source = new EventSource(url());
     source.onopen = () => setStatus("live", "live", false);
     source.onerror = () => {
       if (source.readyState === EventSource.CLOSED) probe();  // an HTTP error: the browser will not retry
@@ -80,9 +86,8 @@ export function connect(options) {
   // The EventSource does not say why it was refused, so ask once more with fetch and read the answer.
   async function probe() {
     source.close();
-    const url = (carrying === "all" ? "/events/all" : "/events") + "?after=" + position;
     const asked = new AbortController();
-    const response = await fetch(url, { signal: asked.signal, credentials: "same-origin" }).catch(() => null);
+    const response = await fetch(url(), { signal: asked.signal, credentials: "same-origin" }).catch(() => null);
     if (response && response.ok) asked.abort();  // it would have worked: no need to read the stream
     if (response && response.status === 401) return stop();
     if (response && (response.status === 429 || response.status === 503)) {
