@@ -21,7 +21,7 @@ from shared import db as database
 from shared.auth import RenewedSession
 from shared.batching import by_id
 from shared.catalogue import Catalogue
-from shared.connections import note_transport
+from shared.connections import note_connection
 from shared.errors import EXCEPTION_HANDLERS, ApiError
 from shared.headers import Nosniff
 from shared.limits import Buckets, swept
@@ -77,7 +77,7 @@ class Service(Starlette):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            note_transport(scope, send)
+            note_connection(scope, send)
         await super().__call__(scope, receive, send)
 
 
