@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from services.stream.direct import Direct
 from services.stream.frames import EXPIRED, PING, follows_frame
 from shared.auth import Caller
 from shared.connections import Transport, reset
@@ -38,6 +39,7 @@ class Feed:
         "_max_frames",
         "_wake",
         "caller",
+        "direct",
         "ended",
         "number",
         "resumed",
@@ -64,6 +66,7 @@ class Feed:
         self.too_slow: str | None = None  # OVERFLOW or STALLED once the feed was ended for its client
         self.sending_since = 0.0  # when the send now under way began (time.monotonic()); 0.0 while none is
         self.sender: asyncio.Task[Any] | None = None  # the task that sends this feed's chunks, once it has sent
+        self.direct: Direct | None = None  # the way past the sender, once its response has started (direct.py)
         self._frames: list[bytes] = []  # not a deque: an empty deque costs 700 bytes, times every open feed
         self._bytes, self._max_frames, self._max_bytes = 0, max_frames, max_bytes
         self._wake: asyncio.Future[None] | None = None  # set while the connection waits for a frame
@@ -71,6 +74,8 @@ class Feed:
     def offer(self, frame: bytes) -> None:
         """Never awaits: one stalled browser must not hold up the fan-out, nor grow without limit."""
         if self.ended:
+            return
+        if self.direct is not None and self._idle() and self.direct.write(frame):
             return
         if len(self._frames) >= self._max_frames or self._bytes + len(frame) > self._max_bytes:
             self.too_slow = OVERFLOW
@@ -96,6 +101,11 @@ class Feed:
             reset(self.transport)
         elif self.sender is not None:
             self.sender.cancel()
+
+    def _idle(self) -> bool:
+        """The sender waits for a frame: it has sent the history and everything queued, and is in no send. Only then
+        may a frame go past it, and none can overtake one it holds."""
+        return self._wake is not None and not self._wake.done() and not self._frames
 
     def _wakeup(self) -> None:
         if self._wake is not None and not self._wake.done():

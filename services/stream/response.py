@@ -14,8 +14,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.stream.direct import Direct
 from services.stream.hub import Feed
-from shared.connections import reset
+from shared.connections import reset, server_send
 
 HEADERS = (
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -42,7 +43,8 @@ class FeedResponse:
     stream process's time at fan-out.
 
     Here one small task sends the history, then the feed's frames, and the request's task waits for the client to
-    go (or for the last send, which uvicorn reports the same way). What the rest did is done once for every feed:
+    go (or for the last send, which uvicorn reports the same way). A live frame usually skips even that task: the hub
+    writes it to the connection itself (services/stream/direct.py). What the rest did is done once for every feed:
     the hub's heartbeat pings, and drops a feed whose send has hung (Hub.drop_stalled, which cancels the sending
     task); the lifecycle ends every feed when sse-starlette signals that the server is stopping (lifecycle.feeds).
     HEAD is answered as sse-starlette answers it: the headers, no stream."""
@@ -62,7 +64,8 @@ class FeedResponse:
         chunks, self.history = feed.frames(self.history), None  # the history is let go once sent
         self.request = request = asyncio.current_task()
         assert request is not None
-        feed.sender = pump = asyncio.create_task(_pump(chunks, feed, send))
+        direct = Direct.of(server_send(scope))
+        feed.sender = pump = asyncio.create_task(_pump(chunks, feed, send, direct))
         pump.add_done_callback(self._stopped)
         try:
             while (await receive())["type"] != "http.disconnect":  # the client gone, or the pump's last send made
@@ -96,12 +99,14 @@ class FeedResponse:
             self.on_close(self.feed)
 
 
-async def _pump(chunks: AsyncIterator[bytes], feed: Feed, send: Send) -> None:
-    """The feed's sends, in a task of its own: waking it for each delivery resumes two frames, not the request's
-    whole stack of middleware and routing (a fifth of the Python time per delivery). Every send is noted, the first
-    and the last too, so that the hub's sweep sees a response stuck on any of them (the feed leaves the hub only
-    once the response is over)."""
+async def _pump(chunks: AsyncIterator[bytes], feed: Feed, send: Send, direct: Direct | None) -> None:
+    """The feed's sends, in a task of its own: the head, the history, then whatever the feed queues. Once the head is
+    out, the hub writes a live frame straight to the connection while this task waits with nothing queued (`direct`,
+    when the server allows: services/stream/direct.py); this task sends what queued while it could not. Every send
+    is noted, the first and the last too, so that the hub's sweep sees a response stuck on any of them (the feed
+    leaves the hub only once the response is over)."""
     await _noted(send, feed, _start())
+    feed.direct = direct
     async for chunk in chunks:  # the same as _noted, inline: this runs once per delivery
         feed.sending_since = time.monotonic()
         await send({"type": "http.response.body", "body": chunk, "more_body": True})

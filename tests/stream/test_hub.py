@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import struct
-from dataclasses import replace
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import pytest
 
+from services.stream.direct import Direct
 from services.stream.frames import EXPIRED, PING, follows_frame, read_frame
 from services.stream.hub import OVERFLOW, STALLED, Feed, Hub
 from shared.auth import Caller
 from shared.errors import ApiError
+from tests.support.waiting import wait_until
 
 ALICE = Caller("u1", "alice", "s1")
 BOB = Caller("u2", "bob", "s2")
@@ -197,3 +201,103 @@ async def test_a_dropped_feed_resets_its_connection_instead_of_waiting_for_the_c
     feed.sending_since = 10.0
     hub.drop_stalled(before=20.0)
     assert connection.aborted and connection.linger == struct.pack("ii", 1, 0) and feed.too_slow
+
+
+@dataclass
+class Wire:
+    """A connection's transport as direct.py uses it: what was written, and what the client has not yet taken."""
+
+    written: list[bytes] = field(default_factory=list)
+    buffered: int = 0
+    closing: bool = False
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+
+@dataclass
+class Cycle:
+    """What direct.py reads of uvicorn's request cycle (tests/stream/test_direct.py checks uvicorn still has it)."""
+
+    transport: Wire = field(default_factory=Wire)
+    flow: SimpleNamespace = field(default_factory=lambda: SimpleNamespace(write_paused=False))
+    chunked_encoding: bool | None = True
+    response_complete: bool = False
+    disconnected: bool = False
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+async def sending(feed: Feed, history: AsyncIterator[bytes] | None = None) -> tuple[list[bytes], asyncio.Task[None]]:
+    """The feed's sender, as the response runs it: what it sent, and its task."""
+    sent: list[bytes] = []
+
+    async def send_all() -> None:
+        async for data in feed.frames(history):
+            sent.append(data)
+
+    return sent, asyncio.create_task(send_all())
+
+
+async def test_a_frame_for_a_waiting_sender_goes_straight_to_its_connection_as_a_chunk() -> None:
+    feed, cycle = Feed(ALICE, None), Cycle()
+    feed.direct = Direct(cycle)
+    sent, sender = await sending(feed)
+    await wait_until(lambda: feed._wake is not None)
+    feed.offer(frame(1))
+    feed.offer(frame(2))
+    assert cycle.transport.written == [chunk(frame(1)), chunk(frame(2))] and not feed._frames
+    feed.end()
+    await sender
+    assert sent == []
+
+
+async def test_no_live_frame_overtakes_the_history() -> None:
+    feed, cycle, more = Feed(ALICE, None), Cycle(), asyncio.Event()
+    feed.direct = Direct(cycle)
+
+    async def history() -> AsyncIterator[bytes]:
+        yield frame(1)
+        await more.wait()  # the database's next page
+        yield frame(2)
+
+    sent, sender = await sending(feed, history())
+    await wait_until(lambda: sent == [frame(1)])
+    feed.offer(frame(3))
+    more.set()
+    await wait_until(lambda: feed._wake is not None)
+    feed.offer(frame(4))
+    feed.end()
+    await sender
+    assert sent == [frame(1), frame(2), frame(3)] and cycle.transport.written == [chunk(frame(4))]
+
+
+@pytest.mark.parametrize(
+    "busy",
+    [
+        Cycle(Wire(buffered=1)),  # the client has not taken all that was written
+        Cycle(flow=SimpleNamespace(write_paused=True)),
+        Cycle(Wire(closing=True)),
+        Cycle(disconnected=True),
+        Cycle(response_complete=True),
+        Cycle(chunked_encoding=None),  # the head has not gone out
+    ],
+    ids=["buffered", "paused", "closing", "disconnected", "complete", "not chunked"],
+)
+async def test_a_connection_that_cannot_take_a_frame_at_once_leaves_it_to_the_sender(busy: Cycle) -> None:
+    feed = Feed(ALICE, None)
+    feed.direct = Direct(busy)
+    sent, sender = await sending(feed)
+    await wait_until(lambda: feed._wake is not None)
+    feed.offer(frame(1))
+    feed.end()
+    await sender
+    assert sent == [frame(1)] and busy.transport.written == []

@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import uvicorn
@@ -20,15 +21,16 @@ from shared.settings import Settings
 class LiveServer:
     """A real uvicorn serving a real socket, in a thread of the test process so that it starts in milliseconds."""
 
-    def __init__(self, app: ASGIApp, graceful: float = 3.0, port: int = 0) -> None:
-        """`port`: a given one, to come back where a stopped server was (its browsers reconnect there)."""
+    def __init__(self, app: ASGIApp, graceful: float = 3.0, port: int = 0, **options: Any) -> None:
+        """`port`: a given one, to come back where a stopped server was (its browsers reconnect there). `options`:
+        more of uvicorn's, such as another `http` protocol than the one services run on."""
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", port))
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
-            app, log_config=None, lifespan="on", timeout_graceful_shutdown=graceful, proxy_headers=False
+            app, log_config=None, lifespan="on", timeout_graceful_shutdown=graceful, proxy_headers=False, **options
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
