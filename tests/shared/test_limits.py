@@ -85,3 +85,67 @@ async def test_callers_refused_when_a_batch_outgrows_the_bucket_hear_the_real_wa
     results = await asyncio.gather(limit("author"), limit("author"), return_exceptions=True)
     (refused,) = [result for result in results if isinstance(result, ApiError)]
     assert int(refused.headers["retry-after"]) > 600
+
+
+class Counted(Buckets):
+    """The real buckets, counting the round trips that take tokens."""
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(db)
+        self.takes = 0
+
+    async def take(self, key: str, rate: Rate, count: int = 1) -> float:
+        self.takes += 1
+        return await super().take(key, rate, count)
+
+
+async def tokens_left(db: Database, rate: Rate) -> float:
+    bucket = await db.buckets.find_one({"_id": "publish:author"})
+    return rate.count - (bucket["full_at"] - time.time()) / rate.interval
+
+
+async def test_a_key_called_in_a_loop_takes_tokens_ahead_and_spends_them_without_a_round_trip(db: Database) -> None:
+    """1 ahead, then 2, 4, 8: twenty calls one after another cost five round trips, not twenty."""
+    buckets, roomy = Counted(db), Rate(800, 3600.0)
+    limit = Limit(buckets, "publish", roomy, "Too fast.")
+    for _ in range(20):
+        await limit("author")
+    assert buckets.takes == 5 and round(await tokens_left(db, roomy)) == 780  # the last 8 ahead were all spent
+
+
+async def test_an_occasional_caller_takes_nothing_ahead(db: Database) -> None:
+    buckets, roomy = Counted(db), Rate(800, 3600.0)
+    limit = Limit(buckets, "publish", roomy, "Too fast.", lease=0.05)
+    for _ in range(3):
+        await limit("author")
+        await asyncio.sleep(0.1)  # a caller slower than the lease: this is what is measured, not a wait for a result
+    assert buckets.takes == 3 and round(await tokens_left(db, roomy)) == 797
+
+
+async def test_tokens_taken_ahead_lapse_with_their_lease(db: Database) -> None:
+    buckets, roomy = Counted(db), Rate(800, 3600.0)
+    limit = Limit(buckets, "publish", roomy, "Too fast.", lease=0.05)
+    await limit("author")
+    await limit("author")  # takes one ahead
+    await asyncio.sleep(0.1)
+    await limit("author")
+    assert buckets.takes == 3
+
+
+async def test_two_processes_leasing_from_one_bucket_never_exceed_it(db: Database) -> None:
+    """Each process leases up to an eighth of the bucket: together they are granted at most what it holds."""
+    rate = Rate(40, 3600.0)
+    one, two = (Limit(Buckets(db), "publish", rate, "Too fast.") for _ in range(2))
+    results = []
+    for _ in range(30):
+        results += await asyncio.gather(one("author"), two("author"), return_exceptions=True)
+    assert 40 - 2 * (40 // 8) <= results.count(None) <= 40
+    assert all(isinstance(result, ApiError) and result.status == 429 for result in results if result is not None)
+
+
+async def test_a_small_bucket_is_never_leased_from(db: Database) -> None:
+    """Below eight tokens nothing is taken ahead: every call is one round trip, as before leases."""
+    buckets = Counted(db)
+    limit = Limit(buckets, "publish", Rate(7, 3600.0), "Too fast.")
+    results = [await asyncio.gather(limit("author"), return_exceptions=True) for _ in range(8)]
+    assert buckets.takes >= 8 and [result == [None] for result in results] == [True] * 7 + [False]
