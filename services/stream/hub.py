@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
+import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
@@ -21,6 +23,7 @@ log = logging.getLogger("gossip.stream.hub")
 MAX_FRAMES = 1000
 MAX_BYTES = 1 << 20
 MAX_BATCH = 64
+BACK_TO_BACK = 0.001  # seconds between fan-outs under which the stream is behind (see Hub.publish)
 # Why a feed was ended for its client: its queue overflowed, or a send to it hung for the send timeout.
 OVERFLOW, STALLED = "overflow", "stalled"
 FULL_RETRY = 30  # seconds a refused feed is told to wait: feeds close when their pages do
@@ -71,11 +74,12 @@ class Feed:
         self._bytes, self._max_frames, self._max_bytes = 0, max_frames, max_bytes
         self._wake: asyncio.Future[None] | None = None  # set while the connection waits for a frame
 
-    def offer(self, frame: bytes) -> None:
-        """Never awaits: one stalled browser must not hold up the fan-out, nor grow without limit."""
+    def offer(self, frame: bytes, direct: bool = True) -> None:
+        """Never awaits: one stalled browser must not hold up the fan-out, nor grow without limit. `direct`: the
+        frame may be written at once, past the sender (direct.py), if the feed is idle."""
         if self.ended:
             return
-        if self.direct is not None and self._idle() and self.direct.write(frame):
+        if direct and self.direct is not None and self._idle() and self.direct.write(frame):
             return
         if len(self._frames) >= self._max_frames or self._bytes + len(frame) > self._max_bytes:
             self.too_slow = OVERFLOW
@@ -173,8 +177,8 @@ class Hub:
     It holds at most `max_feeds` feeds (a socket each, so sized to the open-file limit) and `feeds_per_user` of one
     user: past either, a new feed is refused before its stream starts, 503 and 429."""
 
-    def __init__(self, max_feeds: int = 100_000, feeds_per_user: int = 50) -> None:
-        self.max_feeds, self.feeds_per_user = max_feeds, feeds_per_user
+    def __init__(self, max_feeds: int = 100_000, feeds_per_user: int = 50, back_to_back: float = BACK_TO_BACK) -> None:
+        self.max_feeds, self.feeds_per_user, self.back_to_back = max_feeds, feeds_per_user, back_to_back
         self._by_show: defaultdict[str, set[Feed]] = defaultdict(set)
         self._everything: set[Feed] = set()
         self._by_user: defaultdict[str, list[Feed]] = defaultdict(list)
@@ -184,6 +188,7 @@ class Hub:
         self._ends: dict[str, float] = {}  # per session with open feeds: when it expires (epoch seconds)
         self._numbers = itertools.count()
         self._open_count = 0
+        self._fanned_out = -math.inf  # when the last publish ended (time.monotonic())
 
     def open(
         self,
@@ -239,12 +244,18 @@ class Hub:
     def publish(self, show: str, frame: bytes, seq: int | None = None) -> int:
         """The same bytes go to every feed that carries `show`; returns how many feeds got them. An update (`seq`)
         skips a feed that resumed at or beyond it: a browser that comes back from another stream process, which was
-        ahead of this one, has it already. Anything else (an edit) reaches every such feed."""
-        count = 0
+        ahead of this one, has it already. Anything else (an edit) reaches every such feed.
+
+        A frame is written to an idle feed's connection at once (direct.py), one write a feed, unless this fan-out
+        follows the last one back to back: the changes are coming faster than the feeds are written to, so frames
+        queue and each feed's sender writes all it has at once, and a burst costs a write per feed per batch of
+        updates, not per update."""
+        count, direct = 0, time.monotonic() - self._fanned_out > self.back_to_back
         for feed in itertools.chain(self._by_show.get(show, ()), self._everything):
             if seq is None or seq > feed.resumed:
-                feed.offer(frame)
+                feed.offer(frame, direct)
                 count += 1
+        self._fanned_out = time.monotonic()
         return count
 
     def broadcast(self, frame: bytes) -> int:

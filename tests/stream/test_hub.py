@@ -301,3 +301,17 @@ async def test_a_connection_that_cannot_take_a_frame_at_once_leaves_it_to_the_se
     feed.end()
     await sender
     assert sent == [frame(1)] and busy.transport.written == []
+
+
+async def test_fan_outs_back_to_back_queue_their_frames_for_the_sender_to_write_together() -> None:
+    """Changes coming faster than the feeds are written to: one write a feed per batch of updates, not per update."""
+    hub, cycle = Hub(back_to_back=3600.0), Cycle()  # every fan-out but the first follows the last one back to back
+    feed = hub.open(ALICE, ["flash"])
+    feed.direct = Direct(cycle)
+    sent, sender = await sending(feed)
+    await wait_until(lambda: feed._wake is not None)
+    for seq in (1, 2, 3):
+        hub.publish("flash", frame(seq), seq)
+    feed.end()
+    await sender
+    assert cycle.transport.written == [chunk(frame(1))] and sent == [frame(2) + frame(3)]
