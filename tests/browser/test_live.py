@@ -15,7 +15,7 @@ from shared.db import Database, next_seq, utcnow
 from shared.settings import Settings
 from tests.support.accounts import registered
 from tests.support.browsers import log_in, signed_in, tabs
-from tests.support.servers import gauge, serving
+from tests.support.servers import gauge, gossip_server, serving
 from tests.support.sse import events
 from tests.support.updates import publish, stored_update
 from tests.support.waiting import wait_until
@@ -246,3 +246,27 @@ async def test_logging_in_again_brings_the_open_pages_back(
     await expect(old.locator("#status-login")).to_be_hidden()
     await wait_until(lambda: gauge(server, FEEDS) == before + 1)  # still one stream for the browser
     await context.close()
+
+
+async def test_a_page_whose_browser_signed_in_as_someone_else_is_signed_out_when_its_stream_returns(
+    browser: Browser, settings: Settings
+) -> None:
+    """Remy's page stays open while the browser logs in as Sara in another tab. When the server comes back from a
+    restart, the page's stream reconnects with Sara's cookie: it must say "signed out", not go live with her feed."""
+    live = gossip_server(settings)
+    context = await signed_in(browser, live.url, "remy")
+    (old,) = await tabs(context, "/shows")
+    async with registered(live.url, "sara"):
+        pass
+    other = await context.new_page()
+    await log_in(other, "sara", then="/notifications")
+    await expect(other.locator(".who")).to_have_text("sara")
+    live.stop()
+    await expect(old.locator("#status")).to_have_text("reconnecting…")
+    live = gossip_server(settings, live.port)
+    try:
+        await expect(other.locator("#status")).to_have_text("live", timeout=10_000)
+        await signed_out([old], timeout=10_000)
+    finally:
+        await context.close()
+        live.stop()

@@ -7,12 +7,10 @@ import logging
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, expect
 
-from services.all import app as gossip
-from shared.app import create_app
 from shared.db import Database
 from shared.settings import Settings
 from tests.support.accounts import PASSWORD, registered
-from tests.support.servers import LiveServer
+from tests.support.servers import gossip_server
 from tests.support.updates import publish as publish_api  # this module's `publish` uses the page
 
 XSS = "<img src=x onerror=alert(1)>"
@@ -106,14 +104,10 @@ async def test_offline_user_sees_what_was_missed_with_an_unread_count(browser: B
     await context.close()
 
 
-def serving(settings: Settings, port: int = 0) -> LiveServer:
-    return LiveServer(create_app("gossip", gossip.routes, settings, gossip.extensions), port=port).start()
-
-
 async def test_an_edit_or_a_retraction_made_in_the_database_changes_an_open_page(
     browser: Browser, settings: Settings, db: Database
 ) -> None:
-    live = serving(settings)
+    live = gossip_server(settings)
     context, page = await signed_up(browser, live.url, "eda")
     await page.request.put("/api/me/follows/flash")
     async with registered(live.url, "pat") as pat:
@@ -133,7 +127,7 @@ async def test_an_edit_or_a_retraction_made_in_the_database_changes_an_open_page
     await expect(page.locator("#status")).to_have_text("reconnecting…")
     await db.updates.update_one({"seq": edited["seq"]}, {"$set": {"text": "edited while away"}})
     await db.updates.delete_one({"seq": away["seq"]})
-    live = serving(settings, live.port)
+    live = gossip_server(settings, live.port)
     try:
         await expect(page.locator("#status")).to_have_text("live", timeout=10_000)
         await expect(item.locator(".text")).to_have_text("edited while away")  # read back from history

@@ -13,7 +13,7 @@ import httpx
 import uvicorn
 from starlette.types import ASGIApp
 
-from services.all import app as gossip
+from services.all import app as gossip_app
 from shared.app import create_app
 from shared.settings import Settings
 
@@ -52,10 +52,15 @@ class LiveServer:
             raise RuntimeError(f"uvicorn did not shut down within {timeout} s")
 
 
+def gossip_server(settings: Settings, port: int = 0) -> LiveServer:
+    """All three services' routes on one live uvicorn, as `make run` serves them, started; `port` as LiveServer's."""
+    return LiveServer(create_app("gossip", gossip_app.routes, settings, gossip_app.extensions), port=port).start()
+
+
 @contextlib.contextmanager
 def serving(settings: Settings) -> Iterator[str]:
-    """All three services' routes on one live uvicorn, as `make run` serves them; yields its URL."""
-    live = LiveServer(create_app("gossip", gossip.routes, settings, gossip.extensions)).start()
+    """gossip_server(), stopped after: yields its URL."""
+    live = gossip_server(settings)
     try:
         yield live.url
     finally:
