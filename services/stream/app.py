@@ -39,12 +39,11 @@ class Stream(Core, Feeds):
 StreamRequest = Request[Stream]
 
 
-def _resume_point(request: StreamRequest) -> int | None:
-    """Last-Event-ID (a browser reconnecting) wins over ?after= (a page starting from what it showed); both must be
-    numbers when given."""
+def _resume_points(request: StreamRequest) -> tuple[int | None, int | None]:
+    """Last-Event-ID (a browser reconnecting) and ?after= (a page starting from what it showed); both must be
+    numbers when given, and the first wins."""
     resumed = whole_number("Last-Event-ID", request.headers.get("last-event-id"))
-    after = whole_number("after", request.query_params.get("after"))
-    return resumed if resumed is not None else after
+    return resumed, whole_number("after", request.query_params.get("after"))
 
 
 async def _history(replay: Replay, feed: Feed, after: int | None, ceiling: int) -> AsyncIterator[bytes]:
@@ -72,20 +71,23 @@ def _closed(hub: Hub, feed: Feed) -> None:
 
 def _same_user(request: StreamRequest, username: str) -> None:
     """A page names the user it was made for: a browser signed in as someone else since must not stream that
-    person's events into it (with its own resume point), so it is answered as signed out."""
+    person's events into it (with its own resume point): 403, which the page takes as signed out."""
     meant = request.query_params.get("user")
     if meant is not None and meant != username:
-        detail = f"This page is for {meant}, and the browser is signed in as someone else now."
-        raise ApiError(401, detail=detail, fields={"user": "not the signed-in user"})
+        detail = "The page was made for another user than the one this browser is signed in as now."
+        raise ApiError(403, "other_user", detail, {"user": "not the signed-in user"})
 
 
-async def _issued(state: Stream, after: int | None) -> int | None:
-    """A resume point ahead of what this process has delivered is kept (the feed is not sent those updates twice:
-    Hub.publish), unless it is ahead of every seq ever issued: made up, or from a database since wiped, it would
-    hold back every live update until the seqs caught up with it."""
-    if after is None or after <= state["watcher"].delivered:
-        return after
-    return min(after, await last_seq(state["db"]))
+async def _settled(state: Stream, resumed: int | None) -> int:
+    """Up to which seq a reconnecting client has every update: the live ones up to it are not sent again
+    (Hub.publish), as a browser back from another stream process that was ahead of this one would get them twice.
+    Only a Last-Event-ID counts: a stream sent it, so every update below it was settled; a page's ?after= is the
+    newest update stored as it was made, and one below it may still commit. One ahead of every seq ever issued
+    (made up, or from a database since wiped) would hold back every live update until the seqs caught up: it is
+    cut to the last one issued."""
+    if resumed is None or resumed <= state["watcher"].delivered:
+        return resumed or 0
+    return min(resumed, await last_seq(state["db"]))
 
 
 async def _feed(request: StreamRequest, everything: bool) -> FeedResponse:
@@ -95,12 +97,14 @@ async def _feed(request: StreamRequest, everything: bool) -> FeedResponse:
     caller = await require_caller(request)
     _same_user(request, caller.username)
     state = request.state
-    after = await _issued(state, _resume_point(request))
+    resumed, after = _resume_points(request)
+    settled = await _settled(state, resumed)
+    after = settled if resumed is not None else after
     user = await state["users"](caller.user_id) or {}
     follows, last_read = user.get("follows", []), user.get("last_read_seq", 0)
     hub = state["hub"]
     shows, transport = None if everything else follows, transport_of(request.scope)
-    feed = hub.open(caller, shows, follows, last_read, transport, resumed=after or 0)
+    feed = hub.open(caller, shows, follows, last_read, transport, resumed=settled)
     ceiling = state["watcher"].delivered  # read in the same tick as open: every live frame is above it
     CONNECTIONS.inc()
     return FeedResponse(feed, _history(state["replay"], feed, after, ceiling), functools.partial(_closed, hub))

@@ -14,7 +14,7 @@ RESUME = [
     {"name": "after", "in": "query", "required": False, "schema": SEQ, "example": 0,
      "description": "The same, for a page that starts from the last update it showed; 0 replays the history."},
     {"name": "user", "in": "query", "required": False, "schema": {"type": "string"}, "example": "alice",
-     "description": "The user the page was made for: 401 if the session is someone else's (the browser signed in "
+     "description": "The user the page was made for: 403 if the session is someone else's (the browser signed in "
                     "as another user since)."},
 ]  # fmt: skip
 
@@ -32,10 +32,11 @@ def _feed(summary: str) -> dict[str, object]:
     }  # fmt: skip
     refused = refusals(
         401,
+        403,
         422,
         429,
         503,
-        _401="No valid session, or one of another user than the page named in `user`.",
+        _403="The session is another user's than the one named in `user` (`other_user`).",
         _429="The user has as many live feeds as one may hold on this process.",
         _503="This process holds as many feeds as it can; another may not.",
     )

@@ -41,7 +41,7 @@ async def test_events_need_a_session(client: httpx.AsyncClient) -> None:
 
 async def test_a_feed_for_a_page_of_another_user_is_refused_as_signed_out(alice: httpx.AsyncClient) -> None:
     for path in ("/events?user=bob", "/events/all?after=0&user=bob"):
-        assert json_error(await alice.get(path)) == (401, "unauthorized", {"user": "not the signed-in user"})
+        assert json_error(await alice.get(path)) == (403, "other_user", {"user": "not the signed-in user"})
     async with alice.stream("GET", "/events?user=alice") as response:
         assert response.status_code == 200
 
@@ -164,6 +164,18 @@ async def test_late_commit_is_delivered_in_seq_order(alice: httpx.AsyncClient, d
         await insert_update(db, second)
         await insert_update(db, first)
         assert [u["seq"] for u in await feed.updates(2)] == [first, second]
+
+
+async def test_an_update_that_commits_below_a_pages_after_still_reaches_its_feed(
+    alice: httpx.AsyncClient, db: Database
+) -> None:
+    """A page's ?after= is the newest update stored when it was made: one below it may still be committing."""
+    await alice.put("/api/me/follows/flash")
+    late, stored = await next_seq(db), await next_seq(db)
+    await insert_update(db, stored)
+    async with events(alice, f"/events?after={stored}") as feed:
+        await insert_update(db, late)
+        assert [u["seq"] for u in await feed.updates(1)] == [late]
 
 
 async def test_a_hole_is_skipped_after_the_wait(alice: httpx.AsyncClient, db: Database) -> None:

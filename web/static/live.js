@@ -49,7 +49,7 @@ export function connect(options) {
     return [...tabs.values()].some((other) => other.need === "all") ? "all" : "followed";
   }
 
-  // The user is named, so that a browser signed in as someone else since is refused (401), not sent their events.
+  // The user is named, so that a browser signed in as someone else since is refused (403), not sent their events.
   function url() {
     const path = carrying === "all" ? "/events/all" : "/events";
     return path + "?after=" + position + "&user=" + encodeURIComponent(options.user);
@@ -89,7 +89,7 @@ export function connect(options) {
     const asked = new AbortController();
     const response = await fetch(url(), { signal: asked.signal, credentials: "same-origin" }).catch(() => null);
     if (response && response.ok) asked.abort();  // it would have worked: no need to read the stream
-    if (response && response.status === 401) return stop();
+    if (response && (response.status === 401 || response.status === 403)) return stop();  // 403: another user's
     if (response && (response.status === 429 || response.status === 503)) {
       const error = await response.json().catch(() => ({}));
       setStatus("refused", error.detail || "The server is busy.", false);
