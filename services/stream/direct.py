@@ -55,7 +55,7 @@ class Direct:
         cycle, transport = self._cycle, self._transport
         if cycle.chunked_encoding is not True or cycle.response_complete or cycle.disconnected:
             return False
-        if self._flow.write_paused or transport.get_write_buffer_size() or transport.is_closing():
+        if transport.is_closing() or self._flow.write_paused or transport.get_write_buffer_size():
             return False
         transport.write(b"%x\r\n%b\r\n" % (len(frame), frame))
         return True

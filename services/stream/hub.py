@@ -79,7 +79,7 @@ class Feed:
         frame may be written at once, past the sender (direct.py), if the feed is idle."""
         if self.ended:
             return
-        if direct and self.direct is not None and self._idle() and self.direct.write(frame):
+        if direct and self.direct is not None and self._idle() and self._written(frame):
             return
         if len(self._frames) >= self._max_frames or self._bytes + len(frame) > self._max_bytes:
             self.too_slow = OVERFLOW
@@ -105,6 +105,17 @@ class Feed:
             reset(self.transport)
         elif self.sender is not None:
             self.sender.cancel()
+
+    def _written(self, frame: bytes) -> bool:
+        """A direct write that fails (uvicorn changed in a way the checks at the start did not see) must not cost the
+        other feeds of this fan-out, nor this one its frame: the feed goes back to its sender for good."""
+        assert self.direct is not None
+        try:
+            return self.direct.write(frame)
+        except Exception:
+            log.exception("writing a frame straight to its connection failed; the feed's sender takes over")
+            self.direct = None
+            return False
 
     def _idle(self) -> bool:
         """The sender waits for a frame: it has sent the history and everything queued, and is in no send. Only then

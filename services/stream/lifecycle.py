@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import TypedDict
@@ -19,6 +20,8 @@ from shared.settings import Settings
 from shared.state import Core
 
 HEARTBEAT_SHARES = 10  # the feeds are pinged a tenth at a time
+
+log = logging.getLogger("gossip.stream.lifecycle")
 
 
 class Feeds(TypedDict):
@@ -61,6 +64,9 @@ async def _heartbeat(hub: Hub, settings: Settings) -> None:
     whose session has run out: no change event says so when time alone ends it."""
     for share in itertools.cycle(range(HEARTBEAT_SHARES)):
         await asyncio.sleep(settings.ping_interval / HEARTBEAT_SHARES)
-        hub.heartbeat(share, HEARTBEAT_SHARES)
-        hub.drop_stalled(time.monotonic() - settings.send_timeout)
-        hub.expire(time.time())
+        try:
+            hub.heartbeat(share, HEARTBEAT_SHARES)
+            hub.drop_stalled(time.monotonic() - settings.send_timeout)
+            hub.expire(time.time())
+        except Exception:  # a bug in one tick must not end pings, drops and expiry for the life of the process
+            log.exception("a heartbeat tick failed; the next one runs as usual")

@@ -315,3 +315,20 @@ async def test_fan_outs_back_to_back_queue_their_frames_for_the_sender_to_write_
     feed.end()
     await sender
     assert cycle.transport.written == [chunk(frame(1))] and sent == [frame(2) + frame(3)]
+
+
+class BrokenWire(Wire):
+    def write(self, data: bytes) -> None:
+        raise AttributeError("a uvicorn that changed underneath")
+
+
+async def test_a_direct_write_that_fails_leaves_the_frame_and_the_rest_to_the_sender() -> None:
+    feed, cycle = Feed(ALICE, None), Cycle(BrokenWire())
+    feed.direct = Direct(cycle)
+    sent, sender = await sending(feed)
+    await wait_until(lambda: feed._wake is not None)
+    feed.offer(frame(1))
+    assert feed.direct is None
+    feed.end()
+    await sender
+    assert sent == [frame(1)]
