@@ -10,6 +10,7 @@ holds. A bucket whose `full_at` has passed is full, the same as no bucket at all
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from collections import Counter
@@ -18,6 +19,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from pymongo import UpdateOne
+from pymongo.errors import PyMongoError
 
 from shared.batching import Batcher
 from shared.db import Database
@@ -97,10 +99,11 @@ async def swept(buckets: Buckets, every: float = SWEEP_EVERY) -> AsyncIterator[N
         task.cancel()
 
 
-LEASE = 1.0  # seconds a process may spend the tokens it took ahead of need; then the rest lapse
+LEASE = 1.0  # seconds a process may spend the tokens it took ahead of need; then the rest go back to the bucket
 LEASE_SHARE = 8  # tokens taken ahead are at most this fraction of the bucket: a small one is never leased from
 MAX_AHEAD = 64
-LEASES = 1024  # leases kept before the lapsed ones are let go
+
+log = logging.getLogger("gossip.limits")
 
 
 @dataclass(slots=True)
@@ -123,13 +126,15 @@ class Limit:
     A key called again within a second of its last round trip takes tokens ahead of need (a lease): 1, 2, 4, ... up
     to an eighth of the bucket, spent by this process's next calls without a round trip, so that a script publishing
     in a loop pays one per block, not one per publish. They are taken from the shared bucket like any other, so the
-    limit across processes is never exceeded; what is not spent within the lease lapses, which costs the key at
-    most an eighth of its bucket, back within an eighth of the window. An occasional caller never leases."""
+    limit across processes is never exceeded; what is not spent within the lease is given back, so that neither
+    another process nor this key later is refused for tokens that no one spends. An occasional caller never
+    leases."""
 
     def __init__(self, buckets: Buckets, name: str, rate: Rate, detail: str, lease: float = LEASE) -> None:
         self.buckets, self.name, self.rate, self.detail, self.lease = buckets, name, rate, detail, lease
         self.most_ahead = min(MAX_AHEAD, rate.count // LEASE_SHARE)
         self._leases: dict[str, Lease] = {}
+        self._returning: set[asyncio.Task[None]] = set()  # give-backs under way: the loop keeps weak references
         self._batch: Batcher[str, None] = Batcher(self._take_all)
 
     async def __call__(self, key: str) -> None:
@@ -141,14 +146,12 @@ class Limit:
 
     async def _take_all(self, keys: list[str]) -> list[Exception | None]:
         counts, now = Counter(keys), time.monotonic()
-        if len(self._leases) > LEASES:
-            self._leases = {key: lease for key, lease in self._leases.items() if lease.until > now}
         wanted = {key: (count, self._ahead(key, now)) for key, count in counts.items()}
         taken = await asyncio.gather(*(self._take(key, count, ahead) for key, (count, ahead) in wanted.items()))
         grants = dict(zip(wanted, taken, strict=True))
         for key, (count, ahead) in wanted.items():  # what was taken beyond need is leased
             got = ahead if grants[key][0] == count + ahead else -1  # -1: the bucket is running low
-            self._leases[key] = Lease(max(0, got) + self._left(key, now), time.monotonic() + self.lease, got)
+            self._lease(key, Lease(max(0, got) + self._left(key), time.monotonic() + self.lease, got))
         answers: list[Exception | None] = []
         for key in keys:  # the first callers of a key get its tokens
             granted, wait = grants[key]
@@ -163,9 +166,33 @@ class Limit:
             return 0
         return min(self.most_ahead, max(1, 2 * lease.ahead))
 
-    def _left(self, key: str, now: float) -> int:
+    def _left(self, key: str) -> int:
+        """What the key's lease still holds, carried on by the new one (the old one then has nothing to give back)."""
         lease = self._leases.get(key)
-        return lease.tokens if lease is not None and lease.until > now else 0
+        if lease is None or time.monotonic() >= lease.until:
+            return 0
+        carried, lease.tokens = lease.tokens, 0
+        return carried
+
+    def _lease(self, key: str, lease: Lease) -> None:
+        self._leases[key] = lease
+        asyncio.get_running_loop().call_later(self.lease, self._lapse, key, lease)
+
+    def _lapse(self, key: str, lease: Lease) -> None:
+        """At the end of its lease, what was not spent goes back to the bucket."""
+        if self._leases.get(key) is lease:
+            del self._leases[key]
+        unspent, lease.tokens = lease.tokens, 0
+        if unspent:
+            returning = asyncio.create_task(self._give_back(key, unspent))
+            self._returning.add(returning)
+            returning.add_done_callback(self._returning.discard)
+
+    async def _give_back(self, key: str, tokens: int) -> None:
+        try:
+            await self.buckets.give_back(f"{self.name}:{key}", self.rate, tokens)
+        except PyMongoError as error:  # the tokens refill with time anyway
+            log.warning("could not give back %d tokens of %s:%s: %s", tokens, self.name, key, error)
 
     async def _take(self, key: str, count: int, ahead: int) -> tuple[int, float]:
         """How many were granted (`count` and those `ahead`, or at most `count`), and the wait for the next."""
