@@ -13,11 +13,15 @@ FAILED = "Too many failed logins. Wait a moment and try again."
 REGISTERED = "Too many accounts were registered from your address. Try again later."
 
 
+NAME_KEPT = 64  # of a username in its bucket's key: longer than any account's, so long guesses share a bucket
+
+
 def _login(settings: Settings, username_key: str, address: str) -> list[tuple[str, Rate]]:
-    """Windows are short, so that an attacker cannot lock a real user out for long."""
+    """Windows are short, so that an attacker cannot lock a real user out for long. A login's username can be as
+    long as its body allows: cut, it cannot make bucket keys of kilobytes, and a cut one is no account's."""
     return [
         (f"login:addr:{address}", Rate(settings.login_failures_per_address, settings.login_window)),
-        (f"login:user:{username_key}", Rate(settings.login_failures_per_user, settings.login_window)),
+        (f"login:user:{username_key[:NAME_KEPT]}", Rate(settings.login_failures_per_user, settings.login_window)),
     ]
 
 

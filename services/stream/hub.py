@@ -68,7 +68,7 @@ class Feed:
         self.ended = False
         self.too_slow: str | None = None  # OVERFLOW or STALLED once the feed was ended for its client
         self.sending_since = 0.0  # when the send now under way began (time.monotonic()); 0.0 while none is
-        self.sender: asyncio.Task[Any] | None = None  # the task that sends this feed's chunks, once it has sent
+        self.sender: asyncio.Task[Any] | None = None  # the task that sends this feed's chunks, once it runs
         self.direct: Direct | None = None  # the way past the sender, once its response has started (direct.py)
         self._frames: list[bytes] = []  # not a deque: an empty deque costs 700 bytes, times every open feed
         self._bytes, self._max_frames, self._max_bytes = 0, max_frames, max_bytes
@@ -180,7 +180,8 @@ class Marks:
 
 
 class Hub:
-    """Fan-out in memory: delivering an update is one dictionary lookup and one queue put per follower.
+    """Fan-out in memory: delivering an update is one dictionary lookup and, per follower, one write to its
+    connection or one append to its queue (Feed.offer).
 
     What each open feed costs here is kept small, since thousands are open: a user's or a session's feeds are a
     list (most have one or two; a set of one costs 216 bytes), and feeds that follow the same shows share one set.

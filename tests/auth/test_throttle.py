@@ -9,6 +9,7 @@ import dataclasses
 import httpx
 import pytest
 
+from shared.db import Database
 from shared.settings import Settings
 from tests.support.accounts import PASSWORD, json_error, registered
 from tests.support.servers import gauge
@@ -43,6 +44,13 @@ async def test_failed_logins_are_throttled_per_account(alice: httpx.AsyncClient,
     throttled = await login(client, "alice", PASSWORD)
     assert json_error(throttled)[:2] == (429, "throttled")  # even the right password waits
     assert 1 <= int(throttled.headers["retry-after"]) <= 720  # a slot comes back every 3600 s / 5
+
+
+async def test_a_long_username_guessed_makes_no_long_bucket_key(client: httpx.AsyncClient, db: Database) -> None:
+    assert (await login(client, "x" * 10_000)).status_code == 401
+    assert [len(bucket["_id"]) async for bucket in db.buckets.find({"_id": {"$regex": "^login:user:"}})] == [
+        len("login:user:") + 64
+    ]
 
 
 async def test_failed_logins_are_throttled_per_address(server: str) -> None:
