@@ -46,8 +46,9 @@ class FeedResponse:
     go (or for the last send, which uvicorn reports the same way). A live frame usually skips even that task: the hub
     writes it to the connection itself (services/stream/direct.py). What the rest did is done once for every feed:
     the hub's heartbeat pings, and drops a feed whose send has hung (Hub.drop_stalled, which resets its connection,
-    or cancels the sending task where the server gave none); the lifecycle ends every feed when sse-starlette signals that the server is stopping (lifecycle.feeds).
-    HEAD is answered as sse-starlette answers it: the headers, no stream."""
+    or cancels the sending task where the server gave none); the lifecycle ends every feed when sse-starlette
+    signals that the server is stopping (lifecycle.feeds). HEAD is answered as sse-starlette answers it: the
+    headers, no stream."""
 
     __slots__ = ("feed", "history", "on_close", "request")
 
