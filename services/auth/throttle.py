@@ -6,11 +6,25 @@ wrong passwords sent at once reach the check five times, not forty. A good passw
 
 from __future__ import annotations
 
+import ipaddress
+
 from shared.limits import Buckets, Rate, refusal
 from shared.settings import Settings
 
 FAILED = "Too many failed logins. Wait a moment and try again."
 REGISTERED = "Too many accounts were registered from your address. Try again later."
+
+
+def client(address: str) -> str:
+    """Whom a per-address limit counts: an IPv4 address, or an IPv6 address's /64, since a host picks addresses
+    within its /64 at will (privacy addresses), and one counted per address could try again from a fresh one."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:  # no address known (a server that gave none): everyone shares that bucket
+        return address
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is None:
+        return str(ipaddress.ip_network((ip, 64), strict=False))
+    return str(ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else ip)
 
 
 NAME_KEPT = 64  # of a username in its bucket's key: longer than any account's, so long guesses share a bucket
@@ -20,7 +34,7 @@ def _login(settings: Settings, username_key: str, address: str) -> list[tuple[st
     """Windows are short, so that an attacker cannot lock a real user out for long. A login's username can be as
     long as its body allows: cut, it cannot make bucket keys of kilobytes, and a cut one is no account's."""
     return [
-        (f"login:addr:{address}", Rate(settings.login_failures_per_address, settings.login_window)),
+        (f"login:addr:{client(address)}", Rate(settings.login_failures_per_address, settings.login_window)),
         (f"login:user:{username_key[:NAME_KEPT]}", Rate(settings.login_failures_per_user, settings.login_window)),
     ]
 
@@ -41,5 +55,5 @@ async def logged_in(buckets: Buckets, settings: Settings, username_key: str, add
 
 async def take_registration_slot(buckets: Buckets, settings: Settings, address: str) -> None:
     rate = Rate(settings.registrations_per_address, settings.registration_window)
-    if wait := await buckets.take(f"register:addr:{address}", rate):
+    if wait := await buckets.take(f"register:addr:{client(address)}", rate):
         raise refusal(429, REGISTERED, wait)

@@ -9,6 +9,7 @@ import dataclasses
 import httpx
 import pytest
 
+from services.auth.throttle import client
 from shared.db import Database
 from shared.settings import Settings
 from tests.support.accounts import PASSWORD, json_error, registered
@@ -44,6 +45,20 @@ async def test_failed_logins_are_throttled_per_account(alice: httpx.AsyncClient,
     throttled = await login(client, "alice", PASSWORD)
     assert json_error(throttled)[:2] == (429, "throttled")  # even the right password waits
     assert 1 <= int(throttled.headers["retry-after"]) <= 720  # a slot comes back every 3600 s / 5
+
+
+@pytest.mark.parametrize(
+    ("address", "counted"),
+    [
+        ("127.0.0.9", "127.0.0.9"),
+        ("2001:db8:1:2:aaaa:bbbb:cccc:dddd", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2::1", "2001:db8:1:2::/64"),  # the same host, by another of its addresses
+        ("::ffff:10.0.0.1", "10.0.0.1"),
+        ("unknown", "unknown"),
+    ],
+)
+def test_a_limit_per_address_counts_an_ipv6_client_by_its_64(address: str, counted: str) -> None:
+    assert client(address) == counted
 
 
 async def test_a_long_username_guessed_makes_no_long_bucket_key(client: httpx.AsyncClient, db: Database) -> None:
