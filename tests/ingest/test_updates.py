@@ -174,3 +174,13 @@ async def test_only_the_author_may_change_an_update_and_a_rejected_one_is_no_upd
 async def test_the_largest_seq_is_an_update_like_any_other(updates: Updates) -> None:
     await updates.db.updates.insert_one({**stored_update(MAX_INT, author="alice"), "author_id": "u1"})
     assert (await updates.edit(ALICE, MAX_INT, "edited"))["text"] == "edited"
+
+
+async def test_ones_own_updates_are_listed_newest_first_without_others_or_rejected_ones(updates: Updates) -> None:
+    """What the publish page offers to edit or retract."""
+    first, second, third = [await updates.publish(ALICE, flash(f"mine {n}"), None) for n in range(3)]
+    await updates.publish(BOB, flash("bob's"), None)
+    await updates.db.updates.update_one({"seq": second["seq"]}, {"$set": {"rejected": "by hand"}})
+    await updates.db.updates.insert_one({"show": "flash", "text": "no seq yet", "author_id": "u1"})
+    assert [update["seq"] for update in await updates.mine(ALICE, 10)] == [third["seq"], first["seq"]]
+    assert [(update["seq"], update["text"]) for update in await updates.mine(ALICE, 1)] == [(third["seq"], "mine 2")]
