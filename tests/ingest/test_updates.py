@@ -93,8 +93,19 @@ async def test_every_problem_is_named_before_any_seq_is_taken(updates: Updates) 
     assert await updates.db.counters.count_documents({}) == 0
 
 
-async def test_a_key_of_the_longest_length_is_taken(updates: Updates) -> None:
+async def test_keys_of_the_shortest_and_longest_length_are_taken(updates: Updates) -> None:
     assert (await updates.publish(ALICE, flash("long key"), "k" * MAX_KEY))["seq"] == 1
+    assert (await updates.publish(ALICE, flash("short key"), "k"))["seq"] == 2
+
+
+async def test_a_key_whose_update_was_retracted_refuses_only_its_own_retries(updates: Updates) -> None:
+    retracted = await updates.publish(ALICE, flash("said too soon"), "spent")
+    await updates.retract(ALICE, retracted["seq"])
+    with pytest.raises(ApiError) as refused:
+        await updates.publish(ALICE, flash("said too soon"), "spent")
+    assert (refused.value.status, refused.value.error) == (409, "retracted")
+    assert (await updates.publish(ALICE, flash("said too soon"), "fresh"))["text"] == "said too soon"
+    assert (await updates.publish(BOB, flash("said too soon"), "spent"))["author"] == "bob"  # keys are per author
 
 
 async def test_a_retry_answers_the_first_update_and_takes_no_seq(updates: Updates) -> None:

@@ -166,6 +166,17 @@ async def test_late_commit_is_delivered_in_seq_order(alice: httpx.AsyncClient, d
         assert [u["seq"] for u in await feed.updates(2)] == [first, second]
 
 
+async def test_an_update_deleted_while_held_for_its_turn_never_goes_out(alice: httpx.AsyncClient, db: Database) -> None:
+    await alice.put("/api/me/follows/flash")
+    async with events(alice) as feed:
+        first, deleted = await next_seq(db), await next_seq(db)
+        await insert_update(db, deleted)  # held: `first` has not committed yet
+        await db.updates.delete_one({"seq": deleted})
+        await insert_update(db, first)
+        after = await publish(alice, "flash", "after both")
+        assert [u["seq"] for u in await feed.updates(2)] == [first, after["seq"]]
+
+
 async def test_an_update_that_commits_below_a_pages_after_still_reaches_its_feed(
     alice: httpx.AsyncClient, db: Database
 ) -> None:
