@@ -122,7 +122,8 @@ async def api_revoke_token(request: AuthRequest) -> Response:
 
 async def home(request: AuthRequest) -> Response:
     """The layout's `me` is all it reads; the API tokens section says what a token's name may be."""
-    return render(request, await optional_viewer(request), "home.html", {"token_rule": tokens.RULE})
+    page = {"token_rule": tokens.RULE, "token_max": tokens.NAME_MAX}
+    return render(request, await optional_viewer(request), "home.html", page)
 
 
 async def _authenticate(request: AuthRequest, fields: dict[str, str]) -> dict[str, Any]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import httpx
+from markupsafe import escape
 
+from services.auth import tokens
 from tests.support.accounts import PASSWORD, csrf_of
 
 
@@ -70,3 +72,8 @@ async def test_a_bad_follow_form_is_answered_on_the_page(alice: httpx.AsyncClien
         assert response.headers["content-type"].startswith("text/html") and message in response.text
         assert 'data-show="sherlock"' in response.text  # the list is still there to choose from
     assert (await alice.get("/api/me")).json()["follows"] == []
+
+
+async def test_the_home_page_says_what_a_token_name_may_be_as_the_api_checks_it(alice: httpx.AsyncClient) -> None:
+    page = (await alice.get("/")).text
+    assert f'maxlength="{tokens.NAME_MAX}"' in page and str(escape(tokens.RULE)) in page
