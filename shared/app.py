@@ -10,6 +10,7 @@ from typing import Any
 
 import pymongo
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pymongo import AsyncMongoClient
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -81,25 +82,32 @@ class Service(Starlette):
         await super().__call__(scope, receive, send)
 
 
+async def _core(settings: Settings | None) -> tuple[AsyncMongoClient[dict[str, Any]], Core]:
+    """What every service holds for its lifetime. Without given settings the app is its own process (`uvicorn
+    services.<name>.app:app`), which reads them from the environment and sets up its own logging."""
+    resolved = settings or Settings.from_env()
+    if settings is None:
+        configure(resolved.log_format)
+    if not resolved.mongo_url:
+        raise RuntimeError("MONGO_URL is not set: name a MongoDB, or use `make run` for the embedded one")
+    client = database.connect(resolved.mongo_url)
+    db = client[resolved.mongo_db]
+    await database.prepare(db)
+    core = Core(
+        settings=resolved, db=db, catalogue=Catalogue(db),
+        sessions=by_id(db.sessions), tokens=Recent(by_id(db.tokens), TOKEN_MAX_AGE),
+        users=by_id(db.users, USER_FIELDS),
+        passwords=Passwords(resolved.hash_concurrency, resolved.hash_wait), buckets=Buckets(db),
+    )  # fmt: skip
+    return client, core
+
+
 def create_app(
     name: str, routes: Sequence[BaseRoute], settings: Settings | None = None, extensions: Sequence[Extension] = ()
 ) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        resolved = settings or Settings.from_env()
-        if settings is None:  # its own process (`uvicorn services.<name>.app:app`): nobody else set up logging
-            configure(resolved.log_format)
-        if not resolved.mongo_url:
-            raise RuntimeError("MONGO_URL is not set: name a MongoDB, or use `make run` for the embedded one")
-        client = database.connect(resolved.mongo_url)
-        db = client[resolved.mongo_db]
-        await database.prepare(db)
-        base = Core(
-            settings=resolved, db=db, catalogue=Catalogue(db),
-            sessions=by_id(db.sessions), tokens=Recent(by_id(db.tokens), TOKEN_MAX_AGE),
-            users=by_id(db.users, USER_FIELDS),
-            passwords=Passwords(resolved.hash_concurrency, resolved.hash_wait), buckets=Buckets(db),
-        )  # fmt: skip
+        client, base = await _core(settings)
         try:
             async with contextlib.AsyncExitStack() as stack:
                 stack.callback(base["passwords"].close)
