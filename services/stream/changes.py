@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,7 @@ log = logging.getLogger("gossip.stream.changes")
 Change = dict[str, Any]
 RETRY_DELAY = 0.5  # between attempts to reopen a failed change stream
 STOP_CHECK, STOP_TRIES = 0.1, 30  # stop() cancels its tasks again every STOP_CHECK seconds, up to STOP_TRIES times
+BUSY = 1.0  # seconds after a change during which a stream polls at its shorter pause
 LOOKUP = {"full_document": "updateLookup"}  # the embedded server's update events say nothing of what changed
 
 
@@ -33,7 +35,9 @@ class ChangeFeed:
 
     `server_wait` is how long MongoDB may hold an empty getMore (maxAwaitTimeMS): it answers as soon as a change
     commits, so a change never waits for it, but `on_idle` runs only once it has answered. The embedded server
-    answers at once whatever it is told; there `pause` paces the polls instead."""
+    answers at once whatever it is told; there `pause` paces the polls instead: `pause` within `BUSY` seconds of
+    the last change, when the next is likely near and each millisecond of the pause is one a change may wait,
+    `idle_pause` after, when a poll (0.75 ms of CPU) mostly finds nothing."""
 
     collection: AsyncCollection[dict[str, Any]]
     pipeline: list[dict[str, Any]]
@@ -41,6 +45,7 @@ class ChangeFeed:
     on_change: Callable[[Change], Awaitable[None]]
     on_idle: Callable[[], Awaitable[None]] = _nothing
     pause: float = 0.1  # after an empty batch, the least time before the next getMore
+    idle_pause: float | None = None  # the same, once changes have stopped coming; None: `pause`
     server_wait: float = 1.0
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -77,15 +82,25 @@ async def _watch(feed: ChangeFeed, opened: asyncio.Event) -> None:
             ) as stream:
                 await feed.on_open()  # after the stream is open, so nothing falls between the two
                 opened.set()
+                changed_at = time.monotonic()
                 while True:
-                    change = await next_change(stream, feed.pause)
-                    await (skipping(name, feed.on_change, change) if change is not None else feed.on_idle())
+                    change = await next_change(stream, pause_after(feed, time.monotonic() - changed_at))
+                    if change is None:
+                        await feed.on_idle()
+                    else:
+                        changed_at = time.monotonic()
+                        await skipping(name, feed.on_change, change)
         except asyncio.CancelledError:
             raise
         except Exception:
             RESTARTS.labels(collection=name).inc()
             log.warning("change stream on %s failed; reopening", name, exc_info=True)
             await asyncio.sleep(RETRY_DELAY)
+
+
+def pause_after(feed: ChangeFeed, quiet: float) -> float:
+    """The pause before the next poll, `quiet` seconds after the last change."""
+    return feed.pause if quiet < BUSY or feed.idle_pause is None else feed.idle_pause
 
 
 async def skipping(name: str, handle: Callable[[Change], Awaitable[None]], change: Change) -> None:

@@ -76,7 +76,7 @@ class Watcher:
         self.reorder.delivered = await newest(self.db)
         updates = ChangeFeed(
             self.db.updates, [{"$match": {"operationType": {"$in": UPDATE_CHANGES}}}], self.catch_up, self._on_update,
-            self._on_idle, pause=0.01, server_wait=0.1, options=LOOKUP,  # a short pause: on_idle settles gaps on time
+            self._on_idle, pause=0.005, idle_pause=0.02, server_wait=0.1, options=LOOKUP,  # on_idle settles gaps
         )  # fmt: skip
         await self._streams.start([updates, *self.audience.feeds()])
 
