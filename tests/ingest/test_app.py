@@ -47,9 +47,11 @@ async def test_publish_with_a_cookie_answers_the_stored_update(alice: httpx.Asyn
     assert stored is not None and stored["author_id"] and "idempotency_key" not in stored
 
 
-async def test_publish_with_a_bearer_token(bearer: httpx.AsyncClient) -> None:
+async def test_publish_with_a_bearer_token(bearer: httpx.AsyncClient, alice: httpx.AsyncClient) -> None:
     first, second = await publish(bearer, "sherlock", "one"), await publish(bearer, "suits", "two")
     assert (first["author"], second["seq"]) == ("alice", first["seq"] + 1)
+    edited = await alice.patch(f"/api/updates/{first['seq']}", json={"text": "one, by the page"})
+    assert edited.status_code == 200, edited.text  # the token's update is its user's, whichever way they come
 
 
 async def test_text_is_stored_exactly_as_typed_html_included(alice: httpx.AsyncClient, db: Database) -> None:
