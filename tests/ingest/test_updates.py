@@ -116,6 +116,14 @@ async def test_a_retry_answers_the_first_update_and_takes_no_seq(updates: Update
     assert other["seq"] == 2
 
 
+async def test_a_retry_after_an_edit_answers_the_update_as_it_is_now(updates: Updates) -> None:
+    """The key stands for what was asked, not for what the update holds since."""
+    first = await updates.publish(ALICE, flash("as asked"), "edited-later")
+    await updates.edit(ALICE, first["seq"], "as edited")
+    retried = await updates.publish(ALICE, flash("as asked"), "edited-later")
+    assert (retried["seq"], retried["text"]) == (first["seq"], "as edited")
+
+
 async def test_a_used_key_with_another_update_is_422_naming_the_key(updates: Updates) -> None:
     await updates.publish(ALICE, flash("once"), "key")
     for fields in (flash("twice"), {"show": "suits", "text": "once"}):
