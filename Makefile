@@ -14,10 +14,11 @@ $(VENV)/installed: pyproject.toml
 run: $(VENV)/installed
 	$(PY) -m dev.run
 
-test: $(VENV)/installed
+# Every check, then every test: what the README tells a newcomer to run, and what .ci/run runs.
+test: check
 	$(PY) -m pytest
 
-# Lint, format, strict types and the import layering: what .ci/run and the pre-commit hook check before the tests.
+# Lint, format, strict types and the import layering, alone: what the pre-commit hook runs.
 check: $(VENV)/installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
