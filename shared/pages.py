@@ -121,10 +121,11 @@ async def on_login_required(request: AnyRequest, exc: Exception) -> Response:
 
 async def _error_page(request: AnyRequest, message: str, status_code: int) -> Response:
     """With the caller's own header, even where no page looked them up (an unknown path, a wrong method); with the
-    logged-out one if the database cannot say, since the page itself needs nothing from it."""
+    logged-out one if the database cannot say, or if the session is refused (a write from another site), since the
+    page itself needs nothing from it."""
     try:
         viewer = await optional_viewer(request)
-    except PyMongoError:
+    except (PyMongoError, ApiError):
         viewer = None
     return render(request, viewer, "error.html", {"message": message}, status_code=status_code)
 

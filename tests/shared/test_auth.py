@@ -207,6 +207,17 @@ async def test_a_change_with_the_session_from_another_site_is_403(
     assert await db.updates.count_documents({}) == 0
 
 
+@pytest.mark.parametrize(("path", "status"), [("/publish", 403), ("/shows", 403), ("/logout", 403), ("/nowhere", 404)])
+async def test_a_form_posted_from_another_site_gets_an_error_page(
+    alice: httpx.AsyncClient, db: Database, path: str, status: int
+) -> None:
+    """The error page shows the signed-out header: the session it would read is the one refused."""
+    headers = {"origin": "https://evil.example", "accept": "text/html"}
+    response = await alice.post(path, data={"show": "flash", "text": "forged"}, headers=headers)
+    assert response.status_code == status and response.headers["content-type"].startswith("text/html")
+    assert await db.updates.count_documents({}) == 0 and await db.sessions.count_documents({}) == 1
+
+
 async def test_the_same_site_a_safe_request_and_a_script_are_not_refused(alice: httpx.AsyncClient, server: str) -> None:
     own = {"origin": server, "sec-fetch-site": "same-origin"}
     assert (await alice.post("/api/updates", json={"show": "flash", "text": "mine"}, headers=own)).status_code == 201
