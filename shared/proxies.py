@@ -18,7 +18,7 @@ class TrustedProxies:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._believing: dict[tuple[str, ...], ProxyHeadersMiddleware] = {}
+        self._believing: ProxyHeadersMiddleware | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         settings: Settings | None = scope.get("state", {}).get("settings")
@@ -26,6 +26,6 @@ class TrustedProxies:
         if scope["type"] != "http" or not trusted:
             await self.app(scope, receive, send)
             return
-        if (believing := self._believing.get(trusted)) is None:
-            believing = self._believing[trusted] = ProxyHeadersMiddleware(self.app, list(trusted))  # type: ignore[arg-type]
-        await believing(scope, receive, send)  # type: ignore[arg-type]
+        if self._believing is None:
+            self._believing = ProxyHeadersMiddleware(self.app, list(trusted))  # type: ignore[arg-type]
+        await self._believing(scope, receive, send)  # type: ignore[arg-type]

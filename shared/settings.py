@@ -47,14 +47,16 @@ def _count(env: Mapping[str, str], name: str, default: int) -> int:
 
 def _addresses(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     """A comma-separated list of IP addresses and networks (`10.0.0.0/8`); each is checked, so a typo fails startup
-    instead of trusting nobody or everybody."""
-    found = tuple(part.strip() for part in env.get(name, "").split(",") if part.strip())
-    for address in found:
-        try:
-            ipaddress.ip_network(address, strict=False)
-        except ValueError:
-            raise ValueError(f"{name} must list IP addresses or networks, got {address!r}") from None
-    return found
+    instead of trusting nobody or everybody, and a network is given as its own address (`10.0.0.5/8` as
+    `10.0.0.0/8`): uvicorn takes one with host bits for a name that no client address matches."""
+    found = [part.strip() for part in env.get(name, "").split(",") if part.strip()]
+    try:
+        return tuple(
+            str(ipaddress.ip_network(part, strict=False) if "/" in part else ipaddress.ip_address(part))
+            for part in found
+        )
+    except ValueError:
+        raise ValueError(f"{name} must list IP addresses or networks, got {env[name]!r}") from None
 
 
 def open_file_budget() -> int:

@@ -43,7 +43,7 @@ def test_dev_secret_is_generated_once_and_private(tmp_path: Path) -> None:
 def test_every_limit_has_a_default_and_a_variable() -> None:
     settings = Settings.from_env({
         "SECRET_KEY": "s", "HASH_CONCURRENCY": "3", "PUBLISHES_PER_AUTHOR": "10", "PUBLISH_WINDOW": "5",
-        "MAX_FEEDS": "100", "TRUSTED_PROXIES": "172.30.80.0/24, 10.0.0.1", "DRAIN_TIMEOUT": "0.5",
+        "MAX_FEEDS": "100", "TRUSTED_PROXIES": "172.30.80.9/24, 10.0.0.1", "DRAIN_TIMEOUT": "0.5",
     })  # fmt: skip
     assert (settings.hash_concurrency, settings.publishes_per_author, settings.publish_window) == (3, 10, 5.0)
     assert (settings.max_feeds, settings.drain_timeout) == (100, 0.5)
