@@ -25,7 +25,10 @@ from shared.batching import Batcher
 from shared.db import Database
 from shared.errors import ApiError
 
+log = logging.getLogger("gossip.limits")
+
 SWEEP_EVERY = 60.0  # seconds between deletions of full buckets
+REFUSED_AT_LEAST = 0.001  # seconds: the least wait a refusal gives
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +71,8 @@ class Buckets:
         if result.matched_count + result.upserted_count == 2:
             return 0.0
         bucket = await self.collection.find_one({"_id": key})
-        return max(0.0, (bucket["full_at"] if bucket else now) - latest)
+        # Never 0.0, which means taken: the bucket may have been swept or given tokens back since the update.
+        return max(REFUSED_AT_LEAST, (bucket["full_at"] if bucket else now) - latest)
 
     async def give_back(self, key: str, rate: Rate, count: int = 1) -> None:
         """Returns tokens taken for something that did not happen (a login the server was too busy to check)."""
@@ -90,7 +94,10 @@ async def swept(buckets: Buckets, every: float = SWEEP_EVERY) -> AsyncIterator[N
     async def sweep() -> None:
         while True:
             await asyncio.sleep(every)
-            await buckets.sweep()
+            try:
+                await buckets.sweep()
+            except PyMongoError as error:  # the next sweep deletes what this one could not
+                log.warning("could not sweep the full buckets: %s", error)
 
     task = asyncio.create_task(sweep())
     try:
@@ -102,8 +109,6 @@ async def swept(buckets: Buckets, every: float = SWEEP_EVERY) -> AsyncIterator[N
 LEASE = 1.0  # seconds a process may spend the tokens it took ahead of need; then the rest go back to the bucket
 LEASE_SHARE = 8  # tokens taken ahead are at most this fraction of the bucket: a small one is never leased from
 MAX_AHEAD = 64
-
-log = logging.getLogger("gossip.limits")
 
 
 @dataclass(slots=True)
@@ -200,6 +205,8 @@ class Limit:
         for size in (count + ahead, count) if ahead else (count,):
             if (wait := await self.buckets.take(bucket, self.rate, size)) == 0.0:
                 return size, 0.0
+        if count == 1:
+            return 0, wait  # asking for one again would only be refused again
         granted = 0
         while granted < count and (wait := await self.buckets.take(bucket, self.rate)) == 0.0:
             granted += 1
