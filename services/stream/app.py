@@ -85,8 +85,10 @@ async def _settled(state: Stream, resumed: int | None) -> int:
     newest update stored as it was made, and one below it may still commit. One ahead of every seq ever issued
     (made up, or from a database since wiped) would hold back every live update until the seqs caught up: it is
     cut to the last one issued."""
-    if resumed is None or resumed <= state["watcher"].delivered:
-        return resumed or 0
+    if resumed is None:
+        return 0
+    if resumed <= state["watcher"].delivered:
+        return resumed
     return min(resumed, await last_seq(state["db"]))
 
 
@@ -99,7 +101,7 @@ async def _feed(request: StreamRequest, everything: bool) -> FeedResponse:
     state = request.state
     resumed, after = _resume_points(request)
     settled = await _settled(state, resumed)
-    after = settled if resumed is not None else after
+    after = resumed if resumed is not None else after
     user = await state["users"](caller.user_id) or {}
     follows, last_read = user.get("follows", []), user.get("last_read_seq", 0)
     hub = state["hub"]

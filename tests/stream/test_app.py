@@ -23,7 +23,7 @@ from shared.app import create_app
 from shared.db import Database, next_seq, utcnow
 from shared.settings import Settings
 from tests.support.accounts import PASSWORD, json_error, registered
-from tests.support.servers import LiveServer, serving
+from tests.support.servers import LiveServer, gauge, serving
 from tests.support.sse import events
 from tests.support.updates import publish, stored_update
 from tests.support.waiting import wait_until
@@ -287,6 +287,7 @@ async def test_a_user_has_at_most_feeds_per_user_open(settings: Settings) -> Non
             async with registered(server, "ben") as ben, events(ben):
                 pass
             await open_feeds.aclose()
+            await wait_until(lambda: gauge(server, "gossip_stream_connections") == 0)  # the server has seen them go
             async with events(ann):  # closed ones no longer count
                 pass
 
