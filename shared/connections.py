@@ -3,9 +3,9 @@
 A response that ends is followed by a graceful close, which waits until the client has read everything sent; a
 client that never reads again would hold the socket for ever. The stream service drops such feeds, and needs the
 connection's transport to abort it. uvicorn's `send` is a method of the request's cycle, which holds the transport;
-the app notes it here before any middleware wraps `send`, with that `send` itself (the server's own, which a feed's
-frames may take past the middleware: services/stream/direct.py). Under a server that keeps the transport elsewhere
-there is none, and a dropped feed falls back to cancelling its send.
+the app notes that `send` here before any middleware wraps it (the server's own, which a feed's frames may also
+take past the middleware: services/stream/direct.py). Under a server that keeps the transport elsewhere there is
+none, and a dropped feed falls back to cancelling its send.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from starlette.types import Scope, Send
 
-KEY, SEND = "gossip.transport", "gossip.send"
+SEND = "gossip.send"
 
 
 class Transport(Protocol):
@@ -31,21 +31,21 @@ class Transport(Protocol):
 
 
 def note_connection(scope: Scope, send: Send) -> None:
+    """One dictionary write per request; what it leads to is looked up only by the feeds that use it."""
     scope[SEND] = send
-    transport = getattr(getattr(send, "__self__", None), "transport", None)
-    if callable(getattr(transport, "abort", None)) and callable(getattr(transport, "get_write_buffer_size", None)):
-        scope[KEY] = transport
-
-
-def transport_of(scope: Scope) -> Transport | None:
-    transport: Transport | None = scope.get(KEY)
-    return transport
 
 
 def server_send(scope: Scope) -> Send | None:
     """The server's own `send`, as the app was given it: no middleware's wrapper around it."""
     send: Send | None = scope.get(SEND)
     return send
+
+
+def transport_of(scope: Scope) -> Transport | None:
+    transport = getattr(getattr(server_send(scope), "__self__", None), "transport", None)
+    if callable(getattr(transport, "abort", None)) and callable(getattr(transport, "get_write_buffer_size", None)):
+        return transport
+    return None
 
 
 def reset(transport: Transport) -> None:
