@@ -43,7 +43,7 @@ bench: $(VENV)/bench-installed
 
 # One person with a script against what `make run` serves: floods of logins, registrations, feeds, publishes,
 # stalled feeds and malformed requests, a line each with its target (bench/abuse.py).
-abuse: $(VENV)/installed
+abuse: $(VENV)/bench-installed
 	$(PY) -m bench abuse
 
 # The real topology in Docker: needs a .env with SECRET_KEY (see .env.example). `make up STREAMS=3` scales the feeds.
