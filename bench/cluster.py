@@ -9,7 +9,7 @@ import contextlib
 import secrets
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import psutil
 
@@ -19,11 +19,20 @@ from dev.processes import ServiceProcess
 from services.auth import tokens
 from services.auth.accounts import user_document
 from shared.auth import Caller, session_document
-from shared.db import Database, connect, prepare
+from shared.db import SHOWS, Database, connect, prepare, utcnow
 from shared.settings import Settings
+from shared.updates import digest, update_id
 
 STREAM_OPTIONS = ("--backlog", "4096")  # the kernel's somaxconn here: thousands of feeds reconnect at once
 UNLIMITED = {"PUBLISHES_PER_AUTHOR": str(10**9)}  # the load scenarios measure throughput, not the rate limit
+
+
+def stored_update(seq: int, show: str, text: str, author: str) -> dict[str, Any]:
+    """An update as ingest stores it, `_id` and `announced` included, for writing straight to the database: the
+    watcher then takes it for one of ingest's, not for another program's."""
+    created_at = utcnow()
+    return {"_id": update_id(seq, created_at), "seq": seq, "show": show, "title": SHOWS[show], "text": text,
+            "announced": digest(text), "author": author, "author_id": author, "created_at": created_at}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

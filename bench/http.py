@@ -68,20 +68,25 @@ async def exchange(port: int, raw: bytes, address: str = "127.0.0.1", timeout: f
 
 
 class Connection:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
+    """A keep-alive connection; each answer is waited for at most `timeout` seconds, so a hung server ends a load
+    loop with an error instead of holding it for ever."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, timeout: float = 60.0) -> None:
+        self.reader, self.writer, self.timeout = reader, writer, timeout
 
     @classmethod
     async def open(cls, port: int) -> Connection:
         return cls(*await asyncio.open_connection("127.0.0.1", port))
 
     async def get(self, path: str) -> Answer:
-        self.writer.write(request("GET", path))
-        return await read_answer(self.reader)
+        return await self._ask(request("GET", path))
 
     async def send(self, method: str, path: str, body: Any, headers: dict[str, str]) -> Answer:
-        self.writer.write(json_request(method, path, body, headers))
-        return await read_answer(self.reader)
+        return await self._ask(json_request(method, path, body, headers))
+
+    async def _ask(self, raw: bytes) -> Answer:
+        self.writer.write(raw)
+        return await asyncio.wait_for(read_answer(self.reader), self.timeout)
 
     async def post(self, path: str, body: dict[str, Any], headers: dict[str, str]) -> tuple[int, Any]:
         answer = await self.send("POST", path, body, headers)

@@ -15,15 +15,14 @@ from typing import Any
 from pymongo.asynchronous.collection import AsyncCollection
 
 from bench import nchan
-from bench.cluster import Setup, Side, deployment
+from bench.cluster import Setup, Side, deployment, stored_update
 from bench.figures import Tally, all_arrived, tally
 from bench.floor import floor
 from bench.http import Publisher
 from bench.progress import step
 from bench.report import Figure, Result, ratio
 from bench.sse import Feed, feed_request, open_feeds
-from shared.db import SHOWS, utcnow
-from shared.updates import digest, update_id
+from shared.db import SHOWS
 
 Scenario = Callable[[Setup], Awaitable[Result]]
 ARRIVAL_TIMEOUT = 60.0
@@ -254,10 +253,7 @@ async def timed(work: Awaitable[object]) -> float:
 async def _insert(collection: AsyncCollection[dict[str, Any]], number: int) -> int:
     """What a publish stores, written straight to the same collection with its indexes: the ceiling ingest is
     measured against."""
-    show, created_at = SHOW_SLUGS[number % 6], utcnow()
-    await collection.insert_one({"_id": update_id(number, created_at), "seq": number, "show": show,
-                                 "title": SHOWS[show], "text": "x", "announced": digest("x"), "author": "raw",
-                                 "author_id": "raw", "created_at": created_at})  # fmt: skip
+    await collection.insert_one(stored_update(number, SHOW_SLUGS[number % 6], "x", "raw"))
     return number
 
 
