@@ -110,8 +110,9 @@ async def side_by_side(
     gossip = combined(ours)
     targets = {"0 lost, 0 dup": gossip.figures["lost"] == gossip.figures["dup"] == 0}
     ratios, latencies = {}, {"gossip": gossip.latencies}
-    if peers:
-        latencies["nchan"] = combined(peers).latencies
+    peer = combined(peers) if peers else None
+    if peer is not None:
+        latencies["nchan"] = peer.latencies
         limits = [(key, "≤", limit) for key, limit in at_most.items()]
         limits += [(key, "≥", limit) for key, limit in (at_least or {}).items()]
         for key, sign, limit in limits:
@@ -119,7 +120,7 @@ async def side_by_side(
             ratios[key] = statistics.median(ratio(o.figures[key], p.figures[key]) for o, p in pairs)
             met = ratios[key] <= limit if sign == "≤" else ratios[key] >= limit
             targets[f"{key} {sign} {limit:g}× nchan's"] = met
-    return Result(name, gossip.figures, targets, combined(peers).figures if peers else None, ratios, latencies)
+    return Result(name, gossip.figures, targets, peer.figures if peer else None, ratios, latencies)
 
 
 async def opened(name: str, side: Side, feeds: int) -> list[Feed]:

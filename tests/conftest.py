@@ -47,8 +47,7 @@ def settings(mongo_url: str) -> Iterator[Settings]:
 async def db(settings: Settings) -> AsyncIterator[Database]:
     client = connect(settings.mongo_url)
     yield client[settings.mongo_db]
-    await client.drop_database(settings.mongo_db)
-    await client.close()
+    await client.close()  # the settings fixture drops the database
 
 
 @pytest.fixture

@@ -24,13 +24,12 @@ from schemathesis.auths import AuthContext
 
 from services.all import app as gossip
 from services.ingest.updates import KEY_HEADER, MAX_KEY
-from shared.app import create_app
 from shared.auth import session_document
 from shared.db import MAX_INT, SHOWS
 from shared.openapi import document
 from shared.settings import Settings
 from tests.support.accounts import PASSWORD
-from tests.support.servers import LiveServer
+from tests.support.servers import gossip_server
 
 EXAMPLES = 15  # per operation and generation mode
 # A failing scenario is reported as found: shrinking would replay it against a server that remembers the first go.
@@ -66,7 +65,7 @@ def live_target(mongo_url: str) -> Iterator[Target]:
     settings = Settings(secret_key=uuid.uuid4().hex, mongo_url=mongo_url, mongo_db=f"test_api_{uuid.uuid4().hex[:8]}",
                         ping_interval=1.0)  # fmt: skip
     with pymongo.MongoClient(mongo_url) as mongo:
-        live = LiveServer(create_app("gossip", gossip.routes, settings, gossip.extensions)).start()
+        live = gossip_server(settings)
         try:
             yield Target(live.url, settings, mongo)
         finally:

@@ -26,9 +26,8 @@ from services.all import app as everything
 from shared.openapi import PATH, document
 from shared.settings import ROOT, Settings
 from tests.ops.gateway import Gateway, adapt, naming_the_service, routes, server, to_processes
-from tests.ops.test_processes import access_lines
 from tests.support.accounts import PASSWORD, api_token, registered
-from tests.support.servers import gauge
+from tests.support.servers import access_lines, gauge
 from tests.support.sse import EventReader, events
 from tests.support.updates import publish
 from tests.support.waiting import wait_until

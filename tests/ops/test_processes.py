@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import json
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 import httpx
 
@@ -16,6 +14,7 @@ from shared.db import Database
 from shared.openapi import PATH, document
 from shared.settings import Settings
 from tests.support.accounts import PASSWORD, api_token, registered
+from tests.support.servers import access_lines
 from tests.support.sse import EventReader, events
 from tests.support.updates import publish
 from tests.support.waiting import wait_until
@@ -102,11 +101,6 @@ def test_each_service_serves_the_document_of_its_own_operations(launch: Launch) 
     for name in ("auth", "ingest", "stream"):
         served = httpx.get(launch(name).url + PATH, timeout=10).json()
         assert served == document(name, importlib.import_module(f"services.{name}.app").app.routes), name
-
-
-def access_lines(process: ServiceProcess) -> list[dict[str, Any]]:
-    lines = [json.loads(line) for line in process.output().splitlines() if line.startswith("{")]
-    return [line for line in lines if line["logger"] == "gossip.access"]
 
 
 async def test_each_request_is_one_json_log_line_without_secrets(launch: Launch, settings: Settings) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import threading
 import time
@@ -13,6 +14,7 @@ import httpx
 import uvicorn
 from starlette.types import ASGIApp
 
+from dev.processes import ServiceProcess
 from services.all import app as gossip_app
 from shared.app import create_app
 from shared.settings import Settings
@@ -71,3 +73,9 @@ def gauge(url: str, name: str) -> float:
     """A metric's current value, read from a service's /metrics."""
     text = httpx.get(f"{url}/metrics", timeout=5).text
     return float(next(line for line in text.splitlines() if line.startswith(name + " ")).split()[1])
+
+
+def access_lines(process: ServiceProcess) -> list[dict[str, Any]]:
+    """A service process's access log so far, one dict per request (LOG_FORMAT=json)."""
+    lines = [json.loads(line) for line in process.output().splitlines() if line.startswith("{")]
+    return [line for line in lines if line["logger"] == "gossip.access"]
