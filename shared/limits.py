@@ -75,7 +75,8 @@ class Buckets:
         return max(REFUSED_AT_LEAST, (bucket["full_at"] if bucket else now) - latest)
 
     async def give_back(self, key: str, rate: Rate, count: int = 1) -> None:
-        """Returns tokens taken for something that did not happen (a login the server was too busy to check)."""
+        """Returns tokens taken for something that did not happen (a login refused by another limit, a good
+        password, tokens leased and not spent)."""
         await self.collection.update_one({"_id": key}, {"$inc": {"full_at": -count * rate.interval}})
 
     async def fill(self, key: str) -> None:

@@ -6,6 +6,7 @@ wrong passwords sent at once reach the check five times, not forty. A good passw
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 
 from shared.limits import Buckets, Rate, refusal
@@ -40,17 +41,22 @@ def _login(settings: Settings, username_key: str, address: str) -> list[tuple[st
 
 
 async def take_login_slot(buckets: Buckets, settings: Settings, username_key: str, address: str) -> None:
-    """429 with Retry-After once either the address or the account has no failures left."""
-    for key, rate in _login(settings, username_key, address):
-        if wait := await buckets.take(key, rate):
-            raise refusal(429, FAILED, wait)
+    """429 with Retry-After once either the address or the account has no failures left. Both are asked at once
+    (the caller holds a hashing turn meanwhile); a slot one of them gave is given back when the other refuses, since
+    a refused attempt checks no password: a locked account does not use up its address's tries, nor the reverse."""
+    slots = _login(settings, username_key, address)
+    waits = await asyncio.gather(*(buckets.take(key, rate) for key, rate in slots))
+    if any(waits):
+        await asyncio.gather(
+            *(buckets.give_back(key, rate) for (key, rate), wait in zip(slots, waits, strict=True) if not wait)
+        )
+        raise refusal(429, FAILED, max(waits))
 
 
 async def logged_in(buckets: Buckets, settings: Settings, username_key: str, address: str) -> None:
     """The account's earlier failures are forgotten, and this attempt was no failure of the address."""
     (address_key, address_rate), (account_key, _) = _login(settings, username_key, address)
-    await buckets.fill(account_key)
-    await buckets.give_back(address_key, address_rate)
+    await asyncio.gather(buckets.fill(account_key), buckets.give_back(address_key, address_rate))
 
 
 async def take_registration_slot(buckets: Buckets, settings: Settings, address: str) -> None:

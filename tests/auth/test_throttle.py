@@ -75,6 +75,13 @@ async def test_failed_logins_are_throttled_per_address(server: str) -> None:
         assert (await login(other, "user0")).status_code == 401  # another address has its own
 
 
+async def test_attempts_a_locked_account_refuses_do_not_use_up_the_addresses_tries(server: str) -> None:
+    """They check no password; counted against the address, they would lock out everyone behind it."""
+    async with registered(server, "alice"), from_address(server, "127.0.0.4") as http:
+        assert [(await login(http, "alice")).status_code for _ in range(9)] == [401] * 5 + [429] * 4
+        assert [(await login(http, f"user{i}")).status_code for i in range(6)] == [401] * 5 + [429]
+
+
 async def test_concurrent_wrong_passwords_reach_the_check_at_most_the_limit(
     alice: httpx.AsyncClient, server: str
 ) -> None:
