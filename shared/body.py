@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -34,17 +35,13 @@ async def read_body(request: AnyRequest, limit: int = MAX_BODY) -> bytes:
         await drain(request)
         raise _too_large(limit)
     chunks: list[bytes] = []
-    size = 0
-    with contextlib.suppress(TimeoutError):  # only once past the limit: the rest is drained within a bound
-        async with asyncio.timeout(None) as draining:
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size <= limit:
-                    chunks.append(chunk)
-                elif draining.when() is None:
-                    draining.reschedule(asyncio.get_running_loop().time() + _drain_timeout(request))
-    if size > limit:
-        raise _too_large(limit)
+    size, stream = 0, request.stream()
+    async for chunk in stream:
+        size += len(chunk)
+        if size > limit:
+            await _discard(stream, _drain_timeout(request))  # the rest, within a bound
+            raise _too_large(limit)
+        chunks.append(chunk)
     return b"".join(chunks)
 
 
@@ -53,11 +50,14 @@ async def drain(request: AnyRequest) -> None:
     Closing a socket with unread bytes makes the kernel reset the connection, and a client that has sent its whole
     body reads that reset instead of the answer. A client waiting on `Expect: 100-continue` is left waiting: asking
     for the body would tell it to send what is refused anyway."""
-    if request.headers.get("expect", "").lower() == "100-continue":
-        return
+    if request.headers.get("expect", "").lower() != "100-continue":
+        await _discard(request.stream(), _drain_timeout(request))
+
+
+async def _discard(stream: AsyncIterator[bytes], timeout: float) -> None:
     with contextlib.suppress(TimeoutError, ClientDisconnect):
-        async with asyncio.timeout(_drain_timeout(request)):
-            async for _ in request.stream():
+        async with asyncio.timeout(timeout):
+            async for _ in stream:
                 pass
 
 
