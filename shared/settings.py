@@ -38,6 +38,11 @@ def _number(env: Mapping[str, str], name: str, default: float, zero: bool = Fals
     return value
 
 
+def cpus() -> int:
+    """The CPUs this process may run on (its affinity), not every CPU of the host: the default for hashing."""
+    return len(os.sched_getaffinity(0))
+
+
 def _count(env: Mapping[str, str], name: str, default: int) -> int:
     value = _number(env, name, default)
     if not float(value).is_integer():
@@ -94,7 +99,7 @@ class Settings:
     log_format: str = "text"
     # Limits against abuse (README: "Holding up under abuse"). A count per window is a token bucket: that many at
     # once, refilled evenly over the window.
-    hash_concurrency: int = field(default_factory=lambda: os.cpu_count() or 1)  # Argon2id hashes at once
+    hash_concurrency: int = field(default_factory=cpus)  # Argon2id hashes at once
     hash_wait: float = 1.0  # seconds a login or registration waits for a hash before a 503
     login_failures_per_user: int = 5
     login_failures_per_address: int = 20
@@ -128,7 +133,7 @@ class Settings:
             embedded_port=_port(env, "EMBEDDED_PORT", 27027),
             embedded_data=Path(env.get("EMBEDDED_DATA") or VAR / "mongo"),
             log_format=log_format,
-            hash_concurrency=_count(env, "HASH_CONCURRENCY", os.cpu_count() or 1),
+            hash_concurrency=_count(env, "HASH_CONCURRENCY", cpus()),
             hash_wait=_number(env, "HASH_WAIT", 1.0),
             login_failures_per_user=_count(env, "LOGIN_FAILURES_PER_USER", 5),
             login_failures_per_address=_count(env, "LOGIN_FAILURES_PER_ADDRESS", 20),

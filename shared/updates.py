@@ -21,8 +21,9 @@ SEQ_BYTES = slice(4, 12)  # where an update's _id holds its seq, after the 4 byt
 # this pattern to clients, and its dialect (ECMA-262) and Rust's disagree with Python on what \s matches.
 BLANK = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 NOT_BLANK = re.compile(f"[^{BLANK}]")
-# Nor any control character but tabs and line breaks: a NUL or an escape sequence is no part of a note on a show.
-NO_CONTROL = re.compile(r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$")
+# Nor any control character but tabs and line breaks (NEL, \x85, is one): a NUL or an escape sequence (ESC, or the
+# one-character CSI, \x9b) is no part of a note on a show.
+NO_CONTROL = re.compile(r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f]*$")
 
 
 def wire(update: dict[str, Any]) -> dict[str, Any]:

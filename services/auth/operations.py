@@ -129,7 +129,7 @@ tokens = operation(
 )  # fmt: skip
 revoke_token = operation(
     "Revoke an API token", SESSION,
-    {204: answer("Revoked: refused from the next request on."),
+    {204: answer("Revoked: refused within a second (a found token is trusted for half a second)."),
      **refusals(401, 404, _404="You have no token of that name.")},
     parameters=[TOKEN_PARAMETER],
 )  # fmt: skip

@@ -39,10 +39,10 @@ async def create(db: Database, owner: Caller, name: str, most: int) -> dict[str,
         held = await db.tokens.find({"user_id": owner.user_id}, {"_id": 0, "name": 1, "slot": 1}).to_list()
         if any(other["name"] == name for other in held):
             raise ApiError(409, "taken", "You already have a token with that name.", {"name": "already used"})
-        free = sorted(set(range(most)) - {other.get("slot") for other in held})
-        if len(held) >= most or not free:
+        if len(held) >= most:
             detail = f"You have {len(held)} tokens, the most one may hold. Revoke one you no longer use first."
             raise ApiError(409, "too_many_tokens", detail, {"name": f"at most {most} tokens"})
+        free = sorted(set(range(most)) - {other.get("slot") for other in held})  # never empty: fewer are held
         try:
             await db.tokens.insert_one({**stored, "slot": free[0]})
         except DuplicateKeyError:

@@ -95,7 +95,7 @@ class Updates:
 
     async def _used_before(self, author: Caller, key: str, show: str, text: str) -> dict[str, Any] | None:
         """A retry of a used key gets the update the key published; None for a new key. 409 if that update was
-        retracted, 422 if the key was used for another update. Both are looked up at once: one round trip."""
+        retracted, 422 if the key was used for another update. Both lookups are sent at once: one wait, not two."""
         earlier, retracted = await asyncio.gather(
             self.db.updates.find_one({"author": author.username, "idempotency_key": key}),
             self.db.spent_keys.find_one({"_id": _spent(author, key)}),

@@ -90,7 +90,8 @@ def test_an_edited_update_carries_its_edit_time_on_the_wire() -> None:
     ("text", "expected"),
     [("", "required"), (" \t\u3000\x1c", "required"), ("x" * MAX_TEXT, None), ("\u200b", None),
      ("x" * (MAX_TEXT + 1), f"at most {MAX_TEXT:,} characters (this is {MAX_TEXT + 1:,})"),
-     ("two\nlines\r\n\tand a tab", None), ("a\x00b", CONTROL), ("\x1b[31mred", CONTROL), ("del\x7f", CONTROL)],
+     ("two\nlines\r\n\tand a tab", None), ("a\x00b", CONTROL), ("\x1b[31mred", CONTROL), ("del\x7f", CONTROL),
+     ("\x9b31mred", CONTROL), ("next\x85line", None)],
 )  # fmt: skip
 def test_text_is_required_and_bounded_and_has_no_control_characters(text: str, expected: str | None) -> None:
     assert text_problem(text) == expected
