@@ -212,12 +212,16 @@ async def test_a_refused_feed_says_why_instead_of_reconnecting(browser: Browser,
         second = await signed_in(browser, server, "rosa", new=False)
         await tabs(first, "/notifications")
         page = await second.new_page()
+        await page.clock.install()  # the page's timers run on a clock the test moves
         asked: list[str] = []
         page.on("request", lambda request: asked.append(request.url) if "/events" in request.url else None)
         await page.goto("/notifications")
         await expect(page.locator("#status")).to_contain_text("1 live feeds open", timeout=10_000)
-        await page.wait_for_timeout(2000)  # long enough for a reconnect loop to show (the retry is 30 s away)
-        assert len(asked) <= 2  # the EventSource, then the request that found out why
+        assert len(asked) == 2  # the EventSource, then the request that found out why
+        await page.clock.run_for(29_000)  # the refusal said Retry-After: 30
+        assert len(asked) == 2
+        await page.clock.run_for(2_000)
+        await wait_until(lambda: len(asked) >= 3)  # asked again, when told
         for context in (first, second):
             await context.close()
 
