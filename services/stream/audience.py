@@ -59,8 +59,7 @@ class Audience:
     async def _on_session(self, change: Change) -> None:
         session_key = change["documentKey"]["_id"]
         if change["operationType"] == "delete":
-            self.hub.expire(time.time())  # a session deleted once its time was up (the TTL monitor) has expired
-            self.hub.revoke(session_key)  # else it was revoked: a logout
+            self.hub.session_gone(session_key, time.time())
         elif (session := change.get("fullDocument")) is not None:
             self.session_ends(session_key, session)
 
@@ -72,14 +71,13 @@ class Audience:
         except TypeError:
             log.warning("a session's expires_at is not a date: %r", session.get("expires_at"))
             return
-        self.hub.session_ends(session_key, ends)
-        self.hub.expire(time.time())
+        self.hub.session_ends(session_key, ends, time.time())
 
     async def _resync_sessions(self) -> None:
         """Sessions revoked, renewed or cut short while no stream was open."""
         open_sessions = self.hub.sessions()
         alive = [session async for session in self.db.sessions.find({"_id": {"$in": open_sessions}}, {"expires_at": 1})]
         for session_key in set(open_sessions) - {session["_id"] for session in alive}:
-            self.hub.revoke(session_key)
+            self.hub.session_gone(session_key, time.time())
         for session in alive:
             self.session_ends(session["_id"], session)

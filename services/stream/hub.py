@@ -329,18 +329,32 @@ class Hub:
         for feed in list(self._by_session.get(session_key, ())):
             feed.end()
 
-    def session_ends(self, session_key: str, at: float) -> None:
-        """A session's new end (epoch seconds): later once renewed, in the past when cut short. `expire` acts on it."""
+    def session_ends(self, session_key: str, at: float, now: float) -> None:
+        """A session's new end (epoch seconds): later once renewed; at or before `now` when cut short, which ends its
+        feeds with `expired` at once. Any other session's end is left to `expire`."""
         if session_key in self._ends:
             self._ends[session_key] = at
+            if at <= now:
+                self._expire(session_key)
+
+    def session_gone(self, session_key: str, now: float) -> None:
+        """A deleted session: expired if its time was up (MongoDB's TTL monitor deletes it then), else revoked."""
+        if self._ends.get(session_key, math.inf) <= now:
+            self._expire(session_key)
+        else:
+            self.revoke(session_key)
 
     def expire(self, now: float) -> None:
-        """Ends, with an `expired` event, the feeds of every session whose time is up (epoch seconds)."""
+        """Ends, with an `expired` event, the feeds of every session whose time is up (epoch seconds): no change
+        event says so when time alone ends a session, so the heartbeat calls this."""
         for session_key in [session_key for session_key, at in self._ends.items() if at <= now]:
-            del self._ends[session_key]
-            for feed in self._by_session[session_key]:
-                feed.offer(EXPIRED)
-                feed.end()
+            self._expire(session_key)
+
+    def _expire(self, session_key: str) -> None:
+        del self._ends[session_key]
+        for feed in self._by_session[session_key]:
+            feed.offer(EXPIRED)
+            feed.end()
 
     def end_all(self) -> None:
         for feed in self._open():

@@ -90,11 +90,29 @@ async def test_a_session_whose_time_is_up_ends_with_expired_and_a_renewed_one_li
     hub = Hub()
     at = datetime(2026, 11, 24, tzinfo=UTC)
     alices, bobs = hub.open(replace(ALICE, expires_at=at), ["flash"]), hub.open(replace(BOB, expires_at=at), ["flash"])
-    hub.session_ends("s2", at.timestamp() + 60)  # renewed
+    hub.session_ends("s2", at.timestamp() + 60, at.timestamp() - 1)  # renewed
     hub.expire(at.timestamp())
     hub.publish("flash", frame(1))
     assert [chunk async for chunk in alices.frames()] == [EXPIRED]
     assert await drain(bobs) == frame(1)
+
+
+async def test_a_session_gone_ends_its_feeds_as_expired_if_its_time_was_up_else_as_revoked() -> None:
+    hub = Hub()
+    at = datetime(2026, 11, 24, tzinfo=UTC)
+    timed_out, logged_out = hub.open(replace(ALICE, expires_at=at), None), hub.open(replace(BOB, expires_at=at), None)
+    hub.session_gone("s1", at.timestamp())  # the TTL monitor's deletion
+    hub.session_gone("s2", at.timestamp() - 60)  # a logout before its time
+    assert [chunk async for chunk in timed_out.frames()] == [EXPIRED]
+    assert [chunk async for chunk in logged_out.frames()] == []
+
+
+async def test_a_session_cut_short_ends_only_its_own_feeds_at_once() -> None:
+    hub = Hub()
+    at = datetime(2026, 11, 24, tzinfo=UTC)
+    cut, other = hub.open(replace(ALICE, expires_at=at), None), hub.open(replace(BOB, expires_at=at), None)
+    hub.session_ends("s1", at.timestamp() - 1, at.timestamp())
+    assert cut.ended and not other.ended  # bob's time is up too, but that is the heartbeat's to find
 
 
 async def test_revoking_a_session_ends_only_its_feeds() -> None:
