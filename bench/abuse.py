@@ -24,8 +24,9 @@ import psutil
 
 from bench.cluster import sign_in, stored_update, token_of
 from bench.fuzz import fuzz
-from bench.http import Answer, Connection, exchange, json_request, request
+from bench.http import Answer, Connection, exchange, json_request
 from bench.report import Result
+from bench.sse import feed_request
 from dev.processes import ChildProcess, free_port
 from shared.db import Database, connect, next_seq
 from shared.settings import Settings
@@ -171,7 +172,7 @@ async def feeds(served: Served, count: int = 300) -> Result:
     async def one() -> int:
         async with gate:
             reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
-            writer.write(request("GET", "/events", headers={"cookie": f"gossip_session={cookie}"}))
+            writer.write(feed_request("/events", cookie))
             status = int((await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 60)).split()[1])
             held.append(writer)
             return status
@@ -218,8 +219,7 @@ async def stalled(served: Served, count: int = 20, megabytes: int = 5) -> Result
         raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         raw.setblocking(False)
         await asyncio.get_running_loop().sock_connect(raw, ("127.0.0.1", served.port))
-        await asyncio.get_running_loop().sock_sendall(raw, request("GET", "/events", headers={"cookie":
-                                                                     f"gossip_session={cookie}"}))  # fmt: skip
+        await asyncio.get_running_loop().sock_sendall(raw, feed_request("/events", cookie))
         held.append(raw)
     text = "€" * 1000  # 3 KB a frame
     updates = megabytes * MiB // 3100

@@ -15,17 +15,18 @@ import time
 from array import array
 from typing import cast
 
+from bench.http import request
+
 SEQ_START = b'\ndata: {"seq":'  # a line start is a newline: a literal prefix, found fast
 SEQ = re.compile(re.escape(SEQ_START) + rb"(\d+)")
 FRAME_END = b"\n\n"
 
 
 def feed_request(path: str, cookie: str, last_event_id: int | None = None) -> bytes:
-    resume = f"last-event-id: {last_event_id}\r\n" if last_event_id is not None else ""
-    return (
-        f"GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\naccept: text/event-stream\r\n"
-        f"cookie: gossip_session={cookie}\r\n{resume}\r\n"
-    ).encode()
+    headers = {"accept": "text/event-stream", "cookie": f"gossip_session={cookie}"}
+    if last_event_id is not None:
+        headers["last-event-id"] = str(last_event_id)
+    return request("GET", path, headers=headers)
 
 
 class Feed(asyncio.Protocol):
