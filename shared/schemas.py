@@ -10,6 +10,7 @@ from typing import Any
 
 from shared.db import MAX_INT
 from shared.updates import MAX_TEXT, NO_CONTROL, NOT_BLANK
+from shared.usernames import USERNAME, USERNAME_RULE
 
 Schema = dict[str, Any]
 
@@ -70,9 +71,13 @@ SCHEMAS: dict[str, Schema] = {
         {
             "seq": SEQ,
             "show": SLUG,
-            "title": {"type": "string", "description": "The show's title when the update was published."},
+            "title": {"type": "string", "description": "The show's title, from the catalogue."},
             "text": TEXT,
-            "author": {"type": "string", "description": "The publisher's username."},
+            "author": {
+                "type": "string",
+                "pattern": f"^{USERNAME.pattern}$",
+                "description": f"The publisher's username ({USERNAME_RULE}), whoever wrote the update.",
+            },
             "created_at": TIMESTAMP,
         },
         "A show update as stored, published and sent on the feeds.",

@@ -1,7 +1,8 @@
 """The show update as stored and as sent: one wire shape for the history API, the SSE frames and the pages.
 
 Any program may write to `updates`, so what is read back is checked before it is shown: a document marked
-`rejected` by the stream service, or one that is not an update's shape yet, is left out."""
+`rejected` by the stream service, or one that is not an update's shape yet, is left out. Reads take only the wire
+fields (a document may carry anything else, of any size), and the title always comes from the catalogue."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any, TypedDict
 from bson import ObjectId
 
 from shared.db import MAX_INT, Database, as_datetime, count, iso_utc, numbers
+from shared.usernames import USERNAME_RULE, is_username
 
 MAX_TEXT = 1000  # characters; long enough for an episode note, short enough for a notification
 SEQ_BYTES = slice(4, 12)  # where an update's _id holds its seq, after the 4 bytes of time every ObjectId starts with
@@ -24,6 +26,8 @@ NOT_BLANK = re.compile(f"[^{BLANK}]")
 # Nor any control character but tabs and line breaks (NEL, \x85, is one): a NUL or an escape sequence (ESC, or the
 # one-character CSI, \x9b) is no part of a note on a show.
 NO_CONTROL = re.compile(r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f]*$")
+# What a read of updates for clients takes of each document: the wire fields, never the _id or a writer's extras.
+WIRE_FIELDS = dict.fromkeys(("seq", "show", "title", "text", "author", "created_at", "edited_at"), 1) | {"_id": 0}
 
 
 def wire(update: dict[str, Any]) -> dict[str, Any]:
@@ -80,10 +84,12 @@ def _date_problem(value: object) -> bool:
 
 
 def shape_problem(update: Mapping[str, Any]) -> str | None:
-    """Why a stored document cannot be shown as an update (a field missing or of a wrong type), or None."""
-    for field in ("show", "title", "author"):
-        if not isinstance(update.get(field), str) or not update[field]:
-            return f"{field}: required, as text"
+    """Why a stored document cannot be shown as an update (a field missing, of a wrong type or out of bounds), or
+    None. Its title is not the document's to say: readers take it from the catalogue (`titled`)."""
+    if not isinstance(update.get("show"), str) or not update["show"]:
+        return "show: required, as text"
+    if not is_username(update.get("author")):
+        return f"author: a username, {USERNAME_RULE}"
     if problem := text_problem(update.get("text")):
         return f"text: {problem}"
     if _date_problem(update.get("created_at")):
@@ -112,10 +118,16 @@ def _query(shows: Collection[str] | None, seq: dict[str, int]) -> dict[str, Any]
     return query
 
 
-def shown(updates: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """What can be shown of what was read: a document another program wrote with a seq and a wrong shape is left
-    out (the stream service rejects it for good). Readers that page on count what they read, not this."""
-    return [update for update in updates if is_seq(update.get("seq")) and shape_problem(update) is None]
+def titled(update: dict[str, Any], titles: Mapping[str, str]) -> dict[str, Any]:
+    """The update with its show's title from the catalogue, whatever title the document holds."""
+    return {**update, "title": titles[update["show"]]}
+
+
+def shown(updates: list[dict[str, Any]], titles: Mapping[str, str]) -> list[dict[str, Any]]:
+    """What can be shown of what was read, titled from the catalogue: a document another program wrote with a seq
+    and a wrong shape, or of a show not in the catalogue, is left out (the stream service rejects it for good).
+    Readers that page on count what they read, not this."""
+    return [titled(update, titles) for update in updates if is_seq(update.get("seq")) and not problem(update, titles)]
 
 
 async def history(
@@ -123,17 +135,18 @@ async def history(
 ) -> list[dict[str, Any]]:
     """Updates in (after, upto] in seq order, as read: pass them through `shown`. The database is the history."""
     seq = {"$gt": after} if upto is None else {"$gt": after, "$lte": upto}
-    return await db.updates.find(_query(shows, seq), {"_id": 0}).sort("seq", 1).limit(limit).to_list()
+    return await db.updates.find(_query(shows, seq), WIRE_FIELDS).sort("seq", 1).limit(limit).to_list()
 
 
 async def _newest(db: Database, query: dict[str, Any], limit: int) -> list[dict[str, Any]]:
-    return shown(await db.updates.find(query, {"_id": 0}).sort("seq", -1).limit(limit).to_list())
+    return await db.updates.find(query, WIRE_FIELDS).sort("seq", -1).limit(limit).to_list()
 
 
 async def recent(
     db: Database, shows: Collection[str] | None, limit: int, before: int | None = None
 ) -> list[dict[str, Any]]:
-    """The newest updates first, or the newest below `before` for a page of older ones."""
+    """The newest updates first, or the newest below `before` for a page of older ones, as read: pass them through
+    `shown`."""
     return await _newest(db, _query(shows, {"$gt": 0} if before is None else {"$lt": before}), limit)
 
 

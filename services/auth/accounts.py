@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -15,20 +14,19 @@ from shared.errors import ApiError
 from shared.passwords import needs_rehash
 from shared.state import Core
 from shared.updates import reading
+from shared.usernames import USERNAME_RULE, is_username
 
-USERNAME_MIN, USERNAME_MAX = 3, 32
-USERNAME = re.compile(rf"[A-Za-z0-9_.-]{{{USERNAME_MIN},{USERNAME_MAX}}}")
 PASSWORD_MIN, PASSWORD_MAX = 8, 256
 # What the register page says under each field before it is filled in, and the field's error once it is broken.
 RULES = {
-    "username": f"{USERNAME_MIN} to {USERNAME_MAX} ASCII letters, digits, '.', '_' or '-'",
+    "username": USERNAME_RULE,
     "password": f"{PASSWORD_MIN} to {PASSWORD_MAX} characters",
 }
 
 
 def _validate(username: str, password: str) -> None:
     fields = {}
-    if not USERNAME.fullmatch(username):
+    if not is_username(username):
         fields["username"] = RULES["username"]
     if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
         fields["password"] = RULES["password"]

@@ -3,7 +3,7 @@ that enforces them."""
 
 from __future__ import annotations
 
-from services.auth.accounts import PASSWORD_MAX, PASSWORD_MIN, RULES, USERNAME
+from services.auth.accounts import PASSWORD_MAX, PASSWORD_MIN, RULES
 from services.auth.tokens import DOTS, NAME_MAX, SEGMENT
 from shared.db import MAX_INT
 from shared.openapi import (
@@ -18,6 +18,7 @@ from shared.openapi import (
 )
 from shared.schemas import SLUG, TIMESTAMP, Schema
 from shared.updates import NOT_BLANK
+from shared.usernames import USERNAME
 
 STRING: Schema = {"type": "string"}
 ACCOUNT: Schema = {"title": "Account", "type": "object", "required": ["username"], "additionalProperties": False,

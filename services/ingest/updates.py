@@ -20,7 +20,7 @@ from shared.catalogue import Catalogue
 from shared.db import MAX_INT, Database, next_seq, numbers, put, utcnow, with_now
 from shared.errors import ApiError
 from shared.limits import Limit
-from shared.updates import digest, history, shape_problem, shown, text_problem, update_id, wire
+from shared.updates import WIRE_FIELDS, digest, history, problem, shown, text_problem, titled, update_id, wire
 
 KEY_HEADER = "Idempotency-Key"
 MAX_KEY = 200
@@ -49,10 +49,10 @@ def _same_request(earlier: Mapping[str, Any], show: str, text: str) -> None:
         raise _invalid({KEY_HEADER: "already used for a different update"})
 
 
-def _replayed(earlier: dict[str, Any], show: str, text: str) -> dict[str, Any]:
-    """A retry gets the update its key published, as it is now."""
+def _replayed(earlier: dict[str, Any], show: str, title: str, text: str) -> dict[str, Any]:
+    """A retry gets the update its key published, as it is now, titled as its show is in the catalogue."""
     _same_request(earlier, show, text)
-    return wire(earlier)
+    return wire({**earlier, "title": title})
 
 
 def _spent(author: Caller, key: str) -> str:
@@ -79,7 +79,7 @@ class Updates:
         show, text = fields["show"], fields["text"]
         title = await self._validated(show, text, idempotency_key)
         mine = {"author": author.username, "idempotency_key": idempotency_key}
-        if idempotency_key is not None and (replayed := await self._used_before(author, idempotency_key, show, text)):
+        if replayed := await self._used_before(author, idempotency_key, show, title, text):
             return replayed
         await self.publishing(author.user_id)
         update = {"show": show, "title": title, "text": text, "announced": digest(text), "author": author.username,
@@ -91,17 +91,21 @@ class Updates:
         except DuplicateKeyError:
             if idempotency_key is None or (earlier := await self.db.updates.find_one(mine)) is None:
                 raise
-            return _replayed(earlier, show, text)
+            return _replayed(earlier, show, title, text)
 
-    async def _used_before(self, author: Caller, key: str, show: str, text: str) -> dict[str, Any] | None:
-        """A retry of a used key gets the update the key published; None for a new key. 409 if that update was
-        retracted, 422 if the key was used for another update. Both lookups are sent at once: one wait, not two."""
+    async def _used_before(
+        self, author: Caller, key: str | None, show: str, title: str, text: str
+    ) -> dict[str, Any] | None:
+        """A retry of a used key gets the update the key published; None for a new key, or none. 409 if that update
+        was retracted, 422 if the key was used for another update. Both lookups are sent at once: one wait, not two."""
+        if key is None:
+            return None
         earlier, retracted = await asyncio.gather(
             self.db.updates.find_one({"author": author.username, "idempotency_key": key}),
             self.db.spent_keys.find_one({"_id": _spent(author, key)}),
         )
         if earlier is not None:
-            return _replayed(earlier, show, text)
+            return _replayed(earlier, show, title, text)
         if retracted is not None:
             _same_request(retracted, show, text)
             detail = f"The update this key published (#{retracted['seq']}) was retracted: publish with a new key."
@@ -113,8 +117,8 @@ class Updates:
         problems: dict[str, str] = {}
         if (title := await self.catalogue.title(show)) is None:
             problems["show"] = "choose one of the shows"
-        if problem := text_problem(text):
-            problems["text"] = problem
+        if why := text_problem(text):
+            problems["text"] = why
         if key is not None and not 1 <= len(key) <= MAX_KEY:
             problems[KEY_HEADER] = f"1 to {MAX_KEY} characters"
         if problems or title is None:
@@ -134,7 +138,7 @@ class Updates:
         except BulkWriteError as error:
             if error.details.get("writeConcernErrors"):
                 raise
-            failed = {problem["index"]: problem for problem in error.details["writeErrors"]}
+            failed = {failure["index"]: failure for failure in error.details["writeErrors"]}
             return [_write_error(failed[i]) if i in failed else update for i, update in enumerate(updates)]
         return list(updates)
 
@@ -145,14 +149,15 @@ class Updates:
         if show and await self.catalogue.title(show) is None:
             raise _invalid({"show": "choose one of the shows"})
         read = await history(self.db, [show] if show else None, start, size)
-        return {"items": [wire(update) for update in shown(read)], "next_after": read[-1]["seq"] if read else start}
+        items = [wire(update) for update in shown(read, await self.catalogue.titles())]
+        return {"items": items, "next_after": read[-1]["seq"] if read else start}
 
     async def edit(self, author: Caller, seq: int, text: str) -> dict[str, Any]:
         """The author's own update with a new text, checked as a publish is. Its feeds hear of it from the stream
         service, which sees `announced` gone and tells them; an unchanged text changes nothing."""
         stored = await self._own(author, seq)
-        if problem := text_problem(text):
-            raise _invalid({"text": problem})
+        if why := text_problem(text):
+            raise _invalid({"text": why})
         if text == stored["text"]:
             return wire(stored)
         await self.publishing(author.user_id)  # an edit goes out to every feed too: it counts as a publish
@@ -160,11 +165,12 @@ class Updates:
         edited = await self.db.updates.find_one_and_update(
             {"seq": seq, "author_id": author.user_id, "rejected": {"$exists": False}},
             change,
+            WIRE_FIELDS,
             return_document=ReturnDocument.AFTER,
         )
         if edited is None:
             raise _not_found(seq)  # retracted meanwhile
-        return wire(edited)
+        return wire({**edited, "title": stored["title"]})
 
     async def retract(self, author: Caller, seq: int) -> None:
         """Deleted, so history and unread counts lose it; the stream service tells open feeds. Its Idempotency-Key
@@ -179,17 +185,20 @@ class Updates:
     async def mine(self, author: Caller, limit: int) -> list[dict[str, Any]]:
         """The author's newest updates, for the publish page."""
         query = {"author_id": author.user_id, "seq": numbers({"$gt": 0}), "rejected": {"$exists": False}}
-        return shown(await self.db.updates.find(query, {"_id": 0}).sort("seq", -1).limit(limit).to_list())
+        mine = await self.db.updates.find(query, WIRE_FIELDS).sort("seq", -1).limit(limit).to_list()
+        return shown(mine, await self.catalogue.titles())
 
     async def _own(self, author: Caller, seq: int) -> dict[str, Any]:
-        """Another author's update is refused, not hidden: its seq is on every feed anyway."""
+        """Another author's update is refused, not hidden: its seq is on every feed anyway. Titled from the catalogue;
+        one that is shown nowhere (of a wrong shape, or of a show gone from the catalogue) is not found."""
         query = {"seq": seq, "rejected": {"$exists": False}}
         stored = await self.db.updates.find_one(query) if seq <= MAX_INT else None
-        if stored is None or shape_problem(stored) is not None:
+        titles = await self.catalogue.titles()
+        if stored is None or problem(stored, titles) is not None:
             raise _not_found(seq)
         if stored.get("author_id") != author.user_id:
             raise ApiError(403, detail=f"Update {seq} is not yours: only its author can change it.")
-        return stored
+        return titled(stored, titles)
 
 
 def _not_found(seq: int) -> ApiError:

@@ -26,7 +26,7 @@ from shared.errors import ApiError
 from shared.openapi import ApiRoute
 from shared.pages import page_viewer, render
 from shared.state import Core
-from shared.updates import any_before, recent, since_read, wire
+from shared.updates import any_before, recent, shown, since_read, wire
 
 PAGE_SIZE = 50
 UNREAD_MAX = 200  # a first page lists up to this many unread updates; older pages reach any beyond
@@ -121,7 +121,7 @@ async def events_all(request: StreamRequest) -> FeedResponse:
 
 
 async def _listing(
-    db: Database, shows: list[str] | None, last_read: int, before: int | None
+    db: Database, titles: dict[str, str], shows: list[str] | None, last_read: int, before: int | None
 ) -> tuple[list[dict[str, Any]], int | None]:
     """A first page's updates (what is unread) or an older page's, and where the next older page starts, if any."""
     if before is None:
@@ -130,7 +130,7 @@ async def _listing(
         updates = await recent(db, shows, PAGE_SIZE, before)
     oldest = updates[-1]["seq"] if updates else 0
     older = oldest if oldest and await any_before(db, shows, oldest) else None
-    return [wire(update) for update in updates], older
+    return [wire(update) for update in shown(updates, titles)], older
 
 
 async def _notifications(request: StreamRequest, everything: bool) -> Response:
@@ -139,7 +139,8 @@ async def _notifications(request: StreamRequest, everything: bool) -> Response:
     viewer = await page_viewer(request)
     before = whole_number("before", request.query_params.get("before"))
     follows, last_read = viewer.me["follows"], viewer.me["last_read_seq"]
-    items, older = await _listing(request.state["db"], None if everything else follows, last_read, before)
+    titles = await request.state["catalogue"].titles()
+    items, older = await _listing(request.state["db"], titles, None if everything else follows, last_read, before)
     context = {
         "everything": everything,
         "live": before is None,
@@ -147,7 +148,7 @@ async def _notifications(request: StreamRequest, everything: bool) -> Response:
         "older": older,
         "last_read": last_read,
         "follows": follows,
-        "shows": await request.state["catalogue"].titles(),
+        "shows": titles,
     }
     return render(request, viewer, "notifications/index.html", context)
 

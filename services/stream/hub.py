@@ -76,14 +76,15 @@ class Feed:
 
     def offer(self, frame: bytes, direct: bool = True) -> None:
         """Never awaits: one stalled browser must not hold up the fan-out, nor grow without limit. `direct`: the
-        frame may be written at once, past the sender (direct.py), if the feed is idle."""
+        frame may be written at once, past the sender (direct.py), if the feed is idle. The bounds hold for both
+        ways: a frame too large for the queue is not written straight to the socket either."""
         if self.ended:
-            return
-        if direct and self.direct is not None and self._idle() and self._written(frame):
             return
         if len(self._frames) >= self._max_frames or self._bytes + len(frame) > self._max_bytes:
             self.too_slow = OVERFLOW
             self.end()  # the browser reconnects and replays from MongoDB
+            return
+        if direct and self.direct is not None and self._idle() and self._written(frame):
             return
         self._frames.append(frame)
         self._bytes += len(frame)

@@ -40,7 +40,7 @@ async def feeds(core: Core) -> AsyncIterator[Feeds]:
     db, settings = core["db"], core["settings"]
     hub = Hub(settings.max_feeds, settings.feeds_per_user)
     watcher = Watcher(db, hub, core["catalogue"], settings.history_days)
-    replay = Replay(db, settings.replay_limit, trimmed=settings.history_days > 0)
+    replay = Replay(db, core["catalogue"], settings.replay_limit, trimmed=settings.history_days > 0)
     await watcher.start()
     chores = [asyncio.create_task(_end_feeds_at_shutdown(hub)), asyncio.create_task(_heartbeat(hub, settings))]
     try:

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Collection, Hashable
 from typing import Any, TypeVar, cast
 
 from services.stream.frames import resync_frame, update_frame
+from shared.catalogue import Catalogue
 from shared.db import Database
 from shared.updates import between, cut, history, oldest, shown
 
@@ -23,8 +24,8 @@ class Replay:
 
     `trimmed`: old updates are removed (HISTORY_DAYS), so a resume point may be older than the oldest one kept."""
 
-    def __init__(self, db: Database, limit: int = 500, trimmed: bool = False) -> None:
-        self.db, self.limit, self.trimmed = db, limit, trimmed
+    def __init__(self, db: Database, catalogue: Catalogue, limit: int = 500, trimmed: bool = False) -> None:
+        self.db, self.catalogue, self.limit, self.trimmed = db, catalogue, limit, trimmed
         self._reads: dict[Hashable, asyncio.Future[Any]] = {}
 
     async def start(self, shows: Collection[str] | None, after: int, upto: int) -> tuple[int, bytes]:
@@ -64,7 +65,7 @@ class Replay:
 
     async def _read(self, shows: Shows, after: int, upto: int) -> tuple[bytes, int]:
         updates = await history(self.db, shows, after, BATCH, upto=upto)
-        frames = b"".join(update_frame(update) for update in shown(updates))
+        frames = b"".join(update_frame(update) for update in shown(updates, await self.catalogue.titles()))
         return frames, updates[-1]["seq"] if len(updates) == BATCH else upto
 
 

@@ -16,13 +16,14 @@ from services.stream.metrics import DELIVERED, EDITS, RETRACTIONS
 from services.stream.reorder import Reorder
 from shared.catalogue import Catalogue
 from shared.db import Database, change_id, numbers, utcnow, with_now
-from shared.updates import digest, is_seq, newest, problem, seq_in_id
+from shared.updates import WIRE_FIELDS, digest, is_seq, newest, problem, seq_in_id, titled
 
 log = logging.getLogger("gossip.stream.watcher")
 
 Update = dict[str, Any]
 UPDATE_CHANGES = ["insert", "update", "replace", "delete"]
 BATCH = 1000
+READ_FIELDS = {**WIRE_FIELDS, "_id": 1, "rejected": 1}  # what the watcher needs of a stored document to deliver it
 
 
 def text_changed(change: Change, update: Update) -> bool:
@@ -98,16 +99,17 @@ class Watcher:
     async def _read(self, after: int, upto: int | None = None) -> list[Update]:
         """Stored documents in (after, upto] in seq order, whatever they hold: each is checked as a change is."""
         seq = {"$gt": after} if upto is None else {"$gt": after, "$lte": upto}
-        return await self.db.updates.find({"seq": numbers(seq)}).sort("seq", 1).limit(BATCH).to_list()
+        return await self.db.updates.find({"seq": numbers(seq)}, READ_FIELDS).sort("seq", 1).limit(BATCH).to_list()
 
     async def _vetted(self, document: Update) -> Update | None:
-        """The document if it is an update to deliver; None if it is not, rejected (logged and counted once)."""
+        """The document, titled from the catalogue, if it is an update to deliver; None if it is not, rejected (logged
+        and counted once)."""
         if "rejected" in document:
             return None
-        seq = document.get("seq")
-        why = problem(document, await self.catalogue.titles()) if is_seq(seq) else f"seq: {seq!r} is not a seq"
+        seq, titles = document.get("seq"), await self.catalogue.titles()
+        why = problem(document, titles) if is_seq(seq) else f"seq: {seq!r} is not a seq"
         if why is None:
-            return document
+            return titled(document, titles)
         await self.adoption.reject(document["_id"], why)
         return None
 

@@ -1,4 +1,4 @@
-"""The update as stored: its _id, its checks and its wire shape, as pure logic."""
+"""The update as stored: its _id, its checks and its wire shape, as pure logic, and what reads of it take."""
 
 from __future__ import annotations
 
@@ -10,13 +10,15 @@ import jsonschema_rs
 import pytest
 from bson import ObjectId
 
-from shared.db import MAX_INT, SHOWS
+from shared.db import MAX_INT, SHOWS, Database
 from shared.updates import (
     MAX_TEXT,
     NO_CONTROL,
     NOT_BLANK,
     digest,
+    history,
     problem,
+    recent,
     seq_in_id,
     shown,
     text_problem,
@@ -56,7 +58,10 @@ def test_the_digest_tells_texts_apart() -> None:
         ({"text": 42}, "text"),
         ({"text": "x" * 1001}, "text"),
         ({"author": None}, "author"),
-        ({"title": ["The Flash"]}, "title"),
+        ({"author": "<script>alert(1)</script>"}, "author"),
+        ({"author": "al"}, "author"),
+        ({"author": "a" * 33}, "author"),
+        ({"author": "dba\n"}, "author"),
         ({"created_at": "last tuesday"}, "created_at"),
         ({"edited_at": 17}, "edited_at"),
     ],
@@ -68,7 +73,7 @@ def test_a_document_that_cannot_be_an_update_says_why(change: dict[str, Any], wh
 
 
 def test_a_document_without_a_required_field_says_which() -> None:
-    for field in ("show", "title", "text", "author", "created_at"):
+    for field in ("show", "text", "author", "created_at"):
         update = stored_update(1)
         del update[field]
         found = problem(update, SHOWS)
@@ -77,7 +82,14 @@ def test_a_document_without_a_required_field_says_which() -> None:
 
 def test_what_is_shown_leaves_out_documents_of_a_wrong_shape() -> None:
     good, bad_seq, bad_text = stored_update(1), {**stored_update(2), "seq": "2"}, {**stored_update(3), "text": None}
-    assert shown([good, bad_seq, bad_text]) == [good]
+    gone = {**stored_update(4), "show": "no_longer_shown"}
+    assert shown([good, bad_seq, bad_text, gone], SHOWS) == [good]
+
+
+def test_the_title_shown_is_the_catalogues_whatever_the_document_holds() -> None:
+    wrong, untitled = {**stored_update(1), "title": "<b>Free prizes</b>"}, stored_update(2)
+    del untitled["title"]
+    assert [update["title"] for update in shown([wrong, untitled], SHOWS)] == ["The Flash", "The Flash"]
 
 
 def test_an_edited_update_carries_its_edit_time_on_the_wire() -> None:
@@ -109,3 +121,9 @@ def test_blank_is_what_python_calls_whitespace_and_the_document_means_the_same()
     pattern = jsonschema_rs.validator_for({"type": "string", "pattern": NOT_BLANK.pattern})
     for char in [*blank, "\ufeff", "\u200b", "\x1b", "a"]:
         assert pattern.is_valid(char) == (not char.isspace()), hex(ord(char))
+
+
+async def test_reads_for_clients_take_only_the_wire_fields_of_a_document(db: Database) -> None:
+    await db.updates.insert_one({**stored_update(1), "author_id": "u1", "blob": "x" * 100_000})
+    (first,), (newest,) = await history(db, None), await recent(db, None, 10)
+    assert set(first) == set(newest) == {"seq", "show", "title", "text", "author", "created_at"}

@@ -18,7 +18,7 @@ from services.all import app as gossip
 from services.stream.adoption import CLAIM_STALE, Adoption
 from shared.app import create_app
 from shared.catalogue import Catalogue
-from shared.db import Database, last_seq, next_seq, prepare
+from shared.db import Database, last_seq, next_seq, prepare, utcnow
 from shared.settings import Settings
 from tests.support.accounts import registered
 from tests.support.servers import LiveServer, gauge
@@ -144,3 +144,36 @@ async def test_documents_inserted_while_no_stream_ran_are_delivered_when_one_sta
         live.stop()
     assert sorted(update["text"] for update in received) == [f"while away {n}" for n in range(3)]
     assert [update["seq"] for update in received] == [1, 2, 3]
+
+
+async def test_a_hostile_foreign_document_reaches_no_feed_and_no_page_beyond_its_bounded_wire_fields(
+    alice: httpx.AsyncClient, db: Database, server: str
+) -> None:
+    """Anyone who can write to MongoDB reaches every feed: an author that is no username is rejected, whether the
+    document comes without a seq or with one; a title is the catalogue's, and nothing else a writer adds goes out."""
+    await alice.put("/api/me/follows/flash")
+    rejected_before, script = gauge(server, REJECTED), "<script>alert(1)</script>"
+    async with events(alice) as feed:
+        hostile = [{"show": "flash", "text": "x", "author": script}, {"show": "flash", "text": "x", "author": "a" * 33}]
+        ids = [(await db.updates.insert_one(document)).inserted_id for document in hostile]
+        numbered = {"seq": await next_seq(db), "show": "flash", "text": "x", "author": script, "created_at": utcnow()}
+        ids.append((await db.updates.insert_one(numbered)).inserted_id)
+        bulky = {"show": "flash", "text": "bulky", "author": "dba", "title": "Free prizes", "blob": "x" * (5 << 20)}
+        await db.updates.insert_one(bulky)
+        last = await publish(alice, "flash", "after the hostile ones")
+        by_text = {update["text"]: update for update in await feed.updates(2)}
+    received = by_text["bulky"]  # numbered when adopted, before or after the publish
+    assert by_text[last["text"]] == last and received["title"] == "The Flash"
+    assert set(received) == {"seq", "show", "title", "text", "author", "created_at"}
+
+    async def all_rejected() -> bool:
+        return await db.updates.count_documents({"rejected": {"$exists": True}}) == len(ids)
+
+    await wait_until(all_rejected)
+    assert gauge(server, REJECTED) - rejected_before == len(ids)
+    await db.updates.update_one({"seq": last["seq"]}, {"$set": {"title": "Free prizes", "extra": "y" * 1000}})
+    assert (await alice.get("/api/updates")).json()["items"] == sorted(by_text.values(), key=lambda u: u["seq"])
+    newest = max(update["seq"] for update in by_text.values())
+    page = (await alice.get("/notifications/all", params={"before": newest + 1})).text
+    assert "alert(1)" not in page and "Free prizes" not in page and "xxxxx" not in page and "yyyyy" not in page
+    assert "bulky" in page and "after the hostile ones" in page

@@ -278,6 +278,18 @@ async def test_a_frame_for_a_waiting_sender_goes_straight_to_its_connection_as_a
     assert sent == []
 
 
+async def test_a_frame_too_large_for_the_queue_is_not_written_straight_to_the_connection_either() -> None:
+    feed, cycle = Feed(ALICE, None, max_bytes=100), Cycle()
+    feed.direct = Direct(cycle)
+    sent, sender = await sending(feed)
+    await wait_until(lambda: feed._wake is not None)
+    feed.offer(b"x" * 101)
+    assert cycle.transport.written == [] and feed.too_slow == OVERFLOW
+    feed.end()
+    await sender
+    assert sent == []
+
+
 async def test_no_live_frame_overtakes_the_history() -> None:
     feed, cycle, more = Feed(ALICE, None), Cycle(), asyncio.Event()
     feed.direct = Direct(cycle)
