@@ -20,9 +20,17 @@ from shared.errors import CRASH_DETAIL, ApiError, as_api_error, on_crash, on_err
 from shared.headers import PAGE_HEADERS
 from shared.settings import ROOT
 from shared.state import AnyRequest, core
-from shared.updates import Reading, reading
+from shared.updates import COUNT_CAP, Reading, reading
+
+
+def counted(number: int) -> str:
+    """A count of updates as a page shows it: "200+" once it reaches COUNT_CAP, where counting stops."""
+    return f"{COUNT_CAP}+" if number >= COUNT_CAP else str(number)
+
 
 templates = Jinja2Templates(directory=ROOT / "web" / "templates")
+templates.env.filters["counted"] = counted
+templates.env.globals["count_cap"] = COUNT_CAP  # for the page's script, which counts on as updates arrive
 FLASH_COOKIE = "gossip_flash"
 
 

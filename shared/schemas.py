@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared.db import MAX_INT
-from shared.updates import MAX_TEXT, NO_CONTROL, NOT_BLANK
+from shared.updates import COUNT_CAP, MAX_TEXT, NO_CONTROL, NOT_BLANK
 from shared.usernames import USERNAME, USERNAME_RULE
 
 Schema = dict[str, Any]
@@ -28,6 +28,8 @@ def _object(properties: dict[str, Schema], description: str = "", optional: dict
 
 SEQ: Schema = {"type": "integer", "minimum": 1, "maximum": MAX_INT, "description": "The update's number, strictly "
                "increasing across all shows: its id on the feeds and where a history page resumes."}  # fmt: skip
+CAPPED: Schema = {"type": "integer", "minimum": 0, "maximum": COUNT_CAP}
+CAPPED_NOTE = f"Counted up to {COUNT_CAP}, so that a count costs a bounded read: {COUNT_CAP} means {COUNT_CAP} or more."
 TIMESTAMP: Schema = {"type": "string", "format": "date-time", "description": "UTC, to the millisecond, with a Z."}
 SLUG: Schema = {"type": "string", "description": "A show's slug, from GET /api/shows (`flash`, `sherlock`, ...)."}
 TEXT: Schema = {"type": "string", "minLength": 1, "maxLength": MAX_TEXT, "pattern": NOT_BLANK.pattern,
@@ -88,9 +90,8 @@ SCHEMAS: dict[str, Schema] = {
         {
             "last_read_seq": {"type": "integer", "minimum": 0, "description": "The user's read mark."},
             "unread": {
-                "type": "integer",
-                "minimum": 0,
-                "description": "Unread as of the events before this one; count on from there.",
+                **CAPPED,
+                "description": f"Unread as of the events before this one; count on from there. {CAPPED_NOTE}",
             },
         }
     ),
@@ -100,9 +101,9 @@ SCHEMAS: dict[str, Schema] = {
             "after": {"type": "integer", "minimum": 0, "description": "The resume point the client asked for."},
             "resume": {"type": "integer", "minimum": 0, "description": "Where the replay starts instead."},
             "missed": {
+                **CAPPED,
                 "type": ["integer", "null"],
-                "minimum": 0,
-                "description": "How many updates were skipped; null when the history no longer knows.",
+                "description": f"How many updates were skipped; null when the history no longer knows. {CAPPED_NOTE}",
             },
         }
     ),

@@ -18,6 +18,7 @@ from shared.db import MAX_INT, Database, as_datetime, count, iso_utc, numbers
 from shared.usernames import USERNAME_RULE, is_username
 
 MAX_TEXT = 1000  # characters; long enough for an episode note, short enough for a notification
+COUNT_CAP = 200  # counts of updates (unread, a resync's missed) stop here, shown as "200+": a bounded read
 SEQ_BYTES = slice(4, 12)  # where an update's _id holds its seq, after the 4 bytes of time every ObjectId starts with
 # Text needs one character that is not blank. Blank is what str.isspace() says, spelled out: the API document gives
 # this pattern to clients, and its dialect (ECMA-262) and Rust's disagree with Python on what \s matches.
@@ -176,8 +177,8 @@ async def cut(db: Database, shows: Collection[str] | None, after: int, upto: int
 
 
 async def between(db: Database, shows: Collection[str] | None, after: int, upto: int) -> int:
-    """How many updates of the shows are in (after, upto]."""
-    return await count(db.updates, _query(shows, {"$gt": after, "$lte": upto}))
+    """How many updates of the shows are in (after, upto], up to COUNT_CAP."""
+    return await count(db.updates, _query(shows, {"$gt": after, "$lte": upto}), COUNT_CAP)
 
 
 async def any_before(db: Database, shows: Collection[str] | None, seq: int) -> bool:
@@ -189,9 +190,10 @@ async def unread(
     db: Database, follows: Collection[str], last_read_seq: int, username: str, upto: int | None = None
 ) -> int:
     """Updates of followed shows after the read mark (up to `upto`), except one's own: those were never news to their
-    author. A live page counts on from `upto` as updates arrive, so the two add up to the same number."""
+    author. A live page counts on from `upto` as updates arrive, so the two add up to the same number. Up to
+    COUNT_CAP: a user who never reads costs no more than one who does."""
     seq = {"$gt": last_read_seq} if upto is None else {"$gt": last_read_seq, "$lte": upto}
-    return await count(db.updates, {**_query(follows, seq), "author": {"$ne": username}})
+    return await count(db.updates, {**_query(follows, seq), "author": {"$ne": username}}, COUNT_CAP)
 
 
 async def newest(db: Database) -> int:

@@ -16,7 +16,7 @@ from shared.openapi import (
     refusals,
     request_body,
 )
-from shared.schemas import SLUG, TIMESTAMP, Schema
+from shared.schemas import CAPPED, CAPPED_NOTE, SLUG, TIMESTAMP, Schema
 from shared.updates import NOT_BLANK
 from shared.usernames import USERNAME
 
@@ -76,8 +76,8 @@ me = operation(
     {200: answer("The account.", {
         "title": "Me", "type": "object", "required": ["username", "follows", "unread"], "additionalProperties": False,
         "properties": {"username": STRING, "follows": {"type": "array", "items": SLUG},
-                       "unread": {"type": "integer", "minimum": 0,
-                                  "description": "Updates of followed shows by others after the read mark."}},
+                       "unread": {**CAPPED, "description": "Updates of followed shows by others after the read "
+                                                           f"mark. {CAPPED_NOTE}"}},
      }), **refusals(401)},
 )  # fmt: skip
 shows = operation(

@@ -14,7 +14,7 @@ from services.stream.frames import read_frame
 from services.stream.hub import Hub
 from shared.db import Database, as_datetime
 from shared.state import USER_FIELDS
-from shared.updates import unread
+from shared.updates import COUNT_CAP, unread
 
 log = logging.getLogger("gossip.stream.audience")
 
@@ -46,9 +46,10 @@ class Audience:
             return
         follows, username = user.get("follows", []), user.get("username", "")
         counted, upto = 0, 0
-        while upto < (ceiling := self.delivered()):  # updates delivered while counting are counted too
+        while upto < (ceiling := self.delivered()) and counted < COUNT_CAP:  # and those delivered while counting
             counted += await unread(self.db, follows, max(last_read, upto), username, ceiling)
             upto = ceiling
+        counted = min(counted, COUNT_CAP)
         self.hub.tell(user_id, read_frame(last_read, counted))
 
     async def _resync_users(self) -> None:

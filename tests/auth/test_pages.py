@@ -1,4 +1,4 @@
-"""The auth pages: forms with CSRF tokens, the login redirect and its way back, follow buttons."""
+"""The auth pages: forms with CSRF tokens, the login redirect and its way back, follow buttons, the unread badge."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ import httpx
 from markupsafe import escape
 
 from services.auth import tokens
+from shared.db import Database
+from shared.updates import COUNT_CAP
 from tests.support.accounts import PASSWORD, csrf_of
+from tests.support.updates import stored_update
 
 
 async def test_pages_that_need_a_login_redirect_there_and_back(client: httpx.AsyncClient) -> None:
@@ -77,3 +80,14 @@ async def test_a_bad_follow_form_is_answered_on_the_page(alice: httpx.AsyncClien
 async def test_the_home_page_says_what_a_token_name_may_be_as_the_api_checks_it(alice: httpx.AsyncClient) -> None:
     page = (await alice.get("/")).text
     assert f'maxlength="{tokens.NAME_MAX}"' in page and str(escape(tokens.RULE)) in page
+
+
+async def test_unread_counts_stop_at_the_cap_and_pages_say_so(alice: httpx.AsyncClient, db: Database) -> None:
+    await alice.put("/api/me/follows/flash")
+    await db.updates.insert_many([stored_update(seq, author="bob") for seq in range(1, COUNT_CAP + 51)])
+    assert (await alice.get("/api/me")).json()["unread"] == COUNT_CAP
+    home = (await alice.get("/")).text
+    assert f'title="unread">{COUNT_CAP}+</span>' in home and f'<strong id="unread">{COUNT_CAP}+</strong>' in home
+    await db.users.update_one({"username": "alice"}, {"$set": {"last_read_seq": 51}})
+    home = (await alice.get("/")).text
+    assert f'title="unread">{COUNT_CAP - 1}</span>' in home  # below the cap, the count itself

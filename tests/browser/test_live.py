@@ -13,6 +13,7 @@ from playwright.async_api import Browser, Page, Route, expect
 
 from shared.db import Database, next_seq, utcnow
 from shared.settings import Settings
+from shared.updates import COUNT_CAP
 from tests.support.accounts import registered
 from tests.support.browsers import log_in, signed_in, tabs
 from tests.support.servers import gauge, gossip_server, serving
@@ -274,3 +275,22 @@ async def test_a_page_whose_browser_signed_in_as_someone_else_is_signed_out_when
     finally:
         await context.close()
         live.stop()
+
+
+async def test_a_badge_at_the_count_cap_says_so_and_keeps_saying_so_as_updates_arrive(
+    browser: Browser, server: str, db: Database
+) -> None:
+    context = await signed_in(browser, server, "cap")
+    last = await next_seq(db, count=COUNT_CAP - 1)
+    await db.updates.insert_many([stored_update(seq, author="bob") for seq in range(last - COUNT_CAP + 2, last + 1)])
+    (page,) = await tabs(context, "/")
+    await expect(page.locator("#unread-count")).to_have_text(str(COUNT_CAP - 1))
+    async with registered(server, "bob") as bob:
+        await publish(bob, "flash", "the count reaches the cap")
+        await expect(page.locator("#unread-count")).to_have_text(f"{COUNT_CAP}+")
+        await publish(bob, "flash", "and goes past it")
+    await expect(page.locator("#unread")).to_have_text(f"{COUNT_CAP}+")
+    await expect(page.locator("#unread-count")).to_have_text(f"{COUNT_CAP}+")
+    await page.reload()
+    await expect(page.locator("#unread-count")).to_have_text(f"{COUNT_CAP}+")
+    await context.close()

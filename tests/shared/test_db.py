@@ -95,10 +95,11 @@ async def test_a_date_written_by_set_reads_back_as_a_date(db: Database) -> None:
     assert as_datetime((await db.sessions.find_one({"_id": "s"}))["expires_at"]) == moment
 
 
-async def test_count_agrees_with_count_documents(db: Database) -> None:
+async def test_count_agrees_with_count_documents_up_to_its_cap(db: Database) -> None:
     await db.updates.insert_many([stored_update(seq, show) for seq, show in enumerate(["flash", "suits"] * 5, 1)])
     for query in ({}, {"show": {"$in": ["flash"]}, "seq": {"$gt": 2, "$lte": 8}}, {"show": "sherlock"}):
-        assert await count(db.updates, query) == await db.updates.count_documents(query)
+        assert await count(db.updates, query, 100) == await db.updates.count_documents(query)
+        assert await count(db.updates, query, 2) == min(2, await db.updates.count_documents(query))
 
 
 async def test_old_updates_go_in_batches_and_recent_ones_stay(db: Database) -> None:

@@ -9,9 +9,12 @@ from typing import Any
 import jsonschema_rs
 import pytest
 from bson import ObjectId
+from pymongo import AsyncMongoClient, monitoring
 
-from shared.db import MAX_INT, SHOWS, Database
+from shared.db import MAX_INT, SHOWS, Database, ensure_indexes
+from shared.settings import Settings
 from shared.updates import (
+    COUNT_CAP,
     MAX_TEXT,
     NO_CONTROL,
     NOT_BLANK,
@@ -22,6 +25,7 @@ from shared.updates import (
     seq_in_id,
     shown,
     text_problem,
+    unread,
     update_id,
     wire,
 )
@@ -127,3 +131,40 @@ async def test_reads_for_clients_take_only_the_wire_fields_of_a_document(db: Dat
     await db.updates.insert_one({**stored_update(1), "author_id": "u1", "blob": "x" * 100_000})
     (first,), (newest,) = await history(db, None), await recent(db, None, 10)
     assert set(first) == set(newest) == {"seq", "show", "title", "text", "author", "created_at"}
+
+
+class Queries(monitoring.CommandListener):
+    """What a client asks of the server and how many documents come back: PyMongo's own command monitoring."""
+
+    def __init__(self) -> None:
+        self.commands: list[dict[str, Any]] = []
+        self.returned = 0
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.commands.append(dict(event.command))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        cursor = event.reply.get("cursor", {})
+        self.returned += len(cursor.get("firstBatch", cursor.get("nextBatch", [])))
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+async def test_an_unread_count_reads_a_bounded_number_of_documents_however_many_are_unread(
+    settings: Settings, db: Database
+) -> None:
+    await ensure_indexes(db)
+    await db.updates.insert_many([stored_update(seq, author="bob") for seq in range(1, 20_001)])
+    queries = Queries()
+    watched = AsyncMongoClient(settings.mongo_url, event_listeners=[queries])
+    try:
+        assert await unread(watched[settings.mongo_db], ["flash"], 0, "alice") == COUNT_CAP
+    finally:
+        await watched.close()
+    (asked,) = [command for command in queries.commands if command.keys() & {"find", "aggregate", "count"}]
+    assert "find" in asked and 0 < asked["limit"] <= COUNT_CAP and queries.returned <= COUNT_CAP
+    assert "$type" not in str(asked["filter"])  # the embedded server scans the whole collection for a $type
+    explained = await db.command("explain", {"find": "updates", "filter": asked["filter"], "limit": asked["limit"]})
+    if "executionStats" in explained:  # MongoDB says what it read; the embedded server does not
+        assert explained["executionStats"]["totalDocsExamined"] <= 2 * COUNT_CAP

@@ -14,6 +14,7 @@ const NOTIFY = "gossip.notify";  // localStorage: "on" once the user turned desk
 const READ_TRIES = 5;  // a read mark that fails to send is tried again after 2, 4, 8 and 16 s, then left to the next
 let follows = new Set(JSON.parse(body.dataset.follows));
 let unread = Number(body.dataset.unread);
+const COUNT_CAP = Number(body.dataset.countCap);  // the server counts up to here: at or past it, "200+"
 let lastRead = Number(body.dataset.lastRead);
 let last = Math.max(Number(body.dataset.after), newestShown);  // the newest update this page has
 let readTimer = null;
@@ -32,6 +33,10 @@ function visible() {
   return document.visibilityState === "visible";
 }
 
+function counted(count) {
+  return count >= COUNT_CAP ? COUNT_CAP + "+" : String(count);
+}
+
 function setUnread(count) {
   unread = count;
   let badge = document.getElementById("unread-count");
@@ -41,10 +46,10 @@ function setUnread(count) {
     badge.title = "unread";
     document.getElementById("notifications-link").append(" ", badge);
   }
-  if (badge && count > 0) badge.textContent = String(count);
+  if (badge && count > 0) badge.textContent = counted(count);
   else if (badge) badge.remove();
   const home = document.getElementById("unread");
-  if (home) home.textContent = String(count);
+  if (home) home.textContent = counted(count);
 }
 
 function setStatus(state, text, signIn) {
@@ -204,7 +209,7 @@ const handlers = {
     history.href = (need === "all" ? "/notifications/all" : "/notifications") + "?before=" + (data.resume + 1);
     const skipped = data.missed === null
       ? "Older updates were skipped, and some of them are no longer kept: "
-      : data.missed + " older update" + (data.missed === 1 ? " was" : "s were") + " skipped: ";
+      : counted(data.missed) + " older update" + (data.missed === 1 ? " was" : "s were") + " skipped: ";
     notice.replaceChildren(skipped, history, ".");
     notice.hidden = false;
   },
