@@ -110,6 +110,8 @@ class Settings:
     publish_window: float = 60.0
     tokens_per_user: int = 20
     feeds_per_user: int = 50  # per stream process
+    feed_opens_per_user: int = 60  # feeds a user may open per feed_open_window, shared by every stream process
+    feed_open_window: float = 60.0
     max_feeds: int = field(default_factory=open_file_budget)  # per stream process
     trusted_proxies: tuple[str, ...] = ()  # addresses whose X-Forwarded-For and -Proto are believed
     drain_timeout: float = 5.0  # seconds an oversized or refused body is read and discarded before the answer
@@ -144,6 +146,8 @@ class Settings:
             publish_window=_number(env, "PUBLISH_WINDOW", 60.0),
             tokens_per_user=_count(env, "TOKENS_PER_USER", 20),
             feeds_per_user=_count(env, "FEEDS_PER_USER", 50),
+            feed_opens_per_user=_count(env, "FEED_OPENS_PER_USER", 60),
+            feed_open_window=_number(env, "FEED_OPEN_WINDOW", 60.0),
             max_feeds=_count(env, "MAX_FEEDS", open_file_budget()),
             trusted_proxies=_addresses(env, "TRUSTED_PROXIES"),
             drain_timeout=_number(env, "DRAIN_TIMEOUT", 5.0),

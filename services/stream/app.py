@@ -94,12 +94,13 @@ async def _settled(state: Stream, resumed: int | None) -> int:
 
 async def _feed(request: StreamRequest, everything: bool) -> FeedResponse:
     """Every show, or the caller's followed ones; either way the user's follow changes and read marks reach it as
-    `follows` and `read` events. The feed joins the hub before its history is read: the seam. Past the hub's limits
-    it is refused here, before the stream starts (Hub.open)."""
+    `follows` and `read` events. The feed joins the hub before its history is read: the seam. Past the rate of
+    opening feeds, or the hub's limits (Hub.open), it is refused here, before the stream starts."""
     caller = await require_caller(request)
     _same_user(request, caller.username)
     state = request.state
     resumed, after = _resume_points(request)
+    await state["opening"](caller.user_id)
     settled = await _settled(state, resumed)
     after = resumed if resumed is not None else after
     user = await state["users"](caller.user_id) or {}

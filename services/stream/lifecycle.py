@@ -16,10 +16,14 @@ from sse_starlette.sse import EventSourceResponse
 from services.stream.hub import Hub
 from services.stream.replay import Replay
 from services.stream.watcher import Watcher
+from shared.limits import Limit, Rate
 from shared.settings import Settings
 from shared.state import Core
 
 HEARTBEAT_SHARES = 10  # the feeds are pinged a tenth at a time
+OPENING_TOO_FAST = (
+    "You are opening live feeds faster than the limit allows (a page reloading in a loop?). Wait a moment."
+)
 
 log = logging.getLogger("gossip.stream.lifecycle")
 
@@ -30,6 +34,7 @@ class Feeds(TypedDict):
     hub: Hub
     watcher: Watcher
     replay: Replay
+    opening: Limit  # feeds opened per user, a token bucket shared by every stream process
 
 
 @contextlib.asynccontextmanager
@@ -41,10 +46,12 @@ async def feeds(core: Core) -> AsyncIterator[Feeds]:
     hub = Hub(settings.max_feeds, settings.feeds_per_user)
     watcher = Watcher(db, hub, core["catalogue"], settings.history_days)
     replay = Replay(db, core["catalogue"], settings.replay_limit, trimmed=settings.history_days > 0)
+    rate = Rate(settings.feed_opens_per_user, settings.feed_open_window)
+    opening = Limit(core["buckets"], "feed", rate, OPENING_TOO_FAST)
     await watcher.start()
     chores = [asyncio.create_task(_end_feeds_at_shutdown(hub)), asyncio.create_task(_heartbeat(hub, settings))]
     try:
-        yield Feeds(hub=hub, watcher=watcher, replay=replay)
+        yield Feeds(hub=hub, watcher=watcher, replay=replay, opening=opening)
     finally:
         for chore in chores:
             chore.cancel()

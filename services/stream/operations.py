@@ -37,7 +37,8 @@ def _feed(summary: str) -> dict[str, object]:
         429,
         503,
         _403="The session is another user's than the one named in `user` (`other_user`).",
-        _429="The user has as many live feeds as one may hold on this process.",
+        _429="The user has as many live feeds as one may hold on this process, or has opened feeds faster than the "
+        "limit allows.",
         _503="This process holds as many feeds as it can; another may not.",
     )
     return operation(summary, SESSION, {200: stream, **refused}, parameters=RESUME)

@@ -44,9 +44,11 @@ def test_every_limit_has_a_default_and_a_variable() -> None:
     settings = Settings.from_env({
         "SECRET_KEY": "s", "HASH_CONCURRENCY": "3", "PUBLISHES_PER_AUTHOR": "10", "PUBLISH_WINDOW": "5",
         "MAX_FEEDS": "100", "TRUSTED_PROXIES": "172.30.80.9/24, 10.0.0.1", "DRAIN_TIMEOUT": "0.5",
+        "FEED_OPENS_PER_USER": "7", "FEED_OPEN_WINDOW": "30",
     })  # fmt: skip
     assert (settings.hash_concurrency, settings.publishes_per_author, settings.publish_window) == (3, 10, 5.0)
     assert (settings.max_feeds, settings.drain_timeout) == (100, 0.5)
+    assert (settings.feed_opens_per_user, settings.feed_open_window) == (7, 30.0)
     assert settings.trusted_proxies == ("172.30.80.0/24", "10.0.0.1")
     assert Settings.from_env({"SECRET_KEY": "s"}).trusted_proxies == ()  # `make run` believes no forwarded header
 
@@ -59,7 +61,8 @@ def test_the_feeds_a_process_holds_are_sized_to_its_open_file_limit() -> None:
 @pytest.mark.parametrize(
     ("name", "value"),
     [("TRUSTED_PROXIES", "gateway"), ("TRUSTED_PROXIES", "10.0.0.1,*"), ("HASH_CONCURRENCY", "1.5"),
-     ("FEEDS_PER_USER", "0"), ("LOGIN_WINDOW", "-1"), ("MAX_FEEDS", "inf")],
+     ("FEEDS_PER_USER", "0"), ("LOGIN_WINDOW", "-1"), ("MAX_FEEDS", "inf"), ("FEED_OPENS_PER_USER", "2.5"),
+     ("FEED_OPEN_WINDOW", "0")],
 )  # fmt: skip
 def test_a_bad_limit_names_the_variable(name: str, value: str) -> None:
     with pytest.raises(ValueError, match=name):

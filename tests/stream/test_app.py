@@ -293,6 +293,21 @@ async def test_a_user_has_at_most_feeds_per_user_open(settings: Settings) -> Non
                 pass
 
 
+async def test_a_user_opens_at_most_feed_opens_per_user_feeds_per_window(settings: Settings) -> None:
+    """Feeds closed at once still count: each opening costs a replay read. Refused before the stream starts."""
+    with serving(dataclasses.replace(settings, feed_opens_per_user=3, feed_open_window=600)) as server:
+        async with registered(server, "ann") as ann, registered(server, "ben") as ben:
+            for path in ("/events", "/events/all", "/events"):
+                async with events(ann, path):
+                    pass
+            refused = await ann.get("/events")
+            assert json_error(refused)[:2] == (429, "throttled") and "faster" in refused.json()["detail"]
+            assert int(refused.headers["retry-after"]) >= 1
+            assert refused.headers["content-type"] == "application/json"
+            async with events(ben):  # another user is not affected
+                pass
+
+
 async def test_a_process_holds_at_most_max_feeds(settings: Settings) -> None:
     with serving(dataclasses.replace(settings, max_feeds=2)) as server:
         async with registered(server, "ann") as ann, registered(server, "ben") as ben, events(ann), events(ben):
