@@ -22,7 +22,7 @@ from bench.http import Publisher
 from bench.progress import step
 from bench.report import Figure, Result, ratio
 from bench.sse import Feed, feed_request, open_feeds
-from shared.db import SHOWS
+from shared.db import SHOWS, prepare
 
 Scenario = Callable[[Setup], Awaitable[Result]]
 ARRIVAL_TIMEOUT = 60.0
@@ -292,6 +292,53 @@ async def mixed(setup: Setup, feeds: int = 1000, everything: int = 200, updates:
     )
 
 
+async def adoption(setup: Setup, documents: int = 5000) -> Result:
+    """Another program's inserts into `updates` (no seq, as a script or a migration writes them), from a raw
+    insert_one loop: how fast a feed hears of them, against how fast the same loop writes to `updates` documents the
+    stream service passes over (marked rejected), in the same run. The rate into a copy of `updates` that nobody
+    watches is shown beside: what watching a collection costs its writers, adoption or not."""
+    async with deployment(setup.mongo_url, "adoption") as deployed:
+        (listening,) = await deployed.feeds([[]], "/events/all")
+        unwatched = deployed.db.client[f"{deployed.settings.mongo_db}_raw"]
+        try:
+            await prepare(unwatched)  # the same indexes as `updates`
+            step("adoption", "gossip", f"{documents:,} raw inserts into a copy of updates that nobody watches")
+            unwatched_time = await timed(_foreign_inserts(unwatched.updates, documents))
+        finally:
+            await deployed.db.client.drop_database(unwatched.name)
+        step("adoption", "gossip", f"{documents:,} raw inserts into updates that the stream service passes over")
+        raw = await timed(_foreign_inserts(deployed.db.updates, documents, {"rejected": "bench: passed over"}))
+        step("adoption", "gossip", f"{documents:,} foreign inserts into updates, until the feed has them all")
+        start = time.perf_counter()
+        inserting = await timed(_foreign_inserts(deployed.db.updates, documents))
+        await all_arrived([listening], [documents], ARRIVAL_TIMEOUT)
+        got = tally([listening], [range(1, documents + 1)], {})
+        closed([listening])
+    raw_rate, notified_rate = documents / raw, documents / (got.last_arrival - start)
+    return Result(
+        "adoption",
+        {
+            "documents": documents,
+            "unwatched insert_one/s": round(documents / unwatched_time),
+            "raw insert_one/s": round(raw_rate),
+            "foreign insert_one/s": round(documents / inserting),
+            "notified/s": round(notified_rate),
+            "% of raw": notified_rate / raw_rate * 100,
+            **got.misses(),
+        },
+        {"≥ 50 % of raw": notified_rate >= raw_rate / 2, "0 lost, 0 dup": got.exact},
+    )
+
+
+async def _foreign_inserts(
+    collection: AsyncCollection[dict[str, Any]], count: int, extra: dict[str, Any] | None = None
+) -> None:
+    """What another program writes: a show, a text and an author, one insert_one at a time."""
+    for number in range(count):
+        document = {"show": SHOW_SLUGS[number % 6], "text": f"imported {number}", "author": "import"}
+        await collection.insert_one({**document, **(extra or {})})
+
+
 SCENARIOS: dict[str, Scenario] = {
     "floor": floor,
     "fanout": fanout,
@@ -300,4 +347,5 @@ SCENARIOS: dict[str, Scenario] = {
     "catch-up": catch_up,
     "ingest": ingest,
     "mixed": mixed,
+    "adoption": adoption,
 }

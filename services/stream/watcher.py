@@ -16,7 +16,7 @@ from services.stream.metrics import DELIVERED, EDITS, RETRACTIONS
 from services.stream.reorder import Reorder
 from shared.catalogue import Catalogue
 from shared.db import Database, change_id, numbers, utcnow, with_now
-from shared.updates import WIRE_FIELDS, digest, is_seq, newest, problem, seq_in_id, titled
+from shared.updates import WIRE_FIELDS, digest, is_seq, newest, problem, titled
 
 log = logging.getLogger("gossip.stream.watcher")
 
@@ -83,18 +83,16 @@ class Watcher:
 
     async def stop(self) -> None:
         await self._streams.stop()
+        await self.adoption.stop()
+        await self.deletions.stop()
 
     async def _deliver(self, updates: list[Update | None]) -> None:
-        """Each update's frame is encoded once and the same bytes go to every feed; then the seqs of documents
-        whose _id does not hold it are noted, after the feeds have them, so that a deletion can be retracted."""
-        foreign = []
+        """Each update's frame is encoded once and the same bytes go to every feed; then the seq of a document
+        whose _id does not hold it is noted, so that its deletion can be retracted."""
         for update in updates:
             if update is not None:
                 DELIVERED.inc(self.hub.publish(update["show"], update_frame(update), update["seq"]))
-                if seq_in_id(update["_id"]) != update["seq"]:
-                    foreign.append(update)
-        for update in foreign:
-            await self.deletions.remember(update)
+                self.deletions.remember(update)
 
     async def _read(self, after: int, upto: int | None = None) -> list[Update]:
         """Stored documents in (after, upto] in seq order, whatever they hold: each is checked as a change is."""
@@ -156,7 +154,7 @@ class Watcher:
         if seq is None:
             if "claim" not in document:  # a claimed one is its claimer's, or the sweep's once the claim is stale
                 inserted_at = change.get("wallTime") if change["operationType"] == "insert" else None
-                await self.adoption.adopt(document["_id"], inserted_at)
+                self.adoption.offer(document["_id"], inserted_at)
             return
         update = await self._vetted(document)
         if not is_seq(seq):

@@ -7,7 +7,7 @@ import pytest
 from bench import abuse, nchan
 from bench.cluster import Setup
 from bench.floor import floor
-from bench.scenarios import Run, burst, catch_up, combined, fanout, mixed, scale
+from bench.scenarios import Run, adoption, burst, catch_up, combined, fanout, mixed, scale
 
 
 @pytest.fixture
@@ -84,3 +84,10 @@ async def test_burst_and_scale_beside_nchan_count_deliveries_and_memory(mongo_ur
     scaled = await scale(Setup(mongo_url, nginx), feeds=50, updates=2, rate=10.0)
     assert scaled.peer and scaled.peer["connected"] == scaled.figures["connected"] == 50
     assert set(scaled.ratios) == {"KB/feed", "p99 ms"}
+
+
+async def test_foreign_inserts_reach_a_feed_each_once_and_both_rates_are_measured(mongo_url: str) -> None:
+    result = await adoption(Setup(mongo_url), documents=60)
+    assert (result.figures["lost"], result.figures["dup"]) == (0, 0), result.line()
+    assert float(result.figures["notified/s"]) > 0 and float(result.figures["raw insert_one/s"]) > 0, result.line()
+    assert set(result.targets) == {"≥ 50 % of raw", "0 lost, 0 dup"}

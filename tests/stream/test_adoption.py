@@ -114,10 +114,25 @@ async def test_only_one_claim_wins_and_only_the_winner_takes_a_number(db: Databa
     await prepare(db)
     inserted = (await db.updates.insert_one({"show": "flash", "text": "once", "author": "dba"})).inserted_id
     catalogue = Catalogue(db)
-    await asyncio.gather(*(Adoption(db, catalogue).adopt(inserted) for _ in range(5)))
+    await asyncio.gather(*(Adoption(db, catalogue).adopt([(inserted, None)]) for _ in range(5)))
     stored = await db.updates.find_one({"_id": inserted})
     assert stored is not None and stored["seq"] == 1
     assert await last_seq(db) == 1  # no number taken and left unused: no hole for the watcher to wait out
+
+
+async def test_two_adopters_racing_over_one_batch_number_each_document_once_with_no_hole(db: Database) -> None:
+    await prepare(db)
+    documents = [{"show": "flash", "text": f"imported {n}", "author": "dba"} for n in range(300)]
+    documents[150]["author"] = "<b>nobody</b>"  # one that cannot be an update, in the middle
+    ids = (await db.updates.insert_many(documents)).inserted_ids
+    catalogue = Catalogue(db)
+    first, second = Adoption(db, catalogue), Adoption(db, catalogue)
+    overlapping = [(document_id, None) for document_id in ids[:200]], [(key, None) for key in reversed(ids[100:])]
+    await asyncio.gather(first.adopt(overlapping[0]), second.adopt(overlapping[1]), second.sweep())
+    stored = await db.updates.find({}, {"seq": 1, "claim": 1, "rejected": 1}).to_list()
+    seqs = sorted(update["seq"] for update in stored if "seq" in update)
+    assert seqs == list(range(1, 300)) and await last_seq(db) == 299  # each numbered once, no number left unused
+    assert sum("rejected" in update for update in stored) == 1 and not any("claim" in update for update in stored)
 
 
 async def test_a_claim_whose_process_died_is_finished_by_the_sweep_and_a_live_one_is_left(db: Database) -> None:
