@@ -194,6 +194,15 @@ async def require_caller(request: AnyRequest, *, allow_bearer: bool = False) -> 
     return caller
 
 
+def same_user(caller: Caller, named: object) -> None:
+    """A page names the user it was made for, in what it sends: a browser signed in as someone else since must not
+    stream that person's events into it, nor mark their updates read from it (a stale tab on a shared computer):
+    403, which the page takes as signed out. Nothing named, nothing to check."""
+    if named is not None and named != caller.username:
+        detail = "The page was made for another user than the one this browser is signed in as now."
+        raise ApiError(403, "other_user", detail, {"user": "not the signed-in user"})
+
+
 def _why_not(request: AnyRequest, allow_bearer: bool) -> str:
     if allow_bearer:
         return "Log in first, or send an API token."

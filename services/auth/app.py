@@ -18,6 +18,7 @@ from shared.auth import (
     open_session,
     require_caller,
     revoke_session,
+    same_user,
     session_caller,
     set_session_cookie,
 )
@@ -98,6 +99,7 @@ async def api_unfollow(request: AuthRequest) -> Response:
 async def api_read(request: AuthRequest) -> Response:
     caller = await require_caller(request)
     body = await read_object(request)
+    same_user(caller, body.get("user"))
     await accounts.mark_read(request.state["db"], caller.user_id, body.get("seq"))
     return Response(status_code=204)
 

@@ -103,9 +103,12 @@ unfollow = operation(
 read = operation(
     "Mark everything up to an update read", SESSION,
     {204: answer("Marked; a mark never moves back, and one past the newest update stops there."),
-     **refusals(400, 401, 413, 415, 422)},
+     **refusals(400, 401, 403, 413, 415, 422,
+                _403="The session is another user's than the one named in `user` (`other_user`): nothing is marked.")},
     request=request_body({"title": "ReadMark", "type": "object", "required": ["seq"], "properties": {
-        "seq": {"type": "integer", "minimum": 0, "maximum": MAX_INT}}}),
+        "seq": {"type": "integer", "minimum": 0, "maximum": MAX_INT},
+        "user": {"type": "string", "description": "Who the page that marks was made for: a browser signed in as "
+                 "someone else since is refused, so that a stale tab cannot mark another user's updates read."}}}),
 )  # fmt: skip
 create_token = operation(
     "Create an API token", SESSION,

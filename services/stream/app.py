@@ -18,11 +18,10 @@ from services.stream.metrics import CONNECTIONS, SLOW_CONSUMERS
 from services.stream.replay import Replay
 from services.stream.response import FeedResponse, Streamed
 from shared.app import create_app
-from shared.auth import require_caller
+from shared.auth import require_caller, same_user
 from shared.body import whole_number
 from shared.connections import transport_of
 from shared.db import Database, last_seq
-from shared.errors import ApiError
 from shared.openapi import ApiRoute
 from shared.pages import page_viewer, render
 from shared.state import Core
@@ -69,15 +68,6 @@ def _closed(hub: Hub, feed: Feed) -> None:
             SLOW_CONSUMERS.labels(reason=feed.too_slow).inc()
 
 
-def _same_user(request: StreamRequest, username: str) -> None:
-    """A page names the user it was made for: a browser signed in as someone else since must not stream that
-    person's events into it (with its own resume point): 403, which the page takes as signed out."""
-    meant = request.query_params.get("user")
-    if meant is not None and meant != username:
-        detail = "The page was made for another user than the one this browser is signed in as now."
-        raise ApiError(403, "other_user", detail, {"user": "not the signed-in user"})
-
-
 async def _settled(state: Stream, resumed: int | None) -> int:
     """Up to which seq a reconnecting client has every update: the live ones up to it are not sent again
     (Hub.publish), as a browser back from another stream process that was ahead of this one would get them twice.
@@ -97,7 +87,7 @@ async def _feed(request: StreamRequest, everything: bool) -> FeedResponse:
     `follows` and `read` events. The feed joins the hub before its history is read: the seam. Past the rate of
     opening feeds, or the hub's limits (Hub.open), it is refused here, before the stream starts."""
     caller = await require_caller(request)
-    _same_user(request, caller.username)
+    same_user(caller, request.query_params.get("user"))
     state = request.state
     resumed, after = _resume_points(request)
     await state["opening"](caller.user_id)

@@ -157,6 +157,17 @@ async def test_read_mark_only_moves_forward(alice: httpx.AsyncClient, db: Databa
     )
 
 
+async def test_a_read_mark_for_another_user_is_403_and_marks_nothing(alice: httpx.AsyncClient, db: Database) -> None:
+    """A stale tab on a shared computer, made for bob, where alice has signed in since."""
+    for i in range(3):
+        await publish(alice, "flash", f"update {i}")
+    refused = await alice.post("/api/me/read", json={"seq": 3, "user": "bob"})
+    assert json_error(refused) == (403, "other_user", {"user": "not the signed-in user"})
+    assert (await db.users.find_one({"username": "alice"}))["last_read_seq"] == 0
+    assert (await alice.post("/api/me/read", json={"seq": 2, "user": "alice"})).status_code == 204
+    assert (await db.users.find_one({"username": "alice"}))["last_read_seq"] == 2
+
+
 async def test_read_mark_beyond_the_newest_update_is_brought_down_to_it(
     alice: httpx.AsyncClient, server: str, db: Database
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 from datetime import timedelta
 
 import httpx
@@ -36,6 +37,16 @@ window.hide = () => {
   Object.defineProperty(document, "visibilityState", { get: () => "hidden", configurable: true });
   document.dispatchEvent(new Event("visibilitychange"));
 };
+"""
+
+# A page that opens hidden (a background tab), whose fetches are noted as they are made, and that can be shown.
+OUT_OF_SIGHT = """
+let shown = false;
+Object.defineProperty(document, "visibilityState", { get: () => (shown ? "visible" : "hidden"), configurable: true });
+window.fetched = [];
+const fetchNow = window.fetch;
+window.fetch = (url, options) => { window.fetched.push(String(url)); return fetchNow(url, options); };
+window.show = () => { shown = true; document.dispatchEvent(new Event("visibilitychange")); };
 """
 
 
@@ -175,7 +186,7 @@ async def test_a_page_far_behind_is_told_what_was_skipped(browser: Browser, serv
         await watching.updates(1000)  # the stream service has them all: the page's stream replays, not live
     released.set()
     notice = page.locator("#resync")
-    await expect(notice).to_have_text("500 older updates were skipped: see them in the history.")
+    await expect(notice).to_have_text(f"{COUNT_CAP}+ older updates were skipped: see them in the history.")  # 500
     await expect(notice.locator("a")).to_have_attribute("href", f"/notifications?before={last - 499}")
     await expect(page.locator("#feed li")).to_have_count(500)
     assert (await listed(page))[0] == last
@@ -293,4 +304,21 @@ async def test_a_badge_at_the_count_cap_says_so_and_keeps_saying_so_as_updates_a
     await expect(page.locator("#unread-count")).to_have_text(f"{COUNT_CAP}+")
     await page.reload()
     await expect(page.locator("#unread-count")).to_have_text(f"{COUNT_CAP}+")
+    await context.close()
+
+
+async def test_a_page_opened_out_of_sight_marks_nothing_read_until_it_is_seen(browser: Browser, server: str) -> None:
+    context = await signed_in(browser, server, "vis")
+    await context.add_init_script(OUT_OF_SIGHT)
+    async with registered(server, "bob") as bob:
+        for i in range(2):
+            await publish(bob, "flash", f"unseen {i}")
+    (page,) = await tabs(context, "/notifications")  # live once it returns: a mark would have been sent by now
+    await expect(page.locator("#unread-count")).to_have_text("2")
+    assert "/api/me/read" not in await page.evaluate("fetched")
+    async with page.expect_response("**/api/me/read") as marked:
+        await page.evaluate("show()")
+    assert (await marked.value).status == 204
+    assert json.loads((await marked.value).request.post_data or "{}") == {"seq": 2, "user": "vis"}
+    await expect(page.locator("#unread-count")).to_have_count(0)
     await context.close()

@@ -58,7 +58,7 @@ function setStatus(state, text, signIn) {
   status.textContent = text;
   document.getElementById("status-login").hidden = !signIn;
   document.querySelectorAll(".signed-in").forEach((node) => { node.hidden = signIn; });
-  if (state === "live" && readOnceLive) {
+  if (state === "live" && readOnceLive && visible()) {  // a page opened out of sight marks nothing read yet
     readOnceLive = false;
     sendRead();
   }
@@ -133,11 +133,12 @@ async function sendRead(tries = 0) {
   clearTimeout(readTimer);
   readTimer = null;
   if (last === 0) return;
-  // The badges of every tab and device follow from the `read` event the server sends back.
+  // The badges of every tab and device follow from the `read` event the server sends back. The page names its user:
+  // signed in as someone else since, the browser is refused (403) and nothing is marked.
   const response = await fetch("/api/me/read", {
     method: "POST",
     headers: { "content-type": "application/json" },
-    body: JSON.stringify({ seq: last }),
+    body: JSON.stringify({ seq: last, user: user }),
     credentials: "same-origin",
   }).catch(() => null);
   // Offline, or the server failed: unless a newer mark is on its way, send this one (the newest by then) again,
@@ -248,4 +249,5 @@ if (notifyButton && "Notification" in window) {
   notifyButton.hidden = false;
 }
 
+// What the page lists is marked read only once someone can see it.
 if (list) document.addEventListener("visibilitychange", () => visible() && markRead());
