@@ -25,10 +25,10 @@ from shared.db import Database, last_seq
 from shared.openapi import ApiRoute
 from shared.pages import page_viewer, render
 from shared.state import Core
-from shared.updates import any_before, recent, shown, since_read, wire
+from shared.updates import COUNT_CAP, any_before, recent, shown, since_read, wire
 
 PAGE_SIZE = 50
-UNREAD_MAX = 200  # a first page lists up to this many unread updates; older pages reach any beyond
+UNREAD_MAX = COUNT_CAP  # a first page lists as many unread updates as are counted; older pages reach any beyond
 
 
 class Stream(Core, Feeds):
