@@ -126,7 +126,9 @@ async def _listing(
 
 async def _notifications(request: StreamRequest, everything: bool) -> Response:
     """The first page lists what is unread (at least the recent history), then its script continues live and marks
-    it read. `?before=SEQ` is an older page: static, and it marks nothing read."""
+    it read; but a page another site opened (Sec-Fetch-Site: cross-site) marks nothing read until the person acts on
+    it, so that no site can clear someone's unread updates by opening the page. `?before=SEQ` is an older page:
+    static, and it marks nothing read."""
     viewer = await page_viewer(request)
     before = whole_number("before", request.query_params.get("before"))
     follows, last_read = viewer.me["follows"], viewer.me["last_read_seq"]
@@ -140,6 +142,7 @@ async def _notifications(request: StreamRequest, everything: bool) -> Response:
         "last_read": last_read,
         "follows": follows,
         "shows": titles,
+        "opened_by_another_site": request.headers.get("sec-fetch-site") == "cross-site",
     }
     return render(request, viewer, "notifications/index.html", context)
 

@@ -39,15 +39,21 @@ window.hide = () => {
 };
 """
 
-# A page that opens hidden (a background tab), whose fetches are noted as they are made, and that can be shown.
-OUT_OF_SIGHT = """
-let shown = false;
-Object.defineProperty(document, "visibilityState", { get: () => (shown ? "visible" : "hidden"), configurable: true });
+# A page whose fetches are noted as they are made.
+NOTED_FETCHES = """
 window.fetched = [];
 const fetchNow = window.fetch;
 window.fetch = (url, options) => { window.fetched.push(String(url)); return fetchNow(url, options); };
+"""
+# One that opens hidden (a background tab), and can be shown.
+OUT_OF_SIGHT = (
+    NOTED_FETCHES
+    + """
+let shown = false;
+Object.defineProperty(document, "visibilityState", { get: () => (shown ? "visible" : "hidden"), configurable: true });
 window.show = () => { shown = true; document.dispatchEvent(new Event("visibilitychange")); };
 """
+)
 
 
 async def listed(page: Page) -> list[int]:
@@ -320,5 +326,28 @@ async def test_a_page_opened_out_of_sight_marks_nothing_read_until_it_is_seen(br
         await page.evaluate("show()")
     assert (await marked.value).status == 204
     assert json.loads((await marked.value).request.post_data or "{}") == {"seq": 2, "user": "vis"}
+    await expect(page.locator("#unread-count")).to_have_count(0)
+    await context.close()
+
+
+async def test_a_page_another_site_opened_marks_nothing_read_until_the_person_acts_on_it(
+    browser: Browser, server: str
+) -> None:
+    context = await signed_in(browser, server, "opa")
+    await context.add_init_script(NOTED_FETCHES)
+    await context.route("http://elsewhere.example/", lambda route: route.fulfill(
+        content_type="text/html", body=f'<a id="go" href="{server}/notifications">your notifications</a>'))  # fmt: skip
+    async with registered(server, "bob") as bob:
+        for i in range(2):
+            await publish(bob, "flash", f"unread {i}")
+    page = await context.new_page()
+    await page.goto("http://elsewhere.example/")
+    await page.click("#go")
+    await expect(page.locator("#status")).to_have_text("live")  # seen: a page of ours would have marked by now
+    await expect(page.locator("#unread-count")).to_have_text("2")
+    assert "/api/me/read" not in await page.evaluate("fetched")
+    async with page.expect_response("**/api/me/read") as marked:
+        await page.click("h1")
+    assert (await marked.value).status == 204
     await expect(page.locator("#unread-count")).to_have_count(0)
     await context.close()

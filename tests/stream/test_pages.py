@@ -108,3 +108,13 @@ async def test_update_text_is_shown_as_text_never_as_html(alice: httpx.AsyncClie
         page = (await alice.get(path)).text
         assert "&lt;img src=x onerror=alert(1)&gt; &amp; &lt;b&gt;bold&lt;/b&gt; &#34;quoted&#34;" in page, path
         assert "<img src=x" not in page and "<b>bold" not in page, path
+
+
+async def test_a_page_another_site_opened_is_marked_so_and_one_of_ours_is_not(alice: httpx.AsyncClient) -> None:
+    opened = await alice.get("/notifications", headers={"sec-fetch-site": "cross-site"})
+    assert "data-opened-by-another-site" in opened.text
+    for site in ("same-origin", "none"):  # a link of ours, or a bookmark or a typed address
+        assert (
+            "data-opened-by-another-site"
+            not in (await alice.get("/notifications", headers={"sec-fetch-site": site})).text
+        )

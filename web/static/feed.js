@@ -19,6 +19,8 @@ let lastRead = Number(body.dataset.lastRead);
 let last = Math.max(Number(body.dataset.after), newestShown);  // the newest update this page has
 let readTimer = null;
 let readOnceLive = list !== null;  // what the page lists is marked read once live, so that the `read` event reaches it
+// A page another site opened marks nothing read until the person acts on it: no site may clear the unread updates.
+let mayMarkRead = list === null || !("openedByAnotherSite" in list.dataset);
 let shownState = "";  // the status line's state
 let wasLive = false;  // live before: going live again is a reconnect, after which the page reads back what it lists
 
@@ -58,7 +60,7 @@ function setStatus(state, text, signIn) {
   status.textContent = text;
   document.getElementById("status-login").hidden = !signIn;
   document.querySelectorAll(".signed-in").forEach((node) => { node.hidden = signIn; });
-  if (state === "live" && readOnceLive && visible()) {  // a page opened out of sight marks nothing read yet
+  if (state === "live" && readOnceLive && visible() && mayMarkRead) {  // one opened out of sight, nothing yet
     readOnceLive = false;
     sendRead();
   }
@@ -151,7 +153,7 @@ async function sendRead(tries = 0) {
 
 function markRead() {
   // At most one request every two seconds, whatever the rate of updates.
-  if (readTimer === null) readTimer = setTimeout(() => sendRead(), 2000);
+  if (mayMarkRead && readTimer === null) readTimer = setTimeout(() => sendRead(), 2000);
 }
 
 function notificationsOn() {
@@ -251,3 +253,10 @@ if (notifyButton && "Notification" in window) {
 
 // What the page lists is marked read only once someone can see it.
 if (list) document.addEventListener("visibilitychange", () => visible() && markRead());
+if (!mayMarkRead) {
+  const acted = () => {
+    mayMarkRead = true;
+    markRead();
+  };
+  for (const type of ["pointerdown", "keydown"]) document.addEventListener(type, acted, { once: true });
+}
