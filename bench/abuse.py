@@ -143,7 +143,7 @@ async def wrong_passwords(served: Served, count: int = 40) -> Result:
     answers = await asyncio.gather(*(
         exchange(served.port, json_request("POST", "/api/auth/login", body), address(21, 0)) for _ in range(count)
     ))  # fmt: skip
-    limit, got = served.settings.login_failures_per_user, statuses(answers)
+    limit, got = served.settings.login_failures_per_user_address, statuses(answers)
     target = {f"{limit} reach a 401, the rest 429": got == Counter({401: limit, 429: count - limit})}
     return Result("wrong-pw", {"attempts": count, "answers": counted(got)}, target)
 

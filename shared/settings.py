@@ -89,7 +89,9 @@ class Settings:
     mongo_db: str = "gossip"
     ping_interval: float = 15.0
     send_timeout: float = 10.0  # an SSE socket that stops draining for this long is dropped
-    session_max_age: int = 14 * 24 * 3600
+    session_max_age: int = 14 * 24 * 3600  # a session unused this long ends; using it renews it
+    session_absolute_age: int = 30 * 24 * 3600  # and every session ends this long after its login, however used
+    device_max_age: int = 365 * 24 * 3600  # a browser that signed in to an account is known to it this long
     replay_limit: int = 500  # a reconnect is replayed at most this many updates; `resync` announces the rest
     history_days: float = 90.0  # updates older than this are removed; 0 keeps them all
     host: str = "127.0.0.1"
@@ -101,7 +103,8 @@ class Settings:
     # once, refilled evenly over the window.
     hash_concurrency: int = field(default_factory=cpus)  # Argon2id hashes at once
     hash_wait: float = 1.0  # seconds a login or registration waits for a hash before a 503
-    login_failures_per_user: int = 5
+    login_failures_per_user_address: int = 5  # per account from one client address
+    login_failures_per_user: int = 100  # per account from everywhere, its known browsers not counted
     login_failures_per_address: int = 20
     login_window: float = 60.0
     registrations_per_address: int = 20
@@ -126,6 +129,8 @@ class Settings:
             ping_interval=_number(env, "PING_INTERVAL", 15.0),
             send_timeout=_number(env, "SEND_TIMEOUT", 10.0),
             session_max_age=_count(env, "SESSION_MAX_AGE", 14 * 24 * 3600),
+            session_absolute_age=_count(env, "SESSION_ABSOLUTE_AGE", 30 * 24 * 3600),
+            device_max_age=_count(env, "DEVICE_MAX_AGE", 365 * 24 * 3600),
             replay_limit=_count(env, "REPLAY_LIMIT", 500),
             history_days=_number(env, "HISTORY_DAYS", 90.0, zero=True),
             host=env.get("HOST", "127.0.0.1"),
@@ -135,7 +140,8 @@ class Settings:
             log_format=log_format,
             hash_concurrency=_count(env, "HASH_CONCURRENCY", cpus()),
             hash_wait=_number(env, "HASH_WAIT", 1.0),
-            login_failures_per_user=_count(env, "LOGIN_FAILURES_PER_USER", 5),
+            login_failures_per_user_address=_count(env, "LOGIN_FAILURES_PER_USER_ADDRESS", 5),
+            login_failures_per_user=_count(env, "LOGIN_FAILURES_PER_USER", 100),
             login_failures_per_address=_count(env, "LOGIN_FAILURES_PER_ADDRESS", 20),
             login_window=_number(env, "LOGIN_WINDOW", 60.0),
             registrations_per_address=_count(env, "REGISTRATIONS_PER_ADDRESS", 20),

@@ -67,15 +67,19 @@ async def register(state: Core, username: str, password: str, address: str) -> d
     return user
 
 
-async def authenticate(state: Core, username: str, password: str, address: str) -> dict[str, Any]:
-    """One generic error for an unknown name and a wrong password. The failure slot is taken before the password is
-    checked, and both within a hashing turn, so that a flood is refused before it reaches the database."""
+async def authenticate(
+    state: Core, username: str, password: str, address: str, device: str | None = None
+) -> dict[str, Any]:
+    """One generic error for an unknown name and a wrong password. The failure slots are taken before the password
+    is checked, and both within a hashing turn, so that a flood is refused before it reaches the database. `device`:
+    the account the browser's device cookie names; signed in there before, it is spared the account-wide cap."""
     if missing := {name: "required" for name, value in (("username", username), ("password", password)) if not value}:
         raise ApiError(422, detail="Please fill in the highlighted fields.", fields=missing)  # blank: not a wrong guess
     db, passwords, buckets, settings = state["db"], state["passwords"], state["buckets"], state["settings"]
     key = username_key(username)
+    known = device == key
     async with passwords.turn():
-        await throttle.take_login_slot(buckets, settings, key, address)
+        await throttle.take_login_slot(buckets, settings, key, address, known)
         user = await db.users.find_one({"username_key": key})
         if not await passwords.verify(user["password_hash"] if user else None, password):
             raise ApiError(401, "wrong_credentials", "Wrong username or password.")
@@ -83,7 +87,7 @@ async def authenticate(state: Core, username: str, password: str, address: str) 
         if needs_rehash(user["password_hash"]):
             rehashed = await passwords.hash(password)
             await db.users.update_one({"_id": user["_id"]}, {"$set": {"password_hash": rehashed}})
-    await throttle.logged_in(buckets, settings, key, address)
+    await throttle.logged_in(buckets, settings, key, address, known)
     return user
 
 

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from services.auth import accounts, operations, tokens
+from services.auth import accounts, devices, operations, tokens
 from shared.app import create_app
 from shared.auth import (
     Caller,
@@ -37,9 +37,11 @@ def _address(request: AuthRequest) -> str:
 
 
 async def _logged_in(request: AuthRequest, user: dict[str, Any], response: Response) -> Response:
+    """A new session, and the browser is remembered as one that signed in to this account (services/auth/devices.py)."""
     state = request.state
     cookie = await open_session(state["db"], state["settings"], user["_id"], user["username"])
     set_session_cookie(request, response, cookie, state["settings"])
+    devices.remember(request, response, state["settings"], user["username_key"])
     return response
 
 
@@ -59,7 +61,7 @@ async def api_register(request: AuthRequest) -> Response:
 
 async def api_login(request: AuthRequest) -> Response:
     fields = await read_fields(request, "username", "password")
-    user = await accounts.authenticate(request.state, fields["username"], fields["password"], _address(request))
+    user = await _authenticate(request, fields)
     return await _logged_in(request, user, JSONResponse({"username": user["username"]}))
 
 
@@ -127,7 +129,8 @@ async def home(request: AuthRequest) -> Response:
 
 
 async def _authenticate(request: AuthRequest, fields: dict[str, str]) -> dict[str, Any]:
-    return await accounts.authenticate(request.state, fields["username"], fields["password"], _address(request))
+    device = devices.remembered(request, request.state["settings"])
+    return await accounts.authenticate(request.state, fields["username"], fields["password"], _address(request), device)
 
 
 async def _register(request: AuthRequest, fields: dict[str, str]) -> dict[str, Any]:
