@@ -12,6 +12,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "var"
+SESSION_ABSOLUTE_AGE = 30 * 24 * 3600  # the default; the stream's parts that are made without settings use it too
 
 
 def dev_secret(var: Path = VAR) -> str:
@@ -90,7 +91,7 @@ class Settings:
     ping_interval: float = 15.0
     send_timeout: float = 10.0  # an SSE socket that stops draining for this long is dropped
     session_max_age: int = 14 * 24 * 3600  # a session unused this long ends; using it renews it
-    session_absolute_age: int = 30 * 24 * 3600  # and every session ends this long after its login, however used
+    session_absolute_age: int = SESSION_ABSOLUTE_AGE  # and every session ends this long after its login, however used
     device_max_age: int = 365 * 24 * 3600  # a browser that signed in to an account is known to it this long
     replay_limit: int = 500  # a reconnect is replayed at most this many updates; `resync` announces the rest
     history_days: float = 90.0  # updates older than this are removed; 0 keeps them all
@@ -129,7 +130,7 @@ class Settings:
             ping_interval=_number(env, "PING_INTERVAL", 15.0),
             send_timeout=_number(env, "SEND_TIMEOUT", 10.0),
             session_max_age=_count(env, "SESSION_MAX_AGE", 14 * 24 * 3600),
-            session_absolute_age=_count(env, "SESSION_ABSOLUTE_AGE", 30 * 24 * 3600),
+            session_absolute_age=_count(env, "SESSION_ABSOLUTE_AGE", SESSION_ABSOLUTE_AGE),
             device_max_age=_count(env, "DEVICE_MAX_AGE", 365 * 24 * 3600),
             replay_limit=_count(env, "REPLAY_LIMIT", 500),
             history_days=_number(env, "HISTORY_DAYS", 90.0, zero=True),

@@ -17,6 +17,7 @@ from shared.auth import (
     cookie_caller,
     open_session,
     require_caller,
+    revoke_previous_session,
     revoke_session,
     session_caller,
     set_session_cookie,
@@ -37,8 +38,10 @@ def _address(request: AuthRequest) -> str:
 
 
 async def _logged_in(request: AuthRequest, user: dict[str, Any], response: Response) -> Response:
-    """A new session, and the browser is remembered as one that signed in to this account (services/auth/devices.py)."""
+    """A new session in place of the browser's previous one, and the browser is remembered as one that signed in to
+    this account (services/auth/devices.py)."""
     state = request.state
+    await revoke_previous_session(request)
     cookie = await open_session(state["db"], state["settings"], user["_id"], user["username"])
     set_session_cookie(request, response, cookie, state["settings"])
     devices.remember(request, response, state["settings"], user["username_key"])

@@ -12,18 +12,24 @@ from typing import Any
 from services.stream.changes import LOOKUP, Change, ChangeFeed
 from services.stream.frames import read_frame
 from services.stream.hub import Hub
-from shared.db import Database, as_datetime
+from shared.auth import session_end
+from shared.db import Database
+from shared.settings import SESSION_ABSOLUTE_AGE
 from shared.state import USER_FIELDS
 from shared.updates import unread
 
 log = logging.getLogger("gossip.stream.audience")
+SESSION_DATES = {"expires_at": 1, "created_at": 1}  # what a session's end is made of (shared.auth.session_end)
 
 
 class Audience:
-    """`delivered` says up to which seq the feeds have been sent updates: a read event's unread count is as of it."""
+    """`delivered` says up to which seq the feeds have been sent updates: a read event's unread count is as of it.
+    `lifetime`: SESSION_ABSOLUTE_AGE, past which no renewal keeps a session's feeds open."""
 
-    def __init__(self, db: Database, hub: Hub, delivered: Callable[[], int]) -> None:
-        self.db, self.hub, self.delivered = db, hub, delivered
+    def __init__(
+        self, db: Database, hub: Hub, delivered: Callable[[], int], lifetime: float = SESSION_ABSOLUTE_AGE
+    ) -> None:
+        self.db, self.hub, self.delivered, self.lifetime = db, hub, delivered, lifetime
 
     def feeds(self) -> list[ChangeFeed]:
         return [
@@ -64,19 +70,20 @@ class Audience:
             self.session_ends(session_key, session)
 
     def session_ends(self, session_key: str, session: dict[str, Any]) -> None:
-        """A renewal moves a session's end later; an end set in the past ends its feeds at once. A session whose end
-        is not a date (written by hand) is left as it was: failing here would restart the change stream for ever."""
+        """A renewal moves a session's end later, never past its absolute end; an end set in the past ends its feeds
+        at once. A session whose dates are not dates (written by hand) is left as it was: failing here would restart
+        the change stream for ever."""
         try:
-            ends = as_datetime(session.get("expires_at")).timestamp()
+            ends = session_end(session, self.lifetime).timestamp()
         except TypeError:
-            log.warning("a session's expires_at is not a date: %r", session.get("expires_at"))
+            log.warning("a session's end is not a date: %r", session.get("expires_at"))
             return
         self.hub.session_ends(session_key, ends, time.time())
 
     async def _resync_sessions(self) -> None:
         """Sessions revoked, renewed or cut short while no stream was open."""
         open_sessions = self.hub.sessions()
-        alive = [session async for session in self.db.sessions.find({"_id": {"$in": open_sessions}}, {"expires_at": 1})]
+        alive = [session async for session in self.db.sessions.find({"_id": {"$in": open_sessions}}, SESSION_DATES)]
         for session_key in set(open_sessions) - {session["_id"] for session in alive}:
             self.hub.session_gone(session_key, time.time())
         for session in alive:

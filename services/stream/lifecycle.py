@@ -39,7 +39,7 @@ async def feeds(core: Core) -> AsyncIterator[Feeds]:
     (the lifespan's own shutdown comes too late for them: uvicorn waits for open responses first)."""
     db, settings = core["db"], core["settings"]
     hub = Hub(settings.max_feeds, settings.feeds_per_user)
-    watcher = Watcher(db, hub, core["catalogue"], settings.history_days)
+    watcher = Watcher(db, hub, core["catalogue"], settings.history_days, session_lifetime=settings.session_absolute_age)
     replay = Replay(db, settings.replay_limit, trimmed=settings.history_days > 0)
     await watcher.start()
     chores = [asyncio.create_task(_end_feeds_at_shutdown(hub)), asyncio.create_task(_heartbeat(hub, settings))]

@@ -16,6 +16,7 @@ from services.stream.metrics import DELIVERED, EDITS, RETRACTIONS
 from services.stream.reorder import Reorder
 from shared.catalogue import Catalogue
 from shared.db import Database, change_id, numbers, utcnow, with_now
+from shared.settings import SESSION_ABSOLUTE_AGE
 from shared.updates import digest, is_seq, newest, problem, seq_in_id
 
 log = logging.getLogger("gossip.stream.watcher")
@@ -59,11 +60,12 @@ class Watcher:
         history_days: float = 0,
         gap_wait: float = 1.0,
         sweep: float = 2.0,
+        session_lifetime: float = SESSION_ABSOLUTE_AGE,
     ) -> None:
         self.db, self.hub, self.catalogue, self.sweep = db, hub, catalogue, sweep
         self.reorder: Reorder[Update | None] = Reorder(0, gap_wait)  # None: a rejected seq, passed over in order
         self.adoption, self.deletions = Adoption(db, catalogue), Deletions(db, history_days)
-        self.audience = Audience(db, hub, lambda: self.delivered)
+        self.audience = Audience(db, hub, lambda: self.delivered, session_lifetime)
         self._streams = ChangeStreams()
         self._next_sweep = 0.0
 

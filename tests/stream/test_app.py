@@ -383,6 +383,20 @@ async def test_a_session_expired_on_the_server_ends_its_stream_within_two_second
     assert json_error(await alice.get("/events"))[:2] == (401, "unauthorized")
 
 
+async def test_a_renewal_past_the_absolute_age_does_not_keep_a_stream_open(
+    alice: httpx.AsyncClient, db: Database, settings: Settings
+) -> None:
+    """A session renewed by a process that knows no absolute age (or by hand) still ends its feeds on time."""
+    async with events(alice) as feed:
+        session = await db.sessions.find_one({})
+        assert session is not None
+        session.update(created_at=utcnow() - timedelta(seconds=settings.session_absolute_age - 1),
+                       expires_at=utcnow() + timedelta(days=7))  # fmt: skip
+        await db.sessions.replace_one({"_id": session["_id"]}, session)
+        expired = await feed.named("expired", timeout=5)
+        assert (expired.id, expired.json()) == (None, {})
+
+
 async def test_a_session_whose_time_runs_out_ends_its_stream_with_expired(settings: Settings) -> None:
     live = LiveServer(create_app("gossip", gossip.routes, replace(settings, session_max_age=3), gossip.extensions))
     try:
