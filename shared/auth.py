@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,6 +26,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_COOKIE = "gossip_csrf"
 CSRF_MAX_AGE = 24 * 3600
 TOKEN_PREFIX = "gsp_"  # noqa: S105 (a prefix that makes a leaked token easy to recognise, not a secret)
+USE_NOTED_EVERY = 60.0  # seconds between two records of a token's last use
 
 
 RENEWED = "gossip.renewed_session"  # in a request's scope: the Set-Cookie of a session renewed while answering it
@@ -216,7 +218,24 @@ async def bearer_caller(request: AnyRequest) -> Caller | None:
     stored = await core(request)["tokens"](token_digest(token)) if token else None
     if stored is None:
         raise ApiError(401, detail="The API token is unknown or revoked.")
+    if stored.get("expires_at") is not None and as_datetime(stored["expires_at"]) <= utcnow():
+        raise ApiError(401, detail="The API token has expired.")
+    await _note_use(core(request)["db"], stored)
     return Caller(stored["user_id"], stored["username"])
+
+
+async def _note_use(db: Database, token: dict[str, Any]) -> None:
+    """Records when a token was last used, at most once a minute per token and process: a script publishing in a
+    loop costs one write a minute, not one per publish. The found token is what this process's requests share for
+    half a second (shared.app.TOKEN_MAX_AGE), so it is marked first, and they see the mark at once. Epoch seconds,
+    not a date: `$max` keeps the newest across processes, and the embedded server would store a date set so as a
+    string."""
+    now = time.time()
+    last = token.get("last_used")
+    if isinstance(last, int | float) and now - last < USE_NOTED_EVERY:
+        return
+    token["last_used"] = now
+    await db.tokens.update_one({"_id": token["_id"]}, {"$max": {"last_used": now}})
 
 
 async def cookie_caller(request: AnyRequest) -> Caller | None:

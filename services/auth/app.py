@@ -22,7 +22,8 @@ from shared.auth import (
     session_caller,
     set_session_cookie,
 )
-from shared.body import read_fields, read_object
+from shared.body import fields_of, read_fields, read_object
+from shared.db import utcnow
 from shared.errors import ApiError
 from shared.openapi import ApiRoute
 from shared.pages import Viewer, optional_viewer, page_viewer, read_form, redirect, render, safe_next
@@ -109,9 +110,11 @@ async def api_read(request: AuthRequest) -> Response:
 
 async def api_create_token(request: AuthRequest) -> Response:
     caller = await require_caller(request)  # the cookie only: a token must not mint more tokens
-    fields = await read_fields(request, "name")
+    body = await read_object(request)
+    name = fields_of(body, "name")["name"]
+    expires_at = tokens.expiry(body.get("expires_in_days"), body.get("expires_at"), utcnow())
     most = request.state["settings"].tokens_per_user
-    return JSONResponse(await tokens.create(request.state["db"], caller, fields["name"], most), status_code=201)
+    return JSONResponse(await tokens.create(request.state["db"], caller, name, most, expires_at), status_code=201)
 
 
 async def api_tokens(request: AuthRequest) -> Response:
@@ -127,7 +130,8 @@ async def api_revoke_token(request: AuthRequest) -> Response:
 
 async def home(request: AuthRequest) -> Response:
     """The layout's `me` is all it reads; the API tokens section says what a token's name may be."""
-    page = {"token_rule": tokens.RULE, "token_max": tokens.NAME_MAX}
+    page = {"token_rule": tokens.RULE, "token_max": tokens.NAME_MAX,
+            "token_days_rule": tokens.DAYS_RULE, "token_days_max": tokens.DAYS_MAX}  # fmt: skip
     return render(request, await optional_viewer(request), "home.html", page)
 
 

@@ -4,7 +4,7 @@ that enforces them."""
 from __future__ import annotations
 
 from services.auth.accounts import PASSWORD_MAX, PASSWORD_MIN, RULES, USERNAME
-from services.auth.tokens import DOTS, NAME_MAX, SEGMENT
+from services.auth.tokens import AT_RULE, DAYS_MAX, DAYS_RULE, DOTS, NAME_MAX, SEGMENT
 from shared.db import MAX_INT
 from shared.openapi import (
     ANYONE,
@@ -37,6 +37,10 @@ TOKEN_NAME: Schema = {
     "type": "string", "minLength": 1, "maxLength": NAME_MAX, "pattern": f"^{SEGMENT.pattern}$",
     "allOf": [{"pattern": NOT_BLANK.pattern}], "not": {"enum": list(DOTS)},
     "description": "Not all blank, no control characters or '/', not '.' or '..': it names the token in a URL.",
+}  # fmt: skip
+EXPIRES_AT: Schema = {
+    "type": ["string", "null"], "format": "date-time",
+    "description": "When the token stops working (UTC, to the millisecond, with a Z); null: never.",
 }  # fmt: skip
 BUSY_HASHING = "Every password-hashing turn is taken (a flood of logins): nothing was checked or stored."
 SLUG_PARAMETER = {"name": "slug", "in": "path", "required": True, "schema": SLUG}
@@ -109,22 +113,33 @@ read = operation(
 create_token = operation(
     "Create an API token", SESSION,
     {201: answer("The token, shown this once: only its hash is kept.", {
-        "title": "NewToken", "type": "object", "required": ["name", "token"], "additionalProperties": False,
-        "properties": {"name": TOKEN_NAME, "token": {"type": "string", "pattern": "^gsp_"}},
+        "title": "NewToken", "type": "object", "required": ["name", "token", "expires_at"],
+        "additionalProperties": False,
+        "properties": {"name": TOKEN_NAME, "token": {"type": "string", "pattern": "^gsp_"}, "expires_at": EXPIRES_AT},
      }, links={
         "revoke": {"operationId": "api_revoke_token", "parameters": {"name": "$response.body#/name"}},
         "publish": {"operationId": "post_update", "description": "Publish with it: `Authorization: Bearer <token>`."},
      }), **refusals(400, 401, 409, 413, 415, 422, _409="You have a token with that name already (`taken`), or as "
                                                          "many tokens as a user may hold (`too_many_tokens`).")},
     request=request_body({"title": "TokenRequest", "type": "object", "required": ["name"],
-                          "properties": {"name": TOKEN_NAME}}),
-    description="Only a session can manage tokens: a token cannot mint more.",
+                          "not": {"required": ["expires_in_days", "expires_at"]}, "properties": {
+        "name": TOKEN_NAME,
+        "expires_in_days": {"type": "integer", "minimum": 1, "maximum": DAYS_MAX, "description": DAYS_RULE},
+        "expires_at": {"type": "string", "format": "date-time", "description": AT_RULE},
+    }}),
+    description="Only a session can manage tokens: a token cannot mint more. Without `expires_in_days` or "
+                "`expires_at` (one of them, not both), the token works until it is revoked; an expired one is "
+                "refused at once.",
 )  # fmt: skip
 tokens = operation(
     "The caller's API tokens", SESSION,
-    {200: answer("Names and creation times, oldest first; never a token or its hash.", {"type": "array", "items": {
-        "title": "TokenEntry", "type": "object", "required": ["name", "created_at"], "additionalProperties": False,
-        "properties": {"name": TOKEN_NAME, "created_at": TIMESTAMP},
+    {200: answer("Names, creation, expiry and last use, oldest first; never a token or its hash.", {
+        "type": "array", "items": {
+        "title": "TokenEntry", "type": "object", "required": ["name", "created_at", "expires_at", "last_used_at"],
+        "additionalProperties": False,
+        "properties": {"name": TOKEN_NAME, "created_at": TIMESTAMP, "expires_at": EXPIRES_AT, "last_used_at": {
+            "type": ["string", "null"], "format": "date-time",
+            "description": "When it was last used, noted at most once a minute; null: never."}},
      }}), **refusals(401)},
 )  # fmt: skip
 revoke_token = operation(
