@@ -26,6 +26,7 @@ from shared.connections import note_connection
 from shared.errors import EXCEPTION_HANDLERS, ApiError
 from shared.headers import Nosniff
 from shared.limits import Buckets, swept
+from shared.lingering import answer_then_drain
 from shared.logs import AccessLog, configure
 from shared.openapi import document_route
 from shared.pages import PAGE_HANDLERS
@@ -74,12 +75,15 @@ def _tune_gc() -> None:
 
 
 class Service(Starlette):
-    """Starlette, noting the server's connection before any middleware wraps `send` (shared/connections.py)."""
+    """Starlette, noting the server's connection before any middleware wraps `send` (shared/connections.py), and
+    draining a body it answered unread before the connection closes (shared/lingering.py)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            note_connection(scope, send)
-        await super().__call__(scope, receive, send)
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        note_connection(scope, send)
+        await answer_then_drain(super().__call__, scope, receive, send)
 
 
 async def _core(settings: Settings | None) -> tuple[AsyncMongoClient[dict[str, Any]], Core]:

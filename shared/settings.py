@@ -116,7 +116,8 @@ class Settings:
     feeds_per_user: int = 50  # per stream process
     max_feeds: int = field(default_factory=open_file_budget)  # per stream process
     trusted_proxies: tuple[str, ...] = ()  # addresses whose X-Forwarded-For and -Proto are believed
-    drain_timeout: float = 5.0  # seconds an oversized or refused body is read and discarded before the answer
+    drain_timeout: float = 5.0  # seconds a body answered unread is read and discarded before the connection closes
+    drain_bytes: int = 64 * 1024 * 1024  # and bytes at most; one declared larger is not drained at all
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -154,4 +155,5 @@ class Settings:
             max_feeds=_count(env, "MAX_FEEDS", open_file_budget()),
             trusted_proxies=_addresses(env, "TRUSTED_PROXIES"),
             drain_timeout=_number(env, "DRAIN_TIMEOUT", 5.0),
+            drain_bytes=_count(env, "DRAIN_BYTES", 64 * 1024 * 1024),
         )

@@ -15,7 +15,7 @@ from services.ingest.retention import retention
 from services.ingest.updates import KEY_HEADER, Updates
 from shared.app import create_app
 from shared.auth import Caller, require_caller
-from shared.body import drain, read_fields, whole_number
+from shared.body import read_fields, whole_number
 from shared.errors import ApiError
 from shared.limits import Limit, Rate
 from shared.openapi import ApiRoute
@@ -35,12 +35,9 @@ MINE = 20  # of the caller's own updates on the publish page
 
 
 async def require_author(request: IngestRequest) -> Caller:
-    """Who is publishing, decided before the body is read; a refused body is drained so the 401 arrives intact."""
-    try:
-        return await require_caller(request, allow_bearer=True)
-    except ApiError:
-        await drain(request)
-        raise
+    """Who is publishing, decided before the body is read (a refused body is drained after the answer: see
+    shared/lingering.py)."""
+    return await require_caller(request, allow_bearer=True)
 
 
 async def post_update(request: IngestRequest) -> Response:
