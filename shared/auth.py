@@ -128,11 +128,9 @@ async def session_caller(request: AnyRequest) -> Caller | None:
     session = await core(request)["sessions"](token_digest(session_id)) if session_id is not None else None
     if session_id is None or session is None:
         return None
+    lifetime = settings.session_absolute_age
     try:
-        ends, last = (
-            session_end(session, settings.session_absolute_age),
-            absolute_end(session, settings.session_absolute_age),
-        )
+        ends, last = session_end(session, lifetime), absolute_end(session, lifetime)
     except TypeError:  # dates that are not dates make no session
         return None
     now = utcnow()
