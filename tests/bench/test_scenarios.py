@@ -51,14 +51,15 @@ async def test_the_abuse_scenario_holds_each_target_at_a_small_scale(mongo_url: 
     async with abuse.serving(mongo_url, SEND_TIMEOUT="2", PING_INTERVAL="1") as served:
         results = [
             await abuse.logins(served, count=30), await abuse.wrong_passwords(served, count=12),
-            await abuse.registrations(served, count=24), await abuse.feeds(served, count=60),
+            await abuse.lockout(served, addresses=8), await abuse.registrations(served, count=24),
+            await abuse.feeds(served, count=60),
             await abuse.publishes(served, count=80), await abuse.stalled(served, count=3, megabytes=5),
             await abuse.fuzzing(served, count=200),
         ]  # fmt: skip
     for result in results:
         assert all(result.targets.values()), result.line()
-    assert [result.name for result in results] == ["logins", "wrong-pw", "register", "feeds", "publish", "stalled",
-                                                   "fuzz"]  # fmt: skip
+    assert [result.name for result in results] == ["logins", "wrong-pw", "lockout", "register", "feeds", "publish",
+                                                   "stalled", "fuzz"]  # fmt: skip
 
 
 async def test_fanout_beside_nchan_gives_both_figures_and_their_ratios(mongo_url: str, nginx: str) -> None:
