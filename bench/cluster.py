@@ -9,6 +9,7 @@ import contextlib
 import secrets
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 import psutil
@@ -149,10 +150,13 @@ class Deployment:
 
 
 @contextlib.asynccontextmanager
-async def deployment(mongo_url: str, name: str, streams: int = 1) -> AsyncIterator[Deployment]:
-    """A database of the scenario's own, and fresh service processes: no scenario measures another's leftovers."""
+async def deployment(
+    mongo_url: str, name: str, streams: int = 1, rules: Path | None = None
+) -> AsyncIterator[Deployment]:
+    """A database of the scenario's own, and fresh service processes: no scenario measures another's leftovers.
+    `rules`: the stream processes' watch rules file (none by default)."""
     settings = Settings(secret_key=secrets.token_urlsafe(32), mongo_url=mongo_url,
-                        mongo_db=f"bench_{name}_{secrets.token_hex(4)}")  # fmt: skip
+                        mongo_db=f"bench_{name}_{secrets.token_hex(4)}", watch_rules=rules)  # fmt: skip
     client = connect(mongo_url)
     db = client[settings.mongo_db]
     await prepare(db)

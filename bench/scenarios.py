@@ -10,6 +10,7 @@ import statistics
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
@@ -23,11 +24,13 @@ from bench.progress import step
 from bench.report import Figure, Result, ratio
 from bench.sse import Feed, feed_request, open_feeds
 from shared.db import SHOWS
+from shared.settings import RULES
 
 Scenario = Callable[[Setup], Awaitable[Result]]
 ARRIVAL_TIMEOUT = 60.0
 SHOW_SLUGS = sorted(SHOWS)
 RAW_SEQS = 10**9  # the raw inserts' seqs, far above the published ones
+AIRS = datetime(2026, 12, 8, 20, 0, tzinfo=UTC)
 
 
 async def paced(count: int, rate: float, publish: Callable[[int], Awaitable[int]]) -> list[int]:
@@ -292,6 +295,39 @@ async def mixed(setup: Setup, feeds: int = 1000, everything: int = 200, updates:
     )
 
 
+def episode(number: int) -> dict[str, Any]:
+    return {"show": "flash", "title": f"Episode {number}", "airs_at": AIRS}
+
+
+async def watched(setup: Setup, documents: int = 5000, clients: int = 8) -> Result:
+    """Another program imports episodes with insert_one from `clients` connections: first into a collection no rule
+    watches (the raw rate), then into `episodes`, which gossip.toml's rule watches; notified is the import's start
+    to the last of its updates on a follower's feed."""
+    async with deployment(setup.mongo_url, "watched", rules=RULES) as deployed:
+        step("watched", "gossip", f"{documents:,} raw inserts, then as many into a watched collection")
+        (feed,) = await deployed.feeds([["flash"]])
+        raw = await timed(flat_out(documents, clients, lambda n: _import(deployed.db.imported, n)))
+        start = time.perf_counter()
+        await flat_out(documents, clients, lambda n: _import(deployed.db.episodes, n))
+        await all_arrived([feed], [documents], ARRIVAL_TIMEOUT)
+        got = tally([feed], [feed.seqs.tolist()], {})
+        notified = (got.last_arrival - start) if got.deliveries else float("inf")
+        closed([feed])
+    raw_rate, notified_rate = documents / raw, got.deliveries / notified
+    percent = notified_rate / raw_rate * 100
+    return Result(
+        "watched",
+        {"documents": documents, "clients": clients, "raw insert_one/s": round(raw_rate),
+         "notified/s": round(notified_rate), "% of raw": percent, "notified": got.deliveries, "dup": got.duplicates},
+        {"≥ 50 % of raw": percent >= 50, "all notified once": got.deliveries == documents and got.exact},
+    )  # fmt: skip
+
+
+async def _import(collection: AsyncCollection[dict[str, Any]], number: int) -> int:
+    await collection.insert_one(episode(number))
+    return number
+
+
 SCENARIOS: dict[str, Scenario] = {
     "floor": floor,
     "fanout": fanout,
@@ -300,4 +336,5 @@ SCENARIOS: dict[str, Scenario] = {
     "catch-up": catch_up,
     "ingest": ingest,
     "mixed": mixed,
+    "watched": watched,
 }

@@ -116,6 +116,14 @@ async def next_change(stream: AsyncChangeStream[dict[str, Any]], pause: float) -
     return change
 
 
+async def check_query(db: Database, collection: str, query: dict[str, Any]) -> None:
+    """Raises OperationFailure if MongoDB refuses the query on the collection. The embedded server reads a query
+    only when it has a document to test it on, so it is also run on a collection of one document."""
+    await db[collection].find(query, {"_id": 1}).limit(1).to_list()
+    await put(db.query_checks, {"_id": "one"})
+    await db.query_checks.find(query, {"_id": 1}).limit(1).to_list()
+
+
 async def count(collection: AsyncCollection[dict[str, Any]], query: dict[str, Any]) -> int:
     """count_documents scans the whole collection on the embedded server (850 ms at 20,000 updates, whatever the
     filter); the same $match and $count as an aggregate use its indexes (3-60 ms). MongoDB runs both alike."""
@@ -143,6 +151,15 @@ async def purges_ttl_on_read(db: Database) -> bool:
     """The embedded server honours a TTL index by purging the collection on every read of it, with a full scan
     (24 ms a read at 20,000 updates, 1 ms without): there old updates are deleted by a chore instead."""
     return (await db.command("buildInfo")).get("process") == "nx_27017"
+
+
+async def token_epoch(db: Database) -> str | None:
+    """What a stored resume token is good for. The embedded server forgets its tokens when it restarts (and resumes
+    after a forgotten one without an error, delivering nothing): a token is kept with the server process that gave
+    it, and one from another process is lost history. None on MongoDB, whose tokens outlive restarts and which
+    answers ChangeStreamHistoryLost when one has left the oplog."""
+    status = await db.command("buildInfo")
+    return f"{status.get('host')}:{status.get('pid')}" if status.get("process") == "nx_27017" else None
 
 
 async def keep_history(db: Database, days: float) -> bool:
@@ -198,6 +215,11 @@ async def ensure_indexes(db: Database) -> None:
     await db.updates.create_index([("seq", ASCENDING), ("show", ASCENDING)])  # finds those, which the unique one omits
     await db.updates.create_index([("show", ASCENDING), ("seq", ASCENDING)])
     await db.updates.create_index([("author_id", ASCENDING), ("seq", ASCENDING)])
+    await _unique_where_present(db.updates, "source_key")  # a watch rule's change is written once (stream/derive.py)
+    await db.updates.create_index("source_doc", partialFilterExpression={"source_doc": {"$exists": True}})
+    await db.updates.create_index(
+        [("recipient", ASCENDING), ("seq", ASCENDING)], partialFilterExpression={"recipient": {"$exists": True}}
+    )
     await db.update_ids.create_index("expires_at", expireAfterSeconds=0)
     await db.spent_keys.create_index("expires_at", expireAfterSeconds=0)  # retracted updates' Idempotency-Keys
     await db.updates.create_index(

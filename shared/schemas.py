@@ -76,7 +76,14 @@ SCHEMAS: dict[str, Schema] = {
             "created_at": TIMESTAMP,
         },
         "A show update as stored, published and sent on the feeds.",
-        {"edited_at": {**TIMESTAMP, "description": "When its text was last changed; absent if never."}},
+        {
+            "edited_at": {**TIMESTAMP, "description": "When its text was last changed; absent if never."},
+            "personal": {
+                "const": True,
+                "description": "Meant for the signed-in user alone (a watch rule's personal "
+                "notification); absent on updates meant for everybody. `show` is then its rule's topic.",
+            },
+        },
     ),
     "Follows": _object({"follows": {"type": "array", "items": SLUG, "uniqueItems": True}}),
     "Read": _object(

@@ -12,6 +12,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "var"
+RULES = ROOT / "gossip.toml"
 
 
 def dev_secret(var: Path = VAR) -> str:
@@ -82,6 +83,15 @@ def _port(env: Mapping[str, str], name: str, default: int) -> int:
     return int(raw)
 
 
+def _rules_file(env: Mapping[str, str]) -> Path | None:
+    """WATCH_RULES names the rules file; empty, no rules. Unset, the checkout's gossip.toml if there is one. A file
+    that is named and missing fails startup when the stream service reads it."""
+    raw = env.get("WATCH_RULES")
+    if raw is None:
+        return RULES if RULES.exists() else None
+    return Path(raw) if raw else None
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     secret_key: str
@@ -113,6 +123,7 @@ class Settings:
     max_feeds: int = field(default_factory=open_file_budget)  # per stream process
     trusted_proxies: tuple[str, ...] = ()  # addresses whose X-Forwarded-For and -Proto are believed
     drain_timeout: float = 5.0  # seconds an oversized or refused body is read and discarded before the answer
+    watch_rules: Path | None = None  # the watch rules file (services/stream/rulebook.py); None: no rules
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -147,4 +158,5 @@ class Settings:
             max_feeds=_count(env, "MAX_FEEDS", open_file_budget()),
             trusted_proxies=_addresses(env, "TRUSTED_PROXIES"),
             drain_timeout=_number(env, "DRAIN_TIMEOUT", 5.0),
+            watch_rules=_rules_file(env),
         )

@@ -65,9 +65,11 @@ async def delete_update(request: IngestRequest) -> Response:
 
 
 async def get_updates(request: IngestRequest) -> Response:
-    await require_caller(request, allow_bearer=True)
+    caller = await require_caller(request, allow_bearer=True)
     query = request.query_params
-    page = await request.state["updates"].page(query.get("show", ""), query.get("after"), query.get("limit"))
+    page = await request.state["updates"].page(
+        caller.user_id, query.get("show", ""), query.get("after"), query.get("limit")
+    )
     return JSONResponse(page)
 
 

@@ -138,13 +138,14 @@ class Updates:
             return [_write_error(failed[i]) if i in failed else update for i, update in enumerate(updates)]
         return list(updates)
 
-    async def page(self, show: str, after: str | None, limit: str | None) -> dict[str, Any]:
-        """One page of history in seq order; `next_after` is where the next page starts, or `after` again if none."""
+    async def page(self, viewer: str, show: str, after: str | None, limit: str | None) -> dict[str, Any]:
+        """One page of history in seq order, of what the viewer (a user's _id) may see; `next_after` is where the
+        next page starts, or `after` again if none."""
         start = whole_number("after", after) or 0
         size = whole_number("limit", limit, 1, PAGE_MAX) or PAGE_DEFAULT
         if show and await self.catalogue.title(show) is None:
             raise _invalid({"show": "choose one of the shows"})
-        read = await history(self.db, [show] if show else None, start, size)
+        read = await history(self.db, [show] if show else None, viewer, start, size)
         return {"items": [wire(update) for update in shown(read)], "next_after": read[-1]["seq"] if read else start}
 
     async def edit(self, author: Caller, seq: int, text: str) -> dict[str, Any]:

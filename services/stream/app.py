@@ -55,7 +55,7 @@ async def _history(replay: Replay, feed: Feed, after: int | None, ceiling: int) 
         after, resync = await replay.start(feed.shows, after, ceiling)
         head += resync
     while after is not None and after < ceiling:
-        chunk, after = await replay.chunk(feed.shows, after, ceiling)
+        chunk, after = await replay.chunk(feed.shows, feed.caller.user_id, after, ceiling)
         yield head + chunk
         head = b""
     if head:
@@ -121,15 +121,15 @@ async def events_all(request: StreamRequest) -> FeedResponse:
 
 
 async def _listing(
-    db: Database, shows: list[str] | None, last_read: int, before: int | None
+    db: Database, shows: list[str] | None, viewer: str, last_read: int, before: int | None
 ) -> tuple[list[dict[str, Any]], int | None]:
     """A first page's updates (what is unread) or an older page's, and where the next older page starts, if any."""
     if before is None:
-        updates = await since_read(db, shows, last_read, PAGE_SIZE, UNREAD_MAX)
+        updates = await since_read(db, shows, viewer, last_read, PAGE_SIZE, UNREAD_MAX)
     else:
-        updates = await recent(db, shows, PAGE_SIZE, before)
+        updates = await recent(db, shows, viewer, PAGE_SIZE, before)
     oldest = updates[-1]["seq"] if updates else 0
-    older = oldest if oldest and await any_before(db, shows, oldest) else None
+    older = oldest if oldest and await any_before(db, shows, viewer, oldest) else None
     return [wire(update) for update in updates], older
 
 
@@ -139,7 +139,8 @@ async def _notifications(request: StreamRequest, everything: bool) -> Response:
     viewer = await page_viewer(request)
     before = whole_number("before", request.query_params.get("before"))
     follows, last_read = viewer.me["follows"], viewer.me["last_read_seq"]
-    items, older = await _listing(request.state["db"], None if everything else follows, last_read, before)
+    shows = None if everything else follows
+    items, older = await _listing(request.state["db"], shows, viewer.caller.user_id, last_read, before)
     context = {
         "everything": everything,
         "live": before is None,

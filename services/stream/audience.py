@@ -44,10 +44,10 @@ class Audience:
         last_read = user.get("last_read_seq", 0)
         if not self.hub.user_changed(user_id, user.get("follows", []), last_read):
             return
-        follows, username = user.get("follows", []), user.get("username", "")
+        follows, reader = user.get("follows", []), {"_id": user_id, "username": user.get("username", "")}
         counted, upto = 0, 0
         while upto < (ceiling := self.delivered()):  # updates delivered while counting are counted too
-            counted += await unread(self.db, follows, max(last_read, upto), username, ceiling)
+            counted += await unread(self.db, follows, reader, max(last_read, upto), ceiling)
             upto = ceiling
         self.hub.tell(user_id, read_frame(last_read, counted))
 

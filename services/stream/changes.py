@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import ConnectionFailure
@@ -27,6 +27,19 @@ LOOKUP = {"full_document": "updateLookup"}  # the embedded server's update event
 
 async def _nothing() -> None:
     return None
+
+
+class Resumable(Protocol):
+    """Where a stream resumes when the service starts again: a token kept in MongoDB (a watch rule's)."""
+
+    async def options(self) -> dict[str, Any]:
+        """The watch options of the next open: `resume_after`, or none to start from now."""
+
+    async def opened(self, token: Mapping[str, Any] | None) -> None:
+        """The open stream's position, before any change: kept, so that a stream that hears nothing resumes here."""
+
+    def failed(self, error: Exception) -> None:
+        """What ended the last attempt (ChangeStreamHistoryLost, say), heard before the stream reopens."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +61,7 @@ class ChangeFeed:
     idle_pause: float | None = None  # the same, once changes have stopped coming; None: `pause`
     server_wait: float = 1.0
     options: dict[str, Any] = field(default_factory=dict)
+    resume: Resumable | None = None  # None: a reopened stream starts from now, and `on_open` catches up
 
 
 class ChangeStreams:
@@ -77,9 +91,12 @@ async def _watch(feed: ChangeFeed, opened: asyncio.Event) -> None:
     name = feed.collection.name
     while True:
         try:
+            options = {**feed.options, **(await feed.resume.options() if feed.resume else {})}
             async with await feed.collection.watch(
-                feed.pipeline, max_await_time_ms=int(feed.server_wait * 1000), **feed.options
+                feed.pipeline, max_await_time_ms=int(feed.server_wait * 1000), **options
             ) as stream:
+                if feed.resume:
+                    await feed.resume.opened(stream.resume_token)
                 await feed.on_open()  # after the stream is open, so nothing falls between the two
                 opened.set()
                 changed_at = time.monotonic()
@@ -92,9 +109,11 @@ async def _watch(feed: ChangeFeed, opened: asyncio.Event) -> None:
                         await skipping(name, feed.on_change, change)
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as error:
             RESTARTS.labels(collection=name).inc()
             log.warning("change stream on %s failed; reopening", name, exc_info=True)
+            if feed.resume:
+                feed.resume.failed(error)
             await asyncio.sleep(RETRY_DELAY)
 
 

@@ -270,6 +270,16 @@ class Hub:
         self._fanned_out = time.monotonic()
         return count
 
+    def publish_to(self, user_id: str, frame: bytes, seq: int | None = None) -> int:
+        """`publish` for a personal update: its frames go to its recipient's feeds alone (followed or every show),
+        through the per-user index."""
+        count = 0
+        for feed in self._by_user.get(user_id, ()):
+            if seq is None or seq > feed.resumed:
+                feed.offer(frame)
+                count += 1
+        return count
+
     def broadcast(self, frame: bytes) -> int:
         """The same bytes to every open feed, whatever it carries: for a retraction, whose show a delete event does
         not say; a page ignores a seq it does not show."""

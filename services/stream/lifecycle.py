@@ -13,9 +13,14 @@ from typing import TypedDict
 
 from sse_starlette.sse import EventSourceResponse
 
+from services.stream import rulebook
+from services.stream.changes import ChangeFeed, ChangeStreams
+from services.stream.derive import rule_feeds
 from services.stream.hub import Hub
 from services.stream.replay import Replay
 from services.stream.watcher import Watcher
+from shared.catalogue import Catalogue
+from shared.db import Database, token_epoch
 from shared.settings import Settings
 from shared.state import Core
 
@@ -42,6 +47,8 @@ async def feeds(core: Core) -> AsyncIterator[Feeds]:
     watcher = Watcher(db, hub, core["catalogue"], settings.history_days)
     replay = Replay(db, settings.replay_limit, trimmed=settings.history_days > 0)
     await watcher.start()
+    rules = ChangeStreams()
+    await rules.start(await watched(db, settings, core["catalogue"]))
     chores = [asyncio.create_task(_end_feeds_at_shutdown(hub)), asyncio.create_task(_heartbeat(hub, settings))]
     try:
         yield Feeds(hub=hub, watcher=watcher, replay=replay)
@@ -49,7 +56,23 @@ async def feeds(core: Core) -> AsyncIterator[Feeds]:
         for chore in chores:
             chore.cancel()
         hub.end_all()
+        await rules.stop()
         await watcher.stop()
+
+
+async def watched(db: Database, settings: Settings, catalogue: Catalogue) -> list[ChangeFeed]:
+    """The watch rules' change streams. A rule that cannot work stops the service, its message naming the rule and
+    the field: better than a service that runs and never notifies what its operator asked for."""
+    if settings.watch_rules is None:
+        return []
+    try:
+        rules = rulebook.load(settings.watch_rules)
+        await rulebook.check(db, rules, await catalogue.titles())
+    except rulebook.RuleError as error:
+        log.error("%s", error)
+        raise
+    log.info("watch rules from %s: %s", settings.watch_rules, ", ".join(rule.name for rule in rules) or "none")
+    return rule_feeds(db, rules, catalogue, await token_epoch(db))
 
 
 async def _end_feeds_at_shutdown(hub: Hub) -> None:

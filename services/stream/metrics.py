@@ -12,6 +12,12 @@ REJECTED = Counter("gossip_stream_rejected_documents", "Documents in updates tha
 SKIPPED = Counter("gossip_stream_changes_skipped", "Change events that could not be used, logged and skipped",
                   ["collection"])  # fmt: skip
 RESTARTS = Counter("gossip_stream_change_stream_restarts", "Change streams reopened after a failure", ["collection"])
+RULE_UPDATES = Counter("gossip_stream_rule_updates", "Updates written by watch rules", ["rule"])
+RULE_SKIPPED = Counter("gossip_stream_rule_documents_skipped",
+                       "Documents a watch rule could not make an update of, logged and skipped", ["rule"])  # fmt: skip
+RULE_HISTORY_LOST = Counter(
+    "gossip_stream_rule_history_lost", "Watch rules whose resume token could not be used: changes were missed", ["rule"]
+)
 SLOW_CONSUMERS = Counter(
     "gossip_stream_slow_consumer_disconnects",
     "Feeds ended because their client fell behind: its queue overflowed, or a send to it stalled",

@@ -89,11 +89,18 @@ class Watcher:
         foreign = []
         for update in updates:
             if update is not None:
-                DELIVERED.inc(self.hub.publish(update["show"], update_frame(update), update["seq"]))
+                DELIVERED.inc(self._fan_out(update, update_frame(update), update["seq"]))
                 if seq_in_id(update["_id"]) != update["seq"]:
                     foreign.append(update)
         for update in foreign:
             await self.deletions.remember(update)
+
+    def _fan_out(self, update: Update, frame: bytes, seq: int | None = None) -> int:
+        """To the feeds that carry the update's show, or a personal update's to its recipient's feeds alone."""
+        recipient = update.get("recipient")
+        if recipient is None:
+            return self.hub.publish(update["show"], frame, seq)
+        return self.hub.publish_to(recipient, frame, seq)
 
     async def _read(self, after: int, upto: int | None = None) -> list[Update]:
         """Stored documents in (after, upto] in seq order, whatever they hold: each is checked as a change is."""
@@ -172,7 +179,7 @@ class Watcher:
         first to store it wins, the rest change nothing."""
         by_api = timed_by_writer(change, update)
         edited_at = update["edited_at"] if by_api else change.get("wallTime") or utcnow()
-        EDITS.inc(self.hub.publish(update["show"], edit_frame(update["seq"], update["text"], edited_at)))
+        EDITS.inc(self._fan_out(update, edit_frame(update["seq"], update["text"], edited_at)))
         announced = digest(update["text"])
         stamp = {"$set": {"announced": announced}}
         await self.db.updates.update_one(

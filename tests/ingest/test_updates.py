@@ -145,18 +145,21 @@ async def test_a_page_starts_after_its_seq_and_says_where_the_next_starts(update
     await updates.db.updates.insert_many(
         [stored_update(seq, show="flash" if seq % 2 else "suits") for seq in range(1, PAGE_DEFAULT + 3)]
     )
-    first = await updates.page("", None, None)
+    first = await updates.page(ALICE.user_id, "", None, None)
     assert ([u["seq"] for u in first["items"]], first["next_after"]) == (list(range(1, PAGE_DEFAULT + 1)), 100)
-    rest = await updates.page("", str(first["next_after"]), "1")
+    rest = await updates.page(ALICE.user_id, "", str(first["next_after"]), "1")
     assert ([u["seq"] for u in rest["items"]], rest["next_after"]) == ([PAGE_DEFAULT + 1], PAGE_DEFAULT + 1)
-    flash_only = await updates.page("flash", "0", "3")
+    flash_only = await updates.page(ALICE.user_id, "flash", "0", "3")
     assert [u["seq"] for u in flash_only["items"]] == [1, 3, 5] and "_id" not in flash_only["items"][0]
-    assert await updates.page("flash", str(PAGE_DEFAULT + 2), None) == {"items": [], "next_after": PAGE_DEFAULT + 2}
+    assert await updates.page(ALICE.user_id, "flash", str(PAGE_DEFAULT + 2), None) == {
+        "items": [],
+        "next_after": PAGE_DEFAULT + 2,
+    }
 
 
 async def test_a_page_of_an_unknown_show_is_422(updates: Updates) -> None:
     with pytest.raises(ApiError) as refused:
-        await updates.page("nope", None, None)
+        await updates.page(ALICE.user_id, "nope", None, None)
     assert refused.value.fields == {"show": "choose one of the shows"}
 
 

@@ -67,6 +67,12 @@ function item(update) {
   li.dataset.seq = update.seq;
   li.dataset.show = update.show;
   const meta = element("div", "meta");
+  if (update.personal) {
+    li.classList.add("personal");
+    const mark = element("span", "personal", "for you");
+    mark.title = "for you alone";
+    meta.append(mark, " · ");
+  }
   meta.append(element("strong", "show", update.title), " · ", element("span", "author", update.author), " · ");
   const time = element("time");
   time.dateTime = update.created_at;
@@ -166,7 +172,7 @@ const handlers = {
   update(update, fromNetwork) {
     if (update.seq <= last) return;  // replayed after a takeover, or already listed when the page was made
     last = update.seq;
-    const followed = follows.has(update.show);
+    const followed = follows.has(update.show) || update.personal === true;  // a personal one is the user's own
     const news = followed && update.author !== user && update.seq > lastRead;
     const shown = list !== null && (need === "all" || followed);
     if (shown) {
