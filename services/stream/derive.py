@@ -212,7 +212,7 @@ class RuleStream:
         match = [{"$match": {"operationType": {"$in": self.rule.operation_types}}}]
         return ChangeFeed(
             self.db[self.rule.collection], match, self._reopened, self._on_change, self.flush,
-            pause=0.005, idle_pause=0.05, server_wait=0.1, options=LOOKUP, resume=self,
+            pause=0.005, idle_pause=0.1, server_wait=0.1, options=LOOKUP, resume=self,
         )  # fmt: skip
 
     async def _reopened(self) -> None:
