@@ -24,16 +24,31 @@ from services.stream.changes import LOOKUP, Change, ChangeFeed
 from services.stream.metrics import RULE_HISTORY_LOST, RULE_SKIPPED, RULE_UPDATES
 from services.stream.rulebook import Rule, plain, render
 from shared.catalogue import Catalogue
-from shared.db import Database, change_id, iso_utc, next_seq, put, username_key, utcnow, with_now
+from shared.db import (
+    Database,
+    change_id,
+    iso_utc,
+    matching,
+    next_seq,
+    purges_ttl_on_read,
+    put,
+    token_epoch,
+    username_key,
+    utcnow,
+    with_now,
+)
 from shared.updates import digest, update_id
 
 log = logging.getLogger("gossip.stream.rules")
 
 BATCH = 500  # changes derived together: a few round trips for the lot, not a few per change
 LINGER = 0.05  # seconds a change may wait for others to join its batch, while they keep coming
-HISTORY_LOST = 286  # ChangeStreamHistoryLost: the kept token has left the oplog
+KEEP_EVERY = 1.0  # seconds between writes of a rule's position while changes keep coming
+HISTORY_LOST = {280, 286}  # ChangeStreamFatalError, ChangeStreamHistoryLost: the kept token has left the oplog
 DUPLICATE_KEY = 11000
-Present = tuple[Any, list[dict[str, Any]]]  # a document's _id, and the states its changes left it in, in order
+# A document's _id, the states its changes left it in (in order), and whether they were all inserts: then no update
+# of it can have been written but by a process that heard the same insert, which the unique source key settles.
+Present = tuple[Any, list[dict[str, Any]], bool]
 
 
 def document_key(rule: Rule, document_id: Any) -> str:
@@ -45,8 +60,8 @@ class Derivation:
     """One rule's changes made into updates. `derive` takes change events (or, for `replay`, insert-like ones made
     from the documents) and is safe to run twice on the same changes: what was told is not told again."""
 
-    def __init__(self, db: Database, rule: Rule, catalogue: Catalogue) -> None:
-        self.db, self.rule, self.catalogue = db, rule, catalogue
+    def __init__(self, db: Database, rule: Rule, catalogue: Catalogue, embedded: bool) -> None:
+        self.db, self.rule, self.catalogue, self.embedded = db, rule, catalogue, embedded
 
     async def derive(self, changes: list[Change]) -> int:
         """Documents in the order of their last change in the batch. A document deleted at the end is retracted; an
@@ -65,7 +80,8 @@ class Derivation:
         for key, (document_id, heard) in by_document.items():
             states = [change["fullDocument"] for change in heard if self._telling(change)]
             if states and key not in gone:
-                present[key] = (document_id, states[-1:] if self.rule.edits else states)
+                fresh = all(change["operationType"] == "insert" for change in heard)
+                present[key] = (document_id, states[-1:] if self.rule.edits else states, fresh)
         return await self._derive(present) if present else 0
 
     def _telling(self, change: Change) -> bool:
@@ -84,26 +100,19 @@ class Derivation:
         """The documents the rule's filter takes, as they are now: MongoDB's own query, so its own semantics."""
         if self.rule.filter is None:
             return present
-        ids = [document_id for document_id, _ in present.values()]
-        query = {"$and": [{"_id": {"$in": ids}}, dict(self.rule.filter)]}
-        found = self.db[self.rule.collection].find(query, {"_id": 1})
-        matching = {document_key(self.rule, document["_id"]) async for document in found}
-        return {key: value for key, value in present.items() if key in matching}
+        ids = [document_id for document_id, _, _ in present.values()]
+        found = await matching(self.db, self.rule.collection, ids, dict(self.rule.filter), self.embedded)
+        taken = {document_key(self.rule, document_id) for document_id in found}
+        return {key: value for key, value in present.items() if key in taken}
 
     async def _derive(self, present: dict[str, Present]) -> int:
         present = await self._matching(present)
-        told = {
-            update["source_doc"]: update
-            async for update in self.db.updates.find(
-                {"source_doc": {"$in": list(present)}},
-                {"source_doc": 1, "source_n": 1, "source_state": 1, "text": 1},
-            ).sort("seq", 1)
-        }  # the last one per document wins
-        recipients = await self._recipients([state for _, states in present.values() for state in states])
+        told = await self._told([key for key, (_, _, fresh) in present.items() if not fresh])
+        recipients = await self._recipients([state for _, states, _ in present.values() for state in states])
         titles = await self.catalogue.titles()
         creates: list[dict[str, Any]] = []
         edits: list[UpdateOne] = []
-        for key, (document_id, states) in present.items():
+        for key, (document_id, states, _) in present.items():
             for document in states:
                 try:
                     update = self._update(document, titles, recipients)
@@ -122,6 +131,15 @@ class Derivation:
         if edits:  # the watcher sees `announced` gone and sends an `edit`, as for an edit through the API
             await self.db.updates.bulk_write(edits, ordered=False)
         return await self._create(creates) if creates else 0
+
+    async def _told(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        """The last update written for each of these source documents."""
+        if not keys:
+            return {}
+        found = self.db.updates.find(
+            {"source_doc": {"$in": keys}}, {"source_doc": 1, "source_n": 1, "source_state": 1, "text": 1}
+        ).sort("seq", 1)
+        return {update["source_doc"]: update async for update in found}  # the last one per document wins
 
     @staticmethod
     def _edit(stored_id: Any, update: dict[str, Any]) -> UpdateOne:
@@ -199,25 +217,29 @@ class Derivation:
 
 class RuleStream:
     """A rule's change stream: its changes batched into `Derivation.derive`, and the position after each batch
-    kept in `rule_tokens`, so that a restarted service resumes where it stopped. `epoch`: token_epoch's."""
+    kept in `rule_tokens`, so that a restarted service resumes where it stopped. `epoch`: token_epoch's;
+    `embedded`: purges_ttl_on_read's."""
 
-    def __init__(self, db: Database, rule: Rule, catalogue: Catalogue, epoch: str | None) -> None:
+    def __init__(self, db: Database, rule: Rule, catalogue: Catalogue, epoch: str | None, embedded: bool) -> None:
         self.db, self.rule, self.epoch = db, rule, epoch
-        self.derivation = Derivation(db, rule, catalogue)
+        self.derivation = Derivation(db, rule, catalogue, embedded)
         self._pending: list[Change] = []
         self._since = 0.0  # when the first pending change came (time.monotonic())
         self._lost: str | None = None  # why the kept token cannot be resumed from, once the server said so
+        self._derived: Mapping[str, Any] | None = None  # the position after the last derived change, until kept
+        self._kept_at = 0.0
 
     def feed(self) -> ChangeFeed:
         match = [{"$match": {"operationType": {"$in": self.rule.operation_types}}}]
         return ChangeFeed(
-            self.db[self.rule.collection], match, self._reopened, self._on_change, self.flush,
+            self.db[self.rule.collection], match, self._reopened, self._on_change, self._idle,
             pause=0.005, idle_pause=0.1, server_wait=0.1, options=LOOKUP, resume=self,
         )  # fmt: skip
 
     async def _reopened(self) -> None:
-        """The stream resumes from the kept token: whatever was pending comes again."""
+        """The stream resumes from the kept token: whatever was pending (or derived since) comes again."""
         self._pending.clear()
+        self._derived = None
 
     async def _on_change(self, change: Change) -> None:
         if not self._pending:
@@ -227,8 +249,8 @@ class RuleStream:
             await self.flush()
 
     async def flush(self) -> None:
-        """Derives what is pending, then keeps the position after it. On a failure the batch is pending again:
-        a failure of the database reopens the stream from the kept token, any other is tried again."""
+        """Derives what is pending. On a failure the batch is pending again: a failure of the database reopens the
+        stream from the kept token, any other is tried again."""
         if not self._pending:
             return
         changes, self._pending = self._pending, []
@@ -237,10 +259,23 @@ class RuleStream:
         except BaseException:
             self._pending = changes + self._pending
             raise
-        await self._keep(changes[-1]["_id"])
+        self._derived = changes[-1]["_id"]
+        if time.monotonic() - self._kept_at >= KEEP_EVERY:
+            await self._keep()
 
-    async def _keep(self, token: Mapping[str, Any]) -> None:
-        await put(self.db.rule_tokens, {"_id": self.rule.name, "token": token, "epoch": self.epoch, "at": utcnow()})
+    async def _idle(self) -> None:
+        await self.flush()
+        await self._keep()
+
+    async def _keep(self) -> None:
+        """The position after the last derived change, kept at most every KEEP_EVERY seconds under load (and once
+        idle): a restart derives up to that much again, which writes nothing twice (the source keys, and the state
+        each update told)."""
+        if self._derived is None:
+            return
+        kept = {"_id": self.rule.name, "token": self._derived, "epoch": self.epoch, "at": utcnow()}
+        self._derived, self._kept_at = None, time.monotonic()
+        await put(self.db.rule_tokens, kept)
 
     async def options(self) -> dict[str, Any]:
         kept = await self.db.rule_tokens.find_one({"_id": self.rule.name})
@@ -258,10 +293,11 @@ class RuleStream:
         """A rule heard for the first time (or after lost history) starts from now: kept at once, so that changes
         made while the service is next down are heard when it starts again, even if none comes before."""
         if token is not None and await self.db.rule_tokens.find_one({"_id": self.rule.name}, {"_id": 1}) is None:
-            await self._keep(token)
+            self._derived = token
+            await self._keep()
 
     def failed(self, error: Exception) -> None:
-        if isinstance(error, OperationFailure) and error.code == HISTORY_LOST:
+        if isinstance(error, OperationFailure) and error.code in HISTORY_LOST:
             self._lost = str(error)
 
     def _history_lost(self, kept: Mapping[str, Any], why: str) -> None:
@@ -275,5 +311,6 @@ class RuleStream:
         )  # fmt: skip
 
 
-def rule_feeds(db: Database, rules: list[Rule], catalogue: Catalogue, epoch: str | None) -> list[ChangeFeed]:
-    return [RuleStream(db, rule, catalogue, epoch).feed() for rule in rules]
+async def rule_feeds(db: Database, rules: list[Rule], catalogue: Catalogue) -> list[ChangeFeed]:
+    epoch, embedded = await token_epoch(db), await purges_ttl_on_read(db)
+    return [RuleStream(db, rule, catalogue, epoch, embedded).feed() for rule in rules]

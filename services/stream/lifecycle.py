@@ -20,7 +20,7 @@ from services.stream.hub import Hub
 from services.stream.replay import Replay
 from services.stream.watcher import Watcher
 from shared.catalogue import Catalogue
-from shared.db import Database, token_epoch
+from shared.db import Database
 from shared.settings import Settings
 from shared.state import Core
 
@@ -72,7 +72,7 @@ async def watched(db: Database, settings: Settings, catalogue: Catalogue) -> lis
         log.error("%s", error)
         raise
     log.info("watch rules from %s: %s", settings.watch_rules, ", ".join(rule.name for rule in rules) or "none")
-    return rule_feeds(db, rules, catalogue, await token_epoch(db))
+    return await rule_feeds(db, rules, catalogue)
 
 
 async def _end_feeds_at_shutdown(hub: Hub) -> None:

@@ -117,8 +117,8 @@ def parse_rule(entry: Mapping[str, Any], position: int) -> Rule:
     if update not in ("edit", "notify"):
         raise _problem(name, "update", f"'edit' or 'notify', got {update!r}")
     query = entry.get("filter")
-    if query is not None and not isinstance(query, dict):
-        raise _problem(name, "filter", "a table of MongoDB query operators")
+    if query is not None and (not isinstance(query, dict) or "_id" in query):
+        raise _problem(name, "filter", "a table of MongoDB query operators, on fields other than _id")
     rule = Rule(
         name=name, collection=collection, on=frozenset(on), text=parse_template(name, entry.get("text")),
         fields=_strings(name, "fields", entry.get("fields", [])), edits=update == "edit", filter=query,

@@ -5,7 +5,7 @@
 
 `check` reads the rules file (WATCH_RULES, or gossip.toml) and checks every rule as the stream service does when it
 starts. `replay` runs one rule over the documents of its collection changed since a time, as if each had just been
-inserted: by the rule's `time_field` when it names one, else by the time in the document's ObjectId _id (its
+written: by the rule's `time_field` when it names one, else by the time in the document's ObjectId _id (its
 insert time; a later change to an older document is not found that way). What was told already is not told again;
 a document changed since its update was written gets its update edited (`update = "edit"`), or a new one. For the
 changes missed when a rule's resume token was lost (the stream service logs the command to run)."""
@@ -22,7 +22,7 @@ from typing import Any
 from services.stream import rulebook
 from services.stream.derive import BATCH, Derivation
 from shared.catalogue import Catalogue
-from shared.db import Database, as_datetime, connect, prepare
+from shared.db import Database, as_datetime, connect, prepare, purges_ttl_on_read
 from shared.logs import configure
 from shared.settings import Settings
 
@@ -31,12 +31,13 @@ log = logging.getLogger("gossip.stream.rules")
 
 async def replay(db: Database, rule: rulebook.Rule, since: datetime) -> tuple[int, int]:
     """(documents gone over, updates written), a batch of documents at a time in _id order."""
-    derivation, after, seen, written = Derivation(db, rule, Catalogue(db)), None, 0, 0
+    derivation = Derivation(db, rule, Catalogue(db), await purges_ttl_on_read(db))
+    after, seen, written = None, 0, 0
     query = rulebook.since_query(rule, since)
     while True:
         page = query if after is None else {"$and": [query, {"_id": {"$gt": after}}]}
         documents = await db[rule.collection].find(page).sort("_id", 1).limit(BATCH).to_list()
-        changes = [{"operationType": "insert", "documentKey": {"_id": document["_id"]}, "fullDocument": document}
+        changes = [{"operationType": "replace", "documentKey": {"_id": document["_id"]}, "fullDocument": document}
                    for document in documents]  # fmt: skip
         written += await derivation.derive(changes) if changes else 0
         seen += len(documents)

@@ -21,6 +21,7 @@ from shared.db import (
     ensure_indexes,
     iso_utc,
     keep_history,
+    matching,
     new_id,
     next_change,
     next_seq,
@@ -210,3 +211,12 @@ async def test_a_resume_token_is_kept_with_the_server_that_gave_it_on_the_embedd
     embedded = await purges_ttl_on_read(db)
     assert (epoch is not None) == embedded
     assert await token_epoch(db) == epoch  # the same server process: the same epoch
+
+
+@pytest.mark.parametrize("embedded", [True, False])
+async def test_the_documents_of_given_ids_that_match_a_query_are_found_either_way(db: Database, embedded: bool) -> None:
+    ids = (await db.things.insert_many([{"n": n, "kind": "odd" if n % 2 else "even"} for n in range(10)])).inserted_ids
+    found = await matching(db, "things", ids[:6], {"kind": "odd", "n": {"$gte": 2}}, embedded)
+    assert sorted(found) == [ids[3], ids[5]]
+    assert await matching(db, "things", [], {"kind": "odd"}, embedded) == []
+    assert await db.query_checks.count_documents({"_check": {"$ne": "one"}}) == 0  # nothing left behind

@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
+import os
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -238,3 +241,17 @@ async def test_replay_notifies_what_was_missed_since_a_time_and_nothing_twice(se
     assert await replay(db, rule, since + timedelta(hours=1)) == (0, 0)  # nothing inserted since then
     stored = await db.updates.find({}, {"source_doc": 1, "seq": 1}).sort("seq", 1).to_list()
     assert [update["source_doc"] for update in stored] == [document_key(rule, document_id) for document_id in ids]
+
+
+async def test_the_documented_replay_command_notifies_what_no_stream_heard(settings: Settings, db: Database) -> None:
+    await db.episodes.insert_many([episode(f"Missed {n}") for n in range(3)])
+    environment = {**os.environ, "MONGO_URL": settings.mongo_url, "MONGO_DB": settings.mongo_db,
+                   "WATCH_RULES": str(RULES), "SECRET_KEY": settings.secret_key}  # fmt: skip
+    since = (datetime.now(UTC) - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    command = [sys.executable, "-m", "services.stream.rules", "replay", "episodes", "--since", since]
+    ran = await asyncio.create_subprocess_exec(*command, env=environment, stderr=asyncio.subprocess.PIPE)
+    _, said = await asyncio.wait_for(ran.communicate(), 60)
+    assert ran.returncode == 0, said.decode()
+    assert "went over 3 documents and wrote 3 updates" in said.decode()
+    texts = [update["text"] for update in await db.updates.find().sort("seq", 1).to_list()]
+    assert texts == [f"New episode of The Flash: Missed {n}, on Tue 08 Dec" for n in range(3)]
