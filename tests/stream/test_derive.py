@@ -15,13 +15,15 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client import REGISTRY
+from pymongo.errors import OperationFailure
 
 from services.all import app as gossip
-from services.stream.derive import document_key
+from services.stream.derive import RuleStream, document_key
 from services.stream.rulebook import load
 from services.stream.rules import replay
 from shared.app import create_app
-from shared.db import Database, prepare, put
+from shared.catalogue import Catalogue
+from shared.db import Database, prepare, put, token_epoch
 from shared.settings import RULES, Settings
 from tests.support.accounts import registered
 from tests.support.servers import LiveServer, gossip_server
@@ -31,6 +33,7 @@ from tests.support.updates import publish
 AIRS = datetime(2026, 12, 8, 20, 0, tzinfo=UTC)  # a Tuesday
 SKIPPED = "gossip_stream_rule_documents_skipped_total"
 LOST = "gossip_stream_rule_history_lost_total"
+HISTORY_LOST_CODE = 286
 
 
 @pytest.fixture
@@ -255,3 +258,23 @@ async def test_the_documented_replay_command_notifies_what_no_stream_heard(setti
     assert "went over 3 documents and wrote 3 updates" in said.decode()
     texts = [update["text"] for update in await db.updates.find().sort("seq", 1).to_list()]
     assert texts == [f"New episode of The Flash: Missed {n}, on Tue 08 Dec" for n in range(3)]
+
+
+async def test_a_token_mongodb_says_has_left_the_oplog_is_dropped_loudly_and_the_stream_starts_from_now(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As `ChangeStreamHistoryLost` (code 286) reaches the stream when its resume fails on MongoDB."""
+    caplog.set_level(logging.ERROR, logger="gossip")
+    await prepare(db)
+    rule = next(rule for rule in load(RULES) if rule.name == "episodes")
+    stream = RuleStream(db, rule, Catalogue(db), await token_epoch(db), embedded=True)
+    await stream.opened({"_data": "nx:3"})
+    assert await stream.options() == {"resume_after": {"_data": "nx:3"}}
+    lost = counted(LOST)
+    stream.failed(OperationFailure("Resume of change stream was not possible", HISTORY_LOST_CODE))
+    assert await stream.options() == {}
+    assert counted(LOST) - lost == 1 and "LOST ITS PLACE" in caplog.text
+    assert await db.rule_tokens.find_one({"_id": "episodes"}) is None
+    stream.failed(OperationFailure("a network blip", 6))  # another failure keeps the place
+    await stream.opened({"_data": "nx:9"})
+    assert await stream.options() == {"resume_after": {"_data": "nx:9"}}

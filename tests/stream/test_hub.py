@@ -55,6 +55,17 @@ async def test_update_reaches_followers_and_everything_feeds_only() -> None:
     assert await drain(everything) == frame(1)
 
 
+async def test_a_personal_update_reaches_its_recipients_feeds_alone_whatever_they_carry() -> None:
+    hub = Hub()
+    followed, everything = hub.open(ALICE, []), hub.open(ALICE, None, resumed=1)
+    others = [hub.open(BOB, ["orders"]), hub.open(BOB, None)]
+    assert hub.publish_to("u1", frame(1), 1) == 1  # the feed resumed at 1 has it
+    assert hub.publish_to("u1", frame(2), 2) == 2
+    assert await drain(followed) == frame(1) + frame(2)
+    assert await drain(everything) == frame(2)
+    assert [await drain(feed) for feed in others] == [b"", b""]
+
+
 async def test_a_feed_resumed_beyond_an_update_is_not_sent_it_but_its_edits_are() -> None:
     """A browser that comes back from a stream process that was ahead of this one holds updates this one has yet to
     deliver: they would reach it twice."""
