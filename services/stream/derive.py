@@ -11,6 +11,7 @@ rule's fields tells nothing (the embedded server's events do not say which field
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -18,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pymongo import UpdateOne
-from pymongo.errors import BulkWriteError, OperationFailure
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
 from services.stream.changes import LOOKUP, Change, ChangeFeed
 from services.stream.metrics import RULE_HISTORY_LOST, RULE_SKIPPED, RULE_UPDATES
@@ -29,6 +30,7 @@ from shared.db import (
     change_id,
     iso_utc,
     matching,
+    new_id,
     next_seq,
     purges_ttl_on_read,
     put,
@@ -44,6 +46,7 @@ log = logging.getLogger("gossip.stream.rules")
 BATCH = 500  # changes derived together: a few round trips for the lot, not a few per change
 LINGER = 0.1  # seconds a change may wait for others to join its batch, while they keep coming
 KEEP_EVERY = 1.0  # seconds between writes of a rule's position while changes keep coming
+LEASE = 10.0  # seconds a process derives a rule without renewing its lease
 HISTORY_LOST = {280, 286}  # ChangeStreamFatalError, ChangeStreamHistoryLost: the kept token has left the oplog
 DUPLICATE_KEY = 11000
 # A document's _id, the states its changes left it in (in order), and whether they were all inserts: then no update
@@ -215,10 +218,20 @@ class Derivation:
                     document_id, why)  # fmt: skip
 
 
+class Promoted(Exception):
+    """This process now derives the rule: its stream reopens from the kept position, where the last holder stopped."""
+
+
 class RuleStream:
     """A rule's change stream: its changes batched into `Derivation.derive`, and the position after each batch
     kept in `rule_tokens`, so that a restarted service resumes where it stopped. `epoch`: token_epoch's;
-    `embedded`: purges_ttl_on_read's."""
+    `embedded`: purges_ttl_on_read's.
+
+    Every stream process runs the stream, but one at a time derives: the holder of the rule's lease in
+    `rule_leases`. Two deriving at once would store each update once all the same (the source keys), but each
+    loser's seqs would be holes, and every hole holds the updates after it for the watcher's gap wait. When the
+    holder stops (or goes quiet for LEASE seconds), another takes the lease and reopens its stream from the kept
+    position."""
 
     def __init__(self, db: Database, rule: Rule, catalogue: Catalogue, epoch: str | None, embedded: bool) -> None:
         self.db, self.rule, self.epoch = db, rule, epoch
@@ -228,6 +241,7 @@ class RuleStream:
         self._lost: str | None = None  # why the kept token cannot be resumed from, once the server said so
         self._derived: Mapping[str, Any] | None = None  # the position after the last derived change, until kept
         self._kept_at = 0.0
+        self.me, self._leading, self._ask_at = new_id(), False, 0.0
 
     def feed(self) -> ChangeFeed:
         """Polled less eagerly than `updates` (20 ms while busy): a batch waits up to LINGER for company anyway, and
@@ -243,7 +257,28 @@ class RuleStream:
         self._pending.clear()
         self._derived = None
 
+    async def _lead(self) -> bool:
+        """Whether this process derives the rule: it takes the lease when free or lapsed, and renews it every third
+        of LEASE; another process asks again every second."""
+        now = time.time()
+        if now < self._ask_at:
+            return self._leading
+        held = await self.db.rule_leases.find_one_and_update(
+            {"_id": self.rule.name, "$or": [{"holder": self.me}, {"until": {"$lt": now}}]},
+            {"$set": {"holder": self.me, "until": now + LEASE}},
+            {"_id": 1},
+        )
+        self._leading = held is not None
+        self._ask_at = now + (LEASE / 3 if self._leading else 1.0)
+        return self._leading
+
+    async def release(self) -> None:
+        """At shutdown: the next process to start, or another running, takes over at once."""
+        await self.db.rule_leases.update_one({"_id": self.rule.name, "holder": self.me}, {"$set": {"until": 0}})
+
     async def _on_change(self, change: Change) -> None:
+        if not self._leading:
+            return  # the holder derives it
         if not self._pending:
             self._since = time.monotonic()
         self._pending.append(change)
@@ -254,6 +289,9 @@ class RuleStream:
         """Derives what is pending. On a failure the batch is pending again: a failure of the database reopens the
         stream from the kept token, any other is tried again."""
         if not self._pending:
+            return
+        if not await self._lead():  # lost the lease: the new holder derives from the position last kept
+            self._pending.clear()
             return
         changes, self._pending = self._pending, []
         try:
@@ -266,6 +304,9 @@ class RuleStream:
             await self._keep()
 
     async def _idle(self) -> None:
+        leading = self._leading
+        if await self._lead() and not leading:
+            raise Promoted(f"watch rule {self.rule.name!r}: this process derives it now")
         await self.flush()
         await self._keep()
 
@@ -280,6 +321,10 @@ class RuleStream:
         await put(self.db.rule_tokens, kept)
 
     async def options(self) -> dict[str, Any]:
+        with contextlib.suppress(DuplicateKeyError):  # the lease's document, made once by whichever process is first
+            await self.db.rule_leases.insert_one({"_id": self.rule.name, "holder": None, "until": 0})
+        self._ask_at = 0.0
+        await self._lead()
         kept = await self.db.rule_tokens.find_one({"_id": self.rule.name})
         if kept is None:
             return {}
@@ -313,6 +358,6 @@ class RuleStream:
         )  # fmt: skip
 
 
-async def rule_feeds(db: Database, rules: list[Rule], catalogue: Catalogue) -> list[ChangeFeed]:
+async def rule_streams(db: Database, rules: list[Rule], catalogue: Catalogue) -> list[RuleStream]:
     epoch, embedded = await token_epoch(db), await purges_ttl_on_read(db)
-    return [RuleStream(db, rule, catalogue, epoch, embedded).feed() for rule in rules]
+    return [RuleStream(db, rule, catalogue, epoch, embedded) for rule in rules]

@@ -14,8 +14,8 @@ from typing import TypedDict
 from sse_starlette.sse import EventSourceResponse
 
 from services.stream import rulebook
-from services.stream.changes import ChangeFeed, ChangeStreams
-from services.stream.derive import rule_feeds
+from services.stream.changes import ChangeStreams
+from services.stream.derive import RuleStream, rule_streams
 from services.stream.hub import Hub
 from services.stream.replay import Replay
 from services.stream.watcher import Watcher
@@ -47,8 +47,8 @@ async def feeds(core: Core) -> AsyncIterator[Feeds]:
     watcher = Watcher(db, hub, core["catalogue"], settings.history_days)
     replay = Replay(db, settings.replay_limit, trimmed=settings.history_days > 0)
     await watcher.start()
-    rules = ChangeStreams()
-    await rules.start(await watched(db, settings, core["catalogue"]))
+    rules, deriving = ChangeStreams(), await watched(db, settings, core["catalogue"])
+    await rules.start([stream.feed() for stream in deriving])
     chores = [asyncio.create_task(_end_feeds_at_shutdown(hub)), asyncio.create_task(_heartbeat(hub, settings))]
     try:
         yield Feeds(hub=hub, watcher=watcher, replay=replay)
@@ -57,10 +57,11 @@ async def feeds(core: Core) -> AsyncIterator[Feeds]:
             chore.cancel()
         hub.end_all()
         await rules.stop()
+        await _released(deriving)
         await watcher.stop()
 
 
-async def watched(db: Database, settings: Settings, catalogue: Catalogue) -> list[ChangeFeed]:
+async def watched(db: Database, settings: Settings, catalogue: Catalogue) -> list[RuleStream]:
     """The watch rules' change streams. A rule that cannot work stops the service, its message naming the rule and
     the field: better than a service that runs and never notifies what its operator asked for."""
     if settings.watch_rules is None:
@@ -72,7 +73,15 @@ async def watched(db: Database, settings: Settings, catalogue: Catalogue) -> lis
         log.error("%s", error)
         raise
     log.info("watch rules from %s: %s", settings.watch_rules, ", ".join(rule.name for rule in rules) or "none")
-    return await rule_feeds(db, rules, catalogue)
+    return await rule_streams(db, rules, catalogue)
+
+
+async def _released(deriving: list[RuleStream]) -> None:
+    """Best effort: a lease not released lapses within its LEASE seconds."""
+    try:
+        await asyncio.gather(*(stream.release() for stream in deriving))
+    except Exception:
+        log.warning("could not release the watch rules' leases; they lapse on their own", exc_info=True)
 
 
 async def _end_feeds_at_shutdown(hub: Hub) -> None:

@@ -30,7 +30,7 @@ SHOW_TITLE = "show_title"  # the one placeholder that is not a document field: t
 KEYS = {"name", "collection", "on", "fields", "update", "filter", "show", "show_field", "recipient_field", "title",
         "text", "time_field"}  # fmt: skip
 OWN = {"updates", "users", "sessions", "shows", "counters", "tokens", "update_ids", "spent_keys", "buckets",
-       "rule_tokens", "query_checks"}  # fmt: skip
+       "rule_tokens", "rule_leases", "query_checks"}  # fmt: skip
 Part = tuple[str, str | None, str]  # literal text, then a field (None at the end) and its format spec
 
 

@@ -113,6 +113,28 @@ async def test_two_stream_services_on_one_database_write_one_update(settings: Se
     assert got_first == got_second
     assert [update["text"].split(": ")[1] for update in got_first] == [f"Episode {n}, on Tue 08 Dec" for n in range(5)]
     assert await db.updates.count_documents({"author": "episodes"}) == 5
+    assert [update["seq"] for update in got_first] == [after["seq"] - 5 + n for n in range(5)]  # one deriver: no holes
+
+
+async def test_when_the_deriving_service_stops_another_takes_over_from_where_it_stopped(
+    settings: Settings, db: Database
+) -> None:
+    first, second = gossip_server(settings), gossip_server(settings)
+    try:
+        async with registered(second.url, "bob") as bob:
+            await bob.put("/api/me/follows/flash")
+            async with events(bob) as feed:
+                await db.episodes.insert_one(episode("Before"))
+                (before,) = await feed.updates(1)
+                first.stop()  # whichever derived, one of them is gone now
+                await db.episodes.insert_one(episode("After"))
+                (after,) = await feed.updates(1, timeout=5)
+    finally:
+        second.stop()
+        if first.thread.is_alive():
+            first.stop()
+    assert before["text"].startswith("New episode of The Flash: Before")
+    assert after["text"].startswith("New episode of The Flash: After") and after["seq"] == before["seq"] + 1
 
 
 async def test_an_order_is_its_users_alone_in_every_reader(
