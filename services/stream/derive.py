@@ -2,9 +2,10 @@
 each written once however many stream processes hear it, and the stream's resume token kept in MongoDB.
 
 A derived update is numbered here, a block of seqs per batch, with an _id that holds its seq (update_id): the
-watcher then delivers it, edits and retracts it, and feeds replay it, exactly as a published one. Its `source_key`
-(the rule, the document, and which of the document's updates it is) is unique, so when two processes derive the
-same change one insert fails, and its seq is a hole the watcher passes over. `source_doc` finds a document's
+watcher then delivers it, edits and retracts it, and feeds replay it, exactly as a published one. One process at a
+time derives a rule (RuleStream's lease), and its `source_key` (the rule, the document, and which of the document's
+updates it is) is unique besides: a change derived twice (after a restart, or by two processes in a handover) is
+stored once, the second insert failing and its seq a hole the watcher passes over. `source_doc` finds a document's
 updates for its next change, and `source_state` is what the last one told: an update event that changed none of the
 rule's fields tells nothing (the embedded server's events do not say which fields changed).
 """
