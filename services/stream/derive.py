@@ -61,8 +61,8 @@ def document_key(rule: Rule, document_id: Any) -> str:
 
 
 class Derivation:
-    """One rule's changes made into updates. `derive` takes change events (or, for `replay`, insert-like ones made
-    from the documents) and is safe to run twice on the same changes: what was told is not told again."""
+    """One rule's changes made into updates. `derive` takes change events (or, for `replay`, replace events made
+    from the documents as they are) and is safe to run twice on the same changes: what was told is not told again."""
 
     def __init__(self, db: Database, rule: Rule, catalogue: Catalogue, embedded: bool) -> None:
         self.db, self.rule, self.catalogue, self.embedded = db, rule, catalogue, embedded

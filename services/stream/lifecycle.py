@@ -25,6 +25,7 @@ from shared.settings import Settings
 from shared.state import Core
 
 HEARTBEAT_SHARES = 10  # the feeds are pinged a tenth at a time
+RELEASE_WAIT = 0.5  # seconds the watch rules' leases are given to be released at shutdown
 
 log = logging.getLogger("gossip.stream.lifecycle")
 
@@ -77,9 +78,10 @@ async def watched(db: Database, settings: Settings, catalogue: Catalogue) -> lis
 
 
 async def _released(deriving: list[RuleStream]) -> None:
-    """Best effort: a lease not released lapses within its LEASE seconds."""
+    """Best effort, and briefly: a lease not released lapses within its LEASE seconds, and a database that has gone
+    must not hold up the shutdown for its server-selection timeout."""
     try:
-        await asyncio.gather(*(stream.release() for stream in deriving))
+        await asyncio.wait_for(asyncio.gather(*(stream.release() for stream in deriving)), RELEASE_WAIT)
     except Exception:
         log.warning("could not release the watch rules' leases; they lapse on their own", exc_info=True)
 
