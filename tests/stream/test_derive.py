@@ -10,6 +10,7 @@ import os
 import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -268,16 +269,33 @@ async def test_replay_notifies_what_was_missed_since_a_time_and_nothing_twice(se
     assert [update["source_doc"] for update in stored] == [document_key(rule, document_id) for document_id in ids]
 
 
-async def test_the_documented_replay_command_notifies_what_no_stream_heard(settings: Settings, db: Database) -> None:
-    await db.episodes.insert_many([episode(f"Missed {n}") for n in range(3)])
+async def rules_command(settings: Settings, *arguments: str, rules: Path = RULES) -> tuple[int, str]:
+    """`python -m services.stream.rules ...` as the README has it, against the test's database: its status and log."""
     environment = {**os.environ, "MONGO_URL": settings.mongo_url, "MONGO_DB": settings.mongo_db,
-                   "WATCH_RULES": str(RULES), "SECRET_KEY": settings.secret_key}  # fmt: skip
-    since = (datetime.now(UTC) - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    command = [sys.executable, "-m", "services.stream.rules", "replay", "episodes", "--since", since]
+                   "WATCH_RULES": str(rules), "SECRET_KEY": settings.secret_key}  # fmt: skip
+    command = [sys.executable, "-m", "services.stream.rules", *arguments]
     ran = await asyncio.create_subprocess_exec(*command, env=environment, stderr=asyncio.subprocess.PIPE)
     _, said = await asyncio.wait_for(ran.communicate(), 60)
-    assert ran.returncode == 0, said.decode()
-    assert "went over 3 documents and wrote 3 updates" in said.decode()
+    return ran.returncode or 0, said.decode()
+
+
+async def test_the_check_command_passes_the_shipped_rules_and_names_a_wrong_one(
+    settings: Settings, tmp_path: Path
+) -> None:
+    status, said = await rules_command(settings, "check")
+    assert status == 0 and "2 watch rules" in said, said
+    wrong = tmp_path / "gossip.toml"
+    wrong.write_text(RULES.read_text().replace("{show_title}", "{show_title.upper}"))
+    status, said = await rules_command(settings, "check", rules=wrong)
+    assert status != 0 and "watch rule 'episodes', text: {show_title.upper} is not a field's name" in said
+
+
+async def test_the_documented_replay_command_notifies_what_no_stream_heard(settings: Settings, db: Database) -> None:
+    await db.episodes.insert_many([episode(f"Missed {n}") for n in range(3)])
+    since = (datetime.now(UTC) - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    status, said = await rules_command(settings, "replay", "episodes", "--since", since)
+    assert status == 0, said
+    assert "went over 3 documents and wrote 3 updates" in said
     texts = [update["text"] for update in await db.updates.find().sort("seq", 1).to_list()]
     assert texts == [f"New episode of The Flash: Missed {n}, on Tue 08 Dec" for n in range(3)]
 
