@@ -7,7 +7,8 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from services.auth import accounts, operations, tokens
 from shared.app import create_app
@@ -126,6 +127,11 @@ async def home(request: AuthRequest) -> Response:
     return render(request, await optional_viewer(request), "home.html", page)
 
 
+async def api_page(request: AuthRequest) -> Response:
+    """The API document, readable: Swagger UI from this origin (the pages' CSP allows no other)."""
+    return render(request, await optional_viewer(request), "api/index.html")
+
+
 async def _authenticate(request: AuthRequest, fields: dict[str, str]) -> dict[str, Any]:
     return await accounts.authenticate(request.state, fields["username"], fields["password"], _address(request))
 
@@ -204,6 +210,8 @@ routes = [
     ApiRoute("/api/me/tokens", api_tokens, "GET", operations.tokens),
     ApiRoute("/api/me/tokens/{name}", api_revoke_token, "DELETE", operations.revoke_token),
     Route("/", home),
+    Route("/api", api_page),
+    Mount("/static/swagger-ui", StaticFiles(packages=[("swagger_ui", "static")]), name="swagger-ui"),
     Route("/login", login_page, methods=["GET", "POST"]),
     Route("/register", register_page, methods=["GET", "POST"]),
     Route("/logout", logout_page, methods=["POST"]),
