@@ -13,7 +13,7 @@ from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from shared.errors import ApiError
+from shared.errors import invalid
 
 LIVE, PUSH, DIGEST, MUTED = "live", "push", "digest", "muted"
 LEVELS = (LIVE, PUSH, DIGEST, MUTED)
@@ -167,6 +167,6 @@ def changes(body: Mapping[str, Any], catalogue: Collection[str]) -> tuple[dict[s
         else:
             fields["digest_hour"] = "a whole number of hours, from 0 to 23"
     if fields:
-        raise ApiError(422, detail="Some preferences are not valid: see fields.", fields=fields)
+        raise invalid(fields)
     resets = [path for path, level in setting.items() if level == LIVE and path.startswith("preferences.shows.")]
     return {path: value for path, value in setting.items() if path not in resets}, resets

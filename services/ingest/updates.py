@@ -18,7 +18,7 @@ from shared.batching import Batcher
 from shared.body import whole_number
 from shared.catalogue import Catalogue
 from shared.db import MAX_INT, Database, next_seq, numbers, put, utcnow, with_now
-from shared.errors import ApiError
+from shared.errors import ApiError, invalid
 from shared.limits import Limit
 from shared.updates import digest, history, shape_problem, shown, text_problem, update_id, wire
 
@@ -27,10 +27,6 @@ MAX_KEY = 200
 KEY_KEPT = timedelta(hours=24)  # how long a retracted update's key is still answered for
 PAGE_DEFAULT, PAGE_MAX = 100, 1000
 DUPLICATE_KEY = 11000
-
-
-def _invalid(fields: Mapping[str, str]) -> ApiError:
-    return ApiError(422, detail="Please correct the highlighted fields.", fields=fields)
 
 
 def _requested(show: str, text: str) -> str:
@@ -46,7 +42,7 @@ def _requested_by(stored: Mapping[str, Any]) -> str:
 def _same_request(earlier: Mapping[str, Any], show: str, text: str) -> None:
     """A different update under a used key is a client bug worth reporting."""
     if _requested_by(earlier) != _requested(show, text):
-        raise _invalid({KEY_HEADER: "already used for a different update"})
+        raise invalid({KEY_HEADER: "already used for a different update"})
 
 
 def _replayed(earlier: dict[str, Any], show: str, text: str) -> dict[str, Any]:
@@ -108,17 +104,21 @@ class Updates:
             raise ApiError(409, "retracted", detail, {KEY_HEADER: "its update was retracted"})
         return None
 
+    async def _shows_rule(self) -> str:
+        """What `show` must be, with every slug: a script that sent a wrong one learns the right ones."""
+        return "one of " + ", ".join(sorted(await self.catalogue.titles()))
+
     async def _validated(self, show: str, text: str, key: str | None) -> str:
         """All problems at once, named by field; returns the show's title."""
         problems: dict[str, str] = {}
         if (title := await self.catalogue.title(show)) is None:
-            problems["show"] = "choose one of the shows"
+            problems["show"] = await self._shows_rule()
         if problem := text_problem(text):
             problems["text"] = problem
         if key is not None and not 1 <= len(key) <= MAX_KEY:
             problems[KEY_HEADER] = f"1 to {MAX_KEY} characters"
         if problems or title is None:
-            raise _invalid(problems)
+            raise invalid(problems)
         return title
 
     async def _store_batch(self, updates: list[dict[str, Any]]) -> list[dict[str, Any] | Exception]:
@@ -143,7 +143,7 @@ class Updates:
         start = whole_number("after", after) or 0
         size = whole_number("limit", limit, 1, PAGE_MAX) or PAGE_DEFAULT
         if show and await self.catalogue.title(show) is None:
-            raise _invalid({"show": "choose one of the shows"})
+            raise invalid({"show": await self._shows_rule()})
         read = await history(self.db, [show] if show else None, start, size)
         return {"items": [wire(update) for update in shown(read)], "next_after": read[-1]["seq"] if read else start}
 
@@ -152,7 +152,7 @@ class Updates:
         service, which sees `announced` gone and tells them; an unchanged text changes nothing."""
         stored = await self._own(author, seq)
         if problem := text_problem(text):
-            raise _invalid({"text": problem})
+            raise invalid({"text": problem})
         if text == stored["text"]:
             return wire(stored)
         await self.publishing(author.user_id)  # an edit goes out to every feed too: it counts as a publish
