@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -83,15 +84,16 @@ async def publish_page(request: IngestRequest) -> Response:
     """GET shows the form. POST publishes through the same publish as the API, or with action=edit or retract and
     a seq, edits or retracts one of the caller's own updates as the API does; errors keep what was typed."""
     viewer = await page_viewer(request)
-    if request.method == "GET":
-        return await _publish_form(request, viewer, {})
+    if request.method == "GET":  # ?show=: the show chosen last, kept for the next update
+        return await _publish_form(request, viewer, {"show": request.query_params.get("show", "")})
     fields = await read_form(request, "action", "seq", "show", "text")
     try:
         flash = await _submit(request.state["updates"], viewer.caller, fields)
     except ApiError as error:
         failed = {"failed": fields["seq"]} if fields["action"] else {}
         return await _publish_form(request, viewer, {**fields, **failed, "error": error}, error.status)
-    return redirect(request, "/publish", flash=flash)
+    chosen = f"?{urlencode({'show': fields['show']})}" if not fields["action"] else ""
+    return redirect(request, f"/publish{chosen}", flash=flash)
 
 
 async def _submit(store: Updates, caller: Caller, fields: dict[str, str]) -> str:

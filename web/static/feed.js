@@ -226,7 +226,10 @@ if (notifyButton && "Notification" in window) {
     default: "Notifications were not allowed: turn them on again and allow them when the browser asks.",
   };
   const label = (permission) => {
-    notifyButton.textContent = notificationsOn() ? "Turn off desktop notifications" : "Turn on desktop notifications";
+    const blocked = Notification.permission === "denied";  // only the browser's settings can undo it: no button
+    notifyButton.disabled = blocked;
+    notifyButton.textContent = blocked ? "Desktop notifications blocked"
+      : notificationsOn() ? "Turn off desktop notifications" : "Turn on desktop notifications";
     note.textContent = refused[permission] || "";
     note.hidden = !note.textContent;
   };
