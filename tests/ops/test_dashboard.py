@@ -17,7 +17,12 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from dev.processes import ChildProcess, free_port
 from shared.settings import ROOT
+from tests.support.accounts import registered
+from tests.support.sse import events
+from tests.support.updates import publish
+from tests.support.waiting import wait_until
 
 APPS = ("auth", "ingest", "stream")
 DEPLOY = ROOT / "deploy"
@@ -35,13 +40,25 @@ SHOWN = {
 GRAFANA_RANGES = {"$__rate_interval": "1m", "$__interval": "1m", "$__range": "1h"}  # what Grafana puts in their place
 
 
-def promtool(*args: str) -> subprocess.CompletedProcess[str]:
-    tool = shutil.which("promtool")
+def installed(name: str) -> str:
+    """A tool of Debian's prometheus package: skipped where it is missing, a failure in CI."""
+    tool = shutil.which(name)
     if tool is None and os.environ.get("CI"):
-        pytest.fail("CI runs without promtool: .ci/run should have installed Debian's prometheus package")
+        pytest.fail(f"CI runs without {name}: .ci/run should have installed Debian's prometheus package")
     if tool is None:
-        pytest.skip("promtool is not installed here (Debian's `prometheus` package; .ci/run installs it)")
-    return subprocess.run([tool, *args], capture_output=True, text=True, timeout=60, check=False)
+        pytest.skip(f"{name} is not installed here (Debian's `prometheus` package; .ci/run installs it)")
+    return tool
+
+
+def promtool(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([installed("promtool"), *args], capture_output=True, text=True, timeout=60, check=False)
+
+
+def in_grafana_terms(query: str) -> str:
+    """The query as Grafana sends it to Prometheus, its range variables filled in."""
+    for variable, value in GRAFANA_RANGES.items():
+        query = query.replace(variable, value)
+    return query
 
 
 def yaml_of(path: Path) -> Any:
@@ -127,11 +144,9 @@ def test_the_dashboard_has_the_shape_grafana_loads() -> None:
 
 def test_every_panel_query_is_promql_that_promtool_accepts(tmp_path: Path) -> None:
     """Each query as a recording rule, Grafana's range variables filled in as Grafana fills them."""
-    rules = []
-    for number, query in enumerate(queries()):
-        for variable, value in GRAFANA_RANGES.items():
-            query = query.replace(variable, value)
-        rules.append({"record": f"gossip:panel_{number}", "expr": query})
+    rules = [
+        {"record": f"gossip:panel_{number}", "expr": in_grafana_terms(query)} for number, query in enumerate(queries())
+    ]
     path = tmp_path / "panels.yml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "panels", "rules": rules}]}))
     checked = promtool("check", "rules", str(path))
@@ -146,3 +161,40 @@ def test_every_metric_a_panel_names_is_one_the_services_export(server: str) -> N
     named = {name for query in queries() for name in METRIC.findall(query)}
     assert named <= exported, f"not exported: {sorted(named - exported)}"
     assert {what: metric in named for what, metric in SHOWN.items()} == dict.fromkeys(SHOWN, True)
+
+
+async def test_every_panel_query_answers_in_a_real_prometheus_scraping_a_live_server(
+    server: str, tmp_path: Path
+) -> None:
+    """Prometheus itself, on loopback, scraping the live server every second as deploy/prometheus.yml's jobs do
+    (a static target in place of the compose network's DNS): every panel's query returns series, and the latency's
+    quantiles a number once an update has been delivered."""
+    config = yaml_of(DEPLOY / "prometheus.yml")
+    config["global"] |= {"scrape_interval": "1s", "evaluation_interval": "1s"}
+    target = server.removeprefix("http://")
+    config["scrape_configs"] = [{"job_name": "stream", "static_configs": [{"targets": [target]}]}]
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    port = free_port()
+    command = [installed("prometheus"), f"--config.file={tmp_path / 'prometheus.yml'}",
+               f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}"]  # fmt: skip
+    with ChildProcess(command, {}, port, ready_path="/-/ready") as prometheus:
+        async with httpx.AsyncClient(base_url=prometheus.url, timeout=5) as api:
+
+            async def answer(query: str) -> list[dict[str, Any]]:
+                response = await api.get("/api/v1/query", params={"query": in_grafana_terms(query)})
+                assert response.status_code == 200, response.text
+                return list(response.json()["data"]["result"])
+
+            await wait_until(lambda: answer("up == 1"), timeout=15)
+            async with registered(server, "alice") as alice, events(alice, "/events/all") as feed:
+                sent = [await publish(alice, "flash", f"scraped {n}") for n in range(3)]
+                assert await feed.updates(3) == sent
+            latency = next(query for query in queries() if "gossip_delivery_latency_seconds" in query)
+
+            async def quantile() -> bool:
+                found = await answer(latency)
+                return bool(found) and found[0]["value"][1] not in ("NaN", "+Inf")
+
+            await wait_until(quantile, timeout=15)
+            for query in queries():
+                assert await answer(query), f"no series: {query}"
