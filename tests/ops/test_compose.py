@@ -78,6 +78,7 @@ def test_each_service_reaches_the_replica_set_with_the_secret_from_env(services:
     assert env["MONGO_URL"] == "mongodb://mongo:27017/?replicaSet=rs0"
     assert env["SECRET_KEY"].startswith("${SECRET_KEY:?")  # compose refuses to start without one
     assert env["LOG_FORMAT"] == "json"
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "${OTEL_EXPORTER_OTLP_ENDPOINT:-}"  # from .env; empty: no traces
 
 
 @pytest.mark.parametrize("name", [*APPS, "gateway"])
