@@ -14,6 +14,7 @@ from typing import Any, NamedTuple, Protocol
 import psutil
 
 from bench.http import Connection, Publisher
+from bench.served import Histogram, served_by
 from bench.sse import Feed, feed_request, open_feeds
 from dev.processes import ServiceProcess
 from services.auth import tokens
@@ -74,6 +75,10 @@ class Side(Protocol):
 
     def usage(self) -> Usage: ...
 
+    async def served(self) -> Histogram | None:
+        """The latency histogram of the process that holds the feeds, None where it keeps none (nchan)."""
+        ...
+
 
 async def sign_in(
     db: Database, settings: Settings, names: Sequence[str], follows: Sequence[Sequence[str]]
@@ -118,6 +123,9 @@ class Deployment:
         process = self.streams[0].process
         assert process is not None
         return Usage.of([psutil.Process(process.pid)])
+
+    async def served(self) -> Histogram:
+        return await served_by(self.stream_port)
 
     async def sign_in(self, follows: Sequence[Sequence[str]]) -> list[str]:
         cookies = await sign_in(self.db, self.settings, [f"viewer{self.viewers + n}" for n in range(len(follows))],

@@ -9,6 +9,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import pymongo
+from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pymongo import AsyncMongoClient
 from starlette.applications import Starlette
@@ -34,6 +35,7 @@ from shared.proxies import TrustedProxies
 from shared.recent import Recent
 from shared.settings import ROOT, Settings
 from shared.state import USER_FIELDS, AnyRequest, Core, core
+from shared.tracing import Traced, exporting
 
 GC_THRESHOLDS = (50_000, 20, 100)  # Python's defaults are (700, 10, 10)
 # Seconds for the database client's goodbyes at shutdown (ending sessions, killing cursors). They are best effort:
@@ -82,7 +84,9 @@ class Service(Starlette):
         await super().__call__(scope, receive, send)
 
 
-async def _core(settings: Settings | None) -> tuple[AsyncMongoClient[dict[str, Any]], Core]:
+async def _core(
+    name: str, settings: Settings | None, tracer_provider: TracerProvider | None
+) -> tuple[AsyncMongoClient[dict[str, Any]], Core]:
     """What every service holds for its lifetime. Without given settings the app is its own process (`uvicorn
     services.<name>.app:app`), which reads them from the environment and sets up its own logging."""
     resolved = settings or Settings.from_env()
@@ -98,18 +102,28 @@ async def _core(settings: Settings | None) -> tuple[AsyncMongoClient[dict[str, A
         sessions=by_id(db.sessions), tokens=Recent(by_id(db.tokens), TOKEN_MAX_AGE),
         users=by_id(db.users, USER_FIELDS),
         passwords=Passwords(resolved.hash_concurrency, resolved.hash_wait), buckets=Buckets(db),
+        tracer_provider=tracer_provider or exporting(resolved, name),
     )  # fmt: skip
     return client, core
 
 
 def create_app(
-    name: str, routes: Sequence[BaseRoute], settings: Settings | None = None, extensions: Sequence[Extension] = ()
+    name: str,
+    routes: Sequence[BaseRoute],
+    settings: Settings | None = None,
+    extensions: Sequence[Extension] = (),
+    tracer_provider: TracerProvider | None = None,
 ) -> Starlette:
+    """`tracer_provider`: where spans go (a test's in-memory exporter); without one, traces are on only when the
+    settings name an OTLP endpoint (shared/tracing.py)."""
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        client, base = await _core(settings)
+        client, base = await _core(name, settings, tracer_provider)
         try:
             async with contextlib.AsyncExitStack() as stack:
+                if tracer_provider is None and (exported := base["tracer_provider"]) is not None:
+                    stack.callback(exported.shutdown)  # sends the spans still batched
                 stack.callback(base["passwords"].close)
                 await stack.enter_async_context(swept(base["buckets"]))
                 state: dict[str, Any] = dict(base)
@@ -134,6 +148,7 @@ def create_app(
         exception_handlers={**EXCEPTION_HANDLERS, **PAGE_HANDLERS},
         middleware=[
             Middleware(TrustedProxies),
+            Middleware(Traced),  # after TrustedProxies: a request's span names the client's address
             Middleware(Nosniff),
             Middleware(AccessLog, service=name),
             Middleware(RenewedSession),

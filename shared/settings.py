@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import resource
 import secrets
 from collections.abc import Mapping
@@ -73,6 +74,14 @@ def open_file_budget() -> int:
     return max(1, soft - max(64, soft // 10))
 
 
+def _url(env: Mapping[str, str], name: str) -> str:
+    """An http(s) URL with a host, or empty."""
+    raw = env.get(name, "").strip()
+    if raw and not re.fullmatch(r"https?://[^/\s]+(/\S*)?", raw):
+        raise ValueError(f"{name} must be an http:// or https:// URL, got {raw!r}")
+    return raw
+
+
 def _port(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -113,6 +122,7 @@ class Settings:
     max_feeds: int = field(default_factory=open_file_budget)  # per stream process
     trusted_proxies: tuple[str, ...] = ()  # addresses whose X-Forwarded-For and -Proto are believed
     drain_timeout: float = 5.0  # seconds an oversized or refused body is read and discarded before the answer
+    otlp_endpoint: str = ""  # where traces go (OTLP over HTTP, /v1/traces appended); empty: no traces at all
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -147,4 +157,5 @@ class Settings:
             max_feeds=_count(env, "MAX_FEEDS", open_file_budget()),
             trusted_proxies=_addresses(env, "TRUSTED_PROXIES"),
             drain_timeout=_number(env, "DRAIN_TIMEOUT", 5.0),
+            otlp_endpoint=_url(env, "OTEL_EXPORTER_OTLP_ENDPOINT"),
         )

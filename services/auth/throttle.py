@@ -50,7 +50,7 @@ async def take_login_slot(buckets: Buckets, settings: Settings, username_key: st
         await asyncio.gather(
             *(buckets.give_back(key, rate) for (key, rate), wait in zip(slots, waits, strict=True) if not wait)
         )
-        raise refusal(429, FAILED, max(waits))
+        raise refusal("login", 429, FAILED, max(waits))
 
 
 async def logged_in(buckets: Buckets, settings: Settings, username_key: str, address: str) -> None:
@@ -62,4 +62,4 @@ async def logged_in(buckets: Buckets, settings: Settings, username_key: str, add
 async def take_registration_slot(buckets: Buckets, settings: Settings, address: str) -> None:
     rate = Rate(settings.registrations_per_address, settings.registration_window)
     if wait := await buckets.take(f"register:addr:{client(address)}", rate):
-        raise refusal(429, REGISTERED, wait)
+        raise refusal("registration", 429, REGISTERED, wait)

@@ -22,6 +22,7 @@ from shared.limits import Limit, Rate
 from shared.openapi import ApiRoute
 from shared.pages import Viewer, page_viewer, read_form, redirect, render
 from shared.state import Core
+from shared.tracing import tracer_of
 from shared.updates import MAX_TEXT
 
 PUBLISHING_TOO_FAST = "You are publishing or editing faster than the limit allows. Wait a moment and try again."
@@ -117,7 +118,7 @@ async def storing(core: Core) -> AsyncIterator[dict[str, Updates]]:
     settings = core["settings"]
     rate = Rate(settings.publishes_per_author, settings.publish_window)
     publishing = Limit(core["buckets"], "publish", rate, PUBLISHING_TOO_FAST)
-    yield {"updates": Updates(core["db"], core["catalogue"], publishing)}
+    yield {"updates": Updates(core["db"], core["catalogue"], publishing, tracer_of(core["tracer_provider"]))}
 
 
 routes = [

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
+from opentelemetry.trace import SpanKind, Tracer
 from pymongo import ReturnDocument
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
@@ -20,6 +21,7 @@ from shared.catalogue import Catalogue
 from shared.db import MAX_INT, Database, next_seq, numbers, put, utcnow, with_now
 from shared.errors import ApiError, invalid
 from shared.limits import Limit
+from shared.tracing import span, traceparent
 from shared.updates import digest, history, shape_problem, shown, text_problem, update_id, wire
 
 KEY_HEADER = "Idempotency-Key"
@@ -27,6 +29,7 @@ MAX_KEY = 200
 KEY_KEPT = timedelta(hours=24)  # how long a retracted update's key is still answered for
 PAGE_DEFAULT, PAGE_MAX = 100, 1000
 DUPLICATE_KEY = 11000
+INSERT = {"db.system.name": "mongodb", "db.collection.name": "updates", "db.operation.name": "insert"}
 
 
 def _requested(show: str, text: str) -> str:
@@ -59,10 +62,10 @@ def _spent(author: Caller, key: str) -> str:
 class Updates:
     """One ingest process's updates: validated against the catalogue, limited per author (`publishing`, one token
     bucket per author shared by every ingest process, for publishes and edits), stored in batches, read back in
-    pages."""
+    pages. With a `tracer`, each publish's insert is a span, and its context is stored with the update."""
 
-    def __init__(self, db: Database, catalogue: Catalogue, publishing: Limit) -> None:
-        self.db, self.catalogue, self.publishing = db, catalogue, publishing
+    def __init__(self, db: Database, catalogue: Catalogue, publishing: Limit, tracer: Tracer | None = None) -> None:
+        self.db, self.catalogue, self.publishing, self.tracer = db, catalogue, publishing, tracer
         self._store: Batcher[dict[str, Any], dict[str, Any]] = Batcher(self._store_batch)
 
     async def publish(self, author: Caller, fields: Mapping[str, str], idempotency_key: str | None) -> dict[str, Any]:
@@ -83,11 +86,19 @@ class Updates:
         if idempotency_key is not None:
             update["idempotency_key"], update["requested"] = idempotency_key, _requested(show, text)
         try:
-            return wire(await self._store(update))
+            return wire(await self._stored(update))
         except DuplicateKeyError:
             if idempotency_key is None or (earlier := await self.db.updates.find_one(mine)) is None:
                 raise
             return _replayed(earlier, show, text)
+
+    async def _stored(self, update: dict[str, Any]) -> dict[str, Any]:
+        """Stored with its batch. Traced, the update carries the insert span's context as `trace`: the stream
+        service's spans for its change and fan-out join the publish's trace through it."""
+        with span(self.tracer, "insert updates", kind=SpanKind.CLIENT, attributes=INSERT):
+            if (context := traceparent()) is not None:
+                update["trace"] = context
+            return await self._store(update)
 
     async def _used_before(self, author: Caller, key: str, show: str, text: str) -> dict[str, Any] | None:
         """A retry of a used key gets the update the key published; None for a new key. 409 if that update was

@@ -215,10 +215,11 @@ class Hub:
         since change events have kept that current. `transport`: the connection, reset if the feed is dropped.
         `limits`: the Feed's bounds, and `resumed`, the seq the client resumes from."""
         if self._open_count >= self.max_feeds:
-            raise refusal(503, "This server has as many live feeds open as it can hold. Try again soon.", FULL_RETRY)
+            detail = "This server has as many live feeds open as it can hold. Try again soon."
+            raise refusal("feeds", 503, detail, FULL_RETRY)
         if len(self._by_user.get(caller.user_id, ())) >= self.feeds_per_user:
             detail = f"You have {self.feeds_per_user} live feeds open, the most one may. Close some pages or tabs."
-            raise refusal(429, detail, FULL_RETRY)
+            raise refusal("feeds_per_user", 429, detail, FULL_RETRY)
         feed = Feed(caller, None if shows is None else self._shared(shows), next(self._numbers), transport, **limits)
         self._index(feed)
         self._by_user[caller.user_id].append(feed)

@@ -18,6 +18,7 @@ from services.stream.replay import Replay
 from services.stream.watcher import Watcher
 from shared.settings import Settings
 from shared.state import Core
+from shared.tracing import tracer_of
 
 HEARTBEAT_SHARES = 10  # the feeds are pinged a tenth at a time
 
@@ -39,7 +40,7 @@ async def feeds(core: Core) -> AsyncIterator[Feeds]:
     (the lifespan's own shutdown comes too late for them: uvicorn waits for open responses first)."""
     db, settings = core["db"], core["settings"]
     hub = Hub(settings.max_feeds, settings.feeds_per_user)
-    watcher = Watcher(db, hub, core["catalogue"], settings.history_days)
+    watcher = Watcher(db, hub, core["catalogue"], settings.history_days, tracer=tracer_of(core["tracer_provider"]))
     replay = Replay(db, settings.replay_limit, trimmed=settings.history_days > 0)
     await watcher.start()
     chores = [asyncio.create_task(_end_feeds_at_shutdown(hub)), asyncio.create_task(_heartbeat(hub, settings))]

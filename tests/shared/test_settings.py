@@ -21,11 +21,18 @@ def test_defaults_serve_make_run() -> None:
     [("PING_INTERVAL", "soon"), ("PORT", "-1"), ("LOG_FORMAT", "xml"), ("PORT", "abc"), ("PORT", "0"),
      ("PORT", "99999"), ("PORT", "80.5"), ("EMBEDDED_PORT", "65536"), ("EMBEDDED_PORT", "9" * 5000),
      ("HISTORY_DAYS", "-1"), ("HISTORY_DAYS", "nan"), ("REPLAY_LIMIT", "0"), ("PING_INTERVAL", "inf"),
-     ("SESSION_MAX_AGE", "0.5"), ("REPLAY_LIMIT", "2.5")],
+     ("SESSION_MAX_AGE", "0.5"), ("REPLAY_LIMIT", "2.5"), ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318"),
+     ("OTEL_EXPORTER_OTLP_ENDPOINT", "ftp://collector"), ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://")],
 )  # fmt: skip
 def test_a_bad_value_names_the_variable(name: str, value: str) -> None:
     with pytest.raises(ValueError, match=name):
         Settings.from_env({"SECRET_KEY": "s", name: value})
+
+
+def test_traces_are_off_unless_an_otlp_endpoint_is_named() -> None:
+    assert Settings.from_env({"SECRET_KEY": "s"}).otlp_endpoint == ""
+    named = Settings.from_env({"SECRET_KEY": "s", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"})
+    assert named.otlp_endpoint == "http://collector:4318"
 
 
 def test_history_days_of_zero_keeps_everything_and_limits_have_defaults() -> None:
