@@ -101,7 +101,8 @@ SCHEMAS: dict[str, Schema] = {
             "unread": {
                 "type": "integer",
                 "minimum": 0,
-                "description": "Unread as of the events before this one; count on from there.",
+                "description": "Unread as of the events before this one (updates of followed shows but the muted "
+                "ones, by others, after the read mark); count on from there.",
             },
         }
     ),
@@ -121,6 +122,11 @@ SCHEMAS: dict[str, Schema] = {
     "Retract": _object({"seq": SEQ}),
     "UpdateEvent": _event("update", ref("Update"), "A new update of a show the feed carries.", with_id=True),
     "FollowsEvent": _event("follows", ref("Follows"), "The user's follows changed: the feed now carries these."),
+    "PreferencesEvent": _event(
+        "preferences",
+        ref("Preferences"),
+        "The user's preferences changed: a feed of followed shows leaves the muted ones out from now on.",
+    ),
     "ReadEvent": _event("read", ref("Read"), "The user read, on some page or device: every feed of the user hears."),
     "ResyncEvent": _event(
         "resync",
@@ -133,5 +139,14 @@ SCHEMAS: dict[str, Schema] = {
     "ExpiredEvent": _event("expired", ref("Expired"), "The session ended by age: the stream ends, log in again."),
 }
 # What a feed may send, besides `retry:` on connect and `: ping` comment lines.
-EVENTS = ("UpdateEvent", "FollowsEvent", "ReadEvent", "ResyncEvent", "EditEvent", "RetractEvent", "ExpiredEvent")
+EVENTS = (
+    "UpdateEvent",
+    "FollowsEvent",
+    "PreferencesEvent",
+    "ReadEvent",
+    "ResyncEvent",
+    "EditEvent",
+    "RetractEvent",
+    "ExpiredEvent",
+)
 SCHEMAS["FeedEvent"] = {"oneOf": [ref(name) for name in EVENTS]}
