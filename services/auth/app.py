@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from services.auth import accounts, operations, tokens
+from services.auth import accounts, operations, own_data, preferences, tokens
 from shared.app import create_app
 from shared.auth import (
     Caller,
@@ -26,6 +26,7 @@ from shared.body import read_fields, read_object
 from shared.errors import ApiError
 from shared.openapi import ApiRoute
 from shared.pages import Viewer, optional_viewer, page_viewer, read_form, redirect, render, safe_next
+from shared.preferences import preferences_of
 from shared.state import Core
 
 AuthRequest = Request[Core]  # the auth service needs nothing beyond what every service has
@@ -121,6 +122,35 @@ async def api_revoke_token(request: AuthRequest) -> Response:
     return Response(status_code=204)
 
 
+async def api_preferences(request: AuthRequest) -> Response:
+    caller = await require_caller(request)
+    return JSONResponse(preferences.shown(await request.state["users"](caller.user_id)))
+
+
+async def api_change_preferences(request: AuthRequest) -> Response:
+    caller = await require_caller(request)
+    body = await read_object(request)
+    state = request.state
+    return JSONResponse(await preferences.change(state["db"], state["catalogue"], caller.user_id, body))
+
+
+async def api_export(request: AuthRequest) -> Response:
+    caller = await require_caller(request)
+    found = await own_data.export(request.state["db"], caller.user_id)
+    headers = {
+        "content-disposition": f'attachment; filename="gossip-{caller.username}.json"',
+        "cache-control": "no-store",  # one person's data: no cache on the way keeps a copy
+    }
+    return JSONResponse(found, headers=headers)
+
+
+async def api_delete_account(request: AuthRequest) -> Response:
+    caller = await require_caller(request)
+    fields = await read_fields(request, "password")
+    await own_data.delete(request.state, caller, fields["password"], _address(request))
+    return await _logged_out(request, None, Response(status_code=204))
+
+
 async def home(request: AuthRequest) -> Response:
     """The layout's `me` is all it reads; the API tokens section says what a token's name may be."""
     page = {"token_rule": tokens.RULE, "token_max": tokens.NAME_MAX}
@@ -197,6 +227,51 @@ async def shows_page(request: AuthRequest) -> Response:
     return redirect(request, "/shows")
 
 
+async def _preferences_form(
+    request: AuthRequest, viewer: Viewer, values: dict[str, str] | None = None, error: ApiError | None = None
+) -> Response:
+    """The form with `values` (what was typed, when it was refused with `error`), or else the stored preferences."""
+    user = await request.state["users"](viewer.caller.user_id) or {}
+    follows = viewer.me["follows"]
+    context = {
+        "values": values or preferences.form_values(preferences_of(user), follows), "error": error,
+        "levels": preferences.MEANINGS, "zones": preferences.ZONES, "follows": follows,
+        "shows": await request.state["catalogue"].titles(),
+        "zone_chosen": "time_zone" in (user.get("preferences") or {}),  # else the page's script offers the browser's
+    }  # fmt: skip
+    response = render(request, viewer, "preferences/index.html", context, status_code=error.status if error else 200)
+    response.headers.update(error.headers if error else {})
+    return response
+
+
+async def _delete_account(request: AuthRequest, viewer: Viewer, password: str) -> Response:
+    try:
+        await own_data.delete(request.state, viewer.caller, password, _address(request))
+    except ApiError as error:
+        return await _preferences_form(request, viewer, error=error)
+    response = redirect(request, "/", flash="Your account is deleted. Your updates stay, by a deleted user.")
+    return await _logged_out(request, None, response)
+
+
+async def preferences_page(request: AuthRequest) -> Response:
+    """GET shows the form; POST saves it as PUT /api/me/preferences would, and a refusal re-renders it with what was
+    typed and each field's problem beside it. The account's deletion is a POST here too (action=delete), with the
+    password, as DELETE /api/me."""
+    viewer = await page_viewer(request)
+    if request.method == "GET":
+        return await _preferences_form(request, viewer)
+    follows = viewer.me["follows"]
+    form = await read_form(request, "action", "password", *preferences.form_names(follows))
+    if form["action"] == "delete":
+        return await _delete_account(request, viewer, form["password"])
+    state, change = request.state, preferences.from_form(form, follows)
+    try:
+        await preferences.change(state["db"], state["catalogue"], viewer.caller.user_id, change)
+    except ApiError as error:
+        return await _preferences_form(request, viewer, form, error)
+    return redirect(request, "/preferences", flash="Your preferences are saved.")
+
+
 routes = [
     ApiRoute("/api/auth/register", api_register, "POST", operations.register),
     ApiRoute("/api/auth/login", api_login, "POST", operations.login),
@@ -209,6 +284,10 @@ routes = [
     ApiRoute("/api/me/tokens", api_create_token, "POST", operations.create_token),
     ApiRoute("/api/me/tokens", api_tokens, "GET", operations.tokens),
     ApiRoute("/api/me/tokens/{name}", api_revoke_token, "DELETE", operations.revoke_token),
+    ApiRoute("/api/me", api_delete_account, "DELETE", operations.delete_account),
+    ApiRoute("/api/me/export", api_export, "GET", operations.export),
+    ApiRoute("/api/me/preferences", api_preferences, "GET", operations.preferences),
+    ApiRoute("/api/me/preferences", api_change_preferences, "PUT", operations.change_preferences),
     Route("/", home),
     Route("/api", api_page),
     Mount("/static/swagger-ui", StaticFiles(packages=[("swagger_ui", "static")]), name="swagger-ui"),
@@ -216,5 +295,6 @@ routes = [
     Route("/register", register_page, methods=["GET", "POST"]),
     Route("/logout", logout_page, methods=["POST"]),
     Route("/shows", shows_page, methods=["GET", "POST"]),
+    Route("/preferences", preferences_page, methods=["GET", "POST"]),
 ]
 app = create_app("auth", routes)

@@ -41,6 +41,7 @@ DESIGN = {
         "/logout",
         "/shows",
         "/api",
+        "/preferences",
         "/api/auth/*",
         "/api/shows*",
         "/api/me*",
