@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from services.auth import accounts, devices, operations, tokens
+from services.auth import accounts, devices, operations, preferences, tokens
 from services.auth.scheduler import scheduling
 from services.auth.webpush import application_server_key
 from shared.app import create_app
@@ -27,6 +27,7 @@ from shared.body import read_fields, read_object
 from shared.errors import ApiError
 from shared.openapi import ApiRoute
 from shared.pages import Viewer, optional_viewer, page_viewer, read_form, redirect, render, safe_next
+from shared.preferences import preferences_of
 from shared.settings import ROOT
 from shared.state import Core
 
@@ -153,6 +154,18 @@ async def service_worker(request: AuthRequest) -> Response:
     return FileResponse(SERVICE_WORKER, media_type="application/javascript", headers={"Cache-Control": "no-cache"})
 
 
+async def api_preferences(request: AuthRequest) -> Response:
+    caller = await require_caller(request)
+    return JSONResponse(preferences.shown(await request.state["users"](caller.user_id)))
+
+
+async def api_change_preferences(request: AuthRequest) -> Response:
+    caller = await require_caller(request)
+    body = await read_object(request)
+    state = request.state
+    return JSONResponse(await preferences.change(state["db"], state["catalogue"], caller.user_id, body))
+
+
 async def home(request: AuthRequest) -> Response:
     """The layout's `me` is all it reads; the API tokens section says what a token's name may be."""
     page = {"token_rule": tokens.RULE, "token_max": tokens.NAME_MAX}
@@ -224,6 +237,38 @@ async def shows_page(request: AuthRequest) -> Response:
     return redirect(request, "/shows")
 
 
+async def _preferences_form(
+    request: AuthRequest, viewer: Viewer, values: dict[str, str], error: ApiError | None = None
+) -> Response:
+    """The form with `values` (the stored preferences, or what was typed when they were refused, with `error`)."""
+    user = await request.state["users"](viewer.caller.user_id) or {}
+    context = {
+        "values": values, "error": error, "levels": preferences.MEANINGS, "zones": preferences.ZONES,
+        "shows": await request.state["catalogue"].titles(), "follows": viewer.me["follows"],
+        "zone_chosen": "time_zone" in (user.get("preferences") or {}),  # else the page's script offers the browser's
+    }  # fmt: skip
+    return render(request, viewer, "preferences/index.html", context, status_code=error.status if error else 200)
+
+
+async def preferences_page(request: AuthRequest) -> Response:
+    """GET shows the form; POST saves it as PUT /api/me/preferences would, and a refusal re-renders it with what was
+    typed and each field's problem beside it."""
+    viewer = await page_viewer(request)
+    follows = viewer.me["follows"]
+    if request.method == "GET":
+        user = await request.state["users"](viewer.caller.user_id)
+        return await _preferences_form(request, viewer, preferences.form_values(preferences_of(user), follows))
+    form = await read_form(request, *preferences.form_names(follows))
+    state = request.state
+    try:
+        await preferences.change(
+            state["db"], state["catalogue"], viewer.caller.user_id, preferences.from_form(form, follows)
+        )
+    except ApiError as error:
+        return await _preferences_form(request, viewer, form, error)
+    return redirect(request, "/preferences", flash="Your preferences are saved.")
+
+
 routes = [
     ApiRoute("/api/auth/register", api_register, "POST", operations.register),
     ApiRoute("/api/auth/login", api_login, "POST", operations.login),
@@ -241,11 +286,14 @@ routes = [
     ApiRoute("/api/me/push", api_devices, "GET", operations.devices),
     ApiRoute("/api/me/push/{id}", api_remove_device, "DELETE", operations.remove_device),
     Route("/sw.js", service_worker),
+    ApiRoute("/api/me/preferences", api_preferences, "GET", operations.preferences),
+    ApiRoute("/api/me/preferences", api_change_preferences, "PUT", operations.change_preferences),
     Route("/", home),
     Route("/login", login_page, methods=["GET", "POST"]),
     Route("/register", register_page, methods=["GET", "POST"]),
     Route("/logout", logout_page, methods=["POST"]),
     Route("/shows", shows_page, methods=["GET", "POST"]),
+    Route("/preferences", preferences_page, methods=["GET", "POST"]),
 ]
 extensions = [scheduling]
 app = create_app("auth", routes, extensions=extensions)

@@ -40,6 +40,7 @@ DESIGN = {
         "/register",
         "/logout",
         "/shows",
+        "/preferences",
         "/api/auth/*",
         "/api/shows*",
         "/api/me*",
