@@ -231,3 +231,17 @@ async def test_two_processes_push_each_batch_once(settings: Settings, db: Databa
     finally:
         first.stop()
         second.stop()
+
+
+async def test_a_batch_left_sending_by_a_dead_process_is_not_sent_again(world: World) -> None:
+    """A process that died between recording a batch and sending it: once too few rather than twice. Its updates
+    go out with the next batch, coalesced."""
+    [update] = await world.publish("Filming starts")
+    device = await world.db.devices.find_one({"endpoint": world.device.endpoint})
+    assert device is not None
+    await world.db.sends.insert_one({"_id": f"push:{device['_id']}:sherlock:{update['seq']}", "state": "sending"})
+    await world.pusher()(later())  # a restarted process
+    assert world.receiver.to(world.device) == []
+    await world.publish("A new villain")
+    await world.pusher()(later())
+    assert [m.payload["count"] for m in world.receiver.to(world.device)] == [2]
