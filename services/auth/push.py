@@ -33,7 +33,7 @@ from shared.updates import shown
 
 log = logging.getLogger("gossip.auth.push")
 
-DEVICES_PER_TICK = 1000  # devices looked at in one tick; the next tick carries on after the last user
+DEVICES_PER_TICK = 500  # devices looked at in one tick (well within the lease); the next carries on after the last user
 UPDATES_PER_TICK = 2000  # the newest due updates read in one tick; a longer backlog is counted as that many
 SENDS_AT_ONCE = 16
 TTL = 24 * 3600  # seconds a push service keeps a message for a device that is offline
@@ -91,12 +91,16 @@ class Pusher:
     """The job: `await pusher(now)`. Its reads are bounded: a page of devices, their users, the presence reports,
     and the newest due updates of those users' push shows after the oldest mark among them."""
 
-    def __init__(self, db: Database, settings: Settings, catalogue: Catalogue, webpush: WebPush) -> None:
-        self.db, self.settings, self.catalogue, self.webpush = db, settings, catalogue, webpush
+    def __init__(
+        self, db: Database, settings: Settings, catalogue: Catalogue, webpush: WebPush, page: int = DEVICES_PER_TICK
+    ) -> None:
+        self.db, self.settings, self.catalogue, self.webpush, self.page = db, settings, catalogue, webpush, page
         self._after = ""  # the last user of the previous page of devices
 
     async def __call__(self, now: datetime) -> None:
         devices = await self._devices()
+        if not devices:
+            return
         users = await self._users({device["user_id"] for device in devices}, now)
         devices = [d for d in devices if d["user_id"] in users and d.get("retry_at", 0) <= now.timestamp()]
         if not devices:
@@ -113,8 +117,8 @@ class Pusher:
     async def _devices(self) -> list[dict[str, Any]]:
         """The next page of devices, whole users only (a user has at most a few)."""
         found = self.db.devices.find({"user_id": {"$gt": self._after}}).sort([("user_id", 1), ("slot", 1)])
-        page = await found.limit(DEVICES_PER_TICK).to_list()
-        if len(page) < DEVICES_PER_TICK:
+        page = await found.limit(self.page).to_list()
+        if len(page) < self.page:
             self._after = ""
             return page
         last = self._after = page[-1]["user_id"]

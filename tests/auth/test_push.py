@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from services.auth.push import TTL, URL, Pusher
+from services.auth.push import DEVICES_PER_TICK, TTL, URL, Pusher
 from services.auth.webpush import WebPush
 from shared.catalogue import Catalogue
 from shared.db import Database, utcnow
@@ -35,6 +35,7 @@ class World:
     """A Gossip server, a push receiver, alice with push on for Sherlock and one device, and bob who publishes."""
 
     settings: Settings
+    url: str
     db: Database
     receiver: PushReceiver
     alice: httpx.AsyncClient
@@ -42,9 +43,9 @@ class World:
     device: Subscription
     http: httpx.AsyncClient  # the push job's own client
 
-    def pusher(self, **changes: Any) -> Pusher:
+    def pusher(self, page: int = DEVICES_PER_TICK, **changes: Any) -> Pusher:
         settings = replace(self.settings, **changes)
-        return Pusher(self.db, settings, Catalogue(self.db), WebPush(settings, self.http))
+        return Pusher(self.db, settings, Catalogue(self.db), WebPush(settings, self.http), page)
 
     async def publish(self, *texts: str, show: str = "sherlock") -> list[dict[str, Any]]:
         return [await publish(self.bob, show, text) for text in texts]
@@ -78,7 +79,7 @@ async def world(settings: Settings, db: Database) -> AsyncIterator[World]:
                 assert (await alice.put("/api/me/follows/sherlock")).status_code == 204
                 assert (await alice.put("/api/me/follows/flash")).status_code == 204
                 device = await _turn_push_on(alice, receiver)
-                found = World(settings, db, receiver, alice, bob, device, http)
+                found = World(settings, live.url, db, receiver, alice, bob, device, http)
                 await found.set_preferences(shows={"sherlock": "push"})
                 yield found
             assert receiver.problems == []
@@ -245,3 +246,19 @@ async def test_a_batch_left_sending_by_a_dead_process_is_not_sent_again(world: W
     await world.publish("A new villain")
     await world.pusher()(later())
     assert [m.payload["count"] for m in world.receiver.to(world.device)] == [2]
+
+
+async def test_devices_are_read_a_page_at_a_time_and_every_one_is_reached(world: World) -> None:
+    """A page ends inside a user's devices: that user is read whole, and the next tick carries on after them."""
+    devices = [world.device, *[await _turn_push_on(world.alice, world.receiver) for _ in range(2)]]
+    async with registered(world.url, "carol") as carol:
+        assert (await carol.put("/api/me/follows/sherlock")).status_code == 204
+        await world.db.users.update_one({"username": "carol"}, {"$set": {"preferences.shows.sherlock": "push"}})
+        devices += [await _turn_push_on(carol, world.receiver) for _ in range(2)]
+    await world.publish("Filming starts")
+    pusher, now = world.pusher(page=2), later()
+    await pusher(now)
+    await pusher(now)
+    assert [len(world.receiver.accepted(device)) for device in devices] == [1] * 5
+    await pusher(now)
+    assert [len(world.receiver.accepted(device)) for device in devices] == [1] * 5
