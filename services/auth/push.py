@@ -110,7 +110,10 @@ class Pusher:
 
         async def deliver(batch: Batch) -> None:
             async with limit:
-                await self._deliver(batch, now)
+                try:
+                    await self._deliver(batch, now)
+                except Exception:  # one device's trouble (a key stored by hand, say) must not hold up the others
+                    log.exception("pushing to device %s failed; its next batch is tried", batch.device["_id"])
 
         await asyncio.gather(*(deliver(batch) for batch in batches))
 

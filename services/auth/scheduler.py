@@ -86,7 +86,10 @@ class Scheduler:
 
     async def run(self) -> None:
         while True:
-            await self.tick()
+            try:
+                await self.tick()
+            except Exception:  # a bug in a round must not end the scheduler for the life of the process
+                log.exception("a scheduler round failed; the next one runs as usual")
             await asyncio.sleep(self.every)
 
     async def stop(self) -> None:

@@ -21,7 +21,7 @@ from shared.db import Database, utcnow
 from shared.settings import Settings
 from tests.support.accounts import registered
 from tests.support.clock import Clock
-from tests.support.push_receiver import PushReceiver, Subscription
+from tests.support.push_receiver import PushReceiver, Subscription, b64url
 from tests.support.servers import gossip_server
 from tests.support.sse import events
 from tests.support.updates import publish
@@ -262,3 +262,18 @@ async def test_devices_are_read_a_page_at_a_time_and_every_one_is_reached(world:
     assert [len(world.receiver.accepted(device)) for device in devices] == [1] * 5
     await pusher(now)
     assert [len(world.receiver.accepted(device)) for device in devices] == [1] * 5
+
+
+async def test_a_device_that_cannot_be_pushed_to_does_not_hold_up_the_others(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A device written by hand with a key that is no P-256 point fails alone, in the log."""
+    user = await world.db.users.find_one({"username": "alice"})
+    assert user is not None
+    broken = {**Subscription("https://push.example.net/broken").to_json()["keys"], "p256dh": b64url(bytes(65))}
+    await world.db.devices.insert_one({"_id": "broken", "user_id": user["_id"], "endpoint": "https://push.example.net/b",
+                                       "keys": broken, "name": "b", "added_at": utcnow(), "slot": 9})  # fmt: skip
+    await world.publish("Filming starts")
+    await world.pusher()(later())
+    assert [m.payload["count"] for m in world.receiver.to(world.device)] == [1]
+    assert "pushing to device broken failed" in caplog.text
