@@ -14,6 +14,7 @@ the device's `retry_at` (kept in MongoDB, so it outlives the lease moving), with
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 from collections.abc import Iterable
@@ -80,6 +81,12 @@ class Batch:
         return json.dumps(message, ensure_ascii=False).encode()
 
 
+def _news(updates: list[dict[str, Any]], since: int, username: str) -> list[dict[str, Any]]:
+    """Of a show's updates, newest first, those above `since` (they lead the list) that are not the user's own."""
+    fresh = itertools.takewhile(lambda update: update["seq"] > since, updates)
+    return [update for update in fresh if update["author"] != username]
+
+
 def backoff(attempts: int, asked: float | None) -> float:
     """Seconds before the next try after `attempts` failed ones: doubling, and never sooner than the push service
     asked (Retry-After)."""
@@ -144,15 +151,15 @@ class Pusher:
     ) -> list[Batch]:
         marks = {(d["_id"], show): self._since(d, users[d["user_id"]], show) for d in devices
                  for show in users[d["user_id"]]["push_shows"]}  # fmt: skip
-        updates = await self._due_updates({show for _, show in marks}, min(marks.values()), now)
+        by_show: dict[str, list[dict[str, Any]]] = {}
+        for update in await self._due_updates({show for _, show in marks}, min(marks.values()), now):
+            by_show.setdefault(update["show"], []).append(update)
         titles = await self.catalogue.titles()
         batches = []
         for device in devices:
             user = users[device["user_id"]]
             for show in user["push_shows"]:
-                since = marks[(device["_id"], show)]
-                mine = user["username"]
-                unread = [u for u in updates if u["show"] == show and u["seq"] > since and u["author"] != mine]
+                unread = _news(by_show.get(show, []), marks[(device["_id"], show)], user["username"])
                 if unread:
                     batches.append(Batch(device, show, titles.get(show, show), unread))
         return batches
