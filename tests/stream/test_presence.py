@@ -27,7 +27,9 @@ async def test_open_feeds_are_reported_and_closed_ones_drop_out(settings: Settin
     try:
         async with registered(live.url, "alice") as alice:
             assert (await alice.put("/api/me/follows/sherlock")).status_code == 204
-            user_id = (await db.users.find_one({"username": "alice"}))["_id"]  # type: ignore[index]
+            user = await db.users.find_one({"username": "alice"})
+            assert user is not None
+            user_id = user["_id"]
             async with events(alice, "/events"), events(alice, "/events/all"):
                 assert await wait_until(lambda: _has(db, user_id, [EVERY_SHOW, "sherlock"]))
                 assert await presence.looking(db, [user_id], utcnow()) == {user_id}
