@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from services.auth.push import DEVICES_PER_TICK, TTL, URL, Pusher
+from services.auth.push import DEVICES_PER_TICK, MAX_ATTEMPTS, MAX_BACKOFF, TTL, URL, Pusher
 from services.auth.webpush import WebPush
 from shared.catalogue import Catalogue
 from shared.db import Database, utcnow
@@ -132,11 +132,12 @@ async def test_what_was_read_is_not_pushed(world: World) -> None:
     assert world.receiver.to(world.device) == []
 
 
-async def test_a_410_removes_the_device(world: World) -> None:
-    world.receiver.answer(world.device, 410)
+@pytest.mark.parametrize("status", [404, 410])
+async def test_a_gone_subscription_removes_the_device(world: World, status: int) -> None:
+    world.receiver.answer(world.device, status)
     await world.publish("Filming starts")
     await world.pusher()(later())
-    assert [m.status for m in world.receiver.to(world.device)] == [410]
+    assert [m.status for m in world.receiver.to(world.device)] == [status]
     assert (await world.alice.get("/api/me/push")).json() == []
 
 
@@ -164,6 +165,20 @@ async def test_a_5xx_is_tried_again_after_a_backoff(world: World) -> None:
     assert [m.status for m in world.receiver.to(world.device)] == [503]
     await pusher(clock.advance(60))
     assert [(m.status, m.payload["count"]) for m in world.receiver.to(world.device)] == [(503, 1), (201, 1)]
+
+
+async def test_a_batch_is_given_up_after_its_tries_and_the_next_goes_as_usual(world: World) -> None:
+    for _ in range(MAX_ATTEMPTS):
+        world.receiver.answer(world.device, 503)
+    await world.publish("Filming starts")
+    clock, pusher = Clock(later()), world.pusher()
+    for _ in range(MAX_ATTEMPTS + 1):
+        await pusher(clock.advance(MAX_BACKOFF))
+    assert [m.status for m in world.receiver.to(world.device)] == [503] * MAX_ATTEMPTS
+    await world.publish("A new villain")
+    await pusher(clock.advance(DELAY + 1))
+    assert [(m.status, m.payload["text"]) for m in world.receiver.to(world.device)][-1] == (201, "A new villain")
+    assert world.receiver.accepted(world.device)[0]["count"] == 1  # the batch given up is not sent again
 
 
 async def test_quiet_hours_hold_pushes_until_they_end_then_coalesce(world: World) -> None:
