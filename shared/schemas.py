@@ -10,7 +10,7 @@ from typing import Any
 
 from shared.db import MAX_INT
 from shared.preferences import LEVELS
-from shared.updates import MAX_TEXT, NO_CONTROL, NOT_BLANK
+from shared.updates import DELETED_AUTHOR, MAX_TEXT, NO_CONTROL, NOT_BLANK
 
 Schema = dict[str, Any]
 
@@ -87,7 +87,10 @@ SCHEMAS: dict[str, Schema] = {
             "show": SLUG,
             "title": {"type": "string", "description": "The show's title when the update was published."},
             "text": TEXT,
-            "author": {"type": "string", "description": "The publisher's username."},
+            "author": {
+                "type": "string",
+                "description": f"The publisher's username; `{DELETED_AUTHOR}` once they deleted their account.",
+            },
             "created_at": TIMESTAMP,
         },
         "A show update as stored, published and sent on the feeds.",

@@ -17,6 +17,9 @@ from shared.db import MAX_INT, Database, as_datetime, count, iso_utc, numbers
 from shared.preferences import preferences_of
 
 MAX_TEXT = 1000  # characters; long enough for an episode note, short enough for a notification
+# An update's `author` once its author deleted their account: not a valid username, so no one can register it and
+# take the updates for theirs.
+DELETED_AUTHOR = "deleted user"
 SEQ_BYTES = slice(4, 12)  # where an update's _id holds its seq, after the 4 bytes of time every ObjectId starts with
 # Text needs one character that is not blank. Blank is what str.isspace() says, spelled out: the API document gives
 # this pattern to clients, and its dialect (ECMA-262) and Rust's disagree with Python on what \s matches.

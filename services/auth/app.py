@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from services.auth import accounts, devices, operations, preferences, tokens
+from services.auth import accounts, devices, operations, own_data, preferences, tokens
 from services.auth.scheduler import scheduling
 from services.auth.webpush import application_server_key
 from shared.app import create_app
@@ -166,6 +166,23 @@ async def api_change_preferences(request: AuthRequest) -> Response:
     return JSONResponse(await preferences.change(state["db"], state["catalogue"], caller.user_id, body))
 
 
+async def api_export(request: AuthRequest) -> Response:
+    caller = await require_caller(request)
+    found = await own_data.export(request.state["db"], caller.user_id)
+    headers = {
+        "content-disposition": f'attachment; filename="gossip-{caller.username}.json"',
+        "cache-control": "no-store",  # one person's data: no cache on the way keeps a copy
+    }
+    return JSONResponse(found, headers=headers)
+
+
+async def api_delete_account(request: AuthRequest) -> Response:
+    caller = await require_caller(request)
+    fields = await read_fields(request, "password")
+    await own_data.delete(request.state, caller, fields["password"], _address(request))
+    return await _logged_out(request, None, Response(status_code=204))
+
+
 async def home(request: AuthRequest) -> Response:
     """The layout's `me` is all it reads; the API tokens section says what a token's name may be."""
     page = {"token_rule": tokens.RULE, "token_max": tokens.NAME_MAX}
@@ -238,32 +255,45 @@ async def shows_page(request: AuthRequest) -> Response:
 
 
 async def _preferences_form(
-    request: AuthRequest, viewer: Viewer, values: dict[str, str], error: ApiError | None = None
+    request: AuthRequest, viewer: Viewer, values: dict[str, str] | None = None, error: ApiError | None = None
 ) -> Response:
-    """The form with `values` (the stored preferences, or what was typed when they were refused, with `error`)."""
+    """The form with `values` (what was typed, when it was refused with `error`), or else the stored preferences."""
     user = await request.state["users"](viewer.caller.user_id) or {}
+    follows = viewer.me["follows"]
     context = {
-        "values": values, "error": error, "levels": preferences.MEANINGS, "zones": preferences.ZONES,
-        "shows": await request.state["catalogue"].titles(), "follows": viewer.me["follows"],
+        "values": values or preferences.form_values(preferences_of(user), follows), "error": error,
+        "levels": preferences.MEANINGS, "zones": preferences.ZONES, "follows": follows,
+        "shows": await request.state["catalogue"].titles(),
         "zone_chosen": "time_zone" in (user.get("preferences") or {}),  # else the page's script offers the browser's
     }  # fmt: skip
-    return render(request, viewer, "preferences/index.html", context, status_code=error.status if error else 200)
+    response = render(request, viewer, "preferences/index.html", context, status_code=error.status if error else 200)
+    response.headers.update(error.headers if error else {})
+    return response
+
+
+async def _delete_account(request: AuthRequest, viewer: Viewer, password: str) -> Response:
+    try:
+        await own_data.delete(request.state, viewer.caller, password, _address(request))
+    except ApiError as error:
+        return await _preferences_form(request, viewer, error=error)
+    response = redirect(request, "/", flash="Your account is deleted. Your updates stay, by a deleted user.")
+    return await _logged_out(request, None, response)
 
 
 async def preferences_page(request: AuthRequest) -> Response:
     """GET shows the form; POST saves it as PUT /api/me/preferences would, and a refusal re-renders it with what was
-    typed and each field's problem beside it."""
+    typed and each field's problem beside it. The account's deletion is a POST here too (action=delete), with the
+    password, as DELETE /api/me."""
     viewer = await page_viewer(request)
-    follows = viewer.me["follows"]
     if request.method == "GET":
-        user = await request.state["users"](viewer.caller.user_id)
-        return await _preferences_form(request, viewer, preferences.form_values(preferences_of(user), follows))
-    form = await read_form(request, *preferences.form_names(follows))
-    state = request.state
+        return await _preferences_form(request, viewer)
+    follows = viewer.me["follows"]
+    form = await read_form(request, "action", "password", *preferences.form_names(follows))
+    if form["action"] == "delete":
+        return await _delete_account(request, viewer, form["password"])
+    state, change = request.state, preferences.from_form(form, follows)
     try:
-        await preferences.change(
-            state["db"], state["catalogue"], viewer.caller.user_id, preferences.from_form(form, follows)
-        )
+        await preferences.change(state["db"], state["catalogue"], viewer.caller.user_id, change)
     except ApiError as error:
         return await _preferences_form(request, viewer, form, error)
     return redirect(request, "/preferences", flash="Your preferences are saved.")
@@ -286,6 +316,8 @@ routes = [
     ApiRoute("/api/me/push", api_devices, "GET", operations.devices),
     ApiRoute("/api/me/push/{id}", api_remove_device, "DELETE", operations.remove_device),
     Route("/sw.js", service_worker),
+    ApiRoute("/api/me", api_delete_account, "DELETE", operations.delete_account),
+    ApiRoute("/api/me/export", api_export, "GET", operations.export),
     ApiRoute("/api/me/preferences", api_preferences, "GET", operations.preferences),
     ApiRoute("/api/me/preferences", api_change_preferences, "PUT", operations.change_preferences),
     Route("/", home),
