@@ -11,8 +11,9 @@ $(VENV)/installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
+# Local runs also take push subscriptions on an http:// loopback endpoint (a local push service); set it to 0 to refuse.
 run: $(VENV)/installed
-	$(PY) -m dev.run
+	PUSH_ALLOW_HTTP_LOOPBACK=$${PUSH_ALLOW_HTTP_LOOPBACK-1} $(PY) -m dev.run
 
 # Every check, then every test: what the README tells a newcomer to run, and what .ci/run runs.
 test: check

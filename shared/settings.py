@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import os
 import re
@@ -10,6 +11,9 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric import ec
+from py_vapid import Vapid
 
 ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "var"
@@ -23,6 +27,25 @@ def dev_secret(var: Path = VAR) -> str:
         path.touch(mode=0o600)
         path.write_text(secrets.token_urlsafe(32))
     return path.read_text().strip()
+
+
+def dev_vapid_key(var: Path = VAR) -> str:
+    """A per-checkout VAPID private key (the raw P-256 scalar, base64url), generated on first run like the secret:
+    the browsers' push subscriptions are bound to its public half, so it must outlive restarts."""
+    path = var / "vapid_private_key"
+    if not path.exists():
+        var.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        key = ec.generate_private_key(ec.SECP256R1()).private_numbers().private_value.to_bytes(32, "big")
+        path.write_text(base64.urlsafe_b64encode(key).decode().rstrip("="))
+    return path.read_text().strip()
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw not in ("", "0", "1", "false", "true", "no", "yes"):
+        raise ValueError(f"{name} must be 1 or 0 (true or false), got {env[name]!r}")
+    return raw in ("1", "true", "yes")
 
 
 def _number(env: Mapping[str, str], name: str, default: float, zero: bool = False) -> float:
@@ -82,6 +105,23 @@ def _url(env: Mapping[str, str], name: str) -> str:
     return raw
 
 
+def _vapid_key(env: Mapping[str, str]) -> str:
+    key = env.get("VAPID_PRIVATE_KEY") or dev_vapid_key()
+    try:
+        Vapid.from_string(key)
+    except Exception:  # py-vapid raises whatever its decoders raise
+        raise ValueError("VAPID_PRIVATE_KEY must be a P-256 private key in base64url (raw 32 bytes, or DER)") from None
+    return key
+
+
+def _subject(env: Mapping[str, str]) -> str:
+    """Push services refuse a VAPID subject that is not a contact: a mailto: address or an https: URL."""
+    subject = env.get("VAPID_SUBJECT") or "mailto:gossip@localhost"
+    if not (subject.startswith("mailto:") and "@" in subject) and not subject.startswith("https://"):
+        raise ValueError(f"VAPID_SUBJECT must be a mailto: address or an https:// URL, got {subject!r}")
+    return subject
+
+
 def _port(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -123,6 +163,14 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()  # addresses whose X-Forwarded-For and -Proto are believed
     drain_timeout: float = 5.0  # seconds an oversized or refused body is read and discarded before the answer
     otlp_endpoint: str = ""  # where traces go (OTLP over HTTP, /v1/traces appended); empty: no traces at all
+    # Web Push (README: "Push notifications"). The key signs every push (VAPID); the subject tells push services
+    # whom to contact (a mailto: or https: URL).
+    vapid_private_key: str = field(default_factory=dev_vapid_key)
+    vapid_subject: str = "mailto:gossip@localhost"
+    push_delay: float = 60.0  # seconds an update stays unread before it is pushed
+    push_allow_http_loopback: bool = False  # subscriptions may name http://127.0.0.1 (tests, local push servers)
+    scheduler_interval: float = 15.0  # seconds between two rounds of the scheduler's jobs
+    presence_interval: float = 5.0  # seconds between two reports of a stream process's open feeds
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -158,4 +206,10 @@ class Settings:
             trusted_proxies=_addresses(env, "TRUSTED_PROXIES"),
             drain_timeout=_number(env, "DRAIN_TIMEOUT", 5.0),
             otlp_endpoint=_url(env, "OTEL_EXPORTER_OTLP_ENDPOINT"),
+            vapid_private_key=_vapid_key(env),
+            vapid_subject=_subject(env),
+            push_delay=_number(env, "PUSH_DELAY", 60.0, zero=True),
+            push_allow_http_loopback=_flag(env, "PUSH_ALLOW_HTTP_LOOPBACK"),
+            scheduler_interval=_number(env, "SCHEDULER_INTERVAL", 15.0),
+            presence_interval=_number(env, "PRESENCE_INTERVAL", 5.0),
         )

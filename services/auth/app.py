@@ -6,11 +6,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from services.auth import accounts, operations, own_data, preferences, tokens
+from services.auth import accounts, devices, operations, own_data, preferences, tokens
+from services.auth.scheduler import scheduling
+from services.auth.webpush import application_server_key
 from shared.app import create_app
 from shared.auth import (
     Caller,
@@ -27,10 +29,12 @@ from shared.errors import ApiError
 from shared.openapi import ApiRoute
 from shared.pages import Viewer, optional_viewer, page_viewer, read_form, redirect, render, safe_next
 from shared.preferences import preferences_of
+from shared.settings import ROOT
 from shared.state import Core
 
 AuthRequest = Request[Core]  # the auth service needs nothing beyond what every service has
 Submit = Callable[[AuthRequest, dict[str, str]], Awaitable[dict[str, Any]]]
+SERVICE_WORKER = ROOT / "web" / "static" / "sw.js"
 
 
 def _address(request: AuthRequest) -> str:
@@ -120,6 +124,35 @@ async def api_revoke_token(request: AuthRequest) -> Response:
     caller = await require_caller(request)
     await tokens.revoke(request.state["db"], caller.user_id, request.path_params["name"])
     return Response(status_code=204)
+
+
+async def api_push_key(request: AuthRequest) -> Response:
+    return JSONResponse({"key": application_server_key(request.state["settings"])})
+
+
+async def api_add_device(request: AuthRequest) -> Response:
+    caller = await require_caller(request)
+    allow_http = request.state["settings"].push_allow_http_loopback
+    endpoint, keys, name = devices.check(await read_object(request), allow_http)
+    name = name or devices.device_name(request.headers.get("user-agent", ""))
+    device_id, new = await devices.add(request.state["db"], caller.user_id, endpoint, keys, name)
+    return JSONResponse({"id": device_id}, status_code=201 if new else 200)
+
+
+async def api_devices(request: AuthRequest) -> Response:
+    caller = await require_caller(request)
+    return JSONResponse(await devices.listing(request.state["db"], caller.user_id))
+
+
+async def api_remove_device(request: AuthRequest) -> Response:
+    caller = await require_caller(request)
+    await devices.remove(request.state["db"], caller.user_id, request.path_params["id"])
+    return Response(status_code=204)
+
+
+async def service_worker(request: AuthRequest) -> Response:
+    """At the root, so that its scope is the whole site; never cached, so that a new version reaches browsers."""
+    return FileResponse(SERVICE_WORKER, media_type="application/javascript", headers={"Cache-Control": "no-cache"})
 
 
 async def api_preferences(request: AuthRequest) -> Response:
@@ -284,6 +317,11 @@ routes = [
     ApiRoute("/api/me/tokens", api_create_token, "POST", operations.create_token),
     ApiRoute("/api/me/tokens", api_tokens, "GET", operations.tokens),
     ApiRoute("/api/me/tokens/{name}", api_revoke_token, "DELETE", operations.revoke_token),
+    ApiRoute("/api/push/key", api_push_key, "GET", operations.push_key),
+    ApiRoute("/api/me/push", api_add_device, "POST", operations.add_device),
+    ApiRoute("/api/me/push", api_devices, "GET", operations.devices),
+    ApiRoute("/api/me/push/{id}", api_remove_device, "DELETE", operations.remove_device),
+    Route("/sw.js", service_worker),
     ApiRoute("/api/me", api_delete_account, "DELETE", operations.delete_account),
     ApiRoute("/api/me/export", api_export, "GET", operations.export),
     ApiRoute("/api/me/preferences", api_preferences, "GET", operations.preferences),
@@ -297,4 +335,5 @@ routes = [
     Route("/shows", shows_page, methods=["GET", "POST"]),
     Route("/preferences", preferences_page, methods=["GET", "POST"]),
 ]
-app = create_app("auth", routes)
+extensions = [scheduling]
+app = create_app("auth", routes, extensions=extensions)

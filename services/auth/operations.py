@@ -4,6 +4,8 @@ that enforces them."""
 from __future__ import annotations
 
 from services.auth.accounts import PASSWORD_MAX, PASSWORD_MIN, RULES, USERNAME
+from services.auth.devices import AUTH, DEVICES_PER_USER, ENDPOINT, ENDPOINT_MAX, P256DH
+from services.auth.devices import NAME_MAX as DEVICE_NAME_MAX
 from services.auth.tokens import DOTS, NAME_MAX, SEGMENT
 from shared.db import MAX_INT
 from shared.openapi import (
@@ -17,7 +19,7 @@ from shared.openapi import (
     request_body,
 )
 from shared.schemas import PREFERENCE_FIELDS, SLUG, TIMESTAMP, Schema, ref
-from shared.updates import DELETED_AUTHOR, NOT_BLANK
+from shared.updates import DELETED_AUTHOR, NO_CONTROL, NOT_BLANK
 
 STRING: Schema = {"type": "string"}
 ACCOUNT: Schema = {"title": "Account", "type": "object", "required": ["username"], "additionalProperties": False,
@@ -133,6 +135,60 @@ revoke_token = operation(
     {204: answer("Revoked: refused within a second (a found token is trusted for half a second)."),
      **refusals(401, 404, _404="You have no token of that name.")},
     parameters=[TOKEN_PARAMETER],
+)  # fmt: skip
+
+DEVICE_NAME: Schema = {"type": "string", "minLength": 1, "maxLength": DEVICE_NAME_MAX, "pattern": NOT_BLANK.pattern,
+                       "allOf": [{"pattern": NO_CONTROL.pattern}]}  # fmt: skip
+DEVICE_ID = {"name": "id", "in": "path", "required": True, "schema": STRING}
+SUBSCRIPTION: Schema = {
+    "title": "PushSubscription", "type": "object", "required": ["endpoint", "keys"],
+    "description": "What the browser's `PushSubscription.toJSON()` gives, and an optional name.",
+    "properties": {
+        "endpoint": {"type": "string", "maxLength": ENDPOINT_MAX, "pattern": ENDPOINT.pattern,
+                     "description": "The push service's URL for this browser: https:// (http:// on loopback only "
+                                    "when the server allows it, for tests and local push services)."},
+        "expirationTime": {"type": ["number", "null"], "minimum": 0},
+        "keys": {"type": "object", "required": ["p256dh", "auth"], "properties": {
+            "p256dh": {"type": "string", "pattern": P256DH.pattern,
+                       "description": "The browser's public key, base64url: an uncompressed P-256 point (65 bytes, "
+                                      "on the curve)."},
+            "auth": {"type": "string", "pattern": AUTH.pattern,
+                     "description": "The 16-byte authentication secret, base64url."}}},
+        "name": {**DEVICE_NAME, "description": "What the device list shows; by default the browser and system from "
+                                               "the User-Agent (\"Chrome on Linux\")."},
+    },
+}  # fmt: skip
+DEVICE_ID_ANSWER: Schema = {"title": "DeviceId", "type": "object", "required": ["id"], "additionalProperties": False,
+                            "properties": {"id": STRING}}  # fmt: skip
+
+push_key = operation(
+    "The server's VAPID public key", ANYONE,
+    {200: answer("The `applicationServerKey` for `PushManager.subscribe`: the uncompressed P-256 point, base64url.", {
+        "title": "PushKey", "type": "object", "required": ["key"], "additionalProperties": False,
+        "properties": {"key": {"type": "string", "pattern": P256DH.pattern}}})},
+)  # fmt: skip
+add_device = operation(
+    "Turn on push for this browser", SESSION,
+    {201: answer("Added: pushes for the caller's `push` shows go to this browser.", DEVICE_ID_ANSWER, links={
+        "remove": {"operationId": "api_remove_device", "parameters": {"id": "$response.body#/id"}}}),
+     200: answer("This endpoint was added before: the same device (its keys refreshed).", DEVICE_ID_ANSWER),
+     **refusals(400, 401, 409, 413, 415, 422, _409=f"The caller has {DEVICES_PER_USER} devices, the most one may "
+                                                    "(`too_many_devices`).")},
+    request=request_body(SUBSCRIPTION),
+    description="An endpoint another user registered before becomes the caller's: a browser's notifications follow "
+                "whoever turned push on in it last.",
+)  # fmt: skip
+devices = operation(
+    "The caller's devices with push on", SESSION,
+    {200: answer("Oldest first; never an endpoint or a key.", {"type": "array", "items": {
+        "title": "Device", "type": "object", "required": ["id", "name", "added_at"], "additionalProperties": False,
+        "properties": {"id": STRING, "name": DEVICE_NAME, "added_at": TIMESTAMP}}}), **refusals(401)},
+)  # fmt: skip
+remove_device = operation(
+    "Turn off push for a device", SESSION,
+    {204: answer("Removed: nothing more is pushed to it."),
+     **refusals(401, 404, _404="The caller has no device with that id.")},
+    parameters=[DEVICE_ID],
 )  # fmt: skip
 preferences = operation(
     "The caller's preferences", SESSION,

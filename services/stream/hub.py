@@ -18,6 +18,7 @@ from shared.auth import Caller
 from shared.connections import Transport, reset
 from shared.limits import refusal
 from shared.preferences import Preferences, preferences_of
+from shared.presence import EVERY_SHOW
 
 log = logging.getLogger("gossip.stream.hub")
 
@@ -311,6 +312,16 @@ class Hub:
 
     def users(self) -> list[str]:
         return list(self._by_user)
+
+    def carried(self) -> dict[str, set[str]]:
+        """Per user with open feeds, the shows they carry (EVERY_SHOW for a feed of every show): what the process
+        reports as present (shared/presence.py)."""
+        carried: dict[str, set[str]] = {}
+        for user_id, feeds in self._by_user.items():
+            shows = carried[user_id] = set()
+            for feed in feeds:
+                shows.update(feed.shows if feed.shows is not None else (EVERY_SHOW,))
+        return carried
 
     def sessions(self) -> list[str]:
         return list(self._by_session)

@@ -1,5 +1,6 @@
 """What the stream service runs beside its endpoints for as long as it lives: the hub and its watcher, the
-heartbeat that pings feeds and drops stalled ones, and ending every feed when the server stops."""
+heartbeat that pings feeds and drops stalled ones, the report of who has feeds open here, and ending every feed when
+the server stops."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import TypedDict
 from sse_starlette.sse import EventSourceResponse
 
 from services.stream.hub import Hub
+from services.stream.presence import reported
 from services.stream.replay import Replay
 from services.stream.watcher import Watcher
 from shared.settings import Settings
@@ -45,7 +47,8 @@ async def feeds(core: Core) -> AsyncIterator[Feeds]:
     await watcher.start()
     chores = [asyncio.create_task(_end_feeds_at_shutdown(hub)), asyncio.create_task(_heartbeat(hub, settings))]
     try:
-        yield Feeds(hub=hub, watcher=watcher, replay=replay)
+        async with reported(db, hub, settings.presence_interval):
+            yield Feeds(hub=hub, watcher=watcher, replay=replay)
     finally:
         for chore in chores:
             chore.cancel()

@@ -45,6 +45,8 @@ DESIGN = {
         "/api/auth/*",
         "/api/shows*",
         "/api/me*",
+        "/api/push/*",
+        "/sw.js",
         "/static/*",
     },
     "ingest": {"/publish", "/api/updates*"},

@@ -7,8 +7,9 @@ import stat
 from pathlib import Path
 
 import pytest
+from py_vapid import Vapid
 
-from shared.settings import Settings, dev_secret, open_file_budget
+from shared.settings import Settings, dev_secret, dev_vapid_key, open_file_budget
 
 
 def test_defaults_serve_make_run() -> None:
@@ -69,5 +70,35 @@ def test_the_feeds_a_process_holds_are_sized_to_its_open_file_limit() -> None:
      ("FEEDS_PER_USER", "0"), ("LOGIN_WINDOW", "-1"), ("MAX_FEEDS", "inf")],
 )  # fmt: skip
 def test_a_bad_limit_names_the_variable(name: str, value: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        Settings.from_env({"SECRET_KEY": "s", name: value})
+
+
+def test_the_vapid_key_is_generated_once_private_and_usable(tmp_path: Path) -> None:
+    first = dev_vapid_key(tmp_path)
+    assert dev_vapid_key(tmp_path) == first
+    assert stat.S_IMODE((tmp_path / "vapid_private_key").stat().st_mode) == 0o600
+    assert Vapid.from_string(first).public_key is not None
+
+
+def test_push_settings_from_the_environment(tmp_path: Path) -> None:
+    key = dev_vapid_key(tmp_path)
+    settings = Settings.from_env({
+        "SECRET_KEY": "s", "VAPID_PRIVATE_KEY": key, "VAPID_SUBJECT": "https://gossip.example.org",
+        "PUSH_DELAY": "0", "PUSH_ALLOW_HTTP_LOOPBACK": "1", "SCHEDULER_INTERVAL": "5", "PRESENCE_INTERVAL": "2",
+    })  # fmt: skip
+    assert (settings.vapid_private_key, settings.vapid_subject) == (key, "https://gossip.example.org")
+    assert (settings.push_delay, settings.push_allow_http_loopback) == (0.0, True)
+    assert (settings.scheduler_interval, settings.presence_interval) == (5.0, 2.0)
+    defaults = Settings.from_env({"SECRET_KEY": "s", "VAPID_PRIVATE_KEY": key})
+    assert (defaults.push_delay, defaults.push_allow_http_loopback, defaults.scheduler_interval) == (60.0, False, 15.0)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("VAPID_PRIVATE_KEY", "not-a-key"), ("VAPID_SUBJECT", "gossip@example.org"), ("VAPID_SUBJECT", "http://x.org"),
+     ("PUSH_ALLOW_HTTP_LOOPBACK", "maybe"), ("PUSH_DELAY", "-1"), ("SCHEDULER_INTERVAL", "0")],
+)  # fmt: skip
+def test_a_bad_push_setting_names_the_variable(name: str, value: str) -> None:
     with pytest.raises(ValueError, match=name):
         Settings.from_env({"SECRET_KEY": "s", name: value})
