@@ -8,7 +8,9 @@ import resource
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from email.utils import parseaddr
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "var"
@@ -82,6 +84,39 @@ def _port(env: Mapping[str, str], name: str, default: int) -> int:
     return int(raw)
 
 
+def _smtp_url(env: Mapping[str, str]) -> str:
+    """Empty (mail is written to MAIL_DIR), or smtp://[user:password@]host[:port], smtps:// for TLS from the start."""
+    raw = env.get("SMTP_URL", "")
+    if not raw:
+        return ""
+    try:
+        url = urlsplit(raw)
+        url.port  # noqa: B018 (raises ValueError for a port that is not one)
+    except ValueError:
+        url = None
+    if url is None or url.scheme not in ("smtp", "smtps") or not url.hostname:
+        raise ValueError("SMTP_URL must be smtp://[user:password@]host[:port] or smtps://..., got a value that is not")
+    return raw
+
+
+def _public_url(env: Mapping[str, str], port: int) -> str:
+    """Where people reach the site, for the absolute links in mail: scheme and host, no trailing slash."""
+    raw = env.get("PUBLIC_URL") or f"http://127.0.0.1:{port}"
+    url = urlsplit(raw)
+    if url.scheme not in ("http", "https") or not url.netloc or url.query or url.fragment:
+        raise ValueError(
+            f"PUBLIC_URL must be an http:// or https:// address such as https://gossip.example, got {raw!r}"
+        )
+    return raw.rstrip("/")
+
+
+def _mail_from(env: Mapping[str, str]) -> str:
+    raw = env.get("MAIL_FROM") or "Gossip <gossip@localhost>"
+    if "@" not in parseaddr(raw)[1] or "\n" in raw or "\r" in raw:
+        raise ValueError(f"MAIL_FROM must be an address such as 'Gossip <gossip@example.com>', got {raw!r}")
+    return raw
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     secret_key: str
@@ -113,6 +148,13 @@ class Settings:
     max_feeds: int = field(default_factory=open_file_budget)  # per stream process
     trusted_proxies: tuple[str, ...] = ()  # addresses whose X-Forwarded-For and -Proto are believed
     drain_timeout: float = 5.0  # seconds an oversized or refused body is read and discarded before the answer
+    # Mail: the digest and address checks go to SMTP_URL, or without one into .eml files in `mail_dir`.
+    smtp_url: str = ""
+    mail_dir: Path = VAR / "mail"
+    mail_from: str = "Gossip <gossip@localhost>"
+    public_url: str = "http://127.0.0.1:8000"  # the site's address as people reach it, for links in mail
+    verification_mails: int = 3  # address checks mailed per user, and per address, per `verification_window`
+    verification_window: float = 3600.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -147,4 +189,10 @@ class Settings:
             max_feeds=_count(env, "MAX_FEEDS", open_file_budget()),
             trusted_proxies=_addresses(env, "TRUSTED_PROXIES"),
             drain_timeout=_number(env, "DRAIN_TIMEOUT", 5.0),
+            smtp_url=_smtp_url(env),
+            mail_dir=Path(env.get("MAIL_DIR") or VAR / "mail"),
+            mail_from=_mail_from(env),
+            public_url=_public_url(env, _port(env, "PORT", 8000)),
+            verification_mails=_count(env, "VERIFICATION_MAILS", 3),
+            verification_window=_number(env, "VERIFICATION_WINDOW", 3600.0),
         )

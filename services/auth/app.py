@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from services.auth import accounts, operations, tokens
-from shared.app import create_app
+from services.auth import accounts, addresses, links, operations, tokens
+from services.auth.mailer import mailer_for
+from services.auth.state import Auth
+from shared.app import Extension, create_app
 from shared.auth import (
     Caller,
     clear_session_cookie,
@@ -21,13 +24,13 @@ from shared.auth import (
     session_caller,
     set_session_cookie,
 )
-from shared.body import read_fields, read_object
+from shared.body import read_body, read_fields, read_object
 from shared.errors import ApiError
 from shared.openapi import ApiRoute
 from shared.pages import Viewer, optional_viewer, page_viewer, read_form, redirect, render, safe_next
 from shared.state import Core
 
-AuthRequest = Request[Core]  # the auth service needs nothing beyond what every service has
+AuthRequest = Request[Auth]
 Submit = Callable[[AuthRequest, dict[str, str]], Awaitable[dict[str, Any]]]
 
 
@@ -120,6 +123,42 @@ async def api_revoke_token(request: AuthRequest) -> Response:
     return Response(status_code=204)
 
 
+async def api_email(request: AuthRequest) -> Response:
+    caller = await require_caller(request)
+    return JSONResponse(await addresses.status_of(request.state["db"], caller.user_id))
+
+
+async def api_set_email(request: AuthRequest) -> Response:
+    caller = await require_caller(request)
+    fields = await read_fields(request, "email")
+    return JSONResponse(await addresses.change(request.state, caller.user_id, fields["email"]))
+
+
+async def api_remove_email(request: AuthRequest) -> Response:
+    caller = await require_caller(request)
+    await addresses.remove(request.state["db"], caller.user_id)
+    return Response(status_code=204)
+
+
+async def api_resend_check(request: AuthRequest) -> Response:
+    caller = await require_caller(request)
+    await read_object(request)
+    await addresses.resend(request.state, caller.user_id)
+    return Response(status_code=204)
+
+
+async def api_digest_on(request: AuthRequest) -> Response:
+    caller = await require_caller(request)
+    await addresses.set_digest(request.state["db"], caller.user_id, on=True)
+    return Response(status_code=204)
+
+
+async def api_digest_off(request: AuthRequest) -> Response:
+    caller = await require_caller(request)
+    await addresses.set_digest(request.state["db"], caller.user_id, on=False)
+    return Response(status_code=204)
+
+
 async def home(request: AuthRequest) -> Response:
     """The layout's `me` is all it reads; the API tokens section says what a token's name may be."""
     page = {"token_rule": tokens.RULE, "token_max": tokens.NAME_MAX}
@@ -191,6 +230,67 @@ async def shows_page(request: AuthRequest) -> Response:
     return redirect(request, "/shows")
 
 
+async def verify_page(request: AuthRequest) -> Response:
+    """The link mailed to check an address: works signed in or not, since it may be opened on another device."""
+    viewer = await optional_viewer(request)
+    try:
+        outcome = await addresses.verify(request.state["db"], request.query_params.get("token", ""),
+                                         request.state["settings"])  # fmt: skip
+    except ApiError as error:
+        context = {"error": error}
+        return render(request, viewer, "email/verify.html", context, status_code=error.status)
+    return render(request, viewer, "email/verify.html", {"outcome": outcome})
+
+
+async def unsubscribe_page(request: AuthRequest) -> Response:
+    """GET asks (a link scanner that follows it changes nothing); POST turns the digest off, from the page's button
+    or from a mail program's one-click (RFC 8058: `List-Unsubscribe=One-Click`, form-encoded or multipart). The
+    signed token in the address is the authority, so POST needs neither a session nor a CSRF token, and its body is
+    read, bounded, but not required to parse."""
+    token, settings = request.query_params.get("token", ""), request.state["settings"]
+    try:
+        if request.method == "GET":
+            links.unsubscribe_claim(settings, token)
+            return render(request, await optional_viewer(request), "email/unsubscribe.html", {"token": token})
+        await read_body(request)
+        still = await addresses.unsubscribe(request.state["db"], token, settings)
+    except ApiError as error:
+        context = {"error": error}
+        return render(request, None, "email/unsubscribe.html", context, status_code=error.status)
+    return render(request, None, "email/unsubscribe.html", {"done": True, "still": still})
+
+
+async def email_form(request: AuthRequest) -> Response:
+    """The Preferences page's email section: the buttons send action=save (with email), resend, remove, digest_on
+    or digest_off; the outcome, or what is wrong, is said on the page it came from."""
+    viewer = await page_viewer(request)
+    fields = await read_form(request, "action", "email")
+    state, user_id = request.state, viewer.caller.user_id
+    said = {
+        "save": "Check your mail: a link to confirm the address is on its way.",
+        "resend": "Sent again: check your mail.",
+        "remove": "Your address is removed.", "digest_on": "The daily digest is on again.",
+        "digest_off": "The daily digest is off.",
+    }  # fmt: skip
+    try:
+        match fields["action"]:
+            case "save":
+                if (await addresses.change(state, user_id, fields["email"]))["verified"]:
+                    said["save"] = "That address is verified already."
+            case "resend":
+                await addresses.resend(state, user_id)
+            case "remove":
+                await addresses.remove(state["db"], user_id)
+            case "digest_on" | "digest_off":
+                await addresses.set_digest(state["db"], user_id, on=fields["action"] == "digest_on")
+            case _:
+                raise ApiError(422, detail="Choose what to do with your address.", fields={"action": "unknown"})
+    except ApiError as error:
+        problem = " ".join([error.detail, *error.fields.values()])
+        return redirect(request, "/preferences#email", flash=problem)
+    return redirect(request, "/preferences#email", flash=said[fields["action"]])
+
+
 routes = [
     ApiRoute("/api/auth/register", api_register, "POST", operations.register),
     ApiRoute("/api/auth/login", api_login, "POST", operations.login),
@@ -203,10 +303,28 @@ routes = [
     ApiRoute("/api/me/tokens", api_create_token, "POST", operations.create_token),
     ApiRoute("/api/me/tokens", api_tokens, "GET", operations.tokens),
     ApiRoute("/api/me/tokens/{name}", api_revoke_token, "DELETE", operations.revoke_token),
+    ApiRoute("/api/me/email", api_email, "GET", operations.email),
+    ApiRoute("/api/me/email", api_set_email, "PUT", operations.set_email),
+    ApiRoute("/api/me/email", api_remove_email, "DELETE", operations.remove_email),
+    ApiRoute("/api/me/email/verification", api_resend_check, "POST", operations.resend_check),
+    ApiRoute("/api/me/email/digest", api_digest_on, "PUT", operations.digest_on),
+    ApiRoute("/api/me/email/digest", api_digest_off, "DELETE", operations.digest_off),
     Route("/", home),
     Route("/login", login_page, methods=["GET", "POST"]),
     Route("/register", register_page, methods=["GET", "POST"]),
     Route("/logout", logout_page, methods=["POST"]),
     Route("/shows", shows_page, methods=["GET", "POST"]),
+    Route("/email", email_form, methods=["POST"]),
+    Route("/email/verify", verify_page),
+    Route("/unsubscribe", unsubscribe_page, methods=["GET", "POST"]),
 ]
-app = create_app("auth", routes)
+
+
+@contextlib.asynccontextmanager
+async def mailing(core: Core) -> AsyncIterator[dict[str, Any]]:
+    """Where mail goes, said once in the log at startup."""
+    yield {"mailer": mailer_for(core["settings"])}
+
+
+extensions: list[Extension] = [mailing]
+app = create_app("auth", routes, extensions=extensions)
