@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from shared.settings import ROOT
+from shared.settings import ROOT, Settings
 from tests.ops.gateway import CADDYFILE, adapt, server
 
 APPS = ("auth", "ingest", "stream")
@@ -20,7 +20,8 @@ def services() -> dict[str, dict[str, Any]]:
 
 
 def test_the_compose_file_has_the_database_the_three_services_and_a_gateway(services: dict) -> None:
-    assert set(services) == {"mongo", *APPS, "gateway", "openapi"}  # openapi: the API document, for the gateway
+    # openapi: the API document, for the gateway; mailpit: where the mail goes
+    assert set(services) == {"mongo", *APPS, "gateway", "openapi", "mailpit"}
 
 
 @pytest.mark.parametrize("name", ["mongo", *APPS])
@@ -95,10 +96,19 @@ def test_the_api_document_is_written_from_the_image_into_a_volume_the_gateway_re
     assert "install -d -o gossip /srv/openapi" in (ROOT / "Dockerfile").read_text()  # the volume starts writable
 
 
-def test_only_the_gateway_publishes_a_port_and_only_on_loopback(services: dict) -> None:
+def test_only_the_gateway_and_mailpits_web_ui_publish_a_port_and_only_on_loopback(services: dict) -> None:
     assert {name: service.get("ports") for name, service in services.items() if "ports" in service} == {
-        "gateway": ["127.0.0.1:8000:8000"]
+        "gateway": ["127.0.0.1:8000:8000"],
+        "mailpit": ["127.0.0.1:8025:8025"],
     }
+
+
+@pytest.mark.parametrize("name", APPS)
+def test_mail_goes_to_mailpits_smtp_port_with_links_to_the_gateway(services: dict, name: str) -> None:
+    env = services[name]["environment"]
+    assert re.fullmatch(r"axllent/mailpit:v\d+\.\d+", services["mailpit"]["image"])
+    assert (env["SMTP_URL"], env["PUBLIC_URL"]) == ("smtp://mailpit:1025", "http://127.0.0.1:8000")
+    assert Settings.from_env({"SECRET_KEY": "s", **env}).smtp_url == "smtp://mailpit:1025"  # a value it accepts
 
 
 def test_nothing_pins_a_container_name_so_the_stream_service_scales(services: dict) -> None:

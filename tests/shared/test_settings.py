@@ -64,3 +64,28 @@ def test_the_feeds_a_process_holds_are_sized_to_its_open_file_limit() -> None:
 def test_a_bad_limit_names_the_variable(name: str, value: str) -> None:
     with pytest.raises(ValueError, match=name):
         Settings.from_env({"SECRET_KEY": "s", name: value})
+
+
+def test_mail_defaults_serve_make_run_and_public_url_follows_the_port() -> None:
+    settings = Settings.from_env({"SECRET_KEY": "s", "PORT": "8123"})
+    assert (settings.smtp_url, settings.mail_from, settings.public_url) == (
+        "",
+        "Gossip <gossip@localhost>",
+        "http://127.0.0.1:8123",
+    )
+    assert settings.mail_dir.parts[-2:] == ("var", "mail")
+    given = Settings.from_env(
+        {"SECRET_KEY": "s", "SMTP_URL": "smtp://mailpit:1025", "PUBLIC_URL": "https://g.example/"}
+    )
+    assert (given.smtp_url, given.public_url) == ("smtp://mailpit:1025", "https://g.example")
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("SMTP_URL", "mailpit:1025"), ("SMTP_URL", "http://mailpit"), ("SMTP_URL", "smtp://"),
+     ("SMTP_URL", "smtp://mailpit:port"), ("PUBLIC_URL", "gossip.example"), ("PUBLIC_URL", "ftp://g.example"),
+     ("MAIL_FROM", "Gossip"), ("MAIL_FROM", "a@b.example\r\nBcc: x@y.example"), ("VERIFICATION_MAILS", "0")],
+)  # fmt: skip
+def test_a_bad_mail_setting_names_the_variable(name: str, value: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        Settings.from_env({"SECRET_KEY": "s", name: value})

@@ -57,12 +57,12 @@ async def smtp_server() -> AsyncIterator[tuple[str, Inbox]]:
 
 
 def part(message: EmailMessage, subtype: str) -> str:
-    """The text of a message's text/plain or text/html part."""
+    """The text of a message's text/plain or text/html part, with its lines ended as Python's are (SMTP sends CRLF)."""
     body = message.get_body(preferencelist=(subtype,))
     assert body is not None and body.get_content_type() == f"text/{subtype}", message
     content = body.get_content()
     assert isinstance(content, str)
-    return content
+    return content.replace("\r\n", "\n")
 
 
 def link(message: EmailMessage, path: str) -> str:
