@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared.db import MAX_INT
+from shared.preferences import LEVELS
 from shared.updates import MAX_TEXT, NO_CONTROL, NOT_BLANK
 
 Schema = dict[str, Any]
@@ -33,6 +34,20 @@ TEXT: Schema = {"type": "string", "minLength": 1, "maxLength": MAX_TEXT, "patter
                 "allOf": [{"pattern": NO_CONTROL.pattern}],
                 "description": "Plain text, not only blanks, with no control characters but tabs and line breaks; "
                                "stored and shown as sent, never as HTML."}  # fmt: skip
+CLOCK_TIME: Schema = {"type": "string", "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$", "description": "HH:MM, local."}
+QUIET_HOURS: Schema = {
+    "description": "No push is sent from `start` up to `end` on the user's clock (it may wrap midnight); null: none.",
+    "oneOf": [{"type": "null"}, _object({"start": CLOCK_TIME, "end": CLOCK_TIME})],
+}
+PREFERENCE_FIELDS: dict[str, Schema] = {
+    "shows": {"type": "object", "additionalProperties": {"enum": list(LEVELS)},
+              "description": "Show slug to level. `live`: feeds and pages only (a show left out is live); `push`: also "
+                             "Web Push; `digest`: also the email digest; `muted`: followed, but left out of the unread "
+                             "count and of Notifications (All Notifs still shows it)."},
+    "time_zone": {"type": "string", "description": "An IANA time zone name, such as Europe/Paris."},
+    "quiet_hours": QUIET_HOURS,
+    "digest_hour": {"type": "integer", "minimum": 0, "maximum": 23, "description": "When the digest goes, local."},
+}  # fmt: skip
 
 
 def _event(name: str, data: Schema, description: str, *, with_id: bool = False) -> Schema:
@@ -78,6 +93,7 @@ SCHEMAS: dict[str, Schema] = {
         "A show update as stored, published and sent on the feeds.",
         {"edited_at": {**TIMESTAMP, "description": "When its text was last changed; absent if never."}},
     ),
+    "Preferences": _object(PREFERENCE_FIELDS, "A user's preferences, every one, defaults filled in."),
     "Follows": _object({"follows": {"type": "array", "items": SLUG, "uniqueItems": True}}),
     "Read": _object(
         {

@@ -16,8 +16,7 @@ from shared.passwords import Passwords
 from shared.recent import Recent
 from shared.settings import Settings
 
-# What the `users` lookup reads of a user.
-USER_FIELDS = {"username": 1, "follows": 1, "last_read_seq": 1, "preferences": 1}
+USER_FIELDS = {"username": 1, "follows": 1, "last_read_seq": 1, "preferences": 1}  # what the `users` lookup reads
 
 
 class Core(TypedDict):

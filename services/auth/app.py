@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from services.auth import accounts, addresses, links, operations, tokens
+from services.auth import accounts, addresses, links, operations, preferences, tokens
 from services.auth.mailer import mailer_for
 from services.auth.state import Auth
 from shared.app import Extension, create_app
@@ -28,6 +28,7 @@ from shared.body import read_body, read_fields, read_object
 from shared.errors import ApiError
 from shared.openapi import ApiRoute
 from shared.pages import Viewer, optional_viewer, page_viewer, read_form, redirect, render, safe_next
+from shared.preferences import preferences_of
 from shared.state import Core
 
 AuthRequest = Request[Auth]
@@ -159,6 +160,18 @@ async def api_digest_off(request: AuthRequest) -> Response:
     return Response(status_code=204)
 
 
+async def api_preferences(request: AuthRequest) -> Response:
+    caller = await require_caller(request)
+    return JSONResponse(preferences.shown(await request.state["users"](caller.user_id)))
+
+
+async def api_change_preferences(request: AuthRequest) -> Response:
+    caller = await require_caller(request)
+    body = await read_object(request)
+    state = request.state
+    return JSONResponse(await preferences.change(state["db"], state["catalogue"], caller.user_id, body))
+
+
 async def home(request: AuthRequest) -> Response:
     """The layout's `me` is all it reads; the API tokens section says what a token's name may be."""
     page = {"token_rule": tokens.RULE, "token_max": tokens.NAME_MAX}
@@ -262,7 +275,7 @@ async def unsubscribe_page(request: AuthRequest) -> Response:
 
 async def email_form(request: AuthRequest) -> Response:
     """The Preferences page's email section: the buttons send action=save (with email), resend, remove, digest_on
-    or digest_off; the outcome, or what is wrong, is said on the page it came from."""
+    or digest_off; the outcome is said on the page it came from, and what is wrong in its section, not as JSON."""
     viewer = await page_viewer(request)
     fields = await read_form(request, "action", "email")
     state, user_id = request.state, viewer.caller.user_id
@@ -285,10 +298,52 @@ async def email_form(request: AuthRequest) -> Response:
                 await addresses.set_digest(state["db"], user_id, on=fields["action"] == "digest_on")
             case _:
                 raise ApiError(422, detail="Choose what to do with your address.", fields={"action": "unknown"})
-    except ApiError as error:
-        problem = " ".join([error.detail, *error.fields.values()])
-        return redirect(request, "/preferences#email", flash=problem)
+    except ApiError as error:  # the page again, the problem said in its email section
+        user = await state["users"](user_id)
+        values = preferences.form_values(preferences_of(user), viewer.me["follows"])
+        response = await _preferences_form(request, viewer, values, email_error=error)
+        response.headers.update(error.headers)
+        return response
     return redirect(request, "/preferences#email", flash=said[fields["action"]])
+
+
+async def _preferences_form(
+    request: AuthRequest,
+    viewer: Viewer,
+    values: dict[str, str],
+    error: ApiError | None = None,
+    email_error: ApiError | None = None,
+) -> Response:
+    """The form with `values` (the stored preferences, or what was typed when they were refused, with `error`); the
+    email section with its state, and `email_error` when what was asked of it was refused."""
+    user = await request.state["users"](viewer.caller.user_id) or {}
+    context = {
+        "values": values, "error": error, "levels": preferences.MEANINGS, "zones": preferences.ZONES,
+        "shows": await request.state["catalogue"].titles(), "follows": viewer.me["follows"],
+        "zone_chosen": "time_zone" in (user.get("preferences") or {}),  # else the page's script offers the browser's
+        "email": await addresses.status_of(request.state["db"], viewer.caller.user_id), "email_error": email_error,
+    }  # fmt: skip
+    failed = error or email_error
+    return render(request, viewer, "preferences/index.html", context, status_code=failed.status if failed else 200)
+
+
+async def preferences_page(request: AuthRequest) -> Response:
+    """GET shows the form; POST saves it as PUT /api/me/preferences would, and a refusal re-renders it with what was
+    typed and each field's problem beside it."""
+    viewer = await page_viewer(request)
+    follows = viewer.me["follows"]
+    if request.method == "GET":
+        user = await request.state["users"](viewer.caller.user_id)
+        return await _preferences_form(request, viewer, preferences.form_values(preferences_of(user), follows))
+    form = await read_form(request, *preferences.form_names(follows))
+    state = request.state
+    try:
+        await preferences.change(
+            state["db"], state["catalogue"], viewer.caller.user_id, preferences.from_form(form, follows)
+        )
+    except ApiError as error:
+        return await _preferences_form(request, viewer, form, error)
+    return redirect(request, "/preferences", flash="Your preferences are saved.")
 
 
 routes = [
@@ -309,6 +364,8 @@ routes = [
     ApiRoute("/api/me/email/verification", api_resend_check, "POST", operations.resend_check),
     ApiRoute("/api/me/email/digest", api_digest_on, "PUT", operations.digest_on),
     ApiRoute("/api/me/email/digest", api_digest_off, "DELETE", operations.digest_off),
+    ApiRoute("/api/me/preferences", api_preferences, "GET", operations.preferences),
+    ApiRoute("/api/me/preferences", api_change_preferences, "PUT", operations.change_preferences),
     Route("/", home),
     Route("/login", login_page, methods=["GET", "POST"]),
     Route("/register", register_page, methods=["GET", "POST"]),
@@ -317,6 +374,7 @@ routes = [
     Route("/email", email_form, methods=["POST"]),
     Route("/email/verify", verify_page),
     Route("/unsubscribe", unsubscribe_page, methods=["GET", "POST"]),
+    Route("/preferences", preferences_page, methods=["GET", "POST"]),
 ]
 
 

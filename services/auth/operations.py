@@ -16,7 +16,7 @@ from shared.openapi import (
     refusals,
     request_body,
 )
-from shared.schemas import SLUG, TIMESTAMP, Schema
+from shared.schemas import PREFERENCE_FIELDS, SLUG, TIMESTAMP, Schema, ref
 from shared.updates import NOT_BLANK
 
 STRING: Schema = {"type": "string"}
@@ -132,6 +132,18 @@ revoke_token = operation(
     {204: answer("Revoked: refused within a second (a found token is trusted for half a second)."),
      **refusals(401, 404, _404="You have no token of that name.")},
     parameters=[TOKEN_PARAMETER],
+)  # fmt: skip
+preferences = operation(
+    "The caller's preferences", SESSION,
+    {200: answer("Every preference, defaults filled in.", ref("Preferences")), **refusals(401)},
+)  # fmt: skip
+change_preferences = operation(
+    "Change some preferences", SESSION,
+    {200: answer("The preferences after the change; open feeds of the user hear of it at once.", ref("Preferences")),
+     **refusals(400, 401, 413, 415, 422, _422="A field is not valid (an unknown show or level, a time zone that does "
+                                              "not exist, an hour out of range): each is named; nothing was changed.")},
+    request=request_body({"title": "PreferencesChange", "type": "object", "properties": PREFERENCE_FIELDS},
+                         "Every key optional: a key left out, or a show not named, keeps its value."),
 )  # fmt: skip
 EMAIL_STATUS: Schema = {
     "title": "EmailStatus", "type": "object", "required": ["email", "verified", "digest"],

@@ -157,8 +157,11 @@ async def test_the_preferences_form_changes_the_address_with_csrf(served: Served
     saved = await alice.post("/email", data={"action": "save", "email": "form@example.com", "csrf_token": token})
     assert (saved.status_code, saved.headers["location"]) == (303, "/preferences#email")
     await wait_until(lambda: served[2].to("form@example.com"))
+    page = (await alice.get("/preferences")).text
+    assert "Check your mail" in page and "form@example.com" in page and "verification sent" in page
     bad = await alice.post("/email", data={"action": "save", "email": "nope", "csrf_token": token})
-    assert bad.status_code == 303 and (await alice.get("/api/me/email")).json()["email"] == "form@example.com"
+    assert bad.status_code == 422 and 'id="email-error"' in bad.text and "not an email address" in bad.text
+    assert (await alice.get("/api/me/email")).json()["email"] == "form@example.com"
     forged = await alice.post("/email", data={"action": "remove", "email": "", "csrf_token": "forged"})
     assert forged.status_code == 403 and (await alice.get("/api/me/email")).json()["email"] == "form@example.com"
     removed = await alice.post("/email", data={"action": "remove", "email": "", "csrf_token": token})

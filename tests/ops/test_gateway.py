@@ -40,6 +40,7 @@ DESIGN = {
         "/register",
         "/logout",
         "/shows",
+        "/preferences",
         "/email",
         "/email/*",
         "/unsubscribe*",
