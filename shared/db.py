@@ -210,6 +210,8 @@ async def ensure_indexes(db: Database) -> None:
         [("user_id", ASCENDING), ("slot", ASCENDING)], unique=True, partialFilterExpression={"slot": {"$exists": True}}
     )
     await db.buckets.create_index("full_at")
+    await db.users.create_index("email.verified_at", sparse=True)  # the digest's recipients, a few of all users
+    await db.sends.create_index("user_id")
 
 
 async def seed_shows(db: Database) -> None:

@@ -58,10 +58,14 @@ async def status_of(db: Database, user_id: str) -> dict[str, Any]:
     return status(await _user(db, user_id))
 
 
+async def _take_slot(state: Auth, user: dict[str, Any], address: str) -> None:
+    """Before anything is written or sent: a refused change leaves the address as it was."""
+    await throttle.take_check_mail_slot(state["buckets"], state["settings"], user["_id"], address)
+
+
 async def _mail_check(state: Auth, user: dict[str, Any], address: str) -> None:
-    """The link that proves the address, mailed to it: throttled before anything is sent."""
+    """The link that proves the address, mailed to it."""
     settings = state["settings"]
-    await throttle.take_check_mail_slot(state["buckets"], settings, user["_id"], address)
     context = {"username": user["username"], "link": links.verify_link(settings, user["_id"], address)}
     try:
         await state["mailer"].send(letter(settings, address, "Confirm your address for Gossip", "verify", context))
@@ -78,6 +82,7 @@ async def change(state: Auth, user_id: str, raw: str) -> dict[str, Any]:
     stored = user.get("email") or {}
     if stored.get("address") == address and "verified_at" in stored:
         return status(user)
+    await _take_slot(state, user, address)
     if stored.get("address") != address:
         await db.users.update_one(
             {"_id": user_id},
@@ -95,6 +100,7 @@ async def resend(state: Auth, user_id: str) -> None:
         raise ApiError(409, "no_address", "There is no address to check: add one first.")
     if "verified_at" in stored:
         raise ApiError(409, "verified", "This address is verified already.")
+    await _take_slot(state, user, stored["address"])
     await _mail_check(state, user, stored["address"])
 
 

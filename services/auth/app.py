@@ -141,13 +141,6 @@ async def api_remove_email(request: AuthRequest) -> Response:
     return Response(status_code=204)
 
 
-async def api_resend_check(request: AuthRequest) -> Response:
-    caller = await require_caller(request)
-    await read_object(request)
-    await addresses.resend(request.state, caller.user_id)
-    return Response(status_code=204)
-
-
 async def api_digest_on(request: AuthRequest) -> Response:
     caller = await require_caller(request)
     await addresses.set_digest(request.state["db"], caller.user_id, on=True)
@@ -361,7 +354,6 @@ routes = [
     ApiRoute("/api/me/email", api_email, "GET", operations.email),
     ApiRoute("/api/me/email", api_set_email, "PUT", operations.set_email),
     ApiRoute("/api/me/email", api_remove_email, "DELETE", operations.remove_email),
-    ApiRoute("/api/me/email/verification", api_resend_check, "POST", operations.resend_check),
     ApiRoute("/api/me/email/digest", api_digest_on, "PUT", operations.digest_on),
     ApiRoute("/api/me/email/digest", api_digest_off, "DELETE", operations.digest_off),
     ApiRoute("/api/me/preferences", api_preferences, "GET", operations.preferences),

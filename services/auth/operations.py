@@ -165,26 +165,20 @@ email = operation(
 )  # fmt: skip
 set_email = operation(
     "Give an email address for the daily digest", SESSION,
-    {200: answer("Kept, and a link to confirm it mailed to it (valid 24 hours); the same verified address again "
-                 "changes nothing and mails nothing.", EMAIL_STATUS),
+    {200: answer("Kept, and a link to confirm it mailed to it (valid 24 hours). The same address again mails a fresh "
+                 "link while it is unverified, and changes nothing once it is verified.", EMAIL_STATUS),
      **refusals(400, 401, 413, 415, 422, 429, 503, _429=CHECK_MAILS, _503=NOT_SENT,
                 _422="Not an email address (`fields.email` says why).")},
     request=request_body({"title": "EmailAddress", "type": "object", "required": ["email"],
                           "properties": {"email": {"type": "string", "format": "email", "maxLength": 254}}}),
     description="A new address replaces the old one and starts unverified: nothing but the check is mailed to it "
-                "until its link is followed.",
+                "until its link is followed. Beyond the `email` format, its domain must be one that can take mail: "
+                "not an IP literal, nor a name reserved for tests or local networks (`.test`, `.local`, ...).",
 )  # fmt: skip
 remove_email = operation(
     "Remove the email address", SESSION,
     {204: answer("Removed (none already is fine): no more mail, and links mailed to it stop working."),
      **refusals(401)},
-)  # fmt: skip
-resend_check = operation(
-    "Mail the link that confirms the address again", SESSION,
-    {204: answer("Mailed."),
-     **refusals(400, 401, 409, 413, 415, 429, 503, _429=CHECK_MAILS, _503=NOT_SENT,
-                _409="No address (`no_address`), or it is verified already (`verified`).")},
-    request=request_body({"type": "object"}, "Empty or any JSON object, not read.", required=False),
 )  # fmt: skip
 digest_on = operation(
     "Turn the daily digest back on", SESSION,

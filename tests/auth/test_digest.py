@@ -107,7 +107,13 @@ async def test_the_digest_lists_the_newest_unread_in_both_parts_escaped_in_html(
     db, mailer, settings, inbox = mailing
     await reader(db)
     made = [("flash", f"update {n}", "bob") for n in range(1, digest.MOST + 3)]
-    await updates(db, *made, ("flash", 'The <b>fastest</b> man & "friends"', "cisco"), ("sherlock", "not here", "bob"))
+    await updates(
+        db,
+        *made[1:],
+        ("flash", "{{ 7 * 7 }} {% if x %}", "bob"),
+        ("flash", 'The <b>fastest</b> man & "friends"', "cisco"),
+        ("sherlock", "not here", "bob"),
+    )
     assert await send_digests(db, mailer, settings, at(7)) == 1
     (mail,) = inbox.messages
     total = digest.MOST + 3
@@ -116,7 +122,9 @@ async def test_the_digest_lists_the_newest_unread_in_both_parts_escaped_in_html(
     assert 'The <b>fastest</b> man & "friends"' in text and "The Flash - cisco" in text
     assert "The &lt;b&gt;fastest&lt;/b&gt; man &amp; &#34;friends&#34;" in html and "<b>fastest" not in html
     assert "and 3 more" in text and "and 3 more" in html  # 53 unread, the 50 newest listed
-    assert text.index("fastest") < text.index("update 52") < text.index("update 4\n") and "update 3\n" not in text
+    assert "{{ 7 * 7 }} {% if x %}" in text and "{{ 7 * 7 }} {% if x %}" in html  # shown, never run as a template
+    assert text.index("fastest") < text.index("{{ 7") < text.index("update 52") < text.index("update 5\n")
+    assert "update 4\n" not in text
     assert "not here" not in text
     assert "Mon 07 Dec" in text  # the time on the reader's clock
     assert f"{settings.public_url}/notifications" in text and mail["List-Unsubscribe"].strip("<>") in text

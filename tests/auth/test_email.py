@@ -127,11 +127,12 @@ async def test_an_expired_or_altered_link_shows_a_clear_page(served: Served, ali
 async def test_check_mails_are_throttled_per_user(served: Served, alice: httpx.AsyncClient) -> None:
     inbox = served[2]  # two per window in this server's settings
     await _checked(alice, inbox, "bomb@example.com")
-    assert (await alice.post("/api/me/email/verification", json={})).status_code == 204
-    refused = await alice.post("/api/me/email/verification", json={})
+    assert (await alice.put("/api/me/email", json={"email": "bomb@example.com"})).status_code == 200  # again
+    refused = await alice.put("/api/me/email", json={"email": "bomb@example.com"})
     assert refused.status_code == 429 and int(refused.headers["retry-after"]) > 0
     changed = await alice.put("/api/me/email", json={"email": "other@example.com"})
     assert changed.status_code == 429
+    assert (await alice.get("/api/me/email")).json()["email"] == "bomb@example.com"  # refused: nothing changed
     assert len(inbox.to("bomb@example.com")) == 2 and inbox.to("other@example.com") == []
 
 
@@ -146,10 +147,16 @@ async def test_check_mails_are_throttled_per_address_across_users(served: Served
     assert len(inbox.to("target@example.com")) == 2
 
 
-async def test_resending_needs_an_unverified_address(served: Served, alice: httpx.AsyncClient) -> None:
-    assert json_error(await alice.post("/api/me/email/verification", json={}))[:2] == (409, "no_address")
-    await alice.get(await _checked(alice, served[2], "done@example.com"))
-    assert json_error(await alice.post("/api/me/email/verification", json={}))[:2] == (409, "verified")
+async def test_the_forms_resend_button_needs_an_unverified_address(served: Served, alice: httpx.AsyncClient) -> None:
+    token, inbox = await csrf_of(alice, "/preferences"), served[2]
+    none = await alice.post("/email", data={"action": "resend", "email": "", "csrf_token": token})
+    assert none.status_code == 409 and "no address to check" in none.text
+    link_ = await _checked(alice, inbox, "twice@example.com")
+    again = await alice.post("/email", data={"action": "resend", "email": "", "csrf_token": token})
+    assert again.status_code == 303 and len(inbox.to("twice@example.com")) == 2
+    await alice.get(link_)
+    done = await alice.post("/email", data={"action": "resend", "email": "", "csrf_token": token})
+    assert done.status_code == 409 and "verified already" in done.text and len(inbox.to("twice@example.com")) == 2
 
 
 async def test_the_preferences_form_changes_the_address_with_csrf(served: Served, alice: httpx.AsyncClient) -> None:
@@ -203,3 +210,15 @@ async def test_the_digest_arrives_and_its_one_click_link_turns_it_off(
     assert await send_digests(db, mailer, settings, morning + timedelta(days=1)) == 0
     assert (await alice.put("/api/me/email/digest")).status_code == 204  # back on, from Preferences
     assert await send_digests(db, mailer, settings, morning + timedelta(days=1)) == 1
+
+
+async def test_a_check_that_cannot_be_mailed_is_a_503_and_can_be_asked_for_again(settings: Settings) -> None:
+    async with smtp_server() as (gone, _):
+        pass  # closed: nothing listens there any more
+    with mailing_server(settings, gone) as (url, _):
+        async with registered(url, "dana") as dana:
+            response = await dana.put("/api/me/email", json={"email": "dana@example.com"})
+            assert json_error(response)[:2] == (503, "not_sent") and "again" in response.json()["detail"]
+            assert (await dana.get("/api/me/email")).json()["verified"] is False
+            again = await dana.put("/api/me/email", json={"email": "dana@example.com"})
+            assert json_error(again)[:2] == (503, "not_sent")

@@ -70,3 +70,12 @@ def test_the_smtp_url_gives_the_host_port_credentials_and_tls() -> None:
     )
     assert mailer.where == "smtps://mail.example:465"  # never the password
     assert (SmtpMailer("smtp://mailpit:1025").port, SmtpMailer("smtp://mailpit").port) == (1025, 25)
+
+
+def test_links_read_whole_in_the_raw_mail_and_a_line_past_the_limit_is_encoded(settings: Settings) -> None:
+    raw = _letter(settings).as_bytes()
+    assert b"\nhttp://127.0.0.1:8000/email/verify?token=t\n" in raw
+    context = {"username": "r" * 1200, "link": "http://127.0.0.1:8000/email/verify?token=t"}
+    long = letter(settings, "rita@example.com", "Long", "verify", context)
+    assert all(len(line) <= 998 for line in long.as_bytes().splitlines())
+    assert "r" * 1200 in part(BytesParser(policy=policy.default).parsebytes(long.as_bytes()), "plain")  # type: ignore[arg-type]
