@@ -89,13 +89,16 @@ async def test_a_changed_address_starts_unverified_and_links_to_the_old_one_stop
     inbox = served[2]
     first = await _checked(alice, inbox, "one@example.com")
     assert (await alice.get(first)).status_code == 200
+    assert (await alice.delete("/api/me/email/digest")).status_code == 204  # as an unsubscribe would
     second = await _checked(alice, inbox, "two@example.com")
-    assert (await alice.get("/api/me/email")).json() == {"email": "two@example.com", "verified": False, "digest": True}
+    assert (await alice.get("/api/me/email")).json() == {"email": "two@example.com", "verified": False, "digest": False}
     stale = await alice.get(first)
     assert stale.status_code == 400 and "no longer on the account" in stale.text
+    assert (await alice.get(second)).status_code == 200  # a new address, verified: its digest is on
+    assert (await alice.get("/api/me/email")).json() == {"email": "two@example.com", "verified": True, "digest": True}
     await alice.delete("/api/me/email")
     assert (await alice.get("/api/me/email")).json()["email"] is None
-    assert (await alice.get(second)).status_code == 400
+    assert (await alice.get(second)).status_code == 400  # removed: its links do nothing
 
 
 def _signed_long_ago(settings: Settings, payload: list[str], age: float) -> str:
