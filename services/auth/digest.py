@@ -98,7 +98,9 @@ async def _send(
     newest = await unread_newest(db, found.shows, last_read, username, MOST)
     if not newest:
         return False
-    total = max(len(newest), await unread(db, found.shows, last_read, username))
+    total = len(newest)
+    if total == MOST:  # there may be more: counted, for "and N more"
+        total = max(total, await unread(db, found.shows, last_read, username))
     attempt = await _claim(db, found, record, now)
     if attempt is None:
         return False
