@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from services.auth import accounts, addresses, links, operations, preferences, tokens
-from services.auth.mailer import mailer_for
+from services.auth.mailer import announce, mailer_for
 from services.auth.state import Auth
 from shared.app import Extension, create_app
 from shared.auth import (
@@ -373,7 +373,9 @@ routes = [
 @contextlib.asynccontextmanager
 async def mailing(core: Core) -> AsyncIterator[dict[str, Any]]:
     """Where mail goes, said once in the log at startup."""
-    yield {"mailer": mailer_for(core["settings"])}
+    mailer = mailer_for(core["settings"])
+    announce(mailer)
+    yield {"mailer": mailer}
 
 
 extensions: list[Extension] = [mailing]

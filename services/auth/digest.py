@@ -24,11 +24,11 @@ from pymongo.errors import DuplicateKeyError
 
 from services.auth import links
 from services.auth.letters import letter
-from services.auth.mailer import Mailer, NotSent
-from services.auth.state import Auth
+from services.auth.mailer import Mailer, NotSent, mailer_for
 from shared.db import Database, as_datetime, iso_utc
 from shared.preferences import DIGEST, Preferences, preferences_of
 from shared.settings import Settings
+from shared.state import Core
 from shared.updates import unread, unread_newest
 
 log = logging.getLogger("gossip.digest")
@@ -161,10 +161,11 @@ def _letter(settings: Settings, found: Due, newest: list[dict[str, Any]], total:
     return letter(settings, address, subject, "digest", context, headers)
 
 
-def digest_job(state: Auth) -> Job:
-    """The job the scheduler runs with its clock."""
+def digest_job(core: Core) -> Job:
+    """The job the scheduler runs with its clock: `Scheduler(db, [..., ("digest", digest_job(core))], ...)`."""
+    db, settings, mailer = core["db"], core["settings"], mailer_for(core["settings"])
 
     async def run(now: datetime) -> None:
-        await send_digests(state["db"], state["mailer"], state["settings"], now)
+        await send_digests(db, mailer, settings, now)
 
     return run

@@ -83,7 +83,11 @@ class FileMailer:
 
 
 def mailer_for(settings: Settings) -> Mailer:
-    mailer: Mailer = SmtpMailer(settings.smtp_url) if settings.smtp_url else FileMailer(settings.mail_dir)
-    how = "sent through" if settings.smtp_url else "written as .eml files to (no SMTP_URL)"
+    """Where the settings send mail. Mailers hold no connection, so each part that sends may make its own."""
+    return SmtpMailer(settings.smtp_url) if settings.smtp_url else FileMailer(settings.mail_dir)
+
+
+def announce(mailer: Mailer) -> None:
+    """The log line at startup that says where mail goes."""
+    how = "written as .eml files to (no SMTP_URL)" if isinstance(mailer, FileMailer) else "sent through"
     log.info("mail is %s %s", how, mailer.where)
-    return mailer

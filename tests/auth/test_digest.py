@@ -4,6 +4,7 @@ server on loopback: when it goes, to whom, once, what it says, and what happens 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -67,7 +68,7 @@ async def test_the_digest_goes_at_the_digest_hour_on_the_users_clock_once_a_day(
     assert await send_digests(db, mailer, settings, at(7, days=1)) == 1  # still unread: the next day's digest
     assert [message["To"] for message in inbox.messages] == ["rita@example.com"] * 2
     sends = await db.sends.find({}, {"_id": 1, "status": 1}).sort("_id").to_list()
-    user_id = (await db.users.find_one({"username": "rita"}))["_id"]  # type: ignore[index]
+    user_id = (await db.users.find_one({"username": "rita"}))["_id"]
     assert sends == [{"_id": f"digest:{user_id}:2026-12-07", "status": "sent"},
                      {"_id": f"digest:{user_id}:2026-12-08", "status": "sent"}]  # fmt: skip
 
@@ -142,7 +143,7 @@ async def test_a_refused_send_is_retried_later_and_only_then(mailing: Mailing) -
     assert inbox.refused == 1  # not tried again before its time
     assert await send_digests(db, mailer, settings, at(7) + timedelta(seconds=digest.RETRY_AFTER)) == 1
     assert await send_digests(db, mailer, settings, at(8)) == 0
-    assert len(inbox.messages) == 1 and (await db.sends.find_one({}))["status"] == "sent"  # type: ignore[index]
+    assert len(inbox.messages) == 1 and (await db.sends.find_one({}))["status"] == "sent"
 
 
 async def test_a_send_refused_every_time_is_given_up(mailing: Mailing) -> None:
@@ -153,7 +154,7 @@ async def test_a_send_refused_every_time_is_given_up(mailing: Mailing) -> None:
     for hour in range(7, 24):  # hours apart: every retry is due
         await send_digests(db, mailer, settings, at(hour))
     assert inbox.refused == digest.MAX_ATTEMPTS
-    assert (await db.sends.find_one({}))["status"] == "gave up"  # type: ignore[index]
+    assert (await db.sends.find_one({}))["status"] == "gave up"
 
 
 async def test_two_schedulers_at_once_send_each_digest_once(mailing: Mailing) -> None:
@@ -175,3 +176,16 @@ async def test_each_user_gets_it_at_their_own_hour(mailing: Mailing) -> None:
     assert await send_digests(db, mailer, settings, at(-1)) == 1  # 08:00 in Tokyo, 00:00 in Paris
     assert await send_digests(db, mailer, settings, at(7)) == 1  # 08:00 in Paris, 16:00 in Tokyo: sent there today
     assert [message["To"] for message in inbox.messages] == ["kenji@example.com", "rita@example.com"]
+
+
+async def test_the_scheduler_job_sends_through_the_settings_mail_server(mailing: Mailing) -> None:
+    db, mailer, settings, inbox = mailing
+    await reader(db)
+    await updates(db, ("flash", "Barry runs", "bob"))
+    core = {"db": db, "settings": dataclasses.replace(settings, smtp_url=mailer.where)}
+    job = digest.digest_job(core)  # the job reads nothing else of the core
+    await job(at(6))
+    assert inbox.messages == []
+    await job(at(7))
+    await job(at(7.5))
+    assert [message["To"] for message in inbox.messages] == ["rita@example.com"]

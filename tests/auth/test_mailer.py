@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from services.auth.letters import letter
-from services.auth.mailer import FileMailer, NotSent, SmtpMailer, mailer_for
+from services.auth.mailer import FileMailer, NotSent, SmtpMailer, announce, mailer_for
 from shared.settings import Settings
 from tests.support.mail import part, smtp_server
 
@@ -26,6 +26,7 @@ async def test_without_an_smtp_url_mail_is_written_as_eml_files_and_the_log_says
 ) -> None:
     caplog.set_level(logging.INFO, "gossip.mail")
     mailer = mailer_for(settings)
+    announce(mailer)
     assert isinstance(mailer, FileMailer) and f"to (no SMTP_URL) {settings.mail_dir}" in caplog.text
     await mailer.send(_letter(settings))
     await mailer.send(_letter(settings))
@@ -78,4 +79,4 @@ def test_links_read_whole_in_the_raw_mail_and_a_line_past_the_limit_is_encoded(s
     context = {"username": "r" * 1200, "link": "http://127.0.0.1:8000/email/verify?token=t"}
     long = letter(settings, "rita@example.com", "Long", "verify", context)
     assert all(len(line) <= 998 for line in long.as_bytes().splitlines())
-    assert "r" * 1200 in part(BytesParser(policy=policy.default).parsebytes(long.as_bytes()), "plain")  # type: ignore[arg-type]
+    assert "r" * 1200 in part(BytesParser(policy=policy.default).parsebytes(long.as_bytes()), "plain")
