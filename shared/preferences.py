@@ -162,6 +162,8 @@ def changes(body: Mapping[str, Any], catalogue: Collection[str]) -> tuple[dict[s
         setting.update(_quiet_changes(body["quiet_hours"], fields))
     if "digest_hour" in body:
         hour = body["digest_hour"]
+        if isinstance(hour, float) and hour.is_integer():  # a JSON number with no fraction is an integer: 8.0 is 8
+            hour = int(hour)
         if type(hour) is int and 0 <= hour <= 23:
             setting["preferences.digest_hour"] = hour
         else:

@@ -10,7 +10,7 @@ from typing import Any
 
 from shared.db import MAX_INT
 from shared.preferences import LEVELS
-from shared.updates import MAX_TEXT, NO_CONTROL, NOT_BLANK
+from shared.updates import DELETED_AUTHOR, MAX_TEXT, NO_CONTROL, NOT_BLANK
 
 Schema = dict[str, Any]
 
@@ -87,7 +87,10 @@ SCHEMAS: dict[str, Schema] = {
             "show": SLUG,
             "title": {"type": "string", "description": "The show's title when the update was published."},
             "text": TEXT,
-            "author": {"type": "string", "description": "The publisher's username."},
+            "author": {
+                "type": "string",
+                "description": f"The publisher's username; `{DELETED_AUTHOR}` once they deleted their account.",
+            },
             "created_at": TIMESTAMP,
         },
         "A show update as stored, published and sent on the feeds.",
@@ -101,7 +104,8 @@ SCHEMAS: dict[str, Schema] = {
             "unread": {
                 "type": "integer",
                 "minimum": 0,
-                "description": "Unread as of the events before this one; count on from there.",
+                "description": "Unread as of the events before this one (updates of followed shows but the muted "
+                "ones, by others, after the read mark); count on from there.",
             },
         }
     ),
@@ -121,6 +125,11 @@ SCHEMAS: dict[str, Schema] = {
     "Retract": _object({"seq": SEQ}),
     "UpdateEvent": _event("update", ref("Update"), "A new update of a show the feed carries.", with_id=True),
     "FollowsEvent": _event("follows", ref("Follows"), "The user's follows changed: the feed now carries these."),
+    "PreferencesEvent": _event(
+        "preferences",
+        ref("Preferences"),
+        "The user's preferences changed: a feed of followed shows leaves the muted ones out from now on.",
+    ),
     "ReadEvent": _event("read", ref("Read"), "The user read, on some page or device: every feed of the user hears."),
     "ResyncEvent": _event(
         "resync",
@@ -133,5 +142,14 @@ SCHEMAS: dict[str, Schema] = {
     "ExpiredEvent": _event("expired", ref("Expired"), "The session ended by age: the stream ends, log in again."),
 }
 # What a feed may send, besides `retry:` on connect and `: ping` comment lines.
-EVENTS = ("UpdateEvent", "FollowsEvent", "ReadEvent", "ResyncEvent", "EditEvent", "RetractEvent", "ExpiredEvent")
+EVENTS = (
+    "UpdateEvent",
+    "FollowsEvent",
+    "PreferencesEvent",
+    "ReadEvent",
+    "ResyncEvent",
+    "EditEvent",
+    "RetractEvent",
+    "ExpiredEvent",
+)
 SCHEMAS["FeedEvent"] = {"oneOf": [ref(name) for name in EVENTS]}

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from services.auth import accounts, addresses, links, operations, preferences, tokens
+from services.auth import accounts, addresses, links, operations, own_data, preferences, tokens
 from services.auth.mailer import announce, mailer_for
 from services.auth.state import Auth
 from shared.app import Extension, create_app
@@ -165,6 +165,20 @@ async def api_change_preferences(request: AuthRequest) -> Response:
     return JSONResponse(await preferences.change(state["db"], state["catalogue"], caller.user_id, body))
 
 
+async def api_export(request: AuthRequest) -> Response:
+    caller = await require_caller(request)
+    found = await own_data.export(request.state["db"], caller.user_id)
+    attachment = {"content-disposition": f'attachment; filename="gossip-{caller.username}.json"'}
+    return JSONResponse(found, headers=attachment)
+
+
+async def api_delete_account(request: AuthRequest) -> Response:
+    caller = await require_caller(request)
+    fields = await read_fields(request, "password")
+    await own_data.delete(request.state, caller, fields["password"], _address(request))
+    return await _logged_out(request, None, Response(status_code=204))
+
+
 async def home(request: AuthRequest) -> Response:
     """The layout's `me` is all it reads; the API tokens section says what a token's name may be."""
     page = {"token_rule": tokens.RULE, "token_max": tokens.NAME_MAX}
@@ -292,48 +306,57 @@ async def email_form(request: AuthRequest) -> Response:
             case _:
                 raise ApiError(422, detail="Choose what to do with your address.", fields={"action": "unknown"})
     except ApiError as error:  # the page again, the problem said in its email section
-        user = await state["users"](user_id)
-        values = preferences.form_values(preferences_of(user), viewer.me["follows"])
-        response = await _preferences_form(request, viewer, values, email_error=error)
-        response.headers.update(error.headers)
-        return response
+        return await _preferences_form(request, viewer, email_error=error)
     return redirect(request, "/preferences#email", flash=said[fields["action"]])
 
 
 async def _preferences_form(
     request: AuthRequest,
     viewer: Viewer,
-    values: dict[str, str],
+    values: dict[str, str] | None = None,
     error: ApiError | None = None,
     email_error: ApiError | None = None,
 ) -> Response:
-    """The form with `values` (the stored preferences, or what was typed when they were refused, with `error`); the
+    """The form with `values` (what was typed, when it was refused with `error`), or else the stored preferences; the
     email section with its state, and `email_error` when what was asked of it was refused."""
     user = await request.state["users"](viewer.caller.user_id) or {}
+    follows = viewer.me["follows"]
     context = {
-        "values": values, "error": error, "levels": preferences.MEANINGS, "zones": preferences.ZONES,
-        "shows": await request.state["catalogue"].titles(), "follows": viewer.me["follows"],
+        "values": values or preferences.form_values(preferences_of(user), follows), "error": error,
+        "levels": preferences.MEANINGS, "zones": preferences.ZONES, "follows": follows,
+        "shows": await request.state["catalogue"].titles(),
         "zone_chosen": "time_zone" in (user.get("preferences") or {}),  # else the page's script offers the browser's
         "email": await addresses.status_of(request.state["db"], viewer.caller.user_id), "email_error": email_error,
     }  # fmt: skip
     failed = error or email_error
-    return render(request, viewer, "preferences/index.html", context, status_code=failed.status if failed else 200)
+    response = render(request, viewer, "preferences/index.html", context, status_code=failed.status if failed else 200)
+    response.headers.update(failed.headers if failed else {})
+    return response
+
+
+async def _delete_account(request: AuthRequest, viewer: Viewer, password: str) -> Response:
+    try:
+        await own_data.delete(request.state, viewer.caller, password, _address(request))
+    except ApiError as error:
+        return await _preferences_form(request, viewer, error=error)
+    response = redirect(request, "/", flash="Your account is deleted. Your updates stay, by a deleted user.")
+    return await _logged_out(request, None, response)
 
 
 async def preferences_page(request: AuthRequest) -> Response:
     """GET shows the form; POST saves it as PUT /api/me/preferences would, and a refusal re-renders it with what was
-    typed and each field's problem beside it."""
+    typed and each field's problem beside it. The account's deletion is a POST here too (action=delete), with the
+    password, as DELETE /api/me."""
     viewer = await page_viewer(request)
-    follows = viewer.me["follows"]
     if request.method == "GET":
-        user = await request.state["users"](viewer.caller.user_id)
-        return await _preferences_form(request, viewer, preferences.form_values(preferences_of(user), follows))
-    form = await read_form(request, *preferences.form_names(follows))
-    state = request.state
+        return await _preferences_form(request, viewer)
+    follows = viewer.me["follows"]
+    form = await read_form(request, "action", "password", *preferences.form_names(follows))
+    if form["action"] == "delete":
+        return await _delete_account(request, viewer, form["password"])
+    state, change = request.state, preferences.from_form(form, follows)
     try:
-        await preferences.change(
-            state["db"], state["catalogue"], viewer.caller.user_id, preferences.from_form(form, follows)
-        )
+        await preferences.change(state["db"], state["catalogue"], viewer.caller.user_id, change)
     except ApiError as error:
         return await _preferences_form(request, viewer, form, error)
     return redirect(request, "/preferences", flash="Your preferences are saved.")
@@ -351,6 +374,8 @@ routes = [
     ApiRoute("/api/me/tokens", api_create_token, "POST", operations.create_token),
     ApiRoute("/api/me/tokens", api_tokens, "GET", operations.tokens),
     ApiRoute("/api/me/tokens/{name}", api_revoke_token, "DELETE", operations.revoke_token),
+    ApiRoute("/api/me", api_delete_account, "DELETE", operations.delete_account),
+    ApiRoute("/api/me/export", api_export, "GET", operations.export),
     ApiRoute("/api/me/email", api_email, "GET", operations.email),
     ApiRoute("/api/me/email", api_set_email, "PUT", operations.set_email),
     ApiRoute("/api/me/email", api_remove_email, "DELETE", operations.remove_email),

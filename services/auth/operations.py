@@ -17,7 +17,7 @@ from shared.openapi import (
     request_body,
 )
 from shared.schemas import PREFERENCE_FIELDS, SLUG, TIMESTAMP, Schema, ref
-from shared.updates import NOT_BLANK
+from shared.updates import DELETED_AUTHOR, NOT_BLANK
 
 STRING: Schema = {"type": "string"}
 ACCOUNT: Schema = {"title": "Account", "type": "object", "required": ["username"], "additionalProperties": False,
@@ -76,7 +76,8 @@ me = operation(
         "title": "Me", "type": "object", "required": ["username", "follows", "unread"], "additionalProperties": False,
         "properties": {"username": STRING, "follows": {"type": "array", "items": SLUG},
                        "unread": {"type": "integer", "minimum": 0,
-                                  "description": "Updates of followed shows by others after the read mark."}},
+                                  "description": "Updates of followed shows, but the muted ones, by others "
+                                                 "after the read mark."}},
      }), **refusals(401)},
 )  # fmt: skip
 shows = operation(
@@ -142,8 +143,39 @@ change_preferences = operation(
     {200: answer("The preferences after the change; open feeds of the user hear of it at once.", ref("Preferences")),
      **refusals(400, 401, 413, 415, 422, _422="A field is not valid (an unknown show or level, a time zone that does "
                                               "not exist, an hour out of range): each is named; nothing was changed.")},
-    request=request_body({"title": "PreferencesChange", "type": "object", "properties": PREFERENCE_FIELDS},
+    request=request_body({"title": "PreferencesChange", "type": "object", "properties": PREFERENCE_FIELDS,
+                          "additionalProperties": False},
                          "Every key optional: a key left out, or a show not named, keeps its value."),
+)  # fmt: skip
+OWN: Schema = {"type": "array", "items": {"type": "object"}}
+export = operation(
+    "Everything Gossip holds about the caller", SESSION,
+    {200: answer("As a file to keep (`Content-Disposition: attachment`); never a password's, session's or token's "
+                 "hash.", {
+        "title": "Export", "type": "object", "additionalProperties": False,
+        "required": ["exported_at", "user", "sessions", "tokens", "devices", "sends", "updates"],
+        "properties": {
+            "exported_at": TIMESTAMP,
+            "user": {"type": "object", "required": ["username"], "description": "The account: follows, preferences, "
+                     "read mark (`last_read_seq`), email address, dates."},
+            "sessions": {"type": "array", "items": {"type": "object", "required": ["created_at", "expires_at"]}},
+            "tokens": {"type": "array", "items": {"type": "object", "required": ["name", "created_at"]}},
+            "devices": OWN, "sends": OWN,
+            "updates": {"type": "array", "items": ref("Update"), "description": "What the caller published."},
+        },
+     }), **refusals(401)},
+)  # fmt: skip
+delete_account = operation(
+    "Delete the caller's account", SESSION,
+    {204: answer("Deleted: sessions (their open feeds end), API tokens, devices, email address, preferences and read "
+                 f"state are gone, and the cookie is cleared. Published updates stay, by `{DELETED_AUTHOR}`; the "
+                 "username is free again."),
+     **refusals(400, 401, 413, 415, 422, 429, 503, _401="Wrong password (or no session).", _503=BUSY_HASHING,
+                _422="The password is missing.",
+                _429="Too many wrong passwords for this account or address: limited as logins are.")},
+    request=request_body({"title": "PasswordConfirmation", "type": "object", "required": ["password"],
+                          "properties": {"password": FILLED}}),
+    description="The password is checked as a login's is, under the same limits, so this cannot be used to guess it.",
 )  # fmt: skip
 EMAIL_STATUS: Schema = {
     "title": "EmailStatus", "type": "object", "required": ["email", "verified", "digest"],

@@ -213,6 +213,9 @@ async def test_the_digest_arrives_and_its_one_click_link_turns_it_off(
     assert await send_digests(db, mailer, settings, morning + timedelta(days=1)) == 0
     assert (await alice.put("/api/me/email/digest")).status_code == 204  # back on, from Preferences
     assert await send_digests(db, mailer, settings, morning + timedelta(days=1)) == 1
+    export = (await alice.get("/api/me/export")).json()  # the user's own data: the address and what was sent
+    assert export["user"]["email"]["address"] == "reader@example.com" and "digest_off" not in export["user"]
+    assert sorted(send["status"] for send in export["sends"]) == ["sent", "sent"]
 
 
 async def test_a_check_that_cannot_be_mailed_is_a_503_and_can_be_asked_for_again(settings: Settings) -> None:

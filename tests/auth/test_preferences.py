@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from shared.db import Database
-from tests.support.accounts import csrf_of, json_error
+from tests.support.accounts import PASSWORD, csrf_of, json_error
 
 DEFAULTS = {"shows": {}, "time_zone": "UTC", "quiet_hours": None, "digest_hour": 8}
 
@@ -139,3 +139,20 @@ async def test_the_form_needs_its_csrf_token(alice: httpx.AsyncClient) -> None:
     response = await alice.post("/preferences", data=form("forged", digest_hour="3"))
     assert response.status_code == 403
     assert (await alice.get("/api/me/preferences")).json() == DEFAULTS
+
+
+async def test_the_page_offers_the_export_and_deletes_the_account_with_the_password(
+    alice: httpx.AsyncClient, db: Database
+) -> None:
+    page = (await alice.get("/preferences")).text
+    assert '<a href="/api/me/export" download>Download my data</a>' in page and 'value="delete"' in page
+    token = await csrf_of(alice, "/preferences")
+    wrong = await alice.post("/preferences", data={"csrf_token": token, "action": "delete", "password": "nope-nope"})
+    assert wrong.status_code == 401 and "Password: wrong password" in wrong.text
+    assert 'aria-describedby="password-note delete-effect" aria-invalid="true"' in wrong.text
+    assert await db.users.count_documents({"username": "alice"}) == 1
+    deleted = await alice.post("/preferences", data={"csrf_token": token, "action": "delete", "password": PASSWORD})
+    assert (deleted.status_code, deleted.headers["location"]) == (303, "/")
+    assert await db.users.count_documents({"username": "alice"}) == 0
+    home = await alice.get("/")
+    assert "Your account is deleted." in home.text and 'href="/login"' in home.text

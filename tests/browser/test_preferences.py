@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from playwright.async_api import Browser, expect
 
-from tests.support.browsers import signed_in
+from tests.support.accounts import registered
+from tests.support.browsers import signed_in, tabs
+from tests.support.updates import publish
 
 
 async def test_the_page_fills_in_the_browsers_time_zone_and_saves_it(browser: Browser, server: str) -> None:
@@ -33,4 +35,34 @@ async def test_a_chosen_time_zone_is_kept_and_the_browsers_offered(browser: Brow
     await expect(zone).to_have_value("Europe/Paris")
     await page.click("text=Use this browser's: Pacific/Auckland")
     await expect(zone).to_have_value("Pacific/Auckland")
+    await context.close()
+
+
+async def test_muting_in_one_tab_reaches_the_badge_and_list_of_the_others(browser: Browser, server: str) -> None:
+    context = await signed_in(browser, server, "mel")  # follows flash
+    assert (await context.request.put("/api/me/follows/sherlock")).ok
+    async with registered(server, "bob") as bob:
+        shows, preferences = await tabs(context, "/shows", "/preferences")
+        await publish(bob, "flash", "soon muted")
+        await publish(bob, "sherlock", "heard")
+        await expect(shows.locator("#unread-count")).to_have_text("2")
+        await preferences.select_option("select[name='shows.flash']", "muted")
+        await preferences.click("#preferences button[type=submit]")
+        await expect(shows.locator("#unread-count")).to_have_text("1")
+        await publish(bob, "flash", "not news while muted")
+        await publish(bob, "sherlock", "news")
+        await expect(shows.locator("#unread-count")).to_have_text("2")
+        notifications = await context.new_page()
+        await notifications.goto("/notifications")
+        await expect(notifications.locator("#following")).to_have_text("Following: The Flash (muted), Sherlock")
+        await expect(notifications.locator("#feed li[data-show=flash]")).to_have_count(0)
+        await expect(notifications.locator("#feed li[data-show=sherlock]")).to_have_count(2)
+        await expect(notifications.locator("#status")).to_have_text("live")
+        await publish(bob, "flash", "never on the list")
+        sherlock = await publish(bob, "sherlock", "live on the list")
+        await expect(notifications.locator("#feed li").first).to_have_attribute("data-seq", str(sherlock["seq"]))
+        await expect(notifications.locator("#feed li[data-show=flash]")).to_have_count(0)
+        assert (await context.request.put("/api/me/preferences", data={"shows": {"sherlock": "muted"}})).ok
+        await expect(notifications.locator("#following")).to_have_text("Following: The Flash (muted), Sherlock (muted)")
+        await expect(notifications.locator("#feed li")).to_have_count(0)
     await context.close()

@@ -108,6 +108,7 @@ def test_the_feeds_document_each_event_type_and_its_data() -> None:
         kinds[event["properties"]["event"]["const"]] = event["properties"]["data"]["contentSchema"]["$ref"]
     assert kinds == {
         "update": "#/components/schemas/Update", "follows": "#/components/schemas/Follows",
+        "preferences": "#/components/schemas/Preferences",
         "read": "#/components/schemas/Read", "resync": "#/components/schemas/Resync",
         "edit": "#/components/schemas/Edit", "retract": "#/components/schemas/Retract",
         "expired": "#/components/schemas/Expired",
