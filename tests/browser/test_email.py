@@ -31,6 +31,10 @@ async def test_an_address_is_given_verified_and_its_digest_stopped_and_started_a
             await expect(page.locator("#verify-result")).to_contain_text("Your address is verified")
             await page.goto("/preferences")
             await expect(page.locator("#email-state")).to_contain_text("verified, the digest is on.")
+            await expect(page.locator("#email-no-show")).to_be_visible()  # emma follows flash, at `live`
+            await page.select_option("select[name='shows.flash']", "digest")
+            await page.click("#preferences button[type=submit]")
+            await expect(page.locator("#email-no-show")).to_have_count(0)
             await page.click("#email button[value=digest_off]")
             await expect(page.locator("#email-state")).to_contain_text("the digest is off")
             await page.click("#email button[value=digest_on]")
