@@ -153,6 +153,7 @@ def _letter(settings: Settings, found: Due, newest: list[dict[str, Any]], total:
     ]  # fmt: skip
     context = {
         "username": user["username"], "updates": listed, "total": total, "more": total - len(listed),
+        "zone": found.preferences.time_zone,
         "notifications": links.absolute(settings, "/notifications"),
         "preferences": links.absolute(settings, "/preferences"), "unsubscribe": unsubscribe,
     }  # fmt: skip

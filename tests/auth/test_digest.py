@@ -50,8 +50,8 @@ async def reader(
 
 
 async def updates(db: Database, *made: tuple[str, str, str]) -> None:
-    """(show, text, author) each, seq from 1 in order."""
-    await db.updates.insert_many([stored_update(seq, show, text, author) for seq, (show, text, author) in
+    """(show, text, author) each, seq from 1 in order, published at 06:00 UTC that day."""
+    await db.updates.insert_many([stored_update(seq, show, text, author, at(6)) for seq, (show, text, author) in
                                   enumerate(made, start=1)])  # fmt: skip
 
 
@@ -127,7 +127,7 @@ async def test_the_digest_lists_the_newest_unread_in_both_parts_escaped_in_html(
     assert text.index("fastest") < text.index("{{ 7") < text.index("update 52") < text.index("update 5\n")
     assert "update 4\n" not in text
     assert "not here" not in text
-    assert "Mon 07 Dec" in text  # the time on the reader's clock
+    assert "Mon 07 Dec 07:00" in text and "(times in Europe/Paris)" in text  # 06:00 UTC, on the reader's clock
     assert f"{settings.public_url}/notifications" in text and mail["List-Unsubscribe"].strip("<>") in text
 
 
