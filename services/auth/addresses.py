@@ -15,7 +15,7 @@ from services.auth import links, throttle
 from services.auth.letters import letter
 from services.auth.mailer import NotSent
 from services.auth.state import Auth
-from shared.db import Database
+from shared.db import Database, with_now
 from shared.errors import ApiError
 from shared.settings import Settings
 
@@ -84,11 +84,8 @@ async def change(state: Auth, user_id: str, raw: str) -> dict[str, Any]:
         return status(user)
     await _take_slot(state, user, address)
     if stored.get("address") != address:
-        await db.users.update_one(
-            {"_id": user_id},
-            {"$set": {"email.address": address}, "$unset": {"email.verified_at": ""},
-             "$currentDate": {"email.added_at": True}},  # the embedded server keeps a $set date as a string
-        )  # fmt: skip
+        change = {"$set": {"email.address": address}, "$unset": {"email.verified_at": ""}}
+        await db.users.update_one({"_id": user_id}, with_now(change, "email.added_at"))
     await _mail_check(state, user, address)
     return status({**user, "email": {"address": address}})
 
@@ -115,7 +112,7 @@ async def verify(db: Database, token: str, settings: Settings) -> str:
     user_id, address = links.verify_claim(settings, token)
     done = await db.users.update_one(
         {"_id": user_id, "email.address": address, "email.verified_at": {"$exists": False}},
-        {"$currentDate": {"email.verified_at": True}, "$unset": {"digest_off": ""}},
+        with_now({"$unset": {"digest_off": ""}}, "email.verified_at"),
     )
     if done.matched_count:
         return VERIFIED

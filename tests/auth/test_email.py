@@ -49,7 +49,7 @@ async def _checked(alice: httpx.AsyncClient, inbox: Inbox, address: str) -> str:
 
 
 async def test_an_address_is_verified_by_following_the_link_mailed_to_it(
-    served: Served, alice: httpx.AsyncClient
+    served: Served, alice: httpx.AsyncClient, db: Database
 ) -> None:
     url, _, inbox = served
     assert (await alice.get("/api/me/email")).json() == {"email": None, "verified": False, "digest": True}
@@ -66,6 +66,8 @@ async def test_an_address_is_verified_by_following_the_link_mailed_to_it(
         again = await stranger.get(verify)
         assert again.status_code == 200 and "verified already" in again.text
     assert (await alice.get("/api/me/email")).json() == {"email": "Alice@example.com", "verified": True, "digest": True}
+    stored = (await db.users.find_one({"username": "alice"}))["email"]
+    assert isinstance(stored["added_at"], datetime) and isinstance(stored["verified_at"], datetime)  # dates, not text
     same = await alice.put("/api/me/email", json={"email": "alice@example.com".replace("alice", "Alice")})
     assert same.json()["verified"] is True and len(inbox.messages) == 1  # the same verified address: nothing mailed
 
