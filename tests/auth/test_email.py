@@ -230,3 +230,19 @@ async def test_a_check_that_cannot_be_mailed_is_a_503_and_can_be_asked_for_again
             assert (await dana.get("/api/me/email")).json()["verified"] is False
             again = await dana.put("/api/me/email", json={"email": "dana@example.com"})
             assert json_error(again)[:2] == (503, "not_sent")
+
+
+async def test_an_unsubscribe_link_for_an_address_no_longer_held_changes_nothing(
+    served: Served, alice: httpx.AsyncClient, db: Database
+) -> None:
+    url, settings, inbox = served
+    await alice.get(await _checked(alice, inbox, "new@example.com"))
+    user_id = (await db.users.find_one({"username": "alice"}))["_id"]
+    old = links.unsubscribe_link(settings, user_id, "old@example.com")
+    assert old.startswith(f"{url}/unsubscribe?token=")
+    async with httpx.AsyncClient(timeout=10) as mail_program:
+        done = await mail_program.post(old, data={"List-Unsubscribe": "One-Click"})
+        assert done.status_code == 200 and "no longer gets mail from Gossip" in done.text
+        assert (await alice.get("/api/me/email")).json()["digest"] is True
+        current = await mail_program.post(links.unsubscribe_link(settings, user_id, "new@example.com"))
+        assert current.status_code == 200 and (await alice.get("/api/me/email")).json()["digest"] is False
