@@ -168,8 +168,11 @@ async def api_change_preferences(request: AuthRequest) -> Response:
 async def api_export(request: AuthRequest) -> Response:
     caller = await require_caller(request)
     found = await own_data.export(request.state["db"], caller.user_id)
-    attachment = {"content-disposition": f'attachment; filename="gossip-{caller.username}.json"'}
-    return JSONResponse(found, headers=attachment)
+    headers = {
+        "content-disposition": f'attachment; filename="gossip-{caller.username}.json"',
+        "cache-control": "no-store",  # one person's data: no cache on the way keeps a copy
+    }
+    return JSONResponse(found, headers=headers)
 
 
 async def api_delete_account(request: AuthRequest) -> Response:

@@ -13,15 +13,22 @@ from shared.db import Database
 from shared.errors import ApiError
 from shared.preferences import DIGEST, LIVE, MUTED, PUSH, Preferences, changes, preferences_of
 
-
-def _gone() -> ApiError:
-    return ApiError(401, detail="This account no longer exists.")
+# What the page says of each level, beside its choice.
+MEANINGS = {
+    LIVE: "on your open Gossip pages only",
+    PUSH: "also a notification on your devices, when no Gossip page is open",
+    DIGEST: "also in the daily email digest",
+    MUTED: "still followed, but not counted as unread nor listed in Notifications (All Notifs still shows it)",
+}
+ZONES = sorted(available_timezones())
+QUIET_DEFAULT = {"start": "22:00", "end": "07:00"}  # what the page offers while quiet hours are off
+QUIET_FIELDS = ("quiet_hours.start", "quiet_hours.end")
 
 
 def shown(user: Mapping[str, Any] | None) -> dict[str, Any]:
     """What GET answers: every preference, defaults filled in."""
     if user is None:
-        raise _gone()
+        raise ApiError(401, detail="This account no longer exists.")
     return preferences_of(user).to_json()
 
 
@@ -41,18 +48,6 @@ async def change(db: Database, catalogue: Catalogue, user_id: str, body: Mapping
     else:
         user = await db.users.find_one({"_id": user_id}, {"preferences": 1})
     return shown(user)
-
-
-# What the page says of each level, beside its choice.
-MEANINGS = {
-    LIVE: "on your open Gossip pages only",
-    PUSH: "also a notification on your devices, when no Gossip page is open",
-    DIGEST: "also in the daily email digest",
-    MUTED: "still followed, but not counted as unread nor listed in Notifications (All Notifs still shows it)",
-}
-ZONES = sorted(available_timezones())
-QUIET_DEFAULT = {"start": "22:00", "end": "07:00"}  # what the page offers while quiet hours are off
-QUIET_FIELDS = ("quiet_hours.start", "quiet_hours.end")
 
 
 def form_names(follows: Iterable[str]) -> list[str]:
@@ -78,11 +73,10 @@ def from_form(form: Mapping[str, str], follows: Iterable[str]) -> dict[str, Any]
     """The form as the body of a PUT: the same change, checked by the same code. A level left empty keeps its value;
     quiet hours unticked are none; an hour that is not a number is passed on as sent, for the check to name."""
     hour = form["digest_hour"].strip()
+    quiet = {"start": form["quiet_hours.start"], "end": form["quiet_hours.end"]} if form["quiet_hours"] else None
     return {
         "shows": {slug: form[f"shows.{slug}"] for slug in follows if form[f"shows.{slug}"]},
         "time_zone": form["time_zone"].strip(),
-        "quiet_hours": {"start": form["quiet_hours.start"], "end": form["quiet_hours.end"]}
-        if form["quiet_hours"]
-        else None,
+        "quiet_hours": quiet,
         "digest_hour": int(hour) if hour.isascii() and hour.isdigit() and len(hour) <= 2 else hour,
     }

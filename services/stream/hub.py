@@ -324,9 +324,10 @@ class Hub:
             return False
         follows, heard = self._shared(now.follows), self._shared(now.heard)
         changed = (follows, heard, now.last_read) != (marks.follows, marks.heard, marks.last_read)
-        told = [frame for frame, new in ((follows_frame(follows), follows != marks.follows),
-                                         (now.preferences, now.preferences != marks.preferences)) if new]  # fmt: skip
-        for feed in self._by_user[user_id]:
+        told = [follows_frame(follows)] if follows != marks.follows else []
+        if now.preferences != marks.preferences:
+            told.append(now.preferences)
+        for feed in self._by_user[user_id] if told or heard != marks.heard else ():
             if feed.shows is not None and feed.shows != heard:
                 self._unindex(feed)
                 feed.shows = heard

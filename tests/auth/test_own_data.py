@@ -57,6 +57,7 @@ async def test_the_export_holds_everything_about_the_user_and_no_hash(
         response = await alice.get("/api/me/export")
     assert response.status_code == 200
     assert response.headers["content-disposition"] == 'attachment; filename="gossip-alice.json"'
+    assert response.headers["cache-control"] == "no-store"
     found = response.json()
     assert {"username": "alice", "follows": ["flash"], "last_read_seq": 0}.items() <= found["user"].items()
     assert found["user"]["preferences"] == {"shows": {"flash": "push"}, "time_zone": "Europe/Paris"}

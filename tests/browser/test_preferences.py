@@ -66,3 +66,28 @@ async def test_muting_in_one_tab_reaches_the_badge_and_list_of_the_others(browse
         await expect(notifications.locator("#following")).to_have_text("Following: The Flash (muted), Sherlock (muted)")
         await expect(notifications.locator("#feed li")).to_have_count(0)
     await context.close()
+
+
+async def test_preferences_saved_in_one_tab_reach_the_form_in_another(browser: Browser, server: str) -> None:
+    """Saving the other form then keeps them: it does not undo what was saved first, save the fields changed in it."""
+    context = await signed_in(browser, server, "ida", timezone_id="America/Denver")  # follows flash
+    assert (await context.request.put("/api/me/follows/sherlock")).ok
+    first, second = await tabs(context, "/preferences", "/preferences")
+    await second.select_option("select[name='shows.flash']", "muted")
+    await second.click("#preferences button[type=submit]")
+    await expect(second.locator(".flash")).to_have_text("Your preferences are saved.")
+    await expect(first.locator("select[name='shows.flash']")).to_have_value("muted")
+    await first.select_option("select[name='shows.sherlock']", "digest")
+    quiet = {"start": "21:00", "end": "06:00"}
+    assert (
+        await context.request.put("/api/me/preferences", data={"shows": {"sherlock": "push"}, "quiet_hours": quiet})
+    ).ok
+    await expect(first.locator("input[name=quiet_hours]")).to_be_checked()  # the change has reached the form
+    await expect(first.locator("input[name='quiet_hours.start']")).to_have_value("21:00")
+    await first.select_option("select[name=digest_hour]", "6")
+    await first.click("#preferences button[type=submit]")
+    await expect(first.locator(".flash")).to_have_text("Your preferences are saved.")
+    saved = await (await context.request.get("/api/me/preferences")).json()
+    assert saved["shows"] == {"flash": "muted", "sherlock": "digest"}  # what this form changed wins, as typed
+    assert (saved["digest_hour"], saved["time_zone"], saved["quiet_hours"]) == (6, "America/Denver", quiet)
+    await context.close()

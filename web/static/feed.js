@@ -203,11 +203,13 @@ const handlers = {
     showFollowing();
     dropUnheard();
   },
-  // The count comes with the `read` event that follows: only what is listed changes here.
+  // The count comes with the `read` event that follows: only what is listed changes here, and the Preferences page's
+  // form (static/preferences.js) hears of it.
   preferences(data) {
     muted = new Set(Object.keys(data.shows).filter((slug) => data.shows[slug] === "muted"));
     showFollowing();
     dropUnheard();
+    document.dispatchEvent(new CustomEvent("gossip:preferences", { detail: data }));
   },
   edit(data) {
     const li = listed(data.seq);
