@@ -215,6 +215,7 @@ async def ensure_indexes(db: Database) -> None:
     await db.devices.create_index([("user_id", ASCENDING), ("slot", ASCENDING)], unique=True)
     await db.sends.create_index("user_id")
     await db.sends.create_index("expires_at", expireAfterSeconds=0)
+    await db.users.create_index("email.verified_at", sparse=True)  # the digest's recipients, a few of all users
 
 
 async def seed_shows(db: Database) -> None:

@@ -10,7 +10,9 @@ import resource
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from email.utils import parseaddr
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric import ec
 from py_vapid import Vapid
@@ -131,6 +133,39 @@ def _port(env: Mapping[str, str], name: str, default: int) -> int:
     return int(raw)
 
 
+def _smtp_url(env: Mapping[str, str]) -> str:
+    """Empty (mail is written to MAIL_DIR), or smtp://[user:password@]host[:port], smtps:// for TLS from the start."""
+    raw = env.get("SMTP_URL", "")
+    if not raw:
+        return ""
+    try:
+        url = urlsplit(raw)
+        url.port  # noqa: B018 (raises ValueError for a port that is not one)
+    except ValueError:
+        url = None
+    if url is None or url.scheme not in ("smtp", "smtps") or not url.hostname:
+        raise ValueError("SMTP_URL must be smtp://[user:password@]host[:port] or smtps://..., got a value that is not")
+    return raw
+
+
+def _public_url(env: Mapping[str, str], port: int) -> str:
+    """Where people reach the site, for the absolute links in mail: scheme and host, no trailing slash."""
+    raw = env.get("PUBLIC_URL") or f"http://127.0.0.1:{port}"
+    url = urlsplit(raw)
+    if url.scheme not in ("http", "https") or not url.netloc or url.query or url.fragment:
+        raise ValueError(
+            f"PUBLIC_URL must be an http:// or https:// address such as https://gossip.example, got {raw!r}"
+        )
+    return raw.rstrip("/")
+
+
+def _mail_from(env: Mapping[str, str]) -> str:
+    raw = env.get("MAIL_FROM") or "Gossip <gossip@localhost>"
+    if "@" not in parseaddr(raw)[1] or "\n" in raw or "\r" in raw:
+        raise ValueError(f"MAIL_FROM must be an address such as 'Gossip <gossip@example.com>', got {raw!r}")
+    return raw
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     secret_key: str
@@ -171,6 +206,13 @@ class Settings:
     push_allow_http_loopback: bool = False  # subscriptions may name http://127.0.0.1 (tests, local push servers)
     scheduler_interval: float = 15.0  # seconds between two rounds of the scheduler's jobs
     presence_interval: float = 5.0  # seconds between two reports of a stream process's open feeds
+    # Mail: the digest and address checks go to SMTP_URL, or without one into .eml files in `mail_dir`.
+    smtp_url: str = ""
+    mail_dir: Path = VAR / "mail"
+    mail_from: str = "Gossip <gossip@localhost>"
+    public_url: str = "http://127.0.0.1:8000"  # the site's address as people reach it, for links in mail
+    verification_mails: int = 3  # address checks mailed per user, and per address, per `verification_window`
+    verification_window: float = 3600.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -212,4 +254,10 @@ class Settings:
             push_allow_http_loopback=_flag(env, "PUSH_ALLOW_HTTP_LOOPBACK"),
             scheduler_interval=_number(env, "SCHEDULER_INTERVAL", 15.0),
             presence_interval=_number(env, "PRESENCE_INTERVAL", 5.0),
+            smtp_url=_smtp_url(env),
+            mail_dir=Path(env.get("MAIL_DIR") or VAR / "mail"),
+            mail_from=_mail_from(env),
+            public_url=_public_url(env, _port(env, "PORT", 8000)),
+            verification_mails=_count(env, "VERIFICATION_MAILS", 3),
+            verification_window=_number(env, "VERIFICATION_WINDOW", 3600.0),
         )

@@ -176,14 +176,26 @@ async def any_before(db: Database, shows: Collection[str] | None, seq: int) -> b
     return await db.updates.find_one(_query(shows, {"$lt": seq}), {"_id": 1}) is not None
 
 
+def _unread_query(heard: Collection[str], last_read_seq: int, username: str, upto: int | None) -> dict[str, Any]:
+    """Updates of the shows heard (followed, not muted) after the read mark (up to `upto`), except one's own: those
+    were never news to their author."""
+    seq = {"$gt": last_read_seq} if upto is None else {"$gt": last_read_seq, "$lte": upto}
+    return {**_query(heard, seq), "author": {"$ne": username}}
+
+
 async def unread(
     db: Database, heard: Collection[str], last_read_seq: int, username: str, upto: int | None = None
 ) -> int:
-    """Updates of the shows heard (followed, not muted) after the read mark (up to `upto`), except one's own: those
-    were never news to their author. A live page counts on from `upto` as updates arrive, so the two add up to the
-    same number."""
-    seq = {"$gt": last_read_seq} if upto is None else {"$gt": last_read_seq, "$lte": upto}
-    return await count(db.updates, {**_query(heard, seq), "author": {"$ne": username}})
+    """How many are unread. A live page counts on from `upto` as updates arrive, so the two add up to the same
+    number."""
+    return await count(db.updates, _unread_query(heard, last_read_seq, username, upto))
+
+
+async def unread_newest(
+    db: Database, shows: Collection[str], last_read_seq: int, username: str, limit: int
+) -> list[dict[str, Any]]:
+    """The `limit` newest of the unread updates of `shows`, newest first, as `unread` counts them (for the digest)."""
+    return await _newest(db, _unread_query(shows, last_read_seq, username, None), limit)
 
 
 async def newest(db: Database) -> int:

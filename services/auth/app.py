@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -10,10 +11,12 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from services.auth import accounts, devices, operations, own_data, preferences, tokens
+from services.auth import accounts, addresses, devices, links, operations, own_data, preferences, tokens
+from services.auth.mailer import announce, mailer_for
 from services.auth.scheduler import scheduling
+from services.auth.state import Auth
 from services.auth.webpush import application_server_key
-from shared.app import create_app
+from shared.app import Extension, create_app
 from shared.auth import (
     Caller,
     clear_session_cookie,
@@ -24,7 +27,7 @@ from shared.auth import (
     session_caller,
     set_session_cookie,
 )
-from shared.body import read_fields, read_object
+from shared.body import read_body, read_fields, read_object
 from shared.errors import ApiError
 from shared.openapi import ApiRoute
 from shared.pages import Viewer, optional_viewer, page_viewer, read_form, redirect, render, safe_next
@@ -32,7 +35,7 @@ from shared.preferences import preferences_of
 from shared.settings import ROOT
 from shared.state import Core
 
-AuthRequest = Request[Core]  # the auth service needs nothing beyond what every service has
+AuthRequest = Request[Auth]
 Submit = Callable[[AuthRequest, dict[str, str]], Awaitable[dict[str, Any]]]
 SERVICE_WORKER = ROOT / "web" / "static" / "sw.js"
 
@@ -155,6 +158,35 @@ async def service_worker(request: AuthRequest) -> Response:
     return FileResponse(SERVICE_WORKER, media_type="application/javascript", headers={"Cache-Control": "no-cache"})
 
 
+async def api_email(request: AuthRequest) -> Response:
+    caller = await require_caller(request)
+    return JSONResponse(await addresses.status_of(request.state["db"], caller.user_id))
+
+
+async def api_set_email(request: AuthRequest) -> Response:
+    caller = await require_caller(request)
+    fields = await read_fields(request, "email")
+    return JSONResponse(await addresses.change(request.state, caller.user_id, fields["email"]))
+
+
+async def api_remove_email(request: AuthRequest) -> Response:
+    caller = await require_caller(request)
+    await addresses.remove(request.state["db"], caller.user_id)
+    return Response(status_code=204)
+
+
+async def api_digest_on(request: AuthRequest) -> Response:
+    caller = await require_caller(request)
+    await addresses.set_digest(request.state["db"], caller.user_id, on=True)
+    return Response(status_code=204)
+
+
+async def api_digest_off(request: AuthRequest) -> Response:
+    caller = await require_caller(request)
+    await addresses.set_digest(request.state["db"], caller.user_id, on=False)
+    return Response(status_code=204)
+
+
 async def api_preferences(request: AuthRequest) -> Response:
     caller = await require_caller(request)
     return JSONResponse(preferences.shown(await request.state["users"](caller.user_id)))
@@ -260,10 +292,75 @@ async def shows_page(request: AuthRequest) -> Response:
     return redirect(request, "/shows")
 
 
+async def verify_page(request: AuthRequest) -> Response:
+    """The link mailed to check an address: works signed in or not, since it may be opened on another device."""
+    viewer = await optional_viewer(request)
+    try:
+        outcome = await addresses.verify(request.state["db"], request.query_params.get("token", ""),
+                                         request.state["settings"])  # fmt: skip
+    except ApiError as error:
+        context = {"error": error}
+        return render(request, viewer, "email/verify.html", context, status_code=error.status)
+    return render(request, viewer, "email/verify.html", {"outcome": outcome})
+
+
+async def unsubscribe_page(request: AuthRequest) -> Response:
+    """GET asks (a link scanner that follows it changes nothing); POST turns the digest off, from the page's button
+    or from a mail program's one-click (RFC 8058: `List-Unsubscribe=One-Click`, form-encoded or multipart). The
+    signed token in the address is the authority, so POST needs neither a session nor a CSRF token, and its body is
+    read, bounded, but not required to parse."""
+    token, settings = request.query_params.get("token", ""), request.state["settings"]
+    try:
+        if request.method == "GET":
+            links.unsubscribe_claim(settings, token)
+            return render(request, await optional_viewer(request), "email/unsubscribe.html", {"token": token})
+        await read_body(request)
+        still = await addresses.unsubscribe(request.state["db"], token, settings)
+    except ApiError as error:
+        context = {"error": error}
+        return render(request, None, "email/unsubscribe.html", context, status_code=error.status)
+    return render(request, None, "email/unsubscribe.html", {"done": True, "still": still})
+
+
+async def email_form(request: AuthRequest) -> Response:
+    """The Preferences page's email section: the buttons send action=save (with email), resend, remove, digest_on
+    or digest_off; the outcome is said on the page it came from, and what is wrong in its section, not as JSON."""
+    viewer = await page_viewer(request)
+    fields = await read_form(request, "action", "email")
+    state, user_id = request.state, viewer.caller.user_id
+    said = {
+        "save": "Check your mail: a link to confirm the address is on its way.",
+        "resend": "Sent again: check your mail.",
+        "remove": "Your address is removed.", "digest_on": "The daily digest is on again.",
+        "digest_off": "The daily digest is off.",
+    }  # fmt: skip
+    try:
+        match fields["action"]:
+            case "save":
+                if (await addresses.change(state, user_id, fields["email"]))["verified"]:
+                    said["save"] = "That address is verified already."
+            case "resend":
+                await addresses.resend(state, user_id)
+            case "remove":
+                await addresses.remove(state["db"], user_id)
+            case "digest_on" | "digest_off":
+                await addresses.set_digest(state["db"], user_id, on=fields["action"] == "digest_on")
+            case _:
+                raise ApiError(422, detail="Choose what to do with your address.", fields={"action": "unknown"})
+    except ApiError as error:  # the page again, the problem said in its email section
+        return await _preferences_form(request, viewer, email_error=error)
+    return redirect(request, "/preferences#email", flash=said[fields["action"]])
+
+
 async def _preferences_form(
-    request: AuthRequest, viewer: Viewer, values: dict[str, str] | None = None, error: ApiError | None = None
+    request: AuthRequest,
+    viewer: Viewer,
+    values: dict[str, str] | None = None,
+    error: ApiError | None = None,
+    email_error: ApiError | None = None,
 ) -> Response:
-    """The form with `values` (what was typed, when it was refused with `error`), or else the stored preferences."""
+    """The form with `values` (what was typed, when it was refused with `error`), or else the stored preferences; the
+    email section with its state, and `email_error` when what was asked of it was refused."""
     user = await request.state["users"](viewer.caller.user_id) or {}
     follows = viewer.me["follows"]
     context = {
@@ -271,9 +368,11 @@ async def _preferences_form(
         "levels": preferences.MEANINGS, "zones": preferences.ZONES, "follows": follows,
         "shows": await request.state["catalogue"].titles(),
         "zone_chosen": "time_zone" in (user.get("preferences") or {}),  # else the page's script offers the browser's
+        "email": await addresses.status_of(request.state["db"], viewer.caller.user_id), "email_error": email_error,
     }  # fmt: skip
-    response = render(request, viewer, "preferences/index.html", context, status_code=error.status if error else 200)
-    response.headers.update(error.headers if error else {})
+    failed = error or email_error
+    response = render(request, viewer, "preferences/index.html", context, status_code=failed.status if failed else 200)
+    response.headers.update(failed.headers if failed else {})
     return response
 
 
@@ -324,6 +423,11 @@ routes = [
     Route("/sw.js", service_worker),
     ApiRoute("/api/me", api_delete_account, "DELETE", operations.delete_account),
     ApiRoute("/api/me/export", api_export, "GET", operations.export),
+    ApiRoute("/api/me/email", api_email, "GET", operations.email),
+    ApiRoute("/api/me/email", api_set_email, "PUT", operations.set_email),
+    ApiRoute("/api/me/email", api_remove_email, "DELETE", operations.remove_email),
+    ApiRoute("/api/me/email/digest", api_digest_on, "PUT", operations.digest_on),
+    ApiRoute("/api/me/email/digest", api_digest_off, "DELETE", operations.digest_off),
     ApiRoute("/api/me/preferences", api_preferences, "GET", operations.preferences),
     ApiRoute("/api/me/preferences", api_change_preferences, "PUT", operations.change_preferences),
     Route("/", home),
@@ -333,7 +437,20 @@ routes = [
     Route("/register", register_page, methods=["GET", "POST"]),
     Route("/logout", logout_page, methods=["POST"]),
     Route("/shows", shows_page, methods=["GET", "POST"]),
+    Route("/email", email_form, methods=["POST"]),
+    Route("/email/verify", verify_page),
+    Route("/unsubscribe", unsubscribe_page, methods=["GET", "POST"]),
     Route("/preferences", preferences_page, methods=["GET", "POST"]),
 ]
-extensions = [scheduling]
+
+
+@contextlib.asynccontextmanager
+async def mailing(core: Core) -> AsyncIterator[dict[str, Any]]:
+    """Where mail goes, said once in the log at startup."""
+    mailer = mailer_for(core["settings"])
+    announce(mailer)
+    yield {"mailer": mailer}
+
+
+extensions: list[Extension] = [mailing, scheduling]
 app = create_app("auth", routes, extensions=extensions)

@@ -233,3 +233,46 @@ delete_account = operation(
                           "properties": {"password": FILLED}}),
     description="The password is checked as a login's is, under the same limits, so this cannot be used to guess it.",
 )  # fmt: skip
+EMAIL_STATUS: Schema = {
+    "title": "EmailStatus", "type": "object", "required": ["email", "verified", "digest"],
+    "additionalProperties": False,
+    "properties": {
+        "email": {"type": ["string", "null"], "description": "The address, in its normal form; null without one."},
+        "verified": {"type": "boolean", "description": "Proved through the link mailed to it: only then is the "
+                                                       "digest sent there."},
+        "digest": {"type": "boolean", "description": "False once turned off, by a digest's unsubscribe link or here."},
+    },
+}  # fmt: skip
+CHECK_MAILS = "Too many mails to check an address, for this account or to this address."
+NOT_SENT = "The address is kept, but the mail to check it could not be sent now (`not_sent`): ask again later."
+
+email = operation(
+    "The caller's email address and whether the digest goes to it", SESSION,
+    {200: answer("The address (null without one), verified or not, and the digest on or off.", EMAIL_STATUS),
+     **refusals(401)},
+)  # fmt: skip
+set_email = operation(
+    "Give an email address for the daily digest", SESSION,
+    {200: answer("Kept, and a link to confirm it mailed to it (valid 24 hours). The same address again mails a fresh "
+                 "link while it is unverified, and changes nothing once it is verified.", EMAIL_STATUS),
+     **refusals(400, 401, 413, 415, 422, 429, 503, _429=CHECK_MAILS, _503=NOT_SENT,
+                _422="Not an email address (`fields.email` says why).")},
+    request=request_body({"title": "EmailAddress", "type": "object", "required": ["email"],
+                          "properties": {"email": {"type": "string", "format": "email", "maxLength": 254}}}),
+    description="A new address replaces the old one and starts unverified: nothing but the check is mailed to it "
+                "until its link is followed. Beyond the `email` format, its domain must be one that can take mail: "
+                "not an IP literal, nor a name reserved for tests or local networks (`.test`, `.local`, ...).",
+)  # fmt: skip
+remove_email = operation(
+    "Remove the email address", SESSION,
+    {204: answer("Removed (none already is fine): no more mail, and links mailed to it stop working."),
+     **refusals(401)},
+)  # fmt: skip
+digest_on = operation(
+    "Turn the daily digest back on", SESSION,
+    {204: answer("On (again is fine): shows at the `digest` level are mailed at the digest hour."), **refusals(401)},
+)  # fmt: skip
+digest_off = operation(
+    "Turn the daily digest off", SESSION,
+    {204: answer("Off, as a digest's unsubscribe link does."), **refusals(401)},
+)  # fmt: skip

@@ -15,6 +15,7 @@ import httpx
 import pymongo
 from pymongo.errors import DuplicateKeyError
 
+from services.auth.digest import digest_job
 from services.auth.push import Pusher
 from services.auth.webpush import WebPush
 from shared.db import Database, new_id, utcnow
@@ -105,7 +106,8 @@ async def scheduling(core: Core) -> AsyncIterator[dict[str, Any]]:
     db, settings = core["db"], core["settings"]
     async with httpx.AsyncClient() as http:
         pusher = Pusher(db, settings, core["catalogue"], WebPush(settings, http))
-        scheduler = Scheduler(db, [("push", pusher)], settings.scheduler_interval)
+        jobs: list[tuple[str, Job]] = [("push", pusher), ("digest", digest_job(core))]
+        scheduler = Scheduler(db, jobs, settings.scheduler_interval)
         running = asyncio.create_task(scheduler.run())
         try:
             yield {}

@@ -94,11 +94,28 @@ def test_push_settings_from_the_environment(tmp_path: Path) -> None:
     assert (defaults.push_delay, defaults.push_allow_http_loopback, defaults.scheduler_interval) == (60.0, False, 15.0)
 
 
+def test_mail_defaults_serve_make_run_and_public_url_follows_the_port() -> None:
+    settings = Settings.from_env({"SECRET_KEY": "s", "PORT": "8123"})
+    assert (settings.smtp_url, settings.mail_from, settings.public_url) == (
+        "",
+        "Gossip <gossip@localhost>",
+        "http://127.0.0.1:8123",
+    )
+    assert settings.mail_dir.parts[-2:] == ("var", "mail")
+    given = Settings.from_env(
+        {"SECRET_KEY": "s", "SMTP_URL": "smtp://mailpit:1025", "PUBLIC_URL": "https://g.example/"}
+    )
+    assert (given.smtp_url, given.public_url) == ("smtp://mailpit:1025", "https://g.example")
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [("VAPID_PRIVATE_KEY", "not-a-key"), ("VAPID_SUBJECT", "gossip@example.org"), ("VAPID_SUBJECT", "http://x.org"),
-     ("PUSH_ALLOW_HTTP_LOOPBACK", "maybe"), ("PUSH_DELAY", "-1"), ("SCHEDULER_INTERVAL", "0")],
+     ("PUSH_ALLOW_HTTP_LOOPBACK", "maybe"), ("PUSH_DELAY", "-1"), ("SCHEDULER_INTERVAL", "0"),
+     ("SMTP_URL", "mailpit:1025"), ("SMTP_URL", "http://mailpit"), ("SMTP_URL", "smtp://"),
+     ("SMTP_URL", "smtp://mailpit:port"), ("PUBLIC_URL", "gossip.example"), ("PUBLIC_URL", "ftp://g.example"),
+     ("MAIL_FROM", "Gossip"), ("MAIL_FROM", "a@b.example\r\nBcc: x@y.example"), ("VERIFICATION_MAILS", "0")],
 )  # fmt: skip
-def test_a_bad_push_setting_names_the_variable(name: str, value: str) -> None:
+def test_a_bad_push_or_mail_setting_names_the_variable(name: str, value: str) -> None:
     with pytest.raises(ValueError, match=name):
         Settings.from_env({"SECRET_KEY": "s", name: value})
