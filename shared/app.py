@@ -27,6 +27,7 @@ from shared.errors import EXCEPTION_HANDLERS, ApiError
 from shared.headers import Nosniff
 from shared.limits import Buckets, swept
 from shared.logs import AccessLog, configure
+from shared.memory import traced
 from shared.openapi import document_route
 from shared.pages import PAGE_HANDLERS
 from shared.passwords import Passwords
@@ -112,6 +113,8 @@ def create_app(
             async with contextlib.AsyncExitStack() as stack:
                 stack.callback(base["passwords"].close)
                 await stack.enter_async_context(swept(base["buckets"]))
+                resolved = base["settings"]
+                await stack.enter_async_context(traced(resolved.memory_trace, resolved.memory_trace_every))
                 state: dict[str, Any] = dict(base)
                 for extension in extensions:
                     state.update(await stack.enter_async_context(extension(base)))

@@ -113,6 +113,8 @@ class Settings:
     max_feeds: int = field(default_factory=open_file_budget)  # per stream process
     trusted_proxies: tuple[str, ...] = ()  # addresses whose X-Forwarded-For and -Proto are believed
     drain_timeout: float = 5.0  # seconds an oversized or refused body is read and discarded before the answer
+    memory_trace: Path | None = None  # a folder: trace allocations and write snapshots there (shared/memory.py)
+    memory_trace_every: float = 60.0  # seconds between those snapshots
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -147,4 +149,6 @@ class Settings:
             max_feeds=_count(env, "MAX_FEEDS", open_file_budget()),
             trusted_proxies=_addresses(env, "TRUSTED_PROXIES"),
             drain_timeout=_number(env, "DRAIN_TIMEOUT", 5.0),
+            memory_trace=Path(env["MEMORY_TRACE"]) if env.get("MEMORY_TRACE") else None,
+            memory_trace_every=_number(env, "MEMORY_TRACE_EVERY", 60.0),
         )
