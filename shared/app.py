@@ -22,7 +22,7 @@ from shared import db as database
 from shared.auth import RenewedSession
 from shared.batching import by_id
 from shared.catalogue import Catalogue
-from shared.connections import note_connection
+from shared.connections import forget_connection, note_connection
 from shared.errors import EXCEPTION_HANDLERS, ApiError
 from shared.headers import Nosniff
 from shared.limits import Buckets, swept
@@ -78,9 +78,14 @@ class Service(Starlette):
     """Starlette, noting the server's connection before any middleware wraps `send` (shared/connections.py)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            note_connection(scope, send)
-        await super().__call__(scope, receive, send)
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        note_connection(scope, send)
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            forget_connection(scope)
 
 
 async def _core(settings: Settings | None) -> tuple[AsyncMongoClient[dict[str, Any]], Core]:

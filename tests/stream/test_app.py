@@ -18,11 +18,12 @@ import psutil
 import pytest
 
 from services.all import app as gossip
-from services.stream.hub import OVERFLOW, STALLED
+from services.stream.hub import OVERFLOW, STALLED, Feed
 from shared.app import create_app
 from shared.db import Database, next_seq, utcnow
 from shared.settings import Settings
 from tests.support.accounts import PASSWORD, json_error, registered
+from tests.support.memory import alive, collector_off
 from tests.support.servers import LiveServer, gauge, serving
 from tests.support.sse import events
 from tests.support.updates import publish, stored_update
@@ -391,3 +392,16 @@ async def test_a_session_whose_time_runs_out_ends_its_stream_with_expired(settin
             assert (expired.id, expired.json()) == (None, {})
     finally:
         live.stop()
+
+
+async def test_closed_feeds_are_freed_as_their_responses_end_not_left_for_the_collector(
+    alice: httpx.AsyncClient, server: str
+) -> None:
+    """A feed, the task that sends it and its connection refer to one another: unless the feed lets go of them as it
+    closes, a feed that was open for a while waits for a full collection, and under churn the process grows."""
+    with collector_off():
+        for _ in range(10):
+            async with events(alice):  # open once it answered 200
+                pass
+        await wait_until(lambda: gauge(server, "gossip_stream_connections") == 0)
+        await wait_until(lambda: alive(Feed) == 0, timeout=5, interval=0.2)
