@@ -36,7 +36,7 @@ import psutil
 
 from bench.abuse import PASSWORD, Served, address, serving
 from bench.cluster import UNLIMITED, Refused, bearer_post, sign_in, token_of
-from bench.http import Connection, Publisher, exchange, json_request
+from bench.http import Connection, Publisher, exchange, json_request, request
 from bench.memory import grown
 from bench.progress import step
 from bench.report import Figure, Result
@@ -169,12 +169,12 @@ async def _until(stop: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(stop.wait(), max(0.0, seconds))
 
 
-async def _answered(work: Awaitable[Feed], tally: Tally, kind: str) -> Feed | None:
+async def _answered(port: int, request: bytes, address: str, tally: Tally) -> Feed | None:
     """A feed that answered, whatever its status (counted); None when the connection failed before any answer."""
     try:
-        feed = await asyncio.wait_for(work, ANSWER_WAIT)
+        feed = await open_feed(port, request, address, ANSWER_WAIT)
     except (OSError, TimeoutError) as error:
-        tally.errors[f"{kind}: {type(error).__name__}"] += 1
+        tally.errors[f"feed: {type(error).__name__}"] += 1
         return None
     tally.statuses[feed.status] += 1
     return feed
@@ -196,7 +196,7 @@ async def _session(
     """One feed of the client's: held for `hold` seconds (from, to; or, with `wanted`, until it has that many
     updates), then left."""
     request = feed_request("/events", client.cookie, client.last)
-    feed = await _answered(open_feed(port, request, client.address), tally, "feed")
+    feed = await _answered(port, request, client.address, tally)
     if feed is None or feed.status != 200:
         await asyncio.sleep(1.0)  # refused or failed: come back a moment later, as a browser does
         return
@@ -265,7 +265,7 @@ async def _logging_in(served: Served, tally: Tally, names: Sequence[str], every:
             continue
         tally.logins += 1
         cookie = answer.headers["set-cookie"].split(";")[0].split("=", 1)[1]
-        feed = await _answered(open_feed(served.port, feed_request("/events", cookie), where), tally, "feed")
+        feed = await _answered(served.port, feed_request("/events", cookie), where, tally)
         logout = json_request("POST", "/api/auth/logout", {}, {"cookie": f"gossip_session={cookie}"})
         try:
             tally.statuses[(await exchange(served.port, logout, where, ANSWER_WAIT)).status] += 1
@@ -350,6 +350,17 @@ def thirds(published: Sequence[Published], start: float, end: float) -> tuple[tu
         return len(inside) / third if third > 0 else 0.0, _p50(p.latency for p in inside)
 
     return of(start, start + third), of(end - third, end)
+
+
+FULL_COLLECTIONS = 'python_gc_collections_total{generation="2"}'
+
+
+async def full_collections(port: int) -> int:
+    """How many full collections the service's garbage collector has run (prometheus-client's own metric): a cycle
+    that reached the oldest generation waits for one."""
+    answer = await exchange(port, request("GET", "/metrics"), timeout=ANSWER_WAIT)
+    lines = answer.body.decode().splitlines()
+    return next(int(float(line.split()[-1])) for line in lines if line.startswith(FULL_COLLECTIONS + " "))
 
 
 def judged(plan: Plan, samples: Sequence[Sample], tally: Tally, check: Checked, end: float) -> Result:
@@ -448,6 +459,7 @@ async def _run(served: Served, mongo_pid: int | None, plan: Plan) -> Run:
 
     await _bounded([asyncio.create_task(back(client)) for client in clients], CATCH_UP_WAIT + ANSWER_WAIT)
     result = judged(plan, samples, tally, checked(clients, tally.published), end)
+    result.figures["full GCs"] = await full_collections(served.port)
     return Run(result, samples, [])
 
 

@@ -155,11 +155,17 @@ class Feed(asyncio.Protocol):
             self.transport.close()
 
 
-async def open_feed(port: int, request: bytes, address: str = "127.0.0.1") -> Feed:
-    """One feed, connected from `address` (any of 127/8) and answered: its `status` says with what."""
+async def open_feed(port: int, request: bytes, address: str = "127.0.0.1", timeout: float = 120.0) -> Feed:
+    """One feed, connected from `address` (any of 127/8) and answered: its `status` says with what. One left
+    unanswered for `timeout` seconds is closed, and TimeoutError raised."""
     loop = asyncio.get_running_loop()
-    _, feed = await loop.create_connection(lambda: Feed(request), "127.0.0.1", port, local_addr=(address, 0))
-    await feed.opened
+    connecting = loop.create_connection(lambda: Feed(request), "127.0.0.1", port, local_addr=(address, 0))
+    _, feed = await asyncio.wait_for(connecting, timeout)
+    try:
+        await asyncio.wait_for(asyncio.shield(feed.opened), timeout)
+    except BaseException:
+        feed.close()
+        raise
     return feed
 
 
