@@ -40,11 +40,10 @@ from bench.http import Connection, Publisher, exchange, json_request, request
 from bench.memory import grown
 from bench.progress import step
 from bench.report import Figure, Result
+from bench.scenarios import SHOW_SLUGS
 from bench.sse import Feed, feed_request, open_feed
-from shared.db import SHOWS
 
 MiB = 1 << 20
-SHOW_SLUGS = sorted(SHOWS)
 ANSWER_WAIT = 60.0  # seconds any one answer (a feed's head, a login, a logout) is waited for
 CLOSE_WAIT = 10.0  # seconds a feed the client closed, or whose session was revoked, may take to end
 CATCH_UP_WAIT = 120.0  # seconds every client has, at the end, to catch up
@@ -180,14 +179,11 @@ async def _answered(port: int, request: bytes, address: str, tally: Tally) -> Fe
     return feed
 
 
-async def _ended(feed: Feed) -> bool:
-    """Closes the feed and waits for the connection to end; False if it did not within CLOSE_WAIT."""
+async def _ended(feed: Feed) -> None:
+    """Closes the feed and waits, at most CLOSE_WAIT, for the connection to end."""
     feed.close()
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(asyncio.shield(feed.closed), CLOSE_WAIT)
-    except TimeoutError:
-        return False
-    return True
 
 
 async def _session(
