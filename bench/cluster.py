@@ -13,7 +13,7 @@ from typing import Any, NamedTuple, Protocol
 
 import psutil
 
-from bench.http import Connection, Publisher
+from bench.http import Connection, Post, Publisher
 from bench.served import Histogram, served_by
 from bench.sse import Feed, feed_request, open_feeds
 from dev.processes import ServiceProcess
@@ -34,6 +34,27 @@ def stored_update(seq: int, show: str, text: str, author: str) -> dict[str, Any]
     created_at = utcnow()
     return {"_id": update_id(seq, created_at), "seq": seq, "show": show, "title": SHOWS[show], "text": text,
             "announced": digest(text), "author": author, "author_id": author, "created_at": created_at}  # fmt: skip
+
+
+class Refused(RuntimeError):
+    """A publish answered with another status than 201."""
+
+    def __init__(self, status: int, body: object) -> None:
+        super().__init__(f"publish answered {status}: {body}")
+        self.status = status
+
+
+def bearer_post(token: str) -> Post:
+    """Posts an update with an API token, as a script does; raises Refused unless it was stored."""
+    headers = {"authorization": f"Bearer {token}"}
+
+    async def post(connection: Connection, show: str, text: str) -> int:
+        status, body = await connection.post("/api/updates", {"show": show, "text": text}, headers)
+        if status != 201:
+            raise Refused(status, body)
+        return int(body["seq"])
+
+    return post
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,15 +156,7 @@ class Deployment:
 
     async def publisher(self, connections: int = 1) -> Publisher:
         token = await token_of(self.db, self.settings, f"publisher{len(self.publishers)}")
-        headers = {"authorization": f"Bearer {token}"}
-
-        async def post(connection: Connection, show: str, text: str) -> int:
-            status, body = await connection.post("/api/updates", {"show": show, "text": text}, headers)
-            if status != 201:
-                raise RuntimeError(f"publish answered {status}: {body}")
-            return int(body["seq"])
-
-        publisher = Publisher([await Connection.open(self.ingest.port) for _ in range(connections)], post)
+        publisher = Publisher([await Connection.open(self.ingest.port) for _ in range(connections)], bearer_post(token))
         self.publishers.append(publisher)
         return publisher
 

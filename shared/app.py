@@ -23,11 +23,12 @@ from shared import db as database
 from shared.auth import RenewedSession
 from shared.batching import by_id
 from shared.catalogue import Catalogue
-from shared.connections import note_connection
+from shared.connections import forget_connection, note_connection
 from shared.errors import EXCEPTION_HANDLERS, ApiError
 from shared.headers import Nosniff
 from shared.limits import Buckets, swept
 from shared.logs import AccessLog, configure
+from shared.memory import traced
 from shared.openapi import document_route
 from shared.pages import PAGE_HANDLERS
 from shared.passwords import Passwords
@@ -79,9 +80,14 @@ class Service(Starlette):
     """Starlette, noting the server's connection before any middleware wraps `send` (shared/connections.py)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            note_connection(scope, send)
-        await super().__call__(scope, receive, send)
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        note_connection(scope, send)
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            forget_connection(scope)
 
 
 async def _core(
@@ -126,6 +132,8 @@ def create_app(
                     stack.callback(exported.shutdown)  # sends the spans still batched
                 stack.callback(base["passwords"].close)
                 await stack.enter_async_context(swept(base["buckets"]))
+                resolved = base["settings"]
+                await stack.enter_async_context(traced(resolved.memory_trace, resolved.memory_trace_every))
                 state: dict[str, Any] = dict(base)
                 for extension in extensions:
                     state.update(await stack.enter_async_context(extension(base)))

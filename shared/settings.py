@@ -213,6 +213,8 @@ class Settings:
     public_url: str = "http://127.0.0.1:8000"  # the site's address as people reach it, for links in mail
     verification_mails: int = 3  # address checks mailed per user, and per address, per `verification_window`
     verification_window: float = 3600.0
+    memory_trace: Path | None = None  # a folder: trace allocations and write snapshots there (shared/memory.py)
+    memory_trace_every: float = 60.0  # seconds between those snapshots
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -260,4 +262,6 @@ class Settings:
             public_url=_public_url(env, _port(env, "PORT", 8000)),
             verification_mails=_count(env, "VERIFICATION_MAILS", 3),
             verification_window=_number(env, "VERIFICATION_WINDOW", 3600.0),
+            memory_trace=Path(env["MEMORY_TRACE"]) if env.get("MEMORY_TRACE") else None,
+            memory_trace_every=_number(env, "MEMORY_TRACE_EVERY", 60.0),
         )

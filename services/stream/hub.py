@@ -109,6 +109,13 @@ class Feed:
         elif self.sender is not None:
             self.sender.cancel()
 
+    def let_go(self) -> None:
+        """Once the feed has left the hub, its connection, its sender and its way past it are let go: the sender's
+        frame and the connection's objects refer back to the feed, and such a cycle of a feed that was open for a
+        while waits in the collector's oldest generation for a full collection, which a busy process runs rarely
+        (shared/app.py `_tune_gc`). Let go, they are freed as the response ends."""
+        self.sender = self.direct = self.transport = None
+
     def _written(self, frame: bytes) -> bool:
         """A direct write that fails (uvicorn changed in a way the checks at the start did not see) must not cost the
         other feeds of this fan-out, nor this one its frame: the feed goes back to its sender for good."""
@@ -260,6 +267,7 @@ class Hub:
             if not index[key]:
                 del index[key]
                 known.pop(key, None)
+        feed.let_go()
         return True
 
     def _shared(self, shows: Iterable[str]) -> frozenset[str]:

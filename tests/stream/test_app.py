@@ -18,11 +18,12 @@ import psutil
 import pytest
 
 from services.all import app as gossip
-from services.stream.hub import OVERFLOW, STALLED
+from services.stream.hub import OVERFLOW, STALLED, Feed
 from shared.app import create_app
 from shared.db import Database, next_seq, utcnow
 from shared.settings import Settings
 from tests.support.accounts import PASSWORD, json_error, registered
+from tests.support.memory import alive, collector_off
 from tests.support.servers import LiveServer, gauge, serving
 from tests.support.sse import events
 from tests.support.updates import publish, stored_update
@@ -418,3 +419,16 @@ async def test_muting_a_show_takes_it_off_open_feeds_and_out_of_the_count_at_onc
             again = await publish(ned, "flash", "heard again")
             assert await followed.updates(1) == [again]
         assert (await mia.get("/api/me")).json() == {"username": "mia", "follows": ["flash", "sherlock"], "unread": 4}
+
+
+async def test_closed_feeds_are_freed_as_their_responses_end_not_left_for_the_collector(
+    alice: httpx.AsyncClient, server: str
+) -> None:
+    """A feed, the task that sends it and its connection refer to one another: unless the feed lets go of them as it
+    closes, a feed that was open for a while waits for a full collection, and under churn the process grows."""
+    with collector_off():
+        for _ in range(10):
+            async with events(alice):  # open once it answered 200
+                pass
+        await wait_until(lambda: gauge(server, "gossip_stream_connections") == 0)
+        await wait_until(lambda: alive(Feed) == 0, timeout=5, interval=0.2)

@@ -378,3 +378,22 @@ async def test_a_direct_write_that_fails_leaves_the_frame_and_the_rest_to_the_se
     feed.end()
     await sender
     assert sent == [frame(1)]
+
+
+async def test_feeds_of_many_users_that_close_leave_nothing_of_them_in_the_hub() -> None:
+    """Under churn, users and sessions come and go: a closed feed leaves no per-user or per-session state behind, and
+    lets go of its sender, connection and direct path (they refer back to it)."""
+    hub = Hub()
+
+    async def sending(feed: Feed) -> None:
+        await asyncio.Future()  # as a response's pump waits for frames, holding its feed
+
+    for number in range(50):
+        caller = Caller(f"u{number}", f"user{number}", f"s{number}", datetime.now(UTC))
+        feed = hub.open(caller, ["flash"])
+        feed.sender = asyncio.ensure_future(sending(feed))
+        feed.sender.cancel()
+        assert hub.close(feed)
+        assert (feed.sender, feed.direct, feed.transport) == (None, None, None)
+    assert (hub.users(), hub.sessions(), hub.publish("flash", frame(1))) == ([], [], 0)
+    assert not hub.user_changed("u1", ["sherlock"], 5), "nothing is known of a user with no feed open"
