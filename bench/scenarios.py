@@ -22,6 +22,7 @@ from bench.floor import floor
 from bench.http import Publisher
 from bench.progress import step
 from bench.report import Figure, Result, ratio
+from bench.served import Histogram
 from bench.sse import Feed, feed_request, open_feeds
 from shared.db import SHOWS
 from shared.settings import RULES
@@ -131,8 +132,19 @@ async def opened(name: str, side: Side, feeds: int) -> list[Feed]:
     return await side.followers(feeds)
 
 
-def _timing(got: Tally) -> dict[str, Figure]:
-    return {"p50 ms": got.percentile(0.5), "p99 ms": got.percentile(0.99), **got.misses()}
+def _timing(got: Tally, served: Histogram | None = None) -> dict[str, Figure]:
+    """The client's latencies; beside them, where the side keeps one, the stream's own histogram over the same
+    updates, as the dashboard reads it (bench/served.py)."""
+    figures: dict[str, Figure] = {"p50 ms": got.percentile(0.5), "p99 ms": got.percentile(0.99)}
+    if served is not None:
+        figures |= {"/metrics p50 ms": served.quantile(0.5), "/metrics p99 ms": served.quantile(0.99)}
+    return {**figures, **got.misses()}
+
+
+async def served_since(side: Side, before: Histogram | None) -> Histogram | None:
+    """What the side's stream observed since `before` was read."""
+    after = await side.served()
+    return None if after is None or before is None else after.since(before)
 
 
 async def fanout(setup: Setup, feeds: int = 1000, updates: int = 200, rate: float = 50.0, rounds: int = 3) -> Result:
@@ -143,14 +155,14 @@ async def fanout(setup: Setup, feeds: int = 1000, updates: int = 200, rate: floa
         listening = await opened("fanout", side, feeds)
         publisher = await side.publisher(connections=4)
         step("fanout", side.name, f"{updates} updates at {rate:g}/s")
-        before = side.usage()
+        before, histogram = side.usage(), await side.served()
         seqs = await paced(updates, rate, lambda n: publisher.publish("flash", f"update {n}"))
         got = await received(listening, [seqs] * feeds, publisher)
         after = side.usage()
         closed(listening)
         deliveries = max(1, got.deliveries)
         figures = {
-            **_timing(got),
+            **_timing(got, await served_since(side, histogram)),
             "CPU µs/delivery": (after.cpu - before.cpu) / deliveries * 1e6,
             "frames/write": deliveries / max(1, after.writes - before.writes),
         }
@@ -167,7 +179,7 @@ async def burst(setup: Setup, feeds: int = 1000, updates: int = 1000) -> Result:
         listening = await opened("burst", side, feeds)
         publisher = await side.publisher()
         step("burst", side.name, f"{updates} updates from one sequential publisher")
-        start = time.perf_counter()
+        histogram, start = await side.served(), time.perf_counter()
         seqs = await flat_out(updates, 1, lambda n: publisher.publish("flash", f"burst {n}"))
         published = time.perf_counter() - start
         got = await received(listening, [seqs] * feeds, publisher)
@@ -175,7 +187,7 @@ async def burst(setup: Setup, feeds: int = 1000, updates: int = 1000) -> Result:
         figures = {
             "deliveries/s": round(got.deliveries / (got.last_arrival - start)),
             "publishes/s": round(updates / published),
-            **_timing(got),
+            **_timing(got, await served_since(side, histogram)),
         }
         return Run(figures, got.latencies)
 
@@ -189,10 +201,16 @@ async def scale(setup: Setup, feeds: int = 10_000, updates: int = 20, rate: floa
         per_feed_kb = (side.usage().rss - before) / feeds / 1024
         publisher = await side.publisher(connections=4)
         step("scale", side.name, f"{updates} updates at {rate:g}/s")
+        histogram = await side.served()
         seqs = await paced(updates, rate, lambda n: publisher.publish("flash", f"update {n}"))
         got = await received(listening, [seqs] * feeds, publisher)
         closed(listening)
-        return Run({"connected": len(listening), "KB/feed": per_feed_kb, **_timing(got)}, got.latencies)
+        figures = {
+            "connected": len(listening),
+            "KB/feed": per_feed_kb,
+            **_timing(got, await served_since(side, histogram)),
+        }
+        return Run(figures, got.latencies)
 
     return await side_by_side(setup, "scale", measure, {"KB/feed": 2.0, "p99 ms": 2.0})
 

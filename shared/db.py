@@ -253,6 +253,12 @@ async def ensure_indexes(db: Database) -> None:
         [("user_id", ASCENDING), ("slot", ASCENDING)], unique=True, partialFilterExpression={"slot": {"$exists": True}}
     )
     await db.buckets.create_index("full_at")
+    await db.presence.create_index("expires_at", expireAfterSeconds=0)  # a dead stream process drops out
+    await db.devices.create_index("endpoint", unique=True)  # a browser's subscription belongs to one user
+    await db.devices.create_index([("user_id", ASCENDING), ("slot", ASCENDING)], unique=True)
+    await db.sends.create_index("user_id")
+    await db.sends.create_index("expires_at", expireAfterSeconds=0)
+    await db.users.create_index("email.verified_at", sparse=True)  # the digest's recipients, a few of all users
 
 
 async def seed_shows(db: Database) -> None:

@@ -14,8 +14,12 @@ from typing import Any, TypedDict
 from bson import ObjectId
 
 from shared.db import MAX_INT, Database, as_datetime, count, iso_utc, numbers
+from shared.preferences import preferences_of
 
 MAX_TEXT = 1000  # characters; long enough for an episode note, short enough for a notification
+# An update's `author` once its author deleted their account: not a valid username, so no one can register it and
+# take the updates for theirs.
+DELETED_AUTHOR = "deleted user"
 SEQ_BYTES = slice(4, 12)  # where an update's _id holds its seq, after the 4 bytes of time every ObjectId starts with
 # Text needs one character that is not blank. Blank is what str.isspace() says, spelled out: the API document gives
 # this pattern to clients, and its dialect (ECMA-262) and Rust's disagree with Python on what \s matches.
@@ -214,14 +218,29 @@ async def any_before(db: Database, shows: Collection[str] | None, viewer: str | 
     return await db.updates.find_one(_query(shows, {"$lt": seq}, viewer), {"_id": 1}) is not None
 
 
-async def unread(
-    db: Database, follows: Collection[str], user: Mapping[str, Any], last_read_seq: int, upto: int | None = None
-) -> int:
-    """Updates of followed shows and the user's personal ones after the read mark (up to `upto`), except one's own:
-    those were never news to their author. A live page counts on from `upto` as updates arrive, so the two add up to
-    the same number. `user`: the user's document (its _id and username)."""
+def _unread_query(
+    heard: Collection[str], user: Mapping[str, Any], last_read_seq: int, upto: int | None
+) -> dict[str, Any]:
+    """Updates of the shows heard (followed, not muted) and the user's personal ones after the read mark (up to
+    `upto`), except one's own: those were never news to their author. `user`: the user's document (its _id and
+    username)."""
     seq = {"$gt": last_read_seq} if upto is None else {"$gt": last_read_seq, "$lte": upto}
-    return await count(db.updates, {**_query(follows, seq, user["_id"]), "author": {"$ne": user["username"]}})
+    return {**_query(heard, seq, user["_id"]), "author": {"$ne": user["username"]}}
+
+
+async def unread(
+    db: Database, heard: Collection[str], user: Mapping[str, Any], last_read_seq: int, upto: int | None = None
+) -> int:
+    """How many are unread. A live page counts on from `upto` as updates arrive, so the two add up to the same
+    number."""
+    return await count(db.updates, _unread_query(heard, user, last_read_seq, upto))
+
+
+async def unread_newest(
+    db: Database, shows: Collection[str], user: Mapping[str, Any], last_read_seq: int, limit: int
+) -> list[dict[str, Any]]:
+    """The `limit` newest of the unread updates of `shows`, newest first, as `unread` counts them (for the digest)."""
+    return await _newest(db, _unread_query(shows, user, last_read_seq, None), limit)
 
 
 async def newest(db: Database) -> int:
@@ -231,11 +250,13 @@ async def newest(db: Database) -> int:
 
 
 class Reading(TypedDict):
-    """What a user reads: their name, the shows they follow, their read mark, how many updates are unread, and the
-    newest update then (`upto`): a live page carries on from there."""
+    """What a user reads: their name, the shows they follow and those of them they hear (all but the muted: what
+    counts as unread and fills Notifications), their read mark, how many updates are unread, and the newest update
+    then (`upto`): a live page carries on from there."""
 
     username: str
     follows: list[str]
+    heard: list[str]
     last_read_seq: int
     unread: int
     upto: int
@@ -247,5 +268,7 @@ async def reading(db: Database, user: dict[str, Any] | None) -> Reading | None:
     if user is None:
         return None
     last_read, upto = user.get("last_read_seq", 0), await newest(db)
-    count = await unread(db, user["follows"], user, last_read, upto)
-    return Reading(username=user["username"], follows=user["follows"], last_read_seq=last_read, unread=count, upto=upto)
+    heard = preferences_of(user).heard(user["follows"])
+    count = await unread(db, heard, user, last_read, upto)
+    return Reading(username=user["username"], follows=user["follows"], heard=heard, last_read_seq=last_read,
+                   unread=count, upto=upto)  # fmt: skip

@@ -50,7 +50,7 @@ async def take_login_slot(buckets: Buckets, settings: Settings, username_key: st
         await asyncio.gather(
             *(buckets.give_back(key, rate) for (key, rate), wait in zip(slots, waits, strict=True) if not wait)
         )
-        raise refusal(429, FAILED, max(waits))
+        raise refusal("login", 429, FAILED, max(waits))
 
 
 async def logged_in(buckets: Buckets, settings: Settings, username_key: str, address: str) -> None:
@@ -62,4 +62,18 @@ async def logged_in(buckets: Buckets, settings: Settings, username_key: str, add
 async def take_registration_slot(buckets: Buckets, settings: Settings, address: str) -> None:
     rate = Rate(settings.registrations_per_address, settings.registration_window)
     if wait := await buckets.take(f"register:addr:{client(address)}", rate):
-        raise refusal(429, REGISTERED, wait)
+        raise refusal("registration", 429, REGISTERED, wait)
+
+
+CHECKS = "Too many mails to check an address were sent. Wait a while and try again."
+
+
+async def take_check_mail_slot(buckets: Buckets, settings: Settings, user_id: str, address: str) -> None:
+    """Per user and per address, so that neither one account nor many can mail-bomb an address through Gossip. A
+    slot one gave is given back when the other refuses, since no mail goes then."""
+    rate = Rate(settings.verification_mails, settings.verification_window)
+    keys = (f"check:user:{user_id}", f"check:to:{address.casefold()}")
+    waits = await asyncio.gather(*(buckets.take(key, rate) for key in keys))
+    if any(waits):
+        await asyncio.gather(*(buckets.give_back(key, rate) for key, wait in zip(keys, waits, strict=True) if not wait))
+        raise refusal("verification", 429, CHECKS, max(waits))

@@ -8,12 +8,14 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
+from bson import Timestamp
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import ConnectionFailure
 
-from services.stream.metrics import RESTARTS, SKIPPED
+from services.stream.metrics import CHANGE_LAG, RESTARTS, SKIPPED
 from shared.db import next_change
 
 log = logging.getLogger("gossip.stream.changes")
@@ -87,8 +89,26 @@ class ChangeStreams:
         log.warning("%d change streams did not stop; leaving them", sum(not task.done() for task in self._tasks))
 
 
+def committed_at(change: Change) -> datetime | None:
+    """When a change committed: its wallTime (MongoDB 6.0 on, to the millisecond), else its clusterTime (a
+    Timestamp, to the second); None when it carries neither."""
+    wall = change.get("wallTime")
+    if isinstance(wall, datetime):
+        return wall
+    cluster = change.get("clusterTime")
+    return cluster.as_datetime() if isinstance(cluster, Timestamp) else None
+
+
+def lag(change: Change, now: float) -> float | None:
+    """Seconds from the change's commit to `now` (epoch seconds), never below 0: the database's clock and this
+    process's may differ a little."""
+    at = committed_at(change)
+    return None if at is None else max(0.0, now - at.timestamp())
+
+
 async def _watch(feed: ChangeFeed, opened: asyncio.Event) -> None:
     name = feed.collection.name
+    lagging, restarts = CHANGE_LAG.labels(collection=name), RESTARTS.labels(collection=name)  # both series from now on
     while True:
         try:
             options = {**feed.options, **(await feed.resume.options() if feed.resume else {})}
@@ -106,11 +126,13 @@ async def _watch(feed: ChangeFeed, opened: asyncio.Event) -> None:
                         await feed.on_idle()
                     else:
                         changed_at = time.monotonic()
+                        if (behind := lag(change, time.time())) is not None:
+                            lagging.set(behind)
                         await skipping(name, feed.on_change, change)
         except asyncio.CancelledError:
             raise
         except Exception as error:
-            RESTARTS.labels(collection=name).inc()
+            restarts.inc()
             log.warning("change stream on %s failed; reopening", name, exc_info=True)
             if feed.resume:
                 feed.resume.failed(error)

@@ -1,5 +1,6 @@
 """What the stream service runs beside its endpoints for as long as it lives: the hub and its watcher, the
-heartbeat that pings feeds and drops stalled ones, and ending every feed when the server stops."""
+heartbeat that pings feeds and drops stalled ones, the report of who has feeds open here, and ending every feed when
+the server stops."""
 
 from __future__ import annotations
 
@@ -17,12 +18,14 @@ from services.stream import rulebook
 from services.stream.changes import ChangeStreams
 from services.stream.derive import RuleStream, rule_streams
 from services.stream.hub import Hub
+from services.stream.presence import reported
 from services.stream.replay import Replay
 from services.stream.watcher import Watcher
 from shared.catalogue import Catalogue
 from shared.db import Database
 from shared.settings import Settings
 from shared.state import Core
+from shared.tracing import tracer_of
 
 HEARTBEAT_SHARES = 10  # the feeds are pinged a tenth at a time
 RELEASE_WAIT = 0.5  # seconds the watch rules' leases are given to be released at shutdown
@@ -45,14 +48,15 @@ async def feeds(core: Core) -> AsyncIterator[Feeds]:
     (the lifespan's own shutdown comes too late for them: uvicorn waits for open responses first)."""
     db, settings = core["db"], core["settings"]
     hub = Hub(settings.max_feeds, settings.feeds_per_user)
-    watcher = Watcher(db, hub, core["catalogue"], settings.history_days)
+    watcher = Watcher(db, hub, core["catalogue"], settings.history_days, tracer=tracer_of(core["tracer_provider"]))
     replay = Replay(db, settings.replay_limit, trimmed=settings.history_days > 0)
     await watcher.start()
     rules, deriving = ChangeStreams(), await watched(db, settings, core["catalogue"])
     await rules.start([stream.feed() for stream in deriving])
     chores = [asyncio.create_task(_end_feeds_at_shutdown(hub)), asyncio.create_task(_heartbeat(hub, settings))]
     try:
-        yield Feeds(hub=hub, watcher=watcher, replay=replay)
+        async with reported(db, hub, settings.presence_interval):
+            yield Feeds(hub=hub, watcher=watcher, replay=replay)
     finally:
         for chore in chores:
             chore.cancel()

@@ -50,6 +50,8 @@ async def test_fanout_alone_times_every_delivery_and_notes_the_cpu_per_delivery(
     assert (result.figures["lost"], result.figures["dup"]) == (0, 0), result.line()
     assert 0 < float(result.figures["p50 ms"]) <= float(result.figures["p99 ms"]) < 10_000
     assert 0 < float(result.figures["CPU µs/delivery"]) < 100_000, result.line()
+    # the stream's own histogram over the same updates, as the dashboard reads it
+    assert 0 < float(result.figures["/metrics p50 ms"]) <= float(result.figures["/metrics p99 ms"]) < 10_000
     assert result.peer is None and result.ratios == {} and list(result.latencies) == ["gossip"]
     assert len(result.latencies["gossip"]) == 2 * 5 * 10  # both rounds
 

@@ -54,7 +54,9 @@ def commands(section: str) -> list[str]:
 def test_the_curl_blocks_work_followed_top_to_bottom(server: str, tmp_path: Path) -> None:
     """As a reader types them, in one directory (the cookie jar) and one shell session ($TOKEN)."""
     env = {**os.environ, "BODY": str(tmp_path / "body")}
-    for command in commands("From the command line") + commands("Publishing from scripts"):
+    for command in (
+        commands("From the command line") + commands("Publishing from scripts") + commands("The email digest")
+    ):
         if command.startswith("TOKEN="):  # the reader copies the token from the answer before
             env["TOKEN"] = json.loads((tmp_path / "body").read_text())["token"]
             continue
