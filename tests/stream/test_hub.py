@@ -407,4 +407,6 @@ async def test_feeds_of_many_users_that_close_leave_nothing_of_them_in_the_hub()
         assert hub.close(feed)
         assert (feed.sender, feed.direct, feed.transport) == (None, None, None)
     assert (hub.users(), hub.sessions(), hub.publish("flash", frame(1))) == ([], [], 0)
-    assert not hub.user_changed("u1", ["sherlock"], 5), "nothing is known of a user with no feed open"
+    assert not hub.user_changed("u1", following("sherlock", last_read=5)), (
+        "nothing is known of a user with no feed open"
+    )
