@@ -43,6 +43,9 @@ def media_type(request: AnyRequest) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
+JSON_BLANK = " \t\n\r"  # JSON's own whitespace: str.strip() would also take "\x1c" and its kin for blank
+
+
 async def read_object(request: AnyRequest, *, form: bool = False, limit: int = MAX_BODY) -> dict[str, Any]:
     """The API takes JSON only; pages also take their own forms, which carry a CSRF token."""
     kind = media_type(request)
@@ -57,7 +60,7 @@ async def read_object(request: AnyRequest, *, form: bool = False, limit: int = M
     if kind == "application/x-www-form-urlencoded":
         return dict(parse_qsl(text, keep_blank_values=True))
     try:
-        value = json.loads(text) if text.strip() else {}
+        value = json.loads(text) if text.strip(JSON_BLANK) else {}
     except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser's stack
         raise ApiError(400, "invalid_json", "The body is not valid JSON.") from None
     if not isinstance(value, dict):

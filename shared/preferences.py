@@ -13,7 +13,7 @@ from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from shared.errors import ApiError
+from shared.errors import invalid
 
 LIVE, PUSH, DIGEST, MUTED = "live", "push", "digest", "muted"
 LEVELS = (LIVE, PUSH, DIGEST, MUTED)
@@ -162,11 +162,13 @@ def changes(body: Mapping[str, Any], catalogue: Collection[str]) -> tuple[dict[s
         setting.update(_quiet_changes(body["quiet_hours"], fields))
     if "digest_hour" in body:
         hour = body["digest_hour"]
+        if isinstance(hour, float) and hour.is_integer():  # a JSON number with no fraction is an integer: 8.0 is 8
+            hour = int(hour)
         if type(hour) is int and 0 <= hour <= 23:
             setting["preferences.digest_hour"] = hour
         else:
             fields["digest_hour"] = "a whole number of hours, from 0 to 23"
     if fields:
-        raise ApiError(422, detail="Some preferences are not valid: see fields.", fields=fields)
+        raise invalid(fields)
     resets = [path for path, level in setting.items() if level == LIVE and path.startswith("preferences.shows.")]
     return {path: value for path, value in setting.items() if path not in resets}, resets

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
+from opentelemetry.sdk.trace import TracerProvider
 from starlette.requests import HTTPConnection, Request
 
 from shared.batching import Lookup
@@ -30,6 +31,7 @@ class Core(TypedDict):
     users: Lookup
     passwords: Passwords  # Argon2id on a bounded pool of its own
     buckets: Buckets  # rate limits shared by every process
+    tracer_provider: TracerProvider | None  # None: traces are off (shared/tracing.py)
 
 
 # What code in `shared/` takes: any service's request. Request is invariant in its state type, so each service's

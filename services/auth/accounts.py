@@ -11,7 +11,7 @@ from pymongo.errors import DuplicateKeyError
 from services.auth import throttle
 from shared.catalogue import Catalogue
 from shared.db import MAX_INT, Database, last_seq, new_id, username_key, utcnow
-from shared.errors import ApiError
+from shared.errors import ApiError, invalid
 from shared.passwords import needs_rehash
 from shared.state import Core
 from shared.updates import reading
@@ -33,7 +33,7 @@ def _validate(username: str, password: str) -> None:
     if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
         fields["password"] = RULES["password"]
     if fields:
-        raise ApiError(422, detail="Please correct the highlighted fields.", fields=fields)
+        raise invalid(fields)
 
 
 def user_document(
@@ -74,7 +74,7 @@ async def authenticate(
     is checked, and both within a hashing turn, so that a flood is refused before it reaches the database. `device`:
     the account the browser's device cookie names; signed in there before, it is spared the account-wide cap."""
     if missing := {name: "required" for name, value in (("username", username), ("password", password)) if not value}:
-        raise ApiError(422, detail="Please fill in the highlighted fields.", fields=missing)  # blank: not a wrong guess
+        raise invalid(missing)  # blank: not a wrong guess
     db, passwords, buckets, settings = state["db"], state["passwords"], state["buckets"], state["settings"]
     key = username_key(username)
     known = device == key

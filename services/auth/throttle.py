@@ -7,7 +7,7 @@ the slots back.
 
 A stranger who knows a username must not keep its owner out. So the tight limit on an account counts per (account,
 address), and the account as a whole has a much higher cap, which still stops a guess spread over many addresses.
-A browser that has signed in to the account before (services/auth/devices.py) is not refused by that cap, nor
+A browser that has signed in to the account before (services/auth/browsers.py) is not refused by that cap, nor
 counted in it: a distributed flood cannot lock the owner's own browser out."""
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ async def take_login_slot(
         await asyncio.gather(
             *(buckets.give_back(key, rate) for (key, rate), wait in zip(slots, waits, strict=True) if not wait)
         )
-        raise refusal(429, FAILED, max(waits))
+        raise refusal("login", 429, FAILED, max(waits))
 
 
 async def logged_in(buckets: Buckets, settings: Settings, username_key: str, address: str, known: bool = False) -> None:
@@ -80,4 +80,18 @@ async def logged_in(buckets: Buckets, settings: Settings, username_key: str, add
 async def take_registration_slot(buckets: Buckets, settings: Settings, address: str) -> None:
     rate = Rate(settings.registrations_per_address, settings.registration_window)
     if wait := await buckets.take(f"register:addr:{client(address)}", rate):
-        raise refusal(429, REGISTERED, wait)
+        raise refusal("registration", 429, REGISTERED, wait)
+
+
+CHECKS = "Too many mails to check an address were sent. Wait a while and try again."
+
+
+async def take_check_mail_slot(buckets: Buckets, settings: Settings, user_id: str, address: str) -> None:
+    """Per user and per address, so that neither one account nor many can mail-bomb an address through Gossip. A
+    slot one gave is given back when the other refuses, since no mail goes then."""
+    rate = Rate(settings.verification_mails, settings.verification_window)
+    keys = (f"check:user:{user_id}", f"check:to:{address.casefold()}")
+    waits = await asyncio.gather(*(buckets.take(key, rate) for key in keys))
+    if any(waits):
+        await asyncio.gather(*(buckets.give_back(key, rate) for key, wait in zip(keys, waits, strict=True) if not wait))
+        raise refusal("verification", 429, CHECKS, max(waits))

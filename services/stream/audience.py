@@ -11,7 +11,7 @@ from typing import Any
 
 from services.stream.changes import LOOKUP, Change, ChangeFeed
 from services.stream.frames import read_frame
-from services.stream.hub import Hub
+from services.stream.hub import Hub, marks_of
 from shared.auth import session_end
 from shared.db import Database
 from shared.settings import SESSION_ABSOLUTE_AGE
@@ -45,17 +45,17 @@ class Audience:
             await self._user_changed(change["documentKey"]["_id"], user)
 
     async def _user_changed(self, user_id: str, user: dict[str, Any]) -> None:
-        """A follow change or a new read mark (POST /api/me/read, from any tab or device) reaches every feed of the
-        user with the unread count as of the last update those feeds were sent, so no page has to guess it."""
-        last_read = user.get("last_read_seq", 0)
-        if not self.hub.user_changed(user_id, user.get("follows", []), last_read):
+        """A follow change, a show muted or heard again, or a new read mark (POST /api/me/read, from any tab or
+        device) reaches every feed of the user with the unread count as of the last update those feeds were sent, so
+        no page has to guess it."""
+        now = marks_of(user)
+        if not self.hub.user_changed(user_id, now):
             return
-        follows, username = user.get("follows", []), user.get("username", "")
-        counted, upto = 0, 0
+        counted, upto, reader = 0, 0, {"_id": user_id, "username": user.get("username", "")}
         while upto < (ceiling := self.delivered()):  # updates delivered while counting are counted too
-            counted += await unread(self.db, follows, max(last_read, upto), username, ceiling)
+            counted += await unread(self.db, now.heard, reader, max(now.last_read, upto), ceiling)
             upto = ceiling
-        self.hub.tell(user_id, read_frame(last_read, counted))
+        self.hub.tell(user_id, read_frame(now.last_read, counted))
 
     async def _resync_users(self) -> None:
         """Follow and read-mark changes made while no stream was open."""

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from shared.settings import ROOT
+from shared.settings import ROOT, Settings
 from tests.ops.gateway import CADDYFILE, adapt, server
 
 APPS = ("auth", "ingest", "stream")
@@ -20,8 +20,9 @@ def services() -> dict[str, dict[str, Any]]:
     return yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
 
 
-def test_the_compose_file_has_the_database_the_three_services_and_a_gateway(services: dict) -> None:
-    assert set(services) == {"mongo", *APPS, "gateway", "openapi"}  # openapi: the API document, for the gateway
+def test_the_compose_file_has_the_database_the_three_services_a_gateway_mail_and_the_dashboard(services: dict) -> None:
+    # openapi: the API document, for the gateway; mailpit: where the mail goes; prometheus and grafana: the dashboard
+    assert set(services) == {"mongo", *APPS, "gateway", "openapi", "mailpit", "prometheus", "grafana"}
 
 
 @pytest.mark.parametrize("name", ["mongo", *APPS])
@@ -95,6 +96,7 @@ def test_each_service_reaches_the_replica_set_as_its_own_user_with_secrets_from_
     assert not any("ROOT" in value for value in env.values())  # the root user is MongoDB's init's alone
     assert env["SECRET_KEY"].startswith("${SECRET_KEY:?")  # compose refuses to start without one
     assert env["LOG_FORMAT"] == "json"
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "${OTEL_EXPORTER_OTLP_ENDPOINT:-}"  # from .env; empty: no traces
 
 
 def test_mongo_runs_with_access_control_and_a_root_user_from_env(services: dict) -> None:
@@ -147,10 +149,23 @@ def test_the_api_document_is_written_from_the_image_into_a_volume_the_gateway_re
     assert "install -d -o gossip /srv/openapi" in (ROOT / "Dockerfile").read_text()  # the volume starts writable
 
 
-def test_only_the_gateway_publishes_a_port_and_only_on_loopback(services: dict) -> None:
+def test_only_the_gateway_mail_and_the_dashboard_publish_ports_and_only_on_loopback(services: dict) -> None:
     assert {name: service.get("ports") for name, service in services.items() if "ports" in service} == {
-        "gateway": ["127.0.0.1:8000:8000"]
+        "gateway": ["127.0.0.1:8000:8000"],
+        "mailpit": ["127.0.0.1:8025:8025"],
+        "prometheus": ["127.0.0.1:9090:9090"],
+        "grafana": ["127.0.0.1:3000:3000"],
     }
+
+
+@pytest.mark.parametrize("name", APPS)
+def test_mail_goes_to_mailpits_smtp_port_with_links_to_the_gateway(services: dict, name: str) -> None:
+    """By default; .env may name a real mail server and the site's own address instead."""
+    env = services[name]["environment"]
+    assert re.fullmatch(r"axllent/mailpit:v\d+\.\d+", services["mailpit"]["image"])
+    defaults = {key: re.fullmatch(rf"\$\{{{key}:-(.+)\}}", env[key]).group(1) for key in ("SMTP_URL", "PUBLIC_URL")}
+    assert defaults == {"SMTP_URL": "smtp://mailpit:1025", "PUBLIC_URL": "http://127.0.0.1:8000"}
+    assert Settings.from_env({"SECRET_KEY": "s", **defaults}).smtp_url == "smtp://mailpit:1025"  # values it accepts
 
 
 def test_nothing_pins_a_container_name_so_the_stream_service_scales(services: dict) -> None:

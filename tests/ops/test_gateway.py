@@ -35,7 +35,24 @@ from tests.support.waiting import wait_until
 
 # The README's path table, in Caddy's path patterns (`*` matches any rest, slashes included); /static goes to auth.
 DESIGN = {
-    "auth": {"/", "/login", "/register", "/logout", "/shows", "/api/auth/*", "/api/shows*", "/api/me*", "/static/*"},
+    "auth": {
+        "/",
+        "/login",
+        "/register",
+        "/logout",
+        "/shows",
+        "/api",
+        "/preferences",
+        "/email",
+        "/email/*",
+        "/unsubscribe*",
+        "/api/auth/*",
+        "/api/shows*",
+        "/api/me*",
+        "/api/push/*",
+        "/sw.js",
+        "/static/*",
+    },
     "ingest": {"/publish", "/api/updates*"},
     "stream": {"/notifications", "/notifications/all", "/events*"},
 }

@@ -93,3 +93,8 @@ def test_the_digest_hour_is_a_whole_hour(hour: object) -> None:
     with pytest.raises(ApiError) as raised:
         changes({"digest_hour": hour}, CATALOGUE)
     assert raised.value.fields == {"digest_hour": "a whole number of hours, from 0 to 23"}
+
+
+def test_a_whole_hour_written_with_a_fraction_is_that_hour() -> None:
+    """JSON Schema's integers (and so the API document's) include 22.0."""
+    assert changes({"digest_hour": 22.0}, CATALOGUE) == ({"preferences.digest_hour": 22}, [])

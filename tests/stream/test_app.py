@@ -18,11 +18,12 @@ import psutil
 import pytest
 
 from services.all import app as gossip
-from services.stream.hub import OVERFLOW, STALLED
+from services.stream.hub import OVERFLOW, STALLED, Feed
 from shared.app import create_app
 from shared.db import Database, next_seq, utcnow
 from shared.settings import Settings
 from tests.support.accounts import PASSWORD, json_error, registered
+from tests.support.memory import alive, collector_off
 from tests.support.servers import LiveServer, gauge, serving
 from tests.support.sse import events
 from tests.support.updates import publish, stored_update
@@ -405,3 +406,43 @@ async def test_a_session_whose_time_runs_out_ends_its_stream_with_expired(settin
             assert (expired.id, expired.json()) == (None, {})
     finally:
         live.stop()
+
+
+async def test_muting_a_show_takes_it_off_open_feeds_and_out_of_the_count_at_once(server: str) -> None:
+    """A change made in one tab (here a PUT) reaches the other tabs' feeds: the followed feed stops carrying the show
+    and its unread count drops; /events/all carries the show still."""
+    async with (
+        registered(server, "mia") as mia,
+        registered(server, "ned") as ned,
+    ):
+        for show in ("flash", "sherlock"):
+            await mia.put(f"/api/me/follows/{show}")
+        async with events(mia) as followed, events(mia, "/events/all") as everything:
+            first = await publish(ned, "flash", "before the mute")
+            assert await followed.updates(1) == [first] and await everything.updates(1) == [first]
+            muted = await mia.put("/api/me/preferences", json={"shows": {"flash": "muted"}})
+            for feed in (followed, everything):
+                assert (await feed.named("preferences")).json() == muted.json()
+                assert (await feed.named("read")).json() == {"last_read_seq": 0, "unread": 0}
+            assert (await mia.get("/api/me")).json()["unread"] == 0
+            hidden, shown = await publish(ned, "flash", "while muted"), await publish(ned, "sherlock", "heard")
+            assert await followed.updates(1) == [shown]  # the muted show's update never came before it
+            assert await everything.updates(2) == [hidden, shown]
+            await mia.put("/api/me/preferences", json={"shows": {"flash": "push"}})
+            assert (await followed.named("read")).json() == {"last_read_seq": 0, "unread": 3}
+            again = await publish(ned, "flash", "heard again")
+            assert await followed.updates(1) == [again]
+        assert (await mia.get("/api/me")).json() == {"username": "mia", "follows": ["flash", "sherlock"], "unread": 4}
+
+
+async def test_closed_feeds_are_freed_as_their_responses_end_not_left_for_the_collector(
+    alice: httpx.AsyncClient, server: str
+) -> None:
+    """A feed, the task that sends it and its connection refer to one another: unless the feed lets go of them as it
+    closes, a feed that was open for a while waits for a full collection, and under churn the process grows."""
+    with collector_off():
+        for _ in range(10):
+            async with events(alice):  # open once it answered 200
+                pass
+        await wait_until(lambda: gauge(server, "gossip_stream_connections") == 0)
+        await wait_until(lambda: alive(Feed) == 0, timeout=5, interval=0.2)
