@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test check mutate bench abuse up down clean
+.PHONY: run test check mutate bench abuse soak up down clean
 
 $(VENV)/installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -11,8 +11,9 @@ $(VENV)/installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
+# Local runs also take push subscriptions on an http:// loopback endpoint (a local push service); set it to 0 to refuse.
 run: $(VENV)/installed
-	$(PY) -m dev.run
+	PUSH_ALLOW_HTTP_LOOPBACK=$${PUSH_ALLOW_HTTP_LOOPBACK-1} $(PY) -m dev.run
 
 # Every check, then every test: what the README tells a newcomer to run, and what .ci/run runs.
 test: check
@@ -56,3 +57,15 @@ down:
 
 clean:
 	rm -rf $(VENV) var
+
+# Gossip as `make run` serves it, for SOAK_MINUTES under churn: clients that reconnect with Last-Event-ID, publishers,
+# a login churn; a line a minute, then met or NOT met for flat memory, a steady publish rate, and every client caught
+# up (bench/soak.py). SOAK_TRACE=1 also prints what grew in the service's memory (slow).
+SOAK_CLIENTS ?= 1000
+SOAK_MINUTES ?= 20
+SOAK_WARMUP ?= 5
+SOAK_PUBLISH_RATE ?= 10
+SOAK_LOGIN_EVERY ?= 2
+soak: $(VENV)/bench-installed
+	$(PY) -m bench soak --clients $(SOAK_CLIENTS) --minutes $(SOAK_MINUTES) --warmup $(SOAK_WARMUP) \
+		--publish-rate $(SOAK_PUBLISH_RATE) --login-every $(SOAK_LOGIN_EVERY) $(if $(SOAK_TRACE),--trace)

@@ -1,6 +1,7 @@
 """`make bench`: `python -m bench [scenario ...]` runs the scenarios against the real services (and nchan), prints a
 line each, and (when all ran) writes BENCHMARKS.md and the charts. `python -m bench abuse` (`make abuse`) runs the
-abuse scenario (bench/abuse.py) alone: a line per abuse."""
+abuse scenario (bench/abuse.py) alone: a line per abuse. `python -m bench soak [options]` (`make soak`) runs the soak
+(bench/soak.py) alone, and writes its section of BENCHMARKS.md."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from bench import charts, nchan, new_event_loop
 from bench.abuse import abuse
 from bench.cluster import Setup
 from bench.load import Load
-from bench.report import Result, write
+from bench.report import Result, write, write_soak
 from bench.scenarios import SCENARIOS
+from bench.soak import plan_of, soak
 from dev.embedded import EmbeddedMongo
 from shared.settings import ROOT
 
@@ -31,7 +33,30 @@ async def run(names: list[str], setup: Setup) -> list[Result]:
     return results
 
 
+def soak_main(arguments: list[str]) -> None:
+    plan = plan_of(arguments)
+    load = Load()
+    with (
+        tempfile.TemporaryDirectory(prefix="gossip-soak-") as data,
+        EmbeddedMongo(Path(data)) as mongo,
+        Runner(loop_factory=new_event_loop) as runner,
+    ):
+        assert mongo.process is not None
+        run = runner.run(soak(mongo.url, mongo.process.pid, plan))
+    print(run.result.line(), flush=True)
+    for line in run.growth:
+        print(line, flush=True)
+    said = load.said()
+    print(f"load on the machine: {said}", flush=True)
+    if plan.write:
+        chart = charts.draw_soak(run.samples, plan.warmup, ROOT / "bench" / "charts" / "soak.png")
+        write_soak(run.result, plan.shown(), chart, ROOT / "BENCHMARKS.md", said)
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["soak"]:
+        soak_main(sys.argv[2:])
+        return
     names = sys.argv[1:] or list(SCENARIOS)
     unknown = set(names) - {*SCENARIOS, "abuse"}
     if unknown:

@@ -71,12 +71,13 @@ class Served:
     def fds(self) -> int:
         return int(self._psutil().num_fds())
 
-    async def register(self, username: str, block: int) -> str:
-        """A user registered over the API, from an address of `block`; returns the session cookie."""
+    async def register(self, username: str, block: int) -> dict[str, str]:
+        """A user registered over the API, from an address of `block`; returns the cookies it was given (the
+        session's, and the device cookie of a browser that has signed in to the account)."""
         body = {"username": username, "password": PASSWORD}
         answer = await exchange(self.port, json_request("POST", "/api/auth/register", body), address(block, 0))
         assert answer.status == 201, answer
-        return answer.headers["set-cookie"].split(";")[0].split("=", 1)[1]
+        return answer.cookies
 
 
 @contextlib.asynccontextmanager
@@ -143,9 +144,44 @@ async def wrong_passwords(served: Served, count: int = 40) -> Result:
     answers = await asyncio.gather(*(
         exchange(served.port, json_request("POST", "/api/auth/login", body), address(21, 0)) for _ in range(count)
     ))  # fmt: skip
-    limit, got = served.settings.login_failures_per_user, statuses(answers)
+    limit, got = served.settings.login_failures_per_user_address, statuses(answers)
     target = {f"{limit} reach a 401, the rest 429": got == Counter({401: limit, 429: count - limit})}
     return Result("wrong-pw", {"attempts": count, "answers": counted(got)}, target)
+
+
+async def lockout(served: Served, addresses: int = 40, tries: int = 6, at_once: int = 2) -> Result:
+    """A stranger guesses one account's password from many addresses, `tries` from each and a few addresses at a
+    time (so that it is the limits that answer, not a busy server), and its owner signs in meanwhile: from a new
+    browser at their own address early on, and after the guess from the browser they signed in with before (its
+    device cookie), which the account-wide cap does not refuse. Checked guesses stay within that cap and its
+    refill over the run."""
+    cookies = await served.register("owner", 40)
+    known = {"cookie": f"gossip_device={cookies['gossip_device']}"}
+    body, right = {"username": "owner", "password": "not-the-password"}, {"username": "owner", "password": PASSWORD}
+
+    gate = asyncio.Semaphore(at_once)
+
+    async def guess(number: int) -> list[int]:
+        async with gate:
+            return [(await exchange(served.port, json_request("POST", "/api/auth/login", body),
+                                    address(41, number))).status for _ in range(tries)]  # fmt: skip
+
+    start = time.monotonic()
+    first = await asyncio.gather(*(guess(n) for n in range(3)))  # a few addresses: the old lockout
+    fresh = await exchange(served.port, json_request("POST", "/api/auth/login", right), address(40, 0))
+    rest = await asyncio.gather(*(guess(n) for n in range(3, addresses)))
+    owner = await exchange(served.port, json_request("POST", "/api/auth/login", right, known), address(40, 0))
+    wrong, seconds = Counter(status for statuses in [*first, *rest] for status in statuses), time.monotonic() - start
+    settings = served.settings
+    cap = int(settings.login_failures_per_user * (1 + seconds / settings.login_window))  # the cap, and its refill
+    target = {
+        "owner's new browser signs in": fresh.status == 200,
+        "owner's known browser signs in": owner.status == 200,
+        f"≤ {cap} guesses checked": wrong[401] <= cap,
+    }
+    figures = {"addresses": addresses, "guesses": addresses * tries, "answers": counted(wrong), "s": seconds,
+               "owner": f"{fresh.status}/{owner.status}"}  # fmt: skip
+    return Result("lockout", figures, target)
 
 
 async def registrations(served: Served, count: int = 100, at_once: int = 4) -> Result:
@@ -254,7 +290,7 @@ async def fuzzing(served: Served, count: int = 10_000) -> Result:
 
 
 ABUSES: list[Callable[[Served], Awaitable[Result]]] = [
-    logins, wrong_passwords, registrations, feeds, publishes, stalled, fuzzing,
+    logins, wrong_passwords, lockout, registrations, feeds, publishes, stalled, fuzzing,
 ]  # fmt: skip
 
 

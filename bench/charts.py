@@ -1,4 +1,5 @@
-"""Per comparing scenario, the latency distribution of Gossip and nchan on one chart: a CDF, log time axis.
+"""Per comparing scenario, the latency distribution of Gossip and nchan on one chart: a CDF, log time axis; and the
+soak's memory and publish rate over its minutes.
 
 matplotlib is a bench-only dependency (the `bench` extra that `make bench` installs)."""
 
@@ -6,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -14,6 +16,9 @@ matplotlib.use("Agg")  # files only, no display
 from matplotlib import pyplot
 
 from bench.report import Result
+
+if TYPE_CHECKING:
+    from bench.soak import Sample
 
 POINTS = 2000  # per curve: enough for the eye, small files
 COLOURS = {"nchan": "#1f77b4", "gossip": "#d62728"}
@@ -53,3 +58,27 @@ def draw(results: Sequence[Result], folder: Path) -> dict[str, Path]:
         figure.savefig(path)
         pyplot.close(figure)
     return drawn
+
+
+def draw_soak(samples: Sequence[Sample], warmup: float, path: Path) -> Path:
+    """Memory (the services' and the database's) above, publishes a second below, by minute; the warm-up shaded."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure, (memory, rate) = pyplot.subplots(2, 1, figsize=(7, 5), dpi=100, sharex=True)
+    minutes = [sample.minute for sample in samples]
+    memory.plot(minutes, [s.services_mib for s in samples], label="services (one process)", color=COLOURS["gossip"])
+    memory.plot(minutes, [s.database_mib for s in samples], label="database", color=COLOURS["nchan"])
+    memory.set_ylabel("RSS (MiB)")
+    memory.set_ylim(bottom=0)
+    memory.legend(loc="lower right")
+    rate.plot(minutes, [s.rate for s in samples], color=COLOURS["gossip"])
+    rate.set_ylabel("publishes / s")
+    rate.set_ylim(bottom=0)
+    rate.set_xlabel("minute")
+    for axes in (memory, rate):
+        axes.axvspan(0, warmup, color="grey", alpha=0.15, linewidth=0)
+        axes.grid(True, linewidth=0.3)
+    memory.set_title("soak: memory and publish rate (warm-up shaded)")
+    figure.tight_layout()
+    figure.savefig(path)
+    pyplot.close(figure)
+    return path

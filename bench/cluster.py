@@ -9,11 +9,13 @@ import contextlib
 import secrets
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 import psutil
 
-from bench.http import Connection, Publisher
+from bench.http import Connection, Post, Publisher
+from bench.served import Histogram, served_by
 from bench.sse import Feed, feed_request, open_feeds
 from dev.processes import ServiceProcess
 from services.auth import tokens
@@ -33,6 +35,27 @@ def stored_update(seq: int, show: str, text: str, author: str) -> dict[str, Any]
     created_at = utcnow()
     return {"_id": update_id(seq, created_at), "seq": seq, "show": show, "title": SHOWS[show], "text": text,
             "announced": digest(text), "author": author, "author_id": author, "created_at": created_at}  # fmt: skip
+
+
+class Refused(RuntimeError):
+    """A publish answered with another status than 201."""
+
+    def __init__(self, status: int, body: object) -> None:
+        super().__init__(f"publish answered {status}: {body}")
+        self.status = status
+
+
+def bearer_post(token: str) -> Post:
+    """Posts an update with an API token, as a script does; raises Refused unless it was stored."""
+    headers = {"authorization": f"Bearer {token}"}
+
+    async def post(connection: Connection, show: str, text: str) -> int:
+        status, body = await connection.post("/api/updates", {"show": show, "text": text}, headers)
+        if status != 201:
+            raise Refused(status, body)
+        return int(body["seq"])
+
+    return post
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +96,10 @@ class Side(Protocol):
     async def publisher(self, connections: int = 1) -> Publisher: ...
 
     def usage(self) -> Usage: ...
+
+    async def served(self) -> Histogram | None:
+        """The latency histogram of the process that holds the feeds, None where it keeps none (nchan)."""
+        ...
 
 
 async def sign_in(
@@ -119,6 +146,9 @@ class Deployment:
         assert process is not None
         return Usage.of([psutil.Process(process.pid)])
 
+    async def served(self) -> Histogram:
+        return await served_by(self.stream_port)
+
     async def sign_in(self, follows: Sequence[Sequence[str]]) -> list[str]:
         cookies = await sign_in(self.db, self.settings, [f"viewer{self.viewers + n}" for n in range(len(follows))],
                                 follows)  # fmt: skip
@@ -127,15 +157,7 @@ class Deployment:
 
     async def publisher(self, connections: int = 1) -> Publisher:
         token = await token_of(self.db, self.settings, f"publisher{len(self.publishers)}")
-        headers = {"authorization": f"Bearer {token}"}
-
-        async def post(connection: Connection, show: str, text: str) -> int:
-            status, body = await connection.post("/api/updates", {"show": show, "text": text}, headers)
-            if status != 201:
-                raise RuntimeError(f"publish answered {status}: {body}")
-            return int(body["seq"])
-
-        publisher = Publisher([await Connection.open(self.ingest.port) for _ in range(connections)], post)
+        publisher = Publisher([await Connection.open(self.ingest.port) for _ in range(connections)], bearer_post(token))
         self.publishers.append(publisher)
         return publisher
 
@@ -149,10 +171,13 @@ class Deployment:
 
 
 @contextlib.asynccontextmanager
-async def deployment(mongo_url: str, name: str, streams: int = 1) -> AsyncIterator[Deployment]:
-    """A database of the scenario's own, and fresh service processes: no scenario measures another's leftovers."""
+async def deployment(
+    mongo_url: str, name: str, streams: int = 1, rules: Path | None = None
+) -> AsyncIterator[Deployment]:
+    """A database of the scenario's own, and fresh service processes: no scenario measures another's leftovers.
+    `rules`: the stream processes' watch rules file (none by default)."""
     settings = Settings(secret_key=secrets.token_urlsafe(32), mongo_url=mongo_url,
-                        mongo_db=f"bench_{name}_{secrets.token_hex(4)}")  # fmt: skip
+                        mongo_db=f"bench_{name}_{secrets.token_hex(4)}", watch_rules=rules)  # fmt: skip
     client = connect(mongo_url)
     db = client[settings.mongo_db]
     await prepare(db)

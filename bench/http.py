@@ -10,15 +10,16 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
 class Answer:
     status: int
-    headers: dict[str, str]  # names in lower case
+    headers: dict[str, str]  # names in lower case; of a repeated header, the last
     body: bytes
+    cookies: dict[str, str] = field(default_factory=dict)  # every Set-Cookie's name and value
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -28,7 +29,9 @@ async def read_answer(reader: asyncio.StreamReader) -> Answer:
     """One response: Content-Length or chunked; a response with neither ends with the connection (but an
     interim `100 Continue` has no body)."""
     lines = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
-    headers = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines[1:])}
+    fields = [(name.strip().lower(), value.strip()) for name, _, value in (line.partition(":") for line in lines[1:])]
+    headers = dict(fields)
+    cookies = dict(value.split(";")[0].split("=", 1) for name, value in fields if name == "set-cookie")
     status = int(lines[0].split()[1])
     if status < 200 or status in (204, 304):
         body = b""
@@ -41,7 +44,7 @@ async def read_answer(reader: asyncio.StreamReader) -> Answer:
         await reader.readuntil(b"\r\n")
     else:
         body = await reader.read()
-    return Answer(status, headers, body)
+    return Answer(status, headers, body, cookies)
 
 
 def request(method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None) -> bytes:

@@ -85,6 +85,10 @@ class Nchan:
         self.publishers.append(publisher)
         return publisher
 
+    async def served(self) -> None:
+        """nchan measures no latency of its own."""
+        return
+
     def usage(self) -> Usage:
         """Its worker's: the process that holds the feeds (the master only starts it)."""
         assert self.server.process is not None

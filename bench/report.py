@@ -111,4 +111,38 @@ def write(results: Sequence[Result], charts: dict[str, Path], path: Path, nginx:
         + "\n\n"
         + "\n\n".join(pictures)
         + "\n"
+        + _soak_section(path)
+    )
+
+
+SOAK = "\n## Soak\n"
+
+
+def _soak_section(path: Path) -> str:
+    """The soak's section as `make soak` last wrote it: `make bench` keeps it."""
+    text = path.read_text() if path.exists() else ""
+    at = text.find(SOAK)
+    return text[at:] if at >= 0 else ""
+
+
+def write_soak(result: Result, settings: str, chart: Path, path: Path, load: str) -> None:
+    """The soak's section of BENCHMARKS.md, in place of the last one; the rest of the file as `make bench` wrote
+    it."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    at = text.find(SOAK)
+    kept = text[:at] if at >= 0 else text
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    rows = "\n".join(f"| {key} | {_shown(value)} |" for key, value in result.figures.items())
+    targets = "\n".join(f"- {target}: {'met' if met else '**NOT met**'}" for target, met in result.targets.items())
+    path.write_text(
+        kept.rstrip("\n") + "\n" + SOAK + "\n"
+        f"Written by `make soak` on {when}: {settings}.\n\n"
+        f"Machine: {machine(None)}.\n\n"
+        f"Load on the machine while it ran: {load}.\n\n"
+        "Gossip as `make run` serves it (one process, all three services) on the embedded database, everything on\n"
+        "127.0.0.1; the soak's server allows any number of publishes per author, every other limit is the default.\n"
+        "Memory is the resident size of the service process and of the database's; the publish rate and p50 are\n"
+        "compared between the first and the last third of the minutes after the warm-up.\n\n"
+        "| figure | value |\n|---|---|\n" + rows + "\n\n" + targets + "\n\n"
+        f"![soak: memory and publish rate by minute]({chart.relative_to(path.parent)})\n"
     )

@@ -10,6 +10,7 @@ import statistics
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
@@ -21,13 +22,16 @@ from bench.floor import floor
 from bench.http import Publisher
 from bench.progress import step
 from bench.report import Figure, Result, ratio
+from bench.served import Histogram
 from bench.sse import Feed, feed_request, open_feeds
 from shared.db import SHOWS, prepare
+from shared.settings import RULES
 
 Scenario = Callable[[Setup], Awaitable[Result]]
 ARRIVAL_TIMEOUT = 60.0
 SHOW_SLUGS = sorted(SHOWS)
 RAW_SEQS = 10**9  # the raw inserts' seqs, far above the published ones
+AIRS = datetime(2026, 12, 8, 20, 0, tzinfo=UTC)
 
 
 async def paced(count: int, rate: float, publish: Callable[[int], Awaitable[int]]) -> list[int]:
@@ -128,8 +132,19 @@ async def opened(name: str, side: Side, feeds: int) -> list[Feed]:
     return await side.followers(feeds)
 
 
-def _timing(got: Tally) -> dict[str, Figure]:
-    return {"p50 ms": got.percentile(0.5), "p99 ms": got.percentile(0.99), **got.misses()}
+def _timing(got: Tally, served: Histogram | None = None) -> dict[str, Figure]:
+    """The client's latencies; beside them, where the side keeps one, the stream's own histogram over the same
+    updates, as the dashboard reads it (bench/served.py)."""
+    figures: dict[str, Figure] = {"p50 ms": got.percentile(0.5), "p99 ms": got.percentile(0.99)}
+    if served is not None:
+        figures |= {"/metrics p50 ms": served.quantile(0.5), "/metrics p99 ms": served.quantile(0.99)}
+    return {**figures, **got.misses()}
+
+
+async def served_since(side: Side, before: Histogram | None) -> Histogram | None:
+    """What the side's stream observed since `before` was read."""
+    after = await side.served()
+    return None if after is None or before is None else after.since(before)
 
 
 async def fanout(setup: Setup, feeds: int = 1000, updates: int = 200, rate: float = 50.0, rounds: int = 3) -> Result:
@@ -140,14 +155,14 @@ async def fanout(setup: Setup, feeds: int = 1000, updates: int = 200, rate: floa
         listening = await opened("fanout", side, feeds)
         publisher = await side.publisher(connections=4)
         step("fanout", side.name, f"{updates} updates at {rate:g}/s")
-        before = side.usage()
+        before, histogram = side.usage(), await side.served()
         seqs = await paced(updates, rate, lambda n: publisher.publish("flash", f"update {n}"))
         got = await received(listening, [seqs] * feeds, publisher)
         after = side.usage()
         closed(listening)
         deliveries = max(1, got.deliveries)
         figures = {
-            **_timing(got),
+            **_timing(got, await served_since(side, histogram)),
             "CPU µs/delivery": (after.cpu - before.cpu) / deliveries * 1e6,
             "frames/write": deliveries / max(1, after.writes - before.writes),
         }
@@ -164,7 +179,7 @@ async def burst(setup: Setup, feeds: int = 1000, updates: int = 1000) -> Result:
         listening = await opened("burst", side, feeds)
         publisher = await side.publisher()
         step("burst", side.name, f"{updates} updates from one sequential publisher")
-        start = time.perf_counter()
+        histogram, start = await side.served(), time.perf_counter()
         seqs = await flat_out(updates, 1, lambda n: publisher.publish("flash", f"burst {n}"))
         published = time.perf_counter() - start
         got = await received(listening, [seqs] * feeds, publisher)
@@ -172,7 +187,7 @@ async def burst(setup: Setup, feeds: int = 1000, updates: int = 1000) -> Result:
         figures = {
             "deliveries/s": round(got.deliveries / (got.last_arrival - start)),
             "publishes/s": round(updates / published),
-            **_timing(got),
+            **_timing(got, await served_since(side, histogram)),
         }
         return Run(figures, got.latencies)
 
@@ -186,10 +201,16 @@ async def scale(setup: Setup, feeds: int = 10_000, updates: int = 20, rate: floa
         per_feed_kb = (side.usage().rss - before) / feeds / 1024
         publisher = await side.publisher(connections=4)
         step("scale", side.name, f"{updates} updates at {rate:g}/s")
+        histogram = await side.served()
         seqs = await paced(updates, rate, lambda n: publisher.publish("flash", f"update {n}"))
         got = await received(listening, [seqs] * feeds, publisher)
         closed(listening)
-        return Run({"connected": len(listening), "KB/feed": per_feed_kb, **_timing(got)}, got.latencies)
+        figures = {
+            "connected": len(listening),
+            "KB/feed": per_feed_kb,
+            **_timing(got, await served_since(side, histogram)),
+        }
+        return Run(figures, got.latencies)
 
     return await side_by_side(setup, "scale", measure, {"KB/feed": 2.0, "p99 ms": 2.0})
 
@@ -339,6 +360,41 @@ async def _foreign_inserts(
         await collection.insert_one({**document, **(extra or {})})
 
 
+def episode(number: int) -> dict[str, Any]:
+    return {"show": "flash", "title": f"Episode {number}", "airs_at": AIRS}
+
+
+async def watched(setup: Setup, documents: int = 5000, clients: int = 8) -> Result:
+    """Another program imports episodes with insert_one from `clients` connections: first into a collection no rule
+    watches (the raw rate), then into `episodes`, which gossip.toml's rule watches; notified is the import's start
+    to the last of its updates on a follower's feed. The watched import's own rate says how much of the difference
+    is the import slowed by the work it causes, and how much the notifications trailing it."""
+    async with deployment(setup.mongo_url, "watched", rules=RULES) as deployed:
+        step("watched", "gossip", f"{documents:,} raw inserts, then as many into a watched collection")
+        (feed,) = await deployed.feeds([["flash"]])
+        raw = await timed(flat_out(documents, clients, lambda n: _import(deployed.db.imported, n)))
+        start = time.perf_counter()
+        imported = await timed(flat_out(documents, clients, lambda n: _import(deployed.db.episodes, n)))
+        await all_arrived([feed], [documents], ARRIVAL_TIMEOUT)
+        got = tally([feed], [feed.seqs.tolist()], {})
+        notified = (got.last_arrival - start) if got.deliveries else float("inf")
+        closed([feed])
+    raw_rate, notified_rate = documents / raw, got.deliveries / notified
+    percent = notified_rate / raw_rate * 100
+    return Result(
+        "watched",
+        {"documents": documents, "clients": clients, "raw insert_one/s": round(raw_rate),
+         "watched import/s": round(documents / imported), "notified/s": round(notified_rate), "% of raw": percent,
+         "notified": got.deliveries, "dup": got.duplicates},
+        {"≥ 50 % of raw": percent >= 50, "all notified once": got.deliveries == documents and got.exact},
+    )  # fmt: skip
+
+
+async def _import(collection: AsyncCollection[dict[str, Any]], number: int) -> int:
+    await collection.insert_one(episode(number))
+    return number
+
+
 SCENARIOS: dict[str, Scenario] = {
     "floor": floor,
     "fanout": fanout,
@@ -348,4 +404,5 @@ SCENARIOS: dict[str, Scenario] = {
     "ingest": ingest,
     "mixed": mixed,
     "adoption": adoption,
+    "watched": watched,
 }

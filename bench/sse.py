@@ -20,6 +20,7 @@ from bench.http import request
 SEQ_START = b'\ndata: {"seq":'  # a line start is a newline: a literal prefix, found fast
 SEQ = re.compile(re.escape(SEQ_START) + rb"(\d+)")
 FRAME_END = b"\n\n"
+LAST_CHUNK = b"\r\n0\r\n\r\n"  # a chunked body's end: the previous chunk's CRLF, then a chunk of length 0
 
 
 def feed_request(path: str, cookie: str, last_event_id: int | None = None) -> bytes:
@@ -39,6 +40,9 @@ class Feed(asyncio.Protocol):
         self.received = 0  # update frames so far
         self.opened: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # The server has ended the response: its chunked body is over (the connection may stay open, kept alive), or
+        # the connection has closed.
+        self.ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.transport: asyncio.BaseTransport | None = None
         self._head = b""  # the response's head while it is incomplete
         self._times: array[float] = array("d")
@@ -62,9 +66,15 @@ class Feed(asyncio.Protocol):
         self.received += data.count(SEQ_START)
         if self._tail:
             self.received += (self._tail + data[: len(SEQ_START) - 1]).count(SEQ_START)
+        if self.chunked and not self.ended.done() and self._last_chunk(data):
+            self.ended.set_result(None)
         self._tail = data[1 - len(SEQ_START) :]
         if self._wanted and self.received >= self._wanted[0] and not self._wanted[1].done():
             self._wanted[1].set_result(None)
+
+    def _last_chunk(self, data: bytes) -> bool:
+        """Whether this read ends the chunked body; a short read is looked at with the bytes before it."""
+        return (data if len(data) >= len(LAST_CHUNK) else self._tail + data).endswith(LAST_CHUNK)
 
     def holding(self, count: int) -> asyncio.Future[None]:
         """Done once the feed has received `count` updates in all."""
@@ -136,25 +146,38 @@ class Feed(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.opened.done():
             self.opened.set_exception(exc or ConnectionError("closed before the response"))
-        if not self.closed.done():
-            self.closed.set_result(None)
+        for future in (self.closed, self.ended):
+            if not future.done():
+                future.set_result(None)
 
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
 
 
+async def open_feed(port: int, request: bytes, address: str = "127.0.0.1", timeout: float = 120.0) -> Feed:
+    """One feed, connected from `address` (any of 127/8) and answered: its `status` says with what. One left
+    unanswered for `timeout` seconds is closed, and TimeoutError raised."""
+    loop = asyncio.get_running_loop()
+    connecting = loop.create_connection(lambda: Feed(request), "127.0.0.1", port, local_addr=(address, 0))
+    _, feed = await asyncio.wait_for(connecting, timeout)
+    try:
+        await asyncio.wait_for(asyncio.shield(feed.opened), timeout)
+    except BaseException:
+        feed.close()
+        raise
+    return feed
+
+
 async def open_feeds(port: int, requests: list[bytes], concurrency: int = 500, timeout: float = 120.0) -> list[Feed]:
     """Connects every feed and waits for each to answer 200, a bounded number at a time so the listen queue holds."""
     gate = asyncio.Semaphore(concurrency)
-    loop = asyncio.get_running_loop()
 
     async def connect(request: bytes) -> Feed:
         async with gate:
-            _, feed = await loop.create_connection(lambda: Feed(request), "127.0.0.1", port)
-            status = await feed.opened
-        if status != 200:
-            raise RuntimeError(f"a feed was answered {status}")
+            feed = await open_feed(port, request)
+        if feed.status != 200:
+            raise RuntimeError(f"a feed was answered {feed.status}")
         return feed
 
     return await asyncio.wait_for(asyncio.gather(*(connect(request) for request in requests)), timeout)

@@ -2,20 +2,52 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import psutil
+
 from dev.processes import free_port, terminate
+
+log = logging.getLogger("gossip.embedded")
 
 
 def _accepting(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.2)
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+class PortTaken(RuntimeError):
+    """The port belongs to a program other than a server of ours on the same data directory."""
+
+
+def _leftover(data: Path) -> psutil.Process | None:
+    """The server a killed run left behind on this data directory: the pid in its pid file, if that process is
+    still an nx-27017 on the same directory (a pid file can outlive its process, and pids are reused)."""
+    try:
+        process = psutil.Process(int((data / "nx-27017.pid").read_text().strip()))
+        command = process.cmdline()
+    except (OSError, ValueError, psutil.Error):
+        return None
+    same_data = str(data / "db") in command
+    return process if same_data and any(Path(part).name == "nx-27017" for part in command[:2]) else None
+
+
+def _stop_leftover(process: psutil.Process, timeout: float = 10.0) -> None:
+    log.warning("stopping the embedded server a previous run left running (pid %d)", process.pid)
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except psutil.TimeoutExpired:
+        process.kill()
+        process.wait(timeout)
 
 
 class EmbeddedMongo:
@@ -31,9 +63,12 @@ class EmbeddedMongo:
         return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
 
     def start(self, timeout: float = 20.0) -> EmbeddedMongo:
-        """Refuses a port already in use: the child would die on it while we talked to the other server."""
+        """A server of ours that a killed run left on this data directory is stopped first. Any other program on
+        the port is refused (PortTaken): the child would die on it while we talked to the other server."""
+        if (leftover := _leftover(self.data)) is not None:
+            _stop_leftover(leftover)
         if _accepting(self.port):
-            raise RuntimeError(f"port {self.port} is already in use: stop what listens there, or choose another port")
+            raise PortTaken(f"port {self.port} is already in use by another program")
         self.data.mkdir(parents=True, exist_ok=True)
         executable = shutil.which("nx-27017", path=str(Path(sys.executable).parent)) or "nx-27017"
         command = [

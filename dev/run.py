@@ -7,12 +7,13 @@ import dataclasses
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 
 import uvicorn
 
-from dev.embedded import EmbeddedMongo
+from dev.embedded import EmbeddedMongo, PortTaken
 from services.all import app as gossip
 from shared.app import create_app
 from shared.logs import configure
@@ -51,6 +52,21 @@ def _stop_with_the_database(mongo: EmbeddedMongo, server: uvicorn.Server, leavin
     return lost
 
 
+def _listen(settings: Settings) -> socket.socket:
+    """The web port, bound before anything else starts: taken, it is said at once, naming the setting, and nothing
+    claims to serve on it."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((settings.host, settings.port))
+    except OSError as error:
+        sock.close()
+        log.error("cannot serve on %s:%d (%s): stop what listens there, or set PORT", settings.host, settings.port,
+                  error.strerror)  # fmt: skip
+        raise SystemExit(1) from None
+    return sock
+
+
 def main() -> None:
     try:
         settings = Settings.from_env()
@@ -59,10 +75,15 @@ def main() -> None:
         raise SystemExit(2) from None
     configure(settings.log_format)
     with contextlib.ExitStack() as stack:
+        sock = stack.enter_context(_listen(settings))
         mongo = None
         if not settings.mongo_url:
             try:
                 mongo = stack.enter_context(EmbeddedMongo(settings.embedded_data, port=settings.embedded_port))
+            except PortTaken as error:
+                log.error("the embedded MongoDB-protocol server did not start: %s; stop it, or set EMBEDDED_PORT "
+                          "(or MONGO_URL for a MongoDB of your own)", error)  # fmt: skip
+                raise SystemExit(1) from None
             except RuntimeError as error:  # its message says what to do; a traceback would only bury it
                 log.error("the embedded MongoDB-protocol server did not start: %s", error)
                 raise SystemExit(1) from None
@@ -82,7 +103,7 @@ def main() -> None:
         _stop_gracefully_on_signals()
         log.info("Gossip on http://%s:%d", settings.host, settings.port)
         try:
-            server.run()
+            server.run(sockets=[sock])
         except KeyboardInterrupt:  # Ctrl-C, raised again by uvicorn once it has shut down
             return
         if lost.is_set() or not server.started:  # each logged already

@@ -9,6 +9,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import pymongo
+from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pymongo import AsyncMongoClient
 from starlette.applications import Starlette
@@ -22,11 +23,13 @@ from shared import db as database
 from shared.auth import RenewedSession
 from shared.batching import by_id
 from shared.catalogue import Catalogue
-from shared.connections import note_connection
+from shared.connections import forget_connection, note_connection
 from shared.errors import EXCEPTION_HANDLERS, ApiError
 from shared.headers import Nosniff
 from shared.limits import Buckets, swept
+from shared.lingering import answer_then_drain
 from shared.logs import AccessLog, configure
+from shared.memory import traced
 from shared.openapi import document_route
 from shared.pages import PAGE_HANDLERS
 from shared.passwords import Passwords
@@ -34,6 +37,7 @@ from shared.proxies import TrustedProxies
 from shared.recent import Recent
 from shared.settings import ROOT, Settings
 from shared.state import USER_FIELDS, AnyRequest, Core, core
+from shared.tracing import Traced, exporting
 
 GC_THRESHOLDS = (50_000, 20, 100)  # Python's defaults are (700, 10, 10)
 # Seconds for the database client's goodbyes at shutdown (ending sessions, killing cursors). They are best effort:
@@ -74,15 +78,23 @@ def _tune_gc() -> None:
 
 
 class Service(Starlette):
-    """Starlette, noting the server's connection before any middleware wraps `send` (shared/connections.py)."""
+    """Starlette, noting the server's connection before any middleware wraps `send` (shared/connections.py), and
+    draining a body it answered unread before the connection closes (shared/lingering.py)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            note_connection(scope, send)
-        await super().__call__(scope, receive, send)
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        note_connection(scope, send)
+        try:
+            await answer_then_drain(super().__call__, scope, receive, send)
+        finally:
+            forget_connection(scope)
 
 
-async def _core(settings: Settings | None) -> tuple[AsyncMongoClient[dict[str, Any]], Core]:
+async def _core(
+    name: str, settings: Settings | None, tracer_provider: TracerProvider | None
+) -> tuple[AsyncMongoClient[dict[str, Any]], Core]:
     """What every service holds for its lifetime. Without given settings the app is its own process (`uvicorn
     services.<name>.app:app`), which reads them from the environment and sets up its own logging."""
     resolved = settings or Settings.from_env()
@@ -98,20 +110,32 @@ async def _core(settings: Settings | None) -> tuple[AsyncMongoClient[dict[str, A
         sessions=by_id(db.sessions), tokens=Recent(by_id(db.tokens), TOKEN_MAX_AGE),
         users=by_id(db.users, USER_FIELDS),
         passwords=Passwords(resolved.hash_concurrency, resolved.hash_wait), buckets=Buckets(db),
+        tracer_provider=tracer_provider or exporting(resolved, name),
     )  # fmt: skip
     return client, core
 
 
 def create_app(
-    name: str, routes: Sequence[BaseRoute], settings: Settings | None = None, extensions: Sequence[Extension] = ()
+    name: str,
+    routes: Sequence[BaseRoute],
+    settings: Settings | None = None,
+    extensions: Sequence[Extension] = (),
+    tracer_provider: TracerProvider | None = None,
 ) -> Starlette:
+    """`tracer_provider`: where spans go (a test's in-memory exporter); without one, traces are on only when the
+    settings name an OTLP endpoint (shared/tracing.py)."""
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        client, base = await _core(settings)
+        client, base = await _core(name, settings, tracer_provider)
         try:
             async with contextlib.AsyncExitStack() as stack:
+                if tracer_provider is None and (exported := base["tracer_provider"]) is not None:
+                    stack.callback(exported.shutdown)  # sends the spans still batched
                 stack.callback(base["passwords"].close)
                 await stack.enter_async_context(swept(base["buckets"]))
+                resolved = base["settings"]
+                await stack.enter_async_context(traced(resolved.memory_trace, resolved.memory_trace_every))
                 state: dict[str, Any] = dict(base)
                 for extension in extensions:
                     state.update(await stack.enter_async_context(extension(base)))
@@ -134,6 +158,7 @@ def create_app(
         exception_handlers={**EXCEPTION_HANDLERS, **PAGE_HANDLERS},
         middleware=[
             Middleware(TrustedProxies),
+            Middleware(Traced),  # after TrustedProxies: a request's span names the client's address
             Middleware(Nosniff),
             Middleware(AccessLog, service=name),
             Middleware(RenewedSession),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,6 +26,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_COOKIE = "gossip_csrf"
 CSRF_MAX_AGE = 24 * 3600
 TOKEN_PREFIX = "gsp_"  # noqa: S105 (a prefix that makes a leaked token easy to recognise, not a secret)
+USE_NOTED_EVERY = 60.0  # seconds between two records of a token's last use
 
 
 RENEWED = "gossip.renewed_session"  # in a request's scope: the Set-Cookie of a session renewed while answering it
@@ -49,6 +51,11 @@ def session_cookie_name(request: AnyRequest) -> str:
     return "__Host-gossip_session" if is_https(request) else "gossip_session"
 
 
+def _first_age(settings: Settings) -> int:
+    """A new session's lifetime: the sliding one, unless the absolute one is shorter."""
+    return min(settings.session_max_age, settings.session_absolute_age)
+
+
 def session_document(settings: Settings, user_id: str, username: str) -> tuple[str, dict[str, Any]]:
     """The one shape of a `sessions` document, for a login and for sessions made in bulk, with the cookie value that
     goes with it. A fresh random id each time; only its digest is stored (as `_id`), so a copy of the database holds
@@ -59,7 +66,7 @@ def session_document(settings: Settings, user_id: str, username: str) -> tuple[s
         "user_id": user_id,
         "username": username,
         "created_at": now,
-        "expires_at": now + timedelta(seconds=settings.session_max_age),
+        "expires_at": now + timedelta(seconds=_first_age(settings)),
     }
     return session_cookie(settings, session_id), document
 
@@ -80,8 +87,30 @@ async def revoke_session(db: Database, session_key: str) -> None:
     await db.sessions.delete_one({"_id": session_key})
 
 
-def set_session_cookie(request: AnyRequest, response: Response, value: str, settings: Settings) -> None:
-    set_cookie(request, response, session_cookie_name(request), value, settings.session_max_age)
+async def revoke_previous_session(request: AnyRequest) -> None:
+    """Signing in ends the session the browser had, whoever's it was: its cookie is replaced, and a copy of the old
+    one (left in another tab, or taken) must not live on."""
+    if (session_id := _session_id(request, core(request)["settings"])) is not None:
+        await revoke_session(core(request)["db"], token_digest(session_id))
+
+
+def absolute_end(session: dict[str, Any], absolute_age: float) -> datetime:
+    """The moment a session ends however much it is used: SESSION_ABSOLUTE_AGE after its login."""
+    return as_datetime(session.get("created_at")) + timedelta(seconds=absolute_age)
+
+
+def session_end(session: dict[str, Any], absolute_age: float) -> datetime:
+    """When a session ends unless it is renewed first: its sliding end, never past its absolute end, whatever wrote
+    the sliding one (a process from before the absolute end existed, a hand in mongosh). TypeError if a date is not
+    one."""
+    return min(as_datetime(session.get("expires_at")), absolute_end(session, absolute_age))
+
+
+def set_session_cookie(
+    request: AnyRequest, response: Response, value: str, settings: Settings, max_age: int | None = None
+) -> None:
+    """`max_age`: the seconds the session has left, when fewer than a new one's."""
+    set_cookie(request, response, session_cookie_name(request), value, max_age or _first_age(settings))
 
 
 def clear_session_cookie(request: AnyRequest, response: Response) -> None:
@@ -91,26 +120,37 @@ def clear_session_cookie(request: AnyRequest, response: Response) -> None:
 async def session_caller(request: AnyRequest) -> Caller | None:
     """A missing, tampered, expired or revoked cookie all mean the same thing: logged out. A cookie that comes with
     a change from another site is refused outright (see `refuse_cross_site`)."""
-    raw = request.cookies.get(session_cookie_name(request))
-    if not raw:
+    if not request.cookies.get(session_cookie_name(request)):
         return None
     refuse_cross_site(request)
     settings = core(request)["settings"]
+    session_id = _session_id(request, settings)
+    session = await core(request)["sessions"](token_digest(session_id)) if session_id is not None else None
+    if session_id is None or session is None:
+        return None
+    lifetime = settings.session_absolute_age
+    try:
+        ends, last = session_end(session, lifetime), absolute_end(session, lifetime)
+    except TypeError:  # dates that are not dates make no session
+        return None
+    now = utcnow()
+    if ends <= now:
+        return None  # the TTL monitor runs only once a minute, so expiry is checked here as well
+    if ends < last and ends - now < timedelta(seconds=settings.session_max_age / 2):
+        ends = await _renew(request, settings, session, session_id, last)
+    return Caller(session["user_id"], session["username"], session["_id"], ends)
+
+
+def _session_id(request: AnyRequest, settings: Settings) -> str | None:
+    """The session id the browser's cookie carries, if its signature holds and is not too old."""
+    raw = request.cookies.get(session_cookie_name(request))
+    if not raw:
+        return None
     try:
         session_id = _signer(settings, "session").loads(raw, max_age=settings.session_max_age)
     except BadSignature:
         return None
-    if not isinstance(session_id, str):
-        return None
-    session = await core(request)["sessions"](token_digest(session_id))
-    if session is None:
-        return None
-    expires_at, now = as_datetime(session["expires_at"]), utcnow()
-    if expires_at <= now:
-        return None  # the TTL monitor runs only once a minute, so expiry is checked here as well
-    if expires_at - now < timedelta(seconds=settings.session_max_age / 2):
-        expires_at = await _renew(request, settings, session, session_id)
-    return Caller(session["user_id"], session["username"], session["_id"], expires_at)
+    return session_id if isinstance(session_id, str) else None
 
 
 def refuse_cross_site(request: AnyRequest) -> None:
@@ -125,19 +165,23 @@ def refuse_cross_site(request: AnyRequest) -> None:
         raise ApiError(403, "cross_site", "This request came from another site, with your session: it was refused.")
 
 
-async def _renew(request: AnyRequest, settings: Settings, session: dict[str, Any], session_id: str) -> datetime:
-    """A session used past half its life gets a whole one again, so nobody is signed out while using the site. Its
-    cookie is signed anew too, since the signature's age is checked as well. replace_one, not $set: the embedded
-    server would store the date as a string. Only if unchanged since read, so a logout or an expiry set meanwhile
-    stands."""
-    renewed = {**session, "expires_at": utcnow() + timedelta(seconds=settings.session_max_age)}
+async def _renew(
+    request: AnyRequest, settings: Settings, session: dict[str, Any], session_id: str, last: datetime
+) -> datetime:
+    """A session used past half its life gets a whole one again, so nobody is signed out while using the site, up to
+    its absolute end (`last`). Its cookie is signed anew too, since the signature's age is checked as well.
+    replace_one, not $set: the embedded server would store the date as a string. Only if unchanged since read, so a
+    logout or an expiry set meanwhile stands."""
+    now = utcnow()
+    ends = min(now + timedelta(seconds=settings.session_max_age), last)
     await core(request)["db"].sessions.replace_one(
-        {"_id": session["_id"], "expires_at": session["expires_at"]}, renewed
+        {"_id": session["_id"], "expires_at": session["expires_at"]}, {**session, "expires_at": ends}
     )
     carrier = Response()  # only to write the Set-Cookie header as every session cookie is written
-    set_session_cookie(request, carrier, session_cookie(settings, session_id), settings)
+    left = max(1, int((ends - now).total_seconds()))
+    set_session_cookie(request, carrier, session_cookie(settings, session_id), settings, left)
     request.scope[RENEWED] = carrier.headers["set-cookie"]
-    return as_datetime(renewed["expires_at"])
+    return ends
 
 
 class RenewedSession:
@@ -172,7 +216,24 @@ async def bearer_caller(request: AnyRequest) -> Caller | None:
     stored = await core(request)["tokens"](token_digest(token)) if token else None
     if stored is None:
         raise ApiError(401, detail="The API token is unknown or revoked.")
+    if stored.get("expires_at") is not None and as_datetime(stored["expires_at"]) <= utcnow():
+        raise ApiError(401, detail="The API token has expired.")
+    await _note_use(core(request)["db"], stored)
     return Caller(stored["user_id"], stored["username"])
+
+
+async def _note_use(db: Database, token: dict[str, Any]) -> None:
+    """Records when a token was last used, at most once a minute per token and process: a script publishing in a
+    loop costs one write a minute, not one per publish. The found token is what this process's requests share for
+    half a second (shared.app.TOKEN_MAX_AGE), so it is marked first, and they see the mark at once. Epoch seconds,
+    not a date: `$max` keeps the newest across processes, and the embedded server would store a date set so as a
+    string."""
+    now = time.time()
+    last = token.get("last_used")
+    if isinstance(last, int | float) and now - last < USE_NOTED_EVERY:
+        return
+    token["last_used"] = now
+    await db.tokens.update_one({"_id": token["_id"]}, {"$max": {"last_used": now}})
 
 
 async def cookie_caller(request: AnyRequest) -> Caller | None:

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qsl
 
-from starlette.requests import ClientDisconnect
-
 from shared.db import MAX_INT
 from shared.errors import ApiError
-from shared.state import AnyRequest, core
+from shared.state import AnyRequest
 
 MAX_BODY = 16 * 1024
 
@@ -29,44 +24,26 @@ def _declared_length(request: AnyRequest) -> int | None:
 
 async def read_body(request: AnyRequest, limit: int = MAX_BODY) -> bytes:
     """The body, up to `limit` bytes. Past it, 413: decided from Content-Length before reading when the client
-    declares one, so that a client waiting on `Expect: 100-continue` never sends the body at all."""
+    declares one, so that a client waiting on `Expect: 100-continue` never sends the body at all. What is not read
+    is drained after the answer (shared/lingering.py), so the client reads its 413 instead of a reset."""
     declared = _declared_length(request)
     if declared is not None and declared > limit:
-        await drain(request)
         raise _too_large(limit)
     chunks: list[bytes] = []
-    size, stream = 0, request.stream()
-    async for chunk in stream:
+    size = 0
+    async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            await _discard(stream, _drain_timeout(request))  # the rest, within a bound
             raise _too_large(limit)
         chunks.append(chunk)
     return b"".join(chunks)
 
 
-async def drain(request: AnyRequest) -> None:
-    """Reads and discards a body answered without being used (a 413, a 401), for at most DRAIN_TIMEOUT seconds.
-    Closing a socket with unread bytes makes the kernel reset the connection, and a client that has sent its whole
-    body reads that reset instead of the answer. A client waiting on `Expect: 100-continue` is left waiting: asking
-    for the body would tell it to send what is refused anyway."""
-    if request.headers.get("expect", "").lower() != "100-continue":
-        await _discard(request.stream(), _drain_timeout(request))
-
-
-async def _discard(stream: AsyncIterator[bytes], timeout: float) -> None:
-    with contextlib.suppress(TimeoutError, ClientDisconnect):
-        async with asyncio.timeout(timeout):
-            async for _ in stream:
-                pass
-
-
-def _drain_timeout(request: AnyRequest) -> float:
-    return core(request)["settings"].drain_timeout
-
-
 def media_type(request: AnyRequest) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+JSON_BLANK = " \t\n\r"  # JSON's own whitespace: str.strip() would also take "\x1c" and its kin for blank
 
 
 async def read_object(request: AnyRequest, *, form: bool = False, limit: int = MAX_BODY) -> dict[str, Any]:
@@ -83,7 +60,7 @@ async def read_object(request: AnyRequest, *, form: bool = False, limit: int = M
     if kind == "application/x-www-form-urlencoded":
         return dict(parse_qsl(text, keep_blank_values=True))
     try:
-        value = json.loads(text) if text.strip() else {}
+        value = json.loads(text) if text.strip(JSON_BLANK) else {}
     except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser's stack
         raise ApiError(400, "invalid_json", "The body is not valid JSON.") from None
     if not isinstance(value, dict):

@@ -35,6 +35,12 @@ def note_connection(scope: Scope, send: Send) -> None:
     scope[SEND] = send
 
 
+def forget_connection(scope: Scope) -> None:
+    """At the request's end: the server's `send` is a method of the object that holds the scope, a cycle that
+    would otherwise wait for the garbage collector."""
+    scope.pop(SEND, None)
+
+
 def server_send(scope: Scope) -> Send | None:
     """The server's own `send`, as the app was given it: no middleware's wrapper around it."""
     send: Send | None = scope.get(SEND)

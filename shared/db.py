@@ -120,6 +120,35 @@ async def next_change(stream: AsyncChangeStream[dict[str, Any]], pause: float) -
     return change
 
 
+async def check_query(db: Database, collection: str, query: dict[str, Any]) -> None:
+    """Raises OperationFailure if MongoDB refuses the query on the collection. The embedded server reads a query
+    only when it has a document to test it on, so it is also run on a collection of one document."""
+    await db[collection].find(query, {"_id": 1}).limit(1).to_list()
+    await put(db.query_checks, {"_id": "one", "_check": "one"})
+    await db.query_checks.find(query, {"_id": 1}).limit(1).to_list()
+
+
+async def matching(db: Database, collection: str, ids: list[Any], query: dict[str, Any], embedded: bool) -> list[Any]:
+    """Those of the ids whose documents match the query (which must not name `_id`). On MongoDB, one query by _id and
+    the query. The embedded server scans the whole collection for any condition beside an _id (300 ms a query at
+    5,000 documents): there the documents are read by _id, copied under a tag of this call into a scratch collection
+    (`embedded`: purges_ttl_on_read's answer), matched there, and removed."""
+    if not embedded:
+        found = db[collection].find({"$and": [{"_id": {"$in": ids}}, query]}, {"_id": 1})
+        return [document["_id"] async for document in found]
+    documents = await db[collection].find({"_id": {"$in": ids}}).to_list()
+    if not documents:
+        return []
+    tag = new_id()
+    await db.query_checks.insert_many([{**document, "_id": f"{tag}:{n}", "_check": tag}
+                                       for n, document in enumerate(documents)])  # fmt: skip
+    try:
+        found = db.query_checks.find({"$and": [{"_check": tag}, query]}, {"_id": 1})
+        return [documents[int(copy["_id"].rsplit(":", 1)[1])]["_id"] async for copy in found]
+    finally:
+        await db.query_checks.delete_many({"_check": tag})
+
+
 async def count(collection: AsyncCollection[dict[str, Any]], query: dict[str, Any], cap: int) -> int:
     """How many documents match, counted up to `cap` (the caller says "`cap` or more"): a bounded read on either
     server, whatever the collection holds. A find of at most `cap` _ids: count_documents, and an aggregate's $count
@@ -147,6 +176,15 @@ async def purges_ttl_on_read(db: Database) -> bool:
     """The embedded server honours a TTL index by purging the collection on every read of it, with a full scan
     (24 ms a read at 20,000 updates, 1 ms without): there old updates are deleted by a chore instead."""
     return (await db.command("buildInfo")).get("process") == "nx_27017"
+
+
+async def token_epoch(db: Database) -> str | None:
+    """What a stored resume token is good for. The embedded server forgets its tokens when it restarts (and resumes
+    after a forgotten one without an error, delivering nothing): a token is kept with the server process that gave
+    it, and one from another process is lost history. None on MongoDB, whose tokens outlive restarts and which
+    answers ChangeStreamHistoryLost when one has left the oplog."""
+    status = await db.command("buildInfo")
+    return f"{status.get('host')}:{status.get('pid')}" if status.get("process") == "nx_27017" else None
 
 
 async def keep_history(db: Database, days: float) -> bool:
@@ -202,6 +240,11 @@ async def ensure_indexes(db: Database) -> None:
     await db.updates.create_index([("seq", ASCENDING), ("show", ASCENDING)])  # finds those, which the unique one omits
     await db.updates.create_index([("show", ASCENDING), ("seq", ASCENDING)])
     await db.updates.create_index([("author_id", ASCENDING), ("seq", ASCENDING)])
+    await _unique_where_present(db.updates, "source_key")  # a watch rule's change is written once (stream/derive.py)
+    await db.updates.create_index("source_doc", partialFilterExpression={"source_doc": {"$exists": True}})
+    await db.updates.create_index(
+        [("recipient", ASCENDING), ("seq", ASCENDING)], partialFilterExpression={"recipient": {"$exists": True}}
+    )
     await db.update_ids.create_index("expires_at", expireAfterSeconds=0)
     await db.spent_keys.create_index("expires_at", expireAfterSeconds=0)  # retracted updates' Idempotency-Keys
     await db.updates.create_index(
@@ -214,6 +257,12 @@ async def ensure_indexes(db: Database) -> None:
         [("user_id", ASCENDING), ("slot", ASCENDING)], unique=True, partialFilterExpression={"slot": {"$exists": True}}
     )
     await db.buckets.create_index("full_at")
+    await db.presence.create_index("expires_at", expireAfterSeconds=0)  # a dead stream process drops out
+    await db.devices.create_index("endpoint", unique=True)  # a browser's subscription belongs to one user
+    await db.devices.create_index([("user_id", ASCENDING), ("slot", ASCENDING)], unique=True)
+    await db.sends.create_index("user_id")
+    await db.sends.create_index("expires_at", expireAfterSeconds=0)
+    await db.users.create_index("email.verified_at", sparse=True)  # the digest's recipients, a few of all users
 
 
 async def seed_shows(db: Database) -> None:

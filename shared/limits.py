@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from prometheus_client import Counter as Metric
 from pymongo import UpdateOne
 from pymongo.errors import PyMongoError
 
@@ -29,6 +30,12 @@ log = logging.getLogger("gossip.limits")
 
 SWEEP_EVERY = 60.0  # seconds between deletions of full buckets
 REFUSED_AT_LEAST = 0.001  # seconds: the least wait a refusal gives
+# Every limit's name, as refusals are counted: failed logins (per address or account), registrations per address,
+# publishes per author, hashing turns, feeds per stream process and per user.
+LIMITS = ("login", "registration", "publish", "hashing", "feeds", "feeds_per_user")
+REFUSALS = Metric("gossip_refusals", "Requests refused by a limit, answered 429 or 503 with Retry-After", ["limit"])
+for name in LIMITS:  # every series from the start, at 0
+    REFUSALS.labels(limit=name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,8 +50,10 @@ class Rate:
         return self.seconds / self.count
 
 
-def refusal(status: int, detail: str, wait: float) -> ApiError:
-    """The one shape of a limit's answer: the JSON error, and Retry-After in whole seconds (at least one)."""
+def refusal(limit: str, status: int, detail: str, wait: float) -> ApiError:
+    """The one shape of a limit's answer: the JSON error, and Retry-After in whole seconds (at least one); counted
+    by the limit's name (one of LIMITS)."""
+    REFUSALS.labels(limit=limit).inc()
     return ApiError(status, detail=detail, headers={"retry-after": str(max(1, math.ceil(wait)))})
 
 
@@ -161,7 +170,7 @@ class Limit:
         answers: list[Exception | None] = []
         for key in keys:  # the first callers of a key get its tokens
             granted, wait = grants[key]
-            answers.append(None if granted > 0 else refusal(429, self.detail, wait))
+            answers.append(None if granted > 0 else refusal(self.name, 429, self.detail, wait))
             grants[key] = (granted - 1, wait)
         return answers
 

@@ -38,7 +38,7 @@ SECURITY_SCHEMES = {
     "token": {
         "type": "http", "scheme": "bearer", "bearerFormat": "gsp_...",
         "description": "An API token from POST /api/me/tokens, for scripts. Refused from the request after it is "
-                       "revoked.",
+                       "revoked, or once it has expired.",
     },
 }  # fmt: skip
 

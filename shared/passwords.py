@@ -28,7 +28,6 @@ _DUMMY = _hasher.hash("gossip-dummy-password")
 NICENESS = 10  # Linux niceness of the hashing threads: they get about a tenth of a busy core's share
 BUSY = "The server is busy checking other passwords. Try again in a moment."
 HASHES = Counter("gossip_password_hashes", "Argon2id hashes and verifications run")
-REFUSED = Counter("gossip_password_busy_refusals", "Logins and registrations refused: no hashing turn in HASH_WAIT")
 
 
 def _verify(stored: str | None, password: str) -> bool:
@@ -64,8 +63,7 @@ class Passwords:
             async with asyncio.timeout(self._wait):
                 await self._turns.acquire()
         except TimeoutError:
-            REFUSED.inc()
-            raise refusal(503, BUSY, 1) from None
+            raise refusal("hashing", 503, BUSY, 1) from None
         try:
             yield
         finally:

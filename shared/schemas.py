@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from shared.db import MAX_INT
-from shared.updates import COUNT_CAP, MAX_TEXT, NO_CONTROL, NOT_BLANK
+from shared.preferences import LEVELS
+from shared.updates import COUNT_CAP, DELETED_AUTHOR, MAX_TEXT, NO_CONTROL, NOT_BLANK
 from shared.usernames import USERNAME, USERNAME_RULE
 
 Schema = dict[str, Any]
@@ -36,6 +37,20 @@ TEXT: Schema = {"type": "string", "minLength": 1, "maxLength": MAX_TEXT, "patter
                 "allOf": [{"pattern": NO_CONTROL.pattern}],
                 "description": "Plain text, not only blanks, with no control characters but tabs and line breaks; "
                                "stored and shown as sent, never as HTML."}  # fmt: skip
+CLOCK_TIME: Schema = {"type": "string", "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$", "description": "HH:MM, local."}
+QUIET_HOURS: Schema = {
+    "description": "No push is sent from `start` up to `end` on the user's clock (it may wrap midnight); null: none.",
+    "oneOf": [{"type": "null"}, _object({"start": CLOCK_TIME, "end": CLOCK_TIME})],
+}
+PREFERENCE_FIELDS: dict[str, Schema] = {
+    "shows": {"type": "object", "additionalProperties": {"enum": list(LEVELS)},
+              "description": "Show slug to level. `live`: feeds and pages only (a show left out is live); `push`: also "
+                             "Web Push; `digest`: also the email digest; `muted`: followed, but left out of the unread "
+                             "count and of Notifications (All Notifs still shows it)."},
+    "time_zone": {"type": "string", "description": "An IANA time zone name, such as Europe/Paris."},
+    "quiet_hours": QUIET_HOURS,
+    "digest_hour": {"type": "integer", "minimum": 0, "maximum": 23, "description": "When the digest goes, local."},
+}  # fmt: skip
 
 
 def _event(name: str, data: Schema, description: str, *, with_id: bool = False) -> Schema:
@@ -77,21 +92,31 @@ SCHEMAS: dict[str, Schema] = {
             "text": TEXT,
             "author": {
                 "type": "string",
-                "pattern": f"^{USERNAME.pattern}$",
-                "description": f"The publisher's username ({USERNAME_RULE}), whoever wrote the update.",
+                "pattern": f"^(?:{USERNAME.pattern}|{DELETED_AUTHOR})$",
+                "description": f"The publisher's username ({USERNAME_RULE}), whoever wrote the update; "
+                f"`{DELETED_AUTHOR}` once they deleted their account.",
             },
             "created_at": TIMESTAMP,
         },
         "A show update as stored, published and sent on the feeds.",
-        {"edited_at": {**TIMESTAMP, "description": "When its text was last changed; absent if never."}},
+        {
+            "edited_at": {**TIMESTAMP, "description": "When its text was last changed; absent if never."},
+            "personal": {
+                "const": True,
+                "description": "Meant for the signed-in user alone (a watch rule's personal "
+                "notification); absent on updates meant for everybody. `show` is then its rule's topic.",
+            },
+        },
     ),
+    "Preferences": _object(PREFERENCE_FIELDS, "A user's preferences, every one, defaults filled in."),
     "Follows": _object({"follows": {"type": "array", "items": SLUG, "uniqueItems": True}}),
     "Read": _object(
         {
             "last_read_seq": {"type": "integer", "minimum": 0, "description": "The user's read mark."},
             "unread": {
                 **CAPPED,
-                "description": f"Unread as of the events before this one; count on from there. {CAPPED_NOTE}",
+                "description": "Unread as of the events before this one (updates of followed shows but the muted "
+                f"ones, by others, after the read mark); count on from there. {CAPPED_NOTE}",
             },
         }
     ),
@@ -111,6 +136,11 @@ SCHEMAS: dict[str, Schema] = {
     "Retract": _object({"seq": SEQ}),
     "UpdateEvent": _event("update", ref("Update"), "A new update of a show the feed carries.", with_id=True),
     "FollowsEvent": _event("follows", ref("Follows"), "The user's follows changed: the feed now carries these."),
+    "PreferencesEvent": _event(
+        "preferences",
+        ref("Preferences"),
+        "The user's preferences changed: a feed of followed shows leaves the muted ones out from now on.",
+    ),
     "ReadEvent": _event("read", ref("Read"), "The user read, on some page or device: every feed of the user hears."),
     "ResyncEvent": _event(
         "resync",
@@ -123,5 +153,14 @@ SCHEMAS: dict[str, Schema] = {
     "ExpiredEvent": _event("expired", ref("Expired"), "The session ended by age: the stream ends, log in again."),
 }
 # What a feed may send, besides `retry:` on connect and `: ping` comment lines.
-EVENTS = ("UpdateEvent", "FollowsEvent", "ReadEvent", "ResyncEvent", "EditEvent", "RetractEvent", "ExpiredEvent")
+EVENTS = (
+    "UpdateEvent",
+    "FollowsEvent",
+    "PreferencesEvent",
+    "ReadEvent",
+    "ResyncEvent",
+    "EditEvent",
+    "RetractEvent",
+    "ExpiredEvent",
+)
 SCHEMAS["FeedEvent"] = {"oneOf": [ref(name) for name in EVENTS]}

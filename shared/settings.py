@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import os
+import re
 import resource
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from email.utils import parseaddr
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from cryptography.hazmat.primitives.asymmetric import ec
+from py_vapid import Vapid
 
 ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "var"
+SESSION_ABSOLUTE_AGE = 30 * 24 * 3600  # the default; the stream's parts that are made without settings use it too
+RULES = ROOT / "gossip.toml"
 
 
 def dev_secret(var: Path = VAR) -> str:
@@ -22,6 +31,25 @@ def dev_secret(var: Path = VAR) -> str:
         path.touch(mode=0o600)
         path.write_text(secrets.token_urlsafe(32))
     return path.read_text().strip()
+
+
+def dev_vapid_key(var: Path = VAR) -> str:
+    """A per-checkout VAPID private key (the raw P-256 scalar, base64url), generated on first run like the secret:
+    the browsers' push subscriptions are bound to its public half, so it must outlive restarts."""
+    path = var / "vapid_private_key"
+    if not path.exists():
+        var.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        key = ec.generate_private_key(ec.SECP256R1()).private_numbers().private_value.to_bytes(32, "big")
+        path.write_text(base64.urlsafe_b64encode(key).decode().rstrip("="))
+    return path.read_text().strip()
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw not in ("", "0", "1", "false", "true", "no", "yes"):
+        raise ValueError(f"{name} must be 1 or 0 (true or false), got {env[name]!r}")
+    return raw in ("1", "true", "yes")
 
 
 def _number(env: Mapping[str, str], name: str, default: float, zero: bool = False) -> float:
@@ -73,6 +101,31 @@ def open_file_budget() -> int:
     return max(1, soft - max(64, soft // 10))
 
 
+def _url(env: Mapping[str, str], name: str) -> str:
+    """An http(s) URL with a host, or empty."""
+    raw = env.get(name, "").strip()
+    if raw and not re.fullmatch(r"https?://[^/\s]+(/\S*)?", raw):
+        raise ValueError(f"{name} must be an http:// or https:// URL, got {raw!r}")
+    return raw
+
+
+def _vapid_key(env: Mapping[str, str]) -> str:
+    key = env.get("VAPID_PRIVATE_KEY") or dev_vapid_key()
+    try:
+        Vapid.from_string(key)
+    except Exception:  # py-vapid raises whatever its decoders raise
+        raise ValueError("VAPID_PRIVATE_KEY must be a P-256 private key in base64url (raw 32 bytes, or DER)") from None
+    return key
+
+
+def _subject(env: Mapping[str, str]) -> str:
+    """Push services refuse a VAPID subject that is not a contact: a mailto: address or an https: URL."""
+    subject = env.get("VAPID_SUBJECT") or "mailto:gossip@localhost"
+    if not (subject.startswith("mailto:") and "@" in subject) and not subject.startswith("https://"):
+        raise ValueError(f"VAPID_SUBJECT must be a mailto: address or an https:// URL, got {subject!r}")
+    return subject
+
+
 def _port(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -82,6 +135,48 @@ def _port(env: Mapping[str, str], name: str, default: int) -> int:
     return int(raw)
 
 
+def _rules_file(env: Mapping[str, str]) -> Path | None:
+    """WATCH_RULES names the rules file; empty, no rules. Unset, the checkout's gossip.toml if there is one. A file
+    that is named and missing fails startup when the stream service reads it."""
+    raw = env.get("WATCH_RULES")
+    if raw is None:
+        return RULES if RULES.exists() else None
+    return Path(raw) if raw else None
+
+
+def _smtp_url(env: Mapping[str, str]) -> str:
+    """Empty (mail is written to MAIL_DIR), or smtp://[user:password@]host[:port], smtps:// for TLS from the start."""
+    raw = env.get("SMTP_URL", "")
+    if not raw:
+        return ""
+    try:
+        url = urlsplit(raw)
+        url.port  # noqa: B018 (raises ValueError for a port that is not one)
+    except ValueError:
+        url = None
+    if url is None or url.scheme not in ("smtp", "smtps") or not url.hostname:
+        raise ValueError("SMTP_URL must be smtp://[user:password@]host[:port] or smtps://..., got a value that is not")
+    return raw
+
+
+def _public_url(env: Mapping[str, str], port: int) -> str:
+    """Where people reach the site, for the absolute links in mail: scheme and host, no trailing slash."""
+    raw = env.get("PUBLIC_URL") or f"http://127.0.0.1:{port}"
+    url = urlsplit(raw)
+    if url.scheme not in ("http", "https") or not url.netloc or url.query or url.fragment:
+        raise ValueError(
+            f"PUBLIC_URL must be an http:// or https:// address such as https://gossip.example, got {raw!r}"
+        )
+    return raw.rstrip("/")
+
+
+def _mail_from(env: Mapping[str, str]) -> str:
+    raw = env.get("MAIL_FROM") or "Gossip <gossip@localhost>"
+    if "@" not in parseaddr(raw)[1] or "\n" in raw or "\r" in raw:
+        raise ValueError(f"MAIL_FROM must be an address such as 'Gossip <gossip@example.com>', got {raw!r}")
+    return raw
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     secret_key: str
@@ -89,7 +184,9 @@ class Settings:
     mongo_db: str = "gossip"
     ping_interval: float = 15.0
     send_timeout: float = 10.0  # an SSE socket that stops draining for this long is dropped
-    session_max_age: int = 14 * 24 * 3600
+    session_max_age: int = 14 * 24 * 3600  # a session unused this long ends; using it renews it
+    session_absolute_age: int = SESSION_ABSOLUTE_AGE  # and every session ends this long after its login, however used
+    device_max_age: int = 365 * 24 * 3600  # a browser that signed in to an account is known to it this long
     replay_limit: int = 500  # a reconnect is replayed at most this many updates; `resync` announces the rest
     history_days: float = 90.0  # updates older than this are removed; 0 keeps them all
     host: str = "127.0.0.1"
@@ -101,7 +198,8 @@ class Settings:
     # once, refilled evenly over the window.
     hash_concurrency: int = field(default_factory=cpus)  # Argon2id hashes at once
     hash_wait: float = 1.0  # seconds a login or registration waits for a hash before a 503
-    login_failures_per_user: int = 5
+    login_failures_per_user_address: int = 5  # per account from one client address
+    login_failures_per_user: int = 100  # per account from everywhere, its known browsers not counted
     login_failures_per_address: int = 20
     login_window: float = 60.0
     registrations_per_address: int = 20
@@ -114,7 +212,27 @@ class Settings:
     feed_open_window: float = 60.0
     max_feeds: int = field(default_factory=open_file_budget)  # per stream process
     trusted_proxies: tuple[str, ...] = ()  # addresses whose X-Forwarded-For and -Proto are believed
-    drain_timeout: float = 5.0  # seconds an oversized or refused body is read and discarded before the answer
+    drain_timeout: float = 5.0  # seconds a body answered unread is read and discarded before the connection closes
+    drain_bytes: int = 64 * 1024 * 1024  # and bytes at most; one declared larger is not drained at all
+    watch_rules: Path | None = None  # the watch rules file (services/stream/rulebook.py); None: no rules
+    otlp_endpoint: str = ""  # where traces go (OTLP over HTTP, /v1/traces appended); empty: no traces at all
+    # Web Push (README: "Push notifications"). The key signs every push (VAPID); the subject tells push services
+    # whom to contact (a mailto: or https: URL).
+    vapid_private_key: str = field(default_factory=dev_vapid_key)
+    vapid_subject: str = "mailto:gossip@localhost"
+    push_delay: float = 60.0  # seconds an update stays unread before it is pushed
+    push_allow_http_loopback: bool = False  # subscriptions may name http://127.0.0.1 (tests, local push servers)
+    scheduler_interval: float = 15.0  # seconds between two rounds of the scheduler's jobs
+    presence_interval: float = 5.0  # seconds between two reports of a stream process's open feeds
+    # Mail: the digest and address checks go to SMTP_URL, or without one into .eml files in `mail_dir`.
+    smtp_url: str = ""
+    mail_dir: Path = VAR / "mail"
+    mail_from: str = "Gossip <gossip@localhost>"
+    public_url: str = "http://127.0.0.1:8000"  # the site's address as people reach it, for links in mail
+    verification_mails: int = 3  # address checks mailed per user, and per address, per `verification_window`
+    verification_window: float = 3600.0
+    memory_trace: Path | None = None  # a folder: trace allocations and write snapshots there (shared/memory.py)
+    memory_trace_every: float = 60.0  # seconds between those snapshots
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -128,6 +246,8 @@ class Settings:
             ping_interval=_number(env, "PING_INTERVAL", 15.0),
             send_timeout=_number(env, "SEND_TIMEOUT", 10.0),
             session_max_age=_count(env, "SESSION_MAX_AGE", 14 * 24 * 3600),
+            session_absolute_age=_count(env, "SESSION_ABSOLUTE_AGE", SESSION_ABSOLUTE_AGE),
+            device_max_age=_count(env, "DEVICE_MAX_AGE", 365 * 24 * 3600),
             replay_limit=_count(env, "REPLAY_LIMIT", 500),
             history_days=_number(env, "HISTORY_DAYS", 90.0, zero=True),
             host=env.get("HOST", "127.0.0.1"),
@@ -137,7 +257,8 @@ class Settings:
             log_format=log_format,
             hash_concurrency=_count(env, "HASH_CONCURRENCY", cpus()),
             hash_wait=_number(env, "HASH_WAIT", 1.0),
-            login_failures_per_user=_count(env, "LOGIN_FAILURES_PER_USER", 5),
+            login_failures_per_user_address=_count(env, "LOGIN_FAILURES_PER_USER_ADDRESS", 5),
+            login_failures_per_user=_count(env, "LOGIN_FAILURES_PER_USER", 100),
             login_failures_per_address=_count(env, "LOGIN_FAILURES_PER_ADDRESS", 20),
             login_window=_number(env, "LOGIN_WINDOW", 60.0),
             registrations_per_address=_count(env, "REGISTRATIONS_PER_ADDRESS", 20),
@@ -151,4 +272,21 @@ class Settings:
             max_feeds=_count(env, "MAX_FEEDS", open_file_budget()),
             trusted_proxies=_addresses(env, "TRUSTED_PROXIES"),
             drain_timeout=_number(env, "DRAIN_TIMEOUT", 5.0),
+            drain_bytes=_count(env, "DRAIN_BYTES", 64 * 1024 * 1024),
+            watch_rules=_rules_file(env),
+            otlp_endpoint=_url(env, "OTEL_EXPORTER_OTLP_ENDPOINT"),
+            vapid_private_key=_vapid_key(env),
+            vapid_subject=_subject(env),
+            push_delay=_number(env, "PUSH_DELAY", 60.0, zero=True),
+            push_allow_http_loopback=_flag(env, "PUSH_ALLOW_HTTP_LOOPBACK"),
+            scheduler_interval=_number(env, "SCHEDULER_INTERVAL", 15.0),
+            presence_interval=_number(env, "PRESENCE_INTERVAL", 5.0),
+            smtp_url=_smtp_url(env),
+            mail_dir=Path(env.get("MAIL_DIR") or VAR / "mail"),
+            mail_from=_mail_from(env),
+            public_url=_public_url(env, _port(env, "PORT", 8000)),
+            verification_mails=_count(env, "VERIFICATION_MAILS", 3),
+            verification_window=_number(env, "VERIFICATION_WINDOW", 3600.0),
+            memory_trace=Path(env["MEMORY_TRACE"]) if env.get("MEMORY_TRACE") else None,
+            memory_trace_every=_number(env, "MEMORY_TRACE_EVERY", 60.0),
         )

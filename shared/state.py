@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
+from opentelemetry.sdk.trace import TracerProvider
 from starlette.requests import HTTPConnection, Request
 
 from shared.batching import Lookup
@@ -16,7 +17,8 @@ from shared.passwords import Passwords
 from shared.recent import Recent
 from shared.settings import Settings
 
-USER_FIELDS = {"username": 1, "follows": 1, "last_read_seq": 1}  # what the `users` lookup reads of a user
+# What the `users` lookup reads of a user.
+USER_FIELDS = {"username": 1, "follows": 1, "last_read_seq": 1, "preferences": 1}
 
 
 class Core(TypedDict):
@@ -29,6 +31,7 @@ class Core(TypedDict):
     users: Lookup
     passwords: Passwords  # Argon2id on a bounded pool of its own
     buckets: Buckets  # rate limits shared by every process
+    tracer_provider: TracerProvider | None  # None: traces are off (shared/tracing.py)
 
 
 # What code in `shared/` takes: any service's request. Request is invariant in its state type, so each service's

@@ -15,10 +15,14 @@ from typing import Any, TypedDict
 from bson import ObjectId
 
 from shared.db import MAX_INT, Database, as_datetime, count, iso_utc, numbers
+from shared.preferences import preferences_of
 from shared.usernames import USERNAME_RULE, is_username
 
 MAX_TEXT = 1000  # characters; long enough for an episode note, short enough for a notification
 COUNT_CAP = 200  # counts of updates (unread, a resync's missed) stop here, shown as "200+": a bounded read
+# An update's `author` once its author deleted their account: not a valid username, so no one can register it and
+# take the updates for theirs.
+DELETED_AUTHOR = "deleted user"
 SEQ_BYTES = slice(4, 12)  # where an update's _id holds its seq, after the 4 bytes of time every ObjectId starts with
 # Text needs one character that is not blank. Blank is what str.isspace() says, spelled out: the API document gives
 # this pattern to clients, and its dialect (ECMA-262) and Rust's disagree with Python on what \s matches.
@@ -28,12 +32,17 @@ NOT_BLANK = re.compile(f"[^{BLANK}]")
 # one-character CSI, \x9b) is no part of a note on a show.
 NO_CONTROL = re.compile(r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f]*$")
 # What a read of updates for clients takes of each document: the wire fields, never the _id or a writer's extras.
-WIRE_FIELDS = dict.fromkeys(("seq", "show", "title", "text", "author", "created_at", "edited_at"), 1) | {"_id": 0}
+# What a read for clients takes of a document: the wire fields, and whom a personal update is for (never shown).
+WIRE_FIELDS = dict.fromkeys(("seq", "show", "title", "text", "author", "created_at", "edited_at", "recipient"), 1) | {
+    "_id": 0
+}
+TITLE_MAX = 100  # characters of a personal update's title, which its watch rule gives
 
 
 def wire(update: dict[str, Any]) -> dict[str, Any]:
     """What clients see of a stored update (also from a change event's fullDocument): never the _id. `edited_at`
-    only once its text has been changed."""
+    only once its text has been changed; `personal` only on an update meant for one user (who is the one seeing
+    it: never whom it names)."""
     shown = {
         "seq": update["seq"],
         "show": update["show"],
@@ -44,6 +53,8 @@ def wire(update: dict[str, Any]) -> dict[str, Any]:
     }
     if "edited_at" in update:
         shown["edited_at"] = iso_utc(update["edited_at"])
+    if "recipient" in update:
+        shown["personal"] = True
     return shown
 
 
@@ -89,7 +100,7 @@ def shape_problem(update: Mapping[str, Any]) -> str | None:
     None. Its title is not the document's to say: readers take it from the catalogue (`titled`)."""
     if not isinstance(update.get("show"), str) or not update["show"]:
         return "show: required, as text"
-    if not is_username(update.get("author")):
+    if not is_username(update.get("author")) and update.get("author") != DELETED_AUTHOR:
         return f"author: a username, {USERNAME_RULE}"
     if problem := text_problem(update.get("text")):
         return f"text: {problem}"
@@ -97,12 +108,15 @@ def shape_problem(update: Mapping[str, Any]) -> str | None:
         return "created_at: required, as a date"
     if "edited_at" in update and _date_problem(update["edited_at"]):
         return "edited_at: not a date"
+    if "recipient" in update and (not isinstance(update["recipient"], str) or not update["recipient"]):
+        return "recipient: a user's _id, as text"
     return None
 
 
 def problem(update: Mapping[str, Any], titles: Mapping[str, str]) -> str | None:
-    """Why a document cannot be delivered as an update, or None. Its seq is the caller's to check."""
-    if isinstance(update.get("show"), str) and update["show"] not in titles:
+    """Why a document cannot be delivered as an update, or None. Its seq is the caller's to check. A personal
+    update's topic is its rule's, not a show of the catalogue."""
+    if isinstance(update.get("show"), str) and update["show"] not in titles and "recipient" not in update:
         return f"show: {update['show']!r} is not in the catalogue"
     return shape_problem(update)
 
@@ -111,17 +125,42 @@ def is_seq(value: object) -> bool:
     return type(value) is int and 0 < value <= MAX_INT
 
 
-def _query(shows: Collection[str] | None, seq: dict[str, int]) -> dict[str, Any]:
-    """`shows=None` means every show. Never a document the stream service has rejected."""
-    query: dict[str, Any] = {"seq": numbers(seq), "rejected": {"$exists": False}}
+def visible_to(viewer: str | None) -> dict[str, Any]:
+    """Who may see an update, as a query: one with a `recipient` (a user's _id) is that user's alone, every other one
+    is everybody's. The one predicate of every reader: feeds, /events/all, history, pages, unread counts, digests,
+    pushes. `viewer=None` (nobody signed in, or a reader for all) sees only the updates meant for everybody."""
+    return {"recipient": {"$in": [None, viewer]}} if viewer else {"recipient": None}
+
+
+def sees(viewer: str | None, recipient: object) -> bool:
+    """`visible_to` for an update in hand, by its `recipient` (None when it has none): for a reader that read the
+    updates of every viewer at once (a replay shared by many feeds), and for the senders."""
+    return recipient is None or recipient == viewer
+
+
+def _stored(seq: dict[str, int]) -> dict[str, Any]:
+    """Every stored update in the seq range, whoever may see it: where seqs stand, not what anyone is shown."""
+    return {"seq": numbers(seq), "rejected": {"$exists": False}}
+
+
+def _query(shows: Collection[str] | None, seq: dict[str, int], viewer: str | None) -> dict[str, Any]:
+    """`shows=None` means every show. Never a document the stream service has rejected, nor another user's personal
+    update; the viewer's own are theirs whatever they follow."""
+    query = {**_stored(seq), **visible_to(viewer)}
     if shows is not None:
-        query["show"] = {"$in": list(shows)}
+        followed = {"show": {"$in": list(shows)}}
+        query.update({"$or": [followed, {"recipient": viewer}]} if viewer else followed)
     return query
 
 
 def titled(update: dict[str, Any], titles: Mapping[str, str]) -> dict[str, Any]:
-    """The update with its show's title from the catalogue, whatever title the document holds."""
-    return {**update, "title": titles[update["show"]]}
+    """The update with its show's title from the catalogue, whatever title the document holds. A personal update's
+    topic is its watch rule's, not a show: its own title stands, cut to TITLE_MAX, or its topic's slug."""
+    title = titles.get(update["show"])
+    if title is None:
+        stored = update.get("title")
+        title = stored[:TITLE_MAX] if isinstance(stored, str) and NO_CONTROL.match(stored) else update["show"]
+    return {**update, "title": title}
 
 
 def shown(updates: list[dict[str, Any]], titles: Mapping[str, str]) -> list[dict[str, Any]]:
@@ -132,11 +171,27 @@ def shown(updates: list[dict[str, Any]], titles: Mapping[str, str]) -> list[dict
 
 
 async def history(
-    db: Database, shows: Collection[str] | None, after: int = 0, limit: int = 100, upto: int | None = None
+    db: Database,
+    shows: Collection[str] | None,
+    viewer: str | None,
+    after: int = 0,
+    limit: int = 100,
+    upto: int | None = None,
 ) -> list[dict[str, Any]]:
     """Updates in (after, upto] in seq order, as read: pass them through `shown`. The database is the history."""
     seq = {"$gt": after} if upto is None else {"$gt": after, "$lte": upto}
-    return await db.updates.find(_query(shows, seq), WIRE_FIELDS).sort("seq", 1).limit(limit).to_list()
+    return await db.updates.find(_query(shows, seq, viewer), WIRE_FIELDS).sort("seq", 1).limit(limit).to_list()
+
+
+async def every_viewers(
+    db: Database, shows: Collection[str] | None, after: int, limit: int, upto: int
+) -> list[dict[str, Any]]:
+    """`history` for every viewer at once: the updates of the shows, and every personal one, in (after, upto]. For
+    a replay that many feeds share; each feed keeps what `sees` lets its user see."""
+    query = _stored({"$gt": after, "$lte": upto})
+    if shows is not None:
+        query["$or"] = [{"show": {"$in": list(shows)}}, {"recipient": {"$exists": True}}]
+    return await db.updates.find(query, WIRE_FIELDS).sort("seq", 1).limit(limit).to_list()
 
 
 async def _newest(db: Database, query: dict[str, Any], limit: int) -> list[dict[str, Any]]:
@@ -144,70 +199,93 @@ async def _newest(db: Database, query: dict[str, Any], limit: int) -> list[dict[
 
 
 async def recent(
-    db: Database, shows: Collection[str] | None, limit: int, before: int | None = None
+    db: Database, shows: Collection[str] | None, viewer: str | None, limit: int, before: int | None = None
 ) -> list[dict[str, Any]]:
     """The newest updates first, or the newest below `before` for a page of older ones, as read: pass them through
     `shown`."""
-    return await _newest(db, _query(shows, {"$gt": 0} if before is None else {"$lt": before}), limit)
+    return await _newest(db, _query(shows, {"$gt": 0} if before is None else {"$lt": before}, viewer), limit)
 
 
 async def since_read(
-    db: Database, shows: Collection[str] | None, last_read_seq: int, least: int, most: int
+    db: Database, shows: Collection[str] | None, viewer: str | None, last_read_seq: int, least: int, most: int
 ) -> list[dict[str, Any]]:
     """Newest first, every update after the read mark (up to `most`), or the `least` newest if that is more.
 
     A page that shows these then marks them read, so none after the mark may be left off it, within reason;
     past `most`, the oldest of them are on the older pages.
     """
-    fresh = await _newest(db, _query(shows, {"$gt": last_read_seq}), most)
-    return fresh if len(fresh) >= least else await recent(db, shows, least)
+    fresh = await _newest(db, _query(shows, {"$gt": last_read_seq}, viewer), most)
+    return fresh if len(fresh) >= least else await recent(db, shows, viewer, least)
 
 
 async def oldest(db: Database) -> int | None:
     """The oldest stored update's seq, None if none."""
-    first = await db.updates.find_one(_query(None, {"$gt": 0}), {"seq": 1}, sort=[("seq", 1)])
+    first = await db.updates.find_one(_stored({"$gt": 0}), {"seq": 1}, sort=[("seq", 1)])
     return int(first["seq"]) if first else None
 
 
-async def cut(db: Database, shows: Collection[str] | None, after: int, upto: int, keep: int) -> int:
+async def cut(db: Database, shows: Collection[str] | None, viewer: str | None, after: int, upto: int, keep: int) -> int:
     """The seq above which (after, upto] holds exactly `keep` updates of the shows; `after` if it holds no more."""
-    query = _query(shows, {"$gt": after, "$lte": upto})
+    query = _query(shows, {"$gt": after, "$lte": upto}, viewer)
     found = await db.updates.find(query, {"seq": 1}).sort("seq", -1).skip(keep).limit(1).to_list()
     return int(found[0]["seq"]) if found else after
 
 
-async def between(db: Database, shows: Collection[str] | None, after: int, upto: int) -> int:
+async def between(db: Database, shows: Collection[str] | None, viewer: str | None, after: int, upto: int) -> int:
     """How many updates of the shows are in (after, upto], up to COUNT_CAP."""
-    return await count(db.updates, _query(shows, {"$gt": after, "$lte": upto}), COUNT_CAP)
+    return await count(db.updates, _query(shows, {"$gt": after, "$lte": upto}, viewer), COUNT_CAP)
 
 
-async def any_before(db: Database, shows: Collection[str] | None, seq: int) -> bool:
+async def any_before(db: Database, shows: Collection[str] | None, viewer: str | None, seq: int) -> bool:
     """Whether a page ending at `seq` has an older page after it."""
-    return await db.updates.find_one(_query(shows, {"$lt": seq}), {"_id": 1}) is not None
+    return await db.updates.find_one(_query(shows, {"$lt": seq}, viewer), {"_id": 1}) is not None
+
+
+def _unread_query(
+    heard: Collection[str], user: Mapping[str, Any], last_read_seq: int, upto: int | None
+) -> dict[str, Any]:
+    """Updates of the shows heard (followed, not muted) and the user's personal ones after the read mark (up to
+    `upto`), except one's own: those were never news to their author. `user`: the user's document (its _id and
+    username)."""
+    seq = {"$gt": last_read_seq} if upto is None else {"$gt": last_read_seq, "$lte": upto}
+    return {**_query(heard, seq, user["_id"]), "author": {"$ne": user["username"]}}
 
 
 async def unread(
-    db: Database, follows: Collection[str], last_read_seq: int, username: str, upto: int | None = None
+    db: Database, heard: Collection[str], user: Mapping[str, Any], last_read_seq: int, upto: int | None = None
 ) -> int:
-    """Updates of followed shows after the read mark (up to `upto`), except one's own: those were never news to their
-    author. A live page counts on from `upto` as updates arrive, so the two add up to the same number. Up to
-    COUNT_CAP: a user who never reads costs no more than one who does."""
-    seq = {"$gt": last_read_seq} if upto is None else {"$gt": last_read_seq, "$lte": upto}
-    return await count(db.updates, {**_query(follows, seq), "author": {"$ne": username}}, COUNT_CAP)
+    """How many are unread, up to COUNT_CAP: a user who never reads costs no more than one who does. A live page
+    counts on from `upto` as updates arrive, so the two add up to the same number."""
+    return await count(db.updates, _unread_query(heard, user, last_read_seq, upto), COUNT_CAP)
+
+
+async def unread_newest(
+    db: Database,
+    shows: Collection[str],
+    user: Mapping[str, Any],
+    last_read_seq: int,
+    limit: int,
+    titles: Mapping[str, str],
+) -> list[dict[str, Any]]:
+    """The `limit` newest of the unread updates of `shows`, newest first, as `unread` counts them, titled from the
+    catalogue (for the digest)."""
+    return shown(await _newest(db, _unread_query(shows, user, last_read_seq, None), limit), titles)
 
 
 async def newest(db: Database) -> int:
     """The newest stored update's seq, 0 if none."""
-    latest = await db.updates.find_one(_query(None, {"$gt": 0}), {"seq": 1}, sort=[("seq", -1)])
+    latest = await db.updates.find_one(_stored({"$gt": 0}), {"seq": 1}, sort=[("seq", -1)])
     return int(latest["seq"]) if latest else 0
 
 
 class Reading(TypedDict):
-    """What a user reads: their name, the shows they follow, their read mark, how many updates are unread, and the
-    newest update then (`upto`): a live page carries on from there."""
+    """What a user reads: their name, the shows they follow and those of them they hear (all but the muted: what
+    counts as unread and fills Notifications), their read mark, how many updates are unread, and the newest update
+    then (`upto`): a live page carries on from there."""
 
     username: str
     follows: list[str]
+    heard: list[str]
     last_read_seq: int
     unread: int
     upto: int
@@ -219,5 +297,7 @@ async def reading(db: Database, user: dict[str, Any] | None) -> Reading | None:
     if user is None:
         return None
     last_read, upto = user.get("last_read_seq", 0), await newest(db)
-    count = await unread(db, user["follows"], last_read, user["username"], upto)
-    return Reading(username=user["username"], follows=user["follows"], last_read_seq=last_read, unread=count, upto=upto)
+    heard = preferences_of(user).heard(user["follows"])
+    count = await unread(db, heard, user, last_read, upto)
+    return Reading(username=user["username"], follows=user["follows"], heard=heard, last_read_seq=last_read,
+                   unread=count, upto=upto)  # fmt: skip

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import httpx
 import pymongo
@@ -28,15 +29,17 @@ def mongo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
-def settings(mongo_url: str) -> Iterator[Settings]:
+def settings(mongo_url: str, tmp_path: Path) -> Iterator[Settings]:
     """A database of the test's own, dropped after it whether the test asked for `db` or not: the embedded server
-    keeps 100 databases open and closes the least used beyond that, which a run of this many tests reached."""
+    keeps 100 databases open and closes the least used beyond that, which a run of this many tests reached. Mail
+    without an SMTP_URL goes to the test's own folder."""
     settings = Settings(
         secret_key="test-secret-" + uuid.uuid4().hex,
         mongo_url=mongo_url,
         mongo_db=f"test_{uuid.uuid4().hex[:12]}",
         ping_interval=1.0,
         send_timeout=2.0,
+        mail_dir=tmp_path / "mail",
     )
     yield settings
     with pymongo.MongoClient(mongo_url) as client:

@@ -8,5 +8,5 @@ from services.stream import app as stream
 from shared.app import Extension, create_app
 
 routes = [*auth.routes, *ingest.routes, *stream.routes]
-extensions: list[Extension] = [*ingest.extensions, *stream.extensions]
+extensions: list[Extension] = [*auth.extensions, *ingest.extensions, *stream.extensions]
 app = create_app("gossip", routes, extensions=extensions)

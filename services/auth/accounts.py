@@ -10,7 +10,7 @@ from pymongo.errors import DuplicateKeyError
 from services.auth import throttle
 from shared.catalogue import Catalogue
 from shared.db import MAX_INT, Database, last_seq, new_id, username_key, utcnow
-from shared.errors import ApiError
+from shared.errors import ApiError, invalid
 from shared.passwords import needs_rehash
 from shared.state import Core
 from shared.updates import reading
@@ -31,7 +31,7 @@ def _validate(username: str, password: str) -> None:
     if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
         fields["password"] = RULES["password"]
     if fields:
-        raise ApiError(422, detail="Please correct the highlighted fields.", fields=fields)
+        raise invalid(fields)
 
 
 def user_document(
@@ -65,15 +65,19 @@ async def register(state: Core, username: str, password: str, address: str) -> d
     return user
 
 
-async def authenticate(state: Core, username: str, password: str, address: str) -> dict[str, Any]:
-    """One generic error for an unknown name and a wrong password. The failure slot is taken before the password is
-    checked, and both within a hashing turn, so that a flood is refused before it reaches the database."""
+async def authenticate(
+    state: Core, username: str, password: str, address: str, device: str | None = None
+) -> dict[str, Any]:
+    """One generic error for an unknown name and a wrong password. The failure slots are taken before the password
+    is checked, and both within a hashing turn, so that a flood is refused before it reaches the database. `device`:
+    the account the browser's device cookie names; signed in there before, it is spared the account-wide cap."""
     if missing := {name: "required" for name, value in (("username", username), ("password", password)) if not value}:
-        raise ApiError(422, detail="Please fill in the highlighted fields.", fields=missing)  # blank: not a wrong guess
+        raise invalid(missing)  # blank: not a wrong guess
     db, passwords, buckets, settings = state["db"], state["passwords"], state["buckets"], state["settings"]
     key = username_key(username)
+    known = device == key
     async with passwords.turn():
-        await throttle.take_login_slot(buckets, settings, key, address)
+        await throttle.take_login_slot(buckets, settings, key, address, known)
         user = await db.users.find_one({"username_key": key})
         if not await passwords.verify(user["password_hash"] if user else None, password):
             raise ApiError(401, "wrong_credentials", "Wrong username or password.")
@@ -81,7 +85,7 @@ async def authenticate(state: Core, username: str, password: str, address: str) 
         if needs_rehash(user["password_hash"]):
             rehashed = await passwords.hash(password)
             await db.users.update_one({"_id": user["_id"]}, {"$set": {"password_hash": rehashed}})
-    await throttle.logged_in(buckets, settings, key, address)
+    await throttle.logged_in(buckets, settings, key, address, known)
     return user
 
 

@@ -4,7 +4,9 @@ that enforces them."""
 from __future__ import annotations
 
 from services.auth.accounts import PASSWORD_MAX, PASSWORD_MIN, RULES
-from services.auth.tokens import DOTS, NAME_MAX, SEGMENT
+from services.auth.devices import AUTH, DEVICES_PER_USER, ENDPOINT, ENDPOINT_MAX, P256DH
+from services.auth.devices import NAME_MAX as DEVICE_NAME_MAX
+from services.auth.tokens import AT_RULE, DAYS_MAX, DAYS_RULE, DOTS, NAME_MAX, SEGMENT
 from shared.db import MAX_INT
 from shared.openapi import (
     ANYONE,
@@ -16,8 +18,8 @@ from shared.openapi import (
     refusals,
     request_body,
 )
-from shared.schemas import CAPPED, CAPPED_NOTE, SLUG, TIMESTAMP, Schema
-from shared.updates import NOT_BLANK
+from shared.schemas import CAPPED, CAPPED_NOTE, PREFERENCE_FIELDS, SLUG, TIMESTAMP, Schema, ref
+from shared.updates import DELETED_AUTHOR, NO_CONTROL, NOT_BLANK
 from shared.usernames import USERNAME
 
 STRING: Schema = {"type": "string"}
@@ -38,6 +40,10 @@ TOKEN_NAME: Schema = {
     "type": "string", "minLength": 1, "maxLength": NAME_MAX, "pattern": f"^{SEGMENT.pattern}$",
     "allOf": [{"pattern": NOT_BLANK.pattern}], "not": {"enum": list(DOTS)},
     "description": "Not all blank, no control characters or '/', not '.' or '..': it names the token in a URL.",
+}  # fmt: skip
+EXPIRES_AT: Schema = {
+    "type": ["string", "null"], "format": "date-time",
+    "description": "When the token stops working (UTC, to the millisecond, with a Z); null: never.",
 }  # fmt: skip
 BUSY_HASHING = "Every password-hashing turn is taken (a flood of logins): nothing was checked or stored."
 SLUG_PARAMETER = {"name": "slug", "in": "path", "required": True, "schema": SLUG}
@@ -76,8 +82,8 @@ me = operation(
     {200: answer("The account.", {
         "title": "Me", "type": "object", "required": ["username", "follows", "unread"], "additionalProperties": False,
         "properties": {"username": STRING, "follows": {"type": "array", "items": SLUG},
-                       "unread": {**CAPPED, "description": "Updates of followed shows by others after the read "
-                                                           f"mark. {CAPPED_NOTE}"}},
+                       "unread": {**CAPPED, "description": "Updates of followed shows, but the muted ones, by "
+                                                           f"others after the read mark. {CAPPED_NOTE}"}},
      }), **refusals(401)},
 )  # fmt: skip
 shows = operation(
@@ -113,22 +119,33 @@ read = operation(
 create_token = operation(
     "Create an API token", SESSION,
     {201: answer("The token, shown this once: only its hash is kept.", {
-        "title": "NewToken", "type": "object", "required": ["name", "token"], "additionalProperties": False,
-        "properties": {"name": TOKEN_NAME, "token": {"type": "string", "pattern": "^gsp_"}},
+        "title": "NewToken", "type": "object", "required": ["name", "token", "expires_at"],
+        "additionalProperties": False,
+        "properties": {"name": TOKEN_NAME, "token": {"type": "string", "pattern": "^gsp_"}, "expires_at": EXPIRES_AT},
      }, links={
         "revoke": {"operationId": "api_revoke_token", "parameters": {"name": "$response.body#/name"}},
         "publish": {"operationId": "post_update", "description": "Publish with it: `Authorization: Bearer <token>`."},
      }), **refusals(400, 401, 409, 413, 415, 422, _409="You have a token with that name already (`taken`), or as "
                                                          "many tokens as a user may hold (`too_many_tokens`).")},
     request=request_body({"title": "TokenRequest", "type": "object", "required": ["name"],
-                          "properties": {"name": TOKEN_NAME}}),
-    description="Only a session can manage tokens: a token cannot mint more.",
+                          "not": {"required": ["expires_in_days", "expires_at"]}, "properties": {
+        "name": TOKEN_NAME,
+        "expires_in_days": {"type": "integer", "minimum": 1, "maximum": DAYS_MAX, "description": DAYS_RULE},
+        "expires_at": {"type": "string", "format": "date-time", "description": AT_RULE},
+    }}),
+    description="Only a session can manage tokens: a token cannot mint more. Without `expires_in_days` or "
+                "`expires_at` (one of them, not both), the token works until it is revoked; an expired one is "
+                "refused at once.",
 )  # fmt: skip
 tokens = operation(
     "The caller's API tokens", SESSION,
-    {200: answer("Names and creation times, oldest first; never a token or its hash.", {"type": "array", "items": {
-        "title": "TokenEntry", "type": "object", "required": ["name", "created_at"], "additionalProperties": False,
-        "properties": {"name": TOKEN_NAME, "created_at": TIMESTAMP},
+    {200: answer("Names, creation, expiry and last use, oldest first; never a token or its hash.", {
+        "type": "array", "items": {
+        "title": "TokenEntry", "type": "object", "required": ["name", "created_at", "expires_at", "last_used_at"],
+        "additionalProperties": False,
+        "properties": {"name": TOKEN_NAME, "created_at": TIMESTAMP, "expires_at": EXPIRES_AT, "last_used_at": {
+            "type": ["string", "null"], "format": "date-time",
+            "description": "When it was last used, noted at most once a minute; null: never."}},
      }}), **refusals(401)},
 )  # fmt: skip
 revoke_token = operation(
@@ -136,4 +153,144 @@ revoke_token = operation(
     {204: answer("Revoked: refused within a second (a found token is trusted for half a second)."),
      **refusals(401, 404, _404="You have no token of that name.")},
     parameters=[TOKEN_PARAMETER],
+)  # fmt: skip
+
+DEVICE_NAME: Schema = {"type": "string", "minLength": 1, "maxLength": DEVICE_NAME_MAX, "pattern": NOT_BLANK.pattern,
+                       "allOf": [{"pattern": NO_CONTROL.pattern}]}  # fmt: skip
+DEVICE_ID = {"name": "id", "in": "path", "required": True, "schema": STRING}
+SUBSCRIPTION: Schema = {
+    "title": "PushSubscription", "type": "object", "required": ["endpoint", "keys"],
+    "description": "What the browser's `PushSubscription.toJSON()` gives, and an optional name.",
+    "properties": {
+        "endpoint": {"type": "string", "maxLength": ENDPOINT_MAX, "pattern": ENDPOINT.pattern,
+                     "description": "The push service's URL for this browser: https:// (http:// on loopback only "
+                                    "when the server allows it, for tests and local push services)."},
+        "expirationTime": {"type": ["number", "null"], "minimum": 0},
+        "keys": {"type": "object", "required": ["p256dh", "auth"], "properties": {
+            "p256dh": {"type": "string", "pattern": P256DH.pattern,
+                       "description": "The browser's public key, base64url: an uncompressed P-256 point (65 bytes, "
+                                      "on the curve)."},
+            "auth": {"type": "string", "pattern": AUTH.pattern,
+                     "description": "The 16-byte authentication secret, base64url."}}},
+        "name": {**DEVICE_NAME, "description": "What the device list shows; by default the browser and system from "
+                                               "the User-Agent (\"Chrome on Linux\")."},
+    },
+}  # fmt: skip
+DEVICE_ID_ANSWER: Schema = {"title": "DeviceId", "type": "object", "required": ["id"], "additionalProperties": False,
+                            "properties": {"id": STRING}}  # fmt: skip
+
+push_key = operation(
+    "The server's VAPID public key", ANYONE,
+    {200: answer("The `applicationServerKey` for `PushManager.subscribe`: the uncompressed P-256 point, base64url.", {
+        "title": "PushKey", "type": "object", "required": ["key"], "additionalProperties": False,
+        "properties": {"key": {"type": "string", "pattern": P256DH.pattern}}})},
+)  # fmt: skip
+add_device = operation(
+    "Turn on push for this browser", SESSION,
+    {201: answer("Added: pushes for the caller's `push` shows go to this browser.", DEVICE_ID_ANSWER, links={
+        "remove": {"operationId": "api_remove_device", "parameters": {"id": "$response.body#/id"}}}),
+     200: answer("This endpoint was added before: the same device (its keys refreshed).", DEVICE_ID_ANSWER),
+     **refusals(400, 401, 409, 413, 415, 422, _409=f"The caller has {DEVICES_PER_USER} devices, the most one may "
+                                                    "(`too_many_devices`).")},
+    request=request_body(SUBSCRIPTION),
+    description="An endpoint another user registered before becomes the caller's: a browser's notifications follow "
+                "whoever turned push on in it last.",
+)  # fmt: skip
+devices = operation(
+    "The caller's devices with push on", SESSION,
+    {200: answer("Oldest first; never an endpoint or a key.", {"type": "array", "items": {
+        "title": "Device", "type": "object", "required": ["id", "name", "added_at"], "additionalProperties": False,
+        "properties": {"id": STRING, "name": DEVICE_NAME, "added_at": TIMESTAMP}}}), **refusals(401)},
+)  # fmt: skip
+remove_device = operation(
+    "Turn off push for a device", SESSION,
+    {204: answer("Removed: nothing more is pushed to it."),
+     **refusals(401, 404, _404="The caller has no device with that id.")},
+    parameters=[DEVICE_ID],
+)  # fmt: skip
+preferences = operation(
+    "The caller's preferences", SESSION,
+    {200: answer("Every preference, defaults filled in.", ref("Preferences")), **refusals(401)},
+)  # fmt: skip
+change_preferences = operation(
+    "Change some preferences", SESSION,
+    {200: answer("The preferences after the change; open feeds of the user hear of it at once.", ref("Preferences")),
+     **refusals(400, 401, 413, 415, 422, _422="A field is not valid (an unknown show or level, a time zone that does "
+                                              "not exist, an hour out of range): each is named; nothing was changed.")},
+    request=request_body({"title": "PreferencesChange", "type": "object", "properties": PREFERENCE_FIELDS,
+                          "additionalProperties": False},
+                         "Every key optional: a key left out, or a show not named, keeps its value."),
+)  # fmt: skip
+OWN: Schema = {"type": "array", "items": {"type": "object"}}
+export = operation(
+    "Everything Gossip holds about the caller", SESSION,
+    {200: answer("As a file to keep (`Content-Disposition: attachment`); never a password's, session's or token's "
+                 "hash.", {
+        "title": "Export", "type": "object", "additionalProperties": False,
+        "required": ["exported_at", "user", "sessions", "tokens", "devices", "sends", "updates"],
+        "properties": {
+            "exported_at": TIMESTAMP,
+            "user": {"type": "object", "required": ["username"], "description": "The account: follows, preferences, "
+                     "read mark (`last_read_seq`), email address, dates."},
+            "sessions": {"type": "array", "items": {"type": "object", "required": ["created_at", "expires_at"]}},
+            "tokens": {"type": "array", "items": {"type": "object", "required": ["name", "created_at"]}},
+            "devices": OWN, "sends": OWN,
+            "updates": {"type": "array", "items": ref("Update"), "description": "What the caller published."},
+        },
+     }), **refusals(401)},
+)  # fmt: skip
+delete_account = operation(
+    "Delete the caller's account", SESSION,
+    {204: answer("Deleted: sessions (their open feeds end), API tokens, devices, email address, preferences and read "
+                 f"state are gone, and the cookie is cleared. Published updates stay, by `{DELETED_AUTHOR}`; the "
+                 "username is free again."),
+     **refusals(400, 401, 413, 415, 422, 429, 503, _401="Wrong password (or no session).", _503=BUSY_HASHING,
+                _422="The password is missing.",
+                _429="Too many wrong passwords for this account or address: limited as logins are.")},
+    request=request_body({"title": "PasswordConfirmation", "type": "object", "required": ["password"],
+                          "properties": {"password": FILLED}}),
+    description="The password is checked as a login's is, under the same limits, so this cannot be used to guess it.",
+)  # fmt: skip
+EMAIL_STATUS: Schema = {
+    "title": "EmailStatus", "type": "object", "required": ["email", "verified", "digest"],
+    "additionalProperties": False,
+    "properties": {
+        "email": {"type": ["string", "null"], "description": "The address, in its normal form; null without one."},
+        "verified": {"type": "boolean", "description": "Proved through the link mailed to it: only then is the "
+                                                       "digest sent there."},
+        "digest": {"type": "boolean", "description": "False once turned off, by a digest's unsubscribe link or here."},
+    },
+}  # fmt: skip
+CHECK_MAILS = "Too many mails to check an address, for this account or to this address."
+NOT_SENT = "The address is kept, but the mail to check it could not be sent now (`not_sent`): ask again later."
+
+email = operation(
+    "The caller's email address and whether the digest goes to it", SESSION,
+    {200: answer("The address (null without one), verified or not, and the digest on or off.", EMAIL_STATUS),
+     **refusals(401)},
+)  # fmt: skip
+set_email = operation(
+    "Give an email address for the daily digest", SESSION,
+    {200: answer("Kept, and a link to confirm it mailed to it (valid 24 hours). The same address again mails a fresh "
+                 "link while it is unverified, and changes nothing once it is verified.", EMAIL_STATUS),
+     **refusals(400, 401, 413, 415, 422, 429, 503, _429=CHECK_MAILS, _503=NOT_SENT,
+                _422="Not an email address (`fields.email` says why).")},
+    request=request_body({"title": "EmailAddress", "type": "object", "required": ["email"],
+                          "properties": {"email": {"type": "string", "format": "email", "maxLength": 254}}}),
+    description="A new address replaces the old one and starts unverified: nothing but the check is mailed to it "
+                "until its link is followed. Beyond the `email` format, its domain must be one that can take mail: "
+                "not an IP literal, nor a name reserved for tests or local networks (`.test`, `.local`, ...).",
+)  # fmt: skip
+remove_email = operation(
+    "Remove the email address", SESSION,
+    {204: answer("Removed (none already is fine): no more mail, and links mailed to it stop working."),
+     **refusals(401)},
+)  # fmt: skip
+digest_on = operation(
+    "Turn the daily digest back on", SESSION,
+    {204: answer("On (again is fine): shows at the `digest` level are mailed at the digest hour."), **refusals(401)},
+)  # fmt: skip
+digest_off = operation(
+    "Turn the daily digest off", SESSION,
+    {204: answer("Off, as a digest's unsubscribe link does."), **refusals(401)},
 )  # fmt: skip

@@ -2,18 +2,20 @@
 
 Only the SHA-256 of a token is stored; the token itself is shown once, when it is created. A user holds at most
 `TOKENS_PER_USER`: each token takes a numbered slot, unique per user, so that concurrent creations cannot exceed it.
+A token may be given an expiry, after which it is refused (shared/auth.py); the listing says when each was last used.
 """
 
 from __future__ import annotations
 
 import re
 import secrets
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
 from shared.auth import TOKEN_PREFIX, Caller, token_digest
-from shared.db import Database, iso_utc, utcnow
+from shared.db import Database, as_datetime, iso_utc, utcnow
 from shared.errors import ApiError
 from shared.updates import NOT_BLANK
 
@@ -21,6 +23,9 @@ NAME_MAX = 64
 SEGMENT = re.compile(r"[^\x00-\x1f\x7f-\x9f/]*")  # no control characters, no '/'; the API document says the same
 DOTS = (".", "..")
 RULE = f"1 to {NAME_MAX} characters, not all blank, no control characters or '/', and not '.' or '..'"
+DAYS_MAX = 3650  # the furthest expiry a token may be given: ten years
+DAYS_RULE = f"a whole number of days from 1 to {DAYS_MAX}"
+AT_RULE = f"a date and time with its time zone, in the future and within {DAYS_MAX} days"
 
 
 def _check_name(name: str) -> None:
@@ -30,11 +35,36 @@ def _check_name(name: str) -> None:
         raise ApiError(422, detail="Please give the token a name.", fields={"name": RULE})
 
 
-async def create(db: Database, owner: Caller, name: str, most: int) -> dict[str, str]:
+def expiry(days: object, at: object, now: datetime) -> datetime | None:
+    """When a new token stops working: `days` after `now` (`expires_in_days`), or `at` (`expires_at`, ISO 8601 with
+    its zone); neither, never. Both at once is refused rather than one chosen."""
+    if days is not None and at is not None:
+        both = {"expires_in_days": "not with expires_at", "expires_at": "not with expires_in_days"}
+        raise ApiError(422, detail="Give expires_in_days or expires_at, not both.", fields=both)
+    if days is not None:
+        if isinstance(days, float) and days.is_integer():
+            days = int(days)
+        if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= DAYS_MAX:
+            raise ApiError(422, detail=f"expires_in_days must be {DAYS_RULE}.", fields={"expires_in_days": DAYS_RULE})
+        return now + timedelta(days=days)
+    if at is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(at) if isinstance(at, str) else None
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None or not now < moment <= now + timedelta(days=DAYS_MAX):
+        raise ApiError(422, detail=f"expires_at must be {AT_RULE}.", fields={"expires_at": AT_RULE})
+    return moment.astimezone(UTC)
+
+
+async def create(
+    db: Database, owner: Caller, name: str, most: int, expires_at: datetime | None = None
+) -> dict[str, str | None]:
     _check_name(name)
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     stored = {"_id": token_digest(token), "user_id": owner.user_id, "username": owner.username, "name": name,
-              "created_at": utcnow()}  # fmt: skip
+              "created_at": utcnow(), "expires_at": expires_at}  # fmt: skip
     while True:  # a duplicate slot means another creation won it: the next read sees that one
         held = await db.tokens.find({"user_id": owner.user_id}, {"_id": 0, "name": 1, "slot": 1}).to_list()
         if any(other["name"] == name for other in held):
@@ -47,13 +77,27 @@ async def create(db: Database, owner: Caller, name: str, most: int) -> dict[str,
             await db.tokens.insert_one({**stored, "slot": free[0]})
         except DuplicateKeyError:
             continue
-        return {"name": name, "token": token}
+        return {"name": name, "token": token, "expires_at": _iso(expires_at)}
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else iso_utc(moment)
 
 
 async def listing(db: Database, user_id: str) -> list[dict[str, Any]]:
-    """Names and dates only: neither the token nor its hash ever leaves the database again."""
-    stored = db.tokens.find({"user_id": user_id}, {"_id": 0, "name": 1, "created_at": 1}).sort("created_at", 1)
-    return [{"name": token["name"], "created_at": iso_utc(token["created_at"])} async for token in stored]
+    """Names and dates only: neither the token nor its hash ever leaves the database again. `last_used_at` is
+    noted at most once a minute (shared/auth.py), so it may be that much behind."""
+    fields = {"_id": 0, "name": 1, "created_at": 1, "expires_at": 1, "last_used": 1}
+    stored = db.tokens.find({"user_id": user_id}, fields).sort("created_at", 1)
+    return [
+        {
+            "name": token["name"],
+            "created_at": iso_utc(token["created_at"]),
+            "expires_at": _iso(as_datetime(token["expires_at"]) if token.get("expires_at") else None),
+            "last_used_at": _iso(datetime.fromtimestamp(token["last_used"], UTC) if "last_used" in token else None),
+        }
+        async for token in stored
+    ]
 
 
 async def revoke(db: Database, user_id: str, name: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -15,12 +16,13 @@ from services.ingest.retention import retention
 from services.ingest.updates import KEY_HEADER, Updates
 from shared.app import create_app
 from shared.auth import Caller, require_caller
-from shared.body import drain, read_fields, whole_number
+from shared.body import read_fields, whole_number
 from shared.errors import ApiError
 from shared.limits import Limit, Rate
 from shared.openapi import ApiRoute
 from shared.pages import Viewer, page_viewer, read_form, redirect, render
 from shared.state import Core
+from shared.tracing import tracer_of
 from shared.updates import MAX_TEXT
 
 PUBLISHING_TOO_FAST = "You are publishing or editing faster than the limit allows. Wait a moment and try again."
@@ -35,12 +37,9 @@ MINE = 20  # of the caller's own updates on the publish page
 
 
 async def require_author(request: IngestRequest) -> Caller:
-    """Who is publishing, decided before the body is read; a refused body is drained so the 401 arrives intact."""
-    try:
-        return await require_caller(request, allow_bearer=True)
-    except ApiError:
-        await drain(request)
-        raise
+    """Who is publishing, decided before the body is read (a refused body is drained after the answer: see
+    shared/lingering.py)."""
+    return await require_caller(request, allow_bearer=True)
 
 
 async def post_update(request: IngestRequest) -> Response:
@@ -65,9 +64,11 @@ async def delete_update(request: IngestRequest) -> Response:
 
 
 async def get_updates(request: IngestRequest) -> Response:
-    await require_caller(request, allow_bearer=True)
+    caller = await require_caller(request, allow_bearer=True)
     query = request.query_params
-    page = await request.state["updates"].page(query.get("show", ""), query.get("after"), query.get("limit"))
+    page = await request.state["updates"].page(
+        caller.user_id, query.get("show", ""), query.get("after"), query.get("limit")
+    )
     return JSONResponse(page)
 
 
@@ -83,15 +84,16 @@ async def publish_page(request: IngestRequest) -> Response:
     """GET shows the form. POST publishes through the same publish as the API, or with action=edit or retract and
     a seq, edits or retracts one of the caller's own updates as the API does; errors keep what was typed."""
     viewer = await page_viewer(request)
-    if request.method == "GET":
-        return await _publish_form(request, viewer, {})
+    if request.method == "GET":  # ?show=: the show chosen last, kept for the next update
+        return await _publish_form(request, viewer, {"show": request.query_params.get("show", "")})
     fields = await read_form(request, "action", "seq", "show", "text")
     try:
         flash = await _submit(request.state["updates"], viewer.caller, fields)
     except ApiError as error:
         failed = {"failed": fields["seq"]} if fields["action"] else {}
         return await _publish_form(request, viewer, {**fields, **failed, "error": error}, error.status)
-    return redirect(request, "/publish", flash=flash)
+    chosen = f"?{urlencode({'show': fields['show']})}" if not fields["action"] else ""
+    return redirect(request, f"/publish{chosen}", flash=flash)
 
 
 async def _submit(store: Updates, caller: Caller, fields: dict[str, str]) -> str:
@@ -115,7 +117,7 @@ async def storing(core: Core) -> AsyncIterator[dict[str, Updates]]:
     settings = core["settings"]
     rate = Rate(settings.publishes_per_author, settings.publish_window)
     publishing = Limit(core["buckets"], "publish", rate, PUBLISHING_TOO_FAST)
-    yield {"updates": Updates(core["db"], core["catalogue"], publishing)}
+    yield {"updates": Updates(core["db"], core["catalogue"], publishing, tracer_of(core["tracer_provider"]))}
 
 
 routes = [

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
+from opentelemetry.trace import SpanKind, Tracer
 from pymongo import ReturnDocument
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
@@ -18,8 +19,9 @@ from shared.batching import Batcher
 from shared.body import whole_number
 from shared.catalogue import Catalogue
 from shared.db import MAX_INT, Database, next_seq, numbers, put, utcnow, with_now
-from shared.errors import ApiError
+from shared.errors import ApiError, invalid
 from shared.limits import Limit
+from shared.tracing import span, traceparent
 from shared.updates import WIRE_FIELDS, digest, history, problem, shown, text_problem, titled, update_id, wire
 
 KEY_HEADER = "Idempotency-Key"
@@ -27,10 +29,7 @@ MAX_KEY = 200
 KEY_KEPT = timedelta(hours=24)  # how long a retracted update's key is still answered for
 PAGE_DEFAULT, PAGE_MAX = 100, 1000
 DUPLICATE_KEY = 11000
-
-
-def _invalid(fields: Mapping[str, str]) -> ApiError:
-    return ApiError(422, detail="Please correct the highlighted fields.", fields=fields)
+INSERT = {"db.system.name": "mongodb", "db.collection.name": "updates", "db.operation.name": "insert"}
 
 
 def _requested(show: str, text: str) -> str:
@@ -46,7 +45,7 @@ def _requested_by(stored: Mapping[str, Any]) -> str:
 def _same_request(earlier: Mapping[str, Any], show: str, text: str) -> None:
     """A different update under a used key is a client bug worth reporting."""
     if _requested_by(earlier) != _requested(show, text):
-        raise _invalid({KEY_HEADER: "already used for a different update"})
+        raise invalid({KEY_HEADER: "already used for a different update"})
 
 
 def _replayed(earlier: dict[str, Any], show: str, title: str, text: str) -> dict[str, Any]:
@@ -63,10 +62,10 @@ def _spent(author: Caller, key: str) -> str:
 class Updates:
     """One ingest process's updates: validated against the catalogue, limited per author (`publishing`, one token
     bucket per author shared by every ingest process, for publishes and edits), stored in batches, read back in
-    pages."""
+    pages. With a `tracer`, each publish's insert is a span, and its context is stored with the update."""
 
-    def __init__(self, db: Database, catalogue: Catalogue, publishing: Limit) -> None:
-        self.db, self.catalogue, self.publishing = db, catalogue, publishing
+    def __init__(self, db: Database, catalogue: Catalogue, publishing: Limit, tracer: Tracer | None = None) -> None:
+        self.db, self.catalogue, self.publishing, self.tracer = db, catalogue, publishing, tracer
         self._store: Batcher[dict[str, Any], dict[str, Any]] = Batcher(self._store_batch)
 
     async def publish(self, author: Caller, fields: Mapping[str, str], idempotency_key: str | None) -> dict[str, Any]:
@@ -87,11 +86,19 @@ class Updates:
         if idempotency_key is not None:
             update["idempotency_key"], update["requested"] = idempotency_key, _requested(show, text)
         try:
-            return wire(await self._store(update))
+            return wire(await self._stored(update))
         except DuplicateKeyError:
             if idempotency_key is None or (earlier := await self.db.updates.find_one(mine)) is None:
                 raise
             return _replayed(earlier, show, title, text)
+
+    async def _stored(self, update: dict[str, Any]) -> dict[str, Any]:
+        """Stored with its batch. Traced, the update carries the insert span's context as `trace`: the stream
+        service's spans for its change and fan-out join the publish's trace through it."""
+        with span(self.tracer, "insert updates", kind=SpanKind.CLIENT, attributes=INSERT):
+            if (context := traceparent()) is not None:
+                update["trace"] = context
+            return await self._store(update)
 
     async def _used_before(
         self, author: Caller, key: str | None, show: str, title: str, text: str
@@ -112,17 +119,21 @@ class Updates:
             raise ApiError(409, "retracted", detail, {KEY_HEADER: "its update was retracted"})
         return None
 
+    async def _shows_rule(self) -> str:
+        """What `show` must be, with every slug: a script that sent a wrong one learns the right ones."""
+        return "one of " + ", ".join(sorted(await self.catalogue.titles()))
+
     async def _validated(self, show: str, text: str, key: str | None) -> str:
         """All problems at once, named by field; returns the show's title."""
         problems: dict[str, str] = {}
         if (title := await self.catalogue.title(show)) is None:
-            problems["show"] = "choose one of the shows"
+            problems["show"] = await self._shows_rule()
         if why := text_problem(text):
             problems["text"] = why
         if key is not None and not 1 <= len(key) <= MAX_KEY:
             problems[KEY_HEADER] = f"1 to {MAX_KEY} characters"
         if problems or title is None:
-            raise _invalid(problems)
+            raise invalid(problems)
         return title
 
     async def _store_batch(self, updates: list[dict[str, Any]]) -> list[dict[str, Any] | Exception]:
@@ -142,13 +153,14 @@ class Updates:
             return [_write_error(failed[i]) if i in failed else update for i, update in enumerate(updates)]
         return list(updates)
 
-    async def page(self, show: str, after: str | None, limit: str | None) -> dict[str, Any]:
-        """One page of history in seq order; `next_after` is where the next page starts, or `after` again if none."""
+    async def page(self, viewer: str, show: str, after: str | None, limit: str | None) -> dict[str, Any]:
+        """One page of history in seq order, of what the viewer (a user's _id) may see; `next_after` is where the
+        next page starts, or `after` again if none."""
         start = whole_number("after", after) or 0
         size = whole_number("limit", limit, 1, PAGE_MAX) or PAGE_DEFAULT
         if show and await self.catalogue.title(show) is None:
-            raise _invalid({"show": "choose one of the shows"})
-        read = await history(self.db, [show] if show else None, start, size)
+            raise invalid({"show": await self._shows_rule()})
+        read = await history(self.db, [show] if show else None, viewer, start, size)
         items = [wire(update) for update in shown(read, await self.catalogue.titles())]
         return {"items": items, "next_after": read[-1]["seq"] if read else start}
 
@@ -157,7 +169,7 @@ class Updates:
         service, which sees `announced` gone and tells them; an unchanged text changes nothing."""
         stored = await self._own(author, seq)
         if why := text_problem(text):
-            raise _invalid({"text": why})
+            raise invalid({"text": why})
         if text == stored["text"]:
             return wire(stored)
         await self.publishing(author.user_id)  # an edit goes out to every feed too: it counts as a publish

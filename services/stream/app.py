@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from services.stream import operations
 from services.stream.frames import RETRY
-from services.stream.hub import Feed, Hub
+from services.stream.hub import Feed, Hub, marks_of
 from services.stream.lifecycle import Feeds, feeds
 from services.stream.metrics import CONNECTIONS, SLOW_CONSUMERS
 from services.stream.replay import Replay
@@ -54,7 +54,7 @@ async def _history(replay: Replay, feed: Feed, after: int | None, ceiling: int) 
         after, resync = await replay.start(feed.shows, after, ceiling)
         head += resync
     while after is not None and after < ceiling:
-        chunk, after = await replay.chunk(feed.shows, after, ceiling)
+        chunk, after = await replay.chunk(feed.shows, feed.caller.user_id, after, ceiling)
         yield head + chunk
         head = b""
     if head:
@@ -83,9 +83,10 @@ async def _settled(state: Stream, resumed: int | None) -> int:
 
 
 async def _feed(request: StreamRequest, everything: bool) -> FeedResponse:
-    """Every show, or the caller's followed ones; either way the user's follow changes and read marks reach it as
-    `follows` and `read` events. The feed joins the hub before its history is read: the seam. Past the rate of
-    opening feeds, or the hub's limits (Hub.open), it is refused here, before the stream starts."""
+    """Every show, or the caller's followed ones but the muted; either way the user's follow changes, preferences and
+    read marks reach it as `follows`, `preferences` and `read` events. The feed joins the hub before its history is
+    read: the seam. Past the rate of opening feeds, or the hub's limits (Hub.open), it is refused here, before the
+    stream starts."""
     caller = await require_caller(request)
     same_user(caller, request.query_params.get("user"))
     state = request.state
@@ -93,11 +94,10 @@ async def _feed(request: StreamRequest, everything: bool) -> FeedResponse:
     await state["opening"](caller.user_id)
     settled = await _settled(state, resumed)
     after = resumed if resumed is not None else after
-    user = await state["users"](caller.user_id) or {}
-    follows, last_read = user.get("follows", []), user.get("last_read_seq", 0)
+    user = marks_of(await state["users"](caller.user_id) or {})
     hub = state["hub"]
-    shows, transport = None if everything else follows, transport_of(request.scope)
-    feed = hub.open(caller, shows, follows, last_read, transport, resumed=settled)
+    shows, transport = None if everything else user.heard, transport_of(request.scope)
+    feed = hub.open(caller, shows, user, transport, resumed=settled)
     ceiling = state["watcher"].delivered  # read in the same tick as open: every live frame is above it
     CONNECTIONS.inc()
     return FeedResponse(feed, _history(state["replay"], feed, after, ceiling), functools.partial(_closed, hub))
@@ -112,15 +112,15 @@ async def events_all(request: StreamRequest) -> FeedResponse:
 
 
 async def _listing(
-    db: Database, titles: dict[str, str], shows: list[str] | None, last_read: int, before: int | None
+    db: Database, titles: dict[str, str], shows: list[str] | None, viewer: str, last_read: int, before: int | None
 ) -> tuple[list[dict[str, Any]], int | None]:
     """A first page's updates (what is unread) or an older page's, and where the next older page starts, if any."""
     if before is None:
-        updates = await since_read(db, shows, last_read, PAGE_SIZE, UNREAD_MAX)
+        updates = await since_read(db, shows, viewer, last_read, PAGE_SIZE, UNREAD_MAX)
     else:
-        updates = await recent(db, shows, PAGE_SIZE, before)
+        updates = await recent(db, shows, viewer, PAGE_SIZE, before)
     oldest = updates[-1]["seq"] if updates else 0
-    older = oldest if oldest and await any_before(db, shows, oldest) else None
+    older = oldest if oldest and await any_before(db, shows, viewer, oldest) else None
     return [wire(update) for update in shown(updates, titles)], older
 
 
@@ -133,7 +133,8 @@ async def _notifications(request: StreamRequest, everything: bool) -> Response:
     before = whole_number("before", request.query_params.get("before"))
     follows, last_read = viewer.me["follows"], viewer.me["last_read_seq"]
     titles = await request.state["catalogue"].titles()
-    items, older = await _listing(request.state["db"], titles, None if everything else follows, last_read, before)
+    shows = None if everything else viewer.me["heard"]
+    items, older = await _listing(request.state["db"], titles, shows, viewer.caller.user_id, last_read, before)
     context = {
         "everything": everything,
         "live": before is None,

@@ -11,19 +11,25 @@ from typing import Any
 
 from services.stream.changes import LOOKUP, Change, ChangeFeed
 from services.stream.frames import read_frame
-from services.stream.hub import Hub
-from shared.db import Database, as_datetime
+from services.stream.hub import Hub, marks_of
+from shared.auth import session_end
+from shared.db import Database
+from shared.settings import SESSION_ABSOLUTE_AGE
 from shared.state import USER_FIELDS
 from shared.updates import COUNT_CAP, unread
 
 log = logging.getLogger("gossip.stream.audience")
+SESSION_DATES = {"expires_at": 1, "created_at": 1}  # what a session's end is made of (shared.auth.session_end)
 
 
 class Audience:
-    """`delivered` says up to which seq the feeds have been sent updates: a read event's unread count is as of it."""
+    """`delivered` says up to which seq the feeds have been sent updates: a read event's unread count is as of it.
+    `lifetime`: SESSION_ABSOLUTE_AGE, past which no renewal keeps a session's feeds open."""
 
-    def __init__(self, db: Database, hub: Hub, delivered: Callable[[], int]) -> None:
-        self.db, self.hub, self.delivered = db, hub, delivered
+    def __init__(
+        self, db: Database, hub: Hub, delivered: Callable[[], int], lifetime: float = SESSION_ABSOLUTE_AGE
+    ) -> None:
+        self.db, self.hub, self.delivered, self.lifetime = db, hub, delivered, lifetime
 
     def feeds(self) -> list[ChangeFeed]:
         return [
@@ -39,18 +45,18 @@ class Audience:
             await self._user_changed(change["documentKey"]["_id"], user)
 
     async def _user_changed(self, user_id: str, user: dict[str, Any]) -> None:
-        """A follow change or a new read mark (POST /api/me/read, from any tab or device) reaches every feed of the
-        user with the unread count as of the last update those feeds were sent, so no page has to guess it."""
-        last_read = user.get("last_read_seq", 0)
-        if not self.hub.user_changed(user_id, user.get("follows", []), last_read):
+        """A follow change, a show muted or heard again, or a new read mark (POST /api/me/read, from any tab or
+        device) reaches every feed of the user with the unread count as of the last update those feeds were sent, so
+        no page has to guess it."""
+        now = marks_of(user)
+        if not self.hub.user_changed(user_id, now):
             return
-        follows, username = user.get("follows", []), user.get("username", "")
-        counted, upto = 0, 0
+        counted, upto, reader = 0, 0, {"_id": user_id, "username": user.get("username", "")}
         while upto < (ceiling := self.delivered()) and counted < COUNT_CAP:  # and those delivered while counting
-            counted += await unread(self.db, follows, max(last_read, upto), username, ceiling)
+            counted += await unread(self.db, now.heard, reader, max(now.last_read, upto), ceiling)
             upto = ceiling
         counted = min(counted, COUNT_CAP)
-        self.hub.tell(user_id, read_frame(last_read, counted))
+        self.hub.tell(user_id, read_frame(now.last_read, counted))
 
     async def _resync_users(self) -> None:
         """Follow and read-mark changes made while no stream was open."""
@@ -65,19 +71,20 @@ class Audience:
             self.session_ends(session_key, session)
 
     def session_ends(self, session_key: str, session: dict[str, Any]) -> None:
-        """A renewal moves a session's end later; an end set in the past ends its feeds at once. A session whose end
-        is not a date (written by hand) is left as it was: failing here would restart the change stream for ever."""
+        """A renewal moves a session's end later, never past its absolute end; an end set in the past ends its feeds
+        at once. A session whose dates are not dates (written by hand) is left as it was: failing here would restart
+        the change stream for ever."""
         try:
-            ends = as_datetime(session.get("expires_at")).timestamp()
+            ends = session_end(session, self.lifetime).timestamp()
         except TypeError:
-            log.warning("a session's expires_at is not a date: %r", session.get("expires_at"))
+            log.warning("a session's end is not a date: %r", session.get("expires_at"))
             return
         self.hub.session_ends(session_key, ends, time.time())
 
     async def _resync_sessions(self) -> None:
         """Sessions revoked, renewed or cut short while no stream was open."""
         open_sessions = self.hub.sessions()
-        alive = [session async for session in self.db.sessions.find({"_id": {"$in": open_sessions}}, {"expires_at": 1})]
+        alive = [session async for session in self.db.sessions.find({"_id": {"$in": open_sessions}}, SESSION_DATES)]
         for session_key in set(open_sessions) - {session["_id"] for session in alive}:
             self.hub.session_gone(session_key, time.time())
         for session in alive:

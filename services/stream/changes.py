@@ -6,14 +6,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
+from bson import Timestamp
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import ConnectionFailure
 
-from services.stream.metrics import RESTARTS, SKIPPED
+from services.stream.metrics import CHANGE_LAG, RESTARTS, SKIPPED
 from shared.db import next_change
 
 log = logging.getLogger("gossip.stream.changes")
@@ -27,6 +29,19 @@ LOOKUP = {"full_document": "updateLookup"}  # the embedded server's update event
 
 async def _nothing() -> None:
     return None
+
+
+class Resumable(Protocol):
+    """Where a stream resumes when the service starts again: a token kept in MongoDB (a watch rule's)."""
+
+    async def options(self) -> dict[str, Any]:
+        """The watch options of the next open: `resume_after`, or none to start from now."""
+
+    async def opened(self, token: Mapping[str, Any] | None) -> None:
+        """The open stream's position, before any change: kept, so that a stream that hears nothing resumes here."""
+
+    def failed(self, error: Exception) -> None:
+        """What ended the last attempt (ChangeStreamHistoryLost, say), heard before the stream reopens."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +63,7 @@ class ChangeFeed:
     idle_pause: float | None = None  # the same, once changes have stopped coming; None: `pause`
     server_wait: float = 1.0
     options: dict[str, Any] = field(default_factory=dict)
+    resume: Resumable | None = None  # None: a reopened stream starts from now, and `on_open` catches up
 
 
 class ChangeStreams:
@@ -73,13 +89,34 @@ class ChangeStreams:
         log.warning("%d change streams did not stop; leaving them", sum(not task.done() for task in self._tasks))
 
 
+def committed_at(change: Change) -> datetime | None:
+    """When a change committed: its wallTime (MongoDB 6.0 on, to the millisecond), else its clusterTime (a
+    Timestamp, to the second); None when it carries neither."""
+    wall = change.get("wallTime")
+    if isinstance(wall, datetime):
+        return wall
+    cluster = change.get("clusterTime")
+    return cluster.as_datetime() if isinstance(cluster, Timestamp) else None
+
+
+def lag(change: Change, now: float) -> float | None:
+    """Seconds from the change's commit to `now` (epoch seconds), never below 0: the database's clock and this
+    process's may differ a little."""
+    at = committed_at(change)
+    return None if at is None else max(0.0, now - at.timestamp())
+
+
 async def _watch(feed: ChangeFeed, opened: asyncio.Event) -> None:
     name = feed.collection.name
+    lagging, restarts = CHANGE_LAG.labels(collection=name), RESTARTS.labels(collection=name)  # both series from now on
     while True:
         try:
+            options = {**feed.options, **(await feed.resume.options() if feed.resume else {})}
             async with await feed.collection.watch(
-                feed.pipeline, max_await_time_ms=int(feed.server_wait * 1000), **feed.options
+                feed.pipeline, max_await_time_ms=int(feed.server_wait * 1000), **options
             ) as stream:
+                if feed.resume:
+                    await feed.resume.opened(stream.resume_token)
                 await feed.on_open()  # after the stream is open, so nothing falls between the two
                 opened.set()
                 changed_at = time.monotonic()
@@ -89,12 +126,16 @@ async def _watch(feed: ChangeFeed, opened: asyncio.Event) -> None:
                         await feed.on_idle()
                     else:
                         changed_at = time.monotonic()
+                        if (behind := lag(change, time.time())) is not None:
+                            lagging.set(behind)
                         await skipping(name, feed.on_change, change)
         except asyncio.CancelledError:
             raise
-        except Exception:
-            RESTARTS.labels(collection=name).inc()
+        except Exception as error:
+            restarts.inc()
             log.warning("change stream on %s failed; reopening", name, exc_info=True)
+            if feed.resume:
+                feed.resume.failed(error)
             await asyncio.sleep(RETRY_DELAY)
 
 

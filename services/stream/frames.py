@@ -32,6 +32,11 @@ def follows_frame(follows: Iterable[str]) -> bytes:
     return event_frame("follows", {"follows": sorted(follows)})
 
 
+def preferences_frame(preferences: dict[str, Any]) -> bytes:
+    """The user's preferences, all of them (as GET /api/me/preferences answers): pages leave muted shows out."""
+    return event_frame("preferences", preferences)
+
+
 def read_frame(last_read_seq: int, unread: int) -> bytes:
     """The user's read mark and how many updates are unread as of the frames sent before this one: a page sets its
     badge to `unread` and counts on from there."""

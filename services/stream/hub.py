@@ -8,15 +8,17 @@ import logging
 import math
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from services.stream.direct import Direct
-from services.stream.frames import EXPIRED, PING, follows_frame
+from services.stream.frames import EXPIRED, PING, follows_frame, preferences_frame
 from shared.auth import Caller
 from shared.connections import Transport, reset
 from shared.limits import refusal
+from shared.preferences import Preferences, preferences_of
+from shared.presence import EVERY_SHOW
 
 log = logging.getLogger("gossip.stream.hub")
 
@@ -28,6 +30,7 @@ BACK_TO_BACK = 0.001  # seconds between fan-outs under which the stream is behin
 OVERFLOW, STALLED = "overflow", "stalled"
 FULL_RETRY = 30  # seconds a refused feed is told to wait: feeds close when their pages do
 SHOW_SETS = 4096  # distinct follow sets shared among feeds before the table starts afresh
+DEFAULT_PREFERENCES = preferences_frame(Preferences().to_json())  # a user who never chose any
 
 
 class Feed:
@@ -107,6 +110,13 @@ class Feed:
         elif self.sender is not None:
             self.sender.cancel()
 
+    def let_go(self) -> None:
+        """Once the feed has left the hub, its connection, its sender and its way past it are let go: the sender's
+        frame and the connection's objects refer back to the feed, and such a cycle of a feed that was open for a
+        while waits in the collector's oldest generation for a full collection, which a busy process runs rarely
+        (shared/app.py `_tune_gc`). Let go, they are freed as the response ends."""
+        self.sender = self.direct = self.transport = None
+
     def _written(self, frame: bytes) -> bool:
         """A direct write that fails (uvicorn changed in a way the checks at the start did not see) must not cost the
         other feeds of this fan-out, nor this one its frame: the feed goes back to its sender for good."""
@@ -174,10 +184,20 @@ class Chunks:
 @dataclass(slots=True)
 class Marks:
     """What the hub knows of a user with open feeds. A change to the user's document is compared with it to tell a
-    follow change from a new read mark: the embedded server's change events do not say which fields changed."""
+    follow change, a change of preferences and a new read mark apart: the embedded server's change events do not say
+    which fields changed."""
 
     follows: frozenset[str]
-    last_read: int
+    heard: frozenset[str]  # the followed shows but the muted ones: what a feed of followed shows carries
+    last_read: int = 0
+    preferences: bytes = DEFAULT_PREFERENCES  # the `preferences` frame the feeds were last told of, or would be
+
+
+def marks_of(user: Mapping[str, Any]) -> Marks:
+    """A `users` document as the hub compares it."""
+    follows, preferences = user.get("follows", []), preferences_of(user)
+    return Marks(frozenset(follows), frozenset(preferences.heard(follows)), user.get("last_read_seq", 0),
+                 preferences_frame(preferences.to_json()))  # fmt: skip
 
 
 class Hub:
@@ -207,26 +227,29 @@ class Hub:
         self,
         caller: Caller,
         shows: Iterable[str] | None,
-        follows: Iterable[str] = (),
-        last_read: int = 0,
+        user: Marks | None = None,
         transport: Transport | None = None,
         **limits: int,
     ) -> Feed:
-        """`follows` and `last_read`: the user as read for this feed; the hub keeps what it knew if it knew already,
-        since change events have kept that current. `transport`: the connection, reset if the feed is dropped.
-        `limits`: the Feed's bounds, and `resumed`, the seq the client resumes from."""
+        """`shows`: the shows the feed carries (the user's heard ones), None for every show. `user`: the user as read
+        for this feed (marks_of), or else one who hears exactly `shows`; the hub keeps what it knew if it knew
+        already, since change events have kept that current. `transport`: the connection, reset if the feed is
+        dropped. `limits`: the Feed's bounds, and `resumed`, the seq the client resumes from."""
         if self._open_count >= self.max_feeds:
-            raise refusal(503, "This server has as many live feeds open as it can hold. Try again soon.", FULL_RETRY)
+            detail = "This server has as many live feeds open as it can hold. Try again soon."
+            raise refusal("feeds", 503, detail, FULL_RETRY)
         if len(self._by_user.get(caller.user_id, ())) >= self.feeds_per_user:
             detail = f"You have {self.feeds_per_user} live feeds open, the most one may. Close some pages or tabs."
-            raise refusal(429, detail, FULL_RETRY)
+            raise refusal("feeds_per_user", 429, detail, FULL_RETRY)
         feed = Feed(caller, None if shows is None else self._shared(shows), next(self._numbers), transport, **limits)
         self._index(feed)
         self._by_user[caller.user_id].append(feed)
         self._by_session[caller.session_key or ""].append(feed)
         self._open_count += 1
         if caller.user_id not in self._marks:
-            self._marks[caller.user_id] = Marks(self._shared(follows if shows is None else shows), last_read)
+            user = user or Marks(frozenset(shows or ()), frozenset(shows or ()))
+            user.follows, user.heard = self._shared(user.follows), self._shared(user.heard)
+            self._marks[caller.user_id] = user
         if caller.session_key is not None and caller.expires_at is not None:
             self._ends.setdefault(caller.session_key, caller.expires_at.timestamp())
         return feed
@@ -245,6 +268,7 @@ class Hub:
             if not index[key]:
                 del index[key]
                 known.pop(key, None)
+        feed.let_go()
         return True
 
     def _shared(self, shows: Iterable[str]) -> frozenset[str]:
@@ -269,6 +293,16 @@ class Hub:
                 feed.offer(frame, direct)
                 count += 1
         self._fanned_out = time.monotonic()
+        return count
+
+    def publish_to(self, user_id: str, frame: bytes, seq: int | None = None) -> int:
+        """`publish` for a personal update: its frames go to its recipient's feeds alone (followed or every show),
+        through the per-user index."""
+        count = 0
+        for feed in self._by_user.get(user_id, ()):
+            if seq is None or seq > feed.resumed:
+                feed.offer(frame)
+                count += 1
         return count
 
     def broadcast(self, frame: bytes) -> int:
@@ -298,27 +332,40 @@ class Hub:
     def users(self) -> list[str]:
         return list(self._by_user)
 
+    def carried(self) -> dict[str, set[str]]:
+        """Per user with open feeds, the shows they carry (EVERY_SHOW for a feed of every show): what the process
+        reports as present (shared/presence.py)."""
+        carried: dict[str, set[str]] = {}
+        for user_id, feeds in self._by_user.items():
+            shows = carried[user_id] = set()
+            for feed in feeds:
+                shows.update(feed.shows if feed.shows is not None else (EVERY_SHOW,))
+        return carried
+
     def sessions(self) -> list[str]:
         return list(self._by_session)
 
-    def user_changed(self, user_id: str, follows: Iterable[str], last_read: int) -> bool:
-        """A follow or unfollow takes effect on the user's open feeds at once, and every feed of theirs (/events/all
-        too: a page there may show only followed shows) hears of it. True when the follows or the read mark changed:
-        the caller then counts what is unread and tells the feeds (`tell`)."""
+    def user_changed(self, user_id: str, now: Marks) -> bool:
+        """A follow, an unfollow or a muted show takes effect on the user's open feeds at once: a feed of followed
+        shows carries the heard ones. Every feed of theirs (/events/all too: a page there may count only heard shows)
+        hears of a follow change and of new preferences. True when what counts as unread may have changed (the
+        follows, the shows heard or the read mark): the caller then counts it and tells the feeds (`tell`)."""
         marks = self._marks.get(user_id)
         if marks is None:
             return False
-        shows = self._shared(follows)
-        changed = (shows, last_read) != (marks.follows, marks.last_read)
-        if shows != marks.follows:
-            marks.follows, frame = shows, follows_frame(shows)
-            for feed in self._by_user[user_id]:
-                if feed.shows is not None:
-                    self._unindex(feed)
-                    feed.shows = shows
-                    self._index(feed)
+        follows, heard = self._shared(now.follows), self._shared(now.heard)
+        changed = (follows, heard, now.last_read) != (marks.follows, marks.heard, marks.last_read)
+        told = [follows_frame(follows)] if follows != marks.follows else []
+        if now.preferences != marks.preferences:
+            told.append(now.preferences)
+        for feed in self._by_user[user_id] if told or heard != marks.heard else ():
+            if feed.shows is not None and feed.shows != heard:
+                self._unindex(feed)
+                feed.shows = heard
+                self._index(feed)
+            for frame in told:
                 feed.offer(frame)
-        marks.last_read = last_read
+        marks.follows, marks.heard, marks.last_read, marks.preferences = follows, heard, now.last_read, now.preferences
         return changed
 
     def tell(self, user_id: str, frame: bytes) -> None:

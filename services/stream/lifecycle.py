@@ -1,5 +1,6 @@
 """What the stream service runs beside its endpoints for as long as it lives: the hub and its watcher, the
-heartbeat that pings feeds and drops stalled ones, and ending every feed when the server stops."""
+heartbeat that pings feeds and drops stalled ones, the report of who has feeds open here, and ending every feed when
+the server stops."""
 
 from __future__ import annotations
 
@@ -13,17 +14,25 @@ from typing import TypedDict
 
 from sse_starlette.sse import EventSourceResponse
 
+from services.stream import rulebook
+from services.stream.changes import ChangeStreams
+from services.stream.derive import RuleStream, rule_streams
 from services.stream.hub import Hub
+from services.stream.presence import reported
 from services.stream.replay import Replay
 from services.stream.watcher import Watcher
+from shared.catalogue import Catalogue
+from shared.db import Database
 from shared.limits import Limit, Rate
 from shared.settings import Settings
 from shared.state import Core
+from shared.tracing import tracer_of
 
 HEARTBEAT_SHARES = 10  # the feeds are pinged a tenth at a time
 OPENING_TOO_FAST = (
     "You are opening live feeds faster than the limit allows (a page reloading in a loop?). Wait a moment."
 )
+RELEASE_WAIT = 0.5  # seconds the watch rules' leases are given to be released at shutdown
 
 log = logging.getLogger("gossip.stream.lifecycle")
 
@@ -44,19 +53,55 @@ async def feeds(core: Core) -> AsyncIterator[Feeds]:
     (the lifespan's own shutdown comes too late for them: uvicorn waits for open responses first)."""
     db, settings = core["db"], core["settings"]
     hub = Hub(settings.max_feeds, settings.feeds_per_user)
-    watcher = Watcher(db, hub, core["catalogue"], settings.history_days)
+    watcher = Watcher(
+        db,
+        hub,
+        core["catalogue"],
+        settings.history_days,
+        session_lifetime=settings.session_absolute_age,
+        tracer=tracer_of(core["tracer_provider"]),
+    )
     replay = Replay(db, core["catalogue"], settings.replay_limit, trimmed=settings.history_days > 0)
     rate = Rate(settings.feed_opens_per_user, settings.feed_open_window)
     opening = Limit(core["buckets"], "feed", rate, OPENING_TOO_FAST)
     await watcher.start()
+    rules, deriving = ChangeStreams(), await watched(db, settings, core["catalogue"])
+    await rules.start([stream.feed() for stream in deriving])
     chores = [asyncio.create_task(_end_feeds_at_shutdown(hub)), asyncio.create_task(_heartbeat(hub, settings))]
     try:
-        yield Feeds(hub=hub, watcher=watcher, replay=replay, opening=opening)
+        async with reported(db, hub, settings.presence_interval):
+            yield Feeds(hub=hub, watcher=watcher, replay=replay, opening=opening)
     finally:
         for chore in chores:
             chore.cancel()
         hub.end_all()
+        await rules.stop()
+        await _released(deriving)
         await watcher.stop()
+
+
+async def watched(db: Database, settings: Settings, catalogue: Catalogue) -> list[RuleStream]:
+    """The watch rules' change streams. A rule that cannot work stops the service, its message naming the rule and
+    the field: better than a service that runs and never notifies what its operator asked for."""
+    if settings.watch_rules is None:
+        return []
+    try:
+        rules = rulebook.load(settings.watch_rules)
+        await rulebook.check(db, rules, await catalogue.titles())
+    except rulebook.RuleError as error:
+        log.error("%s", error)
+        raise
+    log.info("watch rules from %s: %s", settings.watch_rules, ", ".join(rule.name for rule in rules) or "none")
+    return await rule_streams(db, rules, catalogue)
+
+
+async def _released(deriving: list[RuleStream]) -> None:
+    """Best effort, and briefly: a lease not released lapses within its LEASE seconds, and a database that has gone
+    must not hold up the shutdown for its server-selection timeout."""
+    try:
+        await asyncio.wait_for(asyncio.gather(*(stream.release() for stream in deriving)), RELEASE_WAIT)
+    except Exception:
+        log.warning("could not release the watch rules' leases; they lapse on their own", exc_info=True)
 
 
 async def _end_feeds_at_shutdown(hub: Hub) -> None:

@@ -5,16 +5,31 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Collection, Hashable
+from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from services.stream.frames import resync_frame, update_frame
 from shared.catalogue import Catalogue
 from shared.db import Database
-from shared.updates import between, cut, history, oldest, shown
+from shared.updates import between, cut, every_viewers, oldest, sees, shown
 
 BATCH = 500
 T = TypeVar("T")
 Shows = frozenset[str] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Frames:
+    """A chunk of replayed frames, read once for every feed that asked: the same bytes for each when none of them is
+    personal (`joined`), else each frame with its recipient, for each feed to keep what its user may see."""
+
+    joined: bytes | None
+    parts: tuple[tuple[str | None, bytes], ...] = ()
+
+    def seen_by(self, viewer: str) -> bytes:
+        if self.joined is not None:
+            return self.joined
+        return b"".join(frame for recipient, frame in self.parts if sees(viewer, recipient))
 
 
 class Replay:
@@ -22,7 +37,8 @@ class Replay:
     Last-Event-ID: one read then serves them all and each frame is encoded once. Nothing is kept once a read is
     answered: a later request reads the database again, which stays the only history.
 
-    `trimmed`: old updates are removed (HISTORY_DAYS), so a resume point may be older than the oldest one kept."""
+    `trimmed`: old updates are removed (HISTORY_DAYS), so a resume point may be older than the oldest one kept.
+    The replay limit and `resync`'s count are of the updates meant for everybody, which the feeds share."""
 
     def __init__(self, db: Database, catalogue: Catalogue, limit: int = 500, trimmed: bool = False) -> None:
         self.db, self.catalogue, self.limit, self.trimmed = db, catalogue, limit, trimmed
@@ -34,11 +50,12 @@ class Replay:
         key = ("start", _shows(shows), after, upto)
         return cast(tuple[int, bytes], await self._shared(key, lambda: self._start(_shows(shows), after, upto)))
 
-    async def chunk(self, shows: Collection[str] | None, after: int, upto: int) -> tuple[bytes, int]:
-        """The frames of the first updates in (after, upto] as one chunk, and the seq the next chunk starts after
-        (`upto` once the range is done)."""
+    async def chunk(self, shows: Collection[str] | None, viewer: str, after: int, upto: int) -> tuple[bytes, int]:
+        """The frames of the first updates in (after, upto] the viewer may see, as one chunk, and the seq the next
+        chunk starts after (`upto` once the range is done)."""
         key = ("chunk", _shows(shows), after, upto)
-        return cast(tuple[bytes, int], await self._shared(key, lambda: self._read(_shows(shows), after, upto)))
+        frames, next_after = await self._shared(key, lambda: self._read(_shows(shows), after, upto))
+        return frames.seen_by(viewer), next_after
 
     async def _shared(self, key: Hashable, read: Callable[[], Awaitable[T]]) -> T:
         running = self._reads.get(key)
@@ -57,15 +74,21 @@ class Replay:
         if self.trimmed and after + 1 < (first := await oldest(self.db) or upto + 1):
             start, known = min(first - 1, upto), False  # what lay between is gone: how much, nobody knows
         if upto - start > self.limit:
-            start = await cut(self.db, shows, start, upto, self.limit)
+            start = await cut(self.db, shows, None, start, upto, self.limit)
         if start == after:
             return after, b""
-        missed = await between(self.db, shows, after, start) if known else None
+        missed = await between(self.db, shows, None, after, start) if known else None
         return start, resync_frame(after, start, missed)
 
-    async def _read(self, shows: Shows, after: int, upto: int) -> tuple[bytes, int]:
-        updates = await history(self.db, shows, after, BATCH, upto=upto)
-        frames = b"".join(update_frame(update) for update in shown(updates, await self.catalogue.titles()))
+    async def _read(self, shows: Shows, after: int, upto: int) -> tuple[Frames, int]:
+        updates = await every_viewers(self.db, shows, after, BATCH, upto)
+        parts = tuple(
+            (update.get("recipient"), update_frame(update)) for update in shown(updates, await self.catalogue.titles())
+        )
+        if any(recipient is not None for recipient, _ in parts):
+            frames = Frames(None, parts)
+        else:
+            frames = Frames(b"".join(frame for _, frame in parts))
         return frames, updates[-1]["seq"] if len(updates) == BATCH else upto
 
 

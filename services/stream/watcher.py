@@ -6,16 +6,21 @@ import logging
 import time
 from typing import Any
 
+from opentelemetry.context import Context
+from opentelemetry.trace import SpanKind, Tracer
+
 from services.stream.adoption import Adoption
 from services.stream.audience import Audience
 from services.stream.changes import LOOKUP, Change, ChangeFeed, ChangeStreams
 from services.stream.deletions import Deletions
 from services.stream.frames import edit_frame, retract_frame, update_frame
 from services.stream.hub import Hub
-from services.stream.metrics import DELIVERED, EDITS, RETRACTIONS
+from services.stream.metrics import DELIVERED, DELIVERY_LATENCY, EDITS, RETRACTIONS
 from services.stream.reorder import Reorder
 from shared.catalogue import Catalogue
-from shared.db import Database, change_id, numbers, utcnow, with_now
+from shared.db import Database, as_datetime, change_id, numbers, utcnow, with_now
+from shared.settings import SESSION_ABSOLUTE_AGE
+from shared.tracing import stored_context, within
 from shared.updates import WIRE_FIELDS, digest, is_seq, newest, problem, titled
 
 log = logging.getLogger("gossip.stream.watcher")
@@ -23,7 +28,7 @@ log = logging.getLogger("gossip.stream.watcher")
 Update = dict[str, Any]
 UPDATE_CHANGES = ["insert", "update", "replace", "delete"]
 BATCH = 1000
-READ_FIELDS = {**WIRE_FIELDS, "_id": 1, "rejected": 1}  # what the watcher needs of a stored document to deliver it
+READ_FIELDS = {**WIRE_FIELDS, "_id": 1, "rejected": 1, "trace": 1}  # what the watcher needs of a stored document
 
 
 def text_changed(change: Change, update: Update) -> bool:
@@ -50,7 +55,8 @@ def timed_by_writer(change: Change, update: Update) -> bool:
 class Watcher:
     """Watches `updates` (every write: inserts, edits, deletions) and hands the hub what its feeds must hear, in seq
     order; beside it, the audience watches `users` and `sessions`. After any failure a stream reopens and `updates`
-    is read above the last delivered seq, so open feeds miss nothing."""
+    is read above the last delivered seq, so open feeds miss nothing. With a `tracer`, an update stored with a trace
+    context gets spans for its insert's change event and its fan-out, in that trace (shared/tracing.py)."""
 
     def __init__(
         self,
@@ -60,11 +66,13 @@ class Watcher:
         history_days: float = 0,
         gap_wait: float = 1.0,
         sweep: float = 2.0,
+        session_lifetime: float = SESSION_ABSOLUTE_AGE,
+        tracer: Tracer | None = None,
     ) -> None:
-        self.db, self.hub, self.catalogue, self.sweep = db, hub, catalogue, sweep
+        self.db, self.hub, self.catalogue, self.sweep, self.tracer = db, hub, catalogue, sweep, tracer
         self.reorder: Reorder[Update | None] = Reorder(0, gap_wait)  # None: a rejected seq, passed over in order
         self.adoption, self.deletions = Adoption(db, catalogue), Deletions(db, history_days)
-        self.audience = Audience(db, hub, lambda: self.delivered)
+        self.audience = Audience(db, hub, lambda: self.delivered, session_lifetime)
         self._streams = ChangeStreams()
         self._next_sweep = 0.0
 
@@ -91,8 +99,30 @@ class Watcher:
         whose _id does not hold it is noted, so that its deletion can be retracted."""
         for update in updates:
             if update is not None:
-                DELIVERED.inc(self.hub.publish(update["show"], update_frame(update), update["seq"]))
+                self._fan_out(update)
                 self.deletions.remember(update)
+
+    def _fan_out(self, update: Update) -> None:
+        """The latency from publish is observed once the hub has handed the frame to every feed that carries the
+        update (written to each idle one's socket, queued for the rest): once per update, never once per feed."""
+        frame = update_frame(update)
+        if self.tracer is None or (parent := stored_context(update)) is None:
+            count = self._hand_over(update, frame, update["seq"])
+        else:
+            attributes = {"gossip.seq": update["seq"], "gossip.show": update["show"]}
+            with within(self.tracer, parent, "fan-out", attributes=attributes) as span:
+                count = self._hand_over(update, frame, update["seq"])
+                span.set_attribute("gossip.feeds", count)
+        DELIVERED.inc(count)
+        if count:
+            DELIVERY_LATENCY.observe(max(0.0, time.time() - as_datetime(update["created_at"]).timestamp()))
+
+    def _hand_over(self, update: Update, frame: bytes, seq: int | None = None) -> int:
+        """To the feeds that carry the update's show, or a personal update's to its recipient's feeds alone."""
+        recipient = update.get("recipient")
+        if recipient is None:
+            return self.hub.publish(update["show"], frame, seq)
+        return self.hub.publish_to(recipient, frame, seq)
 
     async def _read(self, after: int, upto: int | None = None) -> list[Update]:
         """Stored documents in (after, upto] in seq order, whatever they hold: each is checked as a change is."""
@@ -131,6 +161,20 @@ class Watcher:
         self._next_sweep = now + self.sweep
 
     async def _on_update(self, change: Change) -> None:
+        if self.tracer is None or (parent := self._traced(change)) is None:
+            await self._on_change(change)
+        else:
+            attributes = {"db.collection.name": "updates", "db.operation.name": change["operationType"]}
+            with self.tracer.start_as_current_span("change updates", parent, SpanKind.CONSUMER, attributes):
+                await self._on_change(change)
+        await self._on_idle()
+
+    def _traced(self, change: Change) -> Context | None:
+        """The trace an inserted update was published in, if it was stored with one; a later change to the
+        document (an edit, a retraction) is no part of its publish."""
+        return stored_context(change.get("fullDocument")) if change.get("operationType") == "insert" else None
+
+    async def _on_change(self, change: Change) -> None:
         kind = change["operationType"]
         if kind == "delete":
             await self._on_delete(change_id(change))
@@ -143,7 +187,6 @@ class Watcher:
                 await self._on_document(change, document)
         else:
             raise ValueError(f"an unexpected operationType {kind!r}")
-        await self._on_idle()
 
     async def _on_document(self, change: Change, document: Update) -> None:
         """A new update goes out in seq order; a delivered one whose text changed goes out as an edit, and one that
@@ -172,7 +215,7 @@ class Watcher:
         first to store it wins, the rest change nothing."""
         by_api = timed_by_writer(change, update)
         edited_at = update["edited_at"] if by_api else change.get("wallTime") or utcnow()
-        EDITS.inc(self.hub.publish(update["show"], edit_frame(update["seq"], update["text"], edited_at)))
+        EDITS.inc(self._hand_over(update, edit_frame(update["seq"], update["text"], edited_at)))
         announced = digest(update["text"])
         stamp = {"$set": {"announced": announced}}
         await self.db.updates.update_one(

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import re
+import tempfile
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,12 +26,16 @@ from schemathesis import Case, HookContext, Response
 from schemathesis.auths import AuthContext
 
 from services.all import app as gossip
+from services.auth.devices import AUTH, P256DH
+from services.auth.preferences import ZONES
 from services.ingest.updates import KEY_HEADER, MAX_KEY
 from shared.auth import session_document
-from shared.db import MAX_INT, SHOWS
+from shared.db import MAX_INT, SHOWS, utcnow
 from shared.openapi import document
+from shared.preferences import LEVELS
 from shared.settings import Settings
 from tests.support.accounts import PASSWORD
+from tests.support.push_receiver import Subscription
 from tests.support.servers import gossip_server
 
 EXAMPLES = 15  # per operation and generation mode
@@ -61,10 +68,13 @@ class Target:
 
 @contextlib.contextmanager
 def live_target(mongo_url: str) -> Iterator[Target]:
-    """The all-in-one app on a live uvicorn with a database of its own: throttles and follows start empty."""
-    settings = Settings(secret_key=uuid.uuid4().hex, mongo_url=mongo_url, mongo_db=f"test_api_{uuid.uuid4().hex[:8]}",
-                        ping_interval=1.0)  # fmt: skip
-    with pymongo.MongoClient(mongo_url) as mongo:
+    """The all-in-one app on a live uvicorn with a database of its own: throttles and follows start empty. The mail it
+    sends (checks of the addresses it is given) is written to a folder of its own, unthrottled: every example of the
+    operations that mail may mail."""
+    with tempfile.TemporaryDirectory() as mail, pymongo.MongoClient(mongo_url) as mongo:
+        settings = Settings(secret_key=uuid.uuid4().hex, mongo_url=mongo_url, ping_interval=1.0,
+                            mongo_db=f"test_api_{uuid.uuid4().hex[:8]}", mail_dir=Path(mail),
+                            verification_mails=1000)  # fmt: skip
         live = gossip_server(settings)
         try:
             yield Target(live.url, settings, mongo)
@@ -80,10 +90,35 @@ def _accepts_token(case: Case) -> bool:
 @schema.hook
 @chained.hook
 def map_body(context: HookContext, body: Any) -> Any:
-    """The catalogue is data, not schema: a show named in a generated body is one of the catalogue's."""
-    if isinstance(body, dict) and isinstance(body.get("show"), str):
-        return {**body, "show": SLUGS[len(body["show"]) % len(SLUGS)]}
+    """The catalogue is data, not schema: a show named in a generated body is one of the catalogue's, and so are the
+    shows of preferences (each a different one, so that no level that is none is overwritten). So is the time zone
+    database: a time zone is one of its names. And quiet hours that start when they end are refused (null turns them
+    off), which no schema can say: they end a minute later. Nor can a pattern say that a push subscription's key is a
+    point on the curve: keys of the documented shape are made real ones. So is a domain that takes mail: an address
+    the `email` format allows, at a name reserved for tests (`a@b.test`) or an IP literal, is refused as no one's; a
+    generated one is given a real domain."""
+    if not isinstance(body, dict):
+        return body
+    body = dict(body)
+    if isinstance(body.get("show"), str):
+        body["show"] = SLUGS[len(body["show"]) % len(SLUGS)]
+    if isinstance(body.get("email"), str) and "@" in body["email"]:
+        body["email"] = f"reader{len(body['email'])}@example.com"
+    if isinstance(shows := body.get("shows"), dict):  # one show each, those with a level that is none first
+        levels = sorted(shows.values(), key=lambda level: level in LEVELS)[: len(SLUGS)]
+        body["shows"] = dict(zip(SLUGS, levels, strict=False))
+    if isinstance(zone := body.get("time_zone"), str):
+        body["time_zone"] = ZONES[len(zone) % len(ZONES)]
+    if isinstance(quiet := body.get("quiet_hours"), dict) and quiet.get("start") == quiet.get("end"):
+        body["quiet_hours"] = {**quiet, "end": "00:01" if quiet.get("start") == "00:00" else "00:00"}
+    keys = body.get("keys")
+    if isinstance(keys, dict) and _matches(keys.get("p256dh"), P256DH) and _matches(keys.get("auth"), AUTH):
+        body["keys"] = {**keys, **Subscription("https://push.example.net/").to_json()["keys"]}
     return body
+
+
+def _matches(value: object, pattern: re.Pattern[str]) -> bool:
+    return isinstance(value, str) and pattern.match(value) is not None
 
 
 @schema.hook
@@ -114,16 +149,20 @@ def map_headers(context: HookContext, headers: dict[str, Any] | None) -> dict[st
 @chained.hook
 def map_path_parameters(context: HookContext, parameters: dict[str, Any] | None) -> dict[str, Any] | None:
     """Half the slugs in a path are the catalogue's, so that follows are made and undone, not only refused; and an
-    update's seq is one of the first few, which the user has published, so that edits and retractions happen."""
+    update's seq is one of the first few, which the user has published, so that edits and retractions happen; and half
+    the device ids are the user's own (see `target`), so that some are removed."""
     parameters = dict(parameters or {})
     if isinstance(slug := parameters.get("slug"), str) and len(slug) % 2:
         parameters["slug"] = SLUGS[len(slug) % len(SLUGS)]
     if isinstance(seq := parameters.get("seq"), int) and 0 <= seq <= MAX_INT:
         parameters["seq"] = seq % 8
+    if isinstance(device := parameters.get("id"), str) and len(device) % 2:
+        parameters["id"] = DEVICES[len(device) % len(DEVICES)]
     return parameters
 
 
 ANSWERS: defaultdict[str, set[int]] = defaultdict(set)
+DEVICES = [f"device-{number}" for number in range(4)]
 
 
 @pytest.fixture(scope="module")
@@ -135,6 +174,11 @@ def target(mongo_url: str) -> Iterator[Target]:
         token = http.post("/api/me/tokens", json={"name": "schemathesis"}).json()["token"]
         user = target.mongo[target.settings.mongo_db].users.find_one({"username": "schemathesis"})
         assert user is not None
+        target.mongo[target.settings.mongo_db].devices.insert_many([
+            {"_id": device, "user_id": user["_id"], "endpoint": f"https://push.example.net/{device}", "slot": slot,
+             "keys": Subscription("").to_json()["keys"], "name": device, "added_at": utcnow()}
+            for slot, device in enumerate(DEVICES)
+        ])  # fmt: skip
         turns = itertools.count()
 
         class Caller:
@@ -153,7 +197,8 @@ def target(mongo_url: str) -> Iterator[Target]:
         schema.auth.unregister()
     # An operation only ever refused would pass while checking little: each must have worked at least once.
     refused = {label for label, statuses in ANSWERS.items() if not any(200 <= status < 300 for status in statuses)}
-    assert refused <= {"POST /api/auth/login"}, f"never answered with a 2xx: {sorted(refused)}"  # needs a password
+    needs_password = {"POST /api/auth/login", "DELETE /api/me"}  # never guessed; the user must live on anyway
+    assert refused <= needs_password, f"never answered with a 2xx: {sorted(refused)}"
 
 
 @schema.parametrize()

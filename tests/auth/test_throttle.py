@@ -13,7 +13,7 @@ from services.auth.throttle import client
 from shared.db import Database
 from shared.settings import Settings
 from tests.support.accounts import PASSWORD, json_error, registered
-from tests.support.servers import gauge
+from tests.support.servers import gauge, serving
 
 WRONG = "not-the-password"
 
@@ -66,6 +66,30 @@ async def test_a_long_username_guessed_makes_no_long_bucket_key(client: httpx.As
     assert [len(bucket["_id"]) async for bucket in db.buckets.find({"_id": {"$regex": "^login:user:"}})] == [
         len("login:user:") + 64
     ]
+
+
+async def test_a_strangers_flood_from_many_addresses_does_not_lock_the_owner_out(settings: Settings) -> None:
+    """Five wrong passwords a minute used to keep an account's owner out for good. Now the tight limit is per
+    (account, address), the account-wide cap is higher, and the owner's known browser is not refused by that cap."""
+    capped = dataclasses.replace(settings, login_failures_per_user=12)
+    with serving(capped) as server:
+        async with from_address(server, "127.0.1.1") as known, from_address(server, "127.0.1.1") as fresh:
+            assert (await known.post("/api/auth/register", json={"username": "alice", "password": PASSWORD})).is_success
+            flood = [from_address(server, f"127.0.2.{n}") for n in range(1, 6)]
+            first = [(await login(http, "alice")).status_code for http in flood[:2] for _ in range(8)]
+            assert first == ([401] * 5 + [429] * 3) * 2  # five per address, then refused there
+            assert (await login(fresh, "alice", PASSWORD)).status_code == 200  # the owner, from their own address
+
+            rest = [(await login(http, "alice")).status_code for http in flood[2:] for _ in range(8)]
+            assert rest.count(401) == 2 and set(rest) == {401, 429}  # the account-wide cap stops the guess at 12
+            unknown, forged = from_address(server, "127.0.1.1"), from_address(server, "127.0.1.1")
+            assert (await login(unknown, "alice", PASSWORD)).status_code == 429  # a browser new to the account
+            forged.cookies.set("gossip_device", "alice")
+            assert (await login(forged, "alice", PASSWORD)).status_code == 429  # a device cookie must be signed
+            assert (await login(known, "alice", PASSWORD)).status_code == 200  # the browsers that signed in before
+            assert (await login(fresh, "alice", PASSWORD)).status_code == 200
+            for http in [*flood, unknown, forged]:
+                await http.aclose()
 
 
 async def test_failed_logins_are_throttled_per_address(server: str) -> None:

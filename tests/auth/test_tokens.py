@@ -6,15 +6,18 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import re
+import time
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 import httpx
 import pytest
 
 from shared.auth import TOKEN_PREFIX, token_digest
-from shared.db import Database
+from shared.db import Database, as_datetime, iso_utc, utcnow
 from shared.settings import Settings
-from tests.support.accounts import json_error, registered
+from tests.support.accounts import api_token, json_error, registered
+from tests.support.servers import serving
 from tests.support.waiting import wait_until
 
 
@@ -28,7 +31,8 @@ async def test_a_token_is_shown_once_and_stored_only_as_its_hash(alice: httpx.As
     assert created["token"] not in str(stored)
     listed = (await alice.get("/api/me/tokens")).json()
     assert [token["name"] for token in listed] == ["laptop"]
-    assert set(listed[0]) == {"name", "created_at"}
+    assert set(listed[0]) == {"name", "created_at", "expires_at", "last_used_at"}
+    assert (listed[0]["expires_at"], listed[0]["last_used_at"]) == (None, None)  # never expires, never used yet
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", listed[0]["created_at"])
 
 
@@ -96,6 +100,74 @@ async def test_a_revoked_token_is_refused_within_a_second(alice: httpx.AsyncClie
         await wait_until(refused, timeout=1, interval=0.1)
         assert (await script.get("/api/updates")).status_code == 401
     assert (await alice.get("/api/me/tokens")).json() == []
+
+
+async def test_a_token_is_refused_once_its_expiry_has_passed(alice: httpx.AsyncClient, server: str) -> None:
+    """Checked on every use, the found token's cached half second included."""
+    soon = utcnow() + timedelta(seconds=2)
+    created = await alice.post("/api/me/tokens", json={"name": "brief", "expires_at": soon.isoformat()})
+    assert created.status_code == 201 and created.json()["expires_at"] == iso_utc(soon)
+    headers = {"authorization": f"Bearer {created.json()['token']}"}
+    async with httpx.AsyncClient(base_url=server, headers=headers) as script:
+        assert (await script.post("/api/updates", json={"show": "flash", "text": "in time"})).status_code == 201
+
+        async def refused() -> bool:
+            return (await script.get("/api/updates")).status_code == 401
+
+        await wait_until(refused, timeout=5, interval=0.1)
+        assert utcnow() >= soon and "expired" in (await script.get("/api/updates")).json()["detail"]
+    assert [token["expires_at"] for token in (await alice.get("/api/me/tokens")).json()] == [iso_utc(soon)]
+
+
+async def test_a_token_may_expire_in_a_whole_number_of_days(alice: httpx.AsyncClient, db: Database) -> None:
+    created = (await alice.post("/api/me/tokens", json={"name": "week", "expires_in_days": 7})).json()
+    stored = await db.tokens.find_one({})
+    assert stored is not None and isinstance(stored["expires_at"], datetime)  # a date, so that it compares as one
+    assert abs(as_datetime(stored["expires_at"]) - utcnow() - timedelta(days=7)) < timedelta(seconds=5)
+    assert created["expires_at"] == iso_utc(stored["expires_at"])
+
+
+@pytest.mark.parametrize(
+    ("expiry", "field"),
+    [
+        ({"expires_in_days": 0}, "expires_in_days"),
+        ({"expires_in_days": 3651}, "expires_in_days"),
+        ({"expires_in_days": "7"}, "expires_in_days"),
+        ({"expires_in_days": True}, "expires_in_days"),
+        ({"expires_in_days": 1.5}, "expires_in_days"),
+        ({"expires_at": "2020-01-01T00:00:00Z"}, "expires_at"),  # past
+        ({"expires_at": "2099-01-01T00:00:00Z"}, "expires_at"),  # beyond ten years
+        ({"expires_at": "2030-01-01T00:00:00"}, "expires_at"),  # no time zone
+        ({"expires_at": "tomorrow"}, "expires_at"),
+        ({"expires_at": 1893456000}, "expires_at"),
+        ({"expires_in_days": 7, "expires_at": "2030-01-01T00:00:00Z"}, "expires_at"),
+    ],
+)
+async def test_a_bad_expiry_is_422_naming_it(alice: httpx.AsyncClient, db: Database, expiry: dict, field: str) -> None:
+    status, _, fields = json_error(await alice.post("/api/me/tokens", json={"name": "laptop", **expiry}))
+    assert status == 422 and field in fields
+    assert await db.tokens.count_documents({}) == 0
+
+
+async def test_a_tokens_last_use_is_noted_once_a_minute_not_per_publish(
+    alice: httpx.AsyncClient, server: str, db: Database, settings: Settings
+) -> None:
+    """Publishes in a row share the found token; another process looks it up afresh and sees the recent note."""
+    token = await api_token(alice)
+    headers = {"authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=server, headers=headers) as script:
+        assert (await script.post("/api/updates", json={"show": "flash", "text": "one"})).status_code == 201
+        first = await db.tokens.find_one({})
+        assert first is not None and time.time() - first["last_used"] < 5
+        for n in range(3):
+            assert (await script.post("/api/updates", json={"show": "flash", "text": f"more {n}"})).status_code == 201
+    with serving(settings) as other:
+        async with httpx.AsyncClient(base_url=other, headers=headers) as elsewhere:
+            assert (await elsewhere.post("/api/updates", json={"show": "flash", "text": "there"})).status_code == 201
+    again = await db.tokens.find_one({})
+    assert again is not None and again["last_used"] == first["last_used"]  # no write for the four after
+    (listed,) = (await alice.get("/api/me/tokens")).json()
+    assert listed["last_used_at"] == iso_utc(datetime.fromtimestamp(first["last_used"], UTC))
 
 
 async def test_revoking_an_unknown_or_someone_elses_token_is_404(alice: httpx.AsyncClient, server: str) -> None:

@@ -7,7 +7,7 @@ import pytest
 from bench import abuse, nchan
 from bench.cluster import Setup
 from bench.floor import floor
-from bench.scenarios import Run, adoption, burst, catch_up, combined, fanout, mixed, scale
+from bench.scenarios import Run, adoption, burst, catch_up, combined, fanout, mixed, scale, watched
 
 
 @pytest.fixture
@@ -24,6 +24,13 @@ async def test_mixed_feeds_each_get_exactly_their_shows(mongo_url: str) -> None:
     assert all(result.targets.values()), result.line()
     assert (result.figures["wrong"], result.figures["lost"], result.figures["dup"]) == (0, 0, 0)
     assert result.figures["deliveries"] == 30 * 2 + 30 * 3  # two of the 12 feeds follow each show; 3 follow all
+
+
+async def test_an_import_into_a_watched_collection_is_notified_once_each_and_its_rate_compared(mongo_url: str) -> None:
+    result = await watched(Setup(mongo_url), documents=60, clients=4)
+    assert result.figures["notified"] == 60 and result.figures["dup"] == 0, result.line()
+    assert result.targets["all notified once"], result.line()
+    assert float(result.figures["% of raw"]) > 0 and "≥ 50 % of raw" in result.targets
 
 
 async def test_feeds_that_come_back_get_what_they_missed_once(mongo_url: str) -> None:
@@ -43,6 +50,8 @@ async def test_fanout_alone_times_every_delivery_and_notes_the_cpu_per_delivery(
     assert (result.figures["lost"], result.figures["dup"]) == (0, 0), result.line()
     assert 0 < float(result.figures["p50 ms"]) <= float(result.figures["p99 ms"]) < 10_000
     assert 0 < float(result.figures["CPU µs/delivery"]) < 100_000, result.line()
+    # the stream's own histogram over the same updates, as the dashboard reads it
+    assert 0 < float(result.figures["/metrics p50 ms"]) <= float(result.figures["/metrics p99 ms"]) < 10_000
     assert result.peer is None and result.ratios == {} and list(result.latencies) == ["gossip"]
     assert len(result.latencies["gossip"]) == 2 * 5 * 10  # both rounds
 
@@ -51,14 +60,15 @@ async def test_the_abuse_scenario_holds_each_target_at_a_small_scale(mongo_url: 
     async with abuse.serving(mongo_url, SEND_TIMEOUT="2", PING_INTERVAL="1") as served:
         results = [
             await abuse.logins(served, count=30), await abuse.wrong_passwords(served, count=12),
-            await abuse.registrations(served, count=24), await abuse.feeds(served, count=60),
+            await abuse.lockout(served, addresses=8), await abuse.registrations(served, count=24),
+            await abuse.feeds(served, count=60),
             await abuse.publishes(served, count=80), await abuse.stalled(served, count=3, megabytes=5),
             await abuse.fuzzing(served, count=200),
         ]  # fmt: skip
     for result in results:
         assert all(result.targets.values()), result.line()
-    assert [result.name for result in results] == ["logins", "wrong-pw", "register", "feeds", "publish", "stalled",
-                                                   "fuzz"]  # fmt: skip
+    assert [result.name for result in results] == ["logins", "wrong-pw", "lockout", "register", "feeds", "publish",
+                                                   "stalled", "fuzz"]  # fmt: skip
 
 
 async def test_fanout_beside_nchan_gives_both_figures_and_their_ratios(mongo_url: str, nginx: str) -> None:

@@ -55,7 +55,9 @@ async def test_notifications_the_browser_refuses_are_explained(browser: Browser,
     await expect(note).to_be_hidden()
     await page.click("#notify")
     await expect(note).to_have_text("Notifications are blocked in this browser's settings.")
-    await expect(page.locator("#notify")).to_have_text("Turn on desktop notifications")
+    await expect(page.locator("#notify")).to_have_text("Desktop notifications blocked")
+    await expect(page.locator("#notify")).to_be_disabled()
     await page.reload()  # said again while the browser still blocks them
     await expect(note).to_have_text("Notifications are blocked in this browser's settings.")
+    await expect(page.locator("#notify")).to_be_disabled()
     await context.close()

@@ -3,10 +3,14 @@ they are broken, and the API tokens section, where each attempt replaces the out
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+import httpx
 from playwright.async_api import Browser, Page, expect
 
 from services.auth.accounts import RULES
 from services.auth.tokens import RULE
+from shared.db import iso_utc, utcnow
 from tests.support.browsers import signed_in
 
 
@@ -50,4 +54,22 @@ async def test_each_token_attempt_replaces_the_last_outcome(browser: Browser, se
     await expect(page.locator("#token-list li")).to_have_count(2)
     await expect(created).to_be_visible()
     await expect(error).to_be_hidden()
+    await context.close()
+
+
+async def test_the_token_list_says_when_each_token_expires_and_was_last_used(browser: Browser, server: str) -> None:
+    context = await signed_in(browser, server, "tia")
+    page = await context.new_page()
+    await page.goto("/")
+    await page.fill("#token-form input[name=expires_in_days]", "7")
+    await create_token(page, "weekly")
+    ends = iso_utc(utcnow() + timedelta(days=7))[:10]
+    weekly = page.locator("#token-list li[data-token=weekly]")
+    await expect(weekly).to_contain_text(f"expires {ends} · never used")
+    token = await page.locator("#token-value").text_content()
+    async with httpx.AsyncClient(base_url=server, headers={"authorization": f"Bearer {token}"}) as script:
+        assert (await script.post("/api/updates", json={"show": "flash", "text": "hello"})).status_code == 201
+    await create_token(page, "forever")
+    await expect(weekly).to_contain_text(f"last used {iso_utc(utcnow())[:10]}")
+    await expect(page.locator("#token-list li[data-token=forever]")).to_contain_text("never expires · never used")
     await context.close()

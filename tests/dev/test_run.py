@@ -31,8 +31,40 @@ def test_an_embedded_port_in_use_is_refused_in_one_line() -> None:
         taken.listen()
         result = run(EMBEDDED_PORT=str(taken.getsockname()[1]))
     assert result.returncode == 1
-    assert "already in use" in result.stderr and "Traceback" not in result.stderr
-    assert "Gossip on http" not in result.stderr
+    assert "already in use by another program" in result.stderr and "set EMBEDDED_PORT" in result.stderr
+    assert "Traceback" not in result.stderr and "Gossip on http" not in result.stderr
+
+
+def test_a_web_port_in_use_is_said_before_anything_claims_to_serve(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        result = run(PORT=str(taken.getsockname()[1]), EMBEDDED_DATA=str(tmp_path), EMBEDDED_PORT=str(free_port()))
+    assert result.returncode == 1
+    assert "or set PORT" in result.stderr and "Traceback" not in result.stderr
+    assert "Gossip on http" not in result.stderr and not (tmp_path / "db").exists()  # no database was started
+
+
+def test_a_run_killed_outright_leaves_nothing_in_the_next_ones_way(tmp_path: Path) -> None:
+    """SIGKILL gives the run no chance to stop its database, which lives in its own session: the next run finds it
+    by its pid file on the same data directory, stops it and starts afresh on the same port."""
+    env = {**os.environ, "SECRET_KEY": "test", "EMBEDDED_PORT": str(free_port()), "EMBEDDED_DATA": str(tmp_path)}
+    port = free_port()
+    with ChildProcess(COMMAND, {**env, "PORT": str(port)}, port) as first:
+        assert first.process is not None
+        (leftover,) = psutil.Process(first.process.pid).children()
+        first.process.kill()
+        first.process.wait(5)
+    assert leftover.is_running()
+    try:
+        port = free_port()
+        with ChildProcess(COMMAND, {**env, "PORT": str(port)}, port) as second:
+            assert httpx.get(f"{second.url}/readyz", timeout=5).status_code == 200
+        assert f"a previous run left running (pid {leftover.pid})" in second.output()
+        assert not leftover.is_running()
+    finally:
+        if leftover.is_running():
+            leftover.kill()
 
 
 def test_a_bad_setting_is_one_line_and_exit_status_2() -> None:

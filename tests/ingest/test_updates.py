@@ -15,7 +15,7 @@ from pymongo.errors import DuplicateKeyError, OperationFailure
 from services.ingest.updates import MAX_KEY, PAGE_DEFAULT, Updates, _write_error
 from shared.auth import Caller
 from shared.catalogue import Catalogue
-from shared.db import MAX_INT, prepare, utcnow
+from shared.db import MAX_INT, SHOWS, prepare, utcnow
 from shared.errors import ApiError
 from shared.limits import Buckets, Limit, Rate
 from shared.settings import Settings
@@ -88,7 +88,8 @@ async def test_every_problem_is_named_before_any_seq_is_taken(updates: Updates) 
     with pytest.raises(ApiError) as refused:
         await updates.publish(ALICE, {"show": "nope", "text": " "}, "k" * (MAX_KEY + 1))
     assert (refused.value.status, set(refused.value.fields)) == (422, {"show", "text", "Idempotency-Key"})
-    assert refused.value.detail == "Please correct the highlighted fields."  # the error shape's detail is text
+    assert refused.value.detail.startswith("Invalid show: one of flash, ")  # a script reads what each field must be
+    assert "; text: required; Idempotency-Key: 1 to 200 characters" in refused.value.detail
     assert all(isinstance(message, str) for message in refused.value.fields.values())
     assert await updates.db.counters.count_documents({}) == 0
 
@@ -145,19 +146,22 @@ async def test_a_page_starts_after_its_seq_and_says_where_the_next_starts(update
     await updates.db.updates.insert_many(
         [stored_update(seq, show="flash" if seq % 2 else "suits") for seq in range(1, PAGE_DEFAULT + 3)]
     )
-    first = await updates.page("", None, None)
+    first = await updates.page(ALICE.user_id, "", None, None)
     assert ([u["seq"] for u in first["items"]], first["next_after"]) == (list(range(1, PAGE_DEFAULT + 1)), 100)
-    rest = await updates.page("", str(first["next_after"]), "1")
+    rest = await updates.page(ALICE.user_id, "", str(first["next_after"]), "1")
     assert ([u["seq"] for u in rest["items"]], rest["next_after"]) == ([PAGE_DEFAULT + 1], PAGE_DEFAULT + 1)
-    flash_only = await updates.page("flash", "0", "3")
+    flash_only = await updates.page(ALICE.user_id, "flash", "0", "3")
     assert [u["seq"] for u in flash_only["items"]] == [1, 3, 5] and "_id" not in flash_only["items"][0]
-    assert await updates.page("flash", str(PAGE_DEFAULT + 2), None) == {"items": [], "next_after": PAGE_DEFAULT + 2}
+    assert await updates.page(ALICE.user_id, "flash", str(PAGE_DEFAULT + 2), None) == {
+        "items": [],
+        "next_after": PAGE_DEFAULT + 2,
+    }
 
 
 async def test_a_page_of_an_unknown_show_is_422(updates: Updates) -> None:
     with pytest.raises(ApiError) as refused:
-        await updates.page("nope", None, None)
-    assert refused.value.fields == {"show": "choose one of the shows"}
+        await updates.page(ALICE.user_id, "nope", None, None)
+    assert refused.value.fields == {"show": "one of " + ", ".join(sorted(SHOWS))}
 
 
 def test_a_write_error_in_a_batch_is_raised_as_what_one_insert_would_raise() -> None:

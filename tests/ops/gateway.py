@@ -1,4 +1,5 @@
-"""The gateway's real configuration as Caddy itself reads it: its route table, and copies aimed at local processes."""
+"""The gateway's real configuration as Caddy itself reads it: its route table, and copies aimed at local processes,
+over plain HTTP as docker-compose serves it, or over HTTPS from Caddy's own local CA (`tls internal`)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,15 @@ import copy
 import dataclasses
 import json
 import os
+import ssl
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from dev.processes import ChildProcess, free_port
 from shared.settings import ROOT
@@ -30,10 +35,26 @@ class Route:
     files: str | None  # the directory it serves files from, if it does
 
 
-def adapt(caddyfile: Path = CADDYFILE) -> dict[str, Any]:
-    """The Caddyfile through Caddy's own parser, as JSON: exactly what the gateway container runs."""
-    command = [str(CADDY), "adapt", "--config", str(caddyfile), "--adapter", "caddyfile"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+# Over HTTPS: the one site is named (its certificate's name), Caddy's local CA signs it, and nothing is installed in
+# the machine's trust store nor listens on port 80 for redirects.
+HTTPS_OPTIONS = "\tskip_install_trust\n\tauto_https disable_redirects\n"
+HTTPS_SITE = "localhost:8000 {\n\ttls internal\n"
+
+
+def adapt(caddyfile: Path = CADDYFILE, env: Mapping[str, str] | None = None, https: bool = False) -> dict[str, Any]:
+    """The Caddyfile through Caddy's own parser, as JSON: exactly what the gateway container runs, given the
+    environment's placeholders (`{$FRONT_PROXIES}`); `https`: with its site served over HTTPS as `localhost`."""
+    text = caddyfile.read_text()
+    if https:
+        text = text.replace("{\n\tadmin off\n", "{\n\tadmin off\n" + HTTPS_OPTIONS, 1).replace(
+            ":8000 {\n", HTTPS_SITE, 1
+        )
+    with tempfile.NamedTemporaryFile("w", suffix=".Caddyfile") as variant:
+        variant.write(text)
+        variant.flush()
+        command = [str(CADDY), "adapt", "--config", variant.name, "--adapter", "caddyfile"]
+        environment = {**os.environ, **(env or {})}
+        result = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False, env=environment)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -107,15 +128,43 @@ class Gateway(ChildProcess):
     """The real Caddy on a free loopback port, running a retargeted copy of deploy/Caddyfile; the files it serves are
     those of `workdir/files` (in docker-compose, the `openapi` volume)."""
 
-    def __init__(self, workdir: Path, proxy_for: Callable[[str, Handler], Handler], **server_options: Any) -> None:
-        """`server_options` replace the server's own (`read_timeout=...`, in nanoseconds, as Caddy's JSON has it)."""
+    def __init__(
+        self,
+        workdir: Path,
+        proxy_for: Callable[[str, Handler], Handler],
+        env: Mapping[str, str] | None = None,
+        https: bool = False,
+        **server_options: Any,
+    ) -> None:
+        """`env`: the gateway container's (FRONT_PROXIES). `https`: served at https://localhost:<port> with a
+        certificate from Caddy's local CA, whose root a client trusts as `verify`. `server_options` replace the
+        server's own (`read_timeout=...`, in nanoseconds, as Caddy's JSON has it)."""
         port = free_port()
         self.files = workdir / "files"
         self.files.mkdir(parents=True, exist_ok=True)
         config = workdir / "caddy.json"
-        local = retarget(adapt(), port, proxy_for, self.files)
+        local = retarget(adapt(env=env, https=https), port, proxy_for, self.files)
         server(local).update(server_options)
         config.write_text(json.dumps(local))
-        home = str(workdir)  # Caddy keeps its state under these; none of it in the user's home
-        env = {**os.environ, "HOME": home, "XDG_CONFIG_HOME": home, "XDG_DATA_HOME": home}
-        super().__init__([str(CADDY), "run", "--config", str(config)], env, port, ready_path="/login")
+        home = str(workdir)  # Caddy keeps its state under these, its local CA too; none of it in the user's home
+        variables = {**os.environ, **(env or {}), "HOME": home, "XDG_CONFIG_HOME": home, "XDG_DATA_HOME": home}
+        self.root_certificate = workdir / "caddy" / "pki" / "authorities" / "local" / "root.crt"
+        super().__init__([str(CADDY), "run", "--config", str(config)], variables, port, ready_path="/login")
+        if https:
+            self.url = f"https://localhost:{port}"
+            self.ready_url = self.url + "/login"
+
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        """What a client verifies the gateway's certificate with: Caddy's root over HTTPS (once Caddy made it)."""
+        if not self.url.startswith("https:"):
+            return True
+        return ssl.create_default_context(cafile=str(self.root_certificate))
+
+    def _ready(self) -> bool:
+        if self.url.startswith("https:") and not self.root_certificate.exists():
+            return False
+        try:
+            return httpx.get(self.ready_url, timeout=1, verify=self.verify).status_code == 200
+        except httpx.HTTPError:
+            return False

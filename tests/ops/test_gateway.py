@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pymongo
@@ -34,7 +35,24 @@ from tests.support.waiting import wait_until
 
 # The README's path table, in Caddy's path patterns (`*` matches any rest, slashes included); /static goes to auth.
 DESIGN = {
-    "auth": {"/", "/login", "/register", "/logout", "/shows", "/api/auth/*", "/api/shows*", "/api/me*", "/static/*"},
+    "auth": {
+        "/",
+        "/login",
+        "/register",
+        "/logout",
+        "/shows",
+        "/api",
+        "/preferences",
+        "/email",
+        "/email/*",
+        "/unsubscribe*",
+        "/api/auth/*",
+        "/api/shows*",
+        "/api/me*",
+        "/api/push/*",
+        "/sw.js",
+        "/static/*",
+    },
     "ingest": {"/publish", "/api/updates*"},
     "stream": {"/notifications", "/notifications/all", "/events*"},
 }
@@ -169,10 +187,18 @@ def test_slow_requests_are_timed_out_but_responses_never() -> None:
     assert "write_timeout" not in config
 
 
+def test_the_gateway_believes_no_front_proxy_unless_the_operator_names_one() -> None:
+    assert server(adapt(env={"FRONT_PROXIES": ""}))["trusted_proxies"] == {"source": "static"}
+    named = server(adapt(env={"FRONT_PROXIES": "10.0.0.5 192.168.0.0/16"}))
+    assert named["trusted_proxies"] == {"source": "static", "ranges": ["10.0.0.5", "192.168.0.0/16"]}
+    assert named["trusted_proxies_strict"]  # the rightmost address that is no trusted proxy is the client
+
+
 @dataclasses.dataclass(frozen=True)
 class Guarded:
     gateway: Gateway
     auth: ServiceProcess
+    upstreams: dict[str, list[ServiceProcess]]  # for more gateways in front of the same services
 
 
 @pytest.fixture(scope="module")
@@ -191,7 +217,7 @@ def guarded(tmp_path_factory: pytest.TempPathFactory, mongo_url: str) -> Iterato
             for name in ("auth", "ingest", "stream")
         )
         upstreams = {"auth": [auth], "ingest": [ingest], "stream": [stream]}
-        yield Guarded(stack.enter_context(Gateway(tmp_path, to_processes(upstreams), **SHORT)), auth)
+        yield Guarded(stack.enter_context(Gateway(tmp_path, to_processes(upstreams), **SHORT)), auth, upstreams)
 
 
 def closed_within(sock: socket.socket, timeout: float) -> float:
@@ -259,3 +285,65 @@ async def test_the_gateway_passes_the_real_scheme_whatever_the_client_claims(gua
         response = await http.post("/api/auth/register", json=body, headers={"x-forwarded-proto": "https"})
         assert response.status_code == 201
         assert response.headers["set-cookie"].startswith("gossip_session=")  # plain HTTP: no __Host-, no Secure
+
+
+def from_address(url: str, address: str, **options: Any) -> httpx.AsyncClient:
+    """A client whose connections come from `address`: all of 127/8 is loopback."""
+    transport = httpx.AsyncHTTPTransport(local_address=address, **options)
+    return httpx.AsyncClient(base_url=url, transport=transport, timeout=30)
+
+
+FRONT = "127.0.0.9"  # the proxy in front of the gateway, as an operator names it in FRONT_PROXIES
+
+
+@pytest.fixture(scope="module")
+def fronted(guarded: Guarded, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """The gateway told of a front proxy, in front of the same services."""
+    workdir = tmp_path_factory.mktemp("fronted")
+    with Gateway(workdir, to_processes(guarded.upstreams), env={"FRONT_PROXIES": f"{FRONT}/32"}) as gateway:
+        yield gateway
+
+
+async def test_a_named_front_proxy_passes_on_each_clients_address_and_scheme(fronted: Gateway) -> None:
+    """Behind a host's proxy every client would otherwise share its address (one login bucket for everybody) and
+    its scheme (`http`, so no Secure cookie)."""
+    body = {"username": "nobody", "password": "not-the-password"}
+    async with from_address(fronted.url, FRONT) as front, from_address(fronted.url, "127.0.0.10") as direct:
+
+        async def login(client: httpx.AsyncClient, claimed: str) -> int:
+            response = await client.post("/api/auth/login", json=body, headers={"x-forwarded-for": claimed})
+            return response.status_code
+
+        assert [await login(front, f"198.51.100.{n}") for n in range(4)] == [401] * 4  # four clients, one try each
+        assert [await login(front, "198.51.100.20") for _ in range(4)] == [401, 401, 401, 429]  # one, four tries
+        assert [await login(direct, f"198.51.100.{n}") for n in range(30, 34)] == [401, 401, 401, 429]  # no proxy
+        secure = await front.post(
+            "/api/auth/register",
+            json={"username": "fran", "password": PASSWORD},
+            headers={"x-forwarded-proto": "https"},
+        )
+        assert secure.status_code == 201 and secure.headers["set-cookie"].startswith("__Host-gossip_session=")
+
+
+@pytest.fixture(scope="module")
+def https_gateway(guarded: Guarded, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """The gateway over HTTPS on loopback, its certificate from Caddy's own local CA, kept under the test's
+    directory (XDG_DATA_HOME)."""
+    with Gateway(tmp_path_factory.mktemp("https"), to_processes(guarded.upstreams), https=True) as gateway:
+        yield gateway
+
+
+async def test_over_https_cookies_are_secure_and_only_same_site_writes_pass(https_gateway: Gateway) -> None:
+    async with httpx.AsyncClient(base_url=https_gateway.url, verify=https_gateway.verify, timeout=30) as http:
+        response = await http.post("/api/auth/register", json={"username": "tessa", "password": PASSWORD})
+        assert response.status_code == 201
+        cookies = {cookie.split("=", 1)[0]: cookie for cookie in response.headers.get_list("set-cookie")}
+        for name in ("__Host-gossip_session", "__Host-gossip_device"):
+            flags = {flag.strip().lower() for flag in cookies[name].split(";")[1:]}
+            assert {"secure", "httponly", "path=/", "samesite=lax"} <= flags, cookies[name]
+            assert not any(flag.startswith("domain") for flag in flags)
+        same_site = await http.put("/api/me/follows/flash", headers={"origin": https_gateway.url})
+        assert same_site.status_code == 204
+        foreign = await http.put("/api/me/follows/sherlock", headers={"origin": "https://evil.example"})
+        assert (foreign.status_code, foreign.json()["error"]) == (403, "cross_site")
+        assert (await http.get("/api/me")).json()["follows"] == ["flash"]

@@ -22,7 +22,7 @@ from shared.auth import (
     session_document,
     token_digest,
 )
-from shared.db import Database, utcnow
+from shared.db import Database, as_datetime, utcnow
 from shared.settings import Settings
 from tests.support.accounts import PASSWORD, api_token, csrf_of, json_error, registered
 
@@ -163,6 +163,39 @@ async def test_a_renewed_sessions_new_cookie_is_the_one_that_works_from_then_on(
     assert response.status_code == 200 and "gossip_session=" in response.headers["set-cookie"]
     assert session_id(settings, alice) == mine  # the cookie the answer set, signed anew
     assert (await alice.get("/api/me")).json()["username"] == "alice"  # with the new cookie alone
+
+
+async def test_renewal_never_takes_a_session_past_its_absolute_age(
+    alice: httpx.AsyncClient, db: Database, settings: Settings
+) -> None:
+    """Renewed, the session lasts until SESSION_ABSOLUTE_AGE after its login and no longer; past that, it is over."""
+    session = await db.sessions.find_one({})
+    assert session is not None
+    left = settings.session_max_age / 2  # of its absolute age: less than a renewal would give
+    login = utcnow() - timedelta(seconds=settings.session_absolute_age - left)
+    session.update(created_at=login, expires_at=utcnow() + timedelta(seconds=settings.session_max_age / 4))
+    await db.sessions.replace_one({"_id": session["_id"]}, session)
+    response = await alice.get("/api/me")
+    assert response.status_code == 200
+    renewed = await db.sessions.find_one({})
+    last = login + timedelta(seconds=settings.session_absolute_age)
+    assert renewed is not None and abs(as_datetime(renewed["expires_at"]) - last) < timedelta(milliseconds=1)  # stored
+    assert left - 60 <= int(response.headers["set-cookie"].split("Max-Age=")[1].split(";")[0]) <= left  # the cookie
+    session.update(created_at=utcnow() - timedelta(seconds=settings.session_absolute_age + 1),
+                   expires_at=utcnow() + timedelta(days=7))  # fmt: skip
+    await db.sessions.replace_one({"_id": session["_id"]}, session)  # as a process of before wrote it
+    assert (await alice.get("/api/me")).status_code == 401
+
+
+async def test_signing_in_revokes_the_browsers_previous_session(alice: httpx.AsyncClient, db: Database) -> None:
+    """The cookie the login request carried names a session that a copy of the cookie must not keep alive."""
+    before = alice.cookies[SESSION]
+    response = await alice.post("/api/auth/login", json={"username": "alice", "password": PASSWORD})
+    assert response.status_code == 200 and alice.cookies[SESSION] != before
+    assert await db.sessions.count_documents({}) == 1
+    assert (await alice.get("/api/me")).status_code == 200
+    alice.cookies.set(SESSION, before)
+    assert (await alice.get("/api/me")).status_code == 401
 
 
 async def test_a_browser_gets_its_csrf_cookie_once_for_a_day(client: httpx.AsyncClient) -> None:

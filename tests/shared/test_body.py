@@ -74,6 +74,11 @@ async def test_an_empty_json_body_is_an_empty_object(alice: httpx.AsyncClient) -
     assert json_error(response) == (422, "invalid", {"seq": "a non-negative integer"})  # read as {}: no seq
 
 
+async def test_a_body_of_control_characters_is_not_blank_json(alice: httpx.AsyncClient) -> None:
+    response = await alice.post("/api/me/read", content=b"\x1c", headers={"content-type": "application/json"})
+    assert json_error(response)[:2] == (400, "invalid_json")
+
+
 async def test_a_form_is_read_where_a_page_takes_one_and_refused_by_the_api(client: httpx.AsyncClient) -> None:
     form = {"username": "fay", "password": "a-long-password"}
     assert json_error(await client.post("/api/auth/register", data=form))[:2] == (415, "unsupported_media_type")

@@ -8,24 +8,27 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from bson import ObjectId
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from shared.db import (
     HISTORY_INDEX,
     Database,
     as_datetime,
     change_id,
+    check_query,
     count,
     delete_older,
     ensure_indexes,
     iso_utc,
     keep_history,
+    matching,
     new_id,
     next_change,
     next_seq,
     numbers,
     purges_ttl_on_read,
     put,
+    token_epoch,
     username_key,
     utcnow,
     with_now,
@@ -196,3 +199,25 @@ async def test_put_stores_a_document_under_its_own_id_and_replaces_it(db: Databa
         stored = await db.update_ids.find({"_id": document_id}).to_list()
         assert [(found["seq"], isinstance(found["at"], datetime)) for found in stored] == [(2, True)]
     assert await db.update_ids.count_documents({}) == 3
+
+
+async def test_a_query_mongodb_refuses_is_refused_even_on_an_empty_collection(db: Database) -> None:
+    with pytest.raises(OperationFailure):
+        await check_query(db, "no_documents_yet", {"status": {"$bogus": 1}})
+    await check_query(db, "no_documents_yet", {"status": {"$in": ["placed", "shipped"]}})
+
+
+async def test_a_resume_token_is_kept_with_the_server_that_gave_it_on_the_embedded_server_only(db: Database) -> None:
+    epoch = await token_epoch(db)
+    embedded = await purges_ttl_on_read(db)
+    assert (epoch is not None) == embedded
+    assert await token_epoch(db) == epoch  # the same server process: the same epoch
+
+
+@pytest.mark.parametrize("embedded", [True, False])
+async def test_the_documents_of_given_ids_that_match_a_query_are_found_either_way(db: Database, embedded: bool) -> None:
+    ids = (await db.things.insert_many([{"n": n, "kind": "odd" if n % 2 else "even"} for n in range(10)])).inserted_ids
+    found = await matching(db, "things", ids[:6], {"kind": "odd", "n": {"$gte": 2}}, embedded)
+    assert sorted(found) == [ids[3], ids[5]]
+    assert await matching(db, "things", [], {"kind": "odd"}, embedded) == []
+    assert await db.query_checks.count_documents({"_check": {"$ne": "one"}}) == 0  # nothing left behind

@@ -10,7 +10,7 @@ from tests.support.accounts import json_error
 
 @pytest.mark.parametrize(
     ("path", "allowed"),
-    [("/api/me/tokens", "GET, HEAD, POST"), ("/api/me/follows/flash", "DELETE, PUT"), ("/api/me", "GET, HEAD")],
+    [("/api/me/tokens", "GET, HEAD, POST"), ("/api/me/follows/flash", "DELETE, PUT"), ("/api/me", "DELETE, GET, HEAD")],
 )
 async def test_a_method_a_path_does_not_take_is_405_naming_every_method_it_does(
     client: httpx.AsyncClient, path: str, allowed: str

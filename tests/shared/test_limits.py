@@ -7,10 +7,11 @@ import asyncio
 import time
 
 import pytest
+from prometheus_client import REGISTRY
 
 from shared.db import Database, ensure_indexes
 from shared.errors import ApiError
-from shared.limits import Buckets, Limit, Rate
+from shared.limits import LIMITS, Buckets, Limit, Rate
 from tests.support.waiting import wait_until
 
 SLOW = Rate(5, 3600.0)  # five at once, then one every 12 minutes: nothing refills while a test runs
@@ -65,12 +66,19 @@ async def test_the_sweep_deletes_only_full_buckets(db: Database) -> None:
     assert [bucket["_id"] async for bucket in db.buckets.find()] == ["drained"]
 
 
+def refusals() -> dict[str, float]:
+    """gossip_refusals_total per limit, as /metrics shows it: every limit's series is there from the start."""
+    return {name: REGISTRY.get_sample_value("gossip_refusals_total", {"limit": name}) or 0.0 for name in LIMITS}
+
+
 async def test_a_limit_answers_each_caller_and_refuses_with_retry_after(db: Database) -> None:
     """Eight calls of one key at once share one update; the bucket's five go to five of them."""
     limit = Limit(Buckets(db), "publish", SLOW, "Too fast.")
+    before = refusals()
     results = await asyncio.gather(*(limit("author") for _ in range(8)), return_exceptions=True)
     refused = [result for result in results if isinstance(result, ApiError)]
     assert results.count(None) == 5 and len(refused) == 3
+    assert refusals() == {**before, "publish": before["publish"] + 3}  # counted, under the limit's name alone
     assert {(error.status, error.detail) for error in refused} == {(429, "Too fast.")}
     assert all(int(error.headers["retry-after"]) >= 1 for error in refused)
     await limit("another author")

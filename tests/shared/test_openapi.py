@@ -108,6 +108,7 @@ def test_the_feeds_document_each_event_type_and_its_data() -> None:
         kinds[event["properties"]["event"]["const"]] = event["properties"]["data"]["contentSchema"]["$ref"]
     assert kinds == {
         "update": "#/components/schemas/Update", "follows": "#/components/schemas/Follows",
+        "preferences": "#/components/schemas/Preferences",
         "read": "#/components/schemas/Read", "resync": "#/components/schemas/Resync",
         "edit": "#/components/schemas/Edit", "retract": "#/components/schemas/Retract",
         "expired": "#/components/schemas/Expired",
@@ -116,7 +117,7 @@ def test_the_feeds_document_each_event_type_and_its_data() -> None:
 
 def test_a_service_lists_only_the_schemas_and_links_it_uses() -> None:
     found = document("auth", auth.app.routes)
-    assert "Update" not in found["components"]["schemas"]  # the auth service sends no update
+    assert "UpdateEvent" not in found["components"]["schemas"]  # the auth service serves no feed
     links = found["paths"]["/api/me/tokens"]["post"]["responses"]["201"]["links"]
     assert set(links) == {"revoke"}  # publishing is ingest's: linked only in the all-in-one document
     union = document("gossip", everything.app.routes)

@@ -7,8 +7,9 @@ import stat
 from pathlib import Path
 
 import pytest
+from py_vapid import Vapid
 
-from shared.settings import Settings, dev_secret, open_file_budget
+from shared.settings import Settings, dev_secret, dev_vapid_key, open_file_budget
 
 
 def test_defaults_serve_make_run() -> None:
@@ -21,11 +22,18 @@ def test_defaults_serve_make_run() -> None:
     [("PING_INTERVAL", "soon"), ("PORT", "-1"), ("LOG_FORMAT", "xml"), ("PORT", "abc"), ("PORT", "0"),
      ("PORT", "99999"), ("PORT", "80.5"), ("EMBEDDED_PORT", "65536"), ("EMBEDDED_PORT", "9" * 5000),
      ("HISTORY_DAYS", "-1"), ("HISTORY_DAYS", "nan"), ("REPLAY_LIMIT", "0"), ("PING_INTERVAL", "inf"),
-     ("SESSION_MAX_AGE", "0.5"), ("REPLAY_LIMIT", "2.5")],
+     ("SESSION_MAX_AGE", "0.5"), ("REPLAY_LIMIT", "2.5"), ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318"),
+     ("OTEL_EXPORTER_OTLP_ENDPOINT", "ftp://collector"), ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://")],
 )  # fmt: skip
 def test_a_bad_value_names_the_variable(name: str, value: str) -> None:
     with pytest.raises(ValueError, match=name):
         Settings.from_env({"SECRET_KEY": "s", name: value})
+
+
+def test_traces_are_off_unless_an_otlp_endpoint_is_named() -> None:
+    assert Settings.from_env({"SECRET_KEY": "s"}).otlp_endpoint == ""
+    named = Settings.from_env({"SECRET_KEY": "s", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"})
+    assert named.otlp_endpoint == "http://collector:4318"
 
 
 def test_history_days_of_zero_keeps_everything_and_limits_have_defaults() -> None:
@@ -65,5 +73,52 @@ def test_the_feeds_a_process_holds_are_sized_to_its_open_file_limit() -> None:
      ("FEED_OPEN_WINDOW", "0")],
 )  # fmt: skip
 def test_a_bad_limit_names_the_variable(name: str, value: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        Settings.from_env({"SECRET_KEY": "s", name: value})
+
+
+def test_the_vapid_key_is_generated_once_private_and_usable(tmp_path: Path) -> None:
+    first = dev_vapid_key(tmp_path)
+    assert dev_vapid_key(tmp_path) == first
+    assert stat.S_IMODE((tmp_path / "vapid_private_key").stat().st_mode) == 0o600
+    assert Vapid.from_string(first).public_key is not None
+
+
+def test_push_settings_from_the_environment(tmp_path: Path) -> None:
+    key = dev_vapid_key(tmp_path)
+    settings = Settings.from_env({
+        "SECRET_KEY": "s", "VAPID_PRIVATE_KEY": key, "VAPID_SUBJECT": "https://gossip.example.org",
+        "PUSH_DELAY": "0", "PUSH_ALLOW_HTTP_LOOPBACK": "1", "SCHEDULER_INTERVAL": "5", "PRESENCE_INTERVAL": "2",
+    })  # fmt: skip
+    assert (settings.vapid_private_key, settings.vapid_subject) == (key, "https://gossip.example.org")
+    assert (settings.push_delay, settings.push_allow_http_loopback) == (0.0, True)
+    assert (settings.scheduler_interval, settings.presence_interval) == (5.0, 2.0)
+    defaults = Settings.from_env({"SECRET_KEY": "s", "VAPID_PRIVATE_KEY": key})
+    assert (defaults.push_delay, defaults.push_allow_http_loopback, defaults.scheduler_interval) == (60.0, False, 15.0)
+
+
+def test_mail_defaults_serve_make_run_and_public_url_follows_the_port() -> None:
+    settings = Settings.from_env({"SECRET_KEY": "s", "PORT": "8123"})
+    assert (settings.smtp_url, settings.mail_from, settings.public_url) == (
+        "",
+        "Gossip <gossip@localhost>",
+        "http://127.0.0.1:8123",
+    )
+    assert settings.mail_dir.parts[-2:] == ("var", "mail")
+    given = Settings.from_env(
+        {"SECRET_KEY": "s", "SMTP_URL": "smtp://mailpit:1025", "PUBLIC_URL": "https://g.example/"}
+    )
+    assert (given.smtp_url, given.public_url) == ("smtp://mailpit:1025", "https://g.example")
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("VAPID_PRIVATE_KEY", "not-a-key"), ("VAPID_SUBJECT", "gossip@example.org"), ("VAPID_SUBJECT", "http://x.org"),
+     ("PUSH_ALLOW_HTTP_LOOPBACK", "maybe"), ("PUSH_DELAY", "-1"), ("SCHEDULER_INTERVAL", "0"),
+     ("SMTP_URL", "mailpit:1025"), ("SMTP_URL", "http://mailpit"), ("SMTP_URL", "smtp://"),
+     ("SMTP_URL", "smtp://mailpit:port"), ("PUBLIC_URL", "gossip.example"), ("PUBLIC_URL", "ftp://g.example"),
+     ("MAIL_FROM", "Gossip"), ("MAIL_FROM", "a@b.example\r\nBcc: x@y.example"), ("VERIFICATION_MAILS", "0")],
+)  # fmt: skip
+def test_a_bad_push_or_mail_setting_names_the_variable(name: str, value: str) -> None:
     with pytest.raises(ValueError, match=name):
         Settings.from_env({"SECRET_KEY": "s", name: value})

@@ -1,4 +1,5 @@
-"""The update as stored: its _id, its checks and its wire shape, as pure logic, and what reads of it take."""
+"""The update as stored: its _id, its checks and its wire shape, as pure logic; and who may see it, in every query
+that reads updates, against the real server."""
 
 from __future__ import annotations
 
@@ -18,12 +19,18 @@ from shared.updates import (
     MAX_TEXT,
     NO_CONTROL,
     NOT_BLANK,
+    any_before,
+    between,
+    cut,
     digest,
+    every_viewers,
     history,
     problem,
     recent,
+    sees,
     seq_in_id,
     shown,
+    since_read,
     text_problem,
     unread,
     update_id,
@@ -159,7 +166,7 @@ async def test_an_unread_count_reads_a_bounded_number_of_documents_however_many_
     queries = Queries()
     watched = AsyncMongoClient(settings.mongo_url, event_listeners=[queries])
     try:
-        assert await unread(watched[settings.mongo_db], ["flash"], 0, "alice") == COUNT_CAP
+        assert await unread(watched[settings.mongo_db], ["flash"], {"_id": "a", "username": "alice"}, 0) == COUNT_CAP
     finally:
         await watched.close()
     (asked,) = [command for command in queries.commands if command.keys() & {"find", "aggregate", "count"}]
@@ -168,3 +175,39 @@ async def test_an_unread_count_reads_a_bounded_number_of_documents_however_many_
     explained = await db.command("explain", {"find": "updates", "filter": asked["filter"], "limit": asked["limit"]})
     if "executionStats" in explained:  # MongoDB says what it read; the embedded server does not
         assert explained["executionStats"]["totalDocsExamined"] <= 2 * COUNT_CAP
+
+
+def personal(seq: int, recipient: str) -> dict[str, Any]:
+    """A watch rule's personal update, as stored."""
+    return {**stored_update(seq, author="orders"), "show": "orders", "title": "Your orders", "recipient": recipient}
+
+
+async def test_every_reader_shows_a_personal_update_to_its_recipient_alone(db: Database) -> None:
+    """Each query reader, for the recipient, for another user and for nobody; bypassing `visible_to` in any of them
+    fails here."""
+    await db.updates.insert_many([stored_update(1), personal(2, "alice_id"), stored_update(3), personal(4, "bob_id")])
+    alice, bob = {"_id": "alice_id", "username": "alice"}, {"_id": "bob_id", "username": "bob"}
+    for shows in (None, ["flash"]):
+        seqs = [[u["seq"] for u in await history(db, shows, who)] for who in ("alice_id", "carol_id", None)]
+        assert seqs == [[1, 2, 3], [1, 3], [1, 3]]
+        assert [u["seq"] for u in await recent(db, shows, "alice_id", 10)] == [3, 2, 1]
+        assert [u["seq"] for u in await recent(db, shows, "carol_id", 10)] == [3, 1]
+        assert [u["seq"] for u in await since_read(db, shows, "bob_id", 0, 1, 10)] == [4, 3, 1]
+        assert await between(db, shows, "alice_id", 0, 4) == 3 and await between(db, shows, None, 0, 4) == 2
+        assert await cut(db, shows, "bob_id", 0, 4, 1) == 3 and await cut(db, shows, "carol_id", 0, 4, 1) == 1
+        assert await any_before(db, shows, "alice_id", 3) and not await any_before(db, shows, "carol_id", 1)
+    assert await any_before(db, ["flash"], "alice_id", 3)  # her own, though she follows only flash: seq 2
+    assert await unread(db, ["flash"], alice, 0) == 3 and await unread(db, ["flash"], bob, 0) == 3
+    assert await unread(db, ["flash"], {"_id": "carol_id", "username": "carol"}, 0) == 2
+    everyone = await every_viewers(db, ["flash"], 0, 10, 4)
+    assert [u["seq"] for u in everyone if sees("alice_id", u.get("recipient"))] == [1, 2, 3]
+    assert [u["seq"] for u in everyone if sees(None, u.get("recipient"))] == [1, 3]
+
+
+def test_a_personal_update_says_so_on_the_wire_and_never_whom_it_is_for() -> None:
+    shown_update = wire(personal(2, "alice_id"))
+    assert shown_update["personal"] is True and "recipient" not in shown_update
+    assert "personal" not in wire(stored_update(1))
+    assert problem(personal(2, "alice_id"), SHOWS) is None  # its topic is its rule's, not the catalogue's
+    assert problem({**personal(2, "alice_id"), "recipient": 7}, SHOWS) == "recipient: a user's _id, as text"
+    assert problem({**stored_update(1), "show": "orders"}, SHOWS) == "show: 'orders' is not in the catalogue"

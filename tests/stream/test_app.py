@@ -18,12 +18,13 @@ import psutil
 import pytest
 
 from services.all import app as gossip
-from services.stream.hub import OVERFLOW, STALLED
+from services.stream.hub import OVERFLOW, STALLED, Feed
 from shared.app import create_app
 from shared.db import Database, next_seq, utcnow
 from shared.settings import Settings
 from shared.updates import COUNT_CAP
 from tests.support.accounts import PASSWORD, json_error, registered
+from tests.support.memory import alive, collector_off
 from tests.support.servers import LiveServer, gauge, serving
 from tests.support.sse import events
 from tests.support.updates import publish, stored_update
@@ -399,6 +400,20 @@ async def test_a_session_expired_on_the_server_ends_its_stream_within_two_second
     assert json_error(await alice.get("/events"))[:2] == (401, "unauthorized")
 
 
+async def test_a_renewal_past_the_absolute_age_does_not_keep_a_stream_open(
+    alice: httpx.AsyncClient, db: Database, settings: Settings
+) -> None:
+    """A session renewed by a process that knows no absolute age (or by hand) still ends its feeds on time."""
+    async with events(alice) as feed:
+        session = await db.sessions.find_one({})
+        assert session is not None
+        session.update(created_at=utcnow() - timedelta(seconds=settings.session_absolute_age - 1),
+                       expires_at=utcnow() + timedelta(days=7))  # fmt: skip
+        await db.sessions.replace_one({"_id": session["_id"]}, session)
+        expired = await feed.named("expired", timeout=5)
+        assert (expired.id, expired.json()) == (None, {})
+
+
 async def test_a_session_whose_time_runs_out_ends_its_stream_with_expired(settings: Settings) -> None:
     live = LiveServer(create_app("gossip", gossip.routes, replace(settings, session_max_age=3), gossip.extensions))
     try:
@@ -407,3 +422,43 @@ async def test_a_session_whose_time_runs_out_ends_its_stream_with_expired(settin
             assert (expired.id, expired.json()) == (None, {})
     finally:
         live.stop()
+
+
+async def test_muting_a_show_takes_it_off_open_feeds_and_out_of_the_count_at_once(server: str) -> None:
+    """A change made in one tab (here a PUT) reaches the other tabs' feeds: the followed feed stops carrying the show
+    and its unread count drops; /events/all carries the show still."""
+    async with (
+        registered(server, "mia") as mia,
+        registered(server, "ned") as ned,
+    ):
+        for show in ("flash", "sherlock"):
+            await mia.put(f"/api/me/follows/{show}")
+        async with events(mia) as followed, events(mia, "/events/all") as everything:
+            first = await publish(ned, "flash", "before the mute")
+            assert await followed.updates(1) == [first] and await everything.updates(1) == [first]
+            muted = await mia.put("/api/me/preferences", json={"shows": {"flash": "muted"}})
+            for feed in (followed, everything):
+                assert (await feed.named("preferences")).json() == muted.json()
+                assert (await feed.named("read")).json() == {"last_read_seq": 0, "unread": 0}
+            assert (await mia.get("/api/me")).json()["unread"] == 0
+            hidden, shown = await publish(ned, "flash", "while muted"), await publish(ned, "sherlock", "heard")
+            assert await followed.updates(1) == [shown]  # the muted show's update never came before it
+            assert await everything.updates(2) == [hidden, shown]
+            await mia.put("/api/me/preferences", json={"shows": {"flash": "push"}})
+            assert (await followed.named("read")).json() == {"last_read_seq": 0, "unread": 3}
+            again = await publish(ned, "flash", "heard again")
+            assert await followed.updates(1) == [again]
+        assert (await mia.get("/api/me")).json() == {"username": "mia", "follows": ["flash", "sherlock"], "unread": 4}
+
+
+async def test_closed_feeds_are_freed_as_their_responses_end_not_left_for_the_collector(
+    alice: httpx.AsyncClient, server: str
+) -> None:
+    """A feed, the task that sends it and its connection refer to one another: unless the feed lets go of them as it
+    closes, a feed that was open for a while waits for a full collection, and under churn the process grows."""
+    with collector_off():
+        for _ in range(10):
+            async with events(alice):  # open once it answered 200
+                pass
+        await wait_until(lambda: gauge(server, "gossip_stream_connections") == 0)
+        await wait_until(lambda: alive(Feed) == 0, timeout=5, interval=0.2)

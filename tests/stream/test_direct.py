@@ -22,6 +22,7 @@ from shared.headers import Nosniff
 from shared.logs import AccessLog
 from shared.proxies import TrustedProxies
 from shared.settings import Settings
+from shared.tracing import Traced
 from tests.support.accounts import registered
 from tests.support.servers import LiveServer
 from tests.support.sse import events
@@ -95,5 +96,5 @@ def test_only_middleware_that_leaves_bodies_alone_stands_before_a_feed(app: Star
     """A feed's live frames go past the middleware (direct.py). Each one here only reads or adds to a response's
     start; one that changed bodies (compression, say) would not see them. Before adding a middleware, check that it
     leaves a body as it is, then name it here."""
-    known = [TrustedProxies, Nosniff, AccessLog, RenewedSession]
+    known = [TrustedProxies, Traced, Nosniff, AccessLog, RenewedSession]  # Traced: OpenTelemetry's reads, adds none
     assert [middleware.cls for middleware in app.user_middleware] == known

@@ -12,8 +12,8 @@ from types import SimpleNamespace
 import pytest
 
 from services.stream.direct import Direct
-from services.stream.frames import EXPIRED, PING, follows_frame, read_frame
-from services.stream.hub import OVERFLOW, STALLED, Feed, Hub
+from services.stream.frames import EXPIRED, PING, follows_frame, preferences_frame, read_frame
+from services.stream.hub import OVERFLOW, STALLED, Feed, Hub, Marks, marks_of
 from shared.auth import Caller
 from shared.errors import ApiError
 from tests.support.waiting import wait_until
@@ -55,6 +55,17 @@ async def test_update_reaches_followers_and_everything_feeds_only() -> None:
     assert await drain(everything) == frame(1)
 
 
+async def test_a_personal_update_reaches_its_recipients_feeds_alone_whatever_they_carry() -> None:
+    hub = Hub()
+    followed, everything = hub.open(ALICE, []), hub.open(ALICE, None, resumed=1)
+    others = [hub.open(BOB, ["orders"]), hub.open(BOB, None)]
+    assert hub.publish_to("u1", frame(1), 1) == 1  # the feed resumed at 1 has it
+    assert hub.publish_to("u1", frame(2), 2) == 2
+    assert await drain(followed) == frame(1) + frame(2)
+    assert await drain(everything) == frame(2)
+    assert [await drain(feed) for feed in others] == [b"", b""]
+
+
 async def test_a_feed_resumed_beyond_an_update_is_not_sent_it_but_its_edits_are() -> None:
     """A browser that comes back from a stream process that was ahead of this one holds updates this one has yet to
     deliver: they would reach it twice."""
@@ -66,10 +77,15 @@ async def test_a_feed_resumed_beyond_an_update_is_not_sent_it_but_its_edits_are(
     assert await drain(behind) == frame(2) + frame(3) + b"edit of 1\n\n"
 
 
+def following(*shows: str, last_read: int = 0) -> Marks:
+    """A user who follows `shows` and mutes none."""
+    return Marks(frozenset(shows), frozenset(shows), last_read)
+
+
 async def test_follow_change_moves_open_feeds_and_tells_all_of_them() -> None:
     hub = Hub()
-    feed, everything = hub.open(ALICE, ["flash"]), hub.open(ALICE, None, ["flash"])
-    assert hub.user_changed("u1", ["sherlock"], 0)
+    feed, everything = hub.open(ALICE, ["flash"]), hub.open(ALICE, None, following("flash"))
+    assert hub.user_changed("u1", following("sherlock"))
     hub.publish("flash", frame(1))
     hub.publish("sherlock", frame(2))
     assert await drain(feed) == follows_frame(["sherlock"]) + frame(2)
@@ -78,12 +94,35 @@ async def test_follow_change_moves_open_feeds_and_tells_all_of_them() -> None:
 
 async def test_a_user_change_is_told_from_what_the_hub_knows() -> None:
     hub = Hub()
-    feed = hub.open(ALICE, None, ["flash"], last_read=5)
-    assert not hub.user_changed("u1", ["flash"], 5)  # nothing the hub did not know: say nothing
-    assert hub.user_changed("u1", ["flash"], 7)  # a new read mark: the caller counts and tells
-    assert not hub.user_changed("u2", ["flash"], 9)  # no feed of bob's here
+    feed = hub.open(ALICE, None, following("flash", last_read=5))
+    assert not hub.user_changed("u1", following("flash", last_read=5))  # nothing the hub did not know: say nothing
+    assert hub.user_changed("u1", following("flash", last_read=7))  # a new read mark: the caller counts and tells
+    assert not hub.user_changed("u2", following("flash", last_read=9))  # no feed of bob's here
     hub.tell("u1", read_frame(7, 3))
     assert await drain(feed) == read_frame(7, 3)
+
+
+async def test_muting_a_show_takes_it_off_followed_feeds_and_tells_every_feed() -> None:
+    hub = Hub()
+    user = {"follows": ["flash", "sherlock"], "last_read_seq": 0}
+    feed, everything = hub.open(ALICE, ["flash", "sherlock"], marks_of(user)), hub.open(ALICE, None)
+    muted = {**user, "preferences": {"shows": {"flash": "muted"}}}
+    assert hub.user_changed("u1", marks_of(muted))  # what counts as unread changed: the caller counts it again
+    hub.publish("flash", frame(1))
+    hub.publish("sherlock", frame(2))
+    told = preferences_frame({"shows": {"flash": "muted"}, "time_zone": "UTC", "quiet_hours": None, "digest_hour": 8})
+    assert await drain(feed) == told + frame(2)
+    assert await drain(everything) == told + frame(1) + frame(2)  # /events/all carries a muted show still
+
+
+async def test_preferences_that_change_no_show_are_told_but_count_nothing_again() -> None:
+    hub = Hub()
+    user = {"follows": ["flash"], "last_read_seq": 3}
+    feed = hub.open(ALICE, ["flash"], marks_of(user))
+    zoned = {**user, "preferences": {"time_zone": "Europe/Paris"}}
+    assert not hub.user_changed("u1", marks_of(zoned))
+    assert not hub.user_changed("u1", marks_of(zoned))  # told once
+    assert await drain(feed) == marks_of(zoned).preferences and b"Europe/Paris" in marks_of(zoned).preferences
 
 
 async def test_a_session_whose_time_is_up_ends_with_expired_and_a_renewed_one_lives_on() -> None:
@@ -362,3 +401,24 @@ async def test_a_direct_write_that_fails_leaves_the_frame_and_the_rest_to_the_se
     feed.end()
     await sender
     assert sent == [frame(1)]
+
+
+async def test_feeds_of_many_users_that_close_leave_nothing_of_them_in_the_hub() -> None:
+    """Under churn, users and sessions come and go: a closed feed leaves no per-user or per-session state behind, and
+    lets go of its sender, connection and direct path (they refer back to it)."""
+    hub = Hub()
+
+    async def sending(feed: Feed) -> None:
+        await asyncio.Future()  # as a response's pump waits for frames, holding its feed
+
+    for number in range(50):
+        caller = Caller(f"u{number}", f"user{number}", f"s{number}", datetime.now(UTC))
+        feed = hub.open(caller, ["flash"])
+        feed.sender = asyncio.ensure_future(sending(feed))
+        feed.sender.cancel()
+        assert hub.close(feed)
+        assert (feed.sender, feed.direct, feed.transport) == (None, None, None)
+    assert (hub.users(), hub.sessions(), hub.publish("flash", frame(1))) == ([], [], 0)
+    assert not hub.user_changed("u1", following("sherlock", last_read=5)), (
+        "nothing is known of a user with no feed open"
+    )

@@ -118,3 +118,16 @@ async def test_a_page_another_site_opened_is_marked_so_and_one_of_ours_is_not(al
             "data-opened-by-another-site"
             not in (await alice.get("/notifications", headers={"sec-fetch-site": site})).text
         )
+
+
+async def test_a_muted_show_is_left_out_of_the_badge_and_notifications_but_not_all_notifs(server: str) -> None:
+    async with registered(server, "bob") as bob, registered(server, "alice") as alice:
+        for show in ("flash", "sherlock"):
+            await alice.put(f"/api/me/follows/{show}")
+        flash, sherlock = await publish(bob, "flash", "muted soon"), await publish(bob, "sherlock", "heard")
+        assert 'id="unread-count" title="unread">2<' in (await alice.get("/shows")).text
+        await alice.put("/api/me/preferences", json={"shows": {"flash": "muted"}})
+        assert 'id="unread-count" title="unread">1<' in (await alice.get("/shows")).text
+        page = await alice.get("/notifications")
+        assert listed(page) == [(sherlock["seq"], True)] and "The Flash (muted)" in page.text
+        assert listed(await alice.get("/notifications/all")) == [(sherlock["seq"], True), (flash["seq"], True)]

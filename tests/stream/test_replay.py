@@ -17,11 +17,11 @@ async def test_feeds_asking_for_the_same_range_at_once_share_one_read(db: Databa
     for seq in range(1, 6):
         await insert_update(db, seq, "flash" if seq % 2 else "sherlock")
     replay = Replay(db, Catalogue(db))
-    first, second = await asyncio.gather(replay.chunk({"flash"}, 1, 5), replay.chunk(["flash"], 1, 5))
+    first, second = await asyncio.gather(replay.chunk({"flash"}, "u1", 1, 5), replay.chunk(["flash"], "u2", 1, 5))
     assert first[0] is second[0]  # the very same bytes: encoded once
     stored = await db.updates.find({"seq": {"$in": [3, 5]}}, {"_id": 0}).sort("seq", 1).to_list()
     assert first == (update_frame(stored[0]) + update_frame(stored[1]), 5)
-    later = await replay.chunk({"flash"}, 1, 5)
+    later = await replay.chunk({"flash"}, "u1", 1, 5)
     assert later == first and later[0] is not first[0]  # read again: nothing was kept
 
 
@@ -29,9 +29,9 @@ async def test_a_long_range_comes_in_batches(db: Database) -> None:
     await seed_shows(db)
     await db.updates.insert_many([stored_update(seq) for seq in range(1, BATCH + 11)])
     replay = Replay(db, Catalogue(db))
-    chunk, after = await replay.chunk(None, 0, BATCH + 10)
+    chunk, after = await replay.chunk(None, "u1", 0, BATCH + 10)
     assert (chunk.count(b"event: update"), after) == (BATCH, BATCH)
-    chunk, after = await replay.chunk(None, after, BATCH + 10)
+    chunk, after = await replay.chunk(None, "u1", after, BATCH + 10)
     assert (chunk.count(b"event: update"), after) == (10, BATCH + 10)
 
 

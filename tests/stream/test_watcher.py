@@ -285,12 +285,13 @@ def test_a_session_end_that_is_not_a_date_is_logged_and_left_alone(caplog: pytes
     feed = hub.open(Caller("u1", "una", "s1", expires_at=utcnow() + timedelta(days=1)), ["flash"])
     with caplog.at_level(logging.WARNING, logger="gossip.stream.audience"):
         Audience(None, hub, lambda: 0).session_ends("s1", {"expires_at": "tomorrow"})  # type: ignore[arg-type]
-    assert caplog.messages == ["a session's expires_at is not a date: 'tomorrow'"] and not feed.ended
+    assert caplog.messages == ["a session's end is not a date: 'tomorrow'"] and not feed.ended
 
 
 def test_a_session_cut_short_ends_its_feeds_with_expired_at_once() -> None:
     hub = Hub()
     cut, other = (hub.open(Caller(f"u{i}", "una", f"s{i}", expires_at=utcnow() + timedelta(days=1)), None)
                   for i in (1, 2))  # fmt: skip
-    Audience(None, hub, lambda: 0).session_ends("s1", {"expires_at": utcnow() - timedelta(seconds=1)})  # type: ignore[arg-type]
+    ended = {"created_at": utcnow(), "expires_at": utcnow() - timedelta(seconds=1)}
+    Audience(None, hub, lambda: 0).session_ends("s1", ended)  # type: ignore[arg-type]
     assert (cut.ended, other.ended) == (True, False)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from tests.support.accounts import PASSWORD
 
 
-async def signed_in(browser: Browser, server: str, username: str, new: bool = True) -> BrowserContext:
-    """A browser context (a profile) signed in as `username`, following flash when new."""
-    context = await browser.new_context(base_url=server)
+async def signed_in(browser: Browser, server: str, username: str, new: bool = True, **options: Any) -> BrowserContext:
+    """A browser context (a profile) signed in as `username`, following flash when new; `options`: the context's
+    own (a time zone, a locale)."""
+    context = await browser.new_context(base_url=server, **options)
     path = "/api/auth/register" if new else "/api/auth/login"
     response = await context.request.post(path, data={"username": username, "password": PASSWORD})
     assert response.ok, await response.text()

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import uvicorn
+from opentelemetry.sdk.trace import TracerProvider
 from starlette.types import ASGIApp
 
 from dev.processes import ServiceProcess
@@ -54,15 +55,17 @@ class LiveServer:
             raise RuntimeError(f"uvicorn did not shut down within {timeout} s")
 
 
-def gossip_server(settings: Settings, port: int = 0) -> LiveServer:
-    """All three services' routes on one live uvicorn, as `make run` serves them, started; `port` as LiveServer's."""
-    return LiveServer(create_app("gossip", gossip_app.routes, settings, gossip_app.extensions), port=port).start()
+def gossip_server(settings: Settings, port: int = 0, tracer_provider: TracerProvider | None = None) -> LiveServer:
+    """All three services' routes on one live uvicorn, as `make run` serves them, started; `port` as LiveServer's;
+    `tracer_provider`: where its spans go (else traces are as the settings say)."""
+    app = create_app("gossip", gossip_app.routes, settings, gossip_app.extensions, tracer_provider)
+    return LiveServer(app, port=port).start()
 
 
 @contextlib.contextmanager
-def serving(settings: Settings) -> Iterator[str]:
+def serving(settings: Settings, tracer_provider: TracerProvider | None = None) -> Iterator[str]:
     """gossip_server(), stopped after: yields its URL."""
-    live = gossip_server(settings)
+    live = gossip_server(settings, tracer_provider=tracer_provider)
     try:
         yield live.url
     finally:

@@ -1,6 +1,6 @@
 // What a page does with the live events: the unread badge on every page, the status line (and the header once signed
 // out), new updates on top of a live notifications page (which marks them read), edits and retractions in place, the
-// Shows page's buttons, the resync notice, and desktop notifications when asked for. Text from updates is only ever
+// Shows page's buttons, muted shows left out, the resync notice, and desktop notifications when asked for. Text from updates is only ever
 // set as textContent.
 import { connect } from "./live.js";
 
@@ -13,6 +13,9 @@ const newestShown = list && list.firstElementChild ? Number(list.firstElementChi
 const NOTIFY = "gossip.notify";  // localStorage: "on" once the user turned desktop notifications on
 const READ_TRIES = 5;  // a read mark that fails to send is tried again after 2, 4, 8 and 16 s, then left to the next
 let follows = new Set(JSON.parse(body.dataset.follows));
+const heardAtFirst = new Set(JSON.parse(body.dataset.heard));
+// Followed but muted: not counted as unread, not listed in Notifications (All Notifs lists them still).
+let muted = new Set([...follows].filter((slug) => !heardAtFirst.has(slug)));
 let unread = Number(body.dataset.unread);
 const COUNT_CAP = Number(body.dataset.countCap);  // the server counts up to here: at or past it, "200+"
 let lastRead = Number(body.dataset.lastRead);
@@ -74,6 +77,12 @@ function item(update) {
   li.dataset.seq = update.seq;
   li.dataset.show = update.show;
   const meta = element("div", "meta");
+  if (update.personal) {
+    li.classList.add("personal");
+    const mark = element("span", "personal", "for you");
+    mark.title = "for you alone";
+    meta.append(mark, " · ");
+  }
   meta.append(element("strong", "show", update.title), " · ", element("span", "author", update.author), " · ");
   const time = element("time");
   time.dateTime = update.created_at;
@@ -81,6 +90,13 @@ function item(update) {
   li.append(meta, element("p", "text", update.text));
   if (update.edited_at) markEdited(li, update.edited_at);
   return li;
+}
+
+function showFollowing() {
+  const following = document.getElementById("following");
+  if (!following) return;
+  const names = [...follows].sort().map((slug) => (titles[slug] || slug) + (muted.has(slug) ? " (muted)" : ""));
+  following.textContent = names.length ? "Following: " + names.join(", ") : "You follow no shows yet.";
 }
 
 function markEdited(li, when) {
@@ -99,6 +115,16 @@ function showFollowed(li) {
   button.value = followed ? "unfollow" : "follow";
   button.textContent = followed ? "Unfollow" : "Follow";
   button.className = followed ? "secondary" : "";
+}
+
+function heard(show) {
+  return follows.has(show) && !muted.has(show);
+}
+
+// Notifications (of followed shows) lists only what is heard: a show muted in another tab leaves it at once.
+function dropUnheard() {
+  if (!list || need === "all") return;
+  list.querySelectorAll("li[data-show]").forEach((li) => { if (!heard(li.dataset.show)) li.remove(); });
 }
 
 function listed(seq) {
@@ -174,7 +200,7 @@ const handlers = {
   update(update, fromNetwork) {
     if (update.seq <= last) return;  // replayed after a takeover, or already listed when the page was made
     last = update.seq;
-    const followed = follows.has(update.show);
+    const followed = heard(update.show) || update.personal === true;  // a personal one is the user's own
     const news = followed && update.author !== user && update.seq > lastRead;
     const shown = list !== null && (need === "all" || followed);
     if (shown) {
@@ -189,10 +215,16 @@ const handlers = {
   follows(data) {
     follows = new Set(data.follows);
     document.querySelectorAll("#shows li[data-show]").forEach(showFollowed);
-    const following = document.getElementById("following");
-    if (!following) return;
-    const names = data.follows.map((slug) => titles[slug] || slug);
-    following.textContent = names.length ? "Following: " + names.join(", ") : "You follow no shows yet.";
+    showFollowing();
+    dropUnheard();
+  },
+  // The count comes with the `read` event that follows: only what is listed changes here, and the Preferences page's
+  // form (static/preferences.js) hears of it.
+  preferences(data) {
+    muted = new Set(Object.keys(data.shows).filter((slug) => data.shows[slug] === "muted"));
+    showFollowing();
+    dropUnheard();
+    document.dispatchEvent(new CustomEvent("gossip:preferences", { detail: data }));
   },
   edit(data) {
     const li = listed(data.seq);
@@ -234,7 +266,10 @@ if (notifyButton && "Notification" in window) {
     default: "Notifications were not allowed: turn them on again and allow them when the browser asks.",
   };
   const label = (permission) => {
-    notifyButton.textContent = notificationsOn() ? "Turn off desktop notifications" : "Turn on desktop notifications";
+    const blocked = Notification.permission === "denied";  // only the browser's settings can undo it: no button
+    notifyButton.disabled = blocked;
+    notifyButton.textContent = blocked ? "Desktop notifications blocked"
+      : notificationsOn() ? "Turn off desktop notifications" : "Turn on desktop notifications";
     note.textContent = refused[permission] || "";
     note.hidden = !note.textContent;
   };

@@ -6,7 +6,7 @@
 // each tab keeps its own EventSource.
 
 // Every event type the stream sends; the relay carries each one the same way.
-export const EVENTS = ["update", "edit", "retract", "follows", "read", "resync", "expired"];
+export const EVENTS = ["update", "edit", "retract", "follows", "preferences", "read", "resync", "expired"];
 const RETRY_MS = 3000;  // before reconnecting once the server refused a stream for no stated reason
 const ROLL_CALL_MS = 100;  // a new leader waits this long for the other tabs to say what they need
 

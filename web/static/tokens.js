@@ -1,6 +1,6 @@
-// The home page's API tokens: listed, created and revoked through the JSON API. Names and tokens are only ever
-// set as textContent; a new token is shown once, since only its hash is kept. Each attempt replaces the outcome of
-// the one before: a token shown, or an error.
+// The home page's API tokens: listed (with when each expires and was last used), created and revoked through the
+// JSON API. Names and tokens are only ever set as textContent; a new token is shown once, since only its hash is
+// kept. Each attempt replaces the outcome of the one before: a token shown, or an error.
 (function () {
   "use strict";
   const list = document.getElementById("token-list");
@@ -49,8 +49,16 @@
       clear();
       call("DELETE", "/api/me/tokens/" + encodeURIComponent(token.name)).then(refresh, showError);
     });
-    li.append(element("span", "title", token.name + " · created " + token.created_at.slice(0, 10)), revoke);
+    li.append(element("span", "title", token.name), element("span", "status", facts(token)), revoke);
     return li;
+  }
+
+  function facts(token) {
+    const day = (moment) => moment.slice(0, 10);
+    const ends = token.expires_at === null ? "never expires"
+      : (Date.parse(token.expires_at) <= Date.now() ? "expired " : "expires ") + day(token.expires_at);
+    const used = token.last_used_at === null ? "never used" : "last used " + day(token.last_used_at);
+    return "created " + day(token.created_at) + " · " + ends + " · " + used;
   }
 
   async function refresh() {
@@ -62,8 +70,10 @@
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     clear();
-    const name = form.elements.name.value;
-    call("POST", "/api/me/tokens", { name: name }).then((created) => {
+    const request = { name: form.elements.name.value };
+    const days = form.elements.expires_in_days.value;
+    if (days !== "") request.expires_in_days = Number(days);
+    call("POST", "/api/me/tokens", request).then((created) => {
       value.textContent = created.token;
       fresh.hidden = false;
       form.reset();

@@ -1,0 +1,174 @@
+"""A user's preferences: how each followed show reaches them, their time zone, quiet hours and digest hour.
+
+Stored on the user document as `preferences`. A show left out of `shows` is `live` and a missing key takes its
+default, so a user who never opened the Preferences page has a complete set. Auth writes them (PUT
+/api/me/preferences); the stream leaves muted shows out of feeds and counts; the scheduler reads them to send pushes
+and digests."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from shared.errors import invalid
+
+LIVE, PUSH, DIGEST, MUTED = "live", "push", "digest", "muted"
+LEVELS = (LIVE, PUSH, DIGEST, MUTED)
+DEFAULT_ZONE = "UTC"
+DEFAULT_DIGEST_HOUR = 8
+CLOCK = "HH:MM, from 00:00 to 23:59"
+
+
+@dataclass(frozen=True, slots=True)
+class QuietHours:
+    """A daily span of local time, from `start` up to `end`; it wraps midnight when `end` comes first."""
+
+    start: time
+    end: time
+
+    def covers(self, moment: time) -> bool:
+        if self.start <= self.end:
+            return self.start <= moment < self.end
+        return moment >= self.start or moment < self.end
+
+    def to_json(self) -> dict[str, str]:
+        return {"start": self.start.strftime("%H:%M"), "end": self.end.strftime("%H:%M")}
+
+
+@dataclass(frozen=True, slots=True)
+class Preferences:
+    shows: Mapping[str, str] = field(default_factory=dict)  # slug -> level, for levels other than live
+    time_zone: str = DEFAULT_ZONE
+    quiet_hours: QuietHours | None = None
+    digest_hour: int = DEFAULT_DIGEST_HOUR
+
+    def level(self, slug: str) -> str:
+        return self.shows.get(slug, LIVE)
+
+    def heard(self, follows: Iterable[str]) -> list[str]:
+        """The followed shows whose updates count as unread and fill Notifications: all but the muted ones."""
+        return [slug for slug in follows if self.level(slug) != MUTED]
+
+    def at_level(self, follows: Iterable[str], level: str) -> list[str]:
+        return [slug for slug in follows if self.level(slug) == level]
+
+    def local(self, now: datetime) -> datetime:
+        """`now` (aware) on the user's own clock."""
+        return now.astimezone(ZoneInfo(self.time_zone))
+
+    def quiet_until(self, now: datetime) -> datetime | None:
+        """When the quiet hours that cover `now` end, on the user's clock; None when `now` is not quiet."""
+        local = self.local(now)
+        if self.quiet_hours is None or not self.quiet_hours.covers(local.time()):
+            return None
+        end = datetime.combine(local.date(), self.quiet_hours.end, tzinfo=local.tzinfo)
+        return end if end > local else end + timedelta(days=1)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "shows": dict(self.shows),
+            "time_zone": self.time_zone,
+            "quiet_hours": self.quiet_hours.to_json() if self.quiet_hours else None,
+            "digest_hour": self.digest_hour,
+        }
+
+
+def _clock(value: object) -> time | None:
+    """'HH:MM' as a time of day, None if it is not one."""
+    if not isinstance(value, str) or len(value) != 5 or value[2] != ":":
+        return None
+    hours, minutes = value[:2], value[3:]
+    if not (hours.isascii() and hours.isdigit() and minutes.isascii() and minutes.isdigit()):
+        return None
+    if int(hours) > 23 or int(minutes) > 59:
+        return None
+    return time(int(hours), int(minutes))
+
+
+def _known_zone(name: object) -> bool:
+    if not isinstance(name, str) or name not in available_timezones():
+        return False
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def preferences_of(user: Mapping[str, Any] | None) -> Preferences:
+    """A user document's preferences, with the defaults for whatever is missing. Only PUT /api/me/preferences writes
+    them, checked; a value written by hand that would not pass that check is read as its default, never an error."""
+    stored = (user or {}).get("preferences") or {}
+    shows: dict[str, Any] = stored["shows"] if isinstance(stored.get("shows"), dict) else {}
+    quiet: dict[str, Any] = stored["quiet_hours"] if isinstance(stored.get("quiet_hours"), dict) else {}
+    start, end = _clock(quiet.get("start")), _clock(quiet.get("end"))
+    hour = stored.get("digest_hour")
+    return Preferences(
+        shows={slug: level for slug, level in shows.items() if level in LEVELS and level != LIVE},
+        time_zone=stored["time_zone"] if _known_zone(stored.get("time_zone")) else DEFAULT_ZONE,
+        quiet_hours=QuietHours(start, end) if start is not None and end is not None and start != end else None,
+        digest_hour=hour if type(hour) is int and 0 <= hour <= 23 else DEFAULT_DIGEST_HOUR,
+    )
+
+
+def _show_changes(shows: object, catalogue: Collection[str], fields: dict[str, str]) -> dict[str, Any]:
+    if not isinstance(shows, dict):
+        fields["shows"] = "an object of show slug to one of " + ", ".join(LEVELS)
+        return {}
+    changes: dict[str, Any] = {}
+    for slug, level in shows.items():
+        if slug not in catalogue:
+            fields[f"shows.{slug}"] = "not a show in the catalogue"
+        elif level not in LEVELS:
+            fields[f"shows.{slug}"] = "one of " + ", ".join(LEVELS)
+        else:
+            changes[f"preferences.shows.{slug}"] = level
+    return changes
+
+
+def _quiet_changes(quiet: object, fields: dict[str, str]) -> dict[str, Any]:
+    if quiet is None:
+        return {"preferences.quiet_hours": None}
+    if not isinstance(quiet, dict) or set(quiet) != {"start", "end"}:
+        fields["quiet_hours"] = 'null, or {"start": "HH:MM", "end": "HH:MM"}'
+        return {}
+    bad = [name for name in ("start", "end") if _clock(quiet[name]) is None]
+    fields.update({f"quiet_hours.{name}": CLOCK for name in bad})
+    if not bad and quiet["start"] == quiet["end"]:
+        fields["quiet_hours.end"] = "not the same as start (null turns quiet hours off)"
+    return {"preferences.quiet_hours": {"start": quiet["start"], "end": quiet["end"]}}
+
+
+def changes(body: Mapping[str, Any], catalogue: Collection[str]) -> tuple[dict[str, Any], list[str]]:
+    """What a PUT of preferences sets, and which show levels it resets to live (unset): every key is optional, a
+    show not named keeps its level, and every problem is named by its field at once (422), so nothing is
+    half-written."""
+    fields: dict[str, str] = {}
+    unknown = set(body) - {"shows", "time_zone", "quiet_hours", "digest_hour"}
+    for name in sorted(unknown):
+        fields[name] = "not a preference: shows, time_zone, quiet_hours or digest_hour"
+    setting: dict[str, Any] = {}
+    if "shows" in body:
+        setting.update(_show_changes(body["shows"], catalogue, fields))
+    if "time_zone" in body:
+        if _known_zone(body["time_zone"]):
+            setting["preferences.time_zone"] = body["time_zone"]
+        else:
+            fields["time_zone"] = "an IANA time zone name, such as Europe/Paris"
+    if "quiet_hours" in body:
+        setting.update(_quiet_changes(body["quiet_hours"], fields))
+    if "digest_hour" in body:
+        hour = body["digest_hour"]
+        if isinstance(hour, float) and hour.is_integer():  # a JSON number with no fraction is an integer: 8.0 is 8
+            hour = int(hour)
+        if type(hour) is int and 0 <= hour <= 23:
+            setting["preferences.digest_hour"] = hour
+        else:
+            fields["digest_hour"] = "a whole number of hours, from 0 to 23"
+    if fields:
+        raise invalid(fields)
+    resets = [path for path, level in setting.items() if level == LIVE and path.startswith("preferences.shows.")]
+    return {path: value for path, value in setting.items() if path not in resets}, resets

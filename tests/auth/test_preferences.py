@@ -1,0 +1,158 @@
+"""GET and PUT /api/me/preferences, and the Preferences page, over real HTTP against the embedded MongoDB server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from shared.db import Database
+from tests.support.accounts import PASSWORD, csrf_of, json_error
+
+DEFAULTS = {"shows": {}, "time_zone": "UTC", "quiet_hours": None, "digest_hour": 8}
+
+
+async def test_a_new_user_has_the_defaults(alice: httpx.AsyncClient) -> None:
+    response = await alice.get("/api/me/preferences")
+    assert (response.status_code, response.json()) == (200, DEFAULTS)
+
+
+async def test_preferences_need_a_session(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/api/me/preferences")).status_code == 401
+    assert (await client.put("/api/me/preferences", json={"digest_hour": 9})).status_code == 401
+
+
+async def test_a_change_is_answered_in_full_and_kept(alice: httpx.AsyncClient, db: Database) -> None:
+    change = {"shows": {"sherlock": "push", "flash": "muted"}, "time_zone": "Europe/Paris",
+              "quiet_hours": {"start": "22:00", "end": "07:00"}, "digest_hour": 7}  # fmt: skip
+    response = await alice.put("/api/me/preferences", json=change)
+    assert (response.status_code, response.json()) == (200, change)
+    assert (await alice.get("/api/me/preferences")).json() == change
+    stored = await db.users.find_one({"username": "alice"})
+    assert stored is not None and stored["preferences"]["shows"] == {"sherlock": "push", "flash": "muted"}
+
+
+async def test_every_key_is_optional_and_a_show_not_named_keeps_its_level(alice: httpx.AsyncClient) -> None:
+    await alice.put("/api/me/preferences", json={"shows": {"sherlock": "push", "flash": "muted"}, "digest_hour": 20})
+    response = await alice.put("/api/me/preferences", json={"shows": {"flash": "live"}})
+    assert response.json() == {**DEFAULTS, "shows": {"sherlock": "push"}, "digest_hour": 20}
+    quiet = await alice.put("/api/me/preferences", json={"quiet_hours": {"start": "23:30", "end": "06:15"}})
+    assert quiet.json()["quiet_hours"] == {"start": "23:30", "end": "06:15"}
+    off = await alice.put("/api/me/preferences", json={"quiet_hours": None})
+    assert off.json() == {**DEFAULTS, "shows": {"sherlock": "push"}, "digest_hour": 20}
+    assert (await alice.put("/api/me/preferences", json={})).json() == off.json()
+
+
+@pytest.mark.parametrize(
+    ("body", "fields"),
+    [({"shows": {"no_such_show": "push"}}, {"shows.no_such_show"}),
+     ({"shows": {"sherlock": "loud"}}, {"shows.sherlock"}),
+     ({"shows": ["sherlock"]}, {"shows"}),
+     ({"time_zone": "Mars/Olympus_Mons"}, {"time_zone"}),
+     ({"time_zone": 7}, {"time_zone"}),
+     ({"digest_hour": 24}, {"digest_hour"}),
+     ({"digest_hour": -1}, {"digest_hour"}),
+     ({"digest_hour": "8"}, {"digest_hour"}),
+     ({"quiet_hours": {"start": "24:00", "end": "07:00"}}, {"quiet_hours.start"}),
+     ({"quiet_hours": {"start": "22:00", "end": "7:00"}}, {"quiet_hours.end"}),
+     ({"quiet_hours": {"start": "22:00"}}, {"quiet_hours"}),
+     ({"volume": 11}, {"volume"})],
+)  # fmt: skip
+async def test_bad_input_is_a_422_naming_the_field(
+    alice: httpx.AsyncClient, body: dict[str, Any], fields: set[str]
+) -> None:
+    response = await alice.put("/api/me/preferences", json=body)
+    status, error, named = json_error(response)
+    assert (status, error, set(named)) == (422, "invalid", fields)
+
+
+async def test_nothing_is_half_written(alice: httpx.AsyncClient) -> None:
+    """One bad field refuses the whole change: the good ones beside it are not kept either."""
+    body = {"shows": {"sherlock": "push"}, "time_zone": "Europe/Paris", "digest_hour": 99}
+    assert (await alice.put("/api/me/preferences", json=body)).status_code == 422
+    assert (await alice.get("/api/me/preferences")).json() == DEFAULTS
+
+
+async def test_a_change_must_be_json(alice: httpx.AsyncClient) -> None:
+    response = await alice.put("/api/me/preferences", data={"digest_hour": "9"})
+    assert response.status_code == 415
+
+
+def form(token: str, **fields: str) -> dict[str, str]:
+    """The page's form as a browser sends it with quiet hours off: every field, the unticked box left out."""
+    sent = {"csrf_token": token, "time_zone": "UTC", "quiet_hours.start": "22:00", "quiet_hours.end": "07:00",
+            "digest_hour": "8"}  # fmt: skip
+    return {**sent, **fields}
+
+
+async def test_the_page_is_linked_from_the_header_and_lists_each_followed_show(alice: httpx.AsyncClient) -> None:
+    await alice.put("/api/me/follows/sherlock")
+    await alice.put("/api/me/preferences", json={"shows": {"sherlock": "digest"}})
+    page = (await alice.get("/preferences")).text
+    assert '<a href="/preferences">Preferences</a>' in (await alice.get("/")).text
+    assert '<option value="digest" selected>' in page and 'name="shows.sherlock"' in page
+    assert 'name="shows.flash"' not in page  # not followed
+    assert "data-from-browser" in page  # no time zone chosen yet: the script fills in the browser's
+
+
+async def test_the_form_saves_as_the_api_does(alice: httpx.AsyncClient) -> None:
+    await alice.put("/api/me/follows/sherlock")
+    token = await csrf_of(alice, "/preferences")
+    sent = form(token, **{"shows.sherlock": "muted", "time_zone": "Asia/Tokyo", "quiet_hours": "on",
+                          "quiet_hours.start": "23:00", "quiet_hours.end": "06:30", "digest_hour": "19"})  # fmt: skip
+    response = await alice.post("/preferences", data=sent)
+    assert (response.status_code, response.headers["location"]) == (303, "/preferences")
+    assert (await alice.get("/api/me/preferences")).json() == {
+        "shows": {"sherlock": "muted"}, "time_zone": "Asia/Tokyo",
+        "quiet_hours": {"start": "23:00", "end": "06:30"}, "digest_hour": 19,
+    }  # fmt: skip
+    page = (await alice.get("/preferences")).text
+    assert "Your preferences are saved." in page and "data-from-browser" not in page
+    assert (await alice.post("/preferences", data=form(token))).status_code == 303
+    assert (await alice.get("/api/me/preferences")).json()["quiet_hours"] is None  # unticked: none
+
+
+@pytest.mark.parametrize(
+    ("fields", "name"),
+    [({"time_zone": "Atlantis/Capital"}, "time_zone"), ({"digest_hour": "25"}, "digest_hour"),
+     ({"digest_hour": "eight"}, "digest_hour"), ({"shows.sherlock": "loud"}, "shows.sherlock"),
+     ({"quiet_hours": "on", "quiet_hours.start": "25:00"}, "quiet_hours.start")],
+)  # fmt: skip
+async def test_a_refused_form_marks_the_field_and_keeps_what_was_typed(
+    alice: httpx.AsyncClient, fields: dict[str, str], name: str
+) -> None:
+    await alice.put("/api/me/follows/sherlock")
+    token = await csrf_of(alice, "/preferences")
+    response = await alice.post("/preferences", data=form(token, **fields))
+    assert response.status_code == 422 and response.headers["content-type"].startswith("text/html")
+    note = name.replace(".", "-") + "-note"
+    assert f'aria-describedby="{note}" aria-invalid="true"' in response.text and f'id="{note}"' in response.text
+    assert response.text.count('aria-invalid="true"') == 1
+    if name == "time_zone":
+        assert 'value="Atlantis/Capital"' in response.text
+    assert (await alice.get("/api/me/preferences")).json() == DEFAULTS
+
+
+async def test_the_form_needs_its_csrf_token(alice: httpx.AsyncClient) -> None:
+    await csrf_of(alice, "/preferences")
+    response = await alice.post("/preferences", data=form("forged", digest_hour="3"))
+    assert response.status_code == 403
+    assert (await alice.get("/api/me/preferences")).json() == DEFAULTS
+
+
+async def test_the_page_offers_the_export_and_deletes_the_account_with_the_password(
+    alice: httpx.AsyncClient, db: Database
+) -> None:
+    page = (await alice.get("/preferences")).text
+    assert '<a href="/api/me/export" download>Download my data</a>' in page and 'value="delete"' in page
+    token = await csrf_of(alice, "/preferences")
+    wrong = await alice.post("/preferences", data={"csrf_token": token, "action": "delete", "password": "nope-nope"})
+    assert wrong.status_code == 401 and "Password: wrong password" in wrong.text
+    assert 'aria-describedby="password-note delete-effect" aria-invalid="true"' in wrong.text
+    assert await db.users.count_documents({"username": "alice"}) == 1
+    deleted = await alice.post("/preferences", data={"csrf_token": token, "action": "delete", "password": PASSWORD})
+    assert (deleted.status_code, deleted.headers["location"]) == (303, "/")
+    assert await db.users.count_documents({"username": "alice"}) == 0
+    home = await alice.get("/")
+    assert "Your account is deleted." in home.text and 'href="/login"' in home.text

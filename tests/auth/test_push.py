@@ -1,0 +1,297 @@
+"""Web Push end to end: updates published over HTTP, the push job run on an injected clock, and a real push receiver
+on loopback that checks each message's VAPID JWT and decrypts its body with the subscription's own key."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+
+from services.auth.push import DEVICES_PER_TICK, MAX_ATTEMPTS, MAX_BACKOFF, TTL, URL, Pusher
+from services.auth.webpush import WebPush
+from shared.catalogue import Catalogue
+from shared.db import Database, utcnow
+from shared.settings import Settings
+from tests.support.accounts import registered
+from tests.support.clock import Clock
+from tests.support.push_receiver import PushReceiver, Subscription, b64url
+from tests.support.servers import gossip_server
+from tests.support.sse import events
+from tests.support.updates import publish
+from tests.support.waiting import wait_until
+
+DELAY = 60.0
+
+
+@dataclass
+class World:
+    """A Gossip server, a push receiver, alice with push on for Sherlock and one device, and bob who publishes."""
+
+    settings: Settings
+    url: str
+    db: Database
+    receiver: PushReceiver
+    alice: httpx.AsyncClient
+    bob: httpx.AsyncClient
+    device: Subscription
+    http: httpx.AsyncClient  # the push job's own client
+
+    def pusher(self, page: int = DEVICES_PER_TICK, **changes: Any) -> Pusher:
+        settings = replace(self.settings, **changes)
+        return Pusher(self.db, settings, Catalogue(self.db), WebPush(settings, self.http), page)
+
+    async def publish(self, *texts: str, show: str = "sherlock") -> list[dict[str, Any]]:
+        return [await publish(self.bob, show, text) for text in texts]
+
+    async def set_preferences(self, **preferences: Any) -> None:
+        """As PUT /api/me/preferences stores them (the preferences branch serves that route)."""
+        fields = {f"preferences.{name}": value for name, value in preferences.items()}
+        await self.db.users.update_one({"username": "alice"}, {"$set": fields})
+
+
+async def _turn_push_on(http: httpx.AsyncClient, receiver: PushReceiver) -> Subscription:
+    device = receiver.subscription()
+    assert (await http.post("/api/me/push", json=device.to_json())).status_code == 201
+    return device
+
+
+@pytest.fixture
+async def world(settings: Settings, db: Database) -> AsyncIterator[World]:
+    """The server's own scheduler ticks once at start and then only hourly: the tests run the job themselves."""
+    settings = replace(settings, push_allow_http_loopback=True, push_delay=DELAY, scheduler_interval=3600.0)
+    live = gossip_server(settings)
+    try:
+        async with httpx.AsyncClient(base_url=live.url) as anyone:
+            key = (await anyone.get("/api/push/key")).json()["key"]
+        with PushReceiver(key) as receiver:
+            async with (
+                registered(live.url, "alice") as alice,
+                registered(live.url, "bob") as bob,
+                httpx.AsyncClient() as http,
+            ):
+                assert (await alice.put("/api/me/follows/sherlock")).status_code == 204
+                assert (await alice.put("/api/me/follows/flash")).status_code == 204
+                device = await _turn_push_on(alice, receiver)
+                found = World(settings, live.url, db, receiver, alice, bob, device, http)
+                await found.set_preferences(shows={"sherlock": "push"})
+                yield found
+            assert receiver.problems == []
+    finally:
+        live.stop()
+
+
+def later(seconds: float = DELAY + 1) -> datetime:
+    """Now on the real clock (the updates' created_at) moved on by `seconds`."""
+    return utcnow() + timedelta(seconds=seconds)
+
+
+async def test_a_push_is_coalesced_per_show_signed_and_encrypted(world: World) -> None:
+    await world.publish("Filming starts", "A new villain", "The season finale is on Sunday")
+    await world.publish("Flash is live, not push", show="flash")
+    started = time.monotonic()
+    await world.pusher()(later())
+    [message] = world.receiver.to(world.device)
+    assert message.payload == {
+        "heading": "3 new updates for Sherlock", "show": "sherlock", "title": "Sherlock", "count": 3,
+        "seq": message.payload["seq"], "text": "The season finale is on Sunday", "url": URL,
+    }  # fmt: skip
+    assert (message.headers["ttl"], message.headers["urgency"]) == (str(TTL), "normal")
+    assert message.claims["aud"] == world.receiver.origin
+    assert message.at - started < 2.0
+    stored = await world.db.sends.find_one({"_id": {"$regex": "^push:"}})
+    assert stored is not None and stored["state"] == "sent" and stored["count"] == 3
+
+
+async def test_nothing_goes_before_the_delay_nor_twice(world: World) -> None:
+    [update] = await world.publish("Filming starts")
+    pusher = world.pusher()
+    await pusher(later(DELAY - 5))
+    assert world.receiver.to(world.device) == []
+    await pusher(later())
+    await pusher(later(DELAY + 30))
+    assert [m.payload["count"] for m in world.receiver.to(world.device)] == [1]
+    await world.publish("The next one")
+    await pusher(later())
+    assert [(m.payload["count"], m.payload["text"]) for m in world.receiver.to(world.device)] == [
+        (1, "Filming starts"), (1, "The next one"),
+    ]  # fmt: skip
+    assert update["seq"] < world.receiver.to(world.device)[1].payload["seq"]
+
+
+async def test_what_was_read_is_not_pushed(world: World) -> None:
+    [update] = await world.publish("Filming starts")
+    assert (await world.alice.post("/api/me/read", json={"seq": update["seq"]})).status_code == 204
+    await world.pusher()(later())
+    assert world.receiver.to(world.device) == []
+
+
+@pytest.mark.parametrize("status", [404, 410])
+async def test_a_gone_subscription_removes_the_device(world: World, status: int) -> None:
+    world.receiver.answer(world.device, status)
+    await world.publish("Filming starts")
+    await world.pusher()(later())
+    assert [m.status for m in world.receiver.to(world.device)] == [status]
+    assert (await world.alice.get("/api/me/push")).json() == []
+
+
+async def test_a_429_waits_for_its_retry_after_then_goes_coalesced(world: World) -> None:
+    world.receiver.answer(world.device, 429, {"Retry-After": "120"})
+    await world.publish("Filming starts")
+    clock, pusher = Clock(later()), world.pusher()
+    await pusher(clock())
+    assert [m.status for m in world.receiver.to(world.device)] == [429]
+    await world.publish("A new villain")
+    await pusher(clock.advance(119))  # the new update is due too, but the push service asked for two minutes
+    assert len(world.receiver.to(world.device)) == 1
+    await pusher(clock.advance(DELAY))
+    assert [(m.status, m.payload["count"]) for m in world.receiver.to(world.device)] == [(429, 1), (201, 2)]
+    await pusher(clock.advance(DELAY))
+    assert len(world.receiver.to(world.device)) == 2
+
+
+async def test_a_5xx_is_tried_again_after_a_backoff(world: World) -> None:
+    world.receiver.answer(world.device, 503)
+    await world.publish("Filming starts")
+    clock, pusher = Clock(later()), world.pusher()
+    await pusher(clock())
+    await pusher(clock.advance(1))
+    assert [m.status for m in world.receiver.to(world.device)] == [503]
+    await pusher(clock.advance(60))
+    assert [(m.status, m.payload["count"]) for m in world.receiver.to(world.device)] == [(503, 1), (201, 1)]
+
+
+async def test_a_batch_is_given_up_after_its_tries_and_the_next_goes_as_usual(world: World) -> None:
+    for _ in range(MAX_ATTEMPTS):
+        world.receiver.answer(world.device, 503)
+    await world.publish("Filming starts")
+    clock, pusher = Clock(later()), world.pusher()
+    for _ in range(MAX_ATTEMPTS + 1):
+        await pusher(clock.advance(MAX_BACKOFF))
+    assert [m.status for m in world.receiver.to(world.device)] == [503] * MAX_ATTEMPTS
+    await world.publish("A new villain")
+    await pusher(clock.advance(DELAY + 1))
+    assert [(m.status, m.payload["text"]) for m in world.receiver.to(world.device)][-1] == (201, "A new villain")
+    assert world.receiver.accepted(world.device)[0]["count"] == 1  # the batch given up is not sent again
+
+
+async def test_quiet_hours_hold_pushes_until_they_end_then_coalesce(world: World) -> None:
+    clock = Clock(later())
+    local = clock().astimezone(ZoneInfo("Asia/Tokyo"))
+    start, end = local - timedelta(hours=1), local + timedelta(hours=2)
+    quiet = {"start": start.strftime("%H:%M"), "end": end.strftime("%H:%M")}
+    await world.set_preferences(time_zone="Asia/Tokyo", quiet_hours=quiet)
+    await world.publish("Filming starts")
+    pusher = world.pusher()
+    await pusher(clock())
+    await world.publish("A new villain", "The season finale is on Sunday")
+    await pusher(clock.advance(3600))
+    assert world.receiver.to(world.device) == []
+    await pusher(clock.advance(3600 + 120))  # the quiet hours are over
+    [message] = world.receiver.to(world.device)
+    assert (message.payload["count"], message.payload["text"]) == (3, "The season finale is on Sunday")
+
+
+async def test_no_push_while_the_user_has_a_feed_open(world: World) -> None:
+    """Presence is real time: the stream reports every PRESENCE_INTERVAL, so the job runs on the real clock here."""
+    await world.publish("Filming starts")
+    pusher = world.pusher(push_delay=0.0)
+    async with events(world.alice, "/events"):
+        user = await world.db.users.find_one({"username": "alice"})
+        assert user is not None
+        await wait_until(lambda: world.db.presence.find_one({f"users.{user['_id']}": {"$exists": True}}))
+        await pusher(utcnow())
+        assert world.receiver.to(world.device) == []
+    await world.db.presence.delete_many({})  # as when the stream's next report has her no more
+    await pusher(utcnow())
+    assert [m.payload["count"] for m in world.receiver.to(world.device)] == [1]
+
+
+async def test_two_jobs_at_once_send_each_batch_once(world: World) -> None:
+    """Two schedulers that both believe they hold the lease (one paused past its expiry): each device still gets
+    each batch once, by the record in `sends` that goes first."""
+    second = await _turn_push_on(world.alice, world.receiver)
+    await world.publish("Filming starts", "A new villain")
+    now = later()
+    await asyncio.gather(*(world.pusher()(now) for _ in range(4)))
+    assert [m.payload["count"] for m in world.receiver.to(world.device)] == [2]
+    assert [m.payload["count"] for m in world.receiver.to(second)] == [2]
+
+
+async def _all_sent(db: Database, count: int) -> bool:
+    return [send["state"] for send in await db.sends.find({}).to_list()] == ["sent"] * count
+
+
+async def test_two_processes_push_each_batch_once(settings: Settings, db: Database) -> None:
+    """Two whole Gossip processes with their own schedulers, on the real clock: the lease holder sends."""
+    settings = replace(settings, push_allow_http_loopback=True, push_delay=0.2, scheduler_interval=0.2)
+    first, second = gossip_server(settings), gossip_server(settings)
+    try:
+        async with httpx.AsyncClient(base_url=first.url) as anyone:
+            key = (await anyone.get("/api/push/key")).json()["key"]
+        with PushReceiver(key) as receiver:
+            async with registered(first.url, "alice") as alice, registered(second.url, "bob") as bob:
+                assert (await alice.put("/api/me/follows/sherlock")).status_code == 204
+                await db.users.update_one({"username": "alice"}, {"$set": {"preferences.shows.sherlock": "push"}})
+                device = await _turn_push_on(alice, receiver)
+                await publish(bob, "sherlock", "Filming starts")
+                await wait_until(lambda: receiver.to(device), timeout=10)
+                await publish(bob, "sherlock", "A new villain")
+                await wait_until(lambda: len(receiver.to(device)) == 2, timeout=10)
+                assert sorted(m.payload["text"] for m in receiver.to(device)) == ["A new villain", "Filming starts"]
+                await wait_until(lambda: _all_sent(db, 2))  # recorded once the receiver has answered
+            assert receiver.problems == []
+    finally:
+        first.stop()
+        second.stop()
+
+
+async def test_a_batch_left_sending_by_a_dead_process_is_not_sent_again(world: World) -> None:
+    """A process that died between recording a batch and sending it: once too few rather than twice. Its updates
+    go out with the next batch, coalesced."""
+    [update] = await world.publish("Filming starts")
+    device = await world.db.devices.find_one({"endpoint": world.device.endpoint})
+    assert device is not None
+    await world.db.sends.insert_one({"_id": f"push:{device['_id']}:sherlock:{update['seq']}", "state": "sending"})
+    await world.pusher()(later())  # a restarted process
+    assert world.receiver.to(world.device) == []
+    await world.publish("A new villain")
+    await world.pusher()(later())
+    assert [m.payload["count"] for m in world.receiver.to(world.device)] == [2]
+
+
+async def test_devices_are_read_a_page_at_a_time_and_every_one_is_reached(world: World) -> None:
+    """A page ends inside a user's devices: that user is read whole, and the next tick carries on after them."""
+    devices = [world.device, *[await _turn_push_on(world.alice, world.receiver) for _ in range(2)]]
+    async with registered(world.url, "carol") as carol:
+        assert (await carol.put("/api/me/follows/sherlock")).status_code == 204
+        await world.db.users.update_one({"username": "carol"}, {"$set": {"preferences.shows.sherlock": "push"}})
+        devices += [await _turn_push_on(carol, world.receiver) for _ in range(2)]
+    await world.publish("Filming starts")
+    pusher, now = world.pusher(page=2), later()
+    await pusher(now)
+    await pusher(now)
+    assert [len(world.receiver.accepted(device)) for device in devices] == [1] * 5
+    await pusher(now)
+    assert [len(world.receiver.accepted(device)) for device in devices] == [1] * 5
+
+
+async def test_a_device_that_cannot_be_pushed_to_does_not_hold_up_the_others(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A device written by hand with a key that is no P-256 point fails alone, in the log."""
+    user = await world.db.users.find_one({"username": "alice"})
+    assert user is not None
+    broken = {**Subscription("https://push.example.net/broken").to_json()["keys"], "p256dh": b64url(bytes(65))}
+    await world.db.devices.insert_one({"_id": "broken", "user_id": user["_id"], "endpoint": "https://push.example.net/b",
+                                       "keys": broken, "name": "b", "added_at": utcnow(), "slot": 9})  # fmt: skip
+    await world.publish("Filming starts")
+    await world.pusher()(later())
+    assert [m.payload["count"] for m in world.receiver.to(world.device)] == [1]
+    assert "pushing to device broken failed" in caplog.text

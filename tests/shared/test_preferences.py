@@ -1,0 +1,100 @@
+"""The preferences model: pure logic, on the user's own clock."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from datetime import time as clock
+
+import pytest
+
+from shared.errors import ApiError
+from shared.preferences import DIGEST, LIVE, MUTED, PUSH, Preferences, QuietHours, changes, preferences_of
+
+CATALOGUE = {"sherlock", "flash", "suits"}
+
+
+def test_a_user_without_preferences_has_the_defaults() -> None:
+    prefs = preferences_of({"username": "alice"})
+    assert prefs.to_json() == {"shows": {}, "time_zone": "UTC", "quiet_hours": None, "digest_hour": 8}
+    assert prefs.level("sherlock") == LIVE
+
+
+def test_muted_shows_are_not_heard() -> None:
+    prefs = Preferences(shows={"flash": MUTED, "sherlock": PUSH})
+    assert prefs.heard(["flash", "sherlock", "suits"]) == ["sherlock", "suits"]
+    assert prefs.at_level(["flash", "sherlock", "suits"], PUSH) == ["sherlock"]
+
+
+def test_hand_written_nonsense_reads_as_the_defaults() -> None:
+    stored = {"shows": {"flash": "loud", "suits": DIGEST}, "time_zone": "Mars/Olympus", "digest_hour": 31,
+              "quiet_hours": {"start": "25:00", "end": "07:00"}}  # fmt: skip
+    prefs = preferences_of({"preferences": stored})
+    assert prefs.to_json() == {"shows": {"suits": DIGEST}, "time_zone": "UTC", "quiet_hours": None, "digest_hour": 8}
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "moment", "quiet"),
+    [
+        ("22:00", "07:00", "23:30", True),
+        ("22:00", "07:00", "06:59", True),
+        ("22:00", "07:00", "07:00", False),
+        ("22:00", "07:00", "12:00", False),
+        ("13:00", "14:00", "13:00", True),
+        ("13:00", "14:00", "14:00", False),
+    ],
+)
+def test_quiet_hours_may_wrap_midnight(start: str, end: str, moment: str, quiet: bool) -> None:
+    span = QuietHours(clock.fromisoformat(start), clock.fromisoformat(end))
+    assert span.covers(clock.fromisoformat(moment)) is quiet
+
+
+def test_quiet_hours_end_on_the_users_own_clock() -> None:
+    prefs = preferences_of(
+        {"preferences": {"time_zone": "Europe/Paris", "quiet_hours": {"start": "22:00", "end": "07:00"}}}
+    )
+    late = datetime(2026, 12, 7, 22, 30, tzinfo=UTC)  # 23:30 in Paris
+    assert prefs.quiet_until(late) == datetime(2026, 12, 8, 6, 0, tzinfo=UTC)
+    early = datetime(2026, 12, 8, 5, 0, tzinfo=UTC)  # 06:00 in Paris
+    assert prefs.quiet_until(early) == datetime(2026, 12, 8, 6, 0, tzinfo=UTC)
+    assert prefs.quiet_until(datetime(2026, 12, 8, 12, 0, tzinfo=UTC)) is None
+
+
+def test_a_put_sets_what_it_names_and_resets_live_shows() -> None:
+    body = {"shows": {"sherlock": PUSH, "flash": LIVE}, "time_zone": "Europe/Paris", "quiet_hours": None}
+    setting, resets = changes(body, CATALOGUE)
+    assert setting == {
+        "preferences.shows.sherlock": PUSH,
+        "preferences.time_zone": "Europe/Paris",
+        "preferences.quiet_hours": None,
+    }
+    assert resets == ["preferences.shows.flash"]
+
+
+def test_every_bad_field_is_named_at_once() -> None:
+    body = {"shows": {"nope": PUSH, "flash": "loud"}, "time_zone": "Nowhere/City", "digest_hour": 24,
+            "quiet_hours": {"start": "7:00", "end": "24:00"}, "colour": "red"}  # fmt: skip
+    with pytest.raises(ApiError) as raised:
+        changes(body, CATALOGUE)
+    assert raised.value.status == 422
+    assert set(raised.value.fields) == {
+        "shows.nope", "shows.flash", "time_zone", "digest_hour", "quiet_hours.start", "quiet_hours.end", "colour"
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("quiet", [{"start": "22:00"}, "22-07", {"start": "22:00", "end": "22:00"}, [1]])
+def test_quiet_hours_must_be_a_span_or_null(quiet: object) -> None:
+    with pytest.raises(ApiError) as raised:
+        changes({"quiet_hours": quiet}, CATALOGUE)
+    assert any(name.startswith("quiet_hours") for name in raised.value.fields)
+
+
+@pytest.mark.parametrize("hour", [True, 8.5, "8", -1])
+def test_the_digest_hour_is_a_whole_hour(hour: object) -> None:
+    with pytest.raises(ApiError) as raised:
+        changes({"digest_hour": hour}, CATALOGUE)
+    assert raised.value.fields == {"digest_hour": "a whole number of hours, from 0 to 23"}
+
+
+def test_a_whole_hour_written_with_a_fraction_is_that_hour() -> None:
+    """JSON Schema's integers (and so the API document's) include 22.0."""
+    assert changes({"digest_hour": 22.0}, CATALOGUE) == ({"preferences.digest_hour": 22}, [])

@@ -1,0 +1,320 @@
+"""Watch rules on live servers and the embedded MongoDB, with the shipped gossip.toml: another program's writes to
+`episodes` and `orders` become updates on real feeds, written once, edited, retracted, and kept to their recipient."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import sys
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client import REGISTRY
+from pymongo.errors import OperationFailure
+
+from services.all import app as gossip
+from services.stream.derive import RuleStream, document_key
+from services.stream.rulebook import load
+from services.stream.rules import replay
+from shared.app import create_app
+from shared.catalogue import Catalogue
+from shared.db import Database, prepare, put, token_epoch
+from shared.settings import RULES, Settings
+from tests.support.accounts import registered
+from tests.support.servers import LiveServer, gossip_server
+from tests.support.sse import events
+from tests.support.updates import publish
+
+AIRS = datetime(2026, 12, 8, 20, 0, tzinfo=UTC)  # a Tuesday
+SKIPPED = "gossip_stream_rule_documents_skipped_total"
+LOST = "gossip_stream_rule_history_lost_total"
+HISTORY_LOST_CODE = 286
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The test's database, with the rules `make run` uses."""
+    return dataclasses.replace(settings, watch_rules=RULES)
+
+
+@pytest.fixture
+async def bob(server: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with registered(server, "bob") as http:
+        yield http
+
+
+def episode(title: str, show: str = "flash", **more: Any) -> dict[str, Any]:
+    return {"show": show, "title": title, "airs_at": AIRS, **more}
+
+
+def counted(name: str) -> float:
+    """A watch rule's counter as this process's services (in-thread servers) have counted it: 0 before the first."""
+    return REGISTRY.get_sample_value(name, {"rule": "episodes"}) or 0.0
+
+
+async def test_an_insert_into_episodes_reaches_the_shows_followers_within_2_s_with_its_text(
+    alice: httpx.AsyncClient, bob: httpx.AsyncClient, db: Database
+) -> None:
+    await alice.put("/api/me/follows/flash")
+    await bob.put("/api/me/follows/sherlock")
+    async with events(alice) as followed, events(bob) as other:
+        await db.episodes.insert_one(episode("Pilot"))
+        (received,) = await followed.updates(1, timeout=2)
+        marker = await publish(bob, "sherlock", "a marker after the episode")
+        assert await other.updates(1) == [marker]  # the episode's update went to flash's followers only
+    assert received["text"] == "New episode of The Flash: Pilot, on Tue 08 Dec"
+    assert (received["show"], received["title"], received["author"]) == ("flash", "The Flash", "episodes")
+    assert "personal" not in received
+    history = (await alice.get("/api/updates", params={"show": "flash"})).json()["items"]
+    assert history == [received]
+
+
+async def test_an_edit_to_the_episode_edits_its_update_and_a_delete_retracts_it(
+    alice: httpx.AsyncClient, db: Database
+) -> None:
+    await alice.put("/api/me/follows/flash")
+    async with events(alice) as feed:
+        inserted = (await db.episodes.insert_one(episode("Pilot"))).inserted_id
+        (received,) = await feed.updates(1)
+        await db.episodes.update_one({"_id": inserted}, {"$set": {"title": "The Pilot"}})
+        edit = (await feed.named("edit")).json()
+        await db.episodes.update_one({"_id": inserted}, {"$set": {"rating": 5}})  # not a field the rule hears
+        await db.episodes.delete_one({"_id": inserted})
+        retract = (await feed.named("retract")).json()
+    assert (edit["seq"], edit["text"]) == (received["seq"], "New episode of The Flash: The Pilot, on Tue 08 Dec")
+    assert retract == {"seq": received["seq"]}
+    assert (await alice.get("/api/updates")).json()["items"] == []
+    assert await db.updates.count_documents({}) == 0
+
+
+async def test_two_stream_services_on_one_database_write_one_update(settings: Settings, db: Database) -> None:
+    first, second = gossip_server(settings), gossip_server(settings)
+    try:
+        async with (
+            registered(first.url, "ada") as ada,
+            registered(second.url, "bob") as bob,
+        ):
+            await ada.put("/api/me/follows/flash")
+            await bob.put("/api/me/follows/flash")
+            async with events(ada) as on_first, events(bob) as on_second:
+                for number in range(5):
+                    await db.episodes.insert_one(episode(f"Episode {number}"))
+                got_first, got_second = await on_first.updates(5), await on_second.updates(5)
+                after = await publish(ada, "flash", "and nothing twice before this one")
+                assert await on_first.updates(1) == await on_second.updates(1) == [after]
+    finally:
+        first.stop()
+        second.stop()
+    assert got_first == got_second
+    assert [update["text"].split(": ")[1] for update in got_first] == [f"Episode {n}, on Tue 08 Dec" for n in range(5)]
+    assert await db.updates.count_documents({"author": "episodes"}) == 5
+    assert [update["seq"] for update in got_first] == [after["seq"] - 5 + n for n in range(5)]  # one deriver: no holes
+
+
+async def test_when_the_deriving_service_stops_another_takes_over_from_where_it_stopped(
+    settings: Settings, db: Database
+) -> None:
+    first, second = gossip_server(settings), gossip_server(settings)
+    try:
+        async with registered(second.url, "bob") as bob:
+            await bob.put("/api/me/follows/flash")
+            async with events(bob) as feed:
+                await db.episodes.insert_one(episode("Before"))
+                (before,) = await feed.updates(1)
+                first.stop()  # whichever derived, one of them is gone now
+                await db.episodes.insert_one(episode("After"))
+                (after,) = await feed.updates(1, timeout=5)
+    finally:
+        second.stop()
+        if first.thread.is_alive():
+            first.stop()
+    assert before["text"].startswith("New episode of The Flash: Before")
+    assert after["text"].startswith("New episode of The Flash: After") and after["seq"] == before["seq"] + 1
+
+
+async def test_an_order_is_its_users_alone_in_every_reader(
+    alice: httpx.AsyncClient, bob: httpx.AsyncClient, db: Database
+) -> None:
+    await bob.put("/api/me/follows/flash")
+    async with (
+        events(alice) as alices,
+        events(bob) as bobs,
+        events(bob, "/events/all") as bobs_all,
+    ):
+        await db.orders.insert_one({"user": "Alice", "item": "a teapot", "status": "placed"})  # any case, as a login
+        (placed,) = await alices.updates(1, timeout=2)
+        marker = await publish(bob, "flash", "a marker after the order")
+        assert await bobs.updates(1) == [marker]  # the order, earlier, went to neither of bob's feeds
+        assert await bobs_all.updates(1) == [marker]
+    assert placed["text"] == "Your order of a teapot is placed." and placed["personal"] is True
+    assert (placed["show"], placed["title"], placed["author"]) == ("orders", "Your orders", "orders")
+    mine, theirs = (await alice.get("/api/updates")).json()["items"], (await bob.get("/api/updates")).json()["items"]
+    assert [update["seq"] for update in mine] == [placed["seq"], marker["seq"]]
+    assert [update["seq"] for update in theirs] == [marker["seq"]]
+    assert (await alice.get("/api/me")).json()["unread"] == 1  # her order; the marker is of a show she does not follow
+    assert (await bob.get("/api/me")).json()["unread"] == 0
+    for path in ("/notifications", "/notifications/all"):
+        assert "teapot" not in (await bob.get(path)).text
+    page = (await alice.get("/notifications")).text
+    assert "a teapot is placed" in page and "for you" in page
+    async with events(bob, "/events/all", **{"last-event-id": "0"}) as replayed:
+        assert await replayed.updates(1) == [marker]  # history replays it to nobody else either
+    async with events(alice, **{"last-event-id": "0"}) as replayed:
+        assert await replayed.updates(1) == [placed]
+
+
+async def test_an_order_notifies_each_change_of_status_and_nothing_else(alice: httpx.AsyncClient, db: Database) -> None:
+    async with events(alice) as feed:
+        order = (await db.orders.insert_one({"user": "alice", "item": "a kettle", "status": "placed"})).inserted_id
+        await db.orders.update_one({"_id": order}, {"$set": {"note": "gift wrap"}})  # status unchanged: nothing
+        await db.orders.update_one({"_id": order}, {"$set": {"status": "shipped"}})
+        texts = [update["text"] for update in await feed.updates(2)]
+        await db.orders.insert_one({"user": "nobody_here", "item": "a ghost", "status": "placed"})  # no such user
+        last = (await db.orders.insert_one({"user": "alice", "item": "a cup", "status": "placed"})).inserted_id
+        (after,) = await feed.updates(1)
+    assert texts == ["Your order of a kettle is placed.", "Your order of a kettle is shipped."]
+    assert after["text"] == "Your order of a cup is placed." and last is not None
+
+
+async def test_a_document_a_rule_cannot_render_is_logged_once_and_costs_nothing_else(
+    alice: httpx.AsyncClient, db: Database, server: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gossip")
+    await alice.put("/api/me/follows/flash")
+    skipped = counted(SKIPPED)
+    async with events(alice) as feed:
+        await db.episodes.insert_one(episode("Before"))
+        bad = [
+            (await db.episodes.insert_one(episode("Nowhere", show="no_such_show"))).inserted_id,
+            (await db.episodes.insert_one({"show": "flash", "title": "When?", "airs_at": "next week"})).inserted_id,
+        ]
+        await db.episodes.insert_one({"show": "flash", "title": "Untimed"})  # a missing field renders as ""
+        texts = [update["text"] for update in await feed.updates(2)]
+        await db.episodes.insert_one(episode("After"))
+        (after,) = await feed.updates(1)
+    assert texts == ["New episode of The Flash: Before, on Tue 08 Dec", "New episode of The Flash: Untimed, on "]
+    assert after["text"].startswith("New episode of The Flash: After")
+    assert counted(SKIPPED) - skipped == 2
+    warnings = [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING]
+    for document_id in bad:
+        assert sum(repr(document_id) in warning for warning in warnings) == 1, warnings
+    assert "reopening" not in caplog.text
+
+
+async def test_episodes_inserted_while_the_stream_service_was_down_are_notified_once_in_order(
+    settings: Settings, db: Database
+) -> None:
+    live = gossip_server(settings)
+    async with registered(live.url, "rae") as rae:
+        await rae.put("/api/me/follows/flash")
+    live.stop()
+    for number in range(3):
+        await db.episodes.insert_one(episode(f"Missed {number}"))
+    live = LiveServer(create_app("gossip", gossip.routes, settings, gossip.extensions), port=live.port).start()
+    try:
+        async with (
+            httpx.AsyncClient(base_url=live.url, timeout=10) as again,
+        ):
+            login = await again.post("/api/auth/login", json={"username": "rae", "password": "a-long-pass"})
+            assert login.status_code == 200
+            async with events(again, **{"last-event-id": "0"}) as feed:
+                received = await feed.updates(3)
+                later = await publish(again, "flash", "and nothing twice before this one")
+                assert await feed.updates(1) == [later]
+    finally:
+        live.stop()
+    assert [update["text"].split(": ")[1] for update in received] == [f"Missed {n}, on Tue 08 Dec" for n in range(3)]
+    assert await db.updates.count_documents({"author": "episodes"}) == 3
+
+
+async def test_a_token_from_a_server_that_has_forgotten_it_is_said_loudly_and_counted_then_now_goes_on(
+    settings: Settings, db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gossip")
+    await prepare(db)
+    await put(db.rule_tokens, {"_id": "episodes", "token": {"_data": "nx:999999"}, "epoch": "another:1",
+                               "at": datetime(2026, 12, 1, tzinfo=UTC)})  # fmt: skip
+    lost = counted(LOST)
+    live = gossip_server(settings)
+    try:
+        async with registered(live.url, "rae") as rae:
+            await rae.put("/api/me/follows/flash")
+            async with events(rae) as feed:
+                await db.episodes.insert_one(episode("From now"))
+                (received,) = await feed.updates(1, timeout=2)
+    finally:
+        live.stop()
+    assert received["text"].startswith("New episode of The Flash: From now")
+    assert counted(LOST) - lost == 1
+    errors = [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR]
+    assert any("LOST ITS PLACE" in error and "replay episodes --since 2026-12-01T00:00:00.000Z" in error
+               for error in errors), errors  # fmt: skip
+
+
+async def test_replay_notifies_what_was_missed_since_a_time_and_nothing_twice(settings: Settings, db: Database) -> None:
+    await prepare(db)
+    rule = next(rule for rule in load(RULES) if rule.name == "episodes")
+    ids = (await db.episodes.insert_many([episode(f"Missed {n}") for n in range(3)])).inserted_ids
+    since = datetime.now(UTC) - timedelta(minutes=1)
+    assert await replay(db, rule, since) == (3, 3)
+    assert await replay(db, rule, since) == (3, 0)  # told already
+    assert await replay(db, rule, since + timedelta(hours=1)) == (0, 0)  # nothing inserted since then
+    stored = await db.updates.find({}, {"source_doc": 1, "seq": 1}).sort("seq", 1).to_list()
+    assert [update["source_doc"] for update in stored] == [document_key(rule, document_id) for document_id in ids]
+
+
+async def rules_command(settings: Settings, *arguments: str, rules: Path = RULES) -> tuple[int, str]:
+    """`python -m services.stream.rules ...` as the README has it, against the test's database: its status and log."""
+    environment = {**os.environ, "MONGO_URL": settings.mongo_url, "MONGO_DB": settings.mongo_db,
+                   "WATCH_RULES": str(rules), "SECRET_KEY": settings.secret_key}  # fmt: skip
+    command = [sys.executable, "-m", "services.stream.rules", *arguments]
+    ran = await asyncio.create_subprocess_exec(*command, env=environment, stderr=asyncio.subprocess.PIPE)
+    _, said = await asyncio.wait_for(ran.communicate(), 60)
+    return ran.returncode or 0, said.decode()
+
+
+async def test_the_check_command_passes_the_shipped_rules_and_names_a_wrong_one(
+    settings: Settings, tmp_path: Path
+) -> None:
+    status, said = await rules_command(settings, "check")
+    assert status == 0 and "2 watch rules" in said, said
+    wrong = tmp_path / "gossip.toml"
+    wrong.write_text(RULES.read_text().replace("{show_title}", "{show_title.upper}"))
+    status, said = await rules_command(settings, "check", rules=wrong)
+    assert status != 0 and "watch rule 'episodes', text: {show_title.upper} is not a field's name" in said
+
+
+async def test_the_documented_replay_command_notifies_what_no_stream_heard(settings: Settings, db: Database) -> None:
+    await db.episodes.insert_many([episode(f"Missed {n}") for n in range(3)])
+    since = (datetime.now(UTC) - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    status, said = await rules_command(settings, "replay", "episodes", "--since", since)
+    assert status == 0, said
+    assert "went over 3 documents and wrote 3 updates" in said
+    texts = [update["text"] for update in await db.updates.find().sort("seq", 1).to_list()]
+    assert texts == [f"New episode of The Flash: Missed {n}, on Tue 08 Dec" for n in range(3)]
+
+
+async def test_a_token_mongodb_says_has_left_the_oplog_is_dropped_loudly_and_the_stream_starts_from_now(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As `ChangeStreamHistoryLost` (code 286) reaches the stream when its resume fails on MongoDB."""
+    caplog.set_level(logging.ERROR, logger="gossip")
+    await prepare(db)
+    rule = next(rule for rule in load(RULES) if rule.name == "episodes")
+    stream = RuleStream(db, rule, Catalogue(db), await token_epoch(db), embedded=True)
+    await stream.opened({"_data": "nx:3"})
+    assert await stream.options() == {"resume_after": {"_data": "nx:3"}}
+    lost = counted(LOST)
+    stream.failed(OperationFailure("Resume of change stream was not possible", HISTORY_LOST_CODE))
+    assert await stream.options() == {}
+    assert counted(LOST) - lost == 1 and "LOST ITS PLACE" in caplog.text
+    assert await db.rule_tokens.find_one({"_id": "episodes"}) is None
+    stream.failed(OperationFailure("a network blip", 6))  # another failure keeps the place
+    await stream.opened({"_data": "nx:9"})
+    assert await stream.options() == {"resume_after": {"_data": "nx:9"}}

@@ -1,0 +1,92 @@
+"""Mail in tests: a real SMTP server (aiosmtpd) on loopback, in the test's own event loop, keeping what it receives;
+and the app served with its links pointing at itself and its mail sent there."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import re
+import socket
+from collections.abc import AsyncIterator, Iterator
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from shared.settings import Settings
+from tests.support.servers import gossip_server
+
+
+class Inbox:
+    """The aiosmtpd handler: every message accepted, parsed, in order; `refuse` messages are turned away first with a
+    temporary failure, as a server that is busy would."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+        self.refused = 0
+        self.refuse = 0
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.refused < self.refuse:
+            self.refused += 1
+            return "451 4.3.0 Try again later"
+        assert isinstance(envelope.content, bytes)
+        message = BytesParser(policy=policy.default).parsebytes(envelope.content)
+        assert isinstance(message, EmailMessage)
+        self.messages.append(message)
+        return "250 OK"
+
+    def to(self, address: str) -> list[EmailMessage]:
+        return [message for message in self.messages if message["To"] == address]
+
+
+@contextlib.asynccontextmanager
+async def smtp_server() -> AsyncIterator[tuple[str, Inbox]]:
+    """Yields the SMTP_URL to reach it and its inbox."""
+    inbox = Inbox()
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: SMTP(inbox, hostname="inbox.test"), "127.0.0.1", 0)
+    try:
+        yield f"smtp://127.0.0.1:{server.sockets[0].getsockname()[1]}", inbox
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def part(message: EmailMessage, subtype: str) -> str:
+    """The text of a message's text/plain or text/html part, with its lines ended as Python's are (SMTP sends CRLF)."""
+    body = message.get_body(preferencelist=(subtype,))
+    assert body is not None and body.get_content_type() == f"text/{subtype}", message
+    content = body.get_content()
+    assert isinstance(content, str)
+    return content.replace("\r\n", "\n")
+
+
+def link(message: EmailMessage, path: str) -> str:
+    """The first absolute link to `path` in a message's text part."""
+    found = re.search(rf"https?://\S+{re.escape(path)}\?token=[\w.\-%=]+", part(message, "plain"))
+    assert found, part(message, "plain")
+    return found.group(0)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def mailing_server(settings: Settings, smtp_url: str, **more: Any) -> Iterator[tuple[str, Settings]]:
+    """The app on a live uvicorn whose PUBLIC_URL is its own address and whose mail goes to `smtp_url`; yields its URL
+    and the settings it runs with. The port is chosen first, so the links can name it."""
+    port = _free_port()
+    served = dataclasses.replace(settings, smtp_url=smtp_url, public_url=f"http://127.0.0.1:{port}", **more)
+    live = gossip_server(served, port=port)
+    try:
+        yield live.url, served
+    finally:
+        live.stop()
