@@ -83,7 +83,7 @@ def _nginx_version(nginx: str | None) -> str:
 
 
 def write(results: Sequence[Result], charts: dict[str, Path], path: Path, nginx: str | None, load: str) -> None:
-    """The whole file is written by `make bench`; what the figures mean is in the README's Performance section."""
+    """The whole file is written by `make bench`; what the figures mean is in docs/benchmarks.md."""
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     compared = [r for r in results if r.peer is not None]
     alone = [r for r in results if r.peer is None]

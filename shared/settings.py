@@ -194,8 +194,8 @@ class Settings:
     embedded_port: int = 27027
     embedded_data: Path = VAR / "mongo"
     log_format: str = "text"
-    # Limits against abuse (README: "Holding up under abuse"). A count per window is a token bucket: that many at
-    # once, refilled evenly over the window.
+    # Limits against abuse (docs/abuse.md). A count per window is a token bucket: that many at once, refilled evenly
+    # over the window.
     hash_concurrency: int = field(default_factory=cpus)  # Argon2id hashes at once
     hash_wait: float = 1.0  # seconds a login or registration waits for a hash before a 503
     login_failures_per_user_address: int = 5  # per account from one client address
@@ -216,7 +216,7 @@ class Settings:
     drain_bytes: int = 64 * 1024 * 1024  # and bytes at most; one declared larger is not drained at all
     watch_rules: Path | None = None  # the watch rules file (services/stream/rulebook.py); None: no rules
     otlp_endpoint: str = ""  # where traces go (OTLP over HTTP, /v1/traces appended); empty: no traces at all
-    # Web Push (README: "Push notifications"). The key signs every push (VAPID); the subject tells push services
+    # Web Push (docs/pages.md: "Push notifications"). The key signs every push (VAPID); the subject tells push services
     # whom to contact (a mailto: or https: URL).
     vapid_private_key: str = field(default_factory=dev_vapid_key)
     vapid_subject: str = "mailto:gossip@localhost"

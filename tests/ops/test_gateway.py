@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import dataclasses
 import importlib
+import re
 import socket
 import subprocess
 import sys
@@ -65,6 +66,16 @@ def test_the_gateway_routes_the_design_path_table() -> None:
         if route.service:
             table.setdefault(route.service, set()).update(route.paths)
     assert table == DESIGN
+
+
+def test_the_readme_path_table_is_the_design_table() -> None:
+    """Every route path a newcomer is told of, under the service that answers it."""
+    text = (ROOT / "README.md").read_text().split("\n### Which service answers what\n", 1)[1].split("\n#", 1)[0]
+    rows = re.findall(r"^\| (`.*`) \| (.*) \|$", text, re.MULTILINE)
+    told = {service: set(re.findall(r"`([^`]+)`", paths)) for paths, service in rows}
+    assert {service: told[service] for service in DESIGN} == DESIGN
+    assert told["the gateway itself (the whole API's document; each service serves its own part)"] == {PATH}
+    assert told["each service, its own; the gateway keeps them inside"] == set(OWN)
 
 
 def test_feeds_pass_the_gateway_unbuffered() -> None:

@@ -270,7 +270,8 @@ async def test_replay_notifies_what_was_missed_since_a_time_and_nothing_twice(se
 
 
 async def rules_command(settings: Settings, *arguments: str, rules: Path = RULES) -> tuple[int, str]:
-    """`python -m services.stream.rules ...` as the README has it, against the test's database: its status and log."""
+    """`python -m services.stream.rules ...` as docs/watch-rules.md has it, against the test's database: its status
+    and log."""
     environment = {**os.environ, "MONGO_URL": settings.mongo_url, "MONGO_DB": settings.mongo_db,
                    "WATCH_RULES": str(rules), "SECRET_KEY": settings.secret_key}  # fmt: skip
     command = [sys.executable, "-m", "services.stream.rules", *arguments]
