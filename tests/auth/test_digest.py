@@ -15,7 +15,7 @@ from services.auth import digest
 from services.auth.accounts import user_document
 from services.auth.digest import send_digests
 from services.auth.mailer import SmtpMailer
-from shared.db import Database, utcnow
+from shared.db import Database, seed_shows, utcnow
 from shared.settings import Settings
 from tests.support.mail import Inbox, part, smtp_server
 from tests.support.updates import stored_update
@@ -33,6 +33,7 @@ Mailing = tuple[Database, SmtpMailer, Settings, Inbox]
 
 @pytest.fixture
 async def mailing(db: Database, settings: Settings) -> AsyncIterator[Mailing]:
+    await seed_shows(db)  # a digest titles its updates from the catalogue, as every reader does
     async with smtp_server() as (url, inbox):
         yield db, SmtpMailer(url), settings, inbox
 
