@@ -28,7 +28,10 @@ async def test_publishing_from_the_form_flashes_and_stores_the_text(alice: httpx
     token = await csrf_of(alice, "/publish")
     text = "Winter <b>came</b>\nat last"
     response = await alice.post("/publish", data={"csrf_token": token, "show": "game_of_thrones", "text": text})
-    assert (response.status_code, response.headers["location"]) == (303, "/publish")
+    assert (response.status_code, response.headers["location"]) == (
+        303,
+        "/publish?show=game_of_thrones",
+    )  # the show stays chosen
     page = (await alice.get("/publish")).text
     assert "Published update #1 for Game of Thrones." in page
     assert "Published update" not in (await alice.get("/publish")).text  # the flash is shown once
@@ -46,7 +49,8 @@ async def test_form_errors_are_shown_with_what_was_typed(alice: httpx.AsyncClien
     response = await alice.post("/publish", data={"csrf_token": token, "show": "sherlock", "text": typed})
     assert response.status_code == 422
     assert "Update: at most 1,000 characters" in response.text
-    assert f'<textarea name="text" required>{html.escape(typed)}</textarea>' in response.text
+    marked = 'aria-invalid="true" aria-describedby="text-note"'
+    assert f'<textarea name="text" required {marked}>{html.escape(typed)}</textarea>' in response.text
     assert '<option value="sherlock" selected>' in response.text
     unknown = await alice.post("/publish", data={"csrf_token": token, "show": "nope", "text": "kept"})
     assert (

@@ -136,7 +136,7 @@ def test_blank_is_what_python_calls_whitespace_and_the_document_means_the_same()
 
 async def test_reads_for_clients_take_only_the_wire_fields_of_a_document(db: Database) -> None:
     await db.updates.insert_one({**stored_update(1), "author_id": "u1", "blob": "x" * 100_000})
-    (first,), (newest,) = await history(db, None), await recent(db, None, 10)
+    (first,), (newest,) = await history(db, None, None), await recent(db, None, None, 10)
     assert set(first) == set(newest) == {"seq", "show", "title", "text", "author", "created_at"}
 
 
