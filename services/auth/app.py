@@ -94,7 +94,13 @@ async def api_me(request: AuthRequest) -> Response:
 async def api_shows(request: AuthRequest) -> Response:
     caller = await session_caller(request)
     user = await request.state["users"](caller.user_id) if caller else None
-    return JSONResponse(await accounts.shows(request.state["catalogue"], user["follows"] if user else []))
+    state = request.state
+    return JSONResponse(await accounts.shows(state["db"], state["catalogue"], user["follows"] if user else []))
+
+
+async def api_show_presence(request: AuthRequest) -> Response:
+    state = request.state
+    return JSONResponse(await accounts.watching(state["db"], state["catalogue"], request.path_params["slug"]))
 
 
 async def api_follow(request: AuthRequest) -> Response:
@@ -281,7 +287,7 @@ async def logout_page(request: AuthRequest) -> Response:
 
 async def _shows_listing(request: AuthRequest, viewer: Viewer) -> list[dict[str, Any]]:
     """The follows were read with the viewer, for the layout's badge: the listing does not read the user again."""
-    return await accounts.shows(request.state["catalogue"], viewer.me["follows"])
+    return await accounts.shows(request.state["db"], request.state["catalogue"], viewer.me["follows"])
 
 
 async def shows_page(request: AuthRequest) -> Response:
@@ -420,6 +426,7 @@ routes = [
     ApiRoute("/api/auth/logout", api_logout, "POST", operations.logout),
     ApiRoute("/api/me", api_me, "GET", operations.me),
     ApiRoute("/api/shows", api_shows, "GET", operations.shows),
+    ApiRoute("/api/shows/{slug}/presence", api_show_presence, "GET", operations.show_presence),
     ApiRoute("/api/me/follows/{slug}", api_follow, "PUT", operations.follow),
     ApiRoute("/api/me/follows/{slug}", api_unfollow, "DELETE", operations.unfollow),
     ApiRoute("/api/me/read", api_read, "POST", operations.read),

@@ -45,6 +45,11 @@ EXPIRES_AT: Schema = {
     "description": "When the token stops working (UTC, to the millisecond, with a Z); null: never.",
 }  # fmt: skip
 BUSY_HASHING = "Every password-hashing turn is taken (a flood of logins): nothing was checked or stored."
+WATCHING: Schema = {
+    "type": "integer", "minimum": 0,
+    "description": "People with an open feed that carries the show (of followed shows, or of every show), on any "
+                   "stream process, each counted once; as of the processes' last reports, a few seconds old.",
+}  # fmt: skip
 SLUG_PARAMETER = {"name": "slug", "in": "path", "required": True, "schema": SLUG}
 TOKEN_PARAMETER = {"name": "name", "in": "path", "required": True, "schema": TOKEN_NAME}
 
@@ -90,9 +95,18 @@ shows = operation(
     "The show catalogue", MAYBE_SESSION,
     {200: answer("Every show, in title order; `followed` is false without a session.", {
         "type": "array", "items": {
-            "title": "Show", "type": "object", "required": ["slug", "title", "followed"], "additionalProperties": False,
-            "properties": {"slug": SLUG, "title": STRING, "followed": {"type": "boolean"}},
+            "title": "Show", "type": "object", "required": ["slug", "title", "followed", "watching"],
+            "additionalProperties": False,
+            "properties": {"slug": SLUG, "title": STRING, "followed": {"type": "boolean"}, "watching": WATCHING},
         }}, links={"follow": {"operationId": "api_follow", "parameters": {"slug": "$response.body#/0/slug"}}})},
+)  # fmt: skip
+show_presence = operation(
+    "How many are watching a show", ANYONE,
+    {200: answer("A count, never who.", {
+        "title": "Presence", "type": "object", "required": ["watching"], "additionalProperties": False,
+        "properties": {"watching": WATCHING}}),
+     **refusals(404, _404="There is no such show.")},
+    parameters=[SLUG_PARAMETER],
 )  # fmt: skip
 follow = operation(
     "Follow a show", SESSION,
