@@ -74,7 +74,7 @@ def live_target(mongo_url: str) -> Iterator[Target]:
     with tempfile.TemporaryDirectory() as mail, pymongo.MongoClient(mongo_url) as mongo:
         settings = Settings(secret_key=uuid.uuid4().hex, mongo_url=mongo_url, ping_interval=1.0,
                             mongo_db=f"test_api_{uuid.uuid4().hex[:8]}", mail_dir=Path(mail),
-                            verification_mails=1000)  # fmt: skip
+                            verification_mails=1000, admin_users=("schemathesis",))  # fmt: skip
         live = gossip_server(settings)
         try:
             yield Target(live.url, settings, mongo)
@@ -158,11 +158,16 @@ def map_path_parameters(context: HookContext, parameters: dict[str, Any] | None)
         parameters["seq"] = seq % 8
     if isinstance(device := parameters.get("id"), str) and len(device) % 2:
         parameters["id"] = DEVICES[len(device) % len(DEVICES)]
+    if isinstance(document := parameters.get("document_id"), str) and len(document) % 2:
+        parameters["document_id"] = REJECTED[len(document) % len(REJECTED)]
+    if isinstance(username := parameters.get("username"), str) and len(username) % 2:
+        parameters["username"] = "schemathesis"
     return parameters
 
 
 ANSWERS: defaultdict[str, set[int]] = defaultdict(set)
 DEVICES = [f"device-{number}" for number in range(4)]
+REJECTED = [f"rejected-{number}" for number in range(4)]  # no author: released, each is rejected again, to release
 
 
 @pytest.fixture(scope="module")
@@ -178,6 +183,13 @@ def target(mongo_url: str) -> Iterator[Target]:
             {"_id": device, "user_id": user["_id"], "endpoint": f"https://push.example.net/{device}", "slot": slot,
              "keys": Subscription("").to_json()["keys"], "name": device, "added_at": utcnow()}
             for slot, device in enumerate(DEVICES)
+        ])  # fmt: skip
+        for number in range(8):  # so that the admin's retractions find updates, whichever operation comes first
+            assert http.post("/api/updates", json={"show": "flash", "text": f"update {number}"},
+                             headers={"authorization": f"Bearer {token}"}).is_success  # fmt: skip
+        target.mongo[target.settings.mongo_db].updates.insert_many([
+            {"_id": document, "show": "flash", "text": document, "rejected": "author: required, as text"}
+            for document in REJECTED
         ])  # fmt: skip
         turns = itertools.count()
 
