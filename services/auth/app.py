@@ -448,7 +448,8 @@ async def admin_page(request: AuthRequest) -> Response:
 
 async def api_admin_console(request: AuthRequest) -> Response:
     await _admin(request)
-    return JSONResponse(await console.overview(request.state["db"], utcnow()), headers={"cache-control": "no-store"})
+    found = await console.overview(request.state["db"], request.state["settings"], utcnow())
+    return JSONResponse(found, headers={"cache-control": "no-store"})
 
 
 async def api_admin_release(request: AuthRequest) -> Response:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
@@ -13,6 +15,8 @@ from bson import ObjectId
 from shared import presence
 from shared.db import Database, iso_utc, new_id, username_key
 from shared.errors import ApiError
+from shared.limits import Rate
+from shared.settings import Settings
 
 MINUTES = 10  # publishes per minute are shown for this many minutes back, the current one included
 PUBLISHES_READ = 20_000  # the most publishes read for them: the read stays bounded however busy the site is
@@ -94,13 +98,39 @@ async def _audit(db: Database) -> list[dict[str, Any]]:
     return [{**entry, "at": _when(entry.get("at"))} for entry in found]
 
 
-async def overview(db: Database, now: datetime) -> dict[str, Any]:
+def _bucket_kinds(settings: Settings) -> list[tuple[str, str, Rate]]:
+    """The token buckets of `buckets` by the start of their key (services/auth/throttle.py, ingest's publishing
+    Limit), with the limit they count for and their rate."""
+    login = settings.login_window
+    return [
+        ("login:addr:", "login", Rate(settings.login_failures_per_address, login)),
+        ("login:user-addr:", "login", Rate(settings.login_failures_per_user_address, login)),
+        ("login:user:", "login", Rate(settings.login_failures_per_user, login)),
+        ("register:addr:", "registration", Rate(settings.registrations_per_address, settings.registration_window)),
+        ("publish:", "publish", Rate(settings.publishes_per_author, settings.publish_window)),
+    ]
+
+
+async def _empty_buckets(db: Database, settings: Settings) -> dict[str, int]:
+    """Per limit, the buckets with no token left now, whose next request would be refused: its `full_at` is further
+    off than the time one token takes to come back (shared/limits.py). One count per kind of bucket."""
+    empty: Counter[str] = Counter()
+    now = time.time()
+    for prefix, limit, rate in _bucket_kinds(settings):
+        wanted = {"_id": {"$regex": f"^{re.escape(prefix)}"}, "full_at": {"$gt": now + rate.seconds - rate.interval}}
+        empty[limit] += await db.buckets.count_documents(wanted)
+    return {limit: empty[limit] for limit in ("login", "registration", "publish")}
+
+
+async def overview(db: Database, settings: Settings, now: datetime) -> dict[str, Any]:
     """Everything the console shows, each part from its source: the stream processes' presence reports (feeds, lag,
-    their refusal counters), `updates` (publishes, rejected documents) and `audit`."""
+    their refusal counters), `buckets` (the limits refusing now), `updates` (publishes, rejected documents) and
+    `audit`."""
     processes = [_process(report) for report in await presence.current(db, now)]
     return {
         "at": _when(now), "processes": processes, "feeds_per_show": _feeds_per_show(processes),
-        "publishes": await _publishes(db, now), "rejected": await _rejected(db), "audit": await _audit(db),
+        "empty_buckets": await _empty_buckets(db, settings), "publishes": await _publishes(db, now),
+        "rejected": await _rejected(db), "audit": await _audit(db),
     }  # fmt: skip
 
 

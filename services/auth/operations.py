@@ -328,9 +328,11 @@ PROCESS: Schema = {
 }  # fmt: skip
 OVERVIEW: Schema = {
     "title": "Console", "type": "object", "additionalProperties": False,
-    "required": ["at", "processes", "feeds_per_show", "publishes", "rejected", "audit"],
+    "required": ["at", "processes", "feeds_per_show", "empty_buckets", "publishes", "rejected", "audit"],
     "properties": {
         "at": WHEN, "processes": {"type": "array", "items": PROCESS}, "feeds_per_show": COUNTS,
+        "empty_buckets": {**COUNTS, "description": "Per limit (`login`, `registration`, `publish`), the token "
+                                                   "buckets with no token left now: their next request is refused."},
         "publishes": {"type": "object", "additionalProperties": False, "required": ["per_minute", "capped"],
                       "properties": {
                           "per_minute": {"type": "array", "items": {

@@ -137,3 +137,14 @@ async def test_an_admin_write_from_another_site_or_as_a_form_is_refused(root: ht
     assert (form.status_code, json_error(foreign)[:2]) == (415, (403, "cross_site"))
     assert await _rejected(root, str(inserted.inserted_id)) is not None
     assert (await _console(root))["audit"] == []
+
+
+async def test_the_console_shows_a_publish_limit_refusing_now(settings: Settings) -> None:
+    with serving(replace(settings, admin_users=("root",), publishes_per_author=2)) as site:
+        async with registered(site, "root") as root:
+            assert (await _console(root))["empty_buckets"] == {"login": 0, "registration": 0, "publish": 0}
+            for number in range(2):
+                await publish(root, "flash", f"update {number}")
+            refused = await root.post("/api/updates", json={"show": "flash", "text": "one too many"})
+            assert refused.status_code == 429
+            assert (await _console(root))["empty_buckets"] == {"login": 0, "registration": 0, "publish": 1}

@@ -56,6 +56,8 @@
     document.getElementById("publishes-capped").hidden = !view.publishes.capped;
     fill("refusals", summed(view.processes), [(row, [limit]) => cell(row, limit),
       (row, [, count]) => cell(row, count)]);
+    fill("empty-buckets", Object.entries(view.empty_buckets), [(row, [limit]) => cell(row, limit),
+      (row, [, count]) => cell(row, count)]);
     fill("rejected", view.rejected, [(row, d) => cell(row, d._id), (row, d) => cell(row, d.reason),
       (row, d) => cell(row, d.show), (row, d) => cell(row, d.text), releaseButton]);
     fill("audit", view.audit, [(row, a) => cell(row, a.at), (row, a) => cell(row, a.who),
