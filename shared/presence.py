@@ -11,6 +11,7 @@ import os
 import socket
 from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
 from shared.db import Database, new_id, put
 
@@ -25,13 +26,20 @@ def process_id() -> str:
 
 
 async def report(
-    db: Database, process: str, users: Mapping[str, Iterable[str]], now: datetime, interval: float
+    db: Database,
+    process: str,
+    users: Mapping[str, Iterable[str]],
+    now: datetime,
+    interval: float,
+    figures: Mapping[str, Any] | None = None,
 ) -> None:
     """One write for the whole process, however many feeds it holds. replace_one (through `put`), not $set: the
-    embedded server would store the expiry date as a string."""
+    embedded server would store the expiry date as a string. `figures`: what the operator console shows of the
+    process (its feeds per show, change-stream lag, refusals), beside who is looking."""
     carried = {user_id: sorted(shows) for user_id, shows in users.items()}
     expires_at = now + timedelta(seconds=interval * LIFETIMES)
-    await put(db.presence, {"_id": process, "users": carried, "expires_at": expires_at})
+    document = {**(figures or {}), "_id": process, "users": carried, "reported_at": now, "expires_at": expires_at}
+    await put(db.presence, document)
 
 
 async def withdraw(db: Database, process: str) -> None:
@@ -45,3 +53,20 @@ async def looking(db: Database, user_ids: Collection[str], now: datetime) -> set
         return set()
     reports = await db.presence.find({"expires_at": {"$gt": now}}, {"users": 1}).to_list()
     return {user_id for report in reports for user_id in report.get("users", {}) if user_id in user_ids}
+
+
+async def current(db: Database, now: datetime) -> list[dict[str, Any]]:
+    """Every stream process's report that has not expired: one read, a document per process."""
+    return await db.presence.find({"expires_at": {"$gt": now}}).sort("_id", 1).to_list()
+
+
+def watching(reports: Iterable[Mapping[str, Any]], shows: Iterable[str]) -> dict[str, int]:
+    """Per show, the people with an open feed that carries it (a feed of followed shows that holds it, or a feed of
+    every show), each counted once however many feeds and processes they have: a count, never who."""
+    every: set[str] = set()
+    by_show: dict[str, set[str]] = {}
+    for report in reports:
+        for user_id, carried in (report.get("users") or {}).items():
+            for show in carried:
+                (every if show == EVERY_SHOW else by_show.setdefault(show, set())).add(user_id)
+    return {show: len(by_show.get(show, set()) | every) for show in shows}

@@ -224,6 +224,7 @@ class Settings:
     push_allow_http_loopback: bool = False  # subscriptions may name http://127.0.0.1 (tests, local push servers)
     scheduler_interval: float = 15.0  # seconds between two rounds of the scheduler's jobs
     presence_interval: float = 5.0  # seconds between two reports of a stream process's open feeds
+    admin_users: tuple[str, ...] = ()  # usernames that may use the operator console at /admin
     # Mail: the digest and address checks go to SMTP_URL, or without one into .eml files in `mail_dir`.
     smtp_url: str = ""
     mail_dir: Path = VAR / "mail"
@@ -281,6 +282,7 @@ class Settings:
             push_allow_http_loopback=_flag(env, "PUSH_ALLOW_HTTP_LOOPBACK"),
             scheduler_interval=_number(env, "SCHEDULER_INTERVAL", 15.0),
             presence_interval=_number(env, "PRESENCE_INTERVAL", 5.0),
+            admin_users=tuple(name.strip() for name in env.get("ADMIN_USERS", "").split(",") if name.strip()),
             smtp_url=_smtp_url(env),
             mail_dir=Path(env.get("MAIL_DIR") or VAR / "mail"),
             mail_from=_mail_from(env),

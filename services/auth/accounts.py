@@ -8,6 +8,7 @@ from typing import Any
 from pymongo.errors import DuplicateKeyError
 
 from services.auth import throttle
+from shared import presence
 from shared.catalogue import Catalogue
 from shared.db import MAX_INT, Database, last_seq, new_id, username_key, utcnow
 from shared.errors import ApiError, invalid
@@ -96,12 +97,21 @@ async def me(db: Database, user: dict[str, Any] | None) -> dict[str, Any]:
     return {"username": read["username"], "follows": read["follows"], "unread": read["unread"]}
 
 
-async def shows(catalogue: Catalogue, follows: Iterable[str]) -> list[dict[str, Any]]:
-    """The catalogue, each show marked if it is among `follows`: the caller has those already (the pages read them
-    with the unread badge), so the listing does not read the user again."""
+async def shows(db: Database, catalogue: Catalogue, follows: Iterable[str]) -> list[dict[str, Any]]:
+    """The catalogue, each show marked if it is among `follows` and with how many are watching it: the caller has the
+    follows already (the pages read them with the unread badge), so the listing does not read the user again, and
+    the counts are one read of the presence reports for every show."""
     followed = set(follows)
     titles = await catalogue.titles()
-    return [{"slug": slug, "title": title, "followed": slug in followed} for slug, title in titles.items()]
+    counts = presence.watching(await presence.current(db, utcnow()), titles)
+    return [{"slug": slug, "title": title, "followed": slug in followed, "watching": counts[slug]}
+            for slug, title in titles.items()]  # fmt: skip
+
+
+async def watching(db: Database, catalogue: Catalogue, slug: str) -> dict[str, int]:
+    """How many people have an open feed that carries the show, on any stream process: never who."""
+    await _known_show(catalogue, slug)
+    return {"watching": presence.watching(await presence.current(db, utcnow()), [slug])[slug]}
 
 
 async def _known_show(catalogue: Catalogue, slug: str) -> None:

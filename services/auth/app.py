@@ -11,7 +11,18 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from services.auth import accounts, addresses, browsers, devices, links, operations, own_data, preferences, tokens
+from services.auth import (
+    accounts,
+    addresses,
+    browsers,
+    console,
+    devices,
+    links,
+    operations,
+    own_data,
+    preferences,
+    tokens,
+)
 from services.auth.mailer import announce, mailer_for
 from services.auth.scheduler import scheduling
 from services.auth.state import Auth
@@ -30,7 +41,7 @@ from shared.auth import (
     set_session_cookie,
 )
 from shared.body import fields_of, read_body, read_fields, read_object
-from shared.db import utcnow
+from shared.db import MAX_INT, utcnow
 from shared.errors import ApiError
 from shared.openapi import ApiRoute
 from shared.pages import Viewer, optional_viewer, page_viewer, read_form, redirect, render, safe_next
@@ -95,7 +106,13 @@ async def api_me(request: AuthRequest) -> Response:
 async def api_shows(request: AuthRequest) -> Response:
     caller = await session_caller(request)
     user = await request.state["users"](caller.user_id) if caller else None
-    return JSONResponse(await accounts.shows(request.state["catalogue"], user["follows"] if user else []))
+    state = request.state
+    return JSONResponse(await accounts.shows(state["db"], state["catalogue"], user["follows"] if user else []))
+
+
+async def api_show_presence(request: AuthRequest) -> Response:
+    state = request.state
+    return JSONResponse(await accounts.watching(state["db"], state["catalogue"], request.path_params["slug"]))
 
 
 async def api_follow(request: AuthRequest) -> Response:
@@ -283,7 +300,7 @@ async def logout_page(request: AuthRequest) -> Response:
 
 async def _shows_listing(request: AuthRequest, viewer: Viewer) -> list[dict[str, Any]]:
     """The follows were read with the viewer, for the layout's badge: the listing does not read the user again."""
-    return await accounts.shows(request.state["catalogue"], viewer.me["follows"])
+    return await accounts.shows(request.state["db"], request.state["catalogue"], viewer.me["follows"])
 
 
 async def shows_page(request: AuthRequest) -> Response:
@@ -416,12 +433,56 @@ async def preferences_page(request: AuthRequest) -> Response:
     return redirect(request, "/preferences", flash="Your preferences are saved.")
 
 
+async def _admin(request: AuthRequest) -> Caller:
+    """Anyone but an admin (ADMIN_USERS), signed in or not, is told there is nothing here: the console is not
+    advertised. An admin's POST must then be JSON with the cookie, as across the API, and from this site."""
+    caller = await session_caller(request)
+    if caller is None or not console.is_admin(request.state["settings"].admin_users, caller.username):
+        raise ApiError(404, detail="Not Found")
+    return await require_caller(request)
+
+
+async def admin_page(request: AuthRequest) -> Response:
+    """The page is a frame: its script fills it from GET /api/admin/console and sends the admin's actions."""
+    await _admin(request)
+    return render(request, await page_viewer(request), "admin/index.html", {"minutes": console.MINUTES})
+
+
+async def api_admin_console(request: AuthRequest) -> Response:
+    await _admin(request)
+    found = await console.overview(request.state["db"], request.state["settings"], utcnow())
+    return JSONResponse(found, headers={"cache-control": "no-store"})
+
+
+async def api_admin_release(request: AuthRequest) -> Response:
+    admin = await _admin(request)
+    await read_object(request)
+    await console.release(request.state["db"], admin.username, request.path_params["document_id"], utcnow())
+    return Response(status_code=204)
+
+
+async def api_admin_retract(request: AuthRequest) -> Response:
+    admin = await _admin(request)
+    raw = request.path_params["seq"]
+    if not raw.isdigit() or int(raw) > MAX_INT:
+        raise ApiError(422, detail="An update's seq is a whole number.", fields={"seq": "a whole number"})
+    await console.retract(request.state["db"], admin.username, int(raw), utcnow())
+    return Response(status_code=204)
+
+
+async def api_admin_end_sessions(request: AuthRequest) -> Response:
+    admin = await _admin(request)
+    state, username = request.state, request.path_params["username"]
+    return JSONResponse({"ended": await console.end_sessions(state["db"], admin.username, username, utcnow())})
+
+
 routes = [
     ApiRoute("/api/auth/register", api_register, "POST", operations.register),
     ApiRoute("/api/auth/login", api_login, "POST", operations.login),
     ApiRoute("/api/auth/logout", api_logout, "POST", operations.logout),
     ApiRoute("/api/me", api_me, "GET", operations.me),
     ApiRoute("/api/shows", api_shows, "GET", operations.shows),
+    ApiRoute("/api/shows/{slug}/presence", api_show_presence, "GET", operations.show_presence),
     ApiRoute("/api/me/follows/{slug}", api_follow, "PUT", operations.follow),
     ApiRoute("/api/me/follows/{slug}", api_unfollow, "DELETE", operations.unfollow),
     ApiRoute("/api/me/read", api_read, "POST", operations.read),
@@ -453,6 +514,11 @@ routes = [
     Route("/email/verify", verify_page),
     Route("/unsubscribe", unsubscribe_page, methods=["GET", "POST"]),
     Route("/preferences", preferences_page, methods=["GET", "POST"]),
+    Route("/admin", admin_page),
+    ApiRoute("/api/admin/console", api_admin_console, "GET", operations.admin_console),
+    ApiRoute("/api/admin/rejected/{document_id}/release", api_admin_release, "POST", operations.admin_release),
+    ApiRoute("/api/admin/updates/{seq}", api_admin_retract, "DELETE", operations.admin_retract),
+    ApiRoute("/api/admin/users/{username}/sessions", api_admin_end_sessions, "DELETE", operations.admin_end_sessions),
 ]
 
 

@@ -18,7 +18,7 @@ from shared.openapi import (
     refusals,
     request_body,
 )
-from shared.schemas import CAPPED, CAPPED_NOTE, PREFERENCE_FIELDS, SLUG, TIMESTAMP, Schema, ref
+from shared.schemas import CAPPED, CAPPED_NOTE, PREFERENCE_FIELDS, SEQ, SLUG, TIMESTAMP, Schema, ref
 from shared.updates import DELETED_AUTHOR, NO_CONTROL, NOT_BLANK
 from shared.usernames import USERNAME
 
@@ -46,6 +46,11 @@ EXPIRES_AT: Schema = {
     "description": "When the token stops working (UTC, to the millisecond, with a Z); null: never.",
 }  # fmt: skip
 BUSY_HASHING = "Every password-hashing turn is taken (a flood of logins): nothing was checked or stored."
+WATCHING: Schema = {
+    "type": "integer", "minimum": 0,
+    "description": "People with an open feed that carries the show (of followed shows, or of every show), on any "
+                   "stream process, each counted once; as of the processes' last reports, a few seconds old.",
+}  # fmt: skip
 SLUG_PARAMETER = {"name": "slug", "in": "path", "required": True, "schema": SLUG}
 TOKEN_PARAMETER = {"name": "name", "in": "path", "required": True, "schema": TOKEN_NAME}
 
@@ -90,9 +95,18 @@ shows = operation(
     "The show catalogue", MAYBE_SESSION,
     {200: answer("Every show, in title order; `followed` is false without a session.", {
         "type": "array", "items": {
-            "title": "Show", "type": "object", "required": ["slug", "title", "followed"], "additionalProperties": False,
-            "properties": {"slug": SLUG, "title": STRING, "followed": {"type": "boolean"}},
+            "title": "Show", "type": "object", "required": ["slug", "title", "followed", "watching"],
+            "additionalProperties": False,
+            "properties": {"slug": SLUG, "title": STRING, "followed": {"type": "boolean"}, "watching": WATCHING},
         }}, links={"follow": {"operationId": "api_follow", "parameters": {"slug": "$response.body#/0/slug"}}})},
+)  # fmt: skip
+show_presence = operation(
+    "How many are watching a show", ANYONE,
+    {200: answer("A count, never who.", {
+        "title": "Presence", "type": "object", "required": ["watching"], "additionalProperties": False,
+        "properties": {"watching": WATCHING}}),
+     **refusals(404, _404="There is no such show.")},
+    parameters=[SLUG_PARAMETER],
 )  # fmt: skip
 follow = operation(
     "Follow a show", SESSION,
@@ -293,4 +307,82 @@ digest_on = operation(
 digest_off = operation(
     "Turn the daily digest off", SESSION,
     {204: answer("Off, as a digest's unsubscribe link does."), **refusals(401)},
+)  # fmt: skip
+
+ADMIN_ONLY = (
+    "Only for the users named in ADMIN_USERS, with their session: anyone else, signed in or not, gets 404 "
+    "as for no such path, never 401 or 403, so the console is not advertised."
+)
+NOT_ADMIN = "Not an admin (or not signed in); or no such document, update or user."
+COUNTS: Schema = {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}
+WHEN: Schema = {**TIMESTAMP, "type": ["string", "null"]}
+PROCESS: Schema = {
+    "title": "StreamProcess", "type": "object", "additionalProperties": False,
+    "required": ["process", "users", "feeds", "show_feeds", "lag", "refusals", "reported_at"],
+    "properties": {
+        "process": {"type": "string", "description": "host:pid:random, as the process names its presence report."},
+        "users": {"type": "integer", "minimum": 0}, "feeds": {"type": "integer", "minimum": 0},
+        "show_feeds": {**COUNTS, "description": "Open feeds per show they carry; `*` is feeds of every show."},
+        "lag": {"type": ["number", "null"], "description": "Seconds from commit to handling of its last change on "
+                                                           "`updates`; null before its first."},
+        "refusals": {**COUNTS, "description": "Refusals this process counted since it started, per limit."},
+        "reported_at": WHEN,
+    },
+}  # fmt: skip
+OVERVIEW: Schema = {
+    "title": "Console", "type": "object", "additionalProperties": False,
+    "required": ["at", "processes", "feeds_per_show", "empty_buckets", "publishes", "rejected", "audit"],
+    "properties": {
+        "at": WHEN, "processes": {"type": "array", "items": PROCESS}, "feeds_per_show": COUNTS,
+        "empty_buckets": {**COUNTS, "description": "Per limit (`login`, `registration`, `publish`), the token "
+                                                   "buckets with no token left now: their next request is refused."},
+        "publishes": {"type": "object", "additionalProperties": False, "required": ["per_minute", "capped"],
+                      "properties": {
+                          "per_minute": {"type": "array", "items": {
+                              "type": "object", "additionalProperties": False, "required": ["minute", "count"],
+                              "properties": {"minute": WHEN, "count": {"type": "integer", "minimum": 0}}}},
+                          "capped": {"type": "boolean", "description": "The read's bound was reached: the oldest "
+                                                                        "minutes count fewer than were published."}}},
+        "rejected": {"type": "array", "items": {
+            "type": "object", "additionalProperties": False, "required": ["_id", "reason", "show", "text"],
+            "properties": {"_id": STRING, "reason": STRING, "show": STRING, "text": STRING}}},
+        "audit": {"type": "array", "items": {
+            "type": "object", "additionalProperties": False, "required": ["at", "who", "what", "target"],
+            "properties": {"at": WHEN, "who": STRING, "what": {"enum": ["release", "retract", "end_sessions"]},
+                           "target": STRING}}},
+    },
+}  # fmt: skip
+
+admin_console = operation(
+    "The operator console's figures", MAYBE_SESSION,
+    {200: answer("Open feeds per stream process and per show, publishes per minute, refusals, the newest rejected "
+                 "documents and the audit, newest first.", OVERVIEW),
+     **refusals(404, _404=NOT_ADMIN)},
+    description=ADMIN_ONLY,
+)  # fmt: skip
+admin_release = operation(
+    "Release a rejected document", MAYBE_SESSION,
+    {204: answer("Its `rejected` mark (and any seq) is removed: a stream process adopts it again, and rejects it "
+                 "again if it is still not an update. Audited."),
+     **refusals(400, 403, 404, 413, 415, _404=NOT_ADMIN)},
+    parameters=[{"name": "document_id", "in": "path", "required": True, "schema": STRING,
+                 "description": "The document's `_id` as the console shows it."}],
+    request=request_body({"type": "object"}, "Empty or any JSON object, not read: like every POST of the API, it "
+                         "takes `application/json` only."),
+    description=ADMIN_ONLY,
+)  # fmt: skip
+admin_retract = operation(
+    "Retract an update", MAYBE_SESSION,
+    {204: answer("Deleted: open feeds get `retract`. Audited."), **refusals(403, 404, 422, _404=NOT_ADMIN)},
+    parameters=[{"name": "seq", "in": "path", "required": True, "schema": SEQ}],
+    description=ADMIN_ONLY,
+)  # fmt: skip
+admin_end_sessions = operation(
+    "End every session of a user", MAYBE_SESSION,
+    {200: answer("Their sessions are deleted and their open feeds end. Audited.", {
+        "type": "object", "additionalProperties": False, "required": ["ended"],
+        "properties": {"ended": {"type": "integer", "minimum": 0}}}),
+     **refusals(403, 404, _404=NOT_ADMIN)},
+    parameters=[{"name": "username", "in": "path", "required": True, "schema": STRING}],
+    description=ADMIN_ONLY,
 )  # fmt: skip

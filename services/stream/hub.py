@@ -342,6 +342,14 @@ class Hub:
                 shows.update(feed.shows if feed.shows is not None else (EVERY_SHOW,))
         return carried
 
+    def feed_counts(self) -> tuple[int, dict[str, int]]:
+        """Open feeds in all, and per show they carry (EVERY_SHOW: feeds of every show): the operator console's
+        figures, from what the fan-out keeps anyway."""
+        counts = {show: len(feeds) for show, feeds in self._by_show.items() if feeds}
+        if self._everything:
+            counts[EVERY_SHOW] = len(self._everything)
+        return self._open_count, counts
+
     def sessions(self) -> list[str]:
         return list(self._by_session)
 

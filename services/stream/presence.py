@@ -6,22 +6,44 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
 
 import pymongo
+from prometheus_client import Metric
 
 from services.stream.hub import Hub
+from services.stream.metrics import CHANGE_LAG
 from shared import presence
 from shared.db import Database, utcnow
+from shared.limits import REFUSALS
 
 log = logging.getLogger("gossip.stream.presence")
 WITHDRAW_WAIT = 1.0  # seconds: a database that has gone must not hold the shutdown; the report expires anyway
 
 
+def _by_label(metrics: Iterable[Metric], label: str, suffix: str = "") -> dict[str, float]:
+    """A labelled metric's current values by one label, through prometheus-client's public collect()."""
+    return {sample.labels[label]: sample.value for metric in metrics for sample in metric.samples
+            if sample.name == metric.name + suffix}  # fmt: skip
+
+
+def figures(hub: Hub) -> dict[str, Any]:
+    """What the operator console shows of this process beside its users: its open feeds, in all and per show, the
+    lag of its change stream on `updates` as of the last change (absent before the first), and the refusals it has
+    counted since it started, per limit. The console runs in another process and cannot read these otherwise."""
+    feeds, per_show = hub.feed_counts()
+    found: dict[str, Any] = {"feeds": feeds, "show_feeds": per_show}
+    if (lag := _by_label(CHANGE_LAG.collect(), "collection").get("updates")) is not None:
+        found["lag"] = lag
+    found["refusals"] = {limit: int(count) for limit, count in _by_label(REFUSALS.collect(), "limit", "_total").items()}
+    return found
+
+
 async def _reporting(db: Database, hub: Hub, process: str, interval: float) -> None:
     while True:
         try:
-            await presence.report(db, process, hub.carried(), utcnow(), interval)
+            await presence.report(db, process, hub.carried(), utcnow(), interval, figures(hub))
         except Exception:  # the database may be away for a while: the next report catches up
             log.warning("could not report this process's open feeds; trying again in %g s", interval, exc_info=True)
         await asyncio.sleep(interval)

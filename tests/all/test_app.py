@@ -95,7 +95,7 @@ def live_target(mongo_url: str) -> Iterator[Target]:
     with tempfile.TemporaryDirectory() as mail, pymongo.MongoClient(mongo_url) as mongo:
         settings = Settings(secret_key=uuid.uuid4().hex, mongo_url=mongo_url, ping_interval=1.0,
                             mongo_db=f"test_api_{uuid.uuid4().hex[:8]}", mail_dir=Path(mail),
-                            verification_mails=1000)  # fmt: skip
+                            verification_mails=1000, admin_users=("schemathesis",))  # fmt: skip
         live = gossip_server(settings)
         try:
             yield Target(live.url, settings, mongo)
@@ -179,14 +179,21 @@ def map_path_parameters(context: HookContext, parameters: dict[str, Any] | None)
     if isinstance(slug := parameters.get("slug"), str) and len(slug) % 2:
         parameters["slug"] = SLUGS[len(slug) % len(SLUGS)]
     if isinstance(seq := parameters.get("seq"), int) and 0 <= seq <= MAX_INT:
-        parameters["seq"] = seq % 8
+        admin = context.operation is not None and context.operation.path.startswith("/api/admin/")
+        parameters["seq"] = ADMIN_SEQS + seq % 8 if admin else seq % 8  # the admin retracts updates of its own
     if isinstance(device := parameters.get("id"), str) and len(device) % 2:
         parameters["id"] = DEVICES[len(device) % len(DEVICES)]
+    if isinstance(document := parameters.get("document_id"), str) and len(document) % 2:
+        parameters["document_id"] = REJECTED[len(document) % len(REJECTED)]
+    if isinstance(username := parameters.get("username"), str) and len(username) % 2:
+        parameters["username"] = "schemathesis"
     return parameters
 
 
 ANSWERS: defaultdict[str, set[int]] = defaultdict(set)
 DEVICES = [f"device-{number}" for number in range(4)]
+ADMIN_SEQS = 9  # updates 9 to 16, published before any example, are the admin's to retract
+REJECTED = [f"rejected-{number}" for number in range(4)]  # no author: released, each is rejected again, to release
 
 
 @pytest.fixture(scope="module")
@@ -202,6 +209,13 @@ def target(mongo_url: str) -> Iterator[Target]:
             {"_id": device, "user_id": user["_id"], "endpoint": f"https://push.example.net/{device}", "slot": slot,
              "keys": Subscription("").to_json()["keys"], "name": device, "added_at": utcnow()}
             for slot, device in enumerate(DEVICES)
+        ])  # fmt: skip
+        for number in range(ADMIN_SEQS + 7):  # updates to edit and retract, whichever operation comes first
+            assert http.post("/api/updates", json={"show": "flash", "text": f"update {number}"},
+                             headers={"authorization": f"Bearer {token}"}).is_success  # fmt: skip
+        target.mongo[target.settings.mongo_db].updates.insert_many([
+            {"_id": document, "show": "flash", "text": document, "rejected": "author: required, as text"}
+            for document in REJECTED
         ])  # fmt: skip
         turns = itertools.count()
 

@@ -12,7 +12,9 @@ import pytest
 from shared.db import Database, utcnow
 from shared.settings import Settings
 from tests.support.accounts import PASSWORD, api_token, json_error, registered
+from tests.support.sse import events
 from tests.support.updates import publish
+from tests.support.waiting import wait_until
 
 
 async def test_register_sets_a_strict_session_cookie(client: httpx.AsyncClient) -> None:
@@ -137,6 +139,20 @@ async def test_follow_and_unfollow_are_idempotent(alice: httpx.AsyncClient) -> N
     for _ in range(2):
         assert (await alice.delete("/api/me/follows/flash")).status_code == 204
     assert (await alice.get("/api/me")).json()["follows"] == []
+
+
+async def test_presence_counts_the_open_feeds_people_and_knows_no_unknown_show(alice: httpx.AsyncClient) -> None:
+    assert (await alice.put("/api/me/follows/flash")).status_code == 204
+    async with events(alice, "/events"):
+        assert await wait_until(lambda: _watching(alice, "flash", 1), timeout=12)  # within a report interval, 5 s
+        shows = {show["slug"]: show["watching"] for show in (await alice.get("/api/shows")).json()}
+        assert (shows["flash"], shows["sherlock"]) == (1, 0)
+        response = await alice.get("/api/shows/no_such_show/presence")
+        assert json_error(response)[:2] == (404, "not_found")
+
+
+async def _watching(http: httpx.AsyncClient, slug: str, count: int) -> bool:
+    return (await http.get(f"/api/shows/{slug}/presence")).json() == {"watching": count}
 
 
 async def test_following_an_unknown_show_is_404(alice: httpx.AsyncClient) -> None:

@@ -122,3 +122,9 @@ def test_mail_defaults_serve_make_run_and_public_url_follows_the_port() -> None:
 def test_a_bad_push_or_mail_setting_names_the_variable(name: str, value: str) -> None:
     with pytest.raises(ValueError, match=name):
         Settings.from_env({"SECRET_KEY": "s", name: value})
+
+
+def test_admin_users_are_a_comma_separated_list_and_none_by_default() -> None:
+    settings = Settings.from_env({"SECRET_KEY": "s", "ADMIN_USERS": " root, ops ,,"})
+    assert settings.admin_users == ("root", "ops")
+    assert Settings.from_env({"SECRET_KEY": "s"}).admin_users == ()

@@ -3,8 +3,13 @@ carries, within a report interval; closed, the user drops out; a stopped process
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import replace
 
+import httpx
+
+from dev.processes import ServiceProcess
 from shared import presence
 from shared.db import Database, utcnow
 from shared.presence import EVERY_SHOW
@@ -46,3 +51,43 @@ async def _has(db: Database, user_id: str, shows: list[str]) -> bool:
 
 async def _gone(db: Database, user_id: str) -> bool:
     return user_id not in await _carried(db)
+
+
+@contextlib.asynccontextmanager
+async def _feed(http: httpx.AsyncClient, stream: ServiceProcess, path: str) -> AsyncIterator[None]:
+    """A feed of `http`'s user opened on another stream process, with the same session cookie."""
+    async with httpx.AsyncClient(base_url=stream.url, cookies=http.cookies) as there, events(there, path):
+        yield
+
+
+async def _watching(auth: str, slug: str) -> int:
+    async with httpx.AsyncClient(base_url=auth) as http:
+        response = await http.get(f"/api/shows/{slug}/presence")
+        assert response.status_code == 200, response.text
+        return int(response.json()["watching"])
+
+
+async def test_watching_counts_people_across_stream_processes_and_drops_the_gone(settings: Settings) -> None:
+    """Alice follows sherlock and watches her followed shows on both processes; Bob watches every show on another:
+    sherlock has two watching, counted once each. Alice's feed closes: one, within 5 s. Bob's process is killed, so
+    it withdraws nothing: none, within 15 s."""
+    often = {"PRESENCE_INTERVAL": "0.5"}
+    with (
+        ServiceProcess("services.auth.app", settings) as auth,
+        ServiceProcess("services.stream.app", settings, **often) as first,
+        ServiceProcess("services.stream.app", settings, **often) as second,
+    ):
+        async with registered(auth.url, "alice") as alice, registered(auth.url, "bob") as bob:
+            assert (await alice.put("/api/me/follows/sherlock")).status_code == 204
+            async with _feed(bob, second, "/events/all"):
+                async with _feed(alice, first, "/events"), _feed(alice, second, "/events"):
+                    assert await wait_until(lambda: _counted(auth.url, "sherlock", 2), timeout=5)
+                    assert await _watching(auth.url, "flash") == 1  # Bob's feed of every show; Alice follows sherlock
+                assert await wait_until(lambda: _counted(auth.url, "sherlock", 1), timeout=5)
+                assert second.process is not None
+                second.process.kill()
+                assert await wait_until(lambda: _counted(auth.url, "sherlock", 0), timeout=15)
+
+
+async def _counted(auth: str, slug: str, count: int) -> bool:
+    return await _watching(auth, slug) == count
