@@ -4,6 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 
 .PHONY: run test check mutate bench abuse soak up down clean
+AXE := .node/node_modules/axe-core/axe.min.js
 
 $(VENV)/installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,8 +16,13 @@ $(VENV)/installed: pyproject.toml
 run: $(VENV)/installed
 	PUSH_ALLOW_HTTP_LOOPBACK=$${PUSH_ALLOW_HTTP_LOOPBACK-1} $(PY) -m dev.run
 
+# axe-core for the accessibility test, from npm into the git-ignored .node/ (major version pinned). Without npm the
+# test skips and says why (and fails under CI, where .ci/run installs npm first).
+$(AXE):
+	if command -v npm >/dev/null 2>&1; then npm install --silent --no-save --prefix .node axe-core@4; fi
+
 # Every check, then every test: what the README tells a newcomer to run, and what .ci/run runs.
-test: check
+test: check $(AXE)
 	$(PY) -m pytest
 
 # Lint, format, strict types and the import layering, alone: what the pre-commit hook runs.
@@ -56,7 +62,7 @@ down:
 	docker compose down
 
 clean:
-	rm -rf $(VENV) var
+	rm -rf $(VENV) var .node
 
 # Gossip as `make run` serves it, for SOAK_MINUTES under churn: clients that reconnect with Last-Event-ID, publishers,
 # a login churn; a line a minute, then met or NOT met for flat memory, a steady publish rate, and every client caught
