@@ -22,6 +22,7 @@ from prometheus_client import Counter as Metric
 from pymongo import UpdateOne
 from pymongo.errors import PyMongoError
 
+from shared import tasks
 from shared.batching import Batcher
 from shared.db import Database
 from shared.errors import ApiError
@@ -113,7 +114,7 @@ async def swept(buckets: Buckets, every: float = SWEEP_EVERY) -> AsyncIterator[N
     try:
         yield
     finally:
-        task.cancel()
+        await tasks.stop(task)
 
 
 LEASE = 1.0  # seconds a process may spend the tokens it took ahead of need; then the rest go back to the bucket

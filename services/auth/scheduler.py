@@ -4,7 +4,6 @@ so that tests move time on instead of waiting for it."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -18,6 +17,7 @@ from pymongo.errors import DuplicateKeyError
 from services.auth.digest import digest_job
 from services.auth.push import Pusher
 from services.auth.webpush import WebPush
+from shared import tasks
 from shared.db import Database, new_id, utcnow
 from shared.state import Core
 
@@ -85,14 +85,6 @@ class Scheduler:
             self.holding = held
         return held
 
-    async def run(self) -> None:
-        while True:
-            try:
-                await self.tick()
-            except Exception:  # a bug in a round must not end the scheduler for the life of the process
-                log.exception("a scheduler round failed; the next one runs as usual")
-            await asyncio.sleep(self.every)
-
     async def stop(self) -> None:
         if self.holding:
             with pymongo.timeout(RELEASE_WAIT):
@@ -108,13 +100,10 @@ async def scheduling(core: Core) -> AsyncIterator[dict[str, Any]]:
         pusher = Pusher(db, settings, core["catalogue"], WebPush(settings, http))
         jobs: list[tuple[str, Job]] = [("push", pusher), ("digest", digest_job(core))]
         scheduler = Scheduler(db, jobs, settings.scheduler_interval)
-        running = asyncio.create_task(scheduler.run())
         try:
-            yield {}
+            async with tasks.repeating(scheduler.tick, scheduler.every, "a scheduler round"):
+                yield {}
         finally:
-            running.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await running
             try:
                 await scheduler.stop()
             except Exception:

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
+from shared import tasks
 from shared.db import Database, delete_older, keep_history, utcnow
 from shared.state import Core
 
@@ -42,5 +43,4 @@ async def retention(core: Core) -> AsyncIterator[dict[str, Any]]:
     try:
         yield {}
     finally:
-        if chore is not None:
-            chore.cancel()
+        await tasks.stop(chore)

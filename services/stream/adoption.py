@@ -16,7 +16,6 @@ meanwhile, so an import of thousands is numbered at about the pace it is written
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -28,6 +27,7 @@ from pymongo import ReplaceOne
 from pymongo.errors import BulkWriteError, PyMongoError
 
 from services.stream.metrics import REJECTED
+from shared import tasks
 from shared.catalogue import Catalogue
 from shared.db import Database, as_datetime, new_id, next_seq, utcnow
 from shared.updates import digest, problem
@@ -80,10 +80,7 @@ class Adoption:
             self._adopting = None
 
     async def stop(self) -> None:
-        if self._adopting is not None:
-            self._adopting.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._adopting
+        await tasks.stop(self._adopting)
 
     async def adopt(self, documents: Sequence[Waiting], stale: bool = False) -> None:
         """Numbers, in the order given, those of the documents this process wins the claim of; nothing for the

@@ -16,13 +16,13 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import ConnectionFailure
 
 from services.stream.metrics import CHANGE_LAG, RESTARTS, SKIPPED
+from shared import tasks
 from shared.db import next_change
 
 log = logging.getLogger("gossip.stream.changes")
 
 Change = dict[str, Any]
 RETRY_DELAY = 0.5  # between attempts to reopen a failed change stream
-STOP_CHECK, STOP_TRIES = 0.1, 30  # stop() cancels its tasks again every STOP_CHECK seconds, up to STOP_TRIES times
 BUSY = 1.0  # seconds after a change during which a stream polls at its shorter pause
 LOOKUP = {"full_document": "updateLookup"}  # the embedded server's update events say nothing of what changed
 
@@ -77,16 +77,7 @@ class ChangeStreams:
         await asyncio.gather(*(event.wait() for event in opened))
 
     async def stop(self) -> None:
-        """Cancels until every stream has ended. When the database has just gone, PyMongo can take a cancellation
-        for the dropped connection and resume the change stream, which waits out its 5 s server selection: the
-        stream service then took 5 s to stop. A second cancellation ends that wait."""
-        for _ in range(STOP_TRIES):
-            if not (running := [task for task in self._tasks if not task.done()]):
-                return
-            for task in running:
-                task.cancel()
-            await asyncio.wait(running, timeout=STOP_CHECK)
-        log.warning("%d change streams did not stop; leaving them", sum(not task.done() for task in self._tasks))
+        await tasks.stop(*self._tasks)
 
 
 def committed_at(change: Change) -> datetime | None:

@@ -13,7 +13,6 @@ for it, or retention's deletions would flood every feed with retractions of upda
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 from bson import ObjectId
 from pymongo.errors import BulkWriteError, PyMongoError
 
+from shared import tasks
 from shared.db import Database, as_datetime, utcnow
 from shared.updates import is_seq, seq_in_id
 
@@ -76,10 +76,7 @@ class Deletions:
             self._writing = None
 
     async def stop(self) -> None:
-        if self._writing is not None:
-            self._writing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writing
+        await tasks.stop(self._writing)
 
     async def seq(self, document_id: object, delivered: int) -> int | None:
         """The seq the deleted document had, or None: retention's work, or no update of ours. A seq above

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterable
@@ -14,7 +13,7 @@ from prometheus_client import Metric
 
 from services.stream.hub import Hub
 from services.stream.metrics import CHANGE_LAG
-from shared import presence
+from shared import presence, tasks
 from shared.db import Database, utcnow
 from shared.limits import REFUSALS
 
@@ -40,26 +39,18 @@ def figures(hub: Hub) -> dict[str, Any]:
     return found
 
 
-async def _reporting(db: Database, hub: Hub, process: str, interval: float) -> None:
-    while True:
-        try:
-            await presence.report(db, process, hub.carried(), utcnow(), interval, figures(hub))
-        except Exception:  # the database may be away for a while: the next report catches up
-            log.warning("could not report this process's open feeds; trying again in %g s", interval, exc_info=True)
-        await asyncio.sleep(interval)
-
-
 @contextlib.asynccontextmanager
 async def reported(db: Database, hub: Hub, interval: float) -> AsyncIterator[None]:
     """Reports the hub's users for as long as the context lasts, then withdraws the report."""
     process = presence.process_id()
-    chore = asyncio.create_task(_reporting(db, hub, process, interval))
+
+    async def report() -> None:
+        await presence.report(db, process, hub.carried(), utcnow(), interval, figures(hub))
+
     try:
-        yield
+        async with tasks.repeating(report, interval, "reporting this process's open feeds"):
+            yield
     finally:
-        chore.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await chore
         try:
             with pymongo.timeout(WITHDRAW_WAIT):
                 await presence.withdraw(db, process)

@@ -65,6 +65,7 @@ async def test_with_the_database_gone_an_error_page_is_still_the_error_page(sett
             async with registered(live.url, "alice") as alice:
                 mongo.stop()
                 page = await alice.get("/no/such/page", headers=BROWSER)
+            mongo.start()  # back before the server stops: a stop while the database is away is not what this tests
         finally:
             live.stop()
     assert page.status_code == 404 and "Something is off" in page.text and 'id="logout"' not in page.text
