@@ -2,6 +2,7 @@
 // out), new updates on top of a live notifications page (which marks them read), edits and retractions in place, the
 // Shows page's buttons, muted shows left out, the resync notice, and desktop notifications when asked for. Text from updates is only ever
 // set as textContent.
+import { element } from "./dom.js";
 import { connect } from "./live.js";
 
 const body = document.body;
@@ -26,13 +27,6 @@ let readOnceLive = list !== null;  // what the page lists is marked read once li
 let mayMarkRead = list === null || !("openedByAnotherSite" in list.dataset);
 let shownState = "";  // the status line's state
 let wasLive = false;  // live before: going live again is a reconnect, after which the page reads back what it lists
-
-function element(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
 
 function visible() {
   return document.visibilityState === "visible";

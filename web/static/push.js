@@ -2,6 +2,8 @@
 // worker (/sw.js, scope "/"), subscribes this browser with the server's VAPID key and registers the subscription
 // (POST /api/me/push). It lists every device with push on, with a Remove button each. A browser that blocked
 // notifications, or cannot take push at all, is told so in words.
+import { call, element } from "./dom.js";
+
 (function () {
   "use strict";
   const button = document.getElementById("push-on");
@@ -15,25 +17,6 @@
   function say(text) {
     status.textContent = text;
     status.hidden = !text;
-  }
-
-  function element(tag, className, text) {
-    const node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text !== undefined) node.textContent = text;
-    return node;
-  }
-
-  async function call(method, path, body) {
-    const options = { method: method, credentials: "same-origin", headers: {} };
-    if (body !== undefined) {
-      options.headers["content-type"] = "application/json";
-      options.body = JSON.stringify(body);
-    }
-    const response = await fetch(path, options);
-    if (response.ok) return response.status === 204 ? null : response.json();
-    const error = await response.json().catch(() => ({}));
-    throw new Error(error.detail || response.statusText);
   }
 
   function keyBytes(key) {

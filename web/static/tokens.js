@@ -1,6 +1,8 @@
 // The home page's API tokens: listed (with when each expires and was last used), created and revoked through the
 // JSON API. Names and tokens are only ever set as textContent; a new token is shown once, since only its hash is
 // kept. Each attempt replaces the outcome of the one before: a token shown, or an error.
+import { call, element } from "./dom.js";
+
 (function () {
   "use strict";
   const list = document.getElementById("token-list");
@@ -8,26 +10,6 @@
   const fresh = document.getElementById("token-new");
   const value = document.getElementById("token-value");
   const problem = document.getElementById("token-error");
-
-  function element(tag, className, text) {
-    const node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text !== undefined) node.textContent = text;
-    return node;
-  }
-
-  async function call(method, path, body) {
-    const options = { method: method, credentials: "same-origin", headers: {} };
-    if (body !== undefined) {
-      options.headers["content-type"] = "application/json";
-      options.body = JSON.stringify(body);
-    }
-    const response = await fetch(path, options);
-    if (response.ok) return response.status === 204 ? null : response.json();
-    // The detail alone: the fields say it again, or give the name's rule, which the page shows under the field.
-    const error = await response.json().catch(() => ({}));
-    throw new Error(error.detail || response.statusText);
-  }
 
   function clear() {
     fresh.hidden = true;
