@@ -69,7 +69,9 @@ class Served:
         return int(self._psutil().memory_info().rss)
 
     def fds(self) -> int:
-        return int(self._psutil().num_fds())
+        """The serving process's client connections: sockets on its own port. Not all its open files, which the
+        database pool and the background chores (presence, the scheduler) grow and shrink on their own."""
+        return sum(1 for link in self._psutil().net_connections("tcp") if link.laddr and link.laddr.port == self.port)
 
     async def register(self, username: str, block: int) -> dict[str, str]:
         """A user registered over the API, from an address of `block`; returns the cookies it was given (the
@@ -274,7 +276,7 @@ async def stalled(served: Served, count: int = 20, megabytes: int = 5) -> Result
         raw.close()
     return Result(
         "stalled",
-        {"feeds": count, "MB each": megabytes, "fds before": baseline, "back within s": back},
+        {"feeds": count, "MB each": megabytes, "connections before": baseline, "back within s": back},
         {f"≤ SEND_TIMEOUT + 30 = {bound:.0f} s": back <= bound},
     )
 

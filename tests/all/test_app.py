@@ -68,7 +68,14 @@ CONFIG = schemathesis.Config.from_dict(
             }
         },
         # A feed never ends: read what it sends at once (what `after` or Last-Event-ID replays), then hang up.
-        "operations": [{"include-path-regex": "^/events", "request-timeout": 0.15}],
+        "operations": [
+            {"include-path-regex": "^/events", "request-timeout": 0.5},
+            # A body these do not read may be blank, which JSON Schema cannot say of a body that is an object.
+            {
+                "include-path-regex": "^/api/(auth/logout|admin/)",
+                "checks": {"negative_data_rejection": {"enabled": False}},
+            },
+        ],
     }
 )
 DOCUMENT = document("gossip", gossip.app.routes)  # what the all-in-one app serves (tests/shared/test_openapi.py)

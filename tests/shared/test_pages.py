@@ -54,7 +54,7 @@ async def test_an_error_page_keeps_the_logged_in_header(alice: httpx.AsyncClient
     for path in ("/no/such/page", "/logout"):
         page = await alice.get(path, headers=BROWSER)
         assert page.status_code in (404, 405) and "Something is off" in page.text, path
-        assert 'class="who signed-in">alice<' in page.text and 'id="logout"' in page.text, path
+        assert 'class="who signed-in" title="alice">alice<' in page.text and 'id="logout"' in page.text, path
 
 
 async def test_with_the_database_gone_an_error_page_is_still_the_error_page(settings: Settings, tmp_path: Path) -> None:
