@@ -77,11 +77,11 @@ async def send_digests(db: Database, mailer: Mailer, settings: Settings, now: da
     if not dues:
         return 0
     records = {record["_id"]: record async for record in db.sends.find({"_id": {"$in": [d.key for d in dues]}})}
-    turns = asyncio.Semaphore(AT_ONCE)
+    titles, turns = await Catalogue(db).titles(), asyncio.Semaphore(AT_ONCE)  # the catalogue once a round
 
     async def send(found: Due) -> bool:
         async with turns:
-            return await _send(db, mailer, settings, found, records.get(found.key), now)
+            return await _send(db, mailer, settings, found, records.get(found.key), now, titles)
 
     sent = sum(await asyncio.gather(*(send(found) for found in dues if _open(records.get(found.key), now))))
     if sent:
@@ -90,11 +90,17 @@ async def send_digests(db: Database, mailer: Mailer, settings: Settings, now: da
 
 
 async def _send(
-    db: Database, mailer: Mailer, settings: Settings, found: Due, record: dict[str, Any] | None, now: datetime
+    db: Database,
+    mailer: Mailer,
+    settings: Settings,
+    found: Due,
+    record: dict[str, Any] | None,
+    now: datetime,
+    titles: dict[str, str],
 ) -> bool:
     user = found.user
     last_read = user.get("last_read_seq", 0)
-    newest = await unread_newest(db, found.shows, user, last_read, MOST, await Catalogue(db).titles())
+    newest = await unread_newest(db, found.shows, user, last_read, MOST, titles)
     if not newest:
         return False
     total = len(newest)
