@@ -32,7 +32,6 @@ from shared.logs import AccessLog, configure
 from shared.memory import traced
 from shared.openapi import document_route
 from shared.pages import PAGE_HANDLERS
-from shared.passwords import Passwords
 from shared.proxies import TrustedProxies
 from shared.recent import Recent
 from shared.settings import ROOT, Settings
@@ -109,7 +108,7 @@ async def _core(
         settings=resolved, db=db, catalogue=Catalogue(db),
         sessions=by_id(db.sessions), tokens=Recent(by_id(db.tokens), TOKEN_MAX_AGE),
         users=by_id(db.users, USER_FIELDS),
-        passwords=Passwords(resolved.hash_concurrency, resolved.hash_wait), buckets=Buckets(db),
+        buckets=Buckets(db),
         tracer_provider=tracer_provider or exporting(resolved, name),
     )  # fmt: skip
     return client, core
@@ -132,7 +131,6 @@ def create_app(
             async with contextlib.AsyncExitStack() as stack:
                 if tracer_provider is None and (exported := base["tracer_provider"]) is not None:
                     stack.callback(exported.shutdown)  # sends the spans still batched
-                stack.callback(base["passwords"].close)
                 await stack.enter_async_context(swept(base["buckets"]))
                 resolved = base["settings"]
                 await stack.enter_async_context(traced(resolved.memory_trace, resolved.memory_trace_every))

@@ -13,7 +13,6 @@ from shared.batching import Lookup
 from shared.catalogue import Catalogue
 from shared.db import Database
 from shared.limits import Buckets
-from shared.passwords import Passwords
 from shared.recent import Recent
 from shared.settings import Settings
 
@@ -29,7 +28,6 @@ class Core(TypedDict):
     sessions: Lookup
     tokens: Recent  # and a found API token is trusted for half a second (shared.app.TOKEN_MAX_AGE)
     users: Lookup
-    passwords: Passwords  # Argon2id on a bounded pool of its own
     buckets: Buckets  # rate limits shared by every process
     tracer_provider: TracerProvider | None  # None: traces are off (shared/tracing.py)
 

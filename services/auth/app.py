@@ -24,6 +24,7 @@ from services.auth import (
     tokens,
 )
 from services.auth.mailer import announce, mailer_for
+from services.auth.passwords import hashing
 from services.auth.scheduler import scheduling
 from services.auth.state import Auth
 from services.auth.webpush import application_server_key
@@ -530,5 +531,5 @@ async def mailing(core: Core) -> AsyncIterator[dict[str, Any]]:
     yield {"mailer": mailer}
 
 
-extensions: list[Extension] = [mailing, scheduling]
+extensions: list[Extension] = [hashing, mailing, scheduling]
 app = create_app("auth", routes, extensions=extensions)

@@ -1,10 +1,13 @@
-"""What the auth service holds for its lifetime: the core every service has, and where its mail goes."""
+"""What the auth service holds for its lifetime: the core every service has, its password hashing, and where its
+mail goes."""
 
 from __future__ import annotations
 
 from services.auth.mailer import Mailer
+from services.auth.passwords import Passwords
 from shared.state import Core
 
 
 class Auth(Core):
+    passwords: Passwords  # Argon2id on a bounded pool of its own
     mailer: Mailer
