@@ -26,7 +26,7 @@ from shared.catalogue import Catalogue
 from shared.connections import forget_connection, note_connection
 from shared.errors import EXCEPTION_HANDLERS, ApiError
 from shared.headers import Nosniff
-from shared.limits import Buckets, swept
+from shared.limits import Buckets
 from shared.lingering import answer_then_drain
 from shared.logs import AccessLog, configure
 from shared.memory import traced
@@ -131,7 +131,6 @@ def create_app(
             async with contextlib.AsyncExitStack() as stack:
                 if tracer_provider is None and (exported := base["tracer_provider"]) is not None:
                     stack.callback(exported.shutdown)  # sends the spans still batched
-                await stack.enter_async_context(swept(base["buckets"]))
                 resolved = base["settings"]
                 await stack.enter_async_context(traced(resolved.memory_trace, resolved.memory_trace_every))
                 state: dict[str, Any] = dict(base)

@@ -27,6 +27,7 @@ from services.auth.mailer import announce, mailer_for
 from services.auth.passwords import hashing
 from services.auth.scheduler import scheduling
 from services.auth.state import Auth
+from services.auth.throttle import sweeping
 from services.auth.webpush import application_server_key
 from shared.app import Extension, create_app
 from shared.auth import (
@@ -531,5 +532,5 @@ async def mailing(core: Core) -> AsyncIterator[dict[str, Any]]:
     yield {"mailer": mailer}
 
 
-extensions: list[Extension] = [hashing, mailing, scheduling]
+extensions: list[Extension] = [hashing, sweeping, mailing, scheduling]
 app = create_app("auth", routes, extensions=extensions)
