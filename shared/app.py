@@ -33,7 +33,6 @@ from shared.memory import traced
 from shared.openapi import document_route
 from shared.pages import PAGE_HANDLERS
 from shared.proxies import TrustedProxies
-from shared.recent import Recent
 from shared.settings import ROOT, Settings
 from shared.state import USER_FIELDS, AnyRequest, Core, core
 from shared.tracing import Traced, exporting
@@ -47,9 +46,6 @@ CLOSE_WAIT = 1.0
 # A part of a service that lives as long as it (the stream's hub and watcher, ingest's batched writes): entered once
 # the core is ready, left at shutdown. What it yields joins the service's state (its own TypedDict extends Core).
 Extension = Callable[[Core], AbstractAsyncContextManager[Mapping[str, Any]]]
-# Seconds a found API token is trusted before it is looked up again: every publish names one, so a script publishing
-# in a loop pays one lookup per half second instead of one per publish, and a revoked token is refused within a second.
-TOKEN_MAX_AGE = 0.5
 
 
 async def healthz(request: AnyRequest) -> Response:
@@ -106,7 +102,7 @@ async def _core(
     await database.prepare(db)
     core = Core(
         settings=resolved, db=db, catalogue=Catalogue(db),
-        sessions=by_id(db.sessions), tokens=Recent(by_id(db.tokens), TOKEN_MAX_AGE),
+        sessions=by_id(db.sessions),
         users=by_id(db.users, USER_FIELDS),
         buckets=Buckets(db),
         tracer_provider=tracer_provider or exporting(resolved, name),

@@ -12,10 +12,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from services.ingest import operations
+from services.ingest.authors import remembering_tokens, require_author
+from services.ingest.recent import Recent
 from services.ingest.retention import retention
 from services.ingest.updates import KEY_HEADER, Updates
 from shared.app import create_app
-from shared.auth import Caller, require_caller
+from shared.auth import Caller
 from shared.body import read_fields, whole_number
 from shared.errors import ApiError
 from shared.limits import Limit, Rate
@@ -29,17 +31,12 @@ PUBLISHING_TOO_FAST = "You are publishing or editing faster than the limit allow
 
 
 class Ingest(Core):
+    tokens: Recent  # API tokens, each one found trusted for a moment (authors.TOKEN_MAX_AGE)
     updates: Updates
 
 
 IngestRequest = Request[Ingest]
 MINE = 20  # of the caller's own updates on the publish page
-
-
-async def require_author(request: IngestRequest) -> Caller:
-    """Who is publishing, decided before the body is read (a refused body is drained after the answer: see
-    shared/lingering.py)."""
-    return await require_caller(request, allow_bearer=True)
 
 
 async def post_update(request: IngestRequest) -> Response:
@@ -64,7 +61,7 @@ async def delete_update(request: IngestRequest) -> Response:
 
 
 async def get_updates(request: IngestRequest) -> Response:
-    caller = await require_caller(request, allow_bearer=True)
+    caller = await require_author(request)
     query = request.query_params
     page = await request.state["updates"].page(
         caller.user_id, query.get("show", ""), query.get("after"), query.get("limit")
@@ -127,5 +124,5 @@ routes = [
     ApiRoute("/api/updates/{seq:int}", delete_update, "DELETE", operations.delete_update),
     Route("/publish", publish_page, methods=["GET", "POST"]),
 ]
-extensions = [storing, retention]
+extensions = [remembering_tokens, storing, retention]
 app = create_app("ingest", routes, extensions=extensions)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from services.ingest.recent import Recent
 from shared.batching import Lookup, by_id
 from shared.db import Database
-from shared.recent import Recent
 
 
 class Counted:
