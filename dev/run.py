@@ -15,7 +15,6 @@ import uvicorn
 
 from dev.embedded import EmbeddedMongo, PortTaken
 from services.all import app as gossip
-from shared.app import create_app
 from shared.logs import configure
 from shared.settings import Settings
 
@@ -89,7 +88,7 @@ def main() -> None:
                 raise SystemExit(1) from None
             settings = dataclasses.replace(settings, mongo_url=mongo.url)
             log.info("embedded MongoDB-protocol server on %s, data in %s", mongo.url, mongo.data)
-        app = create_app("gossip", gossip.routes, settings, gossip.extensions)
+        app = gossip.create(settings)
         config = uvicorn.Config(
             app, host=settings.host, port=settings.port, log_config=None, timeout_graceful_shutdown=5,
             proxy_headers=False,  # the app believes forwarded headers from TRUSTED_PROXIES only (shared/proxies.py)

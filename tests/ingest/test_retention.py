@@ -6,7 +6,6 @@ import dataclasses
 from datetime import timedelta
 
 from services.all import app as gossip
-from shared.app import create_app
 from shared.db import Database, utcnow
 from shared.settings import Settings
 from tests.support.servers import LiveServer
@@ -19,7 +18,7 @@ async def test_updates_older_than_history_days_are_removed(settings: Settings, d
     await db.updates.insert_many([{**stored_update(seq), "created_at": old} for seq in (1, 2, 3)])
     await db.updates.insert_many([stored_update(seq) for seq in (4, 5)])
     kept = dataclasses.replace(settings, history_days=1)
-    live = LiveServer(create_app("gossip", gossip.routes, kept, gossip.extensions)).start()
+    live = LiveServer(gossip.create(kept)).start()
 
     async def only_recent_ones_left() -> bool:
         return [update["seq"] async for update in db.updates.find({}).sort("seq", 1)] == [4, 5]

@@ -16,7 +16,6 @@ from pymongo import MongoClient
 
 from services.all import app as gossip
 from services.stream.adoption import CLAIM_STALE, Adoption
-from shared.app import create_app
 from shared.catalogue import Catalogue
 from shared.db import Database, last_seq, next_seq, prepare, utcnow
 from shared.settings import Settings
@@ -151,7 +150,7 @@ async def test_documents_inserted_while_no_stream_ran_are_delivered_when_one_sta
     settings: Settings, db: Database
 ) -> None:
     await db.updates.insert_many([{"show": "flash", "text": f"while away {n}", "author": "dba"} for n in range(3)])
-    live = LiveServer(create_app("gossip", gossip.routes, settings, gossip.extensions)).start()
+    live = LiveServer(gossip.create(settings)).start()
     try:
         async with registered(live.url, "rae") as rae, events(rae, "/events/all", **{"last-event-id": "0"}) as feed:
             received = await feed.updates(3)

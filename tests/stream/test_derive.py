@@ -22,7 +22,6 @@ from services.all import app as gossip
 from services.stream.derive import RuleStream, document_key
 from services.stream.rulebook import load
 from services.stream.rules import replay
-from shared.app import create_app
 from shared.catalogue import Catalogue
 from shared.db import Database, prepare, put, token_epoch
 from shared.settings import RULES, Settings
@@ -221,7 +220,7 @@ async def test_episodes_inserted_while_the_stream_service_was_down_are_notified_
     live.stop()
     for number in range(3):
         await db.episodes.insert_one(episode(f"Missed {number}"))
-    live = LiveServer(create_app("gossip", gossip.routes, settings, gossip.extensions), port=live.port).start()
+    live = LiveServer(gossip.create(settings), port=live.port).start()
     try:
         async with (
             httpx.AsyncClient(base_url=live.url, timeout=10) as again,

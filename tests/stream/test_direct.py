@@ -15,7 +15,7 @@ from services.all import app as gossip
 from services.stream import app as stream
 from services.stream.direct import Direct
 from services.stream.response import HEADERS
-from shared.app import Service, create_app
+from shared.app import Service
 from shared.auth import RenewedSession
 from shared.connections import server_send
 from shared.headers import Nosniff
@@ -76,7 +76,7 @@ async def test_another_protocol_gets_no_direct_write() -> None:
 
 @pytest.fixture
 def h11_server(settings: Settings) -> Iterator[str]:
-    live = LiveServer(create_app("gossip", gossip.routes, settings, gossip.extensions), http="h11").start()
+    live = LiveServer(gossip.create(settings), http="h11").start()
     yield live.url
     live.stop()
 

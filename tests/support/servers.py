@@ -17,7 +17,6 @@ from starlette.types import ASGIApp
 
 from dev.processes import ServiceProcess
 from services.all import app as gossip_app
-from shared.app import create_app
 from shared.settings import Settings
 
 
@@ -58,7 +57,7 @@ class LiveServer:
 def gossip_server(settings: Settings, port: int = 0, tracer_provider: TracerProvider | None = None) -> LiveServer:
     """All three services' routes on one live uvicorn, as `make run` serves them, started; `port` as LiveServer's;
     `tracer_provider`: where its spans go (else traces are as the settings say)."""
-    app = create_app("gossip", gossip_app.routes, settings, gossip_app.extensions, tracer_provider)
+    app = gossip_app.create(settings, tracer_provider)
     return LiveServer(app, port=port).start()
 
 
