@@ -17,13 +17,12 @@ from starlette.middleware import Middleware
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shared import db as database
 from shared.auth import RenewedSession
 from shared.batching import by_id
 from shared.catalogue import Catalogue
-from shared.connections import forget_connection, note_connection
 from shared.errors import EXCEPTION_HANDLERS, ApiError
 from shared.headers import Nosniff
 from shared.limits import Buckets
@@ -46,6 +45,8 @@ CLOSE_WAIT = 1.0
 # A part of a service that lives as long as it (the stream's hub and watcher, ingest's batched writes): entered once
 # the core is ready, left at shutdown. What it yields joins the service's state (its own TypedDict extends Core).
 Extension = Callable[[Core], AbstractAsyncContextManager[Mapping[str, Any]]]
+# An ASGI app around the whole app, outside every middleware: what must see the request as the server gave it.
+Around = Callable[[ASGIApp], ASGIApp]
 
 
 async def healthz(request: AnyRequest) -> Response:
@@ -73,18 +74,25 @@ def _tune_gc() -> None:
 
 
 class Service(Starlette):
-    """Starlette, noting the server's connection before any middleware wraps `send` (shared/connections.py), and
-    draining a body it answered unread before the connection closes (shared/lingering.py)."""
+    """Starlette, draining a body it answered unread before the connection closes (shared/lingering.py), inside the
+    wrappers a service puts `around` the whole app: they see the server's own `send`, before any middleware wraps it
+    (the stream's services/stream/connections.py)."""
+
+    def __init__(self, *, around: Sequence[Around] = (), **options: Any) -> None:
+        super().__init__(**options)
+        handle: ASGIApp = self._drained
+        for wrap in reversed(around):
+            handle = wrap(handle)
+        self._handle = handle
+
+    async def _drained(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await answer_then_drain(super().__call__, scope, receive, send)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
-        note_connection(scope, send)
-        try:
-            await answer_then_drain(super().__call__, scope, receive, send)
-        finally:
-            forget_connection(scope)
+        await self._handle(scope, receive, send)
 
 
 async def _core(
@@ -116,6 +124,7 @@ def create_app(
     settings: Settings | None = None,
     extensions: Sequence[Extension] = (),
     tracer_provider: TracerProvider | None = None,
+    around: Sequence[Around] = (),
 ) -> Starlette:
     """`tracer_provider`: where spans go (a test's in-memory exporter); without one, traces are on only when the
     settings name an OTLP endpoint (shared/tracing.py)."""
@@ -146,6 +155,7 @@ def create_app(
         Mount("/static", StaticFiles(directory=ROOT / "web" / "static"), name="static"),
     ]
     return Service(
+        around=around,
         routes=[*routes, *common],
         lifespan=lifespan,
         exception_handlers={**EXCEPTION_HANDLERS, **PAGE_HANDLERS},

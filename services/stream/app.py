@@ -11,6 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from services.stream import operations
+from services.stream.connections import NotedConnection, transport_of
 from services.stream.frames import RETRY
 from services.stream.hub import Feed, Hub, marks_of
 from services.stream.lifecycle import Feeds, feeds
@@ -20,7 +21,6 @@ from services.stream.response import FeedResponse, Streamed
 from shared.app import create_app
 from shared.auth import require_caller, same_user
 from shared.body import whole_number
-from shared.connections import transport_of
 from shared.db import Database, last_seq
 from shared.openapi import ApiRoute
 from shared.pages import page_viewer, render
@@ -163,4 +163,5 @@ routes = [
     Route("/notifications/all", notifications_all),
 ]
 extensions = [feeds]
-app = create_app("stream", routes, extensions=extensions)
+around = [NotedConnection]
+app = create_app("stream", routes, extensions=extensions, around=around)

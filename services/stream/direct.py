@@ -8,7 +8,7 @@ and its sender as before (services/stream/hub.py decides, services/stream/respon
 
 It reaches into uvicorn's private objects, so it is used only where it can check what it relies on at run time, and
 the feed keeps its ASGI path wherever it cannot:
-- the server's `send` (shared/connections.py) is a method of uvicorn's httptools `RequestResponseCycle`, which holds
+- the server's `send` (connections.py) is a method of uvicorn's httptools `RequestResponseCycle`, which holds
   the connection's `transport` and `flow` (its `write_paused`: the transport asked the server to stop writing), and
   the response's state: `response_complete`, `disconnected`, and `chunked_encoding` (True once a head without a
   content-length went out);

@@ -12,10 +12,10 @@ from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from services.stream.connections import Transport, reset
 from services.stream.direct import Direct
 from services.stream.frames import EXPIRED, PING, follows_frame, preferences_frame
 from shared.auth import Caller
-from shared.connections import Transport, reset
 from shared.limits import refusal
 from shared.preferences import Preferences, preferences_of
 from shared.presence import EVERY_SHOW
@@ -101,7 +101,7 @@ class Feed:
     def drop(self) -> None:
         """Ends a feed whose send has hung (a client that stopped reading): its queue cannot drain. The connection
         is reset, which frees the socket at once and ends the hung send; a graceful close would wait for the client
-        to read what is buffered, for ever if it never does. Without the transport (shared/connections.py),
+        to read what is buffered, for ever if it never does. Without the transport (connections.py),
         the send is cancelled, which ends the response but leaves the close to the server."""
         self.too_slow = self.too_slow or STALLED  # one that overflowed first was ended for that
         self.end()

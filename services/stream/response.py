@@ -14,9 +14,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.stream.connections import reset, server_send
 from services.stream.direct import Direct
 from services.stream.hub import Feed
-from shared.connections import reset, server_send
 
 HEADERS = (
     (b"content-type", b"text/event-stream; charset=utf-8"),

@@ -7,14 +7,12 @@ import dataclasses
 from pathlib import Path
 
 import httpx
-from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
 from dev.embedded import EmbeddedMongo
 from services.auth import app as auth
 from shared.app import create_app
 from shared.settings import Settings
 from tests.support.accounts import json_error
-from tests.support.memory import alive, collector_off
 from tests.support.servers import LiveServer
 from tests.support.waiting import wait_until
 
@@ -38,13 +36,3 @@ async def test_readyz_is_503_while_the_database_is_down_and_200_once_it_is_back(
 
 async def _ready(http: httpx.AsyncClient) -> bool:
     return (await http.get("/readyz")).status_code == 200
-
-
-async def test_a_request_is_freed_as_it_ends_not_left_for_the_collector(server: str) -> None:
-    """The server's `send`, noted in the scope for the feeds (shared/connections.py), is a method of the object that
-    holds the scope: unless it is forgotten at the request's end, every request is a cycle for the collector."""
-    with collector_off():
-        for _ in range(10):
-            async with httpx.AsyncClient(base_url=server) as http:  # a connection each, closed after
-                assert (await http.get("/healthz")).status_code == 200
-        await wait_until(lambda: alive(RequestResponseCycle) == 0, timeout=5, interval=0.2)

@@ -13,11 +13,11 @@ from starlette.types import Receive, Scope, Send
 
 from services.all import app as gossip
 from services.stream import app as stream
+from services.stream.connections import NotedConnection, server_send
 from services.stream.direct import Direct
 from services.stream.response import HEADERS
 from shared.app import Service
 from shared.auth import RenewedSession
-from shared.connections import server_send
 from shared.headers import Nosniff
 from shared.logs import AccessLog
 from shared.proxies import TrustedProxies
@@ -47,7 +47,7 @@ class Mixed:
 
 
 async def served(app: Mixed, protocol: str) -> httpx.Response:
-    live = LiveServer(Service(routes=[Route("/", app)]), http=protocol).start()
+    live = LiveServer(Service(routes=[Route("/", app)], around=[NotedConnection]), http=protocol).start()
     try:
         async with httpx.AsyncClient(base_url=live.url) as http:
             return await http.get("/")

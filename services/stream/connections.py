@@ -3,9 +3,9 @@
 A response that ends is followed by a graceful close, which waits until the client has read everything sent; a
 client that never reads again would hold the socket for ever. The stream service drops such feeds, and needs the
 connection's transport to abort it. uvicorn's `send` is a method of the request's cycle, which holds the transport;
-the app notes that `send` here before any middleware wraps it (the server's own, which a feed's frames may also
-take past the middleware: services/stream/direct.py). Under a server that keeps the transport elsewhere there is
-none, and a dropped feed falls back to cancelling its send.
+`NotedConnection`, around the whole app, notes that `send` before any middleware wraps it (the server's own, which a
+feed's frames may also take past the middleware: services/stream/direct.py). Under a server that keeps the
+transport elsewhere there is none, and a dropped feed falls back to cancelling its send.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import socket
 import struct
 from typing import Any, Protocol
 
-from starlette.types import Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 SEND = "gossip.send"
 
@@ -39,6 +39,24 @@ def forget_connection(scope: Scope) -> None:
     """At the request's end: the server's `send` is a method of the object that holds the scope, a cycle that
     would otherwise wait for the garbage collector."""
     scope.pop(SEND, None)
+
+
+class NotedConnection:
+    """Around the whole app, outside every middleware (shared/app.py `around`): what a request's feed needs of its
+    connection is noted as the request starts, and forgotten as it ends."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        note_connection(scope, send)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            forget_connection(scope)
 
 
 def server_send(scope: Scope) -> Send | None:
