@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import ipaddress
 import os
 import re
@@ -13,9 +12,6 @@ from dataclasses import dataclass, field
 from email.utils import parseaddr
 from pathlib import Path
 from urllib.parse import urlsplit
-
-from cryptography.hazmat.primitives.asymmetric import ec
-from py_vapid import Vapid
 
 ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "var"
@@ -30,18 +26,6 @@ def dev_secret(var: Path = VAR) -> str:
         var.mkdir(parents=True, exist_ok=True)
         path.touch(mode=0o600)
         path.write_text(secrets.token_urlsafe(32))
-    return path.read_text().strip()
-
-
-def dev_vapid_key(var: Path = VAR) -> str:
-    """A per-checkout VAPID private key (the raw P-256 scalar, base64url), generated on first run like the secret:
-    the browsers' push subscriptions are bound to its public half, so it must outlive restarts."""
-    path = var / "vapid_private_key"
-    if not path.exists():
-        var.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
-        key = ec.generate_private_key(ec.SECP256R1()).private_numbers().private_value.to_bytes(32, "big")
-        path.write_text(base64.urlsafe_b64encode(key).decode().rstrip("="))
     return path.read_text().strip()
 
 
@@ -107,15 +91,6 @@ def _url(env: Mapping[str, str], name: str) -> str:
     if raw and not re.fullmatch(r"https?://[^/\s]+(/\S*)?", raw):
         raise ValueError(f"{name} must be an http:// or https:// URL, got {raw!r}")
     return raw
-
-
-def _vapid_key(env: Mapping[str, str]) -> str:
-    key = env.get("VAPID_PRIVATE_KEY") or dev_vapid_key()
-    try:
-        Vapid.from_string(key)
-    except Exception:  # py-vapid raises whatever its decoders raise
-        raise ValueError("VAPID_PRIVATE_KEY must be a P-256 private key in base64url (raw 32 bytes, or DER)") from None
-    return key
 
 
 def _subject(env: Mapping[str, str]) -> str:
@@ -218,7 +193,7 @@ class Settings:
     otlp_endpoint: str = ""  # where traces go (OTLP over HTTP, /v1/traces appended); empty: no traces at all
     # Web Push (docs/pages.md: "Push notifications"). The key signs every push (VAPID); the subject tells push services
     # whom to contact (a mailto: or https: URL).
-    vapid_private_key: str = field(default_factory=dev_vapid_key)
+    vapid_private_key: str = ""  # empty: the auth service's own, generated into var/ (services/auth/webpush.py)
     vapid_subject: str = "mailto:gossip@localhost"
     push_delay: float = 60.0  # seconds an update stays unread before it is pushed
     push_allow_http_loopback: bool = False  # subscriptions may name http://127.0.0.1 (tests, local push servers)
@@ -276,7 +251,7 @@ class Settings:
             drain_bytes=_count(env, "DRAIN_BYTES", 64 * 1024 * 1024),
             watch_rules=_rules_file(env),
             otlp_endpoint=_url(env, "OTEL_EXPORTER_OTLP_ENDPOINT"),
-            vapid_private_key=_vapid_key(env),
+            vapid_private_key=env.get("VAPID_PRIVATE_KEY", ""),
             vapid_subject=_subject(env),
             push_delay=_number(env, "PUSH_DELAY", 60.0, zero=True),
             push_allow_http_loopback=_flag(env, "PUSH_ALLOW_HTTP_LOOPBACK"),

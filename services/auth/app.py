@@ -28,7 +28,6 @@ from services.auth.passwords import hashing
 from services.auth.scheduler import scheduling
 from services.auth.state import Auth
 from services.auth.throttle import sweeping
-from services.auth.webpush import application_server_key
 from shared.app import Extension, create_app
 from shared.auth import (
     Caller,
@@ -159,7 +158,7 @@ async def api_revoke_token(request: AuthRequest) -> Response:
 
 
 async def api_push_key(request: AuthRequest) -> Response:
-    return JSONResponse({"key": application_server_key(request.state["settings"])})
+    return JSONResponse({"key": request.state["push_key"]})
 
 
 async def api_add_device(request: AuthRequest) -> Response:

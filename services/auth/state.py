@@ -11,3 +11,4 @@ from shared.state import Core
 class Auth(Core):
     passwords: Passwords  # Argon2id on a bounded pool of its own
     mailer: Mailer
+    push_key: str  # the public half of the key that signs pushes, as browsers subscribe with it
