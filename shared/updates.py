@@ -58,6 +58,28 @@ def wire(update: dict[str, Any]) -> dict[str, Any]:
     return shown
 
 
+def update_document(
+    *, show: str, title: str | None, text: str, author: str, created_at: datetime, **more: Any
+) -> dict[str, Any]:
+    """The one shape of an update as stored, before its number (`numbered`), whoever writes it: a publish, a watch
+    rule, or the stream adopting another program's document. `announced` is the digest of the text its feeds are
+    told first, so that its first change event is not taken for an edit. `more`: what only some writers keep (the
+    author's _id, an idempotency key, a recipient, a rule's source fields, another program's _id and fields). A
+    personal update's title may be None: its topic is no show of the catalogue (`titled`)."""
+    update = {**more, "show": show, "text": text, "announced": digest(text), "author": author, "created_at": created_at}
+    if title is not None:
+        update["title"] = title
+    return update
+
+
+def numbered(updates: list[dict[str, Any]], last: int) -> None:
+    """Gives the updates, in order, the block of seqs that ends at `last` (next_seq's answer for as many), and each
+    one without an _id the one update_id makes of its seq and time; another program's document keeps its own."""
+    for seq, update in enumerate(updates, start=last - len(updates) + 1):
+        update["seq"] = seq
+        update.setdefault("_id", update_id(seq, update["created_at"]))
+
+
 def update_id(seq: int, created_at: datetime) -> ObjectId:
     """An ObjectId that holds the update's time, as every ObjectId does, then its seq. A delete event on MongoDB
     carries nothing but the _id: from this one the stream service knows which update to retract, and whether it

@@ -22,7 +22,18 @@ from shared.db import MAX_INT, Database, next_seq, numbers, put, utcnow, with_no
 from shared.errors import ApiError, invalid
 from shared.limits import Limit
 from shared.tracing import span, traceparent
-from shared.updates import WIRE_FIELDS, digest, history, problem, shown, text_problem, titled, update_id, wire
+from shared.updates import (
+    WIRE_FIELDS,
+    digest,
+    history,
+    numbered,
+    problem,
+    shown,
+    text_problem,
+    titled,
+    update_document,
+    wire,
+)
 
 KEY_HEADER = "Idempotency-Key"
 MAX_KEY = 200
@@ -81,10 +92,10 @@ class Updates:
         if replayed := await self._used_before(author, idempotency_key, show, title, text):
             return replayed
         await self.publishing(author.user_id)
-        update = {"show": show, "title": title, "text": text, "announced": digest(text), "author": author.username,
-                  "author_id": author.user_id, "created_at": utcnow()}  # fmt: skip
-        if idempotency_key is not None:
-            update["idempotency_key"], update["requested"] = idempotency_key, _requested(show, text)
+        keyed = {} if idempotency_key is None else {"idempotency_key": idempotency_key,
+                                                     "requested": _requested(show, text)}  # fmt: skip
+        update = update_document(show=show, title=title, text=text, author=author.username, created_at=utcnow(),
+                               author_id=author.user_id, **keyed)  # fmt: skip
         try:
             return wire(await self._stored(update))
         except DuplicateKeyError:
@@ -141,9 +152,7 @@ class Updates:
         commit, so that concurrent publishers share two round trips instead of queueing for two each.
 
         Inserted unordered, so one duplicate idempotency key fails that publish alone."""
-        last = await next_seq(self.db, count=len(updates))
-        for seq, update in enumerate(updates, start=last - len(updates) + 1):
-            update["_id"], update["seq"] = update_id(seq, update["created_at"]), seq
+        numbered(updates, await next_seq(self.db, count=len(updates)))
         try:
             await self.db.updates.insert_many(updates, ordered=False)  # insert: dates stay dates on the embedded server
         except BulkWriteError as error:

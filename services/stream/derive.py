@@ -40,7 +40,7 @@ from shared.db import (
     utcnow,
     with_now,
 )
-from shared.updates import digest, update_id
+from shared.updates import digest, numbered, update_document
 
 log = logging.getLogger("gossip.stream.rules")
 
@@ -164,14 +164,14 @@ class Derivation:
         self, document: dict[str, Any], titles: Mapping[str, str], recipients: Mapping[str, str]
     ) -> dict[str, Any]:
         """The update the document makes, before it is numbered; ValueError when it cannot make one."""
-        rule, update = self.rule, {}
+        rule, personal = self.rule, {}
         if rule.recipient_field is not None:
             username = document.get(rule.recipient_field)
             recipient = recipients.get(username_key(username)) if isinstance(username, str) else None
             if recipient is None:
                 raise ValueError(f"{rule.recipient_field}: {username!r} is no user of Gossip's")
             assert rule.show is not None and rule.title is not None  # rulebook: a personal rule has both
-            show, title, update["recipient"] = rule.show, rule.title, recipient
+            show, title, personal["recipient"] = rule.show, rule.title, recipient
         else:
             slug = rule.show if rule.show is not None else document.get(rule.show_field or "")
             if not isinstance(slug, str) or slug not in titles:
@@ -181,7 +181,7 @@ class Derivation:
             text = render(rule, document, title)
         except (TypeError, ValueError) as error:
             raise ValueError(f"text: {error}") from None
-        update.update(show=show, title=title, text=text, announced=digest(text), author=rule.name)
+        update = update_document(show=show, title=title, text=text, author=rule.name, created_at=utcnow(), **personal)
         update["source_state"] = self._state(document, update)
         return update
 
@@ -195,9 +195,7 @@ class Derivation:
     async def _create(self, creates: list[dict[str, Any]]) -> int:
         """One block of seqs and one unordered insert for the batch. A source key another process stored first
         fails alone: its seq is a hole."""
-        last, now = await next_seq(self.db, count=len(creates)), utcnow()
-        for seq, update in enumerate(creates, start=last - len(creates) + 1):
-            update.update(_id=update_id(seq, now), seq=seq, created_at=now)
+        numbered(creates, await next_seq(self.db, count=len(creates)))
         try:
             await self.db.updates.insert_many(creates, ordered=False)  # insert: dates stay dates on the embedded server
         except BulkWriteError as error:

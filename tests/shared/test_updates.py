@@ -25,6 +25,7 @@ from shared.updates import (
     digest,
     every_viewers,
     history,
+    numbered,
     problem,
     recent,
     sees,
@@ -33,6 +34,7 @@ from shared.updates import (
     since_read,
     text_problem,
     unread,
+    update_document,
     update_id,
     wire,
 )
@@ -211,3 +213,13 @@ def test_a_personal_update_says_so_on_the_wire_and_never_whom_it_is_for() -> Non
     assert problem(personal(2, "alice_id"), SHOWS) is None  # its topic is its rule's, not the catalogue's
     assert problem({**personal(2, "alice_id"), "recipient": 7}, SHOWS) == "recipient: a user's _id, as text"
     assert problem({**stored_update(1), "show": "orders"}, SHOWS) == "show: 'orders' is not in the catalogue"
+
+
+def test_a_numbered_update_holds_its_seq_in_its_id_unless_another_program_gave_it_one() -> None:
+    when = datetime(2026, 12, 1, tzinfo=UTC)
+    published = update_document(show="flash", title="The Flash", text="hi", author="ann", created_at=when)
+    foreign = update_document(show="flash", title=None, text="yo", author="bob", created_at=when, _id="theirs")
+    numbered([published, foreign], 42)
+    assert (published["seq"], foreign["seq"]) == (41, 42)
+    assert (seq_in_id(published["_id"]), foreign["_id"]) == (41, "theirs")
+    assert published["announced"] == digest("hi") and "title" not in foreign
