@@ -3,6 +3,8 @@ mail goes."""
 
 from __future__ import annotations
 
+from starlette.requests import Request
+
 from services.auth.mailer import Mailer
 from services.auth.passwords import Passwords
 from shared.state import Core
@@ -12,3 +14,6 @@ class Auth(Core):
     passwords: Passwords  # Argon2id on a bounded pool of its own
     mailer: Mailer
     push_key: str  # the public half of the key that signs pushes, as browsers subscribe with it
+
+
+AuthRequest = Request[Auth]
