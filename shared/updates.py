@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Collection, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypedDict
 
 from bson import ObjectId
@@ -141,6 +141,12 @@ def problem(update: Mapping[str, Any], titles: Mapping[str, str]) -> str | None:
     if isinstance(update.get("show"), str) and update["show"] not in titles and "recipient" not in update:
         return f"show: {update['show']!r} is not in the catalogue"
     return shape_problem(update)
+
+
+def history_cutoff(history_days: float, now: datetime) -> datetime | None:
+    """Updates created before this are history's retention to remove; None when HISTORY_DAYS is 0 and keeps them
+    all. Ingest removes by it; the stream tells retention's deletions from retractions by it."""
+    return now - timedelta(days=history_days) if history_days else None
 
 
 def is_seq(value: object) -> bool:

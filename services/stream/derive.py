@@ -22,24 +22,11 @@ from typing import Any
 from pymongo import UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
-from services.stream.changes import LOOKUP, Change, ChangeFeed
+from services.stream.changes import LOOKUP, Change, ChangeFeed, change_id, token_epoch
 from services.stream.metrics import RULE_HISTORY_LOST, RULE_SKIPPED, RULE_UPDATES
-from services.stream.rulebook import Rule, plain, render
+from services.stream.rulebook import Rule, matching, plain, render
 from shared.catalogue import Catalogue
-from shared.db import (
-    Database,
-    change_id,
-    iso_utc,
-    matching,
-    new_id,
-    next_seq,
-    purges_ttl_on_read,
-    put,
-    token_epoch,
-    username_key,
-    utcnow,
-    with_now,
-)
+from shared.db import Database, iso_utc, new_id, next_seq, purges_ttl_on_read, put, username_key, utcnow, with_now
 from shared.updates import digest, numbered, update_document
 
 log = logging.getLogger("gossip.stream.rules")

@@ -11,14 +11,14 @@ from opentelemetry.trace import SpanKind, Tracer
 
 from services.stream.adoption import Adoption
 from services.stream.audience import Audience
-from services.stream.changes import LOOKUP, Change, ChangeFeed, ChangeStreams
+from services.stream.changes import LOOKUP, Change, ChangeFeed, ChangeStreams, change_id
 from services.stream.deletions import Deletions
 from services.stream.frames import edit_frame, retract_frame, update_frame
 from services.stream.hub import Hub
 from services.stream.metrics import DELIVERED, DELIVERY_LATENCY, EDITS, RETRACTIONS
 from services.stream.reorder import Reorder
 from shared.catalogue import Catalogue
-from shared.db import Database, as_datetime, change_id, numbers, utcnow, with_now
+from shared.db import Database, as_datetime, numbers, utcnow, with_now
 from shared.settings import SESSION_ABSOLUTE_AGE
 from shared.tracing import stored_context, within
 from shared.updates import WIRE_FIELDS, digest, is_seq, newest, problem, titled
