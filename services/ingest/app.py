@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from services.ingest import operations
+from services.ingest import api_docs
 from services.ingest.authors import remembering_tokens, require_author
 from services.ingest.recent import Recent
 from services.ingest.retention import retention
@@ -118,10 +118,10 @@ async def storing(core: Core) -> AsyncIterator[dict[str, Updates]]:
 
 
 routes = [
-    ApiRoute("/api/updates", post_update, "POST", operations.post_update),
-    ApiRoute("/api/updates", get_updates, "GET", operations.get_updates),
-    ApiRoute("/api/updates/{seq:int}", patch_update, "PATCH", operations.patch_update),
-    ApiRoute("/api/updates/{seq:int}", delete_update, "DELETE", operations.delete_update),
+    ApiRoute("/api/updates", post_update, "POST", api_docs.post_update),
+    ApiRoute("/api/updates", get_updates, "GET", api_docs.get_updates),
+    ApiRoute("/api/updates/{seq:int}", patch_update, "PATCH", api_docs.patch_update),
+    ApiRoute("/api/updates/{seq:int}", delete_update, "DELETE", api_docs.delete_update),
     Route("/publish", publish_page, methods=["GET", "POST"]),
 ]
 extensions = [remembering_tokens, storing, retention]

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from services.stream import operations
+from services.stream import api_docs
 from services.stream.connections import NotedConnection, transport_of
 from services.stream.frames import RETRY
 from services.stream.hub import Feed, Hub, marks_of
@@ -157,8 +157,8 @@ async def notifications_all(request: StreamRequest) -> Response:
 
 
 routes = [
-    ApiRoute("/events", Streamed(events), "GET", operations.events),
-    ApiRoute("/events/all", Streamed(events_all), "GET", operations.events_all),
+    ApiRoute("/events", Streamed(events), "GET", api_docs.events),
+    ApiRoute("/events/all", Streamed(events_all), "GET", api_docs.events_all),
     Route("/notifications", notifications),
     Route("/notifications/all", notifications_all),
 ]

@@ -9,7 +9,7 @@ from typing import Any
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from services.auth import accounts, browsers, operations
+from services.auth import accounts, api_docs, browsers
 from services.auth.state import AuthRequest
 from shared.auth import (
     Caller,
@@ -118,9 +118,9 @@ async def logout_page(request: AuthRequest) -> Response:
 
 
 routes: list[BaseRoute] = [
-    ApiRoute("/api/auth/register", api_register, "POST", operations.register),
-    ApiRoute("/api/auth/login", api_login, "POST", operations.login),
-    ApiRoute("/api/auth/logout", api_logout, "POST", operations.logout),
+    ApiRoute("/api/auth/register", api_register, "POST", api_docs.register),
+    ApiRoute("/api/auth/login", api_login, "POST", api_docs.login),
+    ApiRoute("/api/auth/logout", api_logout, "POST", api_docs.logout),
     Route("/login", login_page, methods=["GET", "POST"]),
     Route("/register", register_page, methods=["GET", "POST"]),
     Route("/logout", logout_page, methods=["POST"]),

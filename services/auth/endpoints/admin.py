@@ -6,7 +6,7 @@ from __future__ import annotations
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from services.auth import console, operations
+from services.auth import api_docs, console
 from services.auth.state import AuthRequest
 from shared.auth import Caller, require_caller, session_caller
 from shared.body import read_object
@@ -61,8 +61,8 @@ async def api_admin_end_sessions(request: AuthRequest) -> Response:
 
 routes: list[BaseRoute] = [
     Route("/admin", admin_page),
-    ApiRoute("/api/admin/console", api_admin_console, "GET", operations.admin_console),
-    ApiRoute("/api/admin/rejected/{document_id}/release", api_admin_release, "POST", operations.admin_release),
-    ApiRoute("/api/admin/updates/{seq}", api_admin_retract, "DELETE", operations.admin_retract),
-    ApiRoute("/api/admin/users/{username}/sessions", api_admin_end_sessions, "DELETE", operations.admin_end_sessions),
+    ApiRoute("/api/admin/console", api_admin_console, "GET", api_docs.admin_console),
+    ApiRoute("/api/admin/rejected/{document_id}/release", api_admin_release, "POST", api_docs.admin_release),
+    ApiRoute("/api/admin/updates/{seq}", api_admin_retract, "DELETE", api_docs.admin_retract),
+    ApiRoute("/api/admin/users/{username}/sessions", api_admin_end_sessions, "DELETE", api_docs.admin_end_sessions),
 ]

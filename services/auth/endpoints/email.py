@@ -6,7 +6,7 @@ from __future__ import annotations
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from services.auth import addresses, links, operations
+from services.auth import addresses, api_docs, links
 from services.auth.endpoints.preferences import preferences_form
 from services.auth.state import AuthRequest
 from shared.auth import require_caller
@@ -106,11 +106,11 @@ async def email_form(request: AuthRequest) -> Response:
 
 
 routes: list[BaseRoute] = [
-    ApiRoute("/api/me/email", api_email, "GET", operations.email),
-    ApiRoute("/api/me/email", api_set_email, "PUT", operations.set_email),
-    ApiRoute("/api/me/email", api_remove_email, "DELETE", operations.remove_email),
-    ApiRoute("/api/me/email/digest", api_digest_on, "PUT", operations.digest_on),
-    ApiRoute("/api/me/email/digest", api_digest_off, "DELETE", operations.digest_off),
+    ApiRoute("/api/me/email", api_email, "GET", api_docs.email),
+    ApiRoute("/api/me/email", api_set_email, "PUT", api_docs.set_email),
+    ApiRoute("/api/me/email", api_remove_email, "DELETE", api_docs.remove_email),
+    ApiRoute("/api/me/email/digest", api_digest_on, "PUT", api_docs.digest_on),
+    ApiRoute("/api/me/email/digest", api_digest_off, "DELETE", api_docs.digest_off),
     Route("/email", email_form, methods=["POST"]),
     Route("/email/verify", verify_page),
     Route("/unsubscribe", unsubscribe_page, methods=["GET", "POST"]),

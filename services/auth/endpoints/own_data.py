@@ -6,7 +6,7 @@ from __future__ import annotations
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 
-from services.auth import operations, own_data
+from services.auth import api_docs, own_data
 from services.auth.endpoints.accounts import client_address, logged_out
 from services.auth.state import AuthRequest
 from shared.auth import require_caller
@@ -32,6 +32,6 @@ async def api_delete_account(request: AuthRequest) -> Response:
 
 
 routes: list[BaseRoute] = [
-    ApiRoute("/api/me", api_delete_account, "DELETE", operations.delete_account),
-    ApiRoute("/api/me/export", api_export, "GET", operations.export),
+    ApiRoute("/api/me", api_delete_account, "DELETE", api_docs.delete_account),
+    ApiRoute("/api/me/export", api_export, "GET", api_docs.export),
 ]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from services.auth import addresses, operations, own_data, preferences
+from services.auth import addresses, api_docs, own_data, preferences
 from services.auth.endpoints.accounts import client_address, logged_out
 from services.auth.state import AuthRequest
 from shared.auth import require_caller
@@ -82,7 +82,7 @@ async def preferences_page(request: AuthRequest) -> Response:
 
 
 routes: list[BaseRoute] = [
-    ApiRoute("/api/me/preferences", api_preferences, "GET", operations.preferences),
-    ApiRoute("/api/me/preferences", api_change_preferences, "PUT", operations.change_preferences),
+    ApiRoute("/api/me/preferences", api_preferences, "GET", api_docs.preferences),
+    ApiRoute("/api/me/preferences", api_change_preferences, "PUT", api_docs.change_preferences),
     Route("/preferences", preferences_page, methods=["GET", "POST"]),
 ]

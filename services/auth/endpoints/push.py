@@ -6,7 +6,7 @@ from __future__ import annotations
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from services.auth import devices, operations
+from services.auth import api_docs, devices
 from services.auth.state import AuthRequest
 from shared.auth import require_caller
 from shared.body import read_object
@@ -46,9 +46,9 @@ async def service_worker(request: AuthRequest) -> Response:
 
 
 routes: list[BaseRoute] = [
-    ApiRoute("/api/push/key", api_push_key, "GET", operations.push_key),
-    ApiRoute("/api/me/push", api_add_device, "POST", operations.add_device),
-    ApiRoute("/api/me/push", api_devices, "GET", operations.devices),
-    ApiRoute("/api/me/push/{id}", api_remove_device, "DELETE", operations.remove_device),
+    ApiRoute("/api/push/key", api_push_key, "GET", api_docs.push_key),
+    ApiRoute("/api/me/push", api_add_device, "POST", api_docs.add_device),
+    ApiRoute("/api/me/push", api_devices, "GET", api_docs.devices),
+    ApiRoute("/api/me/push/{id}", api_remove_device, "DELETE", api_docs.remove_device),
     Route("/sw.js", service_worker),
 ]

@@ -8,7 +8,7 @@ from typing import Any
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from services.auth import accounts, operations
+from services.auth import accounts, api_docs
 from services.auth.state import AuthRequest
 from shared.auth import require_caller, same_user, session_caller
 from shared.body import read_object
@@ -80,11 +80,11 @@ async def shows_page(request: AuthRequest) -> Response:
 
 
 routes: list[BaseRoute] = [
-    ApiRoute("/api/me", api_me, "GET", operations.me),
-    ApiRoute("/api/shows", api_shows, "GET", operations.shows),
-    ApiRoute("/api/shows/{slug}/presence", api_show_presence, "GET", operations.show_presence),
-    ApiRoute("/api/me/follows/{slug}", api_follow, "PUT", operations.follow),
-    ApiRoute("/api/me/follows/{slug}", api_unfollow, "DELETE", operations.unfollow),
-    ApiRoute("/api/me/read", api_read, "POST", operations.read),
+    ApiRoute("/api/me", api_me, "GET", api_docs.me),
+    ApiRoute("/api/shows", api_shows, "GET", api_docs.shows),
+    ApiRoute("/api/shows/{slug}/presence", api_show_presence, "GET", api_docs.show_presence),
+    ApiRoute("/api/me/follows/{slug}", api_follow, "PUT", api_docs.follow),
+    ApiRoute("/api/me/follows/{slug}", api_unfollow, "DELETE", api_docs.unfollow),
+    ApiRoute("/api/me/read", api_read, "POST", api_docs.read),
     Route("/shows", shows_page, methods=["GET", "POST"]),
 ]

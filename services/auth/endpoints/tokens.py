@@ -6,7 +6,7 @@ from __future__ import annotations
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 
-from services.auth import operations, tokens
+from services.auth import api_docs, tokens
 from services.auth.state import AuthRequest
 from shared.auth import require_caller
 from shared.body import fields_of, read_object
@@ -35,7 +35,7 @@ async def api_revoke_token(request: AuthRequest) -> Response:
 
 
 routes: list[BaseRoute] = [
-    ApiRoute("/api/me/tokens", api_create_token, "POST", operations.create_token),
-    ApiRoute("/api/me/tokens", api_tokens, "GET", operations.tokens),
-    ApiRoute("/api/me/tokens/{name}", api_revoke_token, "DELETE", operations.revoke_token),
+    ApiRoute("/api/me/tokens", api_create_token, "POST", api_docs.create_token),
+    ApiRoute("/api/me/tokens", api_tokens, "GET", api_docs.tokens),
+    ApiRoute("/api/me/tokens/{name}", api_revoke_token, "DELETE", api_docs.revoke_token),
 ]
