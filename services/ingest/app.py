@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from services.ingest import api_docs
 from services.ingest.authors import remembering_tokens, require_author
-from services.ingest.recent import Recent
+from services.ingest.remembered import Remembered
 from services.ingest.retention import retention
 from services.ingest.updates import KEY_HEADER, Updates
 from shared.app import create_app
@@ -31,7 +31,7 @@ PUBLISHING_TOO_FAST = "You are publishing or editing faster than the limit allow
 
 
 class Ingest(Core):
-    tokens: Recent  # API tokens, each one found trusted for a moment (authors.TOKEN_MAX_AGE)
+    tokens: Remembered  # API tokens, each one found trusted for a moment (authors.TOKEN_MAX_AGE)
     updates: Updates
 
 

@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from services.ingest.recent import Recent
+from services.ingest.remembered import Remembered
 from shared.auth import Caller, cookie_caller, token_digest
 from shared.batching import by_id
 from shared.db import Database, as_datetime, utcnow
@@ -24,7 +24,7 @@ USE_NOTED_EVERY = 60.0  # seconds between two records of a token's last use
 @contextlib.asynccontextmanager
 async def remembering_tokens(core: Core) -> AsyncIterator[dict[str, Any]]:
     """The process's lookup of API tokens, whose finds its concurrent requests share."""
-    yield {"tokens": Recent(by_id(core["db"].tokens), TOKEN_MAX_AGE)}
+    yield {"tokens": Remembered(by_id(core["db"].tokens), TOKEN_MAX_AGE)}
 
 
 async def bearer_caller(request: AnyRequest) -> Caller | None:
