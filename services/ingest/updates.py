@@ -27,11 +27,11 @@ from shared.updates import (
     digest,
     history,
     numbered,
-    problem,
     shown,
-    text_problem,
     titled,
     update_document,
+    why_text_refused,
+    why_undeliverable,
     wire,
 )
 
@@ -139,7 +139,7 @@ class Updates:
         problems: dict[str, str] = {}
         if (title := await self.catalogue.title(show)) is None:
             problems["show"] = await self._shows_rule()
-        if why := text_problem(text):
+        if why := why_text_refused(text):
             problems["text"] = why
         if key is not None and not 1 <= len(key) <= MAX_KEY:
             problems[KEY_HEADER] = f"1 to {MAX_KEY} characters"
@@ -177,7 +177,7 @@ class Updates:
         """The author's own update with a new text, checked as a publish is. Its feeds hear of it from the stream
         service, which sees `announced` gone and tells them; an unchanged text changes nothing."""
         stored = await self._own(author, seq)
-        if why := text_problem(text):
+        if why := why_text_refused(text):
             raise invalid({"text": why})
         if text == stored["text"]:
             return wire(stored)
@@ -215,7 +215,7 @@ class Updates:
         query = {"seq": seq, "rejected": {"$exists": False}}
         stored = await self.db.updates.find_one(query) if seq <= MAX_INT else None
         titles = await self.catalogue.titles()
-        if stored is None or problem(stored, titles) is not None:
+        if stored is None or why_undeliverable(stored, titles) is not None:
             raise _not_found(seq)
         if stored.get("author_id") != author.user_id:
             raise ApiError(403, detail=f"Update {seq} is not yours: only its author can change it.")

@@ -30,7 +30,7 @@ from services.stream.metrics import REJECTED
 from shared import tasks
 from shared.catalogue import Catalogue
 from shared.db import Database, as_datetime, new_id, next_seq, utcnow
-from shared.updates import numbered, problem, update_document
+from shared.updates import numbered, update_document, why_undeliverable
 
 log = logging.getLogger("gossip.stream.adoption")
 
@@ -162,7 +162,7 @@ def _finished(claimed: dict[str, Any], inserted_at: datetime, titles: dict[str, 
         update["title"] = titles[update["show"]]
     if update.get("created_at") is None:
         update["created_at"] = inserted_at
-    if why := problem(update, titles):
+    if why := why_undeliverable(update, titles):
         return why
     own = {key: update.pop(key) for key in ("show", "title", "text", "author", "created_at") if key in update}
     return update_document(show=own["show"], title=own.get("title"), text=own["text"], author=own["author"],

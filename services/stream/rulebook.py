@@ -21,7 +21,7 @@ from bson import ObjectId
 from pymongo.errors import PyMongoError
 
 from shared.db import Database, as_datetime, new_id, put
-from shared.updates import text_problem
+from shared.updates import why_text_refused
 
 OPERATIONS = ("insert", "update", "delete")
 NAME = re.compile(r"[a-z0-9_-]{3,32}")  # a rule's name is the author of its updates: a username's shape
@@ -186,8 +186,8 @@ def render(rule: Rule, document: Mapping[str, Any], show_title: str) -> str:
     (a date's format on text) or the text cannot be an update's."""
     values = {**document, SHOW_TITLE: show_title}
     text = "".join(literal + _formatted(values.get(name or ""), spec) for literal, name, spec in rule.text)
-    if problem := text_problem(text):
-        raise ValueError(f"the text it renders is refused: {problem}")
+    if why := why_text_refused(text):
+        raise ValueError(f"the text it renders is refused: {why}")
     return text
 
 

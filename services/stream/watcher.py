@@ -21,7 +21,7 @@ from shared.catalogue import Catalogue
 from shared.db import Database, as_datetime, numbers, utcnow, with_now
 from shared.settings import SESSION_ABSOLUTE_AGE
 from shared.tracing import stored_context, within
-from shared.updates import WIRE_FIELDS, digest, is_seq, newest, problem, titled
+from shared.updates import WIRE_FIELDS, digest, is_seq, newest, titled, why_undeliverable
 
 log = logging.getLogger("gossip.stream.watcher")
 
@@ -135,7 +135,7 @@ class Watcher:
         if "rejected" in document:
             return None
         seq, titles = document.get("seq"), await self.catalogue.titles()
-        why = problem(document, titles) if is_seq(seq) else f"seq: {seq!r} is not a seq"
+        why = why_undeliverable(document, titles) if is_seq(seq) else f"seq: {seq!r} is not a seq"
         if why is None:
             return titled(document, titles)
         await self.adoption.reject(document["_id"], why)
