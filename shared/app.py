@@ -38,8 +38,8 @@ from shared.tracing import Traced, exporting
 
 GC_THRESHOLDS = (50_000, 20, 100)  # Python's defaults are (700, 10, 10)
 # Seconds for the database client's goodbyes at shutdown (ending sessions, killing cursors). They are best effort:
-# the server reaps both on its own. Without a bound, a database that has gone held the exit for the client's 5 s
-# server-selection timeout.
+# the server reaps both on its own. Without a bound, a database that has gone would hold the exit for the client's
+# whole server-selection timeout.
 CLOSE_WAIT = 1.0
 
 # A part of a service that lives as long as it (the stream's hub and watcher, ingest's batched writes): entered once
@@ -66,9 +66,10 @@ async def metrics(request: AnyRequest) -> Response:
 
 
 def _tune_gc() -> None:
-    """Python's collector rescans every long-lived object each time their number has grown by a quarter. A stream
-    process taking thousands of connections spent 40 % of its CPU there, in pauses of up to half a second. So: far
-    fewer, larger young collections, and whatever exists once the service is ready is frozen out of every scan."""
+    """Python's collector rescans every long-lived object each time their number has grown by a quarter, and a
+    stream process holding thousands of connections holds a great many: rescanning them would take much of its CPU,
+    in long pauses (docs/benchmarks.md). So: far fewer, larger young collections, and whatever exists once the
+    service is ready is frozen out of every scan."""
     gc.set_threshold(*GC_THRESHOLDS)
     gc.freeze()
 

@@ -98,7 +98,7 @@ def absolute_end(session: dict[str, Any], absolute_age: float) -> datetime:
 
 def session_end(session: dict[str, Any], absolute_age: float) -> datetime:
     """When a session ends unless it is renewed first: its sliding end, never past its absolute end, whatever wrote
-    the sliding one (a process from before the absolute end existed, a hand in mongosh). TypeError if a date is not
+    the sliding one (another program, a hand in mongosh). TypeError if a date is not
     one."""
     return min(as_datetime(session.get("expires_at")), absolute_end(session, absolute_age))
 

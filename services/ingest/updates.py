@@ -49,7 +49,8 @@ def _requested(show: str, text: str) -> str:
 
 
 def _requested_by(stored: Mapping[str, Any]) -> str:
-    """Updates stored before `requested` was kept asked for what they still hold, unless edited since."""
+    """What the keyed update asked for: `requested`, which every publish keeps; a document another program wrote with
+    a key and without it asked for what it holds."""
     return str(stored["requested"]) if "requested" in stored else _requested(stored["show"], stored["text"])
 
 

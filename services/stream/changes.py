@@ -90,7 +90,7 @@ class ChangeFeed:
     commits, so a change never waits for it, but `on_idle` runs only once it has answered. The embedded server
     answers at once whatever it is told; there `pause` paces the polls instead: `pause` within `BUSY` seconds of
     the last change, when the next is likely near and each millisecond of the pause is one a change may wait,
-    `idle_pause` after, when a poll (0.75 ms of CPU) mostly finds nothing."""
+    `idle_pause` after, when a poll, which costs CPU, mostly finds nothing."""
 
     collection: AsyncCollection[dict[str, Any]]
     pipeline: list[dict[str, Any]]

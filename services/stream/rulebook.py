@@ -213,8 +213,8 @@ async def check_query(db: Database, collection: str, query: dict[str, Any]) -> N
 # Embedded-server workaround: it scans the whole collection for any condition beside an _id.
 async def matching(db: Database, collection: str, ids: list[Any], query: dict[str, Any], embedded: bool) -> list[Any]:
     """Those of the ids whose documents match the query (which must not name `_id`). On MongoDB, one query by _id and
-    the query. The embedded server scans the whole collection for any condition beside an _id (300 ms a query at
-    5,000 documents): there the documents are read by _id, copied under a tag of this call into a scratch collection
+    the query. The embedded server scans the whole collection for any condition beside an _id, at a cost that grows
+    with it: there the documents are read by _id, copied under a tag of this call into a scratch collection
     (`embedded`: purges_ttl_on_read's answer), matched there, and removed."""
     if not embedded:
         found = db[collection].find({"$and": [{"_id": {"$in": ids}}, query]}, {"_id": 1})

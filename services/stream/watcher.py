@@ -145,8 +145,8 @@ class Watcher:
         """Whatever committed while no stream was open goes through the same ordering as live changes.
 
         It reads on only while batches come back full: what commits meanwhile is the open stream's to deliver.
-        Reading until a read came back empty never ended while publishers kept up a steady pace, so the sweep
-        became a loop of reads that held up the change stream it stands in for."""
+        Reading until a read comes back empty would not end while publishers keep up a steady pace, and would hold
+        up the change stream it stands in for."""
         after, now = self.delivered, time.monotonic()
         while True:
             batch = await self._read(after)
