@@ -16,12 +16,9 @@ from typing import Any
 from pymongo import ASCENDING, AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import OperationFailure
 
 Database = AsyncDatabase[dict[str, Any]]
 MAX_INT = 2**63 - 1  # MongoDB's integers are 8 bytes: a larger Python int cannot be stored or queried
-INDEX_CONFLICTS = {85, 86}  # IndexOptionsConflict, IndexKeySpecsConflict: an index of that name or key differs
-INDEX_NOT_FOUND = 27
 
 SHOWS = {
     "suits": "Suits",
@@ -125,19 +122,8 @@ async def purges_ttl_on_read(db: Database) -> bool:
 
 async def _unique_where_present(collection: AsyncCollection[dict[str, Any]], field: str) -> None:
     """Unique among the documents that have the field, so that any number may lack it: MongoDB indexes a missing
-    field as null, and a plain unique index lets one document lack it. One made that way before is replaced."""
-    options: dict[str, Any] = {"unique": True, "partialFilterExpression": {field: {"$exists": True}}}
-    try:
-        await collection.create_index(field, **options)
-    except OperationFailure as error:
-        if error.code not in INDEX_CONFLICTS:
-            raise
-        try:
-            await collection.drop_index([(field, ASCENDING)])
-        except OperationFailure as dropped:
-            if dropped.code != INDEX_NOT_FOUND:  # another service starting at the same moment dropped it first
-                raise
-        await collection.create_index(field, **options)
+    field as null, and a plain unique index lets one document lack it."""
+    await collection.create_index(field, unique=True, partialFilterExpression={field: {"$exists": True}})
 
 
 async def ensure_indexes(db: Database) -> None:

@@ -102,13 +102,6 @@ async def test_any_number_of_updates_may_lack_a_seq_but_no_two_share_one(db: Dat
         await db.updates.insert_one({"seq": 1})
 
 
-async def test_a_unique_seq_index_made_before_is_replaced(db: Database) -> None:
-    """On MongoDB the old index (unique over every document) lets one document lack a seq; it is rebuilt."""
-    await db.updates.create_index("seq", unique=True)
-    await ensure_indexes(db)
-    await db.updates.insert_many([{"show": "flash"}, {"show": "flash"}])
-
-
 async def test_put_stores_a_document_under_its_own_id_and_replaces_it(db: Database) -> None:
     for document_id in ("key", 17, ObjectId()):
         await put(db.update_ids, {"_id": document_id, "seq": 1, "at": utcnow()})
