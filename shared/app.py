@@ -42,8 +42,9 @@ GC_THRESHOLDS = (50_000, 20, 100)  # Python's defaults are (700, 10, 10)
 # whole server-selection timeout.
 CLOSE_WAIT = 1.0
 
-# A part of a service that lives as long as it (the stream's hub and watcher, ingest's batched writes): entered once
-# the core is ready, left at shutdown. What it yields joins the service's state (its own TypedDict extends Core).
+# A part of one service that lives as long as it (auth's password hashing, ingest's token cache, the stream's hub and
+# watcher): entered once the core is ready, left at shutdown. What it yields joins the service's state (its own
+# TypedDict extends Core). The core holds only what every service uses.
 Extension = Callable[[Core], AbstractAsyncContextManager[Mapping[str, Any]]]
 # An ASGI app around the whole app, outside every middleware: what must see the request as the server gave it.
 Around = Callable[[ASGIApp], ASGIApp]
@@ -110,10 +111,8 @@ async def _core(
     db = client[resolved.mongo_db]
     await database.prepare(db)
     core = Core(
-        settings=resolved, db=db, catalogue=Catalogue(db),
-        sessions=by_id(db.sessions),
-        users=by_id(db.users, USER_FIELDS),
-        buckets=Buckets(db),
+        settings=resolved, db=db, catalogue=Catalogue(db), sessions=by_id(db.sessions),
+        users=by_id(db.users, USER_FIELDS), buckets=Buckets(db),
         tracer_provider=tracer_provider or exporting(resolved, name),
     )  # fmt: skip
     return client, core
