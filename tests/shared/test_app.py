@@ -4,14 +4,17 @@ database."""
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from dev.embedded import EmbeddedMongo
 from services.auth import app as auth
 from shared.app import create_app
-from shared.settings import Settings
+from shared.settings import ROOT, Settings
 from tests.support.accounts import json_error
 from tests.support.servers import LiveServer
 from tests.support.waiting import wait_until
@@ -36,3 +39,11 @@ async def test_readyz_is_503_while_the_database_is_down_and_200_once_it_is_back(
 
 async def _ready(http: httpx.AsyncClient) -> bool:
     return (await http.get("/readyz")).status_code == 200
+
+
+@pytest.mark.parametrize("service", ["ingest", "stream"])
+def test_a_service_that_hashes_no_password_and_sends_no_push_loads_neither(service: str) -> None:
+    """What one service uses is its own (Argon2 and its test hash, the VAPID key): the others never load it."""
+    code = f"import sys, services.{service}.app; print(*(m for m in ('argon2', 'py_vapid') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stdout.strip()) == (0, ""), result.stderr
