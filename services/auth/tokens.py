@@ -2,7 +2,8 @@
 
 Only the SHA-256 of a token is stored; the token itself is shown once, when it is created. A user holds at most
 `TOKENS_PER_USER`: each token takes a numbered slot, unique per user, so that concurrent creations cannot exceed it.
-A token may be given an expiry, after which it is refused (shared/auth.py); the listing says when each was last used.
+A token may be given an expiry, after which ingest refuses it (services/ingest/authors.py); the listing says when
+each was last used.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ def _iso(moment: datetime | None) -> str | None:
 
 async def listing(db: Database, user_id: str) -> list[dict[str, Any]]:
     """Names and dates only: neither the token nor its hash ever leaves the database again. `last_used_at` is
-    noted at most once a minute (shared/auth.py), so it may be that much behind."""
+    noted at most once a minute (services/ingest/authors.py), so it may be that much behind."""
     fields = {"_id": 0, "name": 1, "created_at": 1, "expires_at": 1, "last_used": 1}
     stored = db.tokens.find({"user_id": user_id}, fields).sort("created_at", 1)
     return [
