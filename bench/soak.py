@@ -283,7 +283,7 @@ async def _sampling(plan: Plan, tally: Tally, services: Watched, database: Watch
         await _until(stop, last + plan.sample_every - time.perf_counter())
         if stop.is_set():
             return
-        async with tally.hashing:  # a login's hash holds 64 MiB while it runs (shared/passwords.py): no growth
+        async with tally.hashing:  # a login's hash holds 64 MiB while it runs (services/auth/passwords.py): no growth
             services_mib = services.rss_mib()
         now = time.perf_counter()
         fresh, seen = tally.published[seen:], len(tally.published)

@@ -19,11 +19,12 @@ from prometheus_client import REGISTRY
 from pymongo.errors import OperationFailure
 
 from services.all import app as gossip
+from services.stream.changes import token_epoch
 from services.stream.derive import RuleStream, document_key
 from services.stream.rulebook import load
 from services.stream.rules import replay
 from shared.catalogue import Catalogue
-from shared.db import Database, prepare, put, token_epoch
+from shared.db import Database, prepare, put
 from shared.settings import RULES, Settings
 from tests.support.accounts import registered
 from tests.support.servers import LiveServer, gossip_server
