@@ -79,6 +79,12 @@ def numbers(condition: dict[str, Any]) -> dict[str, Any]:
     return {**lower, **condition, **upper}
 
 
+def all_of(*conditions: dict[str, Any]) -> dict[str, Any]:
+    """A filter every condition of which must hold, as an explicit $and: the embedded server's writes (update,
+    findAndModify) dropped a condition that sat in one document beside a top-level $or, and changed another document."""
+    return {"$and": list(conditions)}
+
+
 async def put(collection: AsyncCollection[dict[str, Any]], document: dict[str, Any]) -> None:
     """Stores `document` under its _id, replacing what is there. The _id goes in the replacement as well as the
     filter: the embedded server's upsert gave a new document an ObjectId of its own instead of the filter's _id."""

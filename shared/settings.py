@@ -191,6 +191,7 @@ class Settings:
     drain_timeout: float = 5.0  # seconds a body answered unread is read and discarded before the connection closes
     drain_bytes: int = 64 * 1024 * 1024  # and bytes at most; one declared larger is not drained at all
     watch_rules: Path | None = None  # the watch rules file (services/stream/rulebook.py); None: no rules
+    rule_lease: float = 10.0  # seconds a stream process derives a watch rule unrenewed: a crashed one's takeover time
     otlp_endpoint: str = ""  # where traces go (OTLP over HTTP, /v1/traces appended); empty: no traces at all
     # Web Push (docs/pages.md: "Push notifications"). The key signs every push (VAPID); the subject tells push services
     # whom to contact (a mailto: or https: URL).
@@ -254,6 +255,7 @@ class Settings:
             drain_timeout=read.number("drain_timeout"),
             drain_bytes=read.count("drain_bytes"),
             watch_rules=_rules_file(env),
+            rule_lease=_number(env, "RULE_LEASE", 10.0),
             otlp_endpoint=_url(env, "OTEL_EXPORTER_OTLP_ENDPOINT"),
             vapid_private_key=read.text("vapid_private_key"),
             vapid_subject=_subject(env, read.default("vapid_subject")),

@@ -69,6 +69,10 @@ async def _nothing() -> None:
     return None
 
 
+class Reopen(Exception):
+    """Raised by a handler: the stream reopens at once from its Resumable's options. Neither a failure nor a skip."""
+
+
 class Resumable(Protocol):
     """Where a stream resumes when the service starts again: a token kept in MongoDB (a watch rule's)."""
 
@@ -160,6 +164,8 @@ async def _watch(feed: ChangeFeed, opened: asyncio.Event) -> None:
                         await skipping(name, feed.on_change, change)
         except asyncio.CancelledError:
             raise
+        except Reopen as reopen:
+            log.info("change stream on %s reopens: %s", name, reopen)
         except Exception as error:
             restarts.inc()
             log.warning("change stream on %s failed; reopening", name, exc_info=True)
@@ -179,7 +185,7 @@ async def skipping(name: str, handle: Callable[[Change], Awaitable[None]], chang
     Only the database's own failures reach the loop, which reopens the stream and catches up."""
     try:
         await handle(change)
-    except ConnectionFailure:
+    except (ConnectionFailure, Reopen):
         raise
     except Exception as error:  # any bug a document can trigger: one line, not a traceback per change
         SKIPPED.labels(collection=name).inc()

@@ -12,6 +12,7 @@ from pymongo.errors import DuplicateKeyError
 
 from shared.db import (
     Database,
+    all_of,
     as_datetime,
     count,
     ensure_indexes,
@@ -100,6 +101,17 @@ async def test_any_number_of_updates_may_lack_a_seq_but_no_two_share_one(db: Dat
     await db.updates.insert_many([{"show": "flash"}, {"show": "flash"}, {"seq": None}, {"seq": 1}])
     with pytest.raises(DuplicateKeyError):
         await db.updates.insert_one({"seq": 1})
+
+
+async def test_a_write_by_id_and_an_or_changes_that_document_alone(db: Database) -> None:
+    """Both documents meet the $or; the first is stored first, where the embedded server's write went instead."""
+    await db.leases_check.insert_many([{"_id": "episodes", "until": 0}, {"_id": "orders", "until": 0}])
+    free = {"$or": [{"holder": "me"}, {"until": {"$lt": 1}}]}
+    updated = await db.leases_check.update_one(all_of({"_id": "orders"}, free), {"$set": {"holder": "me"}})
+    found = await db.leases_check.find_one_and_update(all_of({"_id": "nothing"}, free), {"$set": {"holder": "you"}})
+    assert (updated.matched_count, found) == (1, None)
+    held = {document["_id"]: document.get("holder") async for document in db.leases_check.find()}
+    assert held == {"episodes": None, "orders": "me"}
 
 
 async def test_put_stores_a_document_under_its_own_id_and_replaces_it(db: Database) -> None:
