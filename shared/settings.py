@@ -177,6 +177,14 @@ def _mail_from(env: Mapping[str, str]) -> str:
     return raw
 
 
+def _sends_keep_days(env: Mapping[str, str]) -> float:
+    """At least two days: a digest's record must outlive the user's day it is keyed by, wherever they live."""
+    days = _number(env, "SENDS_KEEP_DAYS", 30.0)
+    if days < 2:
+        raise ValueError(f"SENDS_KEEP_DAYS must be at least 2, got {env['SENDS_KEEP_DAYS']!r}")
+    return days
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     secret_key: str
@@ -232,6 +240,7 @@ class Settings:
     public_url: str = "http://127.0.0.1:8000"  # the site's address as people reach it, for links in mail
     verification_mails: int = 3  # address checks mailed per user, and per address, per `verification_window`
     verification_window: float = 3600.0
+    sends_keep_days: float = 30.0  # records of digests and pushes sent (which stop a second send) are kept this long
     memory_trace: Path | None = None  # a folder: trace allocations and write snapshots there (shared/memory.py)
     memory_trace_every: float = 60.0  # seconds between those snapshots
 
@@ -289,6 +298,7 @@ class Settings:
             public_url=_public_url(env, _port(env, "PORT", 8000)),
             verification_mails=_count(env, "VERIFICATION_MAILS", 3),
             verification_window=_number(env, "VERIFICATION_WINDOW", 3600.0),
+            sends_keep_days=_sends_keep_days(env),
             memory_trace=Path(env["MEMORY_TRACE"]) if env.get("MEMORY_TRACE") else None,
             memory_trace_every=_number(env, "MEMORY_TRACE_EVERY", 60.0),
         )
