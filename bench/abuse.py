@@ -343,12 +343,17 @@ class Reading:
         self.task = asyncio.ensure_future(self._read(http, path, headers, last))
 
     async def _read(self, http: httpx.AsyncClient, path: str, headers: dict[str, str], last: str) -> None:
-        async with http.stream("GET", path, headers=headers) as response:
-            self.status.set_result(response.status_code)
-            async for line in response.aiter_lines():
-                self.lines.append(line)
-                if last in line:
-                    return
+        try:
+            async with http.stream("GET", path, headers=headers) as response:
+                self.status.set_result(response.status_code)
+                async for line in response.aiter_lines():
+                    self.lines.append(line)
+                    if last in line:
+                        return
+        except Exception as error:
+            if not self.status.done():  # refused before it was answered: whoever waits for the status hears why
+                self.status.set_exception(error)
+            raise
 
     async def updates(self, seconds: float) -> list[dict[str, Any]]:
         """What it read by the time it saw `last`, or after `seconds`."""
@@ -366,7 +371,7 @@ async def hostile_documents(served: Served, good: int = 10, seconds: float = 60.
     lurker, fan = await sign_in(served.db, served.settings, ["lurker", "fan"], [[], ["flash"]])
     publisher = Publisher([await Connection.open(served.port)], bearer_post(await token_of(served.db, served.settings,
                                                                                           "honest")))  # fmt: skip
-    now, last = utcnow(), f"good {good - 1}"
+    now, last, before = utcnow(), f"good {good - 1}", await last_seq(served.db)
     breaking, shaped = hostile.breaking(now), hostile.shaped(now)
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{served.port}", timeout=seconds) as http:
         live = [Reading(http, "/events/all", lurker, last), Reading(http, "/events", fan, last)]
@@ -384,9 +389,10 @@ async def hostile_documents(served: Served, good: int = 10, seconds: float = 60.
             await publisher.publish("flash", f"good {number}")
         await publisher.close()
         got = [await reading.updates(seconds) for reading in live]
-        replay = Reading(http, "/events/all", lurker, last, resume=0)
+        replay = Reading(http, "/events/all", lurker, last, resume=before)
         got.append(await replay.updates(seconds))
-        history = await http.get("/api/updates", params={"limit": 100}, headers={"cookie": f"gossip_session={fan}"})
+        cookie = {"cookie": f"gossip_session={fan}"}
+        history = await http.get("/api/updates", params={"after": before, "limit": 100}, headers=cookie)
     got.append(history.json()["items"] if history.status_code == 200 else [])
     rejected = await served.db.updates.count_documents({"rejected": {"$exists": True}})
     forged = sum(hostile.hostile(item) for items in got for item in items)
@@ -461,12 +467,13 @@ async def archive(db: Database, count: int, batch: int = 1000) -> int:
     return first
 
 
-async def resume_loop(served: Served, history: int = 5000, feeds: int = 50, updates: int = 50,
-                      rate: float = 10.0) -> Result:  # fmt: skip
+async def resume_loop(served: Served, history: int = 5000, feeds: int = 50, updates: int = 60,
+                      rate: float = 2.0) -> Result:  # fmt: skip
     """One user reconnects in a tight loop from far back in a long history (its first update), hanging up once a
-    replay's worth has come, while other users' feeds carry updates: each resume costs at most REPLAY_LIMIT updates
-    and a count capped at COUNT_CAP, resumes past FEED_OPENS_PER_USER are refused, and the other feeds' p99 stays
-    within twice what it was without the loop, plus 50 ms."""
+    replay's worth has come, while other users' feeds carry updates (for `updates` / `rate` seconds, long enough to
+    reach the feed-open limit): each resume costs at most REPLAY_LIMIT updates and a count capped at COUNT_CAP,
+    resumes past FEED_OPENS_PER_USER are refused, and the other feeds' p99 stays within twice what it was without
+    the loop, plus 50 ms. `updates` is at most PUBLISHES_PER_AUTHOR: each phase's author publishes them all."""
     first = await archive(served.db, history)  # no other writer meanwhile: the numbers are the archive's
     names = [f"watcher{n}" for n in range(feeds + 1)]
     looper, *cookies = await sign_in(served.db, served.settings, names, [["flash"]] * len(names))
