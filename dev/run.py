@@ -16,6 +16,7 @@ import uvicorn
 from dev.embedded import EmbeddedMongo, PortTaken
 from services.all import app as gossip
 from shared.logs import configure
+from shared.malformed import JsonErrorProtocol
 from shared.settings import Settings
 
 log = logging.getLogger("gossip.run")
@@ -92,6 +93,7 @@ def main() -> None:
         config = uvicorn.Config(
             app, host=settings.host, port=settings.port, log_config=None, timeout_graceful_shutdown=5,
             proxy_headers=False,  # the app believes forwarded headers from TRUSTED_PROXIES only (shared/proxies.py)
+            http=JsonErrorProtocol,  # a request that cannot be parsed gets the JSON error body too
         )  # fmt: skip
         server = uvicorn.Server(config)
         lost = threading.Event()

@@ -153,6 +153,14 @@ def _mail_from(env: Mapping[str, str], default: str) -> str:
     return raw
 
 
+def _sends_keep_days(env: Mapping[str, str], default: float) -> float:
+    """At least two days: a digest's record must outlive the user's day it is keyed by, wherever they live."""
+    days = _number(env, "SENDS_KEEP_DAYS", default)
+    if days < 2:
+        raise ValueError(f"SENDS_KEEP_DAYS must be at least 2, got {env['SENDS_KEEP_DAYS']!r}")
+    return days
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     secret_key: str
@@ -209,6 +217,7 @@ class Settings:
     public_url: str = "http://127.0.0.1:8000"  # the site's address as people reach it, for links in mail
     verification_mails: int = 3  # address checks mailed per user, and per address, per `verification_window`
     verification_window: float = 3600.0
+    sends_keep_days: float = 30.0  # records of digests and pushes sent (which stop a second send) are kept this long
     memory_trace: Path | None = None  # a folder: trace allocations and write snapshots there (shared/memory.py)
     memory_trace_every: float = 60.0  # seconds between those snapshots
 
@@ -255,7 +264,7 @@ class Settings:
             drain_timeout=read.number("drain_timeout"),
             drain_bytes=read.count("drain_bytes"),
             watch_rules=_rules_file(env),
-            rule_lease=_number(env, "RULE_LEASE", 10.0),
+            rule_lease=read.number("rule_lease"),
             otlp_endpoint=_url(env, "OTEL_EXPORTER_OTLP_ENDPOINT"),
             vapid_private_key=read.text("vapid_private_key"),
             vapid_subject=_subject(env, read.default("vapid_subject")),
@@ -270,6 +279,7 @@ class Settings:
             public_url=_public_url(env, port),
             verification_mails=read.count("verification_mails"),
             verification_window=read.number("verification_window"),
+            sends_keep_days=_sends_keep_days(env, read.default("sends_keep_days")),
             memory_trace=Path(env["MEMORY_TRACE"]) if env.get("MEMORY_TRACE") else None,
             memory_trace_every=read.number("memory_trace_every"),
         )

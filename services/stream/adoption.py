@@ -158,7 +158,7 @@ def _finished(claimed: dict[str, Any], inserted_at: datetime, titles: dict[str, 
     """The update a claimed document becomes (title from the catalogue, created_at from the insert, checked as a
     publish is), without its seq yet; or why it cannot be one."""
     update = {key: value for key, value in claimed.items() if key != "claim"}
-    if update.get("show") in titles:
+    if isinstance(update.get("show"), str) and update["show"] in titles:  # a list or a subdocument cannot key it
         update["title"] = titles[update["show"]]
     if update.get("created_at") is None:
         update["created_at"] = inserted_at

@@ -109,7 +109,8 @@ def test_mail_defaults_serve_make_run_and_public_url_follows_the_port() -> None:
      ("PUSH_ALLOW_HTTP_LOOPBACK", "maybe"), ("PUSH_DELAY", "-1"), ("SCHEDULER_INTERVAL", "0"),
      ("SMTP_URL", "mailpit:1025"), ("SMTP_URL", "http://mailpit"), ("SMTP_URL", "smtp://"),
      ("SMTP_URL", "smtp://mailpit:port"), ("PUBLIC_URL", "gossip.example"), ("PUBLIC_URL", "ftp://g.example"),
-     ("MAIL_FROM", "Gossip"), ("MAIL_FROM", "a@b.example\r\nBcc: x@y.example"), ("VERIFICATION_MAILS", "0")],
+     ("MAIL_FROM", "Gossip"), ("MAIL_FROM", "a@b.example\r\nBcc: x@y.example"), ("VERIFICATION_MAILS", "0"),
+     ("SENDS_KEEP_DAYS", "1.5"), ("SENDS_KEEP_DAYS", "forever")],
 )  # fmt: skip
 def test_a_bad_push_or_mail_setting_names_the_variable(name: str, value: str) -> None:
     with pytest.raises(ValueError, match=name):

@@ -17,6 +17,7 @@ from starlette.types import ASGIApp
 
 from dev.processes import ServiceProcess
 from services.all import app as gossip_app
+from shared.malformed import JsonErrorProtocol
 from shared.settings import Settings
 
 
@@ -31,6 +32,7 @@ class LiveServer:
         self.sock.bind(("127.0.0.1", port))
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
+        options = {"http": JsonErrorProtocol, **options}  # as services run
         config = uvicorn.Config(
             app, log_config=None, lifespan="on", timeout_graceful_shutdown=graceful, proxy_headers=False, **options
         )

@@ -46,14 +46,18 @@ async def api_digest_off(request: AuthRequest) -> Response:
 
 
 async def verify_page(request: AuthRequest) -> Response:
-    """The link mailed to check an address: works signed in or not, since it may be opened on another device."""
-    viewer = await optional_viewer(request)
+    """The link mailed to check an address: GET says what it would do and asks (a mail program's link scanner that
+    opens it verifies nothing); the page's button POSTs, CSRF-checked like every form, and verifies. Works signed in
+    or not, since it may be opened on another device."""
+    viewer, token, state = await optional_viewer(request), request.query_params.get("token", ""), request.state
     try:
-        outcome = await addresses.verify(request.state["db"], request.query_params.get("token", ""),
-                                         request.state["settings"])  # fmt: skip
+        if request.method != "POST":  # GET, and HEAD, which a link checker may send
+            outcome = await addresses.pending(state["db"], token, state["settings"])
+            return render(request, viewer, "email/verify.html", {"outcome": outcome, "token": token})
+        await read_form(request)
+        outcome = await addresses.verify(state["db"], token, state["settings"])
     except ApiError as error:
-        context = {"error": error}
-        return render(request, viewer, "email/verify.html", context, status_code=error.status)
+        return render(request, viewer, "email/verify.html", {"error": error}, status_code=error.status)
     return render(request, viewer, "email/verify.html", {"outcome": outcome})
 
 
@@ -64,7 +68,7 @@ async def unsubscribe_page(request: AuthRequest) -> Response:
     read, bounded, but not required to parse."""
     token, settings = request.query_params.get("token", ""), request.state["settings"]
     try:
-        if request.method == "GET":
+        if request.method != "POST":  # GET, and HEAD, which a link checker may send
             links.unsubscribe_claim(settings, token)
             return render(request, await optional_viewer(request), "email/unsubscribe.html", {"token": token})
         await read_body(request)
@@ -112,6 +116,6 @@ routes: list[BaseRoute] = [
     ApiRoute("/api/me/email/digest", api_digest_on, "PUT", api_docs.digest_on),
     ApiRoute("/api/me/email/digest", api_digest_off, "DELETE", api_docs.digest_off),
     Route("/email", email_form, methods=["POST"]),
-    Route("/email/verify", verify_page),
+    Route("/email/verify", verify_page, methods=["GET", "POST"]),
     Route("/unsubscribe", unsubscribe_page, methods=["GET", "POST"]),
 ]
