@@ -1,5 +1,6 @@
 """Token buckets in MongoDB (shared/limits.py) against the embedded server: exact under concurrency, shared by
-every client of the database, and answered with the wait until the next token."""
+every client of the database, and answered with the wait until the next token. Time is an injected clock's wherever
+a result depends on it, so a busy machine cannot change one."""
 
 from __future__ import annotations
 
@@ -12,16 +13,19 @@ from prometheus_client import REGISTRY
 from shared.db import Database, ensure_indexes
 from shared.errors import ApiError
 from shared.limits import LIMITS, Buckets, Limit, Rate
+from tests.support.clock import Seconds
 from tests.support.waiting import wait_until
 
 SLOW = Rate(5, 3600.0)  # five at once, then one every 12 minutes: nothing refills while a test runs
 
 
 async def test_a_bucket_grants_its_count_then_says_how_long_to_wait(db: Database) -> None:
-    buckets = Buckets(db)
+    clock = Seconds()
+    buckets = Buckets(db, clock)
     assert [await buckets.take("k", SLOW) for _ in range(5)] == [0.0] * 5
-    wait = await buckets.take("k", SLOW)
-    assert 700 < wait <= 720  # one token comes back every 3600 s / 5
+    assert await buckets.take("k", SLOW) == 720  # one token comes back every 3600 s / 5
+    clock.advance(20)
+    assert await buckets.take("k", SLOW) == 700
     assert await buckets.take("other", SLOW) == 0.0  # each key its own
 
 
@@ -33,11 +37,17 @@ async def test_concurrent_takes_never_grant_more_than_the_bucket_holds(db: Datab
 
 
 async def test_a_bucket_refills_evenly_over_its_window(db: Database) -> None:
-    buckets, fast = Buckets(db), Rate(2, 0.4)  # a token every 0.2 s
-    assert [await buckets.take("k", fast) for _ in range(2)] == [0.0, 0.0]
-    assert 0 < await buckets.take("k", fast) <= 0.2
-    await asyncio.sleep(0.25)
-    assert await buckets.take("k", fast) == 0.0
+    clock = Seconds()
+    buckets, rate = Buckets(db, clock), Rate(2, 40.0)  # a token every 20 s
+    assert [await buckets.take("k", rate) for _ in range(2)] == [0.0, 0.0]
+    assert await buckets.take("k", rate) == 20
+    clock.advance(19)
+    assert await buckets.take("k", rate) == 1
+    clock.advance(1)
+    assert await buckets.take("k", rate) == 0.0  # the one token that came back
+    assert await buckets.take("k", rate) == 20
+    clock.advance(60)  # a bucket refills to its count, never beyond
+    assert [await buckets.take("k", rate) for _ in range(3)] == [0.0, 0.0, 20]
 
 
 async def test_several_tokens_are_taken_all_or_none(db: Database) -> None:
@@ -59,9 +69,15 @@ async def test_tokens_given_back_or_filled_can_be_taken_again(db: Database) -> N
 
 async def test_the_sweep_deletes_only_full_buckets(db: Database) -> None:
     await ensure_indexes(db)
-    buckets = Buckets(db)
+    clock = Seconds()
+    buckets = Buckets(db, clock)
     await buckets.take("drained", SLOW)
-    await db.buckets.insert_one({"_id": "full", "full_at": time.time() - 1})
+    await buckets.take("refilled", Rate(1, 10.0))
+    await db.buckets.insert_one({"_id": "full", "full_at": clock() - 1})
+    clock.advance(10)  # "refilled" is full again only now
+    await buckets.sweep()
+    assert [bucket["_id"] async for bucket in db.buckets.find().sort("_id")] == ["drained", "refilled"]
+    clock.advance(0.001)
     await buckets.sweep()
     assert [bucket["_id"] async for bucket in db.buckets.find()] == ["drained"]
 
@@ -114,21 +130,39 @@ async def tokens_left(db: Database, rate: Rate) -> float:
 
 
 async def test_a_key_called_in_a_loop_takes_tokens_ahead_and_spends_them_without_a_round_trip(db: Database) -> None:
-    """1 ahead, then 2, 4, 8: twenty calls one after another cost five round trips, not twenty."""
+    """1 ahead, then 2, 4, 8: twenty calls one after another cost five round trips, not twenty. The lease's clock
+    stands still, so every call comes within it however slow the machine."""
+    clock = Seconds()
     buckets, roomy = Counted(db), Rate(800, 3600.0)
-    limit = Limit(buckets, "publish", roomy, "Too fast.")
+    limit = Limit(buckets, "publish", roomy, "Too fast.", lease=60, clock=clock)
     for _ in range(20):
         await limit("author")
     assert buckets.takes == 5 and round(await tokens_left(db, roomy)) == 780  # the last 8 ahead were all spent
 
 
 async def test_an_occasional_caller_takes_nothing_ahead(db: Database) -> None:
+    clock = Seconds()
     buckets, roomy = Counted(db), Rate(800, 3600.0)
-    limit = Limit(buckets, "publish", roomy, "Too fast.", lease=0.05)
+    limit = Limit(buckets, "publish", roomy, "Too fast.", lease=60, clock=clock)
     for _ in range(3):
         await limit("author")
-        await asyncio.sleep(0.1)  # a caller slower than the lease: this is what is measured, not a wait for a result
+        clock.advance(60)  # each call after the last one's lease has run out
     assert buckets.takes == 3 and round(await tokens_left(db, roomy)) == 797
+
+
+async def test_a_call_just_before_the_lease_ends_is_within_it_and_one_at_its_end_is_not(db: Database) -> None:
+    clock = Seconds()
+    buckets, roomy = Counted(db), Rate(800, 3600.0)
+    limit = Limit(buckets, "publish", roomy, "Too fast.", lease=60, clock=clock)
+    await limit("author")
+    await limit("author")  # takes one ahead, leased for 60 s
+    clock.advance(59.9)
+    await limit("author")  # spends it
+    assert buckets.takes == 2
+    await limit("author")  # the lease is empty: takes two ahead
+    clock.advance(60)
+    await limit("author")  # the lease has ended: its two are not carried on, and nothing is taken ahead
+    assert buckets.takes == 4 and round(await tokens_left(db, roomy)) == 793  # those two go back by the lease's timer
 
 
 async def test_tokens_taken_ahead_and_not_spent_in_time_go_back_to_the_bucket(db: Database) -> None:
