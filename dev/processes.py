@@ -103,6 +103,6 @@ class ServiceProcess(ChildProcess):
         variables = {
             **os.environ, "SECRET_KEY": settings.secret_key, "MONGO_URL": settings.mongo_url,
             "MONGO_DB": settings.mongo_db, "PING_INTERVAL": str(settings.ping_interval),
-            "WATCH_RULES": str(settings.watch_rules or ""), **env,
+            "HASH_WAIT": str(settings.hash_wait), "WATCH_RULES": str(settings.watch_rules or ""), **env,
         }  # fmt: skip
         super().__init__(command, variables, port)

@@ -18,6 +18,8 @@ from shared.settings import Settings
 from tests.support.accounts import registered
 from tests.support.servers import serving
 
+HASH_WAIT = 30.0  # seconds a test's login may wait for a hashing turn
+
 
 @pytest.fixture(scope="session")
 def mongo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
@@ -32,13 +34,15 @@ def mongo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def settings(mongo_url: str, tmp_path: Path) -> Iterator[Settings]:
     """A database of the test's own, dropped after it whether the test asked for `db` or not: the embedded server
     keeps 100 databases open and closes the least used beyond that, which a run of this many tests reached. Mail
-    without an SMTP_URL goes to the test's own folder."""
+    without an SMTP_URL goes to the test's own folder. A login waits up to HASH_WAIT for a hashing turn: generous
+    here, since a busy machine's hash can take a second or more, and the test of the 503 sets its own."""
     settings = Settings(
         secret_key="test-secret-" + uuid.uuid4().hex,
         mongo_url=mongo_url,
         mongo_db=f"test_{uuid.uuid4().hex[:12]}",
         ping_interval=1.0,
         send_timeout=2.0,
+        hash_wait=HASH_WAIT,
         mail_dir=tmp_path / "mail",
     )
     yield settings
