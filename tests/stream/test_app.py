@@ -20,7 +20,7 @@ import pytest
 from services.all import app as gossip
 from services.stream.hub import OVERFLOW, STALLED, Feed
 from shared.app import create_app
-from shared.db import Database, next_seq, utcnow
+from shared.db import Database, as_datetime, next_seq, utcnow
 from shared.settings import Settings
 from shared.updates import COUNT_CAP
 from tests.support.accounts import PASSWORD, json_error, registered
@@ -418,6 +418,31 @@ async def test_a_session_whose_time_runs_out_ends_its_stream_with_expired(settin
         async with registered(live.start().url, "tia") as tia, events(tia) as feed:
             expired = await feed.named("expired", timeout=5)  # no change event: the heartbeat sees the time is up
             assert (expired.id, expired.json()) == (None, {})
+    finally:
+        live.stop()
+
+
+async def test_a_feed_lives_on_through_its_sessions_renewal(settings: Settings, db: Database) -> None:
+    """A sliding session renewed by any request while its feed is open moves the feed's end with it: the page's feed
+    is not cut off with `expired` at the end the session had when the feed opened. Time passing is what is tested:
+    the waits are for the session's own clock, at most a few seconds."""
+    max_age = 6
+    live = LiveServer(
+        create_app("gossip", gossip.routes, replace(settings, session_max_age=max_age), gossip.extensions)
+    )
+    try:
+        async with registered(live.start().url, "uma") as uma, events(uma, "/events/all") as feed:
+            session = await db.sessions.find_one({})
+            assert session is not None
+            first_end = as_datetime(session["expires_at"])
+            half_life = first_end - timedelta(seconds=max_age / 2)
+            await wait_until(lambda: utcnow() > half_life, timeout=max_age)  # from now on, a request renews it
+            renewed = await uma.get("/api/me")
+            assert renewed.status_code == 200 and "gossip_session=" in renewed.headers["set-cookie"]
+            past = first_end + timedelta(seconds=2 * settings.ping_interval)  # a heartbeat that would end it, too
+            await wait_until(lambda: utcnow() > past, timeout=3 * max_age)
+            update = await publish(uma, "flash", "still here")
+            assert await feed.updates(1) == [update]
     finally:
         live.stop()
 
