@@ -68,7 +68,7 @@ async def test_given_fields_are_kept_and_the_insert_time_is_the_creation_time(
     assert received["title"] == "Sherlock"  # from the catalogue, always
     stored = await db.updates.find_one({"_id": inserted})
     assert stored is not None and stored["source"] == "a migration" and "claim" not in stored
-    assert abs((stored["created_at"] - inserted.generation_time).total_seconds()) < 2
+    assert abs((stored["created_at"] - inserted.generation_time).total_seconds()) < 5
     assert given["created_at"] == "2026-11-24T10:00:00.000Z"  # a date written as text is stored as a date
     assert isinstance((await db.updates.find_one({"_id": dated_id}))["created_at"], datetime)
 
