@@ -9,7 +9,9 @@ import time
 
 import pytest
 from prometheus_client import REGISTRY
+from pymongo import AsyncMongoClient
 
+from dev.processes import free_port
 from shared.db import Database, ensure_indexes
 from shared.errors import ApiError
 from shared.limits import LIMITS, Buckets, Limit, Rate
@@ -199,3 +201,76 @@ async def test_a_small_bucket_is_never_leased_from(db: Database) -> None:
     limit = Limit(buckets, "publish", Rate(7, 3600.0), "Too fast.")
     results = [await asyncio.gather(limit("author"), return_exceptions=True) for _ in range(8)]
     assert buckets.takes == 8 and [result == [None] for result in results] == [True] * 7 + [False]
+
+
+async def test_a_call_exactly_at_the_end_of_its_lease_is_past_it(db: Database) -> None:
+    clock = Seconds()
+    buckets, roomy = Counted(db), Rate(800, 3600.0)
+    limit = Limit(buckets, "publish", roomy, "Too fast.", lease=60, clock=clock)
+    await limit("author")
+    await limit("author")  # one ahead, unspent, leased until 60 s from now
+    clock.advance(60)
+    await limit("author")  # a round trip of its own: nothing ahead, and the lapsed lease's token is not carried
+    await limit("author")
+    assert buckets.takes == 4
+
+
+class Gated(Counted):
+    """The real buckets, whose takes wait at a gate the test opens: a round trip held in flight."""
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(db)
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    async def take(self, key: str, rate: Rate, count: int = 1) -> float:
+        self.takes += 1
+        await self.gate.wait()
+        return await Buckets.take(self, key, rate, count)
+
+
+async def hold_a_round_trip_and_queue_a_call(limit: Limit, buckets: Gated) -> None:
+    """Two calls of one key one after another, the second arriving while the first's round trip is in flight: it
+    goes in the next one, which runs as soon as the first has leased what it took ahead."""
+    await limit("author")
+    buckets.gate.clear()
+    first = asyncio.create_task(limit("author"))  # its round trip takes one ahead, and waits at the gate
+    await wait_until(lambda: buckets.takes == 2)
+    second = asyncio.create_task(limit("author"))  # runs before the gate opens: it waits for the next round trip
+    buckets.gate.set()
+    await asyncio.gather(first, second)
+
+
+async def test_a_round_trip_carries_on_what_the_lease_before_it_still_holds(db: Database) -> None:
+    """The first round trip leases one token ahead; the second, taking two ahead, carries that one on: three calls
+    then spend the three without a round trip."""
+    buckets, roomy = Gated(db), Rate(800, 3600.0)
+    limit = Limit(buckets, "publish", roomy, "Too fast.", lease=60, clock=Seconds())
+    await hold_a_round_trip_and_queue_a_call(limit, buckets)
+    for _ in range(3):
+        await limit("author")
+    assert buckets.takes == 3 and round(await tokens_left(db, roomy)) == 794
+
+
+async def test_once_every_lease_has_lapsed_the_bucket_has_lost_only_what_was_spent(db: Database) -> None:
+    """Whatever was taken ahead and carried on goes back exactly once, and nothing is kept per key after."""
+    buckets, roomy = Gated(db), Rate(800, 360_000.0)  # no token refills while it runs
+    limit = Limit(buckets, "publish", roomy, "Too fast.", lease=1.0, clock=Seconds())
+    await hold_a_round_trip_and_queue_a_call(limit, buckets)  # three calls; up to three tokens leased, unspent
+    await wait_until(lambda: not limit._leases and not limit._returning)
+    assert round(await tokens_left(db, roomy)) == 797
+
+
+async def test_tokens_that_cannot_go_back_are_logged_and_refill_with_time(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    limit = Limit(Buckets(db), "publish", Rate(800, 3600.0), "Too fast.", lease=0.05, clock=Seconds())
+    await limit("author")
+    await limit("author")  # one ahead, unspent
+    gone = AsyncMongoClient(f"mongodb://127.0.0.1:{free_port()}/?directConnection=true", serverSelectionTimeoutMS=50)
+    limit.buckets = Buckets(gone[db.name])
+    try:
+        warned = await wait_until(lambda: [r for r in caplog.records if r.name == "gossip.limits"], timeout=10)
+    finally:
+        await gone.close()
+    assert warned[0].getMessage().startswith("could not give back 1 tokens of publish:author: ")
