@@ -14,7 +14,7 @@ from pymongo import AsyncMongoClient
 from dev.processes import free_port
 from shared.db import Database, ensure_indexes
 from shared.errors import ApiError
-from shared.limits import LIMITS, Buckets, Limit, Rate
+from shared.limits import LIMITS, Buckets, Limit, Rate, refusal
 from tests.support.clock import Seconds
 from tests.support.waiting import wait_until
 
@@ -82,6 +82,11 @@ async def test_the_sweep_deletes_only_full_buckets(db: Database) -> None:
     clock.advance(0.001)
     await buckets.sweep()
     assert [bucket["_id"] async for bucket in db.buckets.find()] == ["drained"]
+
+
+def test_retry_after_is_the_wait_in_whole_seconds_and_never_less_than_one() -> None:
+    waits = {0.001: "1", 1.0: "1", 1.2: "2", 720.0: "720"}
+    assert {wait: refusal("publish", 429, "Too fast.", wait).headers["retry-after"] for wait in waits} == waits
 
 
 def refusals() -> dict[str, float]:
