@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test check mutate bench abuse soak up down clean
+.PHONY: run test check mutate flakes bench abuse soak up down clean
 AXE := .node/node_modules/axe-core/axe.min.js
 
 $(VENV)/installed: pyproject.toml
@@ -37,6 +37,13 @@ check: $(VENV)/installed
 mutate: $(VENV)/installed
 	$(VENV)/bin/mutmut run --max-children 2
 	$(VENV)/bin/mutmut results
+
+# The whole suite FLAKE_RUNS times in a row beside `stress-ng --cpu FLAKE_CPUS` (apt-get install stress-ng), then the
+# tests that failed in any run, counted (bench/flakes.sh): a test that fails only on a busy machine races the clock.
+FLAKE_RUNS ?= 3
+FLAKE_CPUS ?= 2
+flakes: check $(AXE)
+	bench/flakes.sh $(FLAKE_RUNS) $(FLAKE_CPUS)
 
 $(VENV)/bench-installed: $(VENV)/installed
 	$(PY) -m pip install --quiet -e '.[dev,bench]'

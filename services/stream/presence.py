@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
+from datetime import datetime
 from typing import Any
 
 import pymongo
@@ -40,12 +41,15 @@ def figures(hub: Hub) -> dict[str, Any]:
 
 
 @contextlib.asynccontextmanager
-async def reported(db: Database, hub: Hub, interval: float) -> AsyncIterator[None]:
-    """Reports the hub's users for as long as the context lasts, then withdraws the report."""
+async def reported(
+    db: Database, hub: Hub, interval: float, clock: Callable[[], datetime] = utcnow
+) -> AsyncIterator[None]:
+    """Reports the hub's users for as long as the context lasts, then withdraws the report. `clock`: injected, so
+    that a test reads the report's lease (`expires_at`) without waiting for it to run out."""
     process = presence.process_id()
 
     async def report() -> None:
-        await presence.report(db, process, hub.carried(), utcnow(), interval, figures(hub))
+        await presence.report(db, process, hub.carried(), clock(), interval, figures(hub))
 
     try:
         async with tasks.repeating(report, interval, "reporting this process's open feeds"):

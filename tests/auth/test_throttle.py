@@ -9,6 +9,7 @@ import dataclasses
 import httpx
 import pytest
 
+from dev.processes import ServiceProcess
 from services.auth.throttle import client
 from shared.db import Database
 from shared.settings import Settings
@@ -141,3 +142,26 @@ async def test_registrations_are_limited_per_address(server: str) -> None:
         assert json_error(refused)[:2] == (429, "throttled") and int(refused.headers["retry-after"]) >= 1
     async with registered(server, "elsewhere"):  # another address may still register
         pass
+
+
+async def test_two_auth_processes_share_one_throttle(alice: httpx.AsyncClient, settings: Settings) -> None:
+    """As docker-compose can run them: wrong passwords sent to either process use up the same five tries, and the
+    account stays refused at both, the right password included."""
+    window = {"LOGIN_WINDOW": "3600"}
+    first, second = (ServiceProcess("services.auth.app", settings, **window) for _ in range(2))
+    await asyncio.gather(asyncio.to_thread(first.start), asyncio.to_thread(second.start))  # each waits for /readyz
+    try:
+        async with httpx.AsyncClient(timeout=30) as http:
+            statuses = [
+                (
+                    await http.post(f"{process.url}/api/auth/login", json={"username": "alice", "password": WRONG})
+                ).status_code
+                for process in (first, second) * 4
+            ]
+            right = {"username": "alice", "password": PASSWORD}
+            refused = [(await http.post(f"{p.url}/api/auth/login", json=right)).status_code for p in (first, second)]
+    finally:
+        first.stop()
+        second.stop()
+    assert statuses == [401] * 5 + [429] * 3
+    assert refused == [429, 429]
