@@ -14,6 +14,7 @@ from typing import Any, NamedTuple, Protocol
 
 import psutil
 
+from bench.crowd import Share
 from bench.http import Connection, Post, Publisher
 from bench.served import Histogram, served_by
 from bench.sse import Feed, feed_request, open_feeds
@@ -26,6 +27,7 @@ from shared.settings import Settings
 from shared.updates import digest, update_id
 
 STREAM_OPTIONS = ("--backlog", "4096")  # the kernel's somaxconn here: thousands of feeds reconnect at once
+STARTUP = 60.0  # seconds for a service process to answer: several start at once, on a machine others share
 UNLIMITED = {"PUBLISHES_PER_AUTHOR": str(10**9)}  # the load scenarios measure throughput, not the rate limit
 
 
@@ -67,21 +69,26 @@ class Setup:
 
 
 class Usage(NamedTuple):
-    """Of the process that holds the feeds: CPU seconds spent, writes made (Linux counts them), resident bytes."""
+    """Of the processes that hold the feeds: CPU seconds spent, writes made (Linux counts them), resident bytes, and
+    the proportional set size (a page shared by several of them counted once in all, as nginx's workers share
+    nchan's memory)."""
 
     cpu: float
     writes: int
     rss: int
+    pss: int
 
     @classmethod
     def of(cls, processes: Sequence[psutil.Process]) -> Usage:
-        cpu = writes = rss = 0.0
+        cpu = writes = rss = pss = 0.0
         for process in processes:
             times = process.cpu_times()
             cpu += times.user + times.system
             writes += process.io_counters().write_count
-            rss += process.memory_info().rss
-        return cls(cpu, int(writes), int(rss))
+            memory = process.memory_full_info()
+            rss += memory.rss
+            pss += memory.pss
+        return cls(cpu, int(writes), int(rss), int(pss))
 
 
 class Side(Protocol):
@@ -99,6 +106,10 @@ class Side(Protocol):
 
     async def served(self) -> Histogram | None:
         """The latency histogram of the process that holds the feeds, None where it keeps none (nchan)."""
+        ...
+
+    async def shares(self, shows: Sequence[str]) -> list[Share]:
+        """Feed i carrying show shows[i], shared out between the side's server processes (bench/crowd.py)."""
         ...
 
 
@@ -142,9 +153,8 @@ class Deployment:
         return self.streams[0].port
 
     def usage(self) -> Usage:
-        process = self.streams[0].process
-        assert process is not None
-        return Usage.of([psutil.Process(process.pid)])
+        """Of every stream process."""
+        return Usage.of([psutil.Process(stream.process.pid) for stream in self.streams if stream.process])
 
     async def served(self) -> Histogram:
         return await served_by(self.stream_port)
@@ -169,6 +179,14 @@ class Deployment:
     async def followers(self, count: int) -> list[Feed]:
         return await self.feeds([["flash"]] * count)
 
+    async def shares(self, shows: Sequence[str]) -> list[Share]:
+        """A user per feed, signed in; the feeds dealt out to the stream processes in turn, as a gateway that
+        balances by connections would."""
+        cookies = await self.sign_in([[show] for show in shows])
+        count = len(self.streams)
+        return [Share(stream.port, [feed_request("/events", cookie) for cookie in cookies[number::count]],
+                      list(shows[number::count])) for number, stream in enumerate(self.streams)]  # fmt: skip
+
 
 @contextlib.asynccontextmanager
 async def deployment(
@@ -185,7 +203,7 @@ async def deployment(
     stream_processes = [ServiceProcess("services.stream.app", settings, *STREAM_OPTIONS) for _ in range(streams)]
     processes = [ingest, *stream_processes]
     try:
-        await asyncio.gather(*(asyncio.to_thread(process.start) for process in processes))
+        await asyncio.gather(*(asyncio.to_thread(process.start, STARTUP) for process in processes))
         deployed = Deployment(settings, db, ingest, stream_processes)
         try:
             yield deployed
