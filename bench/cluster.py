@@ -108,8 +108,9 @@ class Side(Protocol):
         """The latency histogram of the process that holds the feeds, None where it keeps none (nchan)."""
         ...
 
-    async def shares(self, shows: Sequence[str]) -> list[Share]:
-        """Feed i carrying show shows[i], shared out between the side's server processes (bench/crowd.py)."""
+    async def shares(self, shows: Sequence[str], per_user: int = 1) -> list[Share]:
+        """Feed i carrying show shows[i], shared out between the side's server processes (bench/crowd.py); where
+        feeds have users, `per_user` feeds in a row are one user's, so they must carry the same show."""
         ...
 
 
@@ -179,13 +180,14 @@ class Deployment:
     async def followers(self, count: int) -> list[Feed]:
         return await self.feeds([["flash"]] * count)
 
-    async def shares(self, shows: Sequence[str]) -> list[Share]:
-        """A user per feed, signed in; the feeds dealt out to the stream processes in turn, as a gateway that
-        balances by connections would."""
-        cookies = await self.sign_in([[show] for show in shows])
+    async def shares(self, shows: Sequence[str], per_user: int = 1) -> list[Share]:
+        """A user signed in per `per_user` feeds; the feeds dealt out to the stream processes in turn, as a gateway
+        that balances by connections would."""
+        cookies = await self.sign_in([[show] for show in shows[::per_user]])
+        requests = [feed_request("/events", cookies[number // per_user]) for number in range(len(shows))]
         count = len(self.streams)
-        return [Share(stream.port, [feed_request("/events", cookie) for cookie in cookies[number::count]],
-                      list(shows[number::count])) for number, stream in enumerate(self.streams)]  # fmt: skip
+        return [Share(stream.port, requests[number::count], list(shows[number::count]))
+                for number, stream in enumerate(self.streams)]  # fmt: skip
 
 
 @contextlib.asynccontextmanager

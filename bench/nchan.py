@@ -74,8 +74,9 @@ class Nchan:
     async def followers(self, count: int) -> list[Feed]:
         return await open_feeds(self.server.port, [subscription("flash")] * count)
 
-    async def shares(self, shows: Sequence[str]) -> list[Share]:
-        """As many shares as workers, all on nginx's one port: its workers take turns at accepting."""
+    async def shares(self, shows: Sequence[str], per_user: int = 1) -> list[Share]:
+        """As many shares as workers, all on nginx's one port, which each worker listens on (reuseport). nchan has
+        no users."""
         count = self.workers
         return [Share(self.server.port, [subscription(show) for show in shows[number::count]],
                       list(shows[number::count])) for number in range(count)]  # fmt: skip

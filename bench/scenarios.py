@@ -229,11 +229,16 @@ async def scale(setup: Setup, feeds: int = 10_000, updates: int = 20, rate: floa
 CROWD_SHOWS = {**SHOWS, **{f"show_{number}": f"Show {number}" for number in range(len(SHOWS) + 1, 21)}}
 
 
-async def crowd(setup: Setup, feeds: int = 50_000, rate: float = 20.0, seconds: float = 10.0) -> Result:
+async def crowd(
+    setup: Setup, feeds: int = 50_000, rate: float = 20.0, seconds: float = 10.0, per_user: int = 10
+) -> Result:
     """50,000 feeds over three stream processes (and nchan's three workers), each following one of twenty shows,
     and updates published at `rate` a second over the twenty in turn: each feed gets one a second, as at scale.
-    The load clients run in processes of their own (bench/crowd.py)."""
-    shows = [list(CROWD_SHOWS)[number % len(CROWD_SHOWS)] for number in range(feeds)]
+    The load clients run in processes of their own (bench/crowd.py). A user has `per_user` feeds open (tabs and
+    devices): the embedded server purges expired sessions on every read of `sessions`, by a scan of them all, so a
+    feed per user would make opening them the database's scan of 50,000 sessions per batch of lookups."""
+    slugs = list(CROWD_SHOWS)
+    shows = [slugs[number // per_user % len(slugs)] for number in range(feeds)]
     updates = round(rate * seconds)
 
     async def measure(side: Side) -> Run:
@@ -242,15 +247,16 @@ async def crowd(setup: Setup, feeds: int = 50_000, rate: float = 20.0, seconds: 
                                              if slug not in SHOWS])  # fmt: skip
         step("crowd", side.name, f"opening {feeds:,} feeds over {crowd_clients.SERVERS} processes")
         before = side.usage().pss
-        listening = await crowd_clients.crowd(await side.shares(shows))
+        listening = await crowd_clients.crowd(await side.shares(shows, per_user))
         try:
             per_feed_kb = (side.usage().pss - before) / feeds / 1024
             publisher = await side.publisher(connections=4)
             step("crowd", side.name, f"{updates} updates at {rate:g}/s")
+            used = side.usage()
             show_of: dict[int, str] = {}
 
             async def publish(number: int) -> int:
-                show = shows[number % len(CROWD_SHOWS)]
+                show = slugs[number % len(slugs)]
                 seq = await publisher.publish(show, f"update {number}")
                 show_of[seq] = show
                 return seq
@@ -258,9 +264,11 @@ async def crowd(setup: Setup, feeds: int = 50_000, rate: float = 20.0, seconds: 
             await paced(updates, rate, publish)
             step("crowd", side.name, "counting what the feeds got")
             got = await listening.count(publisher.sent, show_of)
+            cpu = (side.usage().cpu - used.cpu) / max(1, got.deliveries) * 1e6
         finally:
             await crowd_clients.close(listening)
-        figures = {"connected": feeds, "KB/feed": per_feed_kb, **_timing(got), "wrong": got.wrong}
+        figures = {"connected": feeds, "KB/feed": per_feed_kb, **_timing(got), "wrong": got.wrong,
+                   "CPU µs/delivery": cpu}  # fmt: skip
         return Run(figures, got.latencies)
 
     return await side_by_side(setup, "crowd", measure, {"KB/feed": 1.0}, servers=crowd_clients.SERVERS)
