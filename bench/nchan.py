@@ -7,6 +7,7 @@ as root with apt-get; otherwise it says so in one line and measures Gossip alone
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import itertools
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import psutil
 
-from bench.cluster import Usage
+from bench.cluster import Usage, started_on_its_port
 from bench.crowd import Share
 from bench.http import Connection, Publisher
 from bench.sse import Feed, open_feeds
@@ -115,16 +116,20 @@ async def running(nginx: str, workers: int = 1) -> AsyncIterator[Nchan]:
     one, each listens on a socket of its own (reuseport), so the kernel spreads the feeds evenly."""
     with tempfile.TemporaryDirectory(prefix="gossip-bench-nchan-") as prefix:
         (Path(prefix) / "temp").mkdir()
-        port = free_port()
-        conf = Path(prefix) / "nginx.conf"
-        filled = {"@MODULE@": str(MODULE), "@PORT@": str(port), "@WORKERS@": str(workers),
-                  "@REUSEPORT@": " reuseport" if workers > 1 else ""}  # fmt: skip
-        conf.write_text(functools.reduce(lambda text, pair: text.replace(*pair), filled.items(), CONF.read_text()))
-        command = [nginx, "-p", f"{prefix}/", "-c", str(conf), "-e", f"{prefix}/error.log"]
-        with ChildProcess(command, os.environ, port, ready_path="/ready") as server:
-            nchan = Nchan(server, workers)
-            try:
-                yield nchan
-            finally:
-                for publisher in nchan.publishers:
-                    await publisher.close()
+
+        def server() -> ChildProcess:
+            port = free_port()
+            conf = Path(prefix) / "nginx.conf"
+            filled = {"@MODULE@": str(MODULE), "@PORT@": str(port), "@WORKERS@": str(workers),
+                      "@REUSEPORT@": " reuseport" if workers > 1 else ""}  # fmt: skip
+            conf.write_text(functools.reduce(lambda text, pair: text.replace(*pair), filled.items(), CONF.read_text()))
+            command = [nginx, "-p", f"{prefix}/", "-c", str(conf), "-e", f"{prefix}/error.log"]
+            return ChildProcess(command, os.environ, port, ready_path="/ready")
+
+        nchan = Nchan(await asyncio.to_thread(started_on_its_port, server), workers)
+        try:
+            yield nchan
+        finally:
+            for publisher in nchan.publishers:
+                await publisher.close()
+            await asyncio.to_thread(nchan.server.stop)
