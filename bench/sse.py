@@ -170,9 +170,10 @@ async def open_feed(port: int, request: bytes, address: str = "127.0.0.1", timeo
 
 
 async def open_feeds(
-    port: int, requests: list[bytes], concurrency: int = 500, timeout: float = 120.0, addresses: list[str] | None = None
+    port: int, requests: list[bytes], concurrency: int = 500, timeout: float = 600.0, addresses: list[str] | None = None
 ) -> list[Feed]:
-    """Connects every feed and waits for each to answer 200, a bounded number at a time so the listen queue holds.
+    """Connects every feed and waits for each to answer 200, a bounded number at a time so the listen queue holds;
+    all within `timeout` (10,000 took over two minutes on this machine while others kept it busy).
     `addresses[i]`: where feed i connects from (of 127/8), so that more feeds than a loopback address has ports for
     can be open at once; by default 127.0.0.1."""
     gate = asyncio.Semaphore(concurrency)
