@@ -13,8 +13,11 @@ $(VENV)/installed: pyproject.toml
 	touch $@
 
 # Local runs also take push subscriptions on an http:// loopback endpoint (a local push service); set it to 0 to refuse.
+# `make run STREAMS=3` serves Gossip from three processes on the one port, each with its share of the feeds
+# (dev/replicas.py); `make up STREAMS=3` scales the stream service in Docker.
+STREAMS ?= 1
 run: $(VENV)/installed
-	PUSH_ALLOW_HTTP_LOOPBACK=$${PUSH_ALLOW_HTTP_LOOPBACK-1} $(PY) -m dev.run
+	PUSH_ALLOW_HTTP_LOOPBACK=$${PUSH_ALLOW_HTTP_LOOPBACK-1} $(PY) -m dev.run --streams $(STREAMS)
 
 # axe-core for the accessibility test, from npm into the git-ignored .node/ (major version pinned). Without npm the
 # test skips and says why (and fails under CI, where .ci/run installs npm first).
@@ -62,7 +65,6 @@ abuse: $(VENV)/bench-installed
 	$(PY) -m bench abuse
 
 # The real topology in Docker: needs a .env with SECRET_KEY (see .env.example). `make up STREAMS=3` scales the feeds.
-STREAMS ?= 1
 up:
 	docker compose up --build --detach --wait --scale stream=$(STREAMS)
 

@@ -15,6 +15,7 @@ import pytest
 
 from dev.processes import ChildProcess, free_port
 from shared.settings import ROOT, Settings
+from tests.support.waiting import wait_until
 
 COMMAND = [sys.executable, "-m", "dev.run"]
 
@@ -114,3 +115,32 @@ def test_make_run_believes_no_forwarded_header(settings: Settings) -> None:
             for n in range(3)
         ]
     assert statuses == [401, 401, 429]
+
+
+def _listening_on(port: int, processes: list[psutil.Process]) -> list[psutil.Process]:
+    return [p for p in processes if any(c.laddr.port == port and c.status == psutil.CONN_LISTEN
+                                        for c in p.net_connections("tcp"))]  # fmt: skip
+
+
+async def test_make_run_streams_3_serves_from_three_processes_on_one_port_and_stops_them(settings: Settings) -> None:
+    """Each process listens on the port itself (SO_REUSEPORT), so the kernel spreads the feeds between them."""
+    port = free_port()
+    env = {**os.environ, "SECRET_KEY": "test", "PORT": str(port), "MONGO_URL": settings.mongo_url,
+           "MONGO_DB": settings.mongo_db}  # fmt: skip
+    with ChildProcess([*COMMAND, "--streams", "3"], env, port, ready_path="/healthz") as gossip:
+        assert gossip.process is not None
+        first = psutil.Process(gossip.process.pid)
+        replicas = first.children()
+        assert len(replicas) == 2
+        await wait_until(lambda: len(_listening_on(port, [first, *replicas])) == 3, timeout=30)
+        async with httpx.AsyncClient(base_url=gossip.url, timeout=5) as http:
+            assert (await http.get("/api/shows")).status_code == 200
+        gossip.process.send_signal(signal.SIGTERM)
+        assert gossip.process.wait(20) == 128 + signal.SIGTERM
+    assert not any(replica.is_running() and replica.status() != psutil.STATUS_ZOMBIE for replica in replicas)
+    assert "Gossip on http" in gossip.output() and "(3 processes)" in gossip.output()
+
+
+def test_a_streams_count_out_of_range_is_refused() -> None:
+    result = subprocess.run([*COMMAND, "--streams", "0"], capture_output=True, text=True, timeout=30, cwd=ROOT)
+    assert result.returncode == 2 and "--streams" in result.stderr
