@@ -7,11 +7,14 @@ and is covered by tests/shared/test_db.py.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 import uuid
+from collections.abc import Awaitable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
+import pymongo.lock
 from pymongo import ASCENDING, AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.change_stream import AsyncChangeStream
 from pymongo.asynchronous.collection import AsyncCollection
@@ -19,6 +22,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure
 
 Database = AsyncDatabase[dict[str, Any]]
+Client = AsyncMongoClient[dict[str, Any]]
+T = TypeVar("T")
 MAX_INT = 2**63 - 1  # MongoDB's integers are 8 bytes: a larger Python int cannot be stored or queried
 HISTORY_INDEX = "updates_history"  # the TTL index that removes old updates on MongoDB
 INDEX_CONFLICTS = {85, 86}  # IndexOptionsConflict, IndexKeySpecsConflict: an index of that name or key differs
@@ -34,8 +39,25 @@ SHOWS = {
 }
 
 
-def connect(url: str) -> AsyncMongoClient[dict[str, Any]]:
+def connect(url: str) -> Client:
+    _waits_stay_in_their_task()
     return AsyncMongoClient(url, tz_aware=True, serverSelectionTimeoutMS=5000, connectTimeoutMS=5000)
+
+
+async def _wait_for(awaitable: Awaitable[T], timeout: float | None) -> T:
+    """asyncio.wait_for as Python 3.12 has it: a deadline around a plain await, in the caller's own task."""
+    async with asyncio.timeout(timeout):
+        return await awaitable
+
+
+def _waits_stay_in_their_task() -> None:
+    """PyMongo waits on its topology's and pools' conditions through asyncio.wait_for, which on Python 3.11 runs the
+    wait in a task of its own and, when its caller is cancelled again while that task ends, returns without it
+    (CPython gh-86296, fixed in 3.12 only). The caller then releases a lock it no longer holds, and the abandoned wait
+    takes the lock back for good: every later operation of the client hangs, and so does the stop of the process
+    (whose background tasks are cancelled while the database may be away). 3.12's wait_for cannot do that."""
+    if sys.version_info < (3, 12):
+        pymongo.lock.wait_for = _wait_for  # type: ignore[attr-defined,assignment]  # the name it calls
 
 
 def utcnow() -> datetime:
