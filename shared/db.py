@@ -7,10 +7,11 @@ and is covered by tests/shared/test_db.py.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 import time
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -19,11 +20,15 @@ from pymongo import ASCENDING, AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.change_stream import AsyncChangeStream
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import OperationFailure
+from pymongo.errors import OperationFailure, PyMongoError
 
 Database = AsyncDatabase[dict[str, Any]]
 Client = AsyncMongoClient[dict[str, Any]]
 T = TypeVar("T")
+log = logging.getLogger("gossip.db")
+# Seconds each goodbye at shutdown is given (a presence report withdrawn, a lease released, the client's own ending of
+# its sessions): what it tidies lapses on its own, and a stop ends within a few seconds whatever the database does.
+FAREWELL_WAIT = 0.5
 MAX_INT = 2**63 - 1  # MongoDB's integers are 8 bytes: a larger Python int cannot be stored or queried
 HISTORY_INDEX = "updates_history"  # the TTL index that removes old updates on MongoDB
 INDEX_CONFLICTS = {85, 86}  # IndexOptionsConflict, IndexKeySpecsConflict: an index of that name or key differs
@@ -58,6 +63,26 @@ def _waits_stay_in_their_task() -> None:
     (whose background tasks are cancelled while the database may be away). 3.12's wait_for cannot do that."""
     if sys.version_info < (3, 12):
         pymongo.lock.wait_for = _wait_for  # type: ignore[attr-defined,assignment]  # the name it calls
+
+
+def reachable(client: Client) -> bool:
+    """Whether the client knows a server it can write to now, from what it last saw, without asking: false once a
+    call has found the server gone, until its monitor finds it back."""
+    return client.topology_description.has_writable_server()
+
+
+async def farewell(db: Database, what: str, write: Callable[[], Awaitable[object]]) -> None:
+    """A goodbye write at shutdown (a presence report withdrawn, a lease released): best effort and bounded. Skipped
+    when the database is known gone, given FAREWELL_WAIT seconds otherwise: what it tidies lapses on its own, and a
+    stop must end within a few seconds whatever the database does."""
+    if not reachable(db.client):
+        log.info("%s: skipped, the database is not reachable (it lapses on its own)", what)
+        return
+    try:
+        with pymongo.timeout(FAREWELL_WAIT):
+            await write()
+    except PyMongoError as error:
+        log.warning("%s failed (%s); it lapses on its own", what, error)
 
 
 def utcnow() -> datetime:
