@@ -110,27 +110,30 @@ async def test_a_poison_document_between_two_updates_costs_neither(
 
 
 async def test_an_offered_document_is_numbered_in_a_task_of_its_own_without_a_sweep(db: Database) -> None:
-    """`offer` returns at once; the batch is numbered in the background, and what is offered meanwhile goes in the
-    next batch. No sweep runs here: only the offers number them."""
+    """`offer` returns at once; the batch is numbered in the background, and an offer after that batch has ended
+    starts the next. No sweep runs here: only the offers number them."""
     await prepare(db)
     adoption = Adoption(db, Catalogue(db))
-    first = (await db.updates.insert_one({"show": "flash", "text": "one", "author": "dba"})).inserted_id
-    second = (await db.updates.insert_one({"show": "flash", "text": "two", "author": "dba"})).inserted_id
-    adoption.offer(first)
-    adoption.offer(second)
+    ids = []
 
     async def numbered() -> bool:
-        return await db.updates.count_documents({"seq": {"$in": [1, 2]}}) == 2
+        return await db.updates.count_documents({"seq": {"$gt": 0}}) == len(ids)
 
-    await wait_until(numbered)
-    assert [(u["_id"], u["seq"]) async for u in db.updates.find().sort("seq")] == [(first, 1), (second, 2)]
+    for texts in (("one", "two"), ("three",)):
+        for text in texts:
+            ids.append((await db.updates.insert_one({"show": "flash", "text": text, "author": "dba"})).inserted_id)
+            adoption.offer(ids[-1])
+        await wait_until(numbered)
+        await wait_until(lambda: adoption._adopting is None)  # the batch has ended
+    assert [u["_id"] async for u in db.updates.find().sort("seq")] == ids
     await adoption.stop()
 
 
 async def test_a_batch_the_database_refuses_is_logged_and_left_to_the_sweep(
     db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
-    gone = AsyncMongoClient(f"mongodb://127.0.0.1:{free_port()}/?directConnection=true", serverSelectionTimeoutMS=50)
+    port = free_port()
+    gone = AsyncMongoClient(f"mongodb://127.0.0.1:{port}/?directConnection=true", serverSelectionTimeoutMS=50)
     adoption = Adoption(gone[db.name], Catalogue(db))
     try:
         adoption.offer(ObjectId())
@@ -139,7 +142,9 @@ async def test_a_batch_the_database_refuses_is_logged_and_left_to_the_sweep(
         await adoption.stop()
     finally:
         await gone.close()
-    assert warned[0].getMessage().startswith("could not number 2 documents in updates, left to the sweep: ")
+    message = warned[0].getMessage()
+    assert message.startswith("could not number 2 documents in updates, left to the sweep: ")
+    assert f"127.0.0.1:{port}" in message
 
 
 async def test_stopping_ends_a_batch_under_way(db: Database) -> None:
