@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 
 import httpx
+from starlette.types import Message, Receive, Scope, Send
 
+from shared.proxies import TrustedProxies
 from shared.settings import Settings
 from tests.support.servers import serving
 
@@ -60,3 +62,21 @@ async def test_only_the_named_proxy_is_believed_not_every_loopback_address(setti
     assert plain.status_code == secure.status_code == 201
     assert plain.headers["set-cookie"].startswith("gossip_session=")
     assert secure.headers["set-cookie"].startswith("__Host-gossip_session=")
+
+
+async def test_a_server_that_gives_no_lifespan_state_has_its_requests_passed_on_unchanged() -> None:
+    """Before the settings are known (a server without lifespan state) nothing forwarded is believed."""
+    seen: list[Scope] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(scope)
+
+    async def nothing() -> Message:
+        return {"type": "http.disconnect"}
+
+    async def drop(message: Message) -> None:
+        return None
+
+    scope: Scope = {"type": "http", "client": ("10.0.0.1", 5000), "headers": [(b"x-forwarded-for", b"203.0.113.9")]}
+    await TrustedProxies(app)(scope, nothing, drop)
+    assert [passed["client"] for passed in seen] == [("10.0.0.1", 5000)]

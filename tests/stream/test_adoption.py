@@ -23,7 +23,7 @@ from shared.settings import Settings
 from tests.support.accounts import registered
 from tests.support.servers import LiveServer, gauge
 from tests.support.sse import events
-from tests.support.updates import publish
+from tests.support.updates import publish, stored_update
 from tests.support.waiting import wait_until
 
 REJECTED = "gossip_stream_rejected_documents_total"
@@ -109,27 +109,30 @@ async def test_a_poison_document_between_two_updates_costs_neither(
 
 
 async def test_an_offered_document_is_numbered_in_a_task_of_its_own_without_a_sweep(db: Database) -> None:
-    """`offer` returns at once; the batch is numbered in the background, and what is offered meanwhile goes in the
-    next batch. No sweep runs here: only the offers number them."""
+    """`offer` returns at once; the batch is numbered in the background, and an offer after that batch has ended
+    starts the next. No sweep runs here: only the offers number them."""
     await prepare(db)
     adoption = Adoption(db, Catalogue(db))
-    first = (await db.updates.insert_one({"show": "flash", "text": "one", "author": "dba"})).inserted_id
-    second = (await db.updates.insert_one({"show": "flash", "text": "two", "author": "dba"})).inserted_id
-    adoption.offer(first)
-    adoption.offer(second)
+    ids = []
 
     async def numbered() -> bool:
-        return await db.updates.count_documents({"seq": {"$in": [1, 2]}}) == 2
+        return await db.updates.count_documents({"seq": {"$gt": 0}}) == len(ids)
 
-    await wait_until(numbered)
-    assert [(u["_id"], u["seq"]) async for u in db.updates.find().sort("seq")] == [(first, 1), (second, 2)]
+    for texts in (("one", "two"), ("three",)):
+        for text in texts:
+            ids.append((await db.updates.insert_one({"show": "flash", "text": text, "author": "dba"})).inserted_id)
+            adoption.offer(ids[-1])
+        await wait_until(numbered)
+        await wait_until(lambda: adoption._adopting is None)  # the batch has ended
+    assert [u["_id"] async for u in db.updates.find().sort("seq")] == ids
     await adoption.stop()
 
 
 async def test_a_batch_the_database_refuses_is_logged_and_left_to_the_sweep(
     db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
-    gone = AsyncMongoClient(f"mongodb://127.0.0.1:{free_port()}/?directConnection=true", serverSelectionTimeoutMS=50)
+    port = free_port()
+    gone = AsyncMongoClient(f"mongodb://127.0.0.1:{port}/?directConnection=true", serverSelectionTimeoutMS=50)
     adoption = Adoption(gone[db.name], Catalogue(db))
     try:
         adoption.offer(ObjectId())
@@ -138,7 +141,9 @@ async def test_a_batch_the_database_refuses_is_logged_and_left_to_the_sweep(
         await adoption.stop()
     finally:
         await gone.close()
-    assert warned[0].getMessage().startswith("could not number 2 documents in updates, left to the sweep: ")
+    message = warned[0].getMessage()
+    assert message.startswith("could not number 2 documents in updates, left to the sweep: ")
+    assert f"127.0.0.1:{port}" in message
 
 
 async def test_stopping_ends_a_batch_under_way(db: Database) -> None:
@@ -152,6 +157,34 @@ async def test_stopping_ends_a_batch_under_way(db: Database) -> None:
         assert adoption._adopting is None
     finally:
         await gone.close()
+
+
+async def test_a_document_the_database_will_not_take_back_numbered_is_rejected_and_the_rest_stored(
+    db: Database,
+) -> None:
+    """The batch's writes are unordered: the one that fails (here its seq is taken already, by an update written
+    with one) is rejected with the database's reason, and those after it are stored all the same."""
+    await prepare(db)
+    ids = [(await db.updates.insert_one({"show": "flash", "text": f"t{n}", "author": "dba"})).inserted_id
+           for n in range(3)]  # fmt: skip
+    await db.updates.insert_one(stored_update(2))  # a seq the counter has not given yet
+    await Adoption(db, Catalogue(db)).adopt([(document_id, None) for document_id in ids])
+    stored = {u["_id"]: u async for u in db.updates.find({"_id": {"$in": ids}})}
+    assert [stored[ids[0]].get("seq"), stored[ids[2]].get("seq")] == [1, 3]
+    why, prefix = stored[ids[1]]["rejected"], "could not be stored with a seq: "
+    assert why.startswith(prefix) and why[len(prefix) :] not in ("", "None") and "seq" not in stored[ids[1]]
+
+
+async def test_a_rejection_is_marked_logged_and_counted_once(db: Database, caplog: pytest.LogCaptureFixture) -> None:
+    await prepare(db)
+    document_id = (await db.updates.insert_one({"show": "flash", "author": "dba"})).inserted_id
+    adoption = Adoption(db, Catalogue(db))
+    assert await adoption.reject(document_id, "it has no text") is True
+    assert await adoption.reject(document_id, "seen again") is False  # another process's mark landed first
+    (logged,) = [record.getMessage() for record in caplog.records if record.name == "gossip.stream.adoption"]
+    assert logged.startswith("a document in updates is not an update;") and logged.endswith(": it has no text")
+    stored = await db.updates.find_one({"_id": document_id})
+    assert stored is not None and stored["rejected"] == "it has no text"
 
 
 async def test_only_one_claim_wins_and_only_the_winner_takes_a_number(db: Database) -> None:
