@@ -17,7 +17,7 @@ from services.auth.digest import digest_job
 from services.auth.push import Pusher
 from services.auth.webpush import WebPush, application_server_key, server_key
 from shared import tasks
-from shared.db import Database, farewell, new_id, utcnow
+from shared.db import Database, all_of, farewell, new_id, utcnow
 from shared.state import Core
 
 log = logging.getLogger("gossip.auth.scheduler")
@@ -39,7 +39,7 @@ class Lease:
     async def hold(self, now: datetime) -> bool:
         """Takes or renews the lease until `seconds` after `now`; False while another holds it."""
         mine = {"_id": self.name, "holder": self.holder, "expires_at": now + timedelta(seconds=self.seconds)}
-        taken = {"_id": self.name, "$or": [{"holder": self.holder}, {"expires_at": {"$lte": now}}]}
+        taken = all_of({"_id": self.name}, {"$or": [{"holder": self.holder}, {"expires_at": {"$lte": now}}]})
         try:
             await self.db.leases.replace_one(taken, mine, upsert=True)
         except DuplicateKeyError:
