@@ -23,7 +23,6 @@ from shared import db as database
 from shared.auth import RenewedSession
 from shared.batching import by_id
 from shared.catalogue import Catalogue
-from shared.connections import forget_connection, note_connection
 from shared.errors import EXCEPTION_HANDLERS, ApiError
 from shared.headers import Nosniff
 from shared.limits import Buckets, swept
@@ -78,18 +77,13 @@ def _tune_gc() -> None:
 
 
 class Service(Starlette):
-    """Starlette, noting the server's connection before any middleware wraps `send` (shared/connections.py), and
-    draining a body it answered unread before the connection closes (shared/lingering.py)."""
+    """Starlette, draining a body it answered unread before the connection closes (shared/lingering.py)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
-        note_connection(scope, send)
-        try:
-            await answer_then_drain(super().__call__, scope, receive, send)
-        finally:
-            forget_connection(scope)
+        await answer_then_drain(super().__call__, scope, receive, send)
 
 
 async def _core(

@@ -41,8 +41,9 @@ async def _ready(http: httpx.AsyncClient) -> bool:
 
 
 async def test_a_request_is_freed_as_it_ends_not_left_for_the_collector(server: str) -> None:
-    """The server's `send`, noted in the scope for the feeds (shared/connections.py), is a method of the object that
-    holds the scope: unless it is forgotten at the request's end, every request is a cycle for the collector."""
+    """uvicorn's request cycle and the scope it holds are freed as the request ends: nothing the app keeps of a
+    request (the server's `send` or `receive`, both methods of the cycle) may make every request a cycle for the
+    collector, which a busy process runs rarely."""
     with collector_off():
         for _ in range(10):
             async with httpx.AsyncClient(base_url=server) as http:  # a connection each, closed after

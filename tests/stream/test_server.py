@@ -1,23 +1,25 @@
-"""A live frame written straight to its connection (services/stream/direct.py): what it relies on in uvicorn and in
-the app's middleware, checked here so that a change in either shows as a failure, not as a corrupted stream."""
+"""Every reach into uvicorn's and sse-starlette's private objects (services/stream/server.py): what each relies on,
+checked here so that a change in either library, or in the app's middleware, shows as a failure, not as a corrupted
+stream, a socket held for ever or a shutdown that hangs."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import httpx
 import pytest
+from sse_starlette.sse import AppStatus
 from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from services.all import app as gossip
 from services.stream import app as stream
-from services.stream.direct import Direct
-from services.stream.response import HEADERS
+from services.stream.feed import HEADERS
+from services.stream.server import Connection, stopping
 from shared.app import Service, create_app
 from shared.auth import RenewedSession
-from shared.connections import server_send
 from shared.headers import Nosniff
 from shared.logs import AccessLog
 from shared.proxies import TrustedProxies
@@ -33,14 +35,14 @@ class Mixed:
     """A response whose body goes out in turns through ASGI and past it, as a feed's does."""
 
     def __init__(self) -> None:
-        self.direct: Direct | None = None
+        self.connection: Connection | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        self.direct = Direct.of(server_send(scope))
+        self.connection = Connection.of(receive)
         await send({"type": "http.response.start", "status": 200, "headers": list(HEADERS)})
         for number in range(3):
-            if self.direct is not None:
-                self.direct.write(f"data: past {number}\n\n".encode())
+            if self.connection is not None:
+                assert self.connection.write(f"data: past {number}\n\n".encode()) == self.connection.writes
             await send({"type": "http.response.body", "body": f"data: through {number}\n\n".encode(),
                         "more_body": True})  # fmt: skip
         await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -56,21 +58,22 @@ async def served(app: Mixed, protocol: str) -> httpx.Response:
 
 
 async def test_uvicorn_still_has_what_a_direct_write_relies_on_and_frames_its_chunks_alike() -> None:
-    """Fails if uvicorn's httptools cycle loses what direct.py reads (the feeds would fall back to ASGI, slower), or
+    """Fails if uvicorn's httptools cycle loses what server.py reads (the feeds would fall back to ASGI, slower), or
     frames a chunk otherwise (the client would read garbage or nothing)."""
     mixed = Mixed()
     response = await served(mixed, "httptools")
-    assert mixed.direct is not None, "uvicorn has changed: feeds no longer write past ASGI"
+    assert mixed.connection is not None and mixed.connection.writes, "uvicorn changed: feeds no longer write past ASGI"
     assert response.text == "".join(f"data: past {n}\n\ndata: through {n}\n\n" for n in range(3))
     assert response.headers["transfer-encoding"] == "chunked"
 
 
-async def test_another_protocol_gets_no_direct_write() -> None:
-    async def send(message: object) -> None: ...
+async def test_another_protocol_gets_no_direct_write_but_can_still_be_reset() -> None:
+    async def receive() -> object: ...
 
     mixed = Mixed()
     response = await served(mixed, "h11")
-    assert mixed.direct is None and Direct.of(None) is None and Direct.of(send) is None
+    assert mixed.connection is not None and not mixed.connection.writes, "uvicorn's h11 cycle changed"
+    assert Connection.of(receive) is None
     assert response.text == "".join(f"data: through {n}\n\n" for n in range(3))
 
 
@@ -93,8 +96,20 @@ async def test_under_another_protocol_a_feed_streams_through_asgi_alone(h11_serv
 
 @pytest.mark.parametrize("app", [stream.app, gossip.app], ids=["stream", "all"])
 def test_only_middleware_that_leaves_bodies_alone_stands_before_a_feed(app: Starlette) -> None:
-    """A feed's live frames go past the middleware (direct.py). Each one here only reads or adds to a response's
+    """A feed's live frames go past the middleware (server.py), and its connection is found from the `receive` it is
+    given, which none of them may wrap. Each one here only reads or adds to a response's
     start; one that changed bodies (compression, say) would not see them. Before adding a middleware, check that it
     leaves a body as it is, then name it here."""
     known = [TrustedProxies, Traced, Nosniff, AccessLog, RenewedSession]  # Traced: OpenTelemetry's reads, adds none
     assert [middleware.cls for middleware in app.user_middleware] == known
+
+
+async def test_sse_starlettes_exit_signal_still_ends_the_wait_for_shutdown() -> None:
+    """lifecycle waits on this private hook once for all feeds: if sse-starlette renames or changes it, the stream
+    service would no longer end its feeds when told to stop (test_resilience's shutdown test shows the effect)."""
+    waiting = asyncio.create_task(stopping())
+    AppStatus.should_exit = True
+    try:
+        await asyncio.wait_for(waiting, 2)  # its watcher looks twice a second
+    finally:
+        AppStatus.should_exit = False
