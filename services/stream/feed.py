@@ -88,7 +88,9 @@ class Feed:
         self.sending_since = 0.0  # when the send now under way began (time.monotonic()); 0.0 while none is
         self.sender: asyncio.Task[None] | None = None  # the task sending through ASGI, while there is something to
         self.connection: Connection | None = None  # the server's connection, once the response runs (server.py)
-        self._frames: list[bytes] = []  # not a deque: an empty deque costs 700 bytes, times every open feed
+        # What waits to be sent through ASGI; None while nothing does, as for an idle feed most of its life. A list,
+        # not a deque: an empty deque costs 700 bytes, times every open feed.
+        self._frames: list[bytes] | None = None
         self._bytes, self._max_frames, self._max_bytes = 0, max_frames, max_bytes
         self._send: Send | None = None  # the response's ASGI send, once it runs
         self._request: asyncio.Task[Any] | None = None  # the request's task, once the response runs
@@ -101,13 +103,17 @@ class Feed:
         frame too large for the queue is not written straight to the socket either."""
         if self.ended:
             return
-        if len(self._frames) >= self._max_frames or self._bytes + len(frame) > self._max_bytes:
+        frames = self._frames
+        if (frames is not None and len(frames) >= self._max_frames) or self._bytes + len(frame) > self._max_bytes:
             self.too_slow = OVERFLOW
             self.end()  # the browser reconnects and replays from MongoDB
             return
         if direct and self.connection is not None and self.idle() and self.connection.write(frame):
             return
-        self._frames.append(frame)
+        if frames is None:
+            self._frames = [frame]
+        else:
+            frames.append(frame)
         self._bytes += len(frame)
         self._wake()
 
@@ -146,10 +152,13 @@ class Feed:
 
     def take(self) -> bytes | None:
         """Whatever is queued, as one chunk: under a burst, one socket write carries many frames."""
-        if not self._frames:
+        frames = self._frames
+        if not frames:
             return None
-        chunk = b"".join(self._frames[:MAX_BATCH])
-        del self._frames[:MAX_BATCH]
+        chunk = b"".join(frames[:MAX_BATCH])
+        del frames[:MAX_BATCH]
+        if not frames:
+            self._frames = None
         self._bytes -= len(chunk)
         return chunk
 
@@ -251,4 +260,5 @@ class Streamed:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = await self.endpoint(Request(scope, receive, send))
+        scope.pop("state", None)  # the request's copy of the app's state: read while answering, not for hours after
         await response(scope, receive, send)
