@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
 from sse_starlette.sse import AppStatus
 from starlette.applications import Starlette
 from starlette.routing import Route
@@ -92,6 +93,21 @@ async def test_under_another_protocol_a_feed_streams_through_asgi_alone(h11_serv
             assert await feed.updates(1) == [missed]
             live = [await publish(hana, "flash", f"while it is open {n}") for n in range(3)]
             assert await feed.updates(3) == live
+
+
+@pytest.mark.parametrize("traces", [False, True], ids=["untraced", "traced"])
+async def test_through_every_middleware_a_response_still_finds_its_connection(settings: Settings, traces: bool) -> None:
+    """A feed finds uvicorn's connection from the `receive` it is given: a middleware that wrapped it (OpenTelemetry's
+    does, unless told not to trace receives) would leave every feed without its direct write and its reset."""
+    provider = TracerProvider() if traces else None
+    mixed = Mixed()
+    live = LiveServer(create_app("probe", [Route("/probe", mixed)], settings, tracer_provider=provider)).start()
+    try:
+        async with httpx.AsyncClient(base_url=live.url) as http:
+            response = await http.get("/probe")
+    finally:
+        live.stop()
+    assert response.status_code == 200 and mixed.connection is not None and mixed.connection.writes
 
 
 @pytest.mark.parametrize("app", [stream.app, gossip.app], ids=["stream", "all"])
