@@ -49,7 +49,8 @@ bench: $(VENV)/bench-installed
 	$(PY) -m bench
 
 # One person with a script against what `make run` serves: floods of logins, registrations, feeds, publishes,
-# stalled feeds and malformed requests, a line each with its target (bench/abuse.py).
+# stalled feeds, malformed requests, hostile documents in MongoDB and a resume loop, a line each with its target
+# (bench/abuse.py).
 abuse: $(VENV)/bench-installed
 	$(PY) -m bench abuse
 

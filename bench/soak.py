@@ -275,15 +275,14 @@ async def _logging_in(served: Served, tally: Tally, names: Sequence[str], every:
             await _ended(feed)
 
 
-async def _sampling(plan: Plan, tally: Tally, services: Watched, database: Watched | None, stop: asyncio.Event,
+async def _sampling(plan: Plan, tally: Tally, services: Watched, database: Watched | None,
                     samples: list[Sample]) -> None:  # fmt: skip
-    """A sample and its line every `sample_every` seconds until `stop`."""
+    """A sample and its line every `sample_every` seconds of the run, the last at its end. Due on a schedule from
+    the start: a sample that waits for a hash to end does not put off the ones after it, nor the last past the end."""
     last, seen, delivered = tally.started, 0, 0
-    for _ in range(int(plan.minutes * 60 / plan.sample_every) + 1):
-        await _until(stop, last + plan.sample_every - time.perf_counter())
-        if stop.is_set():
-            return
-        async with tally.hashing:  # a login's hash holds 64 MiB while it runs (shared/passwords.py): no growth
+    for number in range(1, int(plan.minutes * 60 / plan.sample_every) + 1):
+        await asyncio.sleep(max(0.0, tally.started + number * plan.sample_every - time.perf_counter()))
+        async with tally.hashing:  # a login's hash holds 64 MiB while it runs (services/auth/passwords.py): no growth
             services_mib = services.rss_mib()
         now = time.perf_counter()
         fresh, seen = tally.published[seen:], len(tally.published)
@@ -437,9 +436,10 @@ async def _run(served: Served, mongo_pid: int | None, plan: Plan) -> Run:
         *(asyncio.create_task(_publishing(publisher, tally, plan.publish_rate / plan.publishers, stop,
                                           int(seconds * plan.publish_rate) + 1)) for _ in range(plan.publishers)),
         asyncio.create_task(_logging_in(served, tally, names, plan.login_every, stop, int(seconds / plan.login_every))),
-        asyncio.create_task(_sampling(plan, tally, services, database, stop, samples)),
     ]  # fmt: skip
-    await _until(asyncio.Event(), seconds + 1)  # the last sample falls due before this
+    sampling = asyncio.create_task(_sampling(plan, tally, services, database, samples))
+    await _until(asyncio.Event(), seconds)
+    await _bounded([sampling], ANSWER_WAIT)  # the last sample, due now, however long a hash holds it up
     end = time.perf_counter()
     stop.set()
     await _bounded(tasks, ANSWER_WAIT + CLOSE_WAIT)

@@ -14,6 +14,7 @@ from typing import IO, Self
 
 import httpx
 
+from shared.malformed import SPEC
 from shared.settings import Settings
 
 
@@ -98,7 +99,7 @@ class ServiceProcess(ChildProcess):
         port = free_port()
         command = [
             sys.executable, "-m", "uvicorn", f"{module}:app", "--host", "127.0.0.1", "--port", str(port),
-            "--timeout-graceful-shutdown", "5", "--no-proxy-headers", *options,
+            "--timeout-graceful-shutdown", "5", "--no-proxy-headers", "--http", SPEC, *options,
         ]  # fmt: skip
         variables = {
             **os.environ, "SECRET_KEY": settings.secret_key, "MONGO_URL": settings.mongo_url,

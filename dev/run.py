@@ -15,8 +15,8 @@ import uvicorn
 
 from dev.embedded import EmbeddedMongo, PortTaken
 from services.all import app as gossip
-from shared.app import create_app
 from shared.logs import configure
+from shared.malformed import JsonErrorProtocol
 from shared.settings import Settings
 
 log = logging.getLogger("gossip.run")
@@ -89,10 +89,11 @@ def main() -> None:
                 raise SystemExit(1) from None
             settings = dataclasses.replace(settings, mongo_url=mongo.url)
             log.info("embedded MongoDB-protocol server on %s, data in %s", mongo.url, mongo.data)
-        app = create_app("gossip", gossip.routes, settings, gossip.extensions)
+        app = gossip.create(settings)
         config = uvicorn.Config(
             app, host=settings.host, port=settings.port, log_config=None, timeout_graceful_shutdown=5,
             proxy_headers=False,  # the app believes forwarded headers from TRUSTED_PROXIES only (shared/proxies.py)
+            http=JsonErrorProtocol,  # a request that cannot be parsed gets the JSON error body too
         )  # fmt: skip
         server = uvicorn.Server(config)
         lost = threading.Event()

@@ -25,31 +25,27 @@ from shared.batching import by_id
 from shared.catalogue import Catalogue
 from shared.errors import EXCEPTION_HANDLERS, ApiError
 from shared.headers import Nosniff
-from shared.limits import Buckets, swept
+from shared.limits import Buckets
 from shared.lingering import answer_then_drain
 from shared.logs import AccessLog, configure
 from shared.memory import traced
 from shared.openapi import document_route
 from shared.pages import PAGE_HANDLERS
-from shared.passwords import Passwords
 from shared.proxies import TrustedProxies
-from shared.recent import Recent
 from shared.settings import ROOT, Settings
 from shared.state import USER_FIELDS, AnyRequest, Core, core
 from shared.tracing import Traced, exporting
 
 GC_THRESHOLDS = (50_000, 20, 100)  # Python's defaults are (700, 10, 10)
 # Seconds for the database client's goodbyes at shutdown (ending sessions, killing cursors). They are best effort:
-# the server reaps both on its own. Without a bound, a database that has gone held the exit for the client's 5 s
-# server-selection timeout.
+# the server reaps both on its own. Without a bound, a database that has gone would hold the exit for the client's
+# whole server-selection timeout.
 CLOSE_WAIT = 1.0
 
-# A part of a service that lives as long as it (the stream's hub and watcher, ingest's batched writes): entered once
-# the core is ready, left at shutdown. What it yields joins the service's state (its own TypedDict extends Core).
+# A part of one service that lives as long as it (auth's password hashing, ingest's token cache, the stream's hub and
+# watcher): entered once the core is ready, left at shutdown. What it yields joins the service's state (its own
+# TypedDict extends Core). The core holds only what every service uses.
 Extension = Callable[[Core], AbstractAsyncContextManager[Mapping[str, Any]]]
-# Seconds a found API token is trusted before it is looked up again: every publish names one, so a script publishing
-# in a loop pays one lookup per half second instead of one per publish, and a revoked token is refused within a second.
-TOKEN_MAX_AGE = 0.5
 
 
 async def healthz(request: AnyRequest) -> Response:
@@ -69,9 +65,10 @@ async def metrics(request: AnyRequest) -> Response:
 
 
 def _tune_gc() -> None:
-    """Python's collector rescans every long-lived object each time their number has grown by a quarter. A stream
-    process taking thousands of connections spent 40 % of its CPU there, in pauses of up to half a second. So: far
-    fewer, larger young collections, and whatever exists once the service is ready is frozen out of every scan."""
+    """Python's collector rescans every long-lived object each time their number has grown by a quarter, and a
+    stream process holding thousands of connections holds a great many: rescanning them would take much of its CPU,
+    in long pauses (docs/benchmarks.md). So: far fewer, larger young collections, and whatever exists once the
+    service is ready is frozen out of every scan."""
     gc.set_threshold(*GC_THRESHOLDS)
     gc.freeze()
 
@@ -100,10 +97,8 @@ async def _core(
     db = client[resolved.mongo_db]
     await database.prepare(db)
     core = Core(
-        settings=resolved, db=db, catalogue=Catalogue(db),
-        sessions=by_id(db.sessions), tokens=Recent(by_id(db.tokens), TOKEN_MAX_AGE),
-        users=by_id(db.users, USER_FIELDS),
-        passwords=Passwords(resolved.hash_concurrency, resolved.hash_wait), buckets=Buckets(db),
+        settings=resolved, db=db, catalogue=Catalogue(db), sessions=by_id(db.sessions),
+        users=by_id(db.users, USER_FIELDS), buckets=Buckets(db),
         tracer_provider=tracer_provider or exporting(resolved, name),
     )  # fmt: skip
     return client, core
@@ -126,8 +121,6 @@ def create_app(
             async with contextlib.AsyncExitStack() as stack:
                 if tracer_provider is None and (exported := base["tracer_provider"]) is not None:
                     stack.callback(exported.shutdown)  # sends the spans still batched
-                stack.callback(base["passwords"].close)
-                await stack.enter_async_context(swept(base["buckets"]))
                 resolved = base["settings"]
                 await stack.enter_async_context(traced(resolved.memory_trace, resolved.memory_trace_every))
                 state: dict[str, Any] = dict(base)

@@ -1,11 +1,10 @@
-"""Who is calling: the signed session cookie, its revocation, Bearer tokens and CSRF tokens, in one place."""
+"""Who is calling: the signed session cookie, its revocation, and CSRF tokens; and the digest API tokens are kept by."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import secrets
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,8 +24,6 @@ from shared.state import AnyRequest, core
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_COOKIE = "gossip_csrf"
 CSRF_MAX_AGE = 24 * 3600
-TOKEN_PREFIX = "gsp_"  # noqa: S105 (a prefix that makes a leaked token easy to recognise, not a secret)
-USE_NOTED_EVERY = 60.0  # seconds between two records of a token's last use
 
 
 RENEWED = "gossip.renewed_session"  # in a request's scope: the Set-Cookie of a session renewed while answering it
@@ -101,7 +98,7 @@ def absolute_end(session: dict[str, Any], absolute_age: float) -> datetime:
 
 def session_end(session: dict[str, Any], absolute_age: float) -> datetime:
     """When a session ends unless it is renewed first: its sliding end, never past its absolute end, whatever wrote
-    the sliding one (a process from before the absolute end existed, a hand in mongosh). TypeError if a date is not
+    the sliding one (another program, a hand in mongosh). TypeError if a date is not
     one."""
     return min(as_datetime(session.get("expires_at")), absolute_end(session, absolute_age))
 
@@ -208,34 +205,6 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-async def bearer_caller(request: AnyRequest) -> Caller | None:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer":
-        return None
-    token = token.strip()
-    stored = await core(request)["tokens"](token_digest(token)) if token else None
-    if stored is None:
-        raise ApiError(401, detail="The API token is unknown or revoked.")
-    if stored.get("expires_at") is not None and as_datetime(stored["expires_at"]) <= utcnow():
-        raise ApiError(401, detail="The API token has expired.")
-    await _note_use(core(request)["db"], stored)
-    return Caller(stored["user_id"], stored["username"])
-
-
-async def _note_use(db: Database, token: dict[str, Any]) -> None:
-    """Records when a token was last used, at most once a minute per token and process: a script publishing in a
-    loop costs one write a minute, not one per publish. The found token is what this process's requests share for
-    half a second (shared.app.TOKEN_MAX_AGE), so it is marked first, and they see the mark at once. Epoch seconds,
-    not a date: `$max` keeps the newest across processes, and the embedded server would store a date set so as a
-    string."""
-    now = time.time()
-    last = token.get("last_used")
-    if isinstance(last, int | float) and now - last < USE_NOTED_EVERY:
-        return
-    token["last_used"] = now
-    await db.tokens.update_one({"_id": token["_id"]}, {"$max": {"last_used": now}})
-
-
 async def cookie_caller(request: AnyRequest) -> Caller | None:
     """For the JSON API. A cookie-authenticated POST must be JSON, which a cross-site form cannot send."""
     caller = await session_caller(request)
@@ -245,13 +214,11 @@ async def cookie_caller(request: AnyRequest) -> Caller | None:
     return caller
 
 
-async def require_caller(request: AnyRequest, *, allow_bearer: bool = False) -> Caller:
-    """For the JSON API: an API token where scripts may use one (allow_bearer), else the session cookie."""
-    caller = await bearer_caller(request) if allow_bearer else None
+async def require_caller(request: AnyRequest) -> Caller:
+    """For the JSON API: the session cookie. Only ingest also takes an API token (services/ingest/authors.py)."""
+    caller = await cookie_caller(request)
     if caller is None:
-        caller = await cookie_caller(request)
-    if caller is None:
-        raise ApiError(401, detail=_why_not(request, allow_bearer))
+        raise ApiError(401, detail=_why_not(request))
     return caller
 
 
@@ -264,9 +231,7 @@ def same_user(caller: Caller, named: object) -> None:
         raise ApiError(403, "other_user", detail, {"user": "not the signed-in user"})
 
 
-def _why_not(request: AnyRequest, allow_bearer: bool) -> str:
-    if allow_bearer:
-        return "Log in first, or send an API token."
+def _why_not(request: AnyRequest) -> str:
     if request.headers.get("authorization", "").lower().startswith("bearer"):
         return "This needs a logged-in session: an API token publishes and reads history, nothing else."
     return "Log in first."

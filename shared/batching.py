@@ -1,9 +1,9 @@
 """Natural batching: concurrent calls share one database round trip instead of queueing for one each.
 
-The embedded server answers about a thousand operations a second whatever their size, and MongoDB too pays per
-round trip. So when a thousand browsers reconnect at once, or eight scripts publish at once, the calls that arrive
-while one round trip is in flight wait for the next, and all go in it. Nothing waits on a timer: an idle process
-sends a lone call at once, and nothing is cached: every call is answered by a read or write started after it.
+The embedded server's cost is per operation, nearly whatever its size, and MongoDB too pays per round trip. So when
+a thousand browsers reconnect at once, or eight scripts publish at once, the calls that arrive while one round trip
+is in flight wait for the next, and all go in it. Nothing waits on a timer: an idle process sends a lone call at
+once, and nothing is cached: every call is answered by a read or write started after it.
 """
 
 from __future__ import annotations

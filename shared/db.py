@@ -1,28 +1,24 @@
-"""AsyncMongoClient, the collections and their indexes, the show catalogue, and the embedded-server workarounds.
+"""AsyncMongoClient, the collections and their indexes, the show catalogue, and the embedded-server workarounds
+that more than one service needs.
 
-Every workaround for the embedded MongoDB-protocol server lives here, is also correct on real MongoDB,
-and is covered by tests/shared/test_db.py.
+Each workaround for the embedded MongoDB-protocol server is also correct on real MongoDB, says so in one line, and
+is tested. One that a single place needs lives beside that place: next_change, change_id and token_epoch with the
+change streams (services/stream/changes.py), the rule filters' check_query and matching with the watch rules
+(services/stream/rulebook.py), keep_history and delete_older with retention (services/ingest/retention.py).
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import ASCENDING, AsyncMongoClient, ReturnDocument
-from pymongo.asynchronous.change_stream import AsyncChangeStream
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import OperationFailure
 
 Database = AsyncDatabase[dict[str, Any]]
 MAX_INT = 2**63 - 1  # MongoDB's integers are 8 bytes: a larger Python int cannot be stored or queried
-HISTORY_INDEX = "updates_history"  # the TTL index that removes old updates on MongoDB
-INDEX_CONFLICTS = {85, 86}  # IndexOptionsConflict, IndexKeySpecsConflict: an index of that name or key differs
-INDEX_NOT_FOUND = 27
 
 SHOWS = {
     "suits": "Suits",
@@ -73,17 +69,6 @@ def iso_utc(value: Any) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-def change_id(change: dict[str, Any]) -> Any:
-    """The changed document's _id, from documentKey as MongoDB gives it. The embedded server gives an integer _id
-    there as a string (and an ObjectId in fullDocument in its private encoding): when fullDocument has the integer
-    that string spells, the integer is the _id."""
-    key = change["documentKey"]["_id"]
-    full = (change.get("fullDocument") or {}).get("_id")
-    if isinstance(key, str) and type(full) is int and str(full) == key:
-        return full
-    return key
-
-
 def numbers(condition: dict[str, Any]) -> dict[str, Any]:
     """A range condition on a seq that only numbers meet. MongoDB compares within a type; the embedded server matched
     a string, an array or a subdocument to {"$gt": 0}, and false or null to {"$lt": 10}, but none of them to a range
@@ -92,6 +77,12 @@ def numbers(condition: dict[str, Any]) -> dict[str, Any]:
     lower = {} if "$gt" in condition or "$gte" in condition else {"$gt": 0}
     upper = {} if "$lt" in condition or "$lte" in condition else {"$lte": MAX_INT}
     return {**lower, **condition, **upper}
+
+
+def all_of(*conditions: dict[str, Any]) -> dict[str, Any]:
+    """A filter every condition of which must hold, as an explicit $and: the embedded server's writes (update,
+    findAndModify) dropped a condition that sat in one document beside a top-level $or, and changed another document."""
+    return {"$and": list(conditions)}
 
 
 async def put(collection: AsyncCollection[dict[str, Any]], document: dict[str, Any]) -> None:
@@ -104,49 +95,6 @@ def with_now(update: dict[str, Any], *fields: str) -> dict[str, Any]:
     """`update`, also setting each of `fields` to the server's time: $currentDate, because the embedded server stores
     a datetime given to $set as a string."""
     return {**update, "$currentDate": dict.fromkeys(fields, True)}
-
-
-async def next_change(stream: AsyncChangeStream[dict[str, Any]], pause: float) -> dict[str, Any] | None:
-    """The next change event, or None after an empty batch (the caller uses that moment for timers).
-
-    The embedded server answers an empty getMore at once instead of waiting maxAwaitTimeMS, so after an empty batch
-    this waits out the rest of `pause`, and the loop does not spin. MongoDB's getMore has already waited that long
-    on the server, so there it asks again at once: a change never waits for a sleep on top of the server's wait.
-    """
-    asked = time.monotonic()
-    change = await stream.try_next()
-    if change is None:
-        await asyncio.sleep(pause - (time.monotonic() - asked))
-    return change
-
-
-async def check_query(db: Database, collection: str, query: dict[str, Any]) -> None:
-    """Raises OperationFailure if MongoDB refuses the query on the collection. The embedded server reads a query
-    only when it has a document to test it on, so it is also run on a collection of one document."""
-    await db[collection].find(query, {"_id": 1}).limit(1).to_list()
-    await put(db.query_checks, {"_id": "one", "_check": "one"})
-    await db.query_checks.find(query, {"_id": 1}).limit(1).to_list()
-
-
-async def matching(db: Database, collection: str, ids: list[Any], query: dict[str, Any], embedded: bool) -> list[Any]:
-    """Those of the ids whose documents match the query (which must not name `_id`). On MongoDB, one query by _id and
-    the query. The embedded server scans the whole collection for any condition beside an _id (300 ms a query at
-    5,000 documents): there the documents are read by _id, copied under a tag of this call into a scratch collection
-    (`embedded`: purges_ttl_on_read's answer), matched there, and removed."""
-    if not embedded:
-        found = db[collection].find({"$and": [{"_id": {"$in": ids}}, query]}, {"_id": 1})
-        return [document["_id"] async for document in found]
-    documents = await db[collection].find({"_id": {"$in": ids}}).to_list()
-    if not documents:
-        return []
-    tag = new_id()
-    await db.query_checks.insert_many([{**document, "_id": f"{tag}:{n}", "_check": tag}
-                                       for n, document in enumerate(documents)])  # fmt: skip
-    try:
-        found = db.query_checks.find({"$and": [{"_check": tag}, query]}, {"_id": 1})
-        return [documents[int(copy["_id"].rsplit(":", 1)[1])]["_id"] async for copy in found]
-    finally:
-        await db.query_checks.delete_many({"_check": tag})
 
 
 async def count(collection: AsyncCollection[dict[str, Any]], query: dict[str, Any], cap: int) -> int:
@@ -173,63 +121,15 @@ async def last_seq(db: Database, name: str = "updates") -> int:
 
 
 async def purges_ttl_on_read(db: Database) -> bool:
-    """The embedded server honours a TTL index by purging the collection on every read of it, with a full scan
-    (24 ms a read at 20,000 updates, 1 ms without): there old updates are deleted by a chore instead."""
+    """Whether this is the embedded server, which honours a TTL index by purging the collection on every read of
+    it, with a full scan whose cost grows with the collection: there old updates are deleted by a chore instead."""
     return (await db.command("buildInfo")).get("process") == "nx_27017"
-
-
-async def token_epoch(db: Database) -> str | None:
-    """What a stored resume token is good for. The embedded server forgets its tokens when it restarts (and resumes
-    after a forgotten one without an error, delivering nothing): a token is kept with the server process that gave
-    it, and one from another process is lost history. None on MongoDB, whose tokens outlive restarts and which
-    answers ChangeStreamHistoryLost when one has left the oplog."""
-    status = await db.command("buildInfo")
-    return f"{status.get('host')}:{status.get('pid')}" if status.get("process") == "nx_27017" else None
-
-
-async def keep_history(db: Database, days: float) -> bool:
-    """Updates older than `days` are removed (0 keeps them all): by a TTL index on MongoDB, whose monitor deletes
-    them about once a minute. True when the caller must delete them itself (delete_older), as on the embedded server.
-    A changed setting replaces the index."""
-    seconds = round(days * 86400)
-    indexes = {index["name"]: index async for index in await db.updates.list_indexes()}
-    kept = indexes.get(HISTORY_INDEX, {}).get("expireAfterSeconds")
-    chore = bool(seconds) and await purges_ttl_on_read(db)
-    wanted = None if chore or not seconds else seconds
-    if kept is not None and kept != wanted:
-        await db.updates.drop_index(HISTORY_INDEX)
-    if wanted is not None and kept != wanted:
-        await db.updates.create_index("created_at", name=HISTORY_INDEX, expireAfterSeconds=wanted)
-    return chore
-
-
-async def delete_older(db: Database, cutoff: datetime, batch: int = 1000) -> int:
-    """Deletes the updates created before `cutoff`, oldest first, a batch per operation so that none holds the
-    database for long. Returns how many went. By _id: a document another program wrote may have no seq yet."""
-    deleted = 0
-    while True:
-        old = await db.updates.find({"created_at": {"$lt": cutoff}}, {"_id": 1}).sort("seq", 1).limit(batch).to_list()
-        if old:
-            deleted += (await db.updates.delete_many({"_id": {"$in": [update["_id"] for update in old]}})).deleted_count
-        if len(old) < batch:
-            return deleted
 
 
 async def _unique_where_present(collection: AsyncCollection[dict[str, Any]], field: str) -> None:
     """Unique among the documents that have the field, so that any number may lack it: MongoDB indexes a missing
-    field as null, and a plain unique index lets one document lack it. One made that way before is replaced."""
-    options: dict[str, Any] = {"unique": True, "partialFilterExpression": {field: {"$exists": True}}}
-    try:
-        await collection.create_index(field, **options)
-    except OperationFailure as error:
-        if error.code not in INDEX_CONFLICTS:
-            raise
-        try:
-            await collection.drop_index([(field, ASCENDING)])
-        except OperationFailure as dropped:
-            if dropped.code != INDEX_NOT_FOUND:  # another service starting at the same moment dropped it first
-                raise
-        await collection.create_index(field, **options)
+    field as null, and a plain unique index lets one document lack it."""
+    await collection.create_index(field, unique=True, partialFilterExpression={field: {"$exists": True}})
 
 
 async def ensure_indexes(db: Database) -> None:

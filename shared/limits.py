@@ -14,22 +14,18 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from prometheus_client import Counter as Metric
 from pymongo import UpdateOne
 from pymongo.errors import PyMongoError
 
-from shared import tasks
 from shared.batching import Batcher
 from shared.db import Database
 from shared.errors import ApiError
 
 log = logging.getLogger("gossip.limits")
 
-SWEEP_EVERY = 60.0  # seconds between deletions of full buckets
 REFUSED_AT_LEAST = 0.001  # seconds: the least wait a refusal gives
 # Every limit's name, as refusals are counted: failed logins (per address or account), registrations per address,
 # publishes per author, hashing turns, feeds per stream process and per user.
@@ -94,27 +90,9 @@ class Buckets:
         await self.collection.delete_one({"_id": key})
 
     async def sweep(self) -> None:
+        """Deletes the full buckets: one per client address would otherwise accumulate for ever. Not a TTL index:
+        that needs a date, which the embedded server cannot keep current."""
         await self.collection.delete_many({"full_at": {"$lt": time.time()}})
-
-
-@asynccontextmanager
-async def swept(buckets: Buckets, every: float = SWEEP_EVERY) -> AsyncIterator[None]:
-    """Full buckets are deleted once a minute by every process: a bucket per client address would otherwise
-    accumulate for ever (a TTL index needs a date, which the embedded server cannot keep current)."""
-
-    async def sweep() -> None:
-        while True:
-            await asyncio.sleep(every)
-            try:
-                await buckets.sweep()
-            except PyMongoError as error:  # the next sweep deletes what this one could not
-                log.warning("could not sweep the full buckets: %s", error)
-
-    task = asyncio.create_task(sweep())
-    try:
-        yield
-    finally:
-        await tasks.stop(task)
 
 
 LEASE = 1.0  # seconds a process may spend the tokens it took ahead of need; then the rest go back to the bucket

@@ -1,7 +1,7 @@
 """A service's OpenAPI 3.1 document, served at /api/openapi.json and assembled from its routes: each route of the
 JSON API and of the feeds is an ApiRoute, declared with its operation. The all-in-one app, given every service's
 routes, serves the union. Error answers, the two ways to authenticate and the named schemas are written once here
-and in shared/schemas.py; each service's operations live in services/<name>/operations.py."""
+and in shared/schemas.py; each service's operations live in services/<name>/api_docs.py."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The named JSON Schemas of the API document: the error shape, the update and the events on the feeds.
 
-Written once here and referred to by each service's operations (services/<name>/operations.py); a schema that only
+Written once here and referred to by each service's operations (services/<name>/api_docs.py); a schema that only
 one operation uses is written inline there, beside that operation. Limits come from the code that enforces them.
 """
 

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import base64
 import ipaddress
 import os
 import re
 import resource
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from email.utils import parseaddr
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
-
-from cryptography.hazmat.primitives.asymmetric import ec
-from py_vapid import Vapid
 
 ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "var"
@@ -30,18 +27,6 @@ def dev_secret(var: Path = VAR) -> str:
         var.mkdir(parents=True, exist_ok=True)
         path.touch(mode=0o600)
         path.write_text(secrets.token_urlsafe(32))
-    return path.read_text().strip()
-
-
-def dev_vapid_key(var: Path = VAR) -> str:
-    """A per-checkout VAPID private key (the raw P-256 scalar, base64url), generated on first run like the secret:
-    the browsers' push subscriptions are bound to its public half, so it must outlive restarts."""
-    path = var / "vapid_private_key"
-    if not path.exists():
-        var.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
-        key = ec.generate_private_key(ec.SECP256R1()).private_numbers().private_value.to_bytes(32, "big")
-        path.write_text(base64.urlsafe_b64encode(key).decode().rstrip("="))
     return path.read_text().strip()
 
 
@@ -109,18 +94,9 @@ def _url(env: Mapping[str, str], name: str) -> str:
     return raw
 
 
-def _vapid_key(env: Mapping[str, str]) -> str:
-    key = env.get("VAPID_PRIVATE_KEY") or dev_vapid_key()
-    try:
-        Vapid.from_string(key)
-    except Exception:  # py-vapid raises whatever its decoders raise
-        raise ValueError("VAPID_PRIVATE_KEY must be a P-256 private key in base64url (raw 32 bytes, or DER)") from None
-    return key
-
-
-def _subject(env: Mapping[str, str]) -> str:
+def _subject(env: Mapping[str, str], default: str) -> str:
     """Push services refuse a VAPID subject that is not a contact: a mailto: address or an https: URL."""
-    subject = env.get("VAPID_SUBJECT") or "mailto:gossip@localhost"
+    subject = env.get("VAPID_SUBJECT") or default
     if not (subject.startswith("mailto:") and "@" in subject) and not subject.startswith("https://"):
         raise ValueError(f"VAPID_SUBJECT must be a mailto: address or an https:// URL, got {subject!r}")
     return subject
@@ -170,11 +146,19 @@ def _public_url(env: Mapping[str, str], port: int) -> str:
     return raw.rstrip("/")
 
 
-def _mail_from(env: Mapping[str, str]) -> str:
-    raw = env.get("MAIL_FROM") or "Gossip <gossip@localhost>"
+def _mail_from(env: Mapping[str, str], default: str) -> str:
+    raw = env.get("MAIL_FROM") or default
     if "@" not in parseaddr(raw)[1] or "\n" in raw or "\r" in raw:
         raise ValueError(f"MAIL_FROM must be an address such as 'Gossip <gossip@example.com>', got {raw!r}")
     return raw
+
+
+def _sends_keep_days(env: Mapping[str, str], default: float) -> float:
+    """At least two days: a digest's record must outlive the user's day it is keyed by, wherever they live."""
+    days = _number(env, "SENDS_KEEP_DAYS", default)
+    if days < 2:
+        raise ValueError(f"SENDS_KEEP_DAYS must be at least 2, got {env['SENDS_KEEP_DAYS']!r}")
+    return days
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,10 +199,11 @@ class Settings:
     drain_timeout: float = 5.0  # seconds a body answered unread is read and discarded before the connection closes
     drain_bytes: int = 64 * 1024 * 1024  # and bytes at most; one declared larger is not drained at all
     watch_rules: Path | None = None  # the watch rules file (services/stream/rulebook.py); None: no rules
+    rule_lease: float = 10.0  # seconds a stream process derives a watch rule unrenewed: a crashed one's takeover time
     otlp_endpoint: str = ""  # where traces go (OTLP over HTTP, /v1/traces appended); empty: no traces at all
     # Web Push (docs/pages.md: "Push notifications"). The key signs every push (VAPID); the subject tells push services
     # whom to contact (a mailto: or https: URL).
-    vapid_private_key: str = field(default_factory=dev_vapid_key)
+    vapid_private_key: str = ""  # empty: the auth service's own, generated into var/ (services/auth/webpush.py)
     vapid_subject: str = "mailto:gossip@localhost"
     push_delay: float = 60.0  # seconds an update stays unread before it is pushed
     push_allow_http_loopback: bool = False  # subscriptions may name http://127.0.0.1 (tests, local push servers)
@@ -232,63 +217,96 @@ class Settings:
     public_url: str = "http://127.0.0.1:8000"  # the site's address as people reach it, for links in mail
     verification_mails: int = 3  # address checks mailed per user, and per address, per `verification_window`
     verification_window: float = 3600.0
+    sends_keep_days: float = 30.0  # records of digests and pushes sent (which stop a second send) are kept this long
     memory_trace: Path | None = None  # a folder: trace allocations and write snapshots there (shared/memory.py)
     memory_trace_every: float = 60.0  # seconds between those snapshots
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
-        log_format = env.get("LOG_FORMAT", "text")
+        """Each variable is its field's name in capitals, and its default the field's own."""
+        read = _Reader(env)
+        log_format = read.text("log_format")
         if log_format not in ("text", "json"):
             raise ValueError(f"LOG_FORMAT must be 'text' or 'json', got {log_format!r}")
+        port = _port(env, "PORT", read.default("port"))
         return cls(
             secret_key=env.get("SECRET_KEY") or dev_secret(),
-            mongo_url=env.get("MONGO_URL", ""),
-            mongo_db=env.get("MONGO_DB", "gossip"),
-            ping_interval=_number(env, "PING_INTERVAL", 15.0),
-            send_timeout=_number(env, "SEND_TIMEOUT", 10.0),
-            session_max_age=_count(env, "SESSION_MAX_AGE", 14 * 24 * 3600),
-            session_absolute_age=_count(env, "SESSION_ABSOLUTE_AGE", SESSION_ABSOLUTE_AGE),
-            device_max_age=_count(env, "DEVICE_MAX_AGE", 365 * 24 * 3600),
-            replay_limit=_count(env, "REPLAY_LIMIT", 500),
-            history_days=_number(env, "HISTORY_DAYS", 90.0, zero=True),
-            host=env.get("HOST", "127.0.0.1"),
-            port=_port(env, "PORT", 8000),
-            embedded_port=_port(env, "EMBEDDED_PORT", 27027),
-            embedded_data=Path(env.get("EMBEDDED_DATA") or VAR / "mongo"),
+            mongo_url=read.text("mongo_url"),
+            mongo_db=read.text("mongo_db"),
+            ping_interval=read.number("ping_interval"),
+            send_timeout=read.number("send_timeout"),
+            session_max_age=read.count("session_max_age"),
+            session_absolute_age=read.count("session_absolute_age"),
+            device_max_age=read.count("device_max_age"),
+            replay_limit=read.count("replay_limit"),
+            history_days=read.number("history_days", zero=True),
+            host=read.text("host"),
+            port=port,
+            embedded_port=_port(env, "EMBEDDED_PORT", read.default("embedded_port")),
+            embedded_data=read.path("embedded_data"),
             log_format=log_format,
-            hash_concurrency=_count(env, "HASH_CONCURRENCY", cpus()),
-            hash_wait=_number(env, "HASH_WAIT", 1.0),
-            login_failures_per_user_address=_count(env, "LOGIN_FAILURES_PER_USER_ADDRESS", 5),
-            login_failures_per_user=_count(env, "LOGIN_FAILURES_PER_USER", 100),
-            login_failures_per_address=_count(env, "LOGIN_FAILURES_PER_ADDRESS", 20),
-            login_window=_number(env, "LOGIN_WINDOW", 60.0),
-            registrations_per_address=_count(env, "REGISTRATIONS_PER_ADDRESS", 20),
-            registration_window=_number(env, "REGISTRATION_WINDOW", 3600.0),
-            publishes_per_author=_count(env, "PUBLISHES_PER_AUTHOR", 60),
-            publish_window=_number(env, "PUBLISH_WINDOW", 60.0),
-            tokens_per_user=_count(env, "TOKENS_PER_USER", 20),
-            feeds_per_user=_count(env, "FEEDS_PER_USER", 50),
-            feed_opens_per_user=_count(env, "FEED_OPENS_PER_USER", 60),
-            feed_open_window=_number(env, "FEED_OPEN_WINDOW", 60.0),
-            max_feeds=_count(env, "MAX_FEEDS", open_file_budget()),
+            hash_concurrency=read.count("hash_concurrency"),
+            hash_wait=read.number("hash_wait"),
+            login_failures_per_user_address=read.count("login_failures_per_user_address"),
+            login_failures_per_user=read.count("login_failures_per_user"),
+            login_failures_per_address=read.count("login_failures_per_address"),
+            login_window=read.number("login_window"),
+            registrations_per_address=read.count("registrations_per_address"),
+            registration_window=read.number("registration_window"),
+            publishes_per_author=read.count("publishes_per_author"),
+            publish_window=read.number("publish_window"),
+            tokens_per_user=read.count("tokens_per_user"),
+            feeds_per_user=read.count("feeds_per_user"),
+            feed_opens_per_user=read.count("feed_opens_per_user"),
+            feed_open_window=read.number("feed_open_window"),
+            max_feeds=read.count("max_feeds"),
             trusted_proxies=_addresses(env, "TRUSTED_PROXIES"),
-            drain_timeout=_number(env, "DRAIN_TIMEOUT", 5.0),
-            drain_bytes=_count(env, "DRAIN_BYTES", 64 * 1024 * 1024),
+            drain_timeout=read.number("drain_timeout"),
+            drain_bytes=read.count("drain_bytes"),
             watch_rules=_rules_file(env),
+            rule_lease=read.number("rule_lease"),
             otlp_endpoint=_url(env, "OTEL_EXPORTER_OTLP_ENDPOINT"),
-            vapid_private_key=_vapid_key(env),
-            vapid_subject=_subject(env),
-            push_delay=_number(env, "PUSH_DELAY", 60.0, zero=True),
+            vapid_private_key=read.text("vapid_private_key"),
+            vapid_subject=_subject(env, read.default("vapid_subject")),
+            push_delay=read.number("push_delay", zero=True),
             push_allow_http_loopback=_flag(env, "PUSH_ALLOW_HTTP_LOOPBACK"),
-            scheduler_interval=_number(env, "SCHEDULER_INTERVAL", 15.0),
-            presence_interval=_number(env, "PRESENCE_INTERVAL", 5.0),
+            scheduler_interval=read.number("scheduler_interval"),
+            presence_interval=read.number("presence_interval"),
             admin_users=tuple(name.strip() for name in env.get("ADMIN_USERS", "").split(",") if name.strip()),
             smtp_url=_smtp_url(env),
-            mail_dir=Path(env.get("MAIL_DIR") or VAR / "mail"),
-            mail_from=_mail_from(env),
-            public_url=_public_url(env, _port(env, "PORT", 8000)),
-            verification_mails=_count(env, "VERIFICATION_MAILS", 3),
-            verification_window=_number(env, "VERIFICATION_WINDOW", 3600.0),
+            mail_dir=read.path("mail_dir"),
+            mail_from=_mail_from(env, read.default("mail_from")),
+            public_url=_public_url(env, port),
+            verification_mails=read.count("verification_mails"),
+            verification_window=read.number("verification_window"),
+            sends_keep_days=_sends_keep_days(env, read.default("sends_keep_days")),
             memory_trace=Path(env["MEMORY_TRACE"]) if env.get("MEMORY_TRACE") else None,
-            memory_trace_every=_number(env, "MEMORY_TRACE_EVERY", 60.0),
+            memory_trace_every=read.number("memory_trace_every"),
         )
+
+
+class _Reader:
+    """One setting read by its field's name: the variable is the name in capitals; unset or empty, the field's
+    default stands, so each default is written once, in Settings."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    @staticmethod
+    def default(name: str) -> Any:
+        spec = next(spec for spec in fields(Settings) if spec.name == name)
+        if spec.default is MISSING and spec.default_factory is not MISSING:
+            return spec.default_factory()
+        return spec.default
+
+    def text(self, name: str) -> str:
+        return self.env.get(name.upper()) or str(self.default(name))
+
+    def path(self, name: str) -> Path:
+        return Path(self.env.get(name.upper()) or self.default(name))
+
+    def number(self, name: str, zero: bool = False) -> float:
+        return _number(self.env, name.upper(), self.default(name), zero)
+
+    def count(self, name: str) -> int:
+        return _count(self.env, name.upper(), self.default(name))

@@ -13,8 +13,6 @@ from shared.batching import Lookup
 from shared.catalogue import Catalogue
 from shared.db import Database
 from shared.limits import Buckets
-from shared.passwords import Passwords
-from shared.recent import Recent
 from shared.settings import Settings
 
 # What the `users` lookup reads of a user.
@@ -27,9 +25,7 @@ class Core(TypedDict):
     catalogue: Catalogue
     # Every request asks who is calling and many ask what the user follows: concurrent lookups share one query.
     sessions: Lookup
-    tokens: Recent  # and a found API token is trusted for half a second (shared.app.TOKEN_MAX_AGE)
     users: Lookup
-    passwords: Passwords  # Argon2id on a bounded pool of its own
     buckets: Buckets  # rate limits shared by every process
     tracer_provider: TracerProvider | None  # None: traces are off (shared/tracing.py)
 

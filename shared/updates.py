@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Collection, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypedDict
 
 from bson import ObjectId
@@ -58,6 +58,28 @@ def wire(update: dict[str, Any]) -> dict[str, Any]:
     return shown
 
 
+def update_document(
+    *, show: str, title: str | None, text: str, author: str, created_at: datetime, **more: Any
+) -> dict[str, Any]:
+    """The one shape of an update as stored, before its number (`numbered`), whoever writes it: a publish, a watch
+    rule, or the stream adopting another program's document. `announced` is the digest of the text its feeds are
+    told first, so that its first change event is not taken for an edit. `more`: what only some writers keep (the
+    author's _id, an idempotency key, a recipient, a rule's source fields, another program's _id and fields). A
+    personal update's title may be None: its topic is no show of the catalogue (`titled`)."""
+    update = {**more, "show": show, "text": text, "announced": digest(text), "author": author, "created_at": created_at}
+    if title is not None:
+        update["title"] = title
+    return update
+
+
+def numbered(updates: list[dict[str, Any]], last: int) -> None:
+    """Gives the updates, in order, the block of seqs that ends at `last` (next_seq's answer for as many), and each
+    one without an _id the one update_id makes of its seq and time; another program's document keeps its own."""
+    for seq, update in enumerate(updates, start=last - len(updates) + 1):
+        update["seq"] = seq
+        update.setdefault("_id", update_id(seq, update["created_at"]))
+
+
 def update_id(seq: int, created_at: datetime) -> ObjectId:
     """An ObjectId that holds the update's time, as every ObjectId does, then its seq. A delete event on MongoDB
     carries nothing but the _id: from this one the stream service knows which update to retract, and whether it
@@ -76,7 +98,7 @@ def digest(text: str) -> str:
     return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
-def text_problem(text: object) -> str | None:
+def why_text_refused(text: object) -> str | None:
     """The one rule for an update's text, wherever it comes from: published, edited, or written by another program."""
     if not isinstance(text, str) or not NOT_BLANK.search(text):
         return "required"
@@ -95,15 +117,15 @@ def _date_problem(value: object) -> bool:
     return False
 
 
-def shape_problem(update: Mapping[str, Any]) -> str | None:
+def _why_malformed(update: Mapping[str, Any]) -> str | None:
     """Why a stored document cannot be shown as an update (a field missing, of a wrong type or out of bounds), or
     None. Its title is not the document's to say: readers take it from the catalogue (`titled`)."""
     if not isinstance(update.get("show"), str) or not update["show"]:
         return "show: required, as text"
     if not is_username(update.get("author")) and update.get("author") != DELETED_AUTHOR:
         return f"author: a username, {USERNAME_RULE}"
-    if problem := text_problem(update.get("text")):
-        return f"text: {problem}"
+    if why := why_text_refused(update.get("text")):
+        return f"text: {why}"
     if _date_problem(update.get("created_at")):
         return "created_at: required, as a date"
     if "edited_at" in update and _date_problem(update["edited_at"]):
@@ -113,12 +135,18 @@ def shape_problem(update: Mapping[str, Any]) -> str | None:
     return None
 
 
-def problem(update: Mapping[str, Any], titles: Mapping[str, str]) -> str | None:
+def why_undeliverable(update: Mapping[str, Any], titles: Mapping[str, str]) -> str | None:
     """Why a document cannot be delivered as an update, or None. Its seq is the caller's to check. A personal
     update's topic is its rule's, not a show of the catalogue."""
     if isinstance(update.get("show"), str) and update["show"] not in titles and "recipient" not in update:
         return f"show: {update['show']!r} is not in the catalogue"
-    return shape_problem(update)
+    return _why_malformed(update)
+
+
+def history_cutoff(history_days: float, now: datetime) -> datetime | None:
+    """Updates created before this are history's retention to remove; None when HISTORY_DAYS is 0 and keeps them
+    all. Ingest removes by it; the stream tells retention's deletions from retractions by it."""
+    return now - timedelta(days=history_days) if history_days else None
 
 
 def is_seq(value: object) -> bool:
@@ -167,7 +195,11 @@ def shown(updates: list[dict[str, Any]], titles: Mapping[str, str]) -> list[dict
     """What can be shown of what was read, titled from the catalogue: a document another program wrote with a seq
     and a wrong shape, or of a show not in the catalogue, is left out (the stream service rejects it for good).
     Readers that page on count what they read, not this."""
-    return [titled(update, titles) for update in updates if is_seq(update.get("seq")) and not problem(update, titles)]
+    return [
+        titled(update, titles)
+        for update in updates
+        if is_seq(update.get("seq")) and not why_undeliverable(update, titles)
+    ]
 
 
 async def history(

@@ -8,12 +8,12 @@ from typing import Any
 from pymongo.errors import DuplicateKeyError
 
 from services.auth import throttle
+from services.auth.passwords import needs_rehash
+from services.auth.state import Auth
 from shared import presence
 from shared.catalogue import Catalogue
 from shared.db import MAX_INT, Database, last_seq, new_id, username_key, utcnow
 from shared.errors import ApiError, invalid
-from shared.passwords import needs_rehash
-from shared.state import Core
 from shared.updates import reading
 from shared.usernames import USERNAME_RULE, is_username
 
@@ -50,7 +50,7 @@ def user_document(
     }
 
 
-async def register(state: Core, username: str, password: str, address: str) -> dict[str, Any]:
+async def register(state: Auth, username: str, password: str, address: str) -> dict[str, Any]:
     """Throttled per address before the password is hashed: each attempt that gets that far counts."""
     _validate(username, password)
     db, passwords = state["db"], state["passwords"]
@@ -67,7 +67,7 @@ async def register(state: Core, username: str, password: str, address: str) -> d
 
 
 async def authenticate(
-    state: Core, username: str, password: str, address: str, device: str | None = None
+    state: Auth, username: str, password: str, address: str, device: str | None = None
 ) -> dict[str, Any]:
     """One generic error for an unknown name and a wrong password. The failure slots are taken before the password
     is checked, and both within a hashing turn, so that a flood is refused before it reaches the database. `device`:

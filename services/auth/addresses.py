@@ -20,7 +20,7 @@ from shared.errors import ApiError
 from shared.settings import Settings
 
 MAX_ADDRESS = 254  # characters: the most an address can have and still be sent to (RFC 5321's path limit)
-VERIFIED, ALREADY = "verified", "already verified"
+VERIFIED, ALREADY, PENDING = "verified", "already verified", "pending"
 
 
 def checked(raw: str) -> str:
@@ -106,6 +106,20 @@ async def remove(db: Database, user_id: str) -> None:
     await db.users.update_one({"_id": user_id}, {"$unset": {"email": ""}})
 
 
+STALE = "This link is for an address that is no longer on the account it was sent for."
+
+
+async def pending(db: Database, token: str, settings: Settings) -> str:
+    """What following a verification link would do, changing nothing: PENDING, ALREADY, or the 400 `verify` gives.
+    The page a link opens says this and asks; only its button verifies, since mail programs' link scanners open
+    every link in a mail."""
+    user_id, address = links.verify_claim(settings, token)
+    user = await db.users.find_one({"_id": user_id, "email.address": address}, {"email": 1})
+    if user is None:
+        raise ApiError(400, "stale_link", STALE)
+    return ALREADY if "verified_at" in user["email"] else PENDING
+
+
 async def verify(db: Database, token: str, settings: Settings) -> str:
     """VERIFIED or ALREADY, or a 400 for a link that is expired, broken or for an address no longer the user's. A
     newly verified address gets the digest even if an earlier one was unsubscribed."""
@@ -118,7 +132,7 @@ async def verify(db: Database, token: str, settings: Settings) -> str:
         return VERIFIED
     if await db.users.find_one({"_id": user_id, "email.address": address}, {"_id": 1}):
         return ALREADY
-    raise ApiError(400, "stale_link", "This link is for an address that is no longer on the account it was sent for.")
+    raise ApiError(400, "stale_link", STALE)
 
 
 async def unsubscribe(db: Database, token: str, settings: Settings) -> bool:

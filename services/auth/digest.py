@@ -4,11 +4,11 @@ The scheduler calls `send_digests` at least once a minute with its clock. A user
 first call at or after `digest_hour` on their own clock that day, so a call missed at eight still sends at ten past;
 it goes only to a verified address not unsubscribed, and only when something is unread then.
 
-Exactly once: the send is recorded in `sends` under `digest:<user id>:<local date>` by an insert before the mail
-leaves, and a second insert of that key (another scheduler, a second call) is refused by the unique `_id`. A send
-that fails is marked `failed` with the time of its next try, taken again by one caller alone (a conditional update),
-and given up after MAX_ATTEMPTS. A process that dies between the insert and the mail leaves `sending`, which is never
-retried: once too few, rather than twice."""
+Exactly once: the send is recorded in `sends` (services/auth/sends.py) under `digest:<user id>:<local date>` by an
+insert before the mail leaves, and a second insert of that key (another scheduler, a second call) is refused by the
+unique `_id`. A send that fails is marked `failed` with the time of its next try, taken again by one caller alone (a
+conditional update), and given up after MAX_ATTEMPTS. A process that dies between the insert and the mail leaves
+`sending`, which is never retried: once too few, rather than twice."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from pymongo.errors import DuplicateKeyError
 from services.auth import links
 from services.auth.letters import letter
 from services.auth.mailer import Mailer, NotSent, mailer_for
+from services.auth.sends import kept_until
 from shared.catalogue import Catalogue
 from shared.db import Database, as_datetime, iso_utc
 from shared.preferences import DIGEST, Preferences, preferences_of
@@ -106,7 +107,7 @@ async def _send(
     total = len(newest)
     if total == MOST:  # there may be more: counted, for "and N more"
         total = max(total, await unread(db, found.shows, user, last_read))
-    attempt = await _claim(db, found, record, now)
+    attempt = await _claim(db, settings, found, record, now)
     if attempt is None:
         return False
     try:
@@ -119,13 +120,15 @@ async def _send(
     return True
 
 
-async def _claim(db: Database, found: Due, record: dict[str, Any] | None, now: datetime) -> int | None:
+async def _claim(
+    db: Database, settings: Settings, found: Due, record: dict[str, Any] | None, now: datetime
+) -> int | None:
     """The attempt this caller makes, recorded before the mail leaves; None when another caller has it already."""
     if record is None:
         try:
             await db.sends.insert_one({
                 "_id": found.key, "user_id": found.user["_id"], "kind": "digest", "status": SENDING,
-                "attempts": 1, "created_at": now,
+                "attempts": 1, "created_at": now, "expires_at": kept_until(settings),
             })  # fmt: skip
         except DuplicateKeyError:
             return None

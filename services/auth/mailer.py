@@ -4,17 +4,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
 
 from shared.db import new_id
 from shared.settings import Settings
+from shared.state import Core
 
 log = logging.getLogger("gossip.mail")
 
@@ -91,3 +94,11 @@ def announce(mailer: Mailer) -> None:
     """The log line at startup that says where mail goes."""
     how = "written as .eml files to (no SMTP_URL)" if isinstance(mailer, FileMailer) else "sent through"
     log.info("mail is %s %s", how, mailer.where)
+
+
+@contextlib.asynccontextmanager
+async def mailing(core: Core) -> AsyncIterator[dict[str, Any]]:
+    """Where the auth process's mail goes, said once in the log at startup."""
+    mailer = mailer_for(core["settings"])
+    announce(mailer)
+    yield {"mailer": mailer}

@@ -10,11 +10,11 @@ from typing import Any
 from bson import ObjectId
 
 from services.auth import accounts
+from services.auth.state import Auth
 from shared.auth import Caller
 from shared.catalogue import Catalogue
 from shared.db import Database, iso_utc, utcnow
 from shared.errors import ApiError
-from shared.state import Core
 from shared.updates import DELETED_AUTHOR, WIRE_FIELDS, shown, wire
 
 # The collections that hold a user's own data, keyed by `user_id`: an export lists them, a deletion clears them. Each
@@ -61,7 +61,7 @@ async def export(db: Database, catalogue: Catalogue, user_id: str) -> dict[str, 
     return found
 
 
-async def delete(state: Core, caller: Caller, password: str, address: str) -> None:
+async def delete(state: Auth, caller: Caller, password: str, address: str) -> None:
     """Only with the password, checked as a login is (throttled, so that this cannot be used to guess it). The
     sessions and tokens go first, so nothing more is published; then the updates stay as by a deleted user (the
     name and the idempotency keys it scoped leave them, so a new owner of the name inherits nothing); then the rest

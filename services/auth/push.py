@@ -24,6 +24,7 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
+from services.auth.sends import kept_until
 from services.auth.webpush import Answer, WebPush
 from shared import presence
 from shared.catalogue import Catalogue
@@ -44,7 +45,6 @@ TEXT_MAX = 300  # characters of the newest update's text in the message: a notif
 MAX_ATTEMPTS = 6  # tries of one batch while the push service says 429, 5xx or nothing
 BACKOFF = 30.0  # seconds before the second try, doubled for each one after
 MAX_BACKOFF = 3600.0
-KEEP_SENDS = timedelta(days=30)
 SENDING, SENT, RETRY, FAILED, GONE = "sending", "sent", "retry", "failed", "gone"
 USER_FIELDS = {"username": 1, "follows": 1, "last_read_seq": 1, "preferences": 1}
 
@@ -197,7 +197,7 @@ class Pusher:
         record = {
             "_id": batch.key, "user_id": batch.device["user_id"], "device_id": batch.device["_id"],
             "show": batch.show, "seq": batch.seq, "count": len(batch.updates), "state": SENDING,
-            "created_at": now, "expires_at": now + KEEP_SENDS,
+            "created_at": now, "expires_at": kept_until(self.settings),
         }  # fmt: skip
         try:
             await self.db.sends.insert_one(record)

@@ -16,7 +16,7 @@ from pymongo.errors import DuplicateKeyError
 
 from services.auth.digest import digest_job
 from services.auth.push import Pusher
-from services.auth.webpush import WebPush
+from services.auth.webpush import WebPush, application_server_key, server_key
 from shared import tasks
 from shared.db import Database, new_id, utcnow
 from shared.state import Core
@@ -94,15 +94,17 @@ class Scheduler:
 
 @contextlib.asynccontextmanager
 async def scheduling(core: Core) -> AsyncIterator[dict[str, Any]]:
-    """The scheduler of this auth process, with its jobs, for as long as the service runs."""
+    """The scheduler of this auth process, with its jobs, for as long as the service runs; and the public half of the
+    key its pushes are signed with, which browsers subscribe with (GET /api/push/key)."""
     db, settings = core["db"], core["settings"]
+    vapid = server_key(settings)
     async with httpx.AsyncClient() as http:
-        pusher = Pusher(db, settings, core["catalogue"], WebPush(settings, http))
+        pusher = Pusher(db, settings, core["catalogue"], WebPush(vapid, settings.vapid_subject, http))
         jobs: list[tuple[str, Job]] = [("push", pusher), ("digest", digest_job(core))]
         scheduler = Scheduler(db, jobs, settings.scheduler_interval)
         try:
             async with tasks.repeating(scheduler.tick, scheduler.every, "a scheduler round"):
-                yield {}
+                yield {"push_key": application_server_key(vapid)}
         finally:
             try:
                 await scheduler.stop()

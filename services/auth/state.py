@@ -1,10 +1,19 @@
-"""What the auth service holds for its lifetime: the core every service has, and where its mail goes."""
+"""What the auth service holds for its lifetime: the core every service has, its password hashing, and where its
+mail goes."""
 
 from __future__ import annotations
 
+from starlette.requests import Request
+
 from services.auth.mailer import Mailer
+from services.auth.passwords import Passwords
 from shared.state import Core
 
 
 class Auth(Core):
+    passwords: Passwords  # Argon2id on a bounded pool of its own
     mailer: Mailer
+    push_key: str  # the public half of the key that signs pushes, as browsers subscribe with it
+
+
+AuthRequest = Request[Auth]

@@ -13,13 +13,19 @@ counted in it: a distributed flood cannot lock the owner's own browser out."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
+from collections.abc import AsyncIterator
+from typing import Any
 
+from shared import tasks
 from shared.limits import Buckets, Rate, refusal
 from shared.settings import Settings
+from shared.state import Core
 
 FAILED = "Too many failed logins. Wait a moment and try again."
 REGISTERED = "Too many accounts were registered from your address. Try again later."
+SWEEP_EVERY = 60.0  # seconds between deletions of full buckets
 
 
 def client(address: str) -> str:
@@ -95,3 +101,11 @@ async def take_check_mail_slot(buckets: Buckets, settings: Settings, user_id: st
     if any(waits):
         await asyncio.gather(*(buckets.give_back(key, rate) for key, wait in zip(keys, waits, strict=True) if not wait))
         raise refusal("verification", 429, CHECKS, max(waits))
+
+
+@contextlib.asynccontextmanager
+async def sweeping(core: Core) -> AsyncIterator[dict[str, Any]]:
+    """Every auth process deletes the full buckets once a minute: its per-address limits are what would accumulate.
+    The sweep takes every service's full buckets alike, so no other service sweeps."""
+    async with tasks.repeating(core["buckets"].sweep, SWEEP_EVERY, "the sweep of full buckets"):
+        yield {}

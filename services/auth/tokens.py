@@ -2,7 +2,8 @@
 
 Only the SHA-256 of a token is stored; the token itself is shown once, when it is created. A user holds at most
 `TOKENS_PER_USER`: each token takes a numbered slot, unique per user, so that concurrent creations cannot exceed it.
-A token may be given an expiry, after which it is refused (shared/auth.py); the listing says when each was last used.
+A token may be given an expiry, after which ingest refuses it (services/ingest/authors.py); the listing says when
+each was last used.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
-from shared.auth import TOKEN_PREFIX, Caller, token_digest
+from shared.auth import Caller, token_digest
 from shared.db import Database, as_datetime, iso_utc, utcnow
 from shared.errors import ApiError
 from shared.updates import NOT_BLANK
 
+TOKEN_PREFIX = "gsp_"  # noqa: S105 (a prefix that makes a leaked token easy to recognise, not a secret)
 NAME_MAX = 64
 SEGMENT = re.compile(r"[^\x00-\x1f\x7f-\x9f/]*")  # no control characters, no '/'; the API document says the same
 DOTS = (".", "..")
@@ -86,7 +88,7 @@ def _iso(moment: datetime | None) -> str | None:
 
 async def listing(db: Database, user_id: str) -> list[dict[str, Any]]:
     """Names and dates only: neither the token nor its hash ever leaves the database again. `last_used_at` is
-    noted at most once a minute (shared/auth.py), so it may be that much behind."""
+    noted at most once a minute (services/ingest/authors.py), so it may be that much behind."""
     fields = {"_id": 0, "name": 1, "created_at": 1, "expires_at": 1, "last_used": 1}
     stored = db.tokens.find({"user_id": user_id}, fields).sort("created_at", 1)
     return [
@@ -101,8 +103,8 @@ async def listing(db: Database, user_id: str) -> list[dict[str, Any]]:
 
 
 async def revoke(db: Database, user_id: str, name: str) -> None:
-    """A found token is trusted for half a second (shared.app.TOKEN_MAX_AGE), so a deleted one is refused within a
-    second by every process."""
+    """Ingest trusts a found token for half a second (TOKEN_MAX_AGE, services/ingest/authors.py), so a deleted one
+    is refused within a second by every process."""
     result = await db.tokens.delete_one({"user_id": user_id, "name": name})
     if result.deleted_count == 0:
         raise ApiError(404, detail=f"You have no token named {name!r}.", fields={"name": "no such token"})

@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -17,7 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from py_vapid import Vapid
 
-from shared.settings import Settings
+from shared.settings import VAR, Settings
 
 JWT_LIFETIME = 12 * 3600  # seconds a VAPID signature stays valid; push services refuse more than 24 hours
 TIMEOUT = 10.0  # seconds for one push service to answer
@@ -32,9 +33,31 @@ def unb64url(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def application_server_key(settings: Settings) -> str:
+def dev_vapid_key(var: Path = VAR) -> str:
+    """A per-checkout VAPID private key (the raw P-256 scalar, base64url), generated on first run like the secret:
+    the browsers' push subscriptions are bound to its public half, so it must outlive restarts."""
+    path = var / "vapid_private_key"
+    if not path.exists():
+        var.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        key = ec.generate_private_key(ec.SECP256R1()).private_numbers().private_value.to_bytes(32, "big")
+        path.write_text(b64url(key))
+    return path.read_text().strip()
+
+
+def server_key(settings: Settings, var: Path = VAR) -> Vapid:
+    """The key that signs every push: VAPID_PRIVATE_KEY, else this checkout's own (dev_vapid_key), read as the auth
+    service starts. One that is not a key fails the start, naming the variable."""
+    key = settings.vapid_private_key or dev_vapid_key(var)
+    try:
+        return Vapid.from_string(key)
+    except Exception:  # py-vapid raises whatever its decoders raise
+        raise ValueError("VAPID_PRIVATE_KEY must be a P-256 private key in base64url (raw 32 bytes, or DER)") from None
+
+
+def application_server_key(vapid: Vapid) -> str:
     """The VAPID public key as the browser's PushManager.subscribe takes it: the uncompressed P-256 point."""
-    public = Vapid.from_string(settings.vapid_private_key).public_key
+    public = vapid.public_key
     return b64url(public.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint))
 
 
@@ -60,9 +83,8 @@ def retry_after(value: str | None, now: float) -> float | None:
 
 
 class WebPush:
-    def __init__(self, settings: Settings, http: httpx.AsyncClient) -> None:
-        self.vapid = Vapid.from_string(settings.vapid_private_key)
-        self.subject, self.http = settings.vapid_subject, http
+    def __init__(self, vapid: Vapid, subject: str, http: httpx.AsyncClient) -> None:
+        self.vapid, self.subject, self.http = vapid, subject, http
 
     def request(self, endpoint: str, keys: dict[str, str], payload: bytes) -> tuple[bytes, dict[str, str]]:
         """The encrypted body and the VAPID header for one subscription. A fresh ephemeral key for each message, as

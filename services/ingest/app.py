@@ -11,11 +11,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from services.ingest import operations
+from services.ingest import api_docs
+from services.ingest.authors import remembering_tokens, require_author
+from services.ingest.remembered import Remembered
 from services.ingest.retention import retention
 from services.ingest.updates import KEY_HEADER, Updates
 from shared.app import create_app
-from shared.auth import Caller, require_caller
+from shared.auth import Caller
 from shared.body import read_fields, whole_number
 from shared.errors import ApiError
 from shared.limits import Limit, Rate
@@ -29,17 +31,12 @@ PUBLISHING_TOO_FAST = "You are publishing or editing faster than the limit allow
 
 
 class Ingest(Core):
+    tokens: Remembered  # API tokens, each one found trusted for a moment (authors.TOKEN_MAX_AGE)
     updates: Updates
 
 
 IngestRequest = Request[Ingest]
 MINE = 20  # of the caller's own updates on the publish page
-
-
-async def require_author(request: IngestRequest) -> Caller:
-    """Who is publishing, decided before the body is read (a refused body is drained after the answer: see
-    shared/lingering.py)."""
-    return await require_caller(request, allow_bearer=True)
 
 
 async def post_update(request: IngestRequest) -> Response:
@@ -64,7 +61,7 @@ async def delete_update(request: IngestRequest) -> Response:
 
 
 async def get_updates(request: IngestRequest) -> Response:
-    caller = await require_caller(request, allow_bearer=True)
+    caller = await require_author(request)
     query = request.query_params
     page = await request.state["updates"].page(
         caller.user_id, query.get("show", ""), query.get("after"), query.get("limit")
@@ -121,11 +118,11 @@ async def storing(core: Core) -> AsyncIterator[dict[str, Updates]]:
 
 
 routes = [
-    ApiRoute("/api/updates", post_update, "POST", operations.post_update),
-    ApiRoute("/api/updates", get_updates, "GET", operations.get_updates),
-    ApiRoute("/api/updates/{seq:int}", patch_update, "PATCH", operations.patch_update),
-    ApiRoute("/api/updates/{seq:int}", delete_update, "DELETE", operations.delete_update),
+    ApiRoute("/api/updates", post_update, "POST", api_docs.post_update),
+    ApiRoute("/api/updates", get_updates, "GET", api_docs.get_updates),
+    ApiRoute("/api/updates/{seq:int}", patch_update, "PATCH", api_docs.patch_update),
+    ApiRoute("/api/updates/{seq:int}", delete_update, "DELETE", api_docs.delete_update),
     Route("/publish", publish_page, methods=["GET", "POST"]),
 ]
-extensions = [storing, retention]
+extensions = [remembering_tokens, storing, retention]
 app = create_app("ingest", routes, extensions=extensions)

@@ -22,7 +22,18 @@ from shared.db import MAX_INT, Database, next_seq, numbers, put, utcnow, with_no
 from shared.errors import ApiError, invalid
 from shared.limits import Limit
 from shared.tracing import span, traceparent
-from shared.updates import WIRE_FIELDS, digest, history, problem, shown, text_problem, titled, update_id, wire
+from shared.updates import (
+    WIRE_FIELDS,
+    digest,
+    history,
+    numbered,
+    shown,
+    titled,
+    update_document,
+    why_text_refused,
+    why_undeliverable,
+    wire,
+)
 
 KEY_HEADER = "Idempotency-Key"
 MAX_KEY = 200
@@ -38,7 +49,8 @@ def _requested(show: str, text: str) -> str:
 
 
 def _requested_by(stored: Mapping[str, Any]) -> str:
-    """Updates stored before `requested` was kept asked for what they still hold, unless edited since."""
+    """What the keyed update asked for: `requested`, which every publish keeps; a document another program wrote with
+    a key and without it asked for what it holds."""
     return str(stored["requested"]) if "requested" in stored else _requested(stored["show"], stored["text"])
 
 
@@ -81,10 +93,10 @@ class Updates:
         if replayed := await self._used_before(author, idempotency_key, show, title, text):
             return replayed
         await self.publishing(author.user_id)
-        update = {"show": show, "title": title, "text": text, "announced": digest(text), "author": author.username,
-                  "author_id": author.user_id, "created_at": utcnow()}  # fmt: skip
-        if idempotency_key is not None:
-            update["idempotency_key"], update["requested"] = idempotency_key, _requested(show, text)
+        keyed = {} if idempotency_key is None else {"idempotency_key": idempotency_key,
+                                                     "requested": _requested(show, text)}  # fmt: skip
+        update = update_document(show=show, title=title, text=text, author=author.username, created_at=utcnow(),
+                               author_id=author.user_id, **keyed)  # fmt: skip
         try:
             return wire(await self._stored(update))
         except DuplicateKeyError:
@@ -128,7 +140,7 @@ class Updates:
         problems: dict[str, str] = {}
         if (title := await self.catalogue.title(show)) is None:
             problems["show"] = await self._shows_rule()
-        if why := text_problem(text):
+        if why := why_text_refused(text):
             problems["text"] = why
         if key is not None and not 1 <= len(key) <= MAX_KEY:
             problems[KEY_HEADER] = f"1 to {MAX_KEY} characters"
@@ -141,9 +153,7 @@ class Updates:
         commit, so that concurrent publishers share two round trips instead of queueing for two each.
 
         Inserted unordered, so one duplicate idempotency key fails that publish alone."""
-        last = await next_seq(self.db, count=len(updates))
-        for seq, update in enumerate(updates, start=last - len(updates) + 1):
-            update["_id"], update["seq"] = update_id(seq, update["created_at"]), seq
+        numbered(updates, await next_seq(self.db, count=len(updates)))
         try:
             await self.db.updates.insert_many(updates, ordered=False)  # insert: dates stay dates on the embedded server
         except BulkWriteError as error:
@@ -168,7 +178,7 @@ class Updates:
         """The author's own update with a new text, checked as a publish is. Its feeds hear of it from the stream
         service, which sees `announced` gone and tells them; an unchanged text changes nothing."""
         stored = await self._own(author, seq)
-        if why := text_problem(text):
+        if why := why_text_refused(text):
             raise invalid({"text": why})
         if text == stored["text"]:
             return wire(stored)
@@ -206,7 +216,7 @@ class Updates:
         query = {"seq": seq, "rejected": {"$exists": False}}
         stored = await self.db.updates.find_one(query) if seq <= MAX_INT else None
         titles = await self.catalogue.titles()
-        if stored is None or problem(stored, titles) is not None:
+        if stored is None or why_undeliverable(stored, titles) is not None:
             raise _not_found(seq)
         if stored.get("author_id") != author.user_id:
             raise ApiError(403, detail=f"Update {seq} is not yours: only its author can change it.")

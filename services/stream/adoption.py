@@ -30,7 +30,7 @@ from services.stream.metrics import REJECTED
 from shared import tasks
 from shared.catalogue import Catalogue
 from shared.db import Database, as_datetime, new_id, next_seq, utcnow
-from shared.updates import digest, problem
+from shared.updates import numbered, update_document, why_undeliverable
 
 log = logging.getLogger("gossip.stream.adoption")
 
@@ -111,9 +111,7 @@ class Adoption:
     async def _store(self, finished: list[dict[str, Any]], claim: str) -> None:
         """One block of seqs and one bulk write for the batch. A document changed meanwhile (its claim gone) keeps
         its number unused; one the database will not take back as it is is rejected, and looked at once only."""
-        last = await next_seq(self.db, count=len(finished))
-        for seq, update in enumerate(finished, start=last - len(finished) + 1):
-            update["seq"] = seq
+        numbered(finished, await next_seq(self.db, count=len(finished)))
         writes = [ReplaceOne({"_id": update["_id"], "claim.by": claim}, update) for update in finished]
         try:
             stored = await self.db.updates.bulk_write(writes, ordered=False)
@@ -160,12 +158,12 @@ def _finished(claimed: dict[str, Any], inserted_at: datetime, titles: dict[str, 
     """The update a claimed document becomes (title from the catalogue, created_at from the insert, checked as a
     publish is), without its seq yet; or why it cannot be one."""
     update = {key: value for key, value in claimed.items() if key != "claim"}
-    if update.get("show") in titles:
+    if isinstance(update.get("show"), str) and update["show"] in titles:  # a list or a subdocument cannot key it
         update["title"] = titles[update["show"]]
     if update.get("created_at") is None:
         update["created_at"] = inserted_at
-    if why := problem(update, titles):
+    if why := why_undeliverable(update, titles):
         return why
-    update["created_at"] = as_datetime(update["created_at"])  # a date, also if written as text: retention reads it
-    update["announced"] = digest(update["text"])
-    return update
+    own = {key: update.pop(key) for key in ("show", "title", "text", "author", "created_at") if key in update}
+    return update_document(show=own["show"], title=own.get("title"), text=own["text"], author=own["author"],
+                         created_at=as_datetime(own["created_at"]), **update)  # fmt: skip

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from services.stream import operations
+from services.stream import api_docs
 from services.stream.feed import Feed, Streamed
 from services.stream.frames import RETRY
 from services.stream.hub import Hub, marks_of
@@ -155,8 +155,8 @@ async def notifications_all(request: StreamRequest) -> Response:
 
 
 routes = [
-    ApiRoute("/events", Streamed(events), "GET", operations.events),
-    ApiRoute("/events/all", Streamed(events_all), "GET", operations.events_all),
+    ApiRoute("/events", Streamed(events), "GET", api_docs.events),
+    ApiRoute("/events/all", Streamed(events_all), "GET", api_docs.events_all),
     Route("/notifications", notifications),
     Route("/notifications/all", notifications_all),
 ]

@@ -12,12 +12,13 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from bson import Timestamp
+from pymongo.asynchronous.change_stream import AsyncChangeStream
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import ConnectionFailure
 
 from services.stream.metrics import CHANGE_LAG, RESTARTS, SKIPPED
 from shared import tasks
-from shared.db import next_change
+from shared.db import Database
 
 log = logging.getLogger("gossip.stream.changes")
 
@@ -27,8 +28,49 @@ BUSY = 1.0  # seconds after a change during which a stream polls at its shorter 
 LOOKUP = {"full_document": "updateLookup"}  # the embedded server's update events say nothing of what changed
 
 
+# Embedded-server workaround: its documentKey gives an integer _id as a string.
+def change_id(change: dict[str, Any]) -> Any:
+    """The changed document's _id, from documentKey as MongoDB gives it. The embedded server gives an integer _id
+    there as a string (and an ObjectId in fullDocument in its private encoding): when fullDocument has the integer
+    that string spells, the integer is the _id."""
+    key = change["documentKey"]["_id"]
+    full = (change.get("fullDocument") or {}).get("_id")
+    if isinstance(key, str) and type(full) is int and str(full) == key:
+        return full
+    return key
+
+
+# Embedded-server workaround: its resume tokens do not survive its restart.
+async def token_epoch(db: Database) -> str | None:
+    """What a stored resume token is good for. The embedded server forgets its tokens when it restarts (and resumes
+    after a forgotten one without an error, delivering nothing): a token is kept with the server process that gave
+    it, and one from another process is lost history. None on MongoDB, whose tokens outlive restarts and which
+    answers ChangeStreamHistoryLost when one has left the oplog."""
+    status = await db.command("buildInfo")
+    return f"{status.get('host')}:{status.get('pid')}" if status.get("process") == "nx_27017" else None
+
+
+# Embedded-server workaround: it answers an empty getMore at once instead of waiting maxAwaitTimeMS.
+async def next_change(stream: AsyncChangeStream[dict[str, Any]], pause: float) -> dict[str, Any] | None:
+    """The next change event, or None after an empty batch (the caller uses that moment for timers).
+
+    The embedded server answers an empty getMore at once instead of waiting maxAwaitTimeMS, so after an empty batch
+    this waits out the rest of `pause`, and the loop does not spin. MongoDB's getMore has already waited that long
+    on the server, so there it asks again at once: a change never waits for a sleep on top of the server's wait.
+    """
+    asked = time.monotonic()
+    change = await stream.try_next()
+    if change is None:
+        await asyncio.sleep(pause - (time.monotonic() - asked))
+    return change
+
+
 async def _nothing() -> None:
     return None
+
+
+class Reopen(Exception):
+    """Raised by a handler: the stream reopens at once from its Resumable's options. Neither a failure nor a skip."""
 
 
 class Resumable(Protocol):
@@ -52,7 +94,7 @@ class ChangeStream:
     commits, so a change never waits for it, but `on_idle` runs only once it has answered. The embedded server
     answers at once whatever it is told; there `pause` paces the polls instead: `pause` within `BUSY` seconds of
     the last change, when the next is likely near and each millisecond of the pause is one a change may wait,
-    `idle_pause` after, when a poll (0.75 ms of CPU) mostly finds nothing."""
+    `idle_pause` after, when a poll, which costs CPU, mostly finds nothing."""
 
     collection: AsyncCollection[dict[str, Any]]
     pipeline: list[dict[str, Any]]
@@ -122,6 +164,8 @@ async def _watch(watched: ChangeStream, opened: asyncio.Event) -> None:
                         await skipping(name, watched.on_change, change)
         except asyncio.CancelledError:
             raise
+        except Reopen as reopen:
+            log.info("change stream on %s reopens: %s", name, reopen)
         except Exception as error:
             restarts.inc()
             log.warning("change stream on %s failed; reopening", name, exc_info=True)
@@ -141,7 +185,7 @@ async def skipping(name: str, handle: Callable[[Change], Awaitable[None]], chang
     Only the database's own failures reach the loop, which reopens the stream and catches up."""
     try:
         await handle(change)
-    except ConnectionFailure:
+    except (ConnectionFailure, Reopen):
         raise
     except Exception as error:  # any bug a document can trigger: one line, not a traceback per change
         SKIPPED.labels(collection=name).inc()

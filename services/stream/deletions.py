@@ -22,7 +22,7 @@ from pymongo.errors import BulkWriteError, PyMongoError
 
 from shared import tasks
 from shared.db import Database, as_datetime, utcnow
-from shared.updates import is_seq, seq_in_id
+from shared.updates import history_cutoff, is_seq, seq_in_id
 
 log = logging.getLogger("gossip.stream.deletions")
 
@@ -38,7 +38,7 @@ class Deletions:
 
     def _cutoff(self) -> datetime | None:
         """Updates created before this are retention's to delete; None when history is kept for ever."""
-        return utcnow() - timedelta(days=self.history_days) if self.history_days else None
+        return history_cutoff(self.history_days, utcnow())
 
     def remember(self, update: dict[str, Any]) -> None:
         """For an update whose _id does not hold its seq: called as it is delivered, by every stream process alike.

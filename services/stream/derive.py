@@ -22,32 +22,29 @@ from typing import Any
 from pymongo import UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
-from services.stream.changes import LOOKUP, Change, ChangeStream
+from services.stream.changes import LOOKUP, Change, ChangeStream, Reopen, change_id, token_epoch
 from services.stream.metrics import RULE_HISTORY_LOST, RULE_SKIPPED, RULE_UPDATES
-from services.stream.rulebook import Rule, plain, render
+from services.stream.rulebook import Rule, matching, plain, render
 from shared.catalogue import Catalogue
 from shared.db import (
     Database,
-    change_id,
+    all_of,
     iso_utc,
-    matching,
     new_id,
     next_seq,
     purges_ttl_on_read,
     put,
-    token_epoch,
     username_key,
     utcnow,
     with_now,
 )
-from shared.updates import digest, update_id
+from shared.updates import digest, numbered, update_document
 
 log = logging.getLogger("gossip.stream.rules")
 
 BATCH = 500  # changes derived together: a few round trips for the lot, not a few per change
 LINGER = 0.1  # seconds a change may wait for others to join its batch, while they keep coming
 KEEP_EVERY = 1.0  # seconds between writes of a rule's position while changes keep coming
-LEASE = 10.0  # seconds a process derives a rule without renewing its lease
 HISTORY_LOST = {280, 286}  # ChangeStreamFatalError, ChangeStreamHistoryLost: the kept token has left the oplog
 DUPLICATE_KEY = 11000
 # A document's _id, the states its changes left it in (in order), and whether they were all inserts: then no update
@@ -164,14 +161,14 @@ class Derivation:
         self, document: dict[str, Any], titles: Mapping[str, str], recipients: Mapping[str, str]
     ) -> dict[str, Any]:
         """The update the document makes, before it is numbered; ValueError when it cannot make one."""
-        rule, update = self.rule, {}
+        rule, personal = self.rule, {}
         if rule.recipient_field is not None:
             username = document.get(rule.recipient_field)
             recipient = recipients.get(username_key(username)) if isinstance(username, str) else None
             if recipient is None:
                 raise ValueError(f"{rule.recipient_field}: {username!r} is no user of Gossip's")
             assert rule.show is not None and rule.title is not None  # rulebook: a personal rule has both
-            show, title, update["recipient"] = rule.show, rule.title, recipient
+            show, title, personal["recipient"] = rule.show, rule.title, recipient
         else:
             slug = rule.show if rule.show is not None else document.get(rule.show_field or "")
             if not isinstance(slug, str) or slug not in titles:
@@ -181,7 +178,7 @@ class Derivation:
             text = render(rule, document, title)
         except (TypeError, ValueError) as error:
             raise ValueError(f"text: {error}") from None
-        update.update(show=show, title=title, text=text, announced=digest(text), author=rule.name)
+        update = update_document(show=show, title=title, text=text, author=rule.name, created_at=utcnow(), **personal)
         update["source_state"] = self._state(document, update)
         return update
 
@@ -195,9 +192,7 @@ class Derivation:
     async def _create(self, creates: list[dict[str, Any]]) -> int:
         """One block of seqs and one unordered insert for the batch. A source key another process stored first
         fails alone: its seq is a hole."""
-        last, now = await next_seq(self.db, count=len(creates)), utcnow()
-        for seq, update in enumerate(creates, start=last - len(creates) + 1):
-            update.update(_id=update_id(seq, now), seq=seq, created_at=now)
+        numbered(creates, await next_seq(self.db, count=len(creates)))
         try:
             await self.db.updates.insert_many(creates, ordered=False)  # insert: dates stay dates on the embedded server
         except BulkWriteError as error:
@@ -219,7 +214,7 @@ class Derivation:
                     document_id, why)  # fmt: skip
 
 
-class Promoted(Exception):
+class Promoted(Reopen):
     """This process now derives the rule: its stream reopens from the kept position, where the last holder stopped."""
 
 
@@ -229,13 +224,17 @@ class RuleStream:
     `embedded`: purges_ttl_on_read's.
 
     Every stream process runs the stream, but one at a time derives: the holder of the rule's lease in
-    `rule_leases`. Two deriving at once would store each update once all the same (the source keys), but each
-    loser's seqs would be holes, and every hole holds the updates after it for the watcher's gap wait. When the
-    holder stops (or goes quiet for LEASE seconds), another takes the lease and reopens its stream from the kept
-    position."""
+    `rule_leases`, which lasts `lease` seconds unrenewed. Two deriving at once would store each update once all the
+    same (the source keys), but each loser's seqs would be holes, and every hole holds the updates after it for the
+    watcher's gap wait. A holder that stops keeps its position and frees the lease (`release`); one that goes quiet
+    (killed, frozen) loses it `lease` seconds after its last renewal. Either way another process takes it at its
+    next ask and reopens its stream from the kept position. The lease's times are the processes' own clocks, which
+    must agree to well within a lease (as NTP keeps them)."""
 
-    def __init__(self, db: Database, rule: Rule, catalogue: Catalogue, epoch: str | None, embedded: bool) -> None:
-        self.db, self.rule, self.epoch = db, rule, epoch
+    def __init__(
+        self, db: Database, rule: Rule, catalogue: Catalogue, epoch: str | None, embedded: bool, lease: float
+    ) -> None:
+        self.db, self.rule, self.epoch, self.lease = db, rule, epoch, lease
         self.derivation = Derivation(db, rule, catalogue, embedded)
         self._pending: list[Change] = []
         self._since = 0.0  # when the first pending change came (time.monotonic())
@@ -260,26 +259,37 @@ class RuleStream:
 
     async def _lead(self) -> bool:
         """Whether this process derives the rule: it takes the lease when free or lapsed, and renews it every third
-        of LEASE; another process asks again every second."""
+        of the lease; another process asks again every tenth."""
         now = time.time()
         if now < self._ask_at:
             return self._leading
-        held = await self.db.rule_leases.find_one_and_update(
-            {"_id": self.rule.name, "$or": [{"holder": self.me}, {"until": {"$lt": now}}]},
-            {"$set": {"holder": self.me, "until": now + LEASE}},
-            {"_id": 1},
+        free = {"$or": [{"holder": self.me}, {"until": {"$lt": now}}]}
+        held = await self.db.rule_leases.update_one(
+            all_of({"_id": self.rule.name}, free), {"$set": {"holder": self.me, "until": now + self.lease}}
         )
-        self._leading = held is not None
-        self._ask_at = now + (LEASE / 3 if self._leading else 1.0)
+        self._leading = held.matched_count == 1
+        self._ask_at = now + self.lease / (3 if self._leading else 10)
         return self._leading
 
+    async def _ask(self) -> None:
+        """Renews the lease, or asks for it; a process that takes it from another reopens its stream from the kept
+        position, where the last holder stopped."""
+        leading = self._leading
+        if await self._lead() and not leading:
+            raise Promoted(f"watch rule {self.rule.name!r}: this process derives it now")
+
     async def release(self) -> None:
-        """At shutdown: the next process to start, or another running, takes over at once."""
+        """At shutdown, once the stream has stopped: the position derived so far is kept and the lease freed, so that
+        another process takes over at its next ask, from exactly there, instead of a lease later."""
+        if not self._leading:
+            return
+        await self._keep()
         await self.db.rule_leases.update_one({"_id": self.rule.name, "holder": self.me}, {"$set": {"until": 0}})
 
     async def _on_change(self, change: Change) -> None:
         if not self._leading:
-            return  # the holder derives it
+            await self._ask()  # the holder derives it; asked here too, since a busy stream is seldom idle
+            return
         if not self._pending:
             self._since = time.monotonic()
         self._pending.append(change)
@@ -305,9 +315,7 @@ class RuleStream:
             await self._keep()
 
     async def _idle(self) -> None:
-        leading = self._leading
-        if await self._lead() and not leading:
-            raise Promoted(f"watch rule {self.rule.name!r}: this process derives it now")
+        await self._ask()
         await self.flush()
         await self._keep()
 
@@ -359,6 +367,7 @@ class RuleStream:
         )  # fmt: skip
 
 
-async def rule_streams(db: Database, rules: list[Rule], catalogue: Catalogue) -> list[RuleStream]:
+async def rule_streams(db: Database, rules: list[Rule], catalogue: Catalogue, lease: float) -> list[RuleStream]:
+    """`lease`: Settings.rule_lease."""
     epoch, embedded = await token_epoch(db), await purges_ttl_on_read(db)
-    return [RuleStream(db, rule, catalogue, epoch, embedded) for rule in rules]
+    return [RuleStream(db, rule, catalogue, epoch, embedded, lease) for rule in rules]

@@ -91,11 +91,11 @@ async def watched(db: Database, settings: Settings, catalogue: Catalogue) -> lis
         log.error("%s", error)
         raise
     log.info("watch rules from %s: %s", settings.watch_rules, ", ".join(rule.name for rule in rules) or "none")
-    return await rule_streams(db, rules, catalogue)
+    return await rule_streams(db, rules, catalogue, settings.rule_lease)
 
 
 async def _released(deriving: list[RuleStream]) -> None:
-    """Best effort, and briefly: a lease not released lapses within its LEASE seconds, and a database that has gone
+    """Best effort, and briefly: a lease not released lapses within RULE_LEASE seconds, and a database that has gone
     must not hold up the shutdown for its server-selection timeout."""
     try:
         await asyncio.wait_for(asyncio.gather(*(stream.release() for stream in deriving)), RELEASE_WAIT)

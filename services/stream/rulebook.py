@@ -20,8 +20,8 @@ from typing import Any
 from bson import ObjectId
 from pymongo.errors import PyMongoError
 
-from shared.db import Database, as_datetime, check_query
-from shared.updates import text_problem
+from shared.db import Database, as_datetime, new_id, put
+from shared.updates import why_text_refused
 
 OPERATIONS = ("insert", "update", "delete")
 NAME = re.compile(r"[a-z0-9_-]{3,32}")  # a rule's name is the author of its updates: a username's shape
@@ -186,8 +186,8 @@ def render(rule: Rule, document: Mapping[str, Any], show_title: str) -> str:
     (a date's format on text) or the text cannot be an update's."""
     values = {**document, SHOW_TITLE: show_title}
     text = "".join(literal + _formatted(values.get(name or ""), spec) for literal, name, spec in rule.text)
-    if problem := text_problem(text):
-        raise ValueError(f"the text it renders is refused: {problem}")
+    if why := why_text_refused(text):
+        raise ValueError(f"the text it renders is refused: {why}")
     return text
 
 
@@ -199,3 +199,34 @@ def since_query(rule: Rule, since: datetime) -> dict[str, Any]:
     else:
         changed = {"_id": {"$gte": ObjectId.from_datetime(since)}}
     return {"$and": [changed, dict(rule.filter)]} if rule.filter else changed
+
+
+# Embedded-server workaround: it reads a query only when it has a document to test it on.
+async def check_query(db: Database, collection: str, query: dict[str, Any]) -> None:
+    """Raises OperationFailure if MongoDB refuses the query on the collection. The embedded server reads a query
+    only when it has a document to test it on, so it is also run on a collection of one document."""
+    await db[collection].find(query, {"_id": 1}).limit(1).to_list()
+    await put(db.query_checks, {"_id": "one", "_check": "one"})
+    await db.query_checks.find(query, {"_id": 1}).limit(1).to_list()
+
+
+# Embedded-server workaround: it scans the whole collection for any condition beside an _id.
+async def matching(db: Database, collection: str, ids: list[Any], query: dict[str, Any], embedded: bool) -> list[Any]:
+    """Those of the ids whose documents match the query (which must not name `_id`). On MongoDB, one query by _id and
+    the query. The embedded server scans the whole collection for any condition beside an _id, at a cost that grows
+    with it: there the documents are read by _id, copied under a tag of this call into a scratch collection
+    (`embedded`: purges_ttl_on_read's answer), matched there, and removed."""
+    if not embedded:
+        found = db[collection].find({"$and": [{"_id": {"$in": ids}}, query]}, {"_id": 1})
+        return [document["_id"] async for document in found]
+    documents = await db[collection].find({"_id": {"$in": ids}}).to_list()
+    if not documents:
+        return []
+    tag = new_id()
+    await db.query_checks.insert_many([{**document, "_id": f"{tag}:{n}", "_check": tag}
+                                       for n, document in enumerate(documents)])  # fmt: skip
+    try:
+        found = db.query_checks.find({"$and": [{"_check": tag}, query]}, {"_id": 1})
+        return [documents[int(copy["_id"].rsplit(":", 1)[1])]["_id"] async for copy in found]
+    finally:
+        await db.query_checks.delete_many({"_check": tag})

@@ -11,17 +11,17 @@ from opentelemetry.trace import SpanKind, Tracer
 
 from services.stream.adoption import Adoption
 from services.stream.audience import Audience
-from services.stream.changes import LOOKUP, Change, ChangeStream, ChangeStreams
+from services.stream.changes import LOOKUP, Change, ChangeStream, ChangeStreams, change_id
 from services.stream.deletions import Deletions
 from services.stream.frames import edit_frame, retract_frame, update_frame
 from services.stream.hub import Hub
 from services.stream.metrics import DELIVERED, DELIVERY_LATENCY, EDITS, RETRACTIONS
 from services.stream.reorder import Reorder
 from shared.catalogue import Catalogue
-from shared.db import Database, as_datetime, change_id, numbers, utcnow, with_now
+from shared.db import Database, as_datetime, numbers, utcnow, with_now
 from shared.settings import SESSION_ABSOLUTE_AGE
 from shared.tracing import stored_context, within
-from shared.updates import WIRE_FIELDS, digest, is_seq, newest, problem, titled
+from shared.updates import WIRE_FIELDS, digest, is_seq, newest, titled, why_undeliverable
 
 log = logging.getLogger("gossip.stream.watcher")
 
@@ -135,7 +135,7 @@ class Watcher:
         if "rejected" in document:
             return None
         seq, titles = document.get("seq"), await self.catalogue.titles()
-        why = problem(document, titles) if is_seq(seq) else f"seq: {seq!r} is not a seq"
+        why = why_undeliverable(document, titles) if is_seq(seq) else f"seq: {seq!r} is not a seq"
         if why is None:
             return titled(document, titles)
         await self.adoption.reject(document["_id"], why)
@@ -145,8 +145,8 @@ class Watcher:
         """Whatever committed while no stream was open goes through the same ordering as live changes.
 
         It reads on only while batches come back full: what commits meanwhile is the open stream's to deliver.
-        Reading until a read came back empty never ended while publishers kept up a steady pace, so the sweep
-        became a loop of reads that held up the change stream it stands in for."""
+        Reading until a read comes back empty would not end while publishers keep up a steady pace, and would hold
+        up the change stream it stands in for."""
         after, now = self.delivered, time.monotonic()
         while True:
             batch = await self._read(after)

@@ -15,7 +15,7 @@ from services.auth import digest
 from services.auth.accounts import user_document
 from services.auth.digest import send_digests
 from services.auth.mailer import SmtpMailer
-from shared.db import Database, seed_shows, utcnow
+from shared.db import Database, ensure_indexes, seed_shows, utcnow
 from shared.settings import Settings
 from tests.support.mail import Inbox, part, smtp_server
 from tests.support.updates import stored_update
@@ -72,6 +72,23 @@ async def test_the_digest_goes_at_the_digest_hour_on_the_users_clock_once_a_day(
     user_id = (await db.users.find_one({"username": "rita"}))["_id"]
     assert sends == [{"_id": f"digest:{user_id}:2026-12-07", "status": "sent"},
                      {"_id": f"digest:{user_id}:2026-12-08", "status": "sent"}]  # fmt: skip
+
+
+async def test_a_send_record_is_kept_sends_keep_days_of_real_time_by_a_ttl_index(mailing: Mailing) -> None:
+    """The TTL monitor runs on the real clock, so the expiry is from the real time, whatever the job's clock says;
+    `sends` would otherwise grow by a record a user a day for ever."""
+    db, mailer, settings, _ = mailing
+    kept = dataclasses.replace(settings, sends_keep_days=3)
+    await ensure_indexes(db)
+    await reader(db)
+    await updates(db, ("flash", "Barry runs", "bob"))
+    before = utcnow()
+    assert await send_digests(db, mailer, kept, at(7, days=-400)) == 1  # a clock far behind the real one
+    record = await db.sends.find_one({})
+    assert isinstance(record["expires_at"], datetime)  # a date, which a TTL index needs, not text
+    assert before + timedelta(days=3) <= record["expires_at"] <= utcnow() + timedelta(days=3)
+    indexes = [index async for index in await db.sends.list_indexes()]
+    assert any(index["key"] == {"expires_at": 1} and index.get("expireAfterSeconds") == 0 for index in indexes)
 
 
 async def test_a_missed_hour_sends_at_the_first_look_later_that_day(mailing: Mailing) -> None:

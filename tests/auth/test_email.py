@@ -4,6 +4,7 @@ unsubscribe link followed the same way."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -48,6 +49,20 @@ async def _checked(alice: httpx.AsyncClient, inbox: Inbox, address: str) -> str:
     return link(inbox.to(address)[-1], links.VERIFY_PATH)
 
 
+async def follow(http: httpx.AsyncClient, link: str) -> httpx.Response:
+    """As a person does: opens the link, which asks, and presses its button; or the page that said why not."""
+    page = await http.get(link)
+    if 'id="verify"' not in page.text:
+        return page
+    return await http.post(link, data={"csrf_token": csrf_in(page)})
+
+
+def csrf_in(page: httpx.Response) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert match, page.text
+    return match.group(1)
+
+
 async def test_an_address_is_verified_by_following_the_link_mailed_to_it(
     served: Served, alice: httpx.AsyncClient, db: Database
 ) -> None:
@@ -61,15 +76,32 @@ async def test_an_address_is_verified_by_following_the_link_mailed_to_it(
     verify = link(mail, links.VERIFY_PATH)
     assert verify.startswith(f"{url}/email/verify?token=") and verify in part(mail, "html")
     async with httpx.AsyncClient(timeout=10) as stranger:  # another device, not signed in
-        page = await stranger.get(verify)
+        page = await follow(stranger, verify)
         assert page.status_code == 200 and "Your address is verified" in page.text
-        again = await stranger.get(verify)
+        again = await follow(stranger, verify)
         assert again.status_code == 200 and "verified already" in again.text
     assert (await alice.get("/api/me/email")).json() == {"email": "Alice@example.com", "verified": True, "digest": True}
     stored = (await db.users.find_one({"username": "alice"}))["email"]
     assert isinstance(stored["added_at"], datetime) and isinstance(stored["verified_at"], datetime)  # dates, not text
     same = await alice.put("/api/me/email", json={"email": "alice@example.com".replace("alice", "Alice")})
     assert same.json()["verified"] is True and len(inbox.messages) == 1  # the same verified address: nothing mailed
+
+
+async def test_opening_the_link_only_asks_and_its_button_needs_the_pages_csrf_token(
+    served: Served, alice: httpx.AsyncClient
+) -> None:
+    """Mail programs' link scanners open every link in a mail: opening it must verify nothing."""
+    verify = await _checked(alice, served[2], "scanned@example.com")
+    async with httpx.AsyncClient(timeout=10) as scanner:
+        page = await scanner.get(verify)
+        assert page.status_code == 200 and 'id="verify"' in page.text and "verified" not in page.text.lower()
+        assert (await scanner.head(verify)).status_code == 200
+        forged = await scanner.post(verify, data={"csrf_token": "forged"})
+        assert forged.status_code == 403
+        assert (await alice.get("/api/me/email")).json()["verified"] is False
+        done = await scanner.post(verify, data={"csrf_token": csrf_in(page)})
+        assert done.status_code == 200 and "Your address is verified" in done.text
+    assert (await alice.get("/api/me/email")).json()["verified"] is True
 
 
 @pytest.mark.parametrize("address", ["", "not-an-address", "two@@example.com", "a@b", "x" * 250 + "@example.com"])
@@ -90,17 +122,17 @@ async def test_a_changed_address_starts_unverified_and_links_to_the_old_one_stop
 ) -> None:
     inbox = served[2]
     first = await _checked(alice, inbox, "one@example.com")
-    assert (await alice.get(first)).status_code == 200
+    assert "Your address is verified" in (await follow(alice, first)).text
     assert (await alice.delete("/api/me/email/digest")).status_code == 204  # as an unsubscribe would
     second = await _checked(alice, inbox, "two@example.com")
     assert (await alice.get("/api/me/email")).json() == {"email": "two@example.com", "verified": False, "digest": False}
-    stale = await alice.get(first)
+    stale = await follow(alice, first)
     assert stale.status_code == 400 and "no longer on the account" in stale.text
-    assert (await alice.get(second)).status_code == 200  # a new address, verified: its digest is on
+    assert "Your address is verified" in (await follow(alice, second)).text  # a new address: its digest is on
     assert (await alice.get("/api/me/email")).json() == {"email": "two@example.com", "verified": True, "digest": True}
     await alice.delete("/api/me/email")
     assert (await alice.get("/api/me/email")).json()["email"] is None
-    assert (await alice.get(second)).status_code == 400  # removed: its links do nothing
+    assert (await follow(alice, second)).status_code == 400  # removed: its links do nothing
 
 
 def _signed_long_ago(settings: Settings, payload: list[str], age: float) -> str:
@@ -159,7 +191,7 @@ async def test_the_forms_resend_button_needs_an_unverified_address(served: Serve
     link_ = await _checked(alice, inbox, "twice@example.com")
     again = await alice.post("/email", data={"action": "resend", "email": "", "csrf_token": token})
     assert again.status_code == 303 and len(inbox.to("twice@example.com")) == 2
-    await alice.get(link_)
+    await follow(alice, link_)
     done = await alice.post("/email", data={"action": "resend", "email": "", "csrf_token": token})
     assert done.status_code == 409 and "verified already" in done.text and len(inbox.to("twice@example.com")) == 2
 
@@ -184,7 +216,7 @@ async def test_the_digest_arrives_and_its_one_click_link_turns_it_off(
     served: Served, alice: httpx.AsyncClient, db: Database
 ) -> None:
     url, settings, inbox = served
-    await alice.get(await _checked(alice, inbox, "reader@example.com"))
+    await follow(alice, await _checked(alice, inbox, "reader@example.com"))
     await alice.put("/api/me/follows/flash")
     await db.users.update_one({"username": "alice"}, {"$set": {"preferences": {"shows": {"flash": "digest"}}}})
     async with registered(url, "bob") as bob:
@@ -202,6 +234,7 @@ async def test_the_digest_arrives_and_its_one_click_link_turns_it_off(
     async with httpx.AsyncClient(timeout=10) as mail_program:  # no cookie, no CSRF token: RFC 8058's one click
         asked = await mail_program.get(unsubscribe)
         assert asked.status_code == 200 and 'id="unsubscribe"' in asked.text
+        assert (await mail_program.head(unsubscribe)).status_code == 200  # a link checker's HEAD
         assert (await alice.get("/api/me/email")).json()["digest"] is True  # looking changes nothing
         done = await mail_program.post(unsubscribe, data={"List-Unsubscribe": "One-Click"})
         assert done.status_code == 200 and "no more digests" in done.text
@@ -236,7 +269,7 @@ async def test_an_unsubscribe_link_for_an_address_no_longer_held_changes_nothing
     served: Served, alice: httpx.AsyncClient, db: Database
 ) -> None:
     url, settings, inbox = served
-    await alice.get(await _checked(alice, inbox, "new@example.com"))
+    await follow(alice, await _checked(alice, inbox, "new@example.com"))
     user_id = (await db.users.find_one({"username": "alice"}))["_id"]
     old = links.unsubscribe_link(settings, user_id, "old@example.com")
     assert old.startswith(f"{url}/unsubscribe?token=")

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from services.auth.push import DEVICES_PER_TICK, MAX_ATTEMPTS, MAX_BACKOFF, TTL, URL, Pusher
-from services.auth.webpush import WebPush
+from services.auth.webpush import WebPush, server_key
 from shared.catalogue import Catalogue
 from shared.db import Database, utcnow
 from shared.settings import Settings
@@ -45,7 +45,8 @@ class World:
 
     def pusher(self, page: int = DEVICES_PER_TICK, **changes: Any) -> Pusher:
         settings = replace(self.settings, **changes)
-        return Pusher(self.db, settings, Catalogue(self.db), WebPush(settings, self.http), page)
+        webpush = WebPush(server_key(settings), settings.vapid_subject, self.http)
+        return Pusher(self.db, settings, Catalogue(self.db), webpush, page)
 
     async def publish(self, *texts: str, show: str = "sherlock") -> list[dict[str, Any]]:
         return [await publish(self.bob, show, text) for text in texts]

@@ -13,7 +13,8 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from shared.auth import TOKEN_PREFIX, token_digest
+from services.auth.tokens import TOKEN_PREFIX
+from shared.auth import token_digest
 from shared.db import Database, as_datetime, iso_utc, utcnow
 from shared.settings import Settings
 from tests.support.accounts import api_token, json_error, registered

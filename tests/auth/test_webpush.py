@@ -4,12 +4,15 @@ and the key the browser subscribes with being the public half of the key that si
 from __future__ import annotations
 
 import base64
+import stat
+from pathlib import Path
 
 import jwt
+import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from services.auth.push import BACKOFF, MAX_BACKOFF, backoff
-from services.auth.webpush import WebPush, application_server_key, retry_after
+from services.auth.webpush import WebPush, application_server_key, dev_vapid_key, retry_after, server_key
 from shared.settings import Settings
 from tests.support.push_receiver import Subscription, unb64url
 
@@ -31,11 +34,29 @@ def test_backoff_doubles_up_to_its_cap_and_never_undercuts_retry_after() -> None
 
 def test_the_subscribe_key_is_the_public_half_of_the_signing_key(settings: Settings) -> None:
     subscription = Subscription("https://push.example.net/abc")
-    _, headers = WebPush(settings, None).request(subscription.endpoint, subscription.to_json()["keys"], b"{}")  # type: ignore[arg-type]
-    key = application_server_key(settings)
+    vapid = server_key(settings)
+    webpush = WebPush(vapid, settings.vapid_subject, None)  # type: ignore[arg-type]
+    _, headers = webpush.request(subscription.endpoint, subscription.to_json()["keys"], b"{}")
+    key = application_server_key(vapid)
     assert headers["Authorization"].endswith(f",k={key}")
     token = headers["Authorization"].removeprefix("vapid t=").split(",k=")[0]
     public = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), unb64url(key))
     claims = jwt.decode(token, public, algorithms=["ES256"], audience="https://push.example.net")
     assert claims["sub"] == settings.vapid_subject
     assert len(base64.urlsafe_b64decode(key + "=")) == 65
+
+
+def test_the_vapid_key_is_generated_once_private_and_usable(tmp_path: Path) -> None:
+    first = dev_vapid_key(tmp_path)
+    assert dev_vapid_key(tmp_path) == first
+    assert stat.S_IMODE((tmp_path / "vapid_private_key").stat().st_mode) == 0o600
+    assert server_key(Settings(secret_key="s"), tmp_path).public_key is not None
+
+
+def test_a_given_key_is_used_and_one_that_is_not_a_key_names_the_variable(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    used = server_key(Settings(secret_key="s", vapid_private_key=dev_vapid_key(elsewhere)), tmp_path)
+    assert application_server_key(used) == application_server_key(server_key(Settings(secret_key="s"), elsewhere))
+    assert not (tmp_path / "vapid_private_key").exists()  # a given key: none is generated
+    with pytest.raises(ValueError, match="VAPID_PRIVATE_KEY"):
+        server_key(Settings(secret_key="s", vapid_private_key="not-a-key"), tmp_path)

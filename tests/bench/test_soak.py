@@ -32,7 +32,8 @@ async def test_a_short_soak_judges_and_writes_its_section(mongo_url: str, tmp_pa
     assert result.targets["0 behind, 0 gaps, 0 5xx"], result.line()
     assert result.figures["dup"] == 0 and int(result.figures["publishes"]) > 0, result.line()
     assert int(result.figures["logins"]) > 0 and result.figures["feeds a logout left open"] == 0, result.line()
-    assert len(run.samples) >= 2 and all(sample.services_mib > 0 for sample in run.samples)
+    assert len(run.samples) == 6 and all(sample.services_mib > 0 for sample in run.samples)  # every 3 s of 18
+    assert run.samples[-1].minute >= plan.minutes, "the last sample is at the end of the run, where it is judged"
     assert int(result.figures["full GCs"]) >= 0, "read from the service's own metrics"
     assert run.growth and run.growth[0].startswith("memory: traced allocations grew"), run.growth
     benchmarks = tmp_path / "BENCHMARKS.md"

@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 
 from bench.fuzz import fuzz
 from services.all import app as gossip
-from shared.app import create_app
 from shared.settings import Settings
 from tests.support.accounts import PASSWORD
 from tests.support.servers import LiveServer
@@ -33,7 +32,7 @@ class Target:
 def target(mongo_url: str) -> Iterator[Target]:
     """One live server and one publisher for every example: starting them per example would dominate the run."""
     config = Settings(secret_key=uuid.uuid4().hex, mongo_url=mongo_url, mongo_db=f"test_fuzz_{uuid.uuid4().hex[:8]}")
-    live = LiveServer(create_app("gossip", gossip.routes, config, gossip.extensions)).start()
+    live = LiveServer(gossip.create(config)).start()
     try:
         with httpx.Client(base_url=live.url, timeout=10) as http:
             assert http.post("/api/auth/register", json={"username": "fuzz", "password": PASSWORD}).status_code == 201

@@ -59,7 +59,7 @@ async def test_an_error_page_keeps_the_logged_in_header(alice: httpx.AsyncClient
 
 async def test_with_the_database_gone_an_error_page_is_still_the_error_page(settings: Settings, tmp_path: Path) -> None:
     with EmbeddedMongo(tmp_path) as mongo:
-        app = create_app("gossip", gossip.routes, dataclasses.replace(settings, mongo_url=mongo.url), gossip.extensions)
+        app = gossip.create(dataclasses.replace(settings, mongo_url=mongo.url))
         live = LiveServer(app).start()
         try:
             async with registered(live.url, "alice") as alice:
@@ -101,8 +101,7 @@ async def test_the_api_the_feeds_and_scripts_still_get_json_errors(client: httpx
 @pytest.fixture
 async def behind_a_proxy(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """A client of a server that believes forwarded headers from 127.0.0.1, as a service behind the gateway does."""
-    app = create_app("gossip", gossip.routes, dataclasses.replace(settings, trusted_proxies=("127.0.0.1",)),
-                     gossip.extensions)  # fmt: skip
+    app = gossip.create(dataclasses.replace(settings, trusted_proxies=("127.0.0.1",)))
     live = LiveServer(app).start()
     try:
         async with httpx.AsyncClient(base_url=live.url, timeout=10) as http:

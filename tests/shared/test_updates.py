@@ -25,15 +25,17 @@ from shared.updates import (
     digest,
     every_viewers,
     history,
-    problem,
+    numbered,
     recent,
     sees,
     seq_in_id,
     shown,
     since_read,
-    text_problem,
     unread,
+    update_document,
     update_id,
+    why_text_refused,
+    why_undeliverable,
     wire,
 )
 from tests.support.updates import stored_update
@@ -78,8 +80,8 @@ def test_the_digest_tells_texts_apart() -> None:
     ],
 )
 def test_a_document_that_cannot_be_an_update_says_why(change: dict[str, Any], why: str) -> None:
-    assert problem(stored_update(1), SHOWS) is None
-    found = problem({**stored_update(1), **change}, SHOWS)
+    assert why_undeliverable(stored_update(1), SHOWS) is None
+    found = why_undeliverable({**stored_update(1), **change}, SHOWS)
     assert found is not None and found.startswith(why)
 
 
@@ -87,7 +89,7 @@ def test_a_document_without_a_required_field_says_which() -> None:
     for field in ("show", "text", "author", "created_at"):
         update = stored_update(1)
         del update[field]
-        found = problem(update, SHOWS)
+        found = why_undeliverable(update, SHOWS)
         assert found is not None and found.startswith(field)
 
 
@@ -117,13 +119,13 @@ def test_an_edited_update_carries_its_edit_time_on_the_wire() -> None:
      ("\x9b31mred", CONTROL), ("next\x85line", None)],
 )  # fmt: skip
 def test_text_is_required_and_bounded_and_has_no_control_characters(text: str, expected: str | None) -> None:
-    assert text_problem(text) == expected
+    assert why_text_refused(text) == expected
 
 
 def test_the_document_refuses_the_same_control_characters() -> None:
     pattern = jsonschema_rs.validator_for({"type": "string", "pattern": NO_CONTROL.pattern})
     for char in map(chr, range(0x100)):
-        assert pattern.is_valid(f"a{char}b") == (text_problem(f"a{char}b") != CONTROL), hex(ord(char))
+        assert pattern.is_valid(f"a{char}b") == (why_text_refused(f"a{char}b") != CONTROL), hex(ord(char))
 
 
 def test_blank_is_what_python_calls_whitespace_and_the_document_means_the_same() -> None:
@@ -208,6 +210,16 @@ def test_a_personal_update_says_so_on_the_wire_and_never_whom_it_is_for() -> Non
     shown_update = wire(personal(2, "alice_id"))
     assert shown_update["personal"] is True and "recipient" not in shown_update
     assert "personal" not in wire(stored_update(1))
-    assert problem(personal(2, "alice_id"), SHOWS) is None  # its topic is its rule's, not the catalogue's
-    assert problem({**personal(2, "alice_id"), "recipient": 7}, SHOWS) == "recipient: a user's _id, as text"
-    assert problem({**stored_update(1), "show": "orders"}, SHOWS) == "show: 'orders' is not in the catalogue"
+    assert why_undeliverable(personal(2, "alice_id"), SHOWS) is None  # its topic is its rule's, not the catalogue's
+    assert why_undeliverable({**personal(2, "alice_id"), "recipient": 7}, SHOWS) == "recipient: a user's _id, as text"
+    assert why_undeliverable({**stored_update(1), "show": "orders"}, SHOWS) == "show: 'orders' is not in the catalogue"
+
+
+def test_a_numbered_update_holds_its_seq_in_its_id_unless_another_program_gave_it_one() -> None:
+    when = datetime(2026, 12, 1, tzinfo=UTC)
+    published = update_document(show="flash", title="The Flash", text="hi", author="ann", created_at=when)
+    foreign = update_document(show="flash", title=None, text="yo", author="bob", created_at=when, _id="theirs")
+    numbered([published, foreign], 42)
+    assert (published["seq"], foreign["seq"]) == (41, 42)
+    assert (seq_in_id(published["_id"]), foreign["_id"]) == (41, "theirs")
+    assert published["announced"] == digest("hi") and "title" not in foreign

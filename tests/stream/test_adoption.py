@@ -16,7 +16,6 @@ from pymongo import MongoClient
 
 from services.all import app as gossip
 from services.stream.adoption import CLAIM_STALE, Adoption
-from shared.app import create_app
 from shared.catalogue import Catalogue
 from shared.db import Database, last_seq, next_seq, prepare, utcnow
 from shared.settings import Settings
@@ -120,6 +119,18 @@ async def test_only_one_claim_wins_and_only_the_winner_takes_a_number(db: Databa
     assert await last_seq(db) == 1  # no number taken and left unused: no hole for the watcher to wait out
 
 
+async def test_a_show_of_a_type_no_catalogue_can_hold_is_rejected_and_spares_its_batch(db: Database) -> None:
+    """A list or a subdocument as the show cannot key the catalogue: it is rejected like any other poison, and the
+    documents claimed with it are numbered, not left claimed."""
+    await prepare(db)
+    documents = [{"show": show, "text": "x", "author": "dba"} for show in (["flash"], {"slug": "flash"}, "flash")]
+    ids = (await db.updates.insert_many(documents)).inserted_ids
+    await Adoption(db, Catalogue(db)).adopt([(document_id, None) for document_id in ids])
+    stored = {update["_id"]: update for update in await db.updates.find({}).to_list()}
+    assert ["rejected" in stored[key] for key in ids] == [True, True, False] and stored[ids[2]]["seq"] == 1
+    assert not any("claim" in update for update in stored.values())
+
+
 async def test_two_adopters_racing_over_one_batch_number_each_document_once_with_no_hole(db: Database) -> None:
     await prepare(db)
     documents = [{"show": "flash", "text": f"imported {n}", "author": "dba"} for n in range(300)]
@@ -151,7 +162,7 @@ async def test_documents_inserted_while_no_stream_ran_are_delivered_when_one_sta
     settings: Settings, db: Database
 ) -> None:
     await db.updates.insert_many([{"show": "flash", "text": f"while away {n}", "author": "dba"} for n in range(3)])
-    live = LiveServer(create_app("gossip", gossip.routes, settings, gossip.extensions)).start()
+    live = LiveServer(gossip.create(settings)).start()
     try:
         async with registered(live.url, "rae") as rae, events(rae, "/events/all", **{"last-event-id": "0"}) as feed:
             received = await feed.updates(3)

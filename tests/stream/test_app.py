@@ -19,7 +19,6 @@ import pytest
 
 from services.all import app as gossip
 from services.stream.feed import OVERFLOW, STALLED, Feed
-from shared.app import create_app
 from shared.db import Database, next_seq, utcnow
 from shared.settings import Settings
 from shared.updates import COUNT_CAP
@@ -207,7 +206,7 @@ def patient(settings: Settings, db: Database) -> Iterator[str]:
     """The app with a send timeout no test waits out: only an overflow can end a feed for its client there. After
     `db`, so stopped before its database is dropped: a large one dropped under open change streams broke the
     embedded server for the tests after."""
-    app = create_app("gossip", gossip.routes, dataclasses.replace(settings, send_timeout=60), gossip.extensions)
+    app = gossip.create(dataclasses.replace(settings, send_timeout=60))
     live = LiveServer(app).start()
     yield live.url
     live.stop()
@@ -415,7 +414,7 @@ async def test_a_renewal_past_the_absolute_age_does_not_keep_a_stream_open(
 
 
 async def test_a_session_whose_time_runs_out_ends_its_stream_with_expired(settings: Settings) -> None:
-    live = LiveServer(create_app("gossip", gossip.routes, replace(settings, session_max_age=3), gossip.extensions))
+    live = LiveServer(gossip.create(replace(settings, session_max_age=3)))
     try:
         async with registered(live.start().url, "tia") as tia, events(tia) as feed:
             expired = await feed.named("expired", timeout=5)  # no change event: the heartbeat sees the time is up

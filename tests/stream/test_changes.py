@@ -3,12 +3,14 @@ and how far behind the database's commits it is."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
-from bson import Timestamp
+import pytest
+from bson import ObjectId, Timestamp
 
-from services.stream.changes import BUSY, ChangeStream, lag, pause_after
-from shared.db import Database
+from services.stream.changes import BUSY, ChangeStream, change_id, lag, next_change, pause_after, token_epoch
+from shared.db import Database, as_datetime, purges_ttl_on_read
 
 
 async def nothing() -> None:
@@ -32,3 +34,60 @@ def test_a_changes_lag_runs_from_its_wall_time_else_its_cluster_time_and_never_b
     assert lag({"clusterTime": Timestamp(int(at), 7)}, at + 2) == 2  # MongoDB before 6.0: no wallTime
     assert lag({"wallTime": wall}, at - 5) == 0.0  # the database's clock a little ahead of this process's
     assert lag({"wallTime": "yesterday", "clusterTime": 5}, at) is None
+
+
+async def test_change_event_dates_and_string_ids_survive(db: Database) -> None:
+    created = datetime(2026, 11, 24, 10, 0, 0, 123000, tzinfo=UTC)
+    async with await db.updates.watch([{"$match": {"operationType": "insert"}}]) as stream:
+        await db.updates.insert_one({"_id": "plain-string-id", "seq": 1, "created_at": created})
+        change = None
+        for _ in range(200):
+            if (change := await next_change(stream, 0.01)) is not None:
+                break
+    assert change is not None
+    assert change["documentKey"]["_id"] == "plain-string-id"
+    assert as_datetime(change["fullDocument"]["created_at"]) == created
+
+
+class _Answers:
+    """A change stream's try_next as a server answers it: an empty batch after `wait` seconds."""
+
+    def __init__(self, wait: float) -> None:
+        self.wait = wait
+
+    async def try_next(self) -> None:
+        await asyncio.sleep(self.wait)
+
+
+@pytest.mark.parametrize(("server_wait", "took"), [(0.0, 0.3), (0.3, 0.3), (0.5, 0.5)])
+async def test_an_empty_batch_is_followed_by_the_rest_of_the_pause_only(server_wait: float, took: float) -> None:
+    """The embedded server answers an empty getMore at once: the loop must not spin. MongoDB waits for
+    maxAwaitTimeMS itself, which may be longer than the pause: a second wait on top would delay the next change."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert await next_change(_Answers(server_wait), 0.3) is None  # type: ignore[arg-type]
+    assert took <= loop.time() - started < took + 0.25
+
+
+async def test_change_ids_are_the_documents_own_for_every_kind_of_id(db: Database) -> None:
+    """The embedded server gives an integer _id in documentKey as a string: change_id gives back the integer, and
+    a write by that _id finds the document. ObjectIds and strings come back as they are."""
+    ids = [7, "7", ObjectId()]
+    async with await db.updates.watch(full_document="updateLookup") as stream:
+        for document_id in ids:
+            await db.updates.insert_one({"_id": document_id, "n": 0})
+            await db.updates.update_one({"_id": document_id}, {"$set": {"n": 1}})
+            await db.updates.delete_one({"_id": document_id})
+        seen = []
+        while len(seen) < 3 * len(ids):
+            if (change := await next_change(stream, 0.01)) is not None:
+                seen.append(change_id(change))
+    assert seen == [document_id for document_id in ids for _ in range(3)]
+    assert [type(document_id) for document_id in seen[::3]] == [int, str, ObjectId]
+
+
+async def test_a_resume_token_is_kept_with_the_server_that_gave_it_on_the_embedded_server_only(db: Database) -> None:
+    epoch = await token_epoch(db)
+    embedded = await purges_ttl_on_read(db)
+    assert (epoch is not None) == embedded
+    assert await token_epoch(db) == epoch  # the same server process: the same epoch

@@ -14,7 +14,6 @@ from dev.embedded import EmbeddedMongo
 from dev.processes import ServiceProcess
 from services.all import app as gossip
 from services.auth.accounts import user_document
-from shared.app import create_app
 from shared.auth import open_session
 from shared.db import Database
 from shared.settings import Settings
@@ -34,8 +33,7 @@ def own_mongo(tmp_path: Path) -> Iterator[EmbeddedMongo]:
 
 
 async def test_updates_after_a_database_restart_arrive_once(own_mongo: EmbeddedMongo, settings: Settings) -> None:
-    live = LiveServer(create_app("gossip", gossip.routes, dataclasses.replace(settings, mongo_url=own_mongo.url),
-                                 gossip.extensions)).start()  # fmt: skip
+    live = LiveServer(gossip.create(dataclasses.replace(settings, mongo_url=own_mongo.url))).start()
     try:
         async with registered(live.url, "rita") as rita:
             await rita.put("/api/me/follows/flash")

@@ -8,10 +8,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from pymongo.errors import OperationFailure
 
 from dev.processes import ServiceProcess
 from services.stream.lifecycle import watched
-from services.stream.rulebook import RuleError, load, parse_template, render
+from services.stream.rulebook import RuleError, check_query, load, matching, parse_template, render
 from shared.catalogue import Catalogue
 from shared.db import Database, prepare
 from shared.settings import RULES, Settings
@@ -95,3 +96,18 @@ def test_the_stream_service_process_does_not_start_with_a_wrong_rule_and_says_wh
     with pytest.raises(RuntimeError, match="watch rule 'episodes', on: unknown operation 'upsert'"):
         stream.start()
     assert stream.process is not None and stream.process.returncode not in (None, 0)
+
+
+async def test_a_query_mongodb_refuses_is_refused_even_on_an_empty_collection(db: Database) -> None:
+    with pytest.raises(OperationFailure):
+        await check_query(db, "no_documents_yet", {"status": {"$bogus": 1}})
+    await check_query(db, "no_documents_yet", {"status": {"$in": ["placed", "shipped"]}})
+
+
+@pytest.mark.parametrize("embedded", [True, False])
+async def test_the_documents_of_given_ids_that_match_a_query_are_found_either_way(db: Database, embedded: bool) -> None:
+    ids = (await db.things.insert_many([{"n": n, "kind": "odd" if n % 2 else "even"} for n in range(10)])).inserted_ids
+    found = await matching(db, "things", ids[:6], {"kind": "odd", "n": {"$gte": 2}}, embedded)
+    assert sorted(found) == [ids[3], ids[5]]
+    assert await matching(db, "things", [], {"kind": "odd"}, embedded) == []
+    assert await db.query_checks.count_documents({"_check": {"$ne": "one"}}) == 0  # nothing left behind

@@ -17,7 +17,7 @@ from starlette.types import ASGIApp
 
 from dev.processes import ServiceProcess
 from services.all import app as gossip_app
-from shared.app import create_app
+from shared.malformed import JsonErrorProtocol
 from shared.settings import Settings
 
 
@@ -32,6 +32,7 @@ class LiveServer:
         self.sock.bind(("127.0.0.1", port))
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
+        options = {"http": JsonErrorProtocol, **options}  # as services run
         config = uvicorn.Config(
             app, log_config=None, lifespan="on", timeout_graceful_shutdown=graceful, proxy_headers=False, **options
         )
@@ -58,7 +59,7 @@ class LiveServer:
 def gossip_server(settings: Settings, port: int = 0, tracer_provider: TracerProvider | None = None) -> LiveServer:
     """All three services' routes on one live uvicorn, as `make run` serves them, started; `port` as LiveServer's;
     `tracer_provider`: where its spans go (else traces are as the settings say)."""
-    app = create_app("gossip", gossip_app.routes, settings, gossip_app.extensions, tracer_provider)
+    app = gossip_app.create(settings, tracer_provider)
     return LiveServer(app, port=port).start()
 
 

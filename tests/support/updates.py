@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 
 from shared.db import SHOWS, utcnow
-from shared.updates import digest, update_id
+from shared.updates import numbered, update_document
 
 
 def stored_update(
@@ -16,8 +16,9 @@ def stored_update(
 ) -> dict[str, Any]:
     """An update as ingest stores it, for writing straight into MongoDB with a chosen seq."""
     text, created_at = text or f"update {seq}", created_at or utcnow()
-    return {"_id": update_id(seq, created_at), "seq": seq, "show": show, "title": SHOWS[show], "text": text,
-            "announced": digest(text), "author": author, "created_at": created_at}  # fmt: skip
+    update = update_document(show=show, title=SHOWS[show], text=text, author=author, created_at=created_at)
+    numbered([update], seq)
+    return update
 
 
 async def publish(http: httpx.AsyncClient, show: str, text: str) -> dict[str, Any]:

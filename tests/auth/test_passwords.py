@@ -9,8 +9,8 @@ import threading
 import httpx
 import pytest
 
+from services.auth.passwords import Passwords
 from shared.errors import ApiError
-from shared.passwords import Passwords
 from shared.settings import Settings
 from tests.support.accounts import PASSWORD, json_error
 

@@ -1,4 +1,4 @@
-"""The auth service's operations in the API document, each named in its route in app.py. Limits come from the code
+"""The auth service's operations in the API document, each named in its route in endpoints/. Limits come from the code
 that enforces them."""
 
 from __future__ import annotations

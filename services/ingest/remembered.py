@@ -11,8 +11,8 @@ from typing import Any
 PRUNE_AT = 1000  # remembered keys before the expired ones are let go
 
 
-class Recent:
-    """`await recent(key)` is `await lookup(key)`, answered from memory for `max_age` seconds after a lookup
+class Remembered:
+    """`await remembered(key)` is `await lookup(key)`, answered from memory for `max_age` seconds after a lookup
     started, so that what the database said then is never served past `max_age` after it stopped being true.
     Misses are not remembered: a key created a moment after it was asked for is found at once."""
 

@@ -1,8 +1,8 @@
 """Argon2id password hashing (argon2-cffi defaults) on a bounded pool of its own, off the event loop.
 
-A hash takes 64 MiB and about a tenth of a second of two cores. On the thread pool the rest of the app shares,
-100 logins at once ran 40 hashes at once: 2.5 GiB. Here at most `concurrency` run at once, each caller waits at
-most `wait` seconds for its turn, and past that hears 503: memory stays bounded whatever arrives.
+A hash takes 64 MiB and about a tenth of a second of two cores. On the thread pool the rest of the app shares, the
+hashes at once, and their memory, would grow with the logins at once. Here at most `concurrency` run at once, each
+caller waits at most `wait` seconds for its turn, and past that hears 503: memory stays bounded whatever arrives.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import contextlib
 import os
 import threading
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 from argon2 import PasswordHasher
@@ -20,19 +20,19 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from prometheus_client import Counter
 
 from shared.limits import refusal
+from shared.state import Core
 
 T = TypeVar("T")
 _hasher = PasswordHasher()
-# Verified when the username is unknown, so that a wrong name costs as long as a wrong password.
-_DUMMY = _hasher.hash("gossip-dummy-password")
 NICENESS = 10  # Linux niceness of the hashing threads: they get about a tenth of a busy core's share
 BUSY = "The server is busy checking other passwords. Try again in a moment."
 HASHES = Counter("gossip_password_hashes", "Argon2id hashes and verifications run")
 
 
-def _verify(stored: str | None, password: str) -> bool:
+def _verify(stored: str | None, password: str, dummy: Future[str]) -> bool:
+    """`dummy` is verified when the username is unknown, so that a wrong name costs as long as a wrong password."""
     try:
-        return _hasher.verify(stored or _DUMMY, password) and stored is not None
+        return _hasher.verify(stored or dummy.result(), password) and stored is not None
     except (VerificationError, InvalidHashError):
         return False
 
@@ -54,6 +54,8 @@ class Passwords:
 
     def __init__(self, concurrency: int, wait: float) -> None:
         self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="argon2", initializer=_yield_to_serving)
+        # The first task of the pool, so a verify queued after it never waits on it from the only thread.
+        self._dummy = self._pool.submit(_hasher.hash, "gossip-dummy-password")
         self._turns = asyncio.Semaphore(concurrency)
         self._wait = wait
 
@@ -73,7 +75,7 @@ class Passwords:
         return await self._run(_hasher.hash, password)
 
     async def verify(self, stored: str | None, password: str) -> bool:
-        return await self._run(_verify, stored, password)
+        return await self._run(_verify, stored, password, self._dummy)
 
     async def _run(self, work: Callable[..., T], *args: object) -> T:
         """A caller that goes away (a client hanging up) does not free the thread: the hash runs to its end."""
@@ -82,3 +84,14 @@ class Passwords:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+@contextlib.asynccontextmanager
+async def hashing(core: Core) -> AsyncIterator[dict[str, Passwords]]:
+    """The auth process's hashing pool, for as long as it runs: no other service hashes a password."""
+    settings = core["settings"]
+    passwords = Passwords(settings.hash_concurrency, settings.hash_wait)
+    try:
+        yield {"passwords": passwords}
+    finally:
+        passwords.close()

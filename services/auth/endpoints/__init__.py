@@ -1,0 +1,1 @@
+"""The auth service's endpoints, a module per subject, each with its `routes`; services/auth/app.py joins them."""
