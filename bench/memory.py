@@ -37,3 +37,13 @@ def grown(folder: Path, since: float) -> list[str]:
         lines.append(f"  {stat.size_diff / KiB:+,.0f} KiB, {stat.count_diff:+,} blocks, allocated from:")
         lines += [f"      {frame}" for frame in stat.traceback.format(most_recent_first=True)[::2]]
     return lines
+
+
+def by_place(old: tracemalloc.Snapshot, new: tracemalloc.Snapshot, feeds: int, key: str) -> list[str]:
+    """What `feeds` more open feeds hold, per feed, grouped by `key` ("filename" or "lineno"), biggest first."""
+    stats = [stat for stat in new.compare_to(old, key) if stat.size_diff > 0]
+    total = sum(stat.size_diff for stat in new.compare_to(old, key))
+    lines = [f"{total / feeds:8,.0f} B per feed in all (traced Python allocations), by {key}:"]
+    lines += [f"{stat.size_diff / feeds:8,.0f} B {stat.count_diff / feeds:6.1f} blocks  {stat.traceback[0]}"
+              for stat in stats[:LINES]]  # fmt: skip
+    return lines

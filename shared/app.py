@@ -17,7 +17,7 @@ from starlette.middleware import Middleware
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from shared import db as database
 from shared import tasks
@@ -47,8 +47,6 @@ SHUTDOWN_WAIT = 3.0
 # watcher): entered once the core is ready, left at shutdown. What it yields joins the service's state (its own
 # TypedDict extends Core). The core holds only what every service uses.
 Extension = Callable[[Core], AbstractAsyncContextManager[Mapping[str, Any]]]
-# An ASGI app around the whole app, outside every middleware: what must see the request as the server gave it.
-Around = Callable[[ASGIApp], ASGIApp]
 
 
 async def healthz(request: AnyRequest) -> Response:
@@ -77,25 +75,13 @@ def _tune_gc() -> None:
 
 
 class Service(Starlette):
-    """Starlette, draining a body it answered unread before the connection closes (shared/lingering.py), inside the
-    wrappers a service puts `around` the whole app: they see the server's own `send`, before any middleware wraps it
-    (the stream's services/stream/connections.py)."""
-
-    def __init__(self, *, around: Sequence[Around] = (), **options: Any) -> None:
-        super().__init__(**options)
-        handle: ASGIApp = self._drained
-        for wrap in reversed(around):
-            handle = wrap(handle)
-        self._handle = handle
-
-    async def _drained(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await answer_then_drain(super().__call__, scope, receive, send)
+    """Starlette, draining a body it answered unread before the connection closes (shared/lingering.py)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
-        await self._handle(scope, receive, send)
+        await answer_then_drain(super().__call__, scope, receive, send)
 
 
 async def _core(
@@ -125,7 +111,6 @@ def create_app(
     settings: Settings | None = None,
     extensions: Sequence[Extension] = (),
     tracer_provider: TracerProvider | None = None,
-    around: Sequence[Around] = (),
 ) -> Starlette:
     """`tracer_provider`: where spans go (a test's in-memory exporter); without one, traces are on only when the
     settings name an OTLP endpoint (shared/tracing.py)."""
@@ -156,7 +141,6 @@ def create_app(
         Mount("/static", StaticFiles(directory=ROOT / "web" / "static"), name="static"),
     ]
     return Service(
-        around=around,
         routes=[*routes, *common],
         lifespan=lifespan,
         exception_handlers={**EXCEPTION_HANDLERS, **PAGE_HANDLERS},

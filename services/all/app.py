@@ -21,7 +21,6 @@ def create(settings: Settings | None = None, tracer_provider: TracerProvider | N
         settings,
         [*auth.extensions, *ingest.extensions, *stream.extensions],
         tracer_provider,
-        stream.around,
     )
 
 

@@ -11,13 +11,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from services.stream import api_docs
-from services.stream.connections import NotedConnection, transport_of
+from services.stream.feed import Feed, Streamed
 from services.stream.frames import RETRY
-from services.stream.hub import Feed, Hub, marks_of
-from services.stream.lifecycle import Feeds, feeds
+from services.stream.hub import Hub, marks_of
+from services.stream.lifecycle import FanOut, fan_out
 from services.stream.metrics import CONNECTIONS, SLOW_CONSUMERS
 from services.stream.replay import Replay
-from services.stream.response import FeedResponse, Streamed
 from shared.app import create_app
 from shared.auth import require_caller, same_user
 from shared.body import whole_number
@@ -31,7 +30,7 @@ PAGE_SIZE = 50
 UNREAD_MAX = COUNT_CAP  # a first page lists as many unread updates as are counted; older pages reach any beyond
 
 
-class Stream(Core, Feeds):
+class Stream(Core, FanOut):
     """Every service's core, and the hub with its watcher."""
 
 
@@ -82,7 +81,7 @@ async def _settled(state: Stream, resumed: int | None) -> int:
     return min(resumed, await last_seq(state["db"]))
 
 
-async def _feed(request: StreamRequest, everything: bool) -> FeedResponse:
+async def _feed(request: StreamRequest, everything: bool) -> Feed:
     """Every show, or the caller's followed ones but the muted; either way the user's follow changes, preferences and
     read marks reach it as `follows`, `preferences` and `read` events. The feed joins the hub before its history is
     read: the seam. Past the rate of opening feeds, or the hub's limits (Hub.open), it is refused here, before the
@@ -96,18 +95,17 @@ async def _feed(request: StreamRequest, everything: bool) -> FeedResponse:
     after = resumed if resumed is not None else after
     user = marks_of(await state["users"](caller.user_id) or {})
     hub = state["hub"]
-    shows, transport = None if everything else user.heard, transport_of(request.scope)
-    feed = hub.open(caller, shows, user, transport, resumed=settled)
+    feed = hub.open(caller, None if everything else user.heard, user, resumed=settled)
     ceiling = state["watcher"].delivered  # read in the same tick as open: every live frame is above it
     CONNECTIONS.inc()
-    return FeedResponse(feed, _history(state["replay"], feed, after, ceiling), functools.partial(_closed, hub))
+    return feed.serves(_history(state["replay"], feed, after, ceiling), functools.partial(_closed, hub))
 
 
-async def events(request: StreamRequest) -> FeedResponse:
+async def events(request: StreamRequest) -> Feed:
     return await _feed(request, everything=False)
 
 
-async def events_all(request: StreamRequest) -> FeedResponse:
+async def events_all(request: StreamRequest) -> Feed:
     return await _feed(request, everything=True)
 
 
@@ -162,6 +160,5 @@ routes = [
     Route("/notifications", notifications),
     Route("/notifications/all", notifications_all),
 ]
-extensions = [feeds]
-around = [NotedConnection]
-app = create_app("stream", routes, extensions=extensions, around=around)
+extensions = [fan_out]
+app = create_app("stream", routes, extensions=extensions)

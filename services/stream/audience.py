@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from services.stream.changes import LOOKUP, Change, ChangeFeed
+from services.stream.changes import LOOKUP, Change, ChangeStream
 from services.stream.frames import read_frame
 from services.stream.hub import Hub, marks_of
 from shared.auth import session_end
@@ -31,11 +31,11 @@ class Audience:
     ) -> None:
         self.db, self.hub, self.delivered, self.lifetime = db, hub, delivered, lifetime
 
-    def feeds(self) -> list[ChangeFeed]:
+    def streams(self) -> list[ChangeStream]:
         return [
-            ChangeFeed(self.db.users, [{"$match": {"operationType": {"$in": ["update", "replace"]}}}],
+            ChangeStream(self.db.users, [{"$match": {"operationType": {"$in": ["update", "replace"]}}}],
                        self._resync_users, self._on_user, pause=0.05, options=LOOKUP),
-            ChangeFeed(self.db.sessions, [{"$match": {"operationType": {"$in": ["delete", "update", "replace"]}}}],
+            ChangeStream(self.db.sessions, [{"$match": {"operationType": {"$in": ["delete", "update", "replace"]}}}],
                        self._resync_sessions, self._on_session, options=LOOKUP),
         ]  # fmt: skip
 

@@ -87,7 +87,7 @@ class Resumable(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class ChangeFeed:
+class ChangeStream:
     """One change stream to keep open: what to do when it (re)opens, per change, and when idle.
 
     `server_wait` is how long MongoDB may hold an empty getMore (maxAwaitTimeMS): it answers as soon as a change
@@ -112,10 +112,10 @@ class ChangeStreams:
     def __init__(self) -> None:
         self._tasks: list[asyncio.Task[None]] = []
 
-    async def start(self, feeds: Sequence[ChangeFeed]) -> None:
+    async def start(self, streams: Sequence[ChangeStream]) -> None:
         """Returns once every stream is open and has run its `on_open`."""
-        opened = [asyncio.Event() for _ in feeds]
-        self._tasks = [asyncio.create_task(_watch(feed, event)) for feed, event in zip(feeds, opened, strict=True)]
+        opened = [asyncio.Event() for _ in streams]
+        self._tasks = [asyncio.create_task(_watch(one, event)) for one, event in zip(streams, opened, strict=True)]
         await asyncio.gather(*(event.wait() for event in opened))
 
     async def stop(self) -> None:
@@ -139,29 +139,29 @@ def lag(change: Change, now: float) -> float | None:
     return None if at is None else max(0.0, now - at.timestamp())
 
 
-async def _watch(feed: ChangeFeed, opened: asyncio.Event) -> None:
-    name = feed.collection.name
+async def _watch(watched: ChangeStream, opened: asyncio.Event) -> None:
+    name = watched.collection.name
     lagging, restarts = CHANGE_LAG.labels(collection=name), RESTARTS.labels(collection=name)  # both series from now on
     while True:
         try:
-            options = {**feed.options, **(await feed.resume.options() if feed.resume else {})}
-            async with await feed.collection.watch(
-                feed.pipeline, max_await_time_ms=int(feed.server_wait * 1000), **options
+            options = {**watched.options, **(await watched.resume.options() if watched.resume else {})}
+            async with await watched.collection.watch(
+                watched.pipeline, max_await_time_ms=int(watched.server_wait * 1000), **options
             ) as stream:
-                if feed.resume:
-                    await feed.resume.opened(stream.resume_token)
-                await feed.on_open()  # after the stream is open, so nothing falls between the two
+                if watched.resume:
+                    await watched.resume.opened(stream.resume_token)
+                await watched.on_open()  # after the stream is open, so nothing falls between the two
                 opened.set()
                 changed_at = time.monotonic()
                 while True:
-                    change = await next_change(stream, pause_after(feed, time.monotonic() - changed_at))
+                    change = await next_change(stream, pause_after(watched, time.monotonic() - changed_at))
                     if change is None:
-                        await feed.on_idle()
+                        await watched.on_idle()
                     else:
                         changed_at = time.monotonic()
                         if (behind := lag(change, time.time())) is not None:
                             lagging.set(behind)
-                        await skipping(name, feed.on_change, change)
+                        await skipping(name, watched.on_change, change)
         except asyncio.CancelledError:
             raise
         except Reopen as reopen:
@@ -169,14 +169,14 @@ async def _watch(feed: ChangeFeed, opened: asyncio.Event) -> None:
         except Exception as error:
             restarts.inc()
             log.warning("change stream on %s failed; reopening", name, exc_info=True)
-            if feed.resume:
-                feed.resume.failed(error)
+            if watched.resume:
+                watched.resume.failed(error)
             await asyncio.sleep(RETRY_DELAY)
 
 
-def pause_after(feed: ChangeFeed, quiet: float) -> float:
+def pause_after(watched: ChangeStream, quiet: float) -> float:
     """The pause before the next poll, `quiet` seconds after the last change."""
-    return feed.pause if quiet < BUSY or feed.idle_pause is None else feed.idle_pause
+    return watched.pause if quiet < BUSY or watched.idle_pause is None else watched.idle_pause
 
 
 async def skipping(name: str, handle: Callable[[Change], Awaitable[None]], change: Change) -> None:

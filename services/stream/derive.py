@@ -22,7 +22,7 @@ from typing import Any
 from pymongo import UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
-from services.stream.changes import LOOKUP, Change, ChangeFeed, Reopen, change_id, token_epoch
+from services.stream.changes import LOOKUP, Change, ChangeStream, Reopen, change_id, token_epoch
 from services.stream.metrics import RULE_HISTORY_LOST, RULE_SKIPPED, RULE_UPDATES
 from services.stream.rulebook import Rule, matching, plain, render
 from shared.catalogue import Catalogue
@@ -243,11 +243,11 @@ class RuleStream:
         self._kept_at = 0.0
         self.me, self._leading, self._ask_at = new_id(), False, 0.0
 
-    def feed(self) -> ChangeFeed:
+    def changes(self) -> ChangeStream:
         """Polled less eagerly than `updates` (20 ms while busy): a batch waits up to LINGER for company anyway, and
         each poll of the embedded server costs it time that an import into the watched collection needs."""
         match = [{"$match": {"operationType": {"$in": self.rule.operation_types}}}]
-        return ChangeFeed(
+        return ChangeStream(
             self.db[self.rule.collection], match, self._reopened, self._on_change, self._idle,
             pause=0.02, idle_pause=0.1, server_wait=0.1, options=LOOKUP, resume=self,
         )  # fmt: skip

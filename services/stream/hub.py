@@ -1,19 +1,18 @@
-"""Who listens to what: one bounded Feed per open connection, indexed by show, user and session."""
+"""Who listens to what: the open feeds (services/stream/feed.py) indexed by show, user and session, the limits on
+how many may be open, and when each session with open feeds ends."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
 import math
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from services.stream.connections import Transport, reset
-from services.stream.direct import Direct
+from services.stream.feed import Feed
 from services.stream.frames import EXPIRED, PING, follows_frame, preferences_frame
 from shared.auth import Caller
 from shared.limits import refusal
@@ -22,163 +21,10 @@ from shared.presence import EVERY_SHOW
 
 log = logging.getLogger("gossip.stream.hub")
 
-MAX_FRAMES = 1000
-MAX_BYTES = 1 << 20
-MAX_BATCH = 64
 BACK_TO_BACK = 0.001  # seconds between fan-outs under which the stream is behind (see Hub.publish)
-# Why a feed was ended for its client: its queue overflowed, or a send to it hung for the send timeout.
-OVERFLOW, STALLED = "overflow", "stalled"
 FULL_RETRY = 30  # seconds a refused feed is told to wait: feeds close when their pages do
 SHOW_SETS = 4096  # distinct follow sets shared among feeds before the table starts afresh
 DEFAULT_PREFERENCES = preferences_frame(Preferences().to_json())  # a user who never chose any
-
-
-class Feed:
-    """One open connection's frames, waiting to be sent; `shows=None` means every show.
-
-    Slots, not a dict per instance: ten thousand open feeds each pay for every attribute."""
-
-    __slots__ = (
-        "_bytes",
-        "_frames",
-        "_max_bytes",
-        "_max_frames",
-        "_wake",
-        "caller",
-        "direct",
-        "ended",
-        "number",
-        "resumed",
-        "sender",
-        "sending_since",
-        "shows",
-        "too_slow",
-        "transport",
-    )  # fmt: skip
-
-    def __init__(
-        self,
-        caller: Caller,
-        shows: frozenset[str] | None,
-        number: int = 0,
-        transport: Transport | None = None,
-        max_frames: int = MAX_FRAMES,
-        max_bytes: int = MAX_BYTES,
-        resumed: int = 0,
-    ) -> None:
-        self.caller, self.shows, self.number, self.transport = caller, shows, number, transport
-        self.resumed = resumed  # the client has every update up to this seq already (see Hub.publish)
-        self.ended = False
-        self.too_slow: str | None = None  # OVERFLOW or STALLED once the feed was ended for its client
-        self.sending_since = 0.0  # when the send now under way began (time.monotonic()); 0.0 while none is
-        self.sender: asyncio.Task[Any] | None = None  # the task that sends this feed's chunks, once it runs
-        self.direct: Direct | None = None  # the way past the sender, once its response has started (direct.py)
-        self._frames: list[bytes] = []  # not a deque: an empty deque costs 700 bytes, times every open feed
-        self._bytes, self._max_frames, self._max_bytes = 0, max_frames, max_bytes
-        self._wake: asyncio.Future[None] | None = None  # set while the connection waits for a frame
-
-    def offer(self, frame: bytes, direct: bool = True) -> None:
-        """Never awaits: one stalled browser must not hold up the fan-out, nor grow without limit. `direct`: the
-        frame may be written at once, past the sender (direct.py), if the feed is idle. The bounds hold for both
-        ways: a frame too large for the queue is not written straight to the socket either."""
-        if self.ended:
-            return
-        if len(self._frames) >= self._max_frames or self._bytes + len(frame) > self._max_bytes:
-            self.too_slow = OVERFLOW
-            self.end()  # the browser reconnects and replays from MongoDB
-            return
-        if direct and self.direct is not None and self._idle() and self._written(frame):
-            return
-        self._frames.append(frame)
-        self._bytes += len(frame)
-        self._wakeup()
-
-    def end(self) -> None:
-        """Ends the feed after what is already queued (overflow, logout, shutdown)."""
-        self.ended = True
-        self._wakeup()
-
-    def drop(self) -> None:
-        """Ends a feed whose send has hung (a client that stopped reading): its queue cannot drain. The connection
-        is reset, which frees the socket at once and ends the hung send; a graceful close would wait for the client
-        to read what is buffered, for ever if it never does. Without the transport (connections.py),
-        the send is cancelled, which ends the response but leaves the close to the server."""
-        self.too_slow = self.too_slow or STALLED  # one that overflowed first was ended for that
-        self.end()
-        if self.transport is not None:
-            reset(self.transport)
-        elif self.sender is not None:
-            self.sender.cancel()
-
-    def let_go(self) -> None:
-        """Once the feed has left the hub, its connection, its sender and its way past it are let go: the sender's
-        frame and the connection's objects refer back to the feed, and such a cycle of a feed that was open for a
-        while waits in the collector's oldest generation for a full collection, which a busy process runs rarely
-        (shared/app.py `_tune_gc`). Let go, they are freed as the response ends."""
-        self.sender = self.direct = self.transport = None
-
-    def _written(self, frame: bytes) -> bool:
-        """A direct write that fails (uvicorn changed in a way the checks at the start did not see) must not cost the
-        other feeds of this fan-out, nor this one its frame: the feed goes back to its sender for good."""
-        assert self.direct is not None
-        try:
-            return self.direct.write(frame)
-        except Exception:
-            log.exception("writing a frame straight to its connection failed; the feed's sender takes over")
-            self.direct = None
-            return False
-
-    def _idle(self) -> bool:
-        """The sender waits for a frame: it has sent the history and everything queued, and is in no send. Only then
-        may a frame go past it, and none can overtake one it holds."""
-        return self._wake is not None and not self._wake.done() and not self._frames
-
-    def _wakeup(self) -> None:
-        if self._wake is not None and not self._wake.done():
-            self._wake.set_result(None)
-
-    def frames(self, missed: AsyncIterator[bytes] | None = None) -> Chunks:
-        """`missed` first (the history of a feed that resumes), then the live frames, until the feed ends."""
-        return Chunks(self, missed)
-
-    def take(self) -> bytes | None:
-        """Whatever is queued, as one chunk: under a burst, one socket write carries many frames."""
-        if not self._frames:
-            return None
-        chunk = b"".join(self._frames[:MAX_BATCH])
-        del self._frames[:MAX_BATCH]
-        self._bytes -= len(chunk)
-        return chunk
-
-
-class Chunks:
-    """A feed's chunks as an async iterator. Not an async generator: an open feed holds it for hours, and a generator
-    cost 430 bytes more (its frame, and the event loop's weak reference to every async generator). A list and one
-    future, not an asyncio.Queue: this runs once per delivered update per connection, and the Queue's bookkeeping
-    cost more than the rest of the fan-out."""
-
-    __slots__ = ("_feed", "_missed")
-
-    def __init__(self, feed: Feed, missed: AsyncIterator[bytes] | None) -> None:
-        self._feed, self._missed = feed, missed
-
-    def __aiter__(self) -> Chunks:
-        return self
-
-    async def __anext__(self) -> bytes:
-        if self._missed is not None:
-            try:
-                return await anext(self._missed)
-            except StopAsyncIteration:
-                self._missed = None  # let it go: the feed may stay open for hours
-        feed = self._feed
-        while (chunk := feed.take()) is None:
-            if feed.ended:
-                raise StopAsyncIteration
-            feed._wake = asyncio.get_running_loop().create_future()
-            await feed._wake
-            feed._wake = None
-        return chunk
 
 
 @dataclass(slots=True)
@@ -228,20 +74,19 @@ class Hub:
         caller: Caller,
         shows: Iterable[str] | None,
         user: Marks | None = None,
-        transport: Transport | None = None,
         **limits: int,
     ) -> Feed:
         """`shows`: the shows the feed carries (the user's heard ones), None for every show. `user`: the user as read
         for this feed (marks_of), or else one who hears exactly `shows`; the hub keeps what it knew if it knew
-        already, since change events have kept that current. `transport`: the connection, reset if the feed is
-        dropped. `limits`: the Feed's bounds, and `resumed`, the seq the client resumes from."""
+        already, since change events have kept that current. `limits`: the Feed's bounds, and `resumed`, the seq
+        the client resumes from."""
         if self._open_count >= self.max_feeds:
             detail = "This server has as many live feeds open as it can hold. Try again soon."
             raise refusal("feeds", 503, detail, FULL_RETRY)
         if len(self._by_user.get(caller.user_id, ())) >= self.feeds_per_user:
             detail = f"You have {self.feeds_per_user} live feeds open, the most one may. Close some pages or tabs."
             raise refusal("feeds_per_user", 429, detail, FULL_RETRY)
-        feed = Feed(caller, None if shows is None else self._shared(shows), next(self._numbers), transport, **limits)
+        feed = Feed(caller, None if shows is None else self._shared(shows), next(self._numbers), **limits)
         self._index(feed)
         self._by_user[caller.user_id].append(feed)
         self._by_session[caller.session_key or ""].append(feed)
@@ -283,7 +128,7 @@ class Hub:
         skips a feed that resumed at or beyond it: a browser that comes back from another stream process, which was
         ahead of this one, has it already. Anything else (an edit) reaches every such feed.
 
-        A frame is written to an idle feed's connection at once (direct.py), one write a feed, unless this fan-out
+        A frame is written to an idle feed's connection at once (server.py), one write a feed, unless this fan-out
         follows the last one back to back: the changes are coming faster than the feeds are written to, so frames
         queue and each feed's sender writes all it has at once, and a burst costs a write per feed per batch of
         updates, not per update."""
@@ -369,7 +214,7 @@ class Hub:
         for feed in self._by_user[user_id] if told or heard != marks.heard else ():
             if feed.shows is not None and feed.shows != heard:
                 self._unindex(feed)
-                feed.shows = heard
+                feed.carry(heard)
                 self._index(feed)
             for frame in told:
                 feed.offer(frame)

@@ -12,14 +12,13 @@ import time
 from collections.abc import AsyncIterator
 from typing import TypedDict
 
-from sse_starlette.sse import EventSourceResponse
-
 from services.stream import rulebook
 from services.stream.changes import ChangeStreams
 from services.stream.derive import RuleStream, rule_streams
 from services.stream.hub import Hub
 from services.stream.presence import reported
 from services.stream.replay import Replay
+from services.stream.server import stopping
 from services.stream.watcher import Watcher
 from shared.catalogue import Catalogue
 from shared.db import Database, farewell
@@ -36,8 +35,8 @@ OPENING_TOO_FAST = (
 log = logging.getLogger("gossip.stream.lifecycle")
 
 
-class Feeds(TypedDict):
-    """The stream service's part of its state."""
+class FanOut(TypedDict):
+    """The stream service's part of its state: what fans each change out to the open feeds."""
 
     hub: Hub
     watcher: Watcher
@@ -46,7 +45,7 @@ class Feeds(TypedDict):
 
 
 @contextlib.asynccontextmanager
-async def feeds(core: Core) -> AsyncIterator[Feeds]:
+async def fan_out(core: Core) -> AsyncIterator[FanOut]:
     """The hub and its watcher live as long as the app. When the server is told to stop, the hub ends every feed,
     so each response closes cleanly before uvicorn's graceful wait runs out, instead of being cancelled mid-stream
     (the lifespan's own shutdown comes too late for them: uvicorn waits for open responses first)."""
@@ -65,11 +64,11 @@ async def feeds(core: Core) -> AsyncIterator[Feeds]:
     opening = Limit(core["buckets"], "feed", rate, OPENING_TOO_FAST)
     await watcher.start()
     rules, deriving = ChangeStreams(), await watched(db, settings, core["catalogue"])
-    await rules.start([stream.feed() for stream in deriving])
+    await rules.start([stream.changes() for stream in deriving])
     chores = [asyncio.create_task(_end_feeds_at_shutdown(hub)), asyncio.create_task(_heartbeat(hub, settings))]
     try:
         async with reported(db, hub, settings.presence_interval):
-            yield Feeds(hub=hub, watcher=watcher, replay=replay, opening=opening)
+            yield FanOut(hub=hub, watcher=watcher, replay=replay, opening=opening)
     finally:
         for chore in chores:
             chore.cancel()
@@ -100,9 +99,8 @@ async def _released(deriving: list[RuleStream]) -> None:
 
 
 async def _end_feeds_at_shutdown(hub: Hub) -> None:
-    """sse-starlette's signal that the server is stopping (it watches uvicorn's exit flag), waited for once for all
-    feeds rather than by a task in every response. A private hook: tests/stream/test_response.py guards it."""
-    await EventSourceResponse._listen_for_exit_signal()
+    """The server's signal that it is stopping, waited for once for all feeds (server.py)."""
+    await stopping()
     hub.end_all()
 
 

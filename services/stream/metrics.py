@@ -2,7 +2,7 @@
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from services.stream.hub import OVERFLOW, STALLED
+from services.stream.feed import OVERFLOW, STALLED
 
 CONNECTIONS = Gauge("gossip_stream_connections", "Open SSE connections")
 DELIVERED = Counter("gossip_stream_events_delivered", "Update frames handed to open feeds")

@@ -11,7 +11,7 @@ from opentelemetry.trace import SpanKind, Tracer
 
 from services.stream.adoption import Adoption
 from services.stream.audience import Audience
-from services.stream.changes import LOOKUP, Change, ChangeFeed, ChangeStreams, change_id
+from services.stream.changes import LOOKUP, Change, ChangeStream, ChangeStreams, change_id
 from services.stream.deletions import Deletions
 from services.stream.frames import edit_frame, retract_frame, update_frame
 from services.stream.hub import Hub
@@ -83,11 +83,11 @@ class Watcher:
 
     async def start(self) -> None:
         self.reorder.delivered = await newest(self.db)
-        updates = ChangeFeed(
+        updates = ChangeStream(
             self.db.updates, [{"$match": {"operationType": {"$in": UPDATE_CHANGES}}}], self.catch_up, self._on_update,
             self._on_idle, pause=0.005, idle_pause=0.02, server_wait=0.1, options=LOOKUP,  # on_idle settles gaps
         )  # fmt: skip
-        await self._streams.start([updates, *self.audience.feeds()])
+        await self._streams.start([updates, *self.audience.streams()])
 
     async def stop(self) -> None:
         await self._streams.stop()

@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from services.all import app as gossip
-from services.stream.hub import OVERFLOW, STALLED, Feed
+from services.stream.feed import OVERFLOW, STALLED, Feed
 from shared.db import Database, as_datetime, next_seq, utcnow
 from shared.settings import Settings
 from shared.updates import COUNT_CAP
@@ -216,7 +216,7 @@ async def test_a_client_that_does_not_read_overflows_its_queue_while_others_keep
     patient: str, db: Database
 ) -> None:
     """Its feed ends once its queue is full; its response, once it has sent what the queue held: here, when the
-    client reads again (a client that never does is dropped after the send timeout: tests/stream/test_response.py)."""
+    client reads again (a client that never does is dropped after the send timeout: tests/stream/test_feed.py)."""
     async with registered(patient, "alice") as alice:
         await alice.put("/api/me/follows/flash")
         before = await _slow_consumers(alice)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from bson import ObjectId, Timestamp
 
-from services.stream.changes import BUSY, ChangeFeed, change_id, lag, next_change, pause_after, token_epoch
+from services.stream.changes import BUSY, ChangeStream, change_id, lag, next_change, pause_after, token_epoch
 from shared.db import Database, as_datetime, purges_ttl_on_read
 
 
@@ -18,13 +18,13 @@ async def nothing() -> None:
 
 
 def test_a_stream_polls_at_its_short_pause_while_changes_come_and_at_its_idle_pause_after(db: Database) -> None:
-    feed = ChangeFeed(db.updates, [], nothing, lambda change: nothing(), pause=0.005, idle_pause=0.02)
-    assert [pause_after(feed, quiet) for quiet in (0.0, BUSY - 0.01, BUSY, 60.0)] == [0.005, 0.005, 0.02, 0.02]
+    stream = ChangeStream(db.updates, [], nothing, lambda change: nothing(), pause=0.005, idle_pause=0.02)
+    assert [pause_after(stream, quiet) for quiet in (0.0, BUSY - 0.01, BUSY, 60.0)] == [0.005, 0.005, 0.02, 0.02]
 
 
 def test_a_stream_without_an_idle_pause_keeps_one_pace(db: Database) -> None:
-    feed = ChangeFeed(db.updates, [], nothing, lambda change: nothing(), pause=0.005)
-    assert {pause_after(feed, quiet) for quiet in (0.0, 60.0)} == {0.005}
+    stream = ChangeStream(db.updates, [], nothing, lambda change: nothing(), pause=0.005)
+    assert {pause_after(stream, quiet) for quiet in (0.0, 60.0)} == {0.005}
 
 
 def test_a_changes_lag_runs_from_its_wall_time_else_its_cluster_time_and_never_below_zero() -> None:

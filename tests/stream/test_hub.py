@@ -1,22 +1,18 @@
-"""The hub's fan-out and the per-connection bound, as pure logic."""
+"""The hub's fan-out, its indexes, limits and session ends, and a feed's bounds, as pure logic."""
 
 from __future__ import annotations
 
 import asyncio
-import struct
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
-from types import SimpleNamespace
 
 import pytest
 
-from services.stream.direct import Direct
+from services.stream.feed import OVERFLOW, STALLED, Feed
 from services.stream.frames import EXPIRED, PING, follows_frame, preferences_frame, read_frame
-from services.stream.hub import OVERFLOW, STALLED, Feed, Hub, Marks, marks_of
+from services.stream.hub import Hub, Marks, marks_of
 from shared.auth import Caller
 from shared.errors import ApiError
-from tests.support.waiting import wait_until
 
 ALICE = Caller("u1", "alice", "s1")
 BOB = Caller("u2", "bob", "s2")
@@ -26,9 +22,13 @@ def frame(seq: int) -> bytes:
     return f"id: {seq}\n\n".encode()
 
 
+def queued(feed: Feed) -> list[bytes]:
+    """What an unserved feed holds, chunk by chunk as its sender would take it: it queues all it is given."""
+    return list(iter(feed.take, None))
+
+
 async def drain(feed: Feed) -> bytes:
-    feed.end()
-    return b"".join([chunk async for chunk in feed.frames()])
+    return b"".join(queued(feed))
 
 
 async def test_stalled_feed_ends_instead_of_growing() -> None:
@@ -36,14 +36,14 @@ async def test_stalled_feed_ends_instead_of_growing() -> None:
     for seq in (1, 2, 3, 4):
         feed.offer(frame(seq))
     assert feed.too_slow == OVERFLOW
-    assert [chunk async for chunk in feed.frames()] == [frame(1) + frame(2)]
+    assert queued(feed) == [frame(1) + frame(2)]
 
 
 async def test_feed_is_bounded_in_bytes_too() -> None:
     feed = Feed(ALICE, None, max_frames=100, max_bytes=len(frame(1)) * 2)
     for seq in (1, 2, 3):
         feed.offer(frame(seq))
-    assert feed.too_slow == OVERFLOW and [chunk async for chunk in feed.frames()] == [frame(1) + frame(2)]
+    assert feed.too_slow == OVERFLOW and queued(feed) == [frame(1) + frame(2)]
 
 
 async def test_update_reaches_followers_and_everything_feeds_only() -> None:
@@ -132,7 +132,7 @@ async def test_a_session_whose_time_is_up_ends_with_expired_and_a_renewed_one_li
     hub.session_ends("s2", at.timestamp() + 60, at.timestamp() - 1)  # renewed
     hub.expire(at.timestamp())
     hub.publish("flash", frame(1))
-    assert [chunk async for chunk in alices.frames()] == [EXPIRED]
+    assert queued(alices) == [EXPIRED]
     assert await drain(bobs) == frame(1)
 
 
@@ -142,8 +142,8 @@ async def test_a_session_gone_ends_its_feeds_as_expired_if_its_time_was_up_else_
     timed_out, logged_out = hub.open(replace(ALICE, expires_at=at), None), hub.open(replace(BOB, expires_at=at), None)
     hub.session_gone("s1", at.timestamp())  # the TTL monitor's deletion
     hub.session_gone("s2", at.timestamp() - 60)  # a logout before its time
-    assert [chunk async for chunk in timed_out.frames()] == [EXPIRED]
-    assert [chunk async for chunk in logged_out.frames()] == []
+    assert queued(timed_out) == [EXPIRED]
+    assert queued(logged_out) == []
 
 
 async def test_a_session_cut_short_ends_only_its_own_feeds_at_once() -> None:
@@ -159,7 +159,7 @@ async def test_revoking_a_session_ends_only_its_feeds() -> None:
     mine, other = hub.open(ALICE, ["flash"]), hub.open(BOB, ["flash"])
     hub.revoke("s1")
     hub.publish("flash", frame(1))
-    assert [f async for f in mine.frames()] == []
+    assert queued(mine) == []
     assert await drain(other) == frame(1)
 
 
@@ -168,7 +168,7 @@ async def test_a_burst_goes_out_in_bounded_chunks() -> None:
     for seq in range(100):
         feed.offer(frame(seq))
     feed.end()
-    chunks = [chunk async for chunk in feed.frames()]
+    chunks = queued(feed)
     assert chunks == [b"".join(frame(s) for s in range(64)), b"".join(frame(s) for s in range(64, 100))]
 
 
@@ -232,184 +232,13 @@ async def test_the_hub_refuses_a_feed_past_its_caps_before_it_opens() -> None:
     hub.open(Caller("u3", "carol", "s3"), None)  # a closed feed frees its place
 
 
-class Connection:
-    """What a dropped feed does to its connection, noted."""
-
-    def __init__(self) -> None:
-        self.aborted, self.linger = False, b""
-        self.sock = self
-
-    def abort(self) -> None:
-        self.aborted = True
-
-    def get_write_buffer_size(self) -> int:
-        return 1 << 20
-
-    def get_extra_info(self, name: str, default: object = None) -> object:
-        return self.sock if name == "socket" else default
-
-    def setsockopt(self, level: int, option: int, value: bytes) -> None:
-        self.linger = value
-
-
-async def test_a_dropped_feed_resets_its_connection_instead_of_waiting_for_the_client() -> None:
-    hub, connection = Hub(), Connection()
-    feed = hub.open(ALICE, ["flash"], transport=connection)
-    feed.sending_since = 10.0
-    hub.drop_stalled(before=20.0)
-    assert connection.aborted and connection.linger == struct.pack("ii", 1, 0) and feed.too_slow
-
-
-@dataclass
-class Wire:
-    """A connection's transport as direct.py uses it: what was written, and what the client has not yet taken."""
-
-    written: list[bytes] = field(default_factory=list)
-    buffered: int = 0
-    closing: bool = False
-
-    def write(self, data: bytes) -> None:
-        self.written.append(data)
-
-    def get_write_buffer_size(self) -> int:
-        return self.buffered
-
-    def is_closing(self) -> bool:
-        return self.closing
-
-
-@dataclass
-class Cycle:
-    """What direct.py reads of uvicorn's request cycle (tests/stream/test_direct.py checks uvicorn still has it)."""
-
-    transport: Wire = field(default_factory=Wire)
-    flow: SimpleNamespace = field(default_factory=lambda: SimpleNamespace(write_paused=False))
-    chunked_encoding: bool | None = True
-    response_complete: bool = False
-    disconnected: bool = False
-
-
-def chunk(data: bytes) -> bytes:
-    return b"%x\r\n%b\r\n" % (len(data), data)
-
-
-async def sending(feed: Feed, history: AsyncIterator[bytes] | None = None) -> tuple[list[bytes], asyncio.Task[None]]:
-    """The feed's sender, as the response runs it: what it sent, and its task."""
-    sent: list[bytes] = []
-
-    async def send_all() -> None:
-        async for data in feed.frames(history):
-            sent.append(data)
-
-    return sent, asyncio.create_task(send_all())
-
-
-async def test_a_frame_for_a_waiting_sender_goes_straight_to_its_connection_as_a_chunk() -> None:
-    feed, cycle = Feed(ALICE, None), Cycle()
-    feed.direct = Direct(cycle)
-    sent, sender = await sending(feed)
-    await wait_until(lambda: feed._wake is not None)
-    feed.offer(frame(1))
-    feed.offer(frame(2))
-    assert cycle.transport.written == [chunk(frame(1)), chunk(frame(2))] and not feed._frames
-    feed.end()
-    await sender
-    assert sent == []
-
-
-async def test_a_frame_too_large_for_the_queue_is_not_written_straight_to_the_connection_either() -> None:
-    feed, cycle = Feed(ALICE, None, max_bytes=100), Cycle()
-    feed.direct = Direct(cycle)
-    sent, sender = await sending(feed)
-    await wait_until(lambda: feed._wake is not None)
-    feed.offer(b"x" * 101)
-    assert cycle.transport.written == [] and feed.too_slow == OVERFLOW
-    feed.end()
-    await sender
-    assert sent == []
-
-
-async def test_no_live_frame_overtakes_the_history() -> None:
-    feed, cycle, more = Feed(ALICE, None), Cycle(), asyncio.Event()
-    feed.direct = Direct(cycle)
-
-    async def history() -> AsyncIterator[bytes]:
-        yield frame(1)
-        await more.wait()  # the database's next page
-        yield frame(2)
-
-    sent, sender = await sending(feed, history())
-    await wait_until(lambda: sent == [frame(1)])
-    feed.offer(frame(3))
-    more.set()
-    await wait_until(lambda: feed._wake is not None)
-    feed.offer(frame(4))
-    feed.end()
-    await sender
-    assert sent == [frame(1), frame(2), frame(3)] and cycle.transport.written == [chunk(frame(4))]
-
-
-@pytest.mark.parametrize(
-    "busy",
-    [
-        Cycle(Wire(buffered=1)),  # the client has not taken all that was written
-        Cycle(flow=SimpleNamespace(write_paused=True)),
-        Cycle(Wire(closing=True)),
-        Cycle(disconnected=True),
-        Cycle(response_complete=True),
-        Cycle(chunked_encoding=None),  # the head has not gone out
-    ],
-    ids=["buffered", "paused", "closing", "disconnected", "complete", "not chunked"],
-)
-async def test_a_connection_that_cannot_take_a_frame_at_once_leaves_it_to_the_sender(busy: Cycle) -> None:
-    feed = Feed(ALICE, None)
-    feed.direct = Direct(busy)
-    sent, sender = await sending(feed)
-    await wait_until(lambda: feed._wake is not None)
-    feed.offer(frame(1))
-    feed.end()
-    await sender
-    assert sent == [frame(1)] and busy.transport.written == []
-
-
-async def test_fan_outs_back_to_back_queue_their_frames_for_the_sender_to_write_together() -> None:
-    """Changes coming faster than the feeds are written to: one write a feed per batch of updates, not per update."""
-    hub, cycle = Hub(back_to_back=3600.0), Cycle()  # every fan-out but the first follows the last one back to back
-    feed = hub.open(ALICE, ["flash"])
-    feed.direct = Direct(cycle)
-    sent, sender = await sending(feed)
-    await wait_until(lambda: feed._wake is not None)
-    for seq in (1, 2, 3):
-        hub.publish("flash", frame(seq), seq)
-    feed.end()
-    await sender
-    assert cycle.transport.written == [chunk(frame(1))] and sent == [frame(2) + frame(3)]
-
-
-class BrokenWire(Wire):
-    def write(self, data: bytes) -> None:
-        raise AttributeError("a uvicorn that changed underneath")
-
-
-async def test_a_direct_write_that_fails_leaves_the_frame_and_the_rest_to_the_sender() -> None:
-    feed, cycle = Feed(ALICE, None), Cycle(BrokenWire())
-    feed.direct = Direct(cycle)
-    sent, sender = await sending(feed)
-    await wait_until(lambda: feed._wake is not None)
-    feed.offer(frame(1))
-    assert feed.direct is None
-    feed.end()
-    await sender
-    assert sent == [frame(1)]
-
-
 async def test_feeds_of_many_users_that_close_leave_nothing_of_them_in_the_hub() -> None:
     """Under churn, users and sessions come and go: a closed feed leaves no per-user or per-session state behind, and
-    lets go of its sender, connection and direct path (they refer back to it)."""
+    lets go of what its response held (it refers back to the feed)."""
     hub = Hub()
 
     async def sending(feed: Feed) -> None:
-        await asyncio.Future()  # as a response's pump waits for frames, holding its feed
+        await asyncio.Future()  # as a sender in a send, holding its feed
 
     for number in range(50):
         caller = Caller(f"u{number}", f"user{number}", f"s{number}", datetime.now(UTC))
@@ -417,7 +246,7 @@ async def test_feeds_of_many_users_that_close_leave_nothing_of_them_in_the_hub()
         feed.sender = asyncio.ensure_future(sending(feed))
         feed.sender.cancel()
         assert hub.close(feed)
-        assert (feed.sender, feed.direct, feed.transport) == (None, None, None)
+        assert (feed.sender, feed.connection) == (None, None)
     assert (hub.users(), hub.sessions(), hub.publish("flash", frame(1))) == ([], [], 0)
     assert not hub.user_changed("u1", following("sherlock", last_read=5)), (
         "nothing is known of a user with no feed open"
