@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test check mutate bench abuse soak up down clean
+.PHONY: run test check mutate flakes bench abuse soak up down clean
 AXE := .node/node_modules/axe-core/axe.min.js
 
 $(VENV)/installed: pyproject.toml
@@ -13,8 +13,11 @@ $(VENV)/installed: pyproject.toml
 	touch $@
 
 # Local runs also take push subscriptions on an http:// loopback endpoint (a local push service); set it to 0 to refuse.
+# `make run STREAMS=3` serves Gossip from three processes on the one port, each with its share of the feeds
+# (dev/replicas.py); `make up STREAMS=3` scales the stream service in Docker.
+STREAMS ?= 1
 run: $(VENV)/installed
-	PUSH_ALLOW_HTTP_LOOPBACK=$${PUSH_ALLOW_HTTP_LOOPBACK-1} $(PY) -m dev.run
+	PUSH_ALLOW_HTTP_LOOPBACK=$${PUSH_ALLOW_HTTP_LOOPBACK-1} $(PY) -m dev.run --streams $(STREAMS)
 
 # axe-core for the accessibility test, from npm into the git-ignored .node/ (major version pinned). Without npm the
 # test skips and says why (and fails under CI, where .ci/run installs npm first).
@@ -38,6 +41,13 @@ mutate: $(VENV)/installed
 	$(VENV)/bin/mutmut run --max-children 2
 	$(VENV)/bin/mutmut results
 
+# The whole suite FLAKE_RUNS times in a row beside `stress-ng --cpu FLAKE_CPUS` (apt-get install stress-ng), then the
+# tests that failed in any run, counted (bench/flakes.sh): a test that fails only on a busy machine races the clock.
+FLAKE_RUNS ?= 3
+FLAKE_CPUS ?= 2
+flakes: check $(AXE)
+	bench/flakes.sh $(FLAKE_RUNS) $(FLAKE_CPUS)
+
 $(VENV)/bench-installed: $(VENV)/installed
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	touch $@
@@ -55,7 +65,6 @@ abuse: $(VENV)/bench-installed
 	$(PY) -m bench abuse
 
 # The real topology in Docker: needs a .env with SECRET_KEY (see .env.example). `make up STREAMS=3` scales the feeds.
-STREAMS ?= 1
 up:
 	docker compose up --build --detach --wait --scale stream=$(STREAMS)
 

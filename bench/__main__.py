@@ -62,7 +62,7 @@ def main() -> None:
     if unknown:
         sys.exit(f"unknown scenario {', '.join(sorted(unknown))}; choose from {', '.join(SCENARIOS)} or abuse")
     nginx = None
-    if set(names) & {"fanout", "burst", "scale"}:
+    if set(names) & {"fanout", "sequential", "scale", "crowd"}:
         nginx, why_not = nchan.installed()
         if nginx is None:
             print(why_not, flush=True)

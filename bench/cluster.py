@@ -6,18 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import secrets
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import psutil
 
+from bench.crowd import Share
 from bench.http import Connection, Post, Publisher
 from bench.served import Histogram, served_by
 from bench.sse import Feed, feed_request, open_feeds
-from dev.processes import ServiceProcess
+from dev.processes import ChildProcess, ServiceProcess
 from services.auth import tokens
 from services.auth.accounts import user_document
 from shared.auth import Caller, session_document
@@ -26,6 +28,8 @@ from shared.settings import Settings
 from shared.updates import digest, update_id
 
 STREAM_OPTIONS = ("--backlog", "4096")  # the kernel's somaxconn here: thousands of feeds reconnect at once
+PORT_TRIES = 3
+STARTUP = 60.0  # seconds for a service process to answer: several start at once, on a machine others share
 UNLIMITED = {"PUBLISHES_PER_AUTHOR": str(10**9)}  # the load scenarios measure throughput, not the rate limit
 
 
@@ -67,21 +71,26 @@ class Setup:
 
 
 class Usage(NamedTuple):
-    """Of the process that holds the feeds: CPU seconds spent, writes made (Linux counts them), resident bytes."""
+    """Of the processes that hold the feeds: CPU seconds spent, writes made (Linux counts them), resident bytes, and
+    the proportional set size (a page shared by several of them counted once in all, as nginx's workers share
+    nchan's memory)."""
 
     cpu: float
     writes: int
     rss: int
+    pss: int
 
     @classmethod
     def of(cls, processes: Sequence[psutil.Process]) -> Usage:
-        cpu = writes = rss = 0.0
+        cpu = writes = rss = pss = 0.0
         for process in processes:
             times = process.cpu_times()
             cpu += times.user + times.system
             writes += process.io_counters().write_count
-            rss += process.memory_info().rss
-        return cls(cpu, int(writes), int(rss))
+            memory = process.memory_full_info()
+            rss += memory.rss
+            pss += memory.pss
+        return cls(cpu, int(writes), int(rss), int(pss))
 
 
 class Side(Protocol):
@@ -99,6 +108,11 @@ class Side(Protocol):
 
     async def served(self) -> Histogram | None:
         """The latency histogram of the process that holds the feeds, None where it keeps none (nchan)."""
+        ...
+
+    async def shares(self, shows: Sequence[str], per_user: int = 1) -> list[Share]:
+        """Feed i carrying show shows[i], shared out between the side's server processes (bench/crowd.py); where
+        feeds have users, `per_user` feeds in a row are one user's, so they must carry the same show."""
         ...
 
 
@@ -142,9 +156,8 @@ class Deployment:
         return self.streams[0].port
 
     def usage(self) -> Usage:
-        process = self.streams[0].process
-        assert process is not None
-        return Usage.of([psutil.Process(process.pid)])
+        """Of every stream process."""
+        return Usage.of([psutil.Process(stream.process.pid) for stream in self.streams if stream.process])
 
     async def served(self) -> Histogram:
         return await served_by(self.stream_port)
@@ -169,6 +182,46 @@ class Deployment:
     async def followers(self, count: int) -> list[Feed]:
         return await self.feeds([["flash"]] * count)
 
+    async def shares(self, shows: Sequence[str], per_user: int = 1) -> list[Share]:
+        """A user signed in per `per_user` feeds; the feeds dealt out to the stream processes in turn, as a gateway
+        that balances by connections would."""
+        cookies = await self.sign_in([[show] for show in shows[::per_user]])
+        requests = [feed_request("/events", cookies[number // per_user]) for number in range(len(shows))]
+        count = len(self.streams)
+        return [Share(stream.port, requests[number::count], list(shows[number::count]))
+                for number, stream in enumerate(self.streams)]  # fmt: skip
+
+
+Started = TypeVar("Started", bound=ChildProcess)
+
+
+def listens(process: ChildProcess) -> bool:
+    """Whether the process itself listens on its port: a server of someone else's may answer there instead."""
+    assert process.process is not None
+    try:
+        connections = psutil.Process(process.process.pid).net_connections("tcp")
+    except psutil.Error:
+        return False
+    return any(c.laddr.port == process.port and c.status == psutil.CONN_LISTEN for c in connections)
+
+
+def started_on_its_port(make: Callable[[], Started]) -> Started:
+    """`make()`'s process, started and listening on its own port. free_port's port can be taken by another program
+    before the process binds it (others share this machine), and then another server may even answer the readiness
+    check: the process is then stopped and a new one made, on a new port, up to PORT_TRIES times."""
+    for attempt in range(PORT_TRIES):
+        process = make()
+        try:
+            process.start(STARTUP)
+        except RuntimeError:
+            if attempt == PORT_TRIES - 1:
+                raise
+            continue
+        if listens(process):
+            return process
+        process.stop()
+    raise RuntimeError(f"no free port held after {PORT_TRIES} tries")
+
 
 @contextlib.asynccontextmanager
 async def deployment(
@@ -181,11 +234,15 @@ async def deployment(
     client = connect(mongo_url)
     db = client[settings.mongo_db]
     await prepare(db)
-    ingest = ServiceProcess("services.ingest.app", settings, **UNLIMITED)
-    stream_processes = [ServiceProcess("services.stream.app", settings, *STREAM_OPTIONS) for _ in range(streams)]
-    processes = [ingest, *stream_processes]
+    stream = functools.partial(ServiceProcess, "services.stream.app", settings, *STREAM_OPTIONS)
+    starting = [functools.partial(ServiceProcess, "services.ingest.app", settings, **UNLIMITED), *[stream] * streams]
+    started = await asyncio.gather(*(asyncio.to_thread(started_on_its_port, make) for make in starting),
+                                   return_exceptions=True)  # fmt: skip
+    processes = [process for process in started if isinstance(process, ServiceProcess)]
     try:
-        await asyncio.gather(*(asyncio.to_thread(process.start) for process in processes))
+        if failed := [error for error in started if isinstance(error, BaseException)]:
+            raise failed[0]
+        ingest, *stream_processes = processes
         deployed = Deployment(settings, db, ingest, stream_processes)
         try:
             yield deployed
@@ -193,6 +250,6 @@ async def deployment(
             for publisher in deployed.publishers:
                 await publisher.close()
     finally:
-        await asyncio.gather(*(asyncio.to_thread(process.stop) for process in processes if process.process))
+        await asyncio.gather(*(asyncio.to_thread(process.stop) for process in processes))
         await client.drop_database(settings.mongo_db)
         await client.close()

@@ -105,11 +105,13 @@ Post = Callable[[Connection, str, str], Awaitable[int]]
 
 
 class Publisher:
-    """Posts updates over a few keep-alive connections; `sent[seq]` is when the post went out."""
+    """Posts updates over a few keep-alive connections; `sent[seq]` is when the post went out, `took` how long each
+    publish waited for its answer (seconds), in the order they were answered."""
 
     def __init__(self, connections: list[Connection], post: Post) -> None:
         self._post = post
         self.sent: dict[int, float] = {}
+        self.took: list[float] = []
         self._idle: asyncio.Queue[Connection] = asyncio.Queue()
         for connection in connections:
             self._idle.put_nowait(connection)
@@ -122,6 +124,7 @@ class Publisher:
         finally:
             self._idle.put_nowait(connection)
         self.sent[seq] = started
+        self.took.append(time.perf_counter() - started)
         return seq
 
     async def close(self) -> None:

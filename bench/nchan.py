@@ -7,18 +7,21 @@ as root with apt-get; otherwise it says so in one line and measures Gossip alone
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import itertools
 import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import psutil
 
-from bench.cluster import Usage
+from bench.cluster import Usage, started_on_its_port
+from bench.crowd import Share
 from bench.http import Connection, Publisher
 from bench.sse import Feed, open_feeds
 from dev.processes import ChildProcess, free_port
@@ -54,19 +57,30 @@ def installed() -> tuple[str | None, str]:
     return None, f"nchan skipped: {how} ran, but {MODULE} is still missing"
 
 
+def subscription(show: str) -> bytes:
+    """An EventSource feed of one show's channel."""
+    return f"GET /sub?show={show} HTTP/1.1\r\nhost: 127.0.0.1\r\naccept: text/event-stream\r\n\r\n".encode()
+
+
 class Nchan:
     """One nginx with one worker under a prefix of its own, with the same load client as Gossip's deployment."""
 
     name = "nchan"
 
-    def __init__(self, server: ChildProcess) -> None:
-        self.server = server
+    def __init__(self, server: ChildProcess, workers: int = 1) -> None:
+        self.server, self.workers = server, workers
         self.publishers: list[Publisher] = []
         self._seqs = itertools.count(1)
 
     async def followers(self, count: int) -> list[Feed]:
-        request = b"GET /sub?show=flash HTTP/1.1\r\nhost: 127.0.0.1\r\naccept: text/event-stream\r\n\r\n"
-        return await open_feeds(self.server.port, [request] * count)
+        return await open_feeds(self.server.port, [subscription("flash")] * count)
+
+    async def shares(self, shows: Sequence[str], per_user: int = 1) -> list[Share]:
+        """As many shares as workers, all on nginx's one port, which each worker listens on (reuseport). nchan has
+        no users."""
+        count = self.workers
+        return [Share(self.server.port, [subscription(show) for show in shows[number::count]],
+                      list(shows[number::count])) for number in range(count)]  # fmt: skip
 
     async def publisher(self, connections: int = 1) -> Publisher:
         """Posts what Gossip's stream would send as the frame's data, its seq counted here, so frames weigh the
@@ -74,7 +88,7 @@ class Nchan:
 
         async def post(connection: Connection, show: str, text: str) -> int:
             seq = next(self._seqs)
-            update = {"seq": seq, "show": show, "title": SHOWS[show], "text": text, "author": "bench",
+            update = {"seq": seq, "show": show, "title": SHOWS.get(show, show), "text": text, "author": "bench",
                       "created_at": iso_utc(utcnow())}  # fmt: skip
             status, body = await connection.post(f"/pub?show={show}", update, {"accept": "application/json"})
             if status not in (201, 202):  # 202: accepted, though no subscriber was there to get it
@@ -96,18 +110,26 @@ class Nchan:
 
 
 @contextlib.asynccontextmanager
-async def running(nginx: str) -> AsyncIterator[Nchan]:
-    """A fresh nginx for each scenario, as Gossip gets fresh service processes; its files go to a temp prefix."""
+async def running(nginx: str, workers: int = 1) -> AsyncIterator[Nchan]:
+    """A fresh nginx for each scenario, as Gossip gets fresh service processes; its files go to a temp prefix.
+    `workers`: nginx's worker processes, as many as Gossip's stream processes it is compared with; with more than
+    one, each listens on a socket of its own (reuseport), so the kernel spreads the feeds evenly."""
     with tempfile.TemporaryDirectory(prefix="gossip-bench-nchan-") as prefix:
         (Path(prefix) / "temp").mkdir()
-        port = free_port()
-        conf = Path(prefix) / "nginx.conf"
-        conf.write_text(CONF.read_text().replace("@MODULE@", str(MODULE)).replace("@PORT@", str(port)))
-        command = [nginx, "-p", f"{prefix}/", "-c", str(conf), "-e", f"{prefix}/error.log"]
-        with ChildProcess(command, os.environ, port, ready_path="/ready") as server:
-            nchan = Nchan(server)
-            try:
-                yield nchan
-            finally:
-                for publisher in nchan.publishers:
-                    await publisher.close()
+
+        def server() -> ChildProcess:
+            port = free_port()
+            conf = Path(prefix) / "nginx.conf"
+            filled = {"@MODULE@": str(MODULE), "@PORT@": str(port), "@WORKERS@": str(workers),
+                      "@REUSEPORT@": " reuseport" if workers > 1 else ""}  # fmt: skip
+            conf.write_text(functools.reduce(lambda text, pair: text.replace(*pair), filled.items(), CONF.read_text()))
+            command = [nginx, "-p", f"{prefix}/", "-c", str(conf), "-e", f"{prefix}/error.log"]
+            return ChildProcess(command, os.environ, port, ready_path="/ready")
+
+        nchan = Nchan(await asyncio.to_thread(started_on_its_port, server), workers)
+        try:
+            yield nchan
+        finally:
+            for publisher in nchan.publishers:
+                await publisher.close()
+            await asyncio.to_thread(nchan.server.stop)

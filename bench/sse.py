@@ -169,15 +169,22 @@ async def open_feed(port: int, request: bytes, address: str = "127.0.0.1", timeo
     return feed
 
 
-async def open_feeds(port: int, requests: list[bytes], concurrency: int = 500, timeout: float = 120.0) -> list[Feed]:
-    """Connects every feed and waits for each to answer 200, a bounded number at a time so the listen queue holds."""
+async def open_feeds(
+    port: int, requests: list[bytes], concurrency: int = 500, timeout: float = 600.0, addresses: list[str] | None = None
+) -> list[Feed]:
+    """Connects every feed and waits for each to answer 200, a bounded number at a time so the listen queue holds;
+    all within `timeout` (10,000 took over two minutes on this machine while others kept it busy).
+    `addresses[i]`: where feed i connects from (of 127/8), so that more feeds than a loopback address has ports for
+    can be open at once; by default 127.0.0.1."""
     gate = asyncio.Semaphore(concurrency)
 
-    async def connect(request: bytes) -> Feed:
+    async def connect(request: bytes, address: str) -> Feed:
         async with gate:
-            feed = await open_feed(port, request)
+            feed = await open_feed(port, request, address)
         if feed.status != 200:
             raise RuntimeError(f"a feed was answered {feed.status}")
         return feed
 
-    return await asyncio.wait_for(asyncio.gather(*(connect(request) for request in requests)), timeout)
+    sources = addresses or ["127.0.0.1"] * len(requests)
+    opening = (connect(request, address) for request, address in zip(requests, sources, strict=True))
+    return await asyncio.wait_for(asyncio.gather(*opening), timeout)

@@ -47,7 +47,8 @@ class ChildProcess:
         self._log: IO[bytes] | None = None  # while a process runs: a file, since a pipe nobody reads would block it
         self._earlier = b""  # what stopped runs wrote
 
-    def start(self, timeout: float = 20.0) -> Self:
+    def start(self, timeout: float = 60.0) -> Self:
+        """`timeout` bounds only a process that never answers: a busy machine can take tens of seconds to start one."""
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 (closed by stop, which every start is paired with)
         self.process = subprocess.Popen(self.command, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
@@ -104,6 +105,6 @@ class ServiceProcess(ChildProcess):
         variables = {
             **os.environ, "SECRET_KEY": settings.secret_key, "MONGO_URL": settings.mongo_url,
             "MONGO_DB": settings.mongo_db, "PING_INTERVAL": str(settings.ping_interval),
-            "WATCH_RULES": str(settings.watch_rules or ""), **env,
+            "HASH_WAIT": str(settings.hash_wait), "WATCH_RULES": str(settings.watch_rules or ""), **env,
         }  # fmt: skip
         super().__init__(command, variables, port)

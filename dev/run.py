@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
 import logging
@@ -14,6 +15,7 @@ import threading
 import uvicorn
 
 from dev.embedded import EmbeddedMongo, PortTaken
+from dev.replicas import listening, replicas
 from services.all import app as gossip
 from shared.logs import configure
 from shared.malformed import JsonErrorProtocol
@@ -52,22 +54,27 @@ def _stop_with_the_database(mongo: EmbeddedMongo, server: uvicorn.Server, leavin
     return lost
 
 
-def _listen(settings: Settings) -> socket.socket:
+def _listen(settings: Settings, shared: bool) -> socket.socket:
     """The web port, bound before anything else starts: taken, it is said at once, naming the setting, and nothing
-    claims to serve on it."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    claims to serve on it. `shared`: by replicas too (dev/replicas.py)."""
     try:
-        sock.bind((settings.host, settings.port))
+        sock = listening(settings, shared)
     except OSError as error:
-        sock.close()
         log.error("cannot serve on %s:%d (%s): stop what listens there, or set PORT", settings.host, settings.port,
                   error.strerror)  # fmt: skip
         raise SystemExit(1) from None
     return sock
 
 
+def _streams(arguments: list[str]) -> int:
+    """`--streams N` (`make run STREAMS=N`): Gossip as N processes on the one port (dev/replicas.py)."""
+    parser = argparse.ArgumentParser(prog="python -m dev.run")
+    parser.add_argument("--streams", type=int, default=1, choices=range(1, 17), metavar="1..16")
+    return int(parser.parse_args(arguments).streams)
+
+
 def main() -> None:
+    streams = _streams(sys.argv[1:])
     try:
         settings = Settings.from_env()
     except ValueError as error:  # the message names the variable; a traceback would only bury it
@@ -75,7 +82,7 @@ def main() -> None:
         raise SystemExit(2) from None
     configure(settings.log_format)
     with contextlib.ExitStack() as stack:
-        sock = stack.enter_context(_listen(settings))
+        sock = stack.enter_context(_listen(settings, streams > 1))
         mongo = None
         if not settings.mongo_url:
             try:
@@ -89,6 +96,7 @@ def main() -> None:
                 raise SystemExit(1) from None
             settings = dataclasses.replace(settings, mongo_url=mongo.url)
             log.info("embedded MongoDB-protocol server on %s, data in %s", mongo.url, mongo.data)
+        stack.enter_context(replicas(streams - 1, settings))
         app = gossip.create(settings)
         config = uvicorn.Config(
             app, host=settings.host, port=settings.port, log_config=None, timeout_graceful_shutdown=5,
@@ -102,7 +110,8 @@ def main() -> None:
             stack.callback(leaving.set)  # unwound before the database is stopped: that exit is ours
             lost = _stop_with_the_database(mongo, server, leaving)
         _stop_gracefully_on_signals()
-        log.info("Gossip on http://%s:%d", settings.host, settings.port)
+        processes = f" ({streams} processes)" if streams > 1 else ""
+        log.info("Gossip on http://%s:%d%s", settings.host, settings.port, processes)
         try:
             server.run(sockets=[sock])
         except KeyboardInterrupt:  # Ctrl-C, raised again by uvicorn once it has shut down

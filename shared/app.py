@@ -20,6 +20,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
 from shared import db as database
+from shared import tasks
 from shared.auth import RenewedSession
 from shared.batching import by_id
 from shared.catalogue import Catalogue
@@ -37,10 +38,10 @@ from shared.state import USER_FIELDS, AnyRequest, Core, core
 from shared.tracing import Traced, exporting
 
 GC_THRESHOLDS = (50_000, 20, 100)  # Python's defaults are (700, 10, 10)
-# Seconds for the database client's goodbyes at shutdown (ending sessions, killing cursors). They are best effort:
-# the server reaps both on its own. Without a bound, a database that has gone would hold the exit for the client's
-# whole server-selection timeout.
-CLOSE_WAIT = 1.0
+# Seconds the extensions' shutdown may take in all (feeds ended, change streams and loops stopped, goodbyes said):
+# a stop ends within a few seconds whatever the database does. The client's own goodbyes (ending its sessions) then
+# have FAREWELL_WAIT: the server reaps what they would have ended.
+SHUTDOWN_WAIT = 3.0
 
 # A part of one service that lives as long as it (auth's password hashing, ingest's token cache, the stream's hub and
 # watcher): entered once the core is ready, left at shutdown. What it yields joins the service's state (its own
@@ -118,7 +119,7 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         client, base = await _core(name, settings, tracer_provider)
         try:
-            async with contextlib.AsyncExitStack() as stack:
+            async with tasks.unwound_within(SHUTDOWN_WAIT, "the shutdown") as stack:
                 if tracer_provider is None and (exported := base["tracer_provider"]) is not None:
                     stack.callback(exported.shutdown)  # sends the spans still batched
                 resolved = base["settings"]
@@ -129,7 +130,7 @@ def create_app(
                 _tune_gc()
                 yield state
         finally:
-            with pymongo.timeout(CLOSE_WAIT):
+            with pymongo.timeout(database.FAREWELL_WAIT):
                 await client.close()
 
     common = [

@@ -9,15 +9,27 @@ change streams (services/stream/changes.py), the rule filters' check_query and m
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import sys
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
+import pymongo.lock
 from pymongo import ASCENDING, AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
 
 Database = AsyncDatabase[dict[str, Any]]
+Client = AsyncMongoClient[dict[str, Any]]
+T = TypeVar("T")
+log = logging.getLogger("gossip.db")
+# Seconds each goodbye at shutdown is given (a presence report withdrawn, a lease released, the client's own ending of
+# its sessions): what it tidies lapses on its own, and a stop ends within a few seconds whatever the database does.
+FAREWELL_WAIT = 0.5
 MAX_INT = 2**63 - 1  # MongoDB's integers are 8 bytes: a larger Python int cannot be stored or queried
 
 SHOWS = {
@@ -30,8 +42,45 @@ SHOWS = {
 }
 
 
-def connect(url: str) -> AsyncMongoClient[dict[str, Any]]:
+def connect(url: str) -> Client:
+    _waits_stay_in_their_task()
     return AsyncMongoClient(url, tz_aware=True, serverSelectionTimeoutMS=5000, connectTimeoutMS=5000)
+
+
+async def _wait_for(awaitable: Awaitable[T], timeout: float | None) -> T:
+    """asyncio.wait_for as Python 3.12 has it: a deadline around a plain await, in the caller's own task."""
+    async with asyncio.timeout(timeout):
+        return await awaitable
+
+
+def _waits_stay_in_their_task() -> None:
+    """PyMongo waits on its topology's and pools' conditions through asyncio.wait_for, which on Python 3.11 runs the
+    wait in a task of its own and, when its caller is cancelled again while that task ends, returns without it
+    (CPython gh-86296, fixed in 3.12 only). The caller then releases a lock it no longer holds, and the abandoned wait
+    takes the lock back for good: every later operation of the client hangs, and so does the stop of the process
+    (whose background tasks are cancelled while the database may be away). 3.12's wait_for cannot do that."""
+    if sys.version_info < (3, 12):
+        pymongo.lock.wait_for = _wait_for  # type: ignore[attr-defined,assignment]  # the name it calls
+
+
+def reachable(client: Client) -> bool:
+    """Whether the client knows a server it can write to now, from what it last saw, without asking: false once a
+    call has found the server gone, until its monitor finds it back."""
+    return client.topology_description.has_writable_server()
+
+
+async def farewell(db: Database, what: str, write: Callable[[], Awaitable[object]]) -> None:
+    """A goodbye write at shutdown (a presence report withdrawn, a lease released): best effort and bounded. Skipped
+    when the database is known gone, given FAREWELL_WAIT seconds otherwise: what it tidies lapses on its own, and a
+    stop must end within a few seconds whatever the database does."""
+    if not reachable(db.client):
+        log.info("%s: skipped, the database is not reachable (it lapses on its own)", what)
+        return
+    try:
+        with pymongo.timeout(FAREWELL_WAIT):
+            await write()
+    except PyMongoError as error:
+        log.warning("%s failed (%s); it lapses on its own", what, error)
 
 
 def utcnow() -> datetime:

@@ -14,6 +14,7 @@ import logging
 import math
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from prometheus_client import Counter as Metric
@@ -54,11 +55,16 @@ def refusal(limit: str, status: int, detail: str, wait: float) -> ApiError:
     return ApiError(status, detail=detail, headers={"retry-after": str(max(1, math.ceil(wait)))})
 
 
-class Buckets:
-    """The `buckets` collection: one document per key (`publish:<user id>`, `login:addr:<address>`, ...)."""
+Clock = Callable[[], float]
 
-    def __init__(self, db: Database) -> None:
-        self.collection = db.buckets
+
+class Buckets:
+    """The `buckets` collection: one document per key (`publish:<user id>`, `login:addr:<address>`, ...). `clock`:
+    epoch seconds, injected so that tests move time on instead of waiting for a refill; every process of a service
+    must read the same time, so it is the wall clock in production."""
+
+    def __init__(self, db: Database, clock: Clock = time.time) -> None:
+        self.collection, self.clock = db.buckets, clock
 
     async def take(self, key: str, rate: Rate, count: int = 1) -> float:
         """Takes `count` tokens: 0.0 when they were taken, else the seconds until they could be (nothing is taken).
@@ -66,7 +72,7 @@ class Buckets:
         One round trip of two ordered updates: the first creates the bucket or brings a past `full_at` up to now,
         the second moves it on only if the tokens are there. On MongoDB another take may run between the two; its
         own first update can only raise `full_at` to its own now, which makes this one stricter, never looser."""
-        now = time.time()
+        now = self.clock()
         latest = now + rate.seconds - count * rate.interval  # the last `full_at` that still holds `count` tokens
         result = await self.collection.bulk_write(
             [
@@ -92,7 +98,7 @@ class Buckets:
     async def sweep(self) -> None:
         """Deletes the full buckets: one per client address would otherwise accumulate for ever. Not a TTL index:
         that needs a date, which the embedded server cannot keep current."""
-        await self.collection.delete_many({"full_at": {"$lt": time.time()}})
+        await self.collection.delete_many({"full_at": {"$lt": self.clock()}})
 
 
 LEASE = 1.0  # seconds a process may spend the tokens it took ahead of need; then the rest go back to the bucket
@@ -103,10 +109,10 @@ MAX_AHEAD = 64
 @dataclass(slots=True)
 class Lease:
     """Tokens of one key's bucket that this process took ahead of need, spent by its next calls until `until`
-    (time.monotonic()). `ahead`: how many the last round trip took beyond its callers' need."""
+    (the Limit's clock). `ahead`: how many the last round trip took beyond its callers' need."""
 
     tokens: int
-    until: float
+    until: float  # on the Limit's clock
     ahead: int  # -1: the bucket could not grant them, so the next round trip takes none ahead
 
 
@@ -122,10 +128,14 @@ class Limit:
     in a loop pays one per block, not one per publish. They are taken from the shared bucket like any other, so the
     limit across processes is never exceeded; what is not spent within the lease is given back, so that neither
     another process nor this key later is refused for tokens that no one spends. An occasional caller never
-    leases."""
+    leases. `clock`: monotonic seconds, injected so that tests decide whether a call came within the lease; the
+    unspent tokens go back by a timer of the event loop's own."""
 
-    def __init__(self, buckets: Buckets, name: str, rate: Rate, detail: str, lease: float = LEASE) -> None:
+    def __init__(
+        self, buckets: Buckets, name: str, rate: Rate, detail: str, lease: float = LEASE, clock: Clock = time.monotonic
+    ) -> None:
         self.buckets, self.name, self.rate, self.detail, self.lease = buckets, name, rate, detail, lease
+        self.clock = clock
         self.most_ahead = min(MAX_AHEAD, rate.count // LEASE_SHARE)
         self._leases: dict[str, Lease] = {}
         self._returning: set[asyncio.Task[None]] = set()  # give-backs under way: the loop keeps weak references
@@ -133,19 +143,19 @@ class Limit:
 
     async def __call__(self, key: str) -> None:
         lease = self._leases.get(key)
-        if lease is not None and lease.tokens and time.monotonic() < lease.until:
+        if lease is not None and lease.tokens and self.clock() < lease.until:
             lease.tokens -= 1
             return
         await self._batch(key)
 
     async def _take_all(self, keys: list[str]) -> list[Exception | None]:
-        counts, now = Counter(keys), time.monotonic()
+        counts, now = Counter(keys), self.clock()
         wanted = {key: (count, self._ahead(key, now)) for key, count in counts.items()}
         taken = await asyncio.gather(*(self._take(key, count, ahead) for key, (count, ahead) in wanted.items()))
         grants = dict(zip(wanted, taken, strict=True))
         for key, (count, ahead) in wanted.items():  # what was taken beyond need is leased
             got = ahead if grants[key][0] == count + ahead else -1  # -1: the bucket is running low
-            self._lease(key, Lease(max(0, got) + self._left(key), time.monotonic() + self.lease, got))
+            self._lease(key, Lease(max(0, got) + self._left(key), self.clock() + self.lease, got))
         answers: list[Exception | None] = []
         for key in keys:  # the first callers of a key get its tokens
             granted, wait = grants[key]
@@ -163,7 +173,7 @@ class Limit:
     def _left(self, key: str) -> int:
         """What the key's lease still holds, carried on by the new one (the old one then has nothing to give back)."""
         lease = self._leases.get(key)
-        if lease is None or time.monotonic() >= lease.until:
+        if lease is None or self.clock() >= lease.until:
             return 0
         carried, lease.tokens = lease.tokens, 0
         return carried

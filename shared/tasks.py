@@ -37,6 +37,24 @@ async def _repeat(work: Callable[[], Awaitable[object]], every: float, stopping:
 
 
 @contextlib.asynccontextmanager
+async def unwound_within(seconds: float, what: str) -> AsyncIterator[contextlib.AsyncExitStack]:
+    """An exit stack whose unwinding, once the body is done, is given `seconds`: whatever is still waiting then is
+    cancelled, said in the log, and the unwinding goes on. For a service's shutdown, which must end within seconds
+    whatever the database does; each step that talks to it is bounded on its own too (shared/db.py `farewell`)."""
+    deadline = asyncio.timeout(None)
+    try:
+        async with deadline, contextlib.AsyncExitStack() as stack:
+            try:
+                yield stack
+            finally:
+                deadline.reschedule(asyncio.get_running_loop().time() + seconds)
+    except TimeoutError:
+        if not deadline.expired():
+            raise
+        log.warning("%s took more than %g s; what was still waiting was cancelled", what, seconds)
+
+
+@contextlib.asynccontextmanager
 async def repeating(work: Callable[[], Awaitable[object]], every: float, what: str) -> AsyncIterator[None]:
     """Runs `work` every `every` seconds while the context lasts, a failure logged and the next round run as usual.
     A flag ends it, not a cancellation alone: PyMongo can turn a cancellation into a connection error, which such a

@@ -11,14 +11,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-import pymongo
 from pymongo.errors import DuplicateKeyError
 
 from services.auth.digest import digest_job
 from services.auth.push import Pusher
 from services.auth.webpush import WebPush, application_server_key, server_key
 from shared import tasks
-from shared.db import Database, new_id, utcnow
+from shared.db import Database, all_of, farewell, new_id, utcnow
 from shared.state import Core
 
 log = logging.getLogger("gossip.auth.scheduler")
@@ -27,7 +26,6 @@ Job = Callable[[datetime], Awaitable[None]]
 Clock = Callable[[], datetime]
 LEASE = "scheduler"
 LEASE_TICKS = 4  # the lease lasts this many ticks: a holder that misses a renewal or two keeps it
-RELEASE_WAIT = 1.0  # seconds: a database that has gone must not hold the shutdown; the lease expires anyway
 
 
 class Lease:
@@ -41,7 +39,7 @@ class Lease:
     async def hold(self, now: datetime) -> bool:
         """Takes or renews the lease until `seconds` after `now`; False while another holds it."""
         mine = {"_id": self.name, "holder": self.holder, "expires_at": now + timedelta(seconds=self.seconds)}
-        taken = {"_id": self.name, "$or": [{"holder": self.holder}, {"expires_at": {"$lte": now}}]}
+        taken = all_of({"_id": self.name}, {"$or": [{"holder": self.holder}, {"expires_at": {"$lte": now}}]})
         try:
             await self.db.leases.replace_one(taken, mine, upsert=True)
         except DuplicateKeyError:
@@ -86,9 +84,9 @@ class Scheduler:
         return held
 
     async def stop(self) -> None:
+        """Releases the lease it holds: a farewell, bounded and skipped when the database has gone (it expires)."""
         if self.holding:
-            with pymongo.timeout(RELEASE_WAIT):
-                await self.lease.release()
+            await farewell(self.lease.db, "releasing the scheduler's lease", self.lease.release)
             self.holding = False
 
 
@@ -106,7 +104,4 @@ async def scheduling(core: Core) -> AsyncIterator[dict[str, Any]]:
             async with tasks.repeating(scheduler.tick, scheduler.every, "a scheduler round"):
                 yield {"push_key": application_server_key(vapid)}
         finally:
-            try:
-                await scheduler.stop()
-            except Exception:
-                log.warning("could not release the scheduler's lease; it expires on its own", exc_info=True)
+            await scheduler.stop()

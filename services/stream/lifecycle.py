@@ -21,7 +21,7 @@ from services.stream.replay import Replay
 from services.stream.server import stopping
 from services.stream.watcher import Watcher
 from shared.catalogue import Catalogue
-from shared.db import Database
+from shared.db import Database, farewell
 from shared.limits import Limit, Rate
 from shared.settings import Settings
 from shared.state import Core
@@ -31,7 +31,6 @@ HEARTBEAT_SHARES = 10  # the feeds are pinged a tenth at a time
 OPENING_TOO_FAST = (
     "You are opening live feeds faster than the limit allows (a page reloading in a loop?). Wait a moment."
 )
-RELEASE_WAIT = 0.5  # seconds the watch rules' leases are given to be released at shutdown
 
 log = logging.getLogger("gossip.stream.lifecycle")
 
@@ -75,7 +74,7 @@ async def fan_out(core: Core) -> AsyncIterator[FanOut]:
             chore.cancel()
         hub.end_all()
         await rules.stop()
-        await _released(deriving)
+        await farewell(db, "releasing the watch rules' leases", lambda: _released(deriving))
         await watcher.stop()
 
 
@@ -95,12 +94,8 @@ async def watched(db: Database, settings: Settings, catalogue: Catalogue) -> lis
 
 
 async def _released(deriving: list[RuleStream]) -> None:
-    """Best effort, and briefly: a lease not released lapses within RULE_LEASE seconds, and a database that has gone
-    must not hold up the shutdown for its server-selection timeout."""
-    try:
-        await asyncio.wait_for(asyncio.gather(*(stream.release() for stream in deriving)), RELEASE_WAIT)
-    except Exception:
-        log.warning("could not release the watch rules' leases; they lapse on their own", exc_info=True)
+    """All at once: a lease not released lapses within its LEASE seconds."""
+    await asyncio.gather(*(stream.release() for stream in deriving))
 
 
 async def _end_feeds_at_shutdown(hub: Hub) -> None:

@@ -4,21 +4,17 @@
 from __future__ import annotations
 
 import contextlib
-import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
+from datetime import datetime
 from typing import Any
 
-import pymongo
 from prometheus_client import Metric
 
 from services.stream.hub import Hub
 from services.stream.metrics import CHANGE_LAG
 from shared import presence, tasks
-from shared.db import Database, utcnow
+from shared.db import Database, farewell, utcnow
 from shared.limits import REFUSALS
-
-log = logging.getLogger("gossip.stream.presence")
-WITHDRAW_WAIT = 1.0  # seconds: a database that has gone must not hold the shutdown; the report expires anyway
 
 
 def _by_label(metrics: Iterable[Metric], label: str, suffix: str = "") -> dict[str, float]:
@@ -40,19 +36,19 @@ def figures(hub: Hub) -> dict[str, Any]:
 
 
 @contextlib.asynccontextmanager
-async def reported(db: Database, hub: Hub, interval: float) -> AsyncIterator[None]:
-    """Reports the hub's users for as long as the context lasts, then withdraws the report."""
+async def reported(
+    db: Database, hub: Hub, interval: float, clock: Callable[[], datetime] = utcnow
+) -> AsyncIterator[None]:
+    """Reports the hub's users for as long as the context lasts, then withdraws the report (a farewell: bounded, and
+    skipped when the database has gone, since the report expires on its own). `clock`: injected, so that a test
+    reads the report's lease (`expires_at`) without waiting for it to run out."""
     process = presence.process_id()
 
     async def report() -> None:
-        await presence.report(db, process, hub.carried(), utcnow(), interval, figures(hub))
+        await presence.report(db, process, hub.carried(), clock(), interval, figures(hub))
 
     try:
         async with tasks.repeating(report, interval, "reporting this process's open feeds"):
             yield
     finally:
-        try:
-            with pymongo.timeout(WITHDRAW_WAIT):
-                await presence.withdraw(db, process)
-        except Exception:  # the report expires on its own within a few intervals
-            log.warning("could not withdraw this process's presence report", exc_info=True)
+        await farewell(db, "withdrawing this process's presence report", lambda: presence.withdraw(db, process))

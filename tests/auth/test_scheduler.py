@@ -3,11 +3,11 @@ holder stops renewing it. Time is the injected clock's."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 import pytest
 
-from services.auth.scheduler import LEASE_TICKS, Scheduler
+from services.auth.scheduler import LEASE_TICKS, Lease, Scheduler
 from shared.db import Database, as_datetime
 from tests.support.clock import Clock
 
@@ -81,3 +81,13 @@ async def test_a_holder_that_loses_the_lease_mid_round_stops(db: Database) -> No
     a = Scheduler(db, [("pause", pause), ("later", later)], EVERY, clock, holder="a")
     assert not await a.tick()
     assert later.runs == []
+
+
+async def test_a_lease_taken_leaves_every_other_lease_to_its_holder(db: Database) -> None:
+    """Each lease is its own document, whatever another's holder (the filter is an explicit $and: shared/db.py
+    `all_of`)."""
+    now = datetime(2026, 12, 7, 6, 0, tzinfo=UTC)
+    for name in ("first", "second", "first"):
+        assert await Lease(db, "me", 60, name=name).hold(now)
+    held = {lease["_id"]: lease["holder"] async for lease in db.leases.find()}
+    assert held == {"first": "me", "second": "me"}

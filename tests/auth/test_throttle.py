@@ -8,9 +8,13 @@ import dataclasses
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 
-from services.auth.throttle import client
+from dev.processes import ServiceProcess
+from services.auth.throttle import CHECKS, client, logged_in, take_check_mail_slot, take_login_slot
 from shared.db import Database
+from shared.errors import ApiError
+from shared.limits import Buckets
 from shared.settings import Settings
 from tests.support.accounts import PASSWORD, json_error, registered
 from tests.support.servers import gauge, serving
@@ -141,3 +145,55 @@ async def test_registrations_are_limited_per_address(server: str) -> None:
         assert json_error(refused)[:2] == (429, "throttled") and int(refused.headers["retry-after"]) >= 1
     async with registered(server, "elsewhere"):  # another address may still register
         pass
+
+
+async def test_two_auth_processes_share_one_throttle(alice: httpx.AsyncClient, settings: Settings) -> None:
+    """As docker-compose can run them: wrong passwords sent to either process use up the same five tries, and the
+    account stays refused at both, the right password included."""
+    window = {"LOGIN_WINDOW": "3600"}
+    first, second = (ServiceProcess("services.auth.app", settings, **window) for _ in range(2))
+    await asyncio.gather(asyncio.to_thread(first.start), asyncio.to_thread(second.start))  # each waits for /readyz
+    try:
+        async with httpx.AsyncClient(timeout=30) as http:
+            statuses = [
+                (
+                    await http.post(f"{process.url}/api/auth/login", json={"username": "alice", "password": WRONG})
+                ).status_code
+                for process in (first, second) * 4
+            ]
+            right = {"username": "alice", "password": PASSWORD}
+            refused = [(await http.post(f"{p.url}/api/auth/login", json=right)).status_code for p in (first, second)]
+    finally:
+        first.stop()
+        second.stop()
+    assert statuses == [401] * 5 + [429] * 3
+    assert refused == [429, 429]
+
+
+async def test_check_mails_are_limited_per_user_and_per_address_and_one_refused_takes_neither(
+    settings: Settings, db: Database
+) -> None:
+    """A mail refused for its user gives back the slot its address gave, and the reverse: no mail went."""
+    limited, buckets = dataclasses.replace(settings, verification_mails=2, verification_window=3600), Buckets(db)
+    before = REGISTRY.get_sample_value("gossip_refusals_total", {"limit": "verification"}) or 0.0
+    for to in ("a@example.com", "b@example.com"):
+        await take_check_mail_slot(buckets, limited, "u1", to)
+    with pytest.raises(ApiError) as refused:
+        await take_check_mail_slot(buckets, limited, "u1", "c@example.com")  # u1 has sent its two
+    assert (refused.value.status, refused.value.detail) == (429, CHECKS)
+    for user in ("u2", "u3"):  # c@example.com's slot went back: two others may still mail it
+        await take_check_mail_slot(buckets, limited, user, "c@example.com")
+    with pytest.raises(ApiError):
+        await take_check_mail_slot(buckets, limited, "u4", "c@example.com")
+    after = REGISTRY.get_sample_value("gossip_refusals_total", {"limit": "verification"})
+    assert after == before + 2
+
+
+async def test_a_known_browsers_good_login_gives_back_no_account_wide_failure(settings: Settings, db: Database) -> None:
+    """It took none (the account-wide cap does not ask a known browser), so it gives none back."""
+    buckets = Buckets(db)
+    for address in ("10.0.0.1", "10.0.0.2"):
+        await take_login_slot(buckets, settings, "alice", address)
+    account = await db.buckets.find_one({"_id": "login:user:alice"})
+    await logged_in(buckets, settings, "alice", "10.0.0.3", known=True)
+    assert await db.buckets.find_one({"_id": "login:user:alice"}) == account

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from bench import abuse, nchan
 from bench.cluster import Setup
 from bench.floor import floor
 from bench.hostile import breaking
-from bench.scenarios import Run, adoption, burst, catch_up, combined, fanout, mixed, scale, watched
+from bench.scenarios import Run, adoption, catch_up, combined, crowd, fanout, mixed, scale, sequential, watched
+from bench.trips import round_trips
 from shared.db import utcnow
 from shared.updates import COUNT_CAP
 
@@ -60,7 +63,9 @@ async def test_fanout_alone_times_every_delivery_and_notes_the_cpu_per_delivery(
 
 
 async def test_the_abuse_scenario_holds_each_target_at_a_small_scale(mongo_url: str) -> None:
-    async with abuse.serving(mongo_url, SEND_TIMEOUT="2", PING_INTERVAL="1") as served:
+    """Logins wait for a hashing turn as long as the other tests' do: the limits are tested here, not how many
+    hashes a busy machine finishes within the one second `make abuse` allows."""
+    async with abuse.serving(mongo_url, SEND_TIMEOUT="2", PING_INTERVAL="1", HASH_WAIT="30") as served:
         results = [
             await abuse.logins(served, count=30), await abuse.wrong_passwords(served, count=12),
             await abuse.lockout(served, addresses=5), await abuse.registrations(served, count=24),
@@ -93,7 +98,7 @@ async def test_fanout_beside_nchan_gives_both_figures_and_their_ratios(mongo_url
     assert len(result.latencies["nchan"]) == len(result.latencies["gossip"]) == 5 * 10
     assert set(result.ratios) == {"p99 ms", "CPU µs/delivery"}
     assert result.ratios["p99 ms"] == pytest.approx(float(result.figures["p99 ms"]) / float(result.peer["p99 ms"]))
-    assert {"p99 ms ≤ 2× nchan's", "CPU µs/delivery ≤ 1.5× nchan's"} <= set(result.targets)
+    assert {"p99 ms ≤ 1.5× nchan's", "CPU µs/delivery ≤ 1.2× nchan's"} <= set(result.targets)
 
 
 def test_rounds_combine_by_median_and_every_miss_counts() -> None:
@@ -102,13 +107,35 @@ def test_rounds_combine_by_median_and_every_miss_counts() -> None:
     assert combined(runs) == Run({"p99 ms": 20.0, "lost": 3, "dup": 0, "connected": 10}, [0.001] * 3)
 
 
-async def test_burst_and_scale_beside_nchan_count_deliveries_and_memory(mongo_url: str, nginx: str) -> None:
-    bursted = await burst(Setup(mongo_url, nginx), feeds=5, updates=20)
-    assert int(bursted.figures["deliveries/s"]) > 0 and bursted.peer and int(bursted.peer["deliveries/s"]) > 0
-    assert "deliveries/s ≥ 0.8× nchan's" in bursted.targets
+async def test_sequential_and_scale_beside_nchan_count_deliveries_and_memory(mongo_url: str, nginx: str) -> None:
+    one_by_one = await sequential(Setup(mongo_url, nginx), feeds=5, updates=20, counted=10)
+    assert int(one_by_one.figures["deliveries/s"]) > 0 and one_by_one.peer and int(one_by_one.peer["deliveries/s"]) > 0
+    assert "deliveries/s ≥ 0.8× nchan's" in one_by_one.targets
+    assert 0 < float(one_by_one.figures["publish p50 ms"]) < 10_000, one_by_one.line()
     scaled = await scale(Setup(mongo_url, nginx), feeds=50, updates=2, rate=10.0)
     assert scaled.peer and scaled.peer["connected"] == scaled.figures["connected"] == 50
     assert set(scaled.ratios) == {"KB/feed", "p99 ms"}
+
+
+async def test_a_sequential_publish_is_two_round_trips_once_its_token_and_tokens_are_held(mongo_url: str) -> None:
+    """The count a lone publisher's rate is made of: the seq and the insert, and now and then the token's lookup
+    and the rate limit's bucket (the exact share of those depends on the time the publishes take)."""
+    trips = await asyncio.to_thread(round_trips, mongo_url, 30)
+    assert (trips["findAndModify"], trips["insert"]) == (1.0, 1.0), trips
+    assert sum(trips.values()) < 2.5, trips
+
+
+async def test_a_crowd_over_three_processes_gets_every_update_of_its_show_once(mongo_url: str) -> None:
+    result = await crowd(Setup(mongo_url), feeds=60, rate=20.0, seconds=1.0)
+    assert (result.figures["lost"], result.figures["dup"], result.figures["wrong"]) == (0, 0, 0), result.line()
+    assert result.figures["connected"] == 60 and float(result.figures["KB/feed"]) > 0, result.line()
+    assert result.targets == {"0 lost, 0 dup": True}
+
+
+async def test_a_crowd_beside_nchan_compares_memory_per_feed(mongo_url: str, nginx: str) -> None:
+    result = await crowd(Setup(mongo_url, nginx), feeds=60, rate=20.0, seconds=1.0)
+    assert result.peer is not None and (result.peer["lost"], result.peer["dup"]) == (0, 0), result.line()
+    assert set(result.ratios) == {"KB/feed"} and "KB/feed ≤ 1× nchan's" in result.targets
 
 
 async def test_foreign_inserts_reach_a_feed_each_once_and_both_rates_are_measured(mongo_url: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -15,8 +16,19 @@ import pytest
 
 from dev.processes import ChildProcess, free_port
 from shared.settings import ROOT, Settings
+from tests.support.waiting import wait_until
 
 COMMAND = [sys.executable, "-m", "dev.run"]
+
+
+def free_ports(count: int) -> list[int]:
+    """Distinct free ports for the web and the embedded server: asked for one at a time, the kernel may hand out the
+    same port twice, and the run then waits on a database that is its own web port."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
 
 
 def run(**env: str) -> subprocess.CompletedProcess[str]:
@@ -48,8 +60,8 @@ def test_a_web_port_in_use_is_said_before_anything_claims_to_serve(tmp_path: Pat
 def test_a_run_killed_outright_leaves_nothing_in_the_next_ones_way(tmp_path: Path) -> None:
     """SIGKILL gives the run no chance to stop its database, which lives in its own session: the next run finds it
     by its pid file on the same data directory, stops it and starts afresh on the same port."""
-    env = {**os.environ, "SECRET_KEY": "test", "EMBEDDED_PORT": str(free_port()), "EMBEDDED_DATA": str(tmp_path)}
-    port = free_port()
+    embedded, port = free_ports(2)
+    env = {**os.environ, "SECRET_KEY": "test", "EMBEDDED_PORT": str(embedded), "EMBEDDED_DATA": str(tmp_path)}
     with ChildProcess(COMMAND, {**env, "PORT": str(port)}, port) as first:
         assert first.process is not None
         (leftover,) = psutil.Process(first.process.pid).children()
@@ -57,7 +69,7 @@ def test_a_run_killed_outright_leaves_nothing_in_the_next_ones_way(tmp_path: Pat
         first.process.wait(5)
     assert leftover.is_running()
     try:
-        port = free_port()
+        port = free_port()  # not the first run's database's: that one still listens
         with ChildProcess(COMMAND, {**env, "PORT": str(port)}, port) as second:
             assert httpx.get(f"{second.url}/readyz", timeout=5).status_code == 200
         assert f"a previous run left running (pid {leftover.pid})" in second.output()
@@ -87,16 +99,16 @@ def test_a_stop_or_a_closed_terminal_shuts_down_and_leaves_the_program(settings:
 
 
 def test_when_the_embedded_database_dies_gossip_stops_and_says_so(tmp_path: Path) -> None:
-    port = free_port()
-    env = {**os.environ, "SECRET_KEY": "test", "PORT": str(port), "EMBEDDED_PORT": str(free_port()),
+    """A stop ends within seconds whatever the database does: every goodbye to it is bounded or skipped, and no
+    cancelled call leaves the client's locks taken (shared/db.py)."""
+    port, embedded = free_ports(2)
+    env = {**os.environ, "SECRET_KEY": "test", "PORT": str(port), "EMBEDDED_PORT": str(embedded),
            "EMBEDDED_DATA": str(tmp_path)}  # fmt: skip
     with ChildProcess(COMMAND, env, port) as gossip:
         assert gossip.process is not None
         (database,) = psutil.Process(gossip.process.pid).children()
         database.kill()
-        assert (
-            gossip.process.wait(8) == 1
-        )  # bounded: it took 10 s when its shutdown waited for the database that had gone
+        assert gossip.process.wait(8) == 1
     assert "the embedded MongoDB-protocol server was killed by signal 9" in gossip.output()
     assert "Application shutdown complete" in gossip.output()
 
@@ -114,3 +126,32 @@ def test_make_run_believes_no_forwarded_header(settings: Settings) -> None:
             for n in range(3)
         ]
     assert statuses == [401, 401, 429]
+
+
+def _listening_on(port: int, processes: list[psutil.Process]) -> list[psutil.Process]:
+    return [p for p in processes if any(c.laddr.port == port and c.status == psutil.CONN_LISTEN
+                                        for c in p.net_connections("tcp"))]  # fmt: skip
+
+
+async def test_make_run_streams_3_serves_from_three_processes_on_one_port_and_stops_them(settings: Settings) -> None:
+    """Each process listens on the port itself (SO_REUSEPORT), so the kernel spreads the feeds between them."""
+    port = free_port()
+    env = {**os.environ, "SECRET_KEY": "test", "PORT": str(port), "MONGO_URL": settings.mongo_url,
+           "MONGO_DB": settings.mongo_db}  # fmt: skip
+    with ChildProcess([*COMMAND, "--streams", "3"], env, port, ready_path="/healthz") as gossip:
+        assert gossip.process is not None
+        first = psutil.Process(gossip.process.pid)
+        replicas = first.children()
+        assert len(replicas) == 2
+        await wait_until(lambda: len(_listening_on(port, [first, *replicas])) == 3, timeout=30)
+        async with httpx.AsyncClient(base_url=gossip.url, timeout=5) as http:
+            assert (await http.get("/api/shows")).status_code == 200
+        gossip.process.send_signal(signal.SIGTERM)
+        assert gossip.process.wait(20) == 128 + signal.SIGTERM
+    assert not any(replica.is_running() and replica.status() != psutil.STATUS_ZOMBIE for replica in replicas)
+    assert "Gossip on http" in gossip.output() and "(3 processes)" in gossip.output()
+
+
+def test_a_streams_count_out_of_range_is_refused() -> None:
+    result = subprocess.run([*COMMAND, "--streams", "0"], capture_output=True, text=True, timeout=30, cwd=ROOT)
+    assert result.returncode == 2 and "--streams" in result.stderr

@@ -359,4 +359,7 @@ async def test_over_https_cookies_are_secure_and_only_same_site_writes_pass(http
         assert same_site.status_code == 204
         foreign = await http.put("/api/me/follows/sherlock", headers={"origin": "https://evil.example"})
         assert (foreign.status_code, foreign.json()["error"]) == (403, "cross_site")
+        plain = https_gateway.url.replace("https://", "http://")  # the same host over plain HTTP: another origin
+        downgraded = await http.put("/api/me/follows/sherlock", headers={"origin": plain})
+        assert (downgraded.status_code, downgraded.json()["error"]) == (403, "cross_site")
         assert (await http.get("/api/me")).json()["follows"] == ["flash"]

@@ -8,12 +8,15 @@ from datetime import UTC, datetime
 
 import pytest
 from bson import ObjectId
+from pymongo._asyncio_lock import Condition, Lock
 from pymongo.errors import DuplicateKeyError
+from pymongo.lock import _async_cond_wait
 
 from shared.db import (
     Database,
     all_of,
     as_datetime,
+    connect,
     count,
     ensure_indexes,
     iso_utc,
@@ -25,6 +28,7 @@ from shared.db import (
     utcnow,
     with_now,
 )
+from shared.settings import Settings
 from tests.support.updates import stored_update
 
 
@@ -121,3 +125,33 @@ async def test_put_stores_a_document_under_its_own_id_and_replaces_it(db: Databa
         stored = await db.update_ids.find({"_id": document_id}).to_list()
         assert [(found["seq"], isinstance(found["at"], datetime)) for found in stored] == [(2, True)]
     assert await db.update_ids.count_documents({}) == 3
+
+
+async def _settle() -> None:
+    """Lets every ready task run until each waits on something only the test will do: scheduling steps, not time."""
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+async def test_a_wait_inside_pymongo_cancelled_twice_gives_its_lock_back(settings: Settings) -> None:
+    """PyMongo's server selection waits on its topology's condition; a stop cancels the tasks in it, maybe twice,
+    while the database is away. The lock must be free after, or every later call of the client hangs, and the stop
+    with it (Python 3.11's wait_for left it taken: shared/db.py `_waits_stay_in_their_task`)."""
+    await connect(settings.mongo_url).close()  # every client of the services is made by connect
+    lock = Lock()
+    condition = Condition(lock)
+
+    async def selecting() -> None:
+        async with condition:
+            await _async_cond_wait(condition, 60)
+
+    selection = asyncio.create_task(selecting())
+    await _settle()
+    await lock.acquire()  # another task holds the lock as the wait is cancelled, so it has to queue to take it back
+    selection.cancel()
+    await _settle()
+    selection.cancel()
+    lock.release()
+    await asyncio.wait([selection])
+    await _settle()
+    assert selection.cancelled() and not lock.locked()

@@ -9,6 +9,7 @@ import httpx
 from bson import ObjectId
 
 from shared.db import Database, next_seq, utcnow
+from tests.support.accounts import registered
 from tests.support.sse import Event, EventReader, events
 from tests.support.updates import publish, stored_update
 from tests.support.waiting import wait_until
@@ -30,6 +31,30 @@ async def test_retentions_deletions_are_not_sent_and_a_retraction_is(alice: http
         await db.updates.delete_many({"seq": {"$in": [update["seq"] for update in old]}})
         await db.updates.delete_one({"seq": recent["seq"]})
         assert await feed.next() == retraction(recent["seq"])
+
+
+async def test_an_authors_delete_through_the_api_reaches_every_open_feed_as_a_retraction(
+    alice: httpx.AsyncClient, server: str
+) -> None:
+    """The API's DELETE, with the Idempotency-Key the update was published with (kept a day longer), reaches the
+    author's feed of followed shows and another user's feed of every show; a feed opened after it never has it."""
+    await alice.put("/api/me/follows/flash")
+    async with registered(server, "bob") as bob:
+        async with events(alice) as followed, events(bob, "/events/all") as everything:
+            kept = await publish(alice, "flash", "kept")
+            said = await alice.post(
+                "/api/updates", json={"show": "flash", "text": "said too soon"}, headers={"idempotency-key": "k1"}
+            )
+            assert said.status_code == 201
+            retracted = said.json()
+            for feed in (followed, everything):
+                assert await feed.updates(2) == [kept, retracted]
+            assert (await alice.delete(f"/api/updates/{retracted['seq']}")).status_code == 204
+            for feed in (followed, everything):
+                assert await feed.named("retract") == retraction(retracted["seq"])
+        async with events(bob, "/events/all", **{"last-event-id": str(kept["seq"] - 1)}) as replayed:
+            after = await publish(alice, "flash", "after the retraction")
+            assert await replayed.updates(2) == [kept, after]
 
 
 async def retracted_once_stored(db: Database, feed: EventReader, document_id: object) -> None:

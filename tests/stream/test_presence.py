@@ -6,15 +6,19 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from datetime import timedelta
 
 import httpx
 
 from dev.processes import ServiceProcess
+from services.stream.hub import Hub
+from services.stream.presence import reported
 from shared import presence
 from shared.db import Database, utcnow
 from shared.presence import EVERY_SHOW
 from shared.settings import Settings
 from tests.support.accounts import registered
+from tests.support.clock import Clock
 from tests.support.servers import gossip_server
 from tests.support.sse import events
 from tests.support.waiting import wait_until
@@ -25,6 +29,17 @@ async def _carried(db: Database) -> dict[str, list[str]]:
     for report in await db.presence.find({"expires_at": {"$gt": utcnow()}}).to_list():
         carried.update(report["users"])
     return carried
+
+
+async def test_a_report_holds_for_three_intervals_of_the_injected_clock_and_is_withdrawn(db: Database) -> None:
+    """Written at once, then once a minute: the test reads its lease on the clock it was written by."""
+    clock = Clock(utcnow().replace(microsecond=0))
+    async with reported(db, Hub(), 60, clock):
+        report = await wait_until(lambda: db.presence.find_one({}))
+        assert (report["reported_at"], report["expires_at"]) == (clock.at, clock.at + timedelta(seconds=180))
+        assert await presence.current(db, clock.advance(179.999)) == [report]
+        assert await presence.current(db, clock.advance(0.001)) == []
+    assert await db.presence.count_documents({}) == 0
 
 
 async def test_open_feeds_are_reported_and_closed_ones_drop_out(settings: Settings, db: Database) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,12 +17,12 @@ from dev.processes import ServiceProcess
 from services.all import app as gossip
 from services.auth.accounts import user_document
 from shared.auth import open_session
-from shared.db import Database
+from shared.db import Database, next_seq
 from shared.settings import Settings
 from tests.support.accounts import registered
 from tests.support.servers import LiveServer, gauge
 from tests.support.sse import events
-from tests.support.updates import publish
+from tests.support.updates import publish, stored_update
 from tests.support.waiting import wait_until
 
 
@@ -71,3 +73,33 @@ async def test_shutdown_with_50_open_streams_is_prompt(settings: Settings, db: D
                 with pytest.raises(EOFError):  # the stream ended cleanly, not cut off mid-chunk
                     await reader.next()
     assert "without completing response" not in stream.output()
+
+
+async def test_a_feed_moved_to_a_lagging_stream_process_misses_nothing_and_gets_nothing_twice(
+    alice: httpx.AsyncClient, settings: Settings, db: Database
+) -> None:
+    """A browser reconnects, with its Last-Event-ID, to another stream process whose change stream is behind the one
+    it left. That process is paused (SIGSTOP) while an update that follows a hole is delivered by the first; resumed,
+    it holds that update for its gap wait, so the browser arrives while it lags. The update is not sent again, and
+    what comes after arrives once."""
+    await alice.put("/api/me/follows/flash")
+    with ServiceProcess("services.stream.app", settings) as lagging:
+        assert lagging.process is not None
+        async with events(alice) as first:
+            before = await publish(alice, "flash", "both processes have this")
+            assert await first.updates(1) == [before]
+            os.kill(lagging.process.pid, signal.SIGSTOP)
+            try:
+                await next_seq(db)  # a hole: the update after it waits out each process's gap wait
+                late = stored_update(await next_seq(db))
+                await db.updates.insert_one(late)
+                (seen,) = await first.updates(1)
+                assert seen["seq"] == late["seq"]
+            finally:
+                os.kill(lagging.process.pid, signal.SIGCONT)
+        async with (
+            httpx.AsyncClient(base_url=lagging.url, cookies=alice.cookies, timeout=10) as moved,
+            events(moved, **{"last-event-id": str(late["seq"])}) as second,
+        ):
+            after = await publish(alice, "flash", "after the move")
+            assert await second.updates(1) == [after]

@@ -129,7 +129,7 @@ async def test_sse_starlettes_exit_signal_still_ends_the_wait_for_shutdown() -> 
     waiting = asyncio.create_task(stopping())
     AppStatus.should_exit = True
     try:
-        await asyncio.wait_for(waiting, 2)  # its watcher looks twice a second
+        await asyncio.wait_for(waiting, 5)  # its watcher looks twice a second
     finally:
         AppStatus.should_exit = False
 
