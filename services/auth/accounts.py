@@ -77,7 +77,7 @@ async def authenticate(
     db, passwords, buckets, settings = state["db"], state["passwords"], state["buckets"], state["settings"]
     key = username_key(username)
     known = device == key
-    async with passwords.turn():
+    async with passwords.turn(known):
         await throttle.take_login_slot(buckets, settings, key, address, known)
         user = await db.users.find_one({"username_key": key})
         if not await passwords.verify(user["password_hash"] if user else None, password):

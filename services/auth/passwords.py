@@ -3,6 +3,10 @@
 A hash takes 64 MiB and about a tenth of a second of two cores. On the thread pool the rest of the app shares, the
 hashes at once, and their memory, would grow with the logins at once. Here at most `concurrency` run at once, each
 caller waits at most `wait` seconds for its turn, and past that hears 503: memory stays bounded whatever arrives.
+
+One more turn is kept for a browser signing in to the account it signed in to before (its device cookie,
+services/auth/browsers.py): a stranger guessing someone's password, who cannot show that cookie, can fill every
+other turn and still not keep the owner out by keeping the server busy.
 """
 
 from __future__ import annotations
@@ -53,23 +57,26 @@ class Passwords:
     is refused before it costs even a database round trip; the pool's size bounds the memory on its own."""
 
     def __init__(self, concurrency: int, wait: float) -> None:
-        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="argon2", initializer=_yield_to_serving)
+        self._pool = ThreadPoolExecutor(concurrency + 1, thread_name_prefix="argon2", initializer=_yield_to_serving)
         # The first task of the pool, so a verify queued after it never waits on it from the only thread.
         self._dummy = self._pool.submit(_hasher.hash, "gossip-dummy-password")
         self._turns = asyncio.Semaphore(concurrency)
+        self._known_turn = asyncio.Semaphore(1)
         self._wait = wait
 
     @contextlib.asynccontextmanager
-    async def turn(self) -> AsyncIterator[None]:
+    async def turn(self, known: bool = False) -> AsyncIterator[None]:
+        """`known`: the caller is a browser the account knows, and waits for the turn kept for such browsers."""
+        turns = self._known_turn if known else self._turns
         try:
             async with asyncio.timeout(self._wait):
-                await self._turns.acquire()
+                await turns.acquire()
         except TimeoutError:
             raise refusal("hashing", 503, BUSY, 1) from None
         try:
             yield
         finally:
-            self._turns.release()
+            turns.release()
 
     async def hash(self, password: str) -> str:
         return await self._run(_hasher.hash, password)
