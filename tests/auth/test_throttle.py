@@ -195,5 +195,6 @@ async def test_a_known_browsers_good_login_gives_back_no_account_wide_failure(se
     for address in ("10.0.0.1", "10.0.0.2"):
         await take_login_slot(buckets, settings, "alice", address)
     account = await db.buckets.find_one({"_id": "login:user:alice"})
+    assert account is not None  # unknown browsers, by default, count against the account as a whole
     await logged_in(buckets, settings, "alice", "10.0.0.3", known=True)
     assert await db.buckets.find_one({"_id": "login:user:alice"}) == account
