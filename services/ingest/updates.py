@@ -116,12 +116,13 @@ class Updates:
         self, author: Caller, key: str | None, show: str, title: str, text: str
     ) -> dict[str, Any] | None:
         """A retry of a used key gets the update the key published; None for a new key, or none. 409 if that update
-        was retracted, 422 if the key was used for another update. Both lookups are sent at once: one wait, not two."""
+        was retracted, 422 if the key was used for another update. Both lookups are sent at once: one wait, not two. A
+        retracted update's key expires by its date, whenever its record goes."""
         if key is None:
             return None
         earlier, retracted = await asyncio.gather(
             self.db.updates.find_one({"author": author.username, "idempotency_key": key}),
-            self.db.spent_keys.find_one({"_id": _spent(author, key)}),
+            self.db.spent_keys.find_one({"_id": _spent(author, key), "expires_at": {"$gt": utcnow()}}),
         )
         if earlier is not None:
             return _replayed(earlier, show, title, text)
