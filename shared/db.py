@@ -4,7 +4,8 @@ that more than one service needs.
 Each workaround for the embedded MongoDB-protocol server is also correct on real MongoDB, says so in one line, and
 is tested. One that a single place needs lives beside that place: next_change, change_id and token_epoch with the
 change streams (services/stream/changes.py), the rule filters' check_query and matching with the watch rules
-(services/stream/rulebook.py), keep_history and delete_older with retention (services/ingest/retention.py).
+(services/stream/rulebook.py), keep_history and delete_older with retention (services/ingest/retention.py). The
+chore that deletes expired documents where no TTL index does (EXPIRING) is shared/expiry.py.
 """
 
 from __future__ import annotations
@@ -171,7 +172,8 @@ async def last_seq(db: Database, name: str = "updates") -> int:
 
 async def purges_ttl_on_read(db: Database) -> bool:
     """Whether this is the embedded server, which honours a TTL index by purging the collection on every read of
-    it, with a full scan whose cost grows with the collection: there old updates are deleted by a chore instead."""
+    it, with a full scan whose cost grows with the collection: there chores delete old updates and expired documents
+    instead."""
     return (await db.command("buildInfo")).get("process") == "nx_27017"
 
 
@@ -181,9 +183,30 @@ async def _unique_where_present(collection: AsyncCollection[dict[str, Any]], fie
     await collection.create_index(field, unique=True, partialFilterExpression={field: {"$exists": True}})
 
 
+# The collections whose documents end at their `expires_at`, each read as absent from then on by its readers.
+EXPIRING = ("sessions", "update_ids", "spent_keys", "presence", "sends")
+
+
+# Embedded-server workaround: its TTL index purges on every read, with a full scan, so there a chore deletes instead.
+async def _index_expiry(collection: AsyncCollection[dict[str, Any]], embedded: bool) -> None:
+    """`expires_at` indexed: a TTL index on MongoDB, whose monitor deletes what has expired about once a minute; a
+    plain one on the embedded server, where shared/expiry.py's chore deletes it. An index of the other kind (left by
+    an earlier start, or by a start on the other server) is replaced."""
+    ttl = None if embedded else 0
+    async for index in await collection.list_indexes():
+        if index["key"] == {"expires_at": 1} and index.get("expireAfterSeconds") != ttl:
+            await collection.drop_index(index["name"])
+    if embedded:
+        await collection.create_index("expires_at")
+    else:
+        await collection.create_index("expires_at", expireAfterSeconds=0)
+
+
 async def ensure_indexes(db: Database) -> None:
     await db.users.create_index("username_key", unique=True)
-    await db.sessions.create_index("expires_at", expireAfterSeconds=0)
+    embedded = await purges_ttl_on_read(db)
+    for name in EXPIRING:
+        await _index_expiry(db[name], embedded)
     await db.sessions.create_index("user_id")
     await _unique_where_present(db.updates, "seq")  # other writers insert updates without one, for the stream to number
     await db.updates.create_index([("seq", ASCENDING), ("show", ASCENDING)])  # finds those, which the unique one omits
@@ -194,8 +217,6 @@ async def ensure_indexes(db: Database) -> None:
     await db.updates.create_index(
         [("recipient", ASCENDING), ("seq", ASCENDING)], partialFilterExpression={"recipient": {"$exists": True}}
     )
-    await db.update_ids.create_index("expires_at", expireAfterSeconds=0)
-    await db.spent_keys.create_index("expires_at", expireAfterSeconds=0)  # retracted updates' Idempotency-Keys
     await db.updates.create_index(
         [("author", ASCENDING), ("idempotency_key", ASCENDING)],
         unique=True,
@@ -206,11 +227,9 @@ async def ensure_indexes(db: Database) -> None:
         [("user_id", ASCENDING), ("slot", ASCENDING)], unique=True, partialFilterExpression={"slot": {"$exists": True}}
     )
     await db.buckets.create_index("full_at")
-    await db.presence.create_index("expires_at", expireAfterSeconds=0)  # a dead stream process drops out
     await db.devices.create_index("endpoint", unique=True)  # a browser's subscription belongs to one user
     await db.devices.create_index([("user_id", ASCENDING), ("slot", ASCENDING)], unique=True)
     await db.sends.create_index("user_id")
-    await db.sends.create_index("expires_at", expireAfterSeconds=0)
     await db.users.create_index("email.verified_at", sparse=True)  # the digest's recipients, a few of all users
 
 

@@ -10,6 +10,7 @@ from services.auth.passwords import hashing
 from services.auth.scheduler import scheduling
 from services.auth.throttle import sweeping
 from shared.app import Extension, create_app
+from shared.expiry import expiring
 
 routes = [
     *accounts.routes,
@@ -22,5 +23,5 @@ routes = [
     *own_data.routes,
     *admin.routes,
 ]
-extensions: list[Extension] = [hashing, sweeping, mailing, scheduling]
+extensions: list[Extension] = [hashing, sweeping, mailing, scheduling, expiring("sessions", "sends")]
 app = create_app("auth", routes, extensions=extensions)

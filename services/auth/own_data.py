@@ -13,7 +13,7 @@ from services.auth import accounts
 from services.auth.state import Auth
 from shared.auth import Caller
 from shared.catalogue import Catalogue
-from shared.db import Database, iso_utc, utcnow
+from shared.db import EXPIRING, Database, iso_utc, utcnow
 from shared.errors import ApiError
 from shared.updates import DELETED_AUTHOR, WIRE_FIELDS, shown, wire
 
@@ -52,9 +52,11 @@ async def export(db: Database, catalogue: Catalogue, user_id: str) -> dict[str, 
     user = await db.users.find_one({"_id": user_id})
     if user is None:
         raise ApiError(401, detail="This account no longer exists.")
-    found: dict[str, Any] = {"exported_at": iso_utc(utcnow()), "user": _without(user, USER_LEFT_OUT)}
+    now = utcnow()
+    found: dict[str, Any] = {"exported_at": iso_utc(now), "user": _without(user, USER_LEFT_OUT)}
     for name, left_out in OWN_DATA.items():
-        documents = db[name].find({"user_id": user_id}).sort("_id", 1)
+        unexpired = {"expires_at": {"$gt": now}} if name in EXPIRING else {}  # whether or not it is deleted yet
+        documents = db[name].find({"user_id": user_id, **unexpired}).sort("_id", 1)
         found[name] = [_without(document, left_out) async for document in documents]
     published = await db.updates.find({"author_id": user_id}, WIRE_FIELDS).sort("seq", 1).to_list()
     found["updates"] = [wire(update) for update in shown(published, await catalogue.titles())]

@@ -20,6 +20,7 @@ from shared.app import create_app
 from shared.auth import Caller
 from shared.body import read_fields, whole_number
 from shared.errors import ApiError
+from shared.expiry import expiring
 from shared.limits import Limit, Rate
 from shared.openapi import ApiRoute
 from shared.pages import Viewer, page_viewer, read_form, redirect, render
@@ -124,5 +125,5 @@ routes = [
     ApiRoute("/api/updates/{seq:int}", delete_update, "DELETE", api_docs.delete_update),
     Route("/publish", publish_page, methods=["GET", "POST"]),
 ]
-extensions = [remembering_tokens, storing, retention]
+extensions = [remembering_tokens, storing, retention, expiring("spent_keys")]
 app = create_app("ingest", routes, extensions=extensions)

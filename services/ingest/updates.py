@@ -18,7 +18,7 @@ from shared.auth import Caller
 from shared.batching import Batcher
 from shared.body import whole_number
 from shared.catalogue import Catalogue
-from shared.db import MAX_INT, Database, next_seq, numbers, put, utcnow, with_now
+from shared.db import MAX_INT, Database, as_datetime, next_seq, numbers, put, utcnow, with_now
 from shared.errors import ApiError, invalid
 from shared.limits import Limit
 from shared.tracing import span, traceparent
@@ -116,7 +116,9 @@ class Updates:
         self, author: Caller, key: str | None, show: str, title: str, text: str
     ) -> dict[str, Any] | None:
         """A retry of a used key gets the update the key published; None for a new key, or none. 409 if that update
-        was retracted, 422 if the key was used for another update. Both lookups are sent at once: one wait, not two."""
+        was retracted, 422 if the key was used for another update. Both lookups are sent at once: one wait, not two. A
+        retracted update's key is free again once its record's date has passed, whenever the record goes: checked here,
+        not in the query, since a condition beside `_id` makes the embedded server scan the collection."""
         if key is None:
             return None
         earlier, retracted = await asyncio.gather(
@@ -125,7 +127,7 @@ class Updates:
         )
         if earlier is not None:
             return _replayed(earlier, show, title, text)
-        if retracted is not None:
+        if retracted is not None and as_datetime(retracted["expires_at"]) > utcnow():
             _same_request(retracted, show, text)
             detail = f"The update this key published (#{retracted['seq']}) was retracted: publish with a new key."
             raise ApiError(409, "retracted", detail, {KEY_HEADER: "its update was retracted"})

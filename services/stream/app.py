@@ -21,6 +21,7 @@ from shared.app import create_app
 from shared.auth import require_caller, same_user
 from shared.body import whole_number
 from shared.db import Database, last_seq
+from shared.expiry import expiring
 from shared.openapi import ApiRoute
 from shared.pages import page_viewer, render
 from shared.state import Core
@@ -160,5 +161,5 @@ routes = [
     Route("/notifications", notifications),
     Route("/notifications/all", notifications_all),
 ]
-extensions = [fan_out]
+extensions = [fan_out, expiring("update_ids", "presence")]
 app = create_app("stream", routes, extensions=extensions)

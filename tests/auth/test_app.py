@@ -99,6 +99,15 @@ async def test_expired_session_is_logged_out(alice: httpx.AsyncClient, db: Datab
     assert (await alice.get("/api/me")).status_code == 401
 
 
+@pytest.mark.embedded
+async def test_an_expired_session_is_refused_while_it_is_still_stored(alice: httpx.AsyncClient, db: Database) -> None:
+    """No TTL index removes it there, and the chore may not have run yet: the session's own date refuses it."""
+    session = await db.sessions.find_one({})
+    await db.sessions.replace_one({"_id": session["_id"]}, {**session, "expires_at": utcnow() - timedelta(seconds=1)})
+    assert (await alice.get("/api/me")).status_code == 401
+    assert await db.sessions.find_one({"_id": session["_id"]}) is not None
+
+
 async def _expiring_in(db: Database, left: timedelta) -> dict[str, Any]:
     session = await db.sessions.find_one({})
     session["expires_at"] = utcnow() + left

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -19,6 +20,8 @@ from shared.updates import DELETED_AUTHOR
 from tests.support.accounts import PASSWORD, api_token, json_error, registered
 from tests.support.sse import events
 from tests.support.updates import publish
+
+KEPT = timedelta(days=30)
 
 
 @pytest.fixture
@@ -37,7 +40,12 @@ async def stored_elsewhere(db: Database, user_id: str) -> None:
     await db.devices.insert_one({"_id": "d1", "user_id": user_id, "endpoint": "https://push.example/abc",
                                  "keys": {"p256dh": "public-key", "auth": "auth-secret"}, "name": "Laptop",
                                  "added_at": now})  # fmt: skip
-    await db.sends.insert_one({"_id": f"digest:{user_id}:2026-12-07", "user_id": user_id, "sent_at": now})
+    await db.sends.insert_many(
+        [
+            {"_id": f"digest:{user_id}:2026-12-07", "user_id": user_id, "sent_at": now, "expires_at": now + KEPT},
+            {"_id": f"digest:{user_id}:2026-10-01", "user_id": user_id, "sent_at": now - KEPT, "expires_at": now},
+        ]
+    )  # the older one has expired, and is as good as gone even before a chore deletes it
     email = {"address": "alice@example.org", "added_at": now, "verified_at": now}
     await db.users.update_one({"_id": user_id}, {"$set": {"email": email}})
 
@@ -52,6 +60,7 @@ async def test_the_export_holds_everything_about_the_user_and_no_hash(
     user = await db.users.find_one({"username": "alice"})
     assert user is not None
     await stored_elsewhere(db, user["_id"])
+    await db.sessions.insert_one({"_id": "ended", "user_id": user["_id"], "username": "alice", "expires_at": utcnow()})
     async with registered(server, "bob") as bob:
         await publish(bob, "flash", "not hers")
         response = await alice.get("/api/me/export")

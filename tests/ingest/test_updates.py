@@ -109,6 +109,15 @@ async def test_a_key_whose_update_was_retracted_refuses_only_its_own_retries(upd
     assert (await updates.publish(BOB, flash("said too soon"), "spent"))["author"] == "bob"  # keys are per author
 
 
+async def test_a_retracted_update_key_is_free_once_its_record_has_expired_though_still_stored(updates: Updates) -> None:
+    retracted = await updates.publish(ALICE, flash("said too soon"), "spent")
+    await updates.retract(ALICE, retracted["seq"])
+    spent = await updates.db.spent_keys.find_one({})
+    await updates.db.spent_keys.replace_one({"_id": spent["_id"]}, {**spent, "expires_at": utcnow()})
+    assert (await updates.publish(ALICE, flash("said again"), "spent"))["text"] == "said again"
+    assert await updates.db.spent_keys.count_documents({}) == 1
+
+
 async def test_a_retry_answers_the_first_update_and_takes_no_seq(updates: Updates) -> None:
     first = await updates.publish(ALICE, flash("once"), "retry")
     assert await updates.publish(ALICE, flash("once"), "retry") == first
