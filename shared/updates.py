@@ -6,10 +6,13 @@ fields (a document may carry anything else, of any size), and the title always c
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import heapq
 import re
 from collections.abc import Collection, Mapping
 from datetime import datetime, timedelta
+from itertools import islice
 from typing import Any, TypedDict
 
 from bson import ObjectId
@@ -31,7 +34,6 @@ NOT_BLANK = re.compile(f"[^{BLANK}]")
 # Nor any control character but tabs and line breaks (NEL, \x85, is one): a NUL or an escape sequence (ESC, or the
 # one-character CSI, \x9b) is no part of a note on a show.
 NO_CONTROL = re.compile(r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f]*$")
-# What a read of updates for clients takes of each document: the wire fields, never the _id or a writer's extras.
 # What a read for clients takes of a document: the wire fields, and whom a personal update is for (never shown).
 WIRE_FIELDS = dict.fromkeys(("seq", "show", "title", "text", "author", "created_at", "edited_at", "recipient"), 1) | {
     "_id": 0
@@ -171,14 +173,28 @@ def _stored(seq: dict[str, int]) -> dict[str, Any]:
     return {"seq": numbers(seq), "rejected": {"$exists": False}}
 
 
-def _query(shows: Collection[str] | None, seq: dict[str, int], viewer: str | None) -> dict[str, Any]:
-    """`shows=None` means every show. Never a document the stream service has rejected, nor another user's personal
-    update; the viewer's own are theirs whatever they follow."""
-    query = {**_stored(seq), **visible_to(viewer)}
-    if shows is not None:
-        followed = {"show": {"$in": list(shows)}}
-        query.update({"$or": [followed, {"recipient": viewer}]} if viewer else followed)
-    return query
+def _parts(shows: Collection[str] | None, seq: dict[str, int], viewer: str | None) -> list[dict[str, Any]]:
+    """What a viewer may see of the shows (`shows=None`: every show) in the seq range, as disjoint queries: the
+    updates for everybody of the shows, and the viewer's own personal ones whatever they follow. Never a document the
+    stream service has rejected, nor another user's personal update. Two queries and not one `$or`: the embedded
+    server reads the whole collection for an `$or` (docs/mongodb.md), and this is every feed's and page's read."""
+    if shows is None:
+        return [{**_stored(seq), **visible_to(viewer)}]
+    followed = {**_stored(seq), **visible_to(None), "show": {"$in": list(shows)}}
+    return [followed, {**_stored(seq), "recipient": viewer}] if viewer else [followed]
+
+
+async def _read(
+    db: Database, parts: list[dict[str, Any]], order: int, limit: int, fields: Mapping[str, int] = WIRE_FIELDS
+) -> list[dict[str, Any]]:
+    """The first `limit` of the parts' updates together, in seq `order` (1 or -1): each part's first `limit`,
+    merged."""
+    found = await asyncio.gather(*(db.updates.find(p, fields).sort("seq", order).limit(limit).to_list() for p in parts))
+    return list(islice(heapq.merge(*found, key=_seq, reverse=order < 0), limit))
+
+
+def _seq(update: Mapping[str, Any]) -> int:
+    return int(update["seq"])
 
 
 def titled(update: dict[str, Any], titles: Mapping[str, str]) -> dict[str, Any]:
@@ -212,7 +228,7 @@ async def history(
 ) -> list[dict[str, Any]]:
     """Updates in (after, upto] in seq order, as read: pass them through `shown`. The database is the history."""
     seq = {"$gt": after} if upto is None else {"$gt": after, "$lte": upto}
-    return await db.updates.find(_query(shows, seq, viewer), WIRE_FIELDS).sort("seq", 1).limit(limit).to_list()
+    return await _read(db, _parts(shows, seq, viewer), 1, limit)
 
 
 async def every_viewers(
@@ -220,14 +236,12 @@ async def every_viewers(
 ) -> list[dict[str, Any]]:
     """`history` for every viewer at once: the updates of the shows, and every personal one, in (after, upto]. For
     a replay that many feeds share; each feed keeps what `sees` lets its user see."""
-    query = _stored({"$gt": after, "$lte": upto})
-    if shows is not None:
-        query["$or"] = [{"show": {"$in": list(shows)}}, {"recipient": {"$exists": True}}]
-    return await db.updates.find(query, WIRE_FIELDS).sort("seq", 1).limit(limit).to_list()
-
-
-async def _newest(db: Database, query: dict[str, Any], limit: int) -> list[dict[str, Any]]:
-    return await db.updates.find(query, WIRE_FIELDS).sort("seq", -1).limit(limit).to_list()
+    stored = _stored({"$gt": after, "$lte": upto})
+    if shows is None:
+        return await _read(db, [stored], 1, limit)
+    personal = {**stored, "recipient": {"$exists": True}}
+    followed = {**stored, "recipient": {"$exists": False}, "show": {"$in": list(shows)}}
+    return await _read(db, [followed, personal], 1, limit)
 
 
 async def recent(
@@ -235,7 +249,7 @@ async def recent(
 ) -> list[dict[str, Any]]:
     """The newest updates first, or the newest below `before` for a page of older ones, as read: pass them through
     `shown`."""
-    return await _newest(db, _query(shows, {"$gt": 0} if before is None else {"$lt": before}, viewer), limit)
+    return await _read(db, _parts(shows, {"$gt": 0} if before is None else {"$lt": before}, viewer), -1, limit)
 
 
 async def since_read(
@@ -246,7 +260,7 @@ async def since_read(
     A page that shows these then marks them read, so none after the mark may be left off it, within reason;
     past `most`, the oldest of them are on the older pages.
     """
-    fresh = await _newest(db, _query(shows, {"$gt": last_read_seq}, viewer), most)
+    fresh = await _read(db, _parts(shows, {"$gt": last_read_seq}, viewer), -1, most)
     return fresh if len(fresh) >= least else await recent(db, shows, viewer, least)
 
 
@@ -258,29 +272,36 @@ async def oldest(db: Database) -> int | None:
 
 async def cut(db: Database, shows: Collection[str] | None, viewer: str | None, after: int, upto: int, keep: int) -> int:
     """The seq above which (after, upto] holds exactly `keep` updates of the shows; `after` if it holds no more."""
-    query = _query(shows, {"$gt": after, "$lte": upto}, viewer)
-    found = await db.updates.find(query, {"seq": 1}).sort("seq", -1).skip(keep).limit(1).to_list()
-    return int(found[0]["seq"]) if found else after
+    found = await _read(db, _parts(shows, {"$gt": after, "$lte": upto}, viewer), -1, keep + 1, {"seq": 1})
+    return _seq(found[keep]) if len(found) > keep else after
 
 
 async def between(db: Database, shows: Collection[str] | None, viewer: str | None, after: int, upto: int) -> int:
     """How many updates of the shows are in (after, upto], up to COUNT_CAP."""
-    return await count(db.updates, _query(shows, {"$gt": after, "$lte": upto}, viewer), COUNT_CAP)
+    return await _count(db, _parts(shows, {"$gt": after, "$lte": upto}, viewer))
 
 
 async def any_before(db: Database, shows: Collection[str] | None, viewer: str | None, seq: int) -> bool:
     """Whether a page ending at `seq` has an older page after it."""
-    return await db.updates.find_one(_query(shows, {"$lt": seq}, viewer), {"_id": 1}) is not None
+    for part in _parts(shows, {"$lt": seq}, viewer):
+        if await db.updates.find_one(part, {"_id": 1}) is not None:
+            return True
+    return False
 
 
-def _unread_query(
+async def _count(db: Database, parts: list[dict[str, Any]]) -> int:
+    """How many the disjoint parts hold together, up to COUNT_CAP."""
+    return min(COUNT_CAP, sum([await count(db.updates, part, COUNT_CAP) for part in parts]))
+
+
+def _unread_parts(
     heard: Collection[str], user: Mapping[str, Any], last_read_seq: int, upto: int | None
-) -> dict[str, Any]:
+) -> list[dict[str, Any]]:
     """Updates of the shows heard (followed, not muted) and the user's personal ones after the read mark (up to
     `upto`), except one's own: those were never news to their author. `user`: the user's document (its _id and
     username)."""
     seq = {"$gt": last_read_seq} if upto is None else {"$gt": last_read_seq, "$lte": upto}
-    return {**_query(heard, seq, user["_id"]), "author": {"$ne": user["username"]}}
+    return [{**part, "author": {"$ne": user["username"]}} for part in _parts(heard, seq, user["_id"])]
 
 
 async def unread(
@@ -288,7 +309,7 @@ async def unread(
 ) -> int:
     """How many are unread, up to COUNT_CAP: a user who never reads costs no more than one who does. A live page
     counts on from `upto` as updates arrive, so the two add up to the same number."""
-    return await count(db.updates, _unread_query(heard, user, last_read_seq, upto), COUNT_CAP)
+    return await _count(db, _unread_parts(heard, user, last_read_seq, upto))
 
 
 async def unread_newest(
@@ -301,7 +322,7 @@ async def unread_newest(
 ) -> list[dict[str, Any]]:
     """The `limit` newest of the unread updates of `shows`, newest first, as `unread` counts them, titled from the
     catalogue (for the digest)."""
-    return shown(await _newest(db, _unread_query(shows, user, last_read_seq, None), limit), titles)
+    return shown(await _read(db, _unread_parts(shows, user, last_read_seq, None), -1, limit), titles)
 
 
 async def newest(db: Database) -> int:

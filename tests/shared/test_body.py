@@ -1,5 +1,5 @@
 """Request bodies and numbers (shared/body.py): the parsing as pure logic, reading a body over real HTTP. Bodies that
-are too large, not JSON or not UTF-8 are refused in tests/auth/test_app.py and tests/ingest/test_app.py."""
+are too large, not JSON or not UTF-8 are refused in tests/auth/test_accounts.py and tests/ingest/test_app.py."""
 
 from __future__ import annotations
 

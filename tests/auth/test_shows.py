@@ -1,0 +1,108 @@
+"""Shows over real HTTP: following, presence, read marks and unread counts."""
+
+from __future__ import annotations
+
+import httpx
+
+from shared.db import Database
+from tests.support.accounts import json_error, registered
+from tests.support.sse import events
+from tests.support.updates import publish
+from tests.support.waiting import wait_until
+
+
+async def test_follow_and_unfollow_are_idempotent(alice: httpx.AsyncClient) -> None:
+    for _ in range(2):
+        assert (await alice.put("/api/me/follows/flash")).status_code == 204
+    assert (await alice.get("/api/me")).json()["follows"] == ["flash"]
+    shows = {show["slug"]: show["followed"] for show in (await alice.get("/api/shows")).json()}
+    assert shows == {
+        "suits": False, "flash": True, "game_of_thrones": False,
+        "impractical_jokers": False, "gossip_girl": False, "sherlock": False,
+    }  # fmt: skip
+    for _ in range(2):
+        assert (await alice.delete("/api/me/follows/flash")).status_code == 204
+    assert (await alice.get("/api/me")).json()["follows"] == []
+
+
+async def test_presence_counts_the_open_feeds_people_and_knows_no_unknown_show(alice: httpx.AsyncClient) -> None:
+    assert (await alice.put("/api/me/follows/flash")).status_code == 204
+    async with events(alice, "/events"):
+        assert await wait_until(lambda: _watching(alice, "flash", 1), timeout=12)  # within a report interval, 5 s
+        shows = {show["slug"]: show["watching"] for show in (await alice.get("/api/shows")).json()}
+        assert (shows["flash"], shows["sherlock"]) == (1, 0)
+        response = await alice.get("/api/shows/no_such_show/presence")
+        assert json_error(response)[:2] == (404, "not_found")
+
+
+async def _watching(http: httpx.AsyncClient, slug: str, count: int) -> bool:
+    return (await http.get(f"/api/shows/{slug}/presence")).json() == {"watching": count}
+
+
+async def test_following_an_unknown_show_is_404(alice: httpx.AsyncClient) -> None:
+    response = await alice.put("/api/me/follows/no_such_show")
+    assert json_error(response)[:2] == (404, "not_found")
+    assert (await alice.delete("/api/me/follows/no_such_show")).status_code == 404
+
+
+async def test_read_mark_only_moves_forward(alice: httpx.AsyncClient, db: Database) -> None:
+    for i in range(7):
+        await publish(alice, "flash", f"update {i}")
+    assert (await alice.post("/api/me/read", json={"seq": 7})).status_code == 204
+    assert (await alice.post("/api/me/read", json={"seq": 3})).status_code == 204
+    assert (await db.users.find_one({"username": "alice"}))["last_read_seq"] == 7
+    assert json_error(await alice.post("/api/me/read", json={"seq": "x"}))[0:3:2] == (
+        422,
+        {"seq": "a non-negative integer"},
+    )
+
+
+async def test_a_read_mark_for_another_user_is_403_and_marks_nothing(alice: httpx.AsyncClient, db: Database) -> None:
+    """A stale tab on a shared computer, made for bob, where alice has signed in since."""
+    for i in range(3):
+        await publish(alice, "flash", f"update {i}")
+    refused = await alice.post("/api/me/read", json={"seq": 3, "user": "bob"})
+    assert json_error(refused) == (403, "other_user", {"user": "not the signed-in user"})
+    assert (await db.users.find_one({"username": "alice"}))["last_read_seq"] == 0
+    assert (await alice.post("/api/me/read", json={"seq": 2, "user": "alice"})).status_code == 204
+    assert (await db.users.find_one({"username": "alice"}))["last_read_seq"] == 2
+
+
+async def test_read_mark_beyond_the_newest_update_is_brought_down_to_it(
+    alice: httpx.AsyncClient, server: str, db: Database
+) -> None:
+    await alice.put("/api/me/follows/flash")
+    async with registered(server, "bob") as bob:
+        newest = await publish(bob, "flash", "seen")
+        assert (await alice.post("/api/me/read", json={"seq": 1_000_000_000})).status_code == 204
+        assert (await db.users.find_one({"username": "alice"}))["last_read_seq"] == newest["seq"]
+        await publish(bob, "flash", "published after the mark")
+    assert (await alice.get("/api/me")).json()["unread"] == 1
+
+
+async def test_read_mark_beyond_64_bits_is_422_naming_seq(alice: httpx.AsyncClient, db: Database) -> None:
+    status, _, fields = json_error(await alice.post("/api/me/read", json={"seq": 99999999999999999999}))
+    assert status == 422 and "seq" in fields
+    assert (await db.users.find_one({"username": "alice"}))["last_read_seq"] == 0
+
+
+async def test_unread_counts_only_others_updates_published_since_joining(server: str) -> None:
+    async with registered(server, "bob") as bob:
+        await publish(bob, "flash", "before alice joined")
+        async with registered(server, "alice") as alice:
+            await alice.put("/api/me/follows/flash")
+            await publish(alice, "flash", "her own")
+            assert (await alice.get("/api/me")).json()["unread"] == 0
+            await publish(bob, "flash", "news to alice")
+            assert (await alice.get("/api/me")).json()["unread"] == 1
+
+
+async def test_cookie_authenticated_api_post_must_be_json(alice: httpx.AsyncClient) -> None:
+    response = await alice.post(
+        "/api/me/read", content=b"seq=5", headers={"content-type": "application/x-www-form-urlencoded"}
+    )
+    assert json_error(response)[:2] == (415, "unsupported_media_type")
+    logout = await alice.post("/api/auth/logout")  # what a cross-site form could send: no body, no content-type
+    assert json_error(logout)[:2] == (415, "unsupported_media_type")
+    assert "Content-Type: application/json, even with no body" in logout.json()["detail"]
+    assert (await alice.get("/api/me")).status_code == 200
