@@ -265,8 +265,9 @@ async def since_read(
 
 
 async def oldest(db: Database) -> int | None:
-    """The oldest stored update's seq, None if none."""
-    first = await db.updates.find_one(_stored({"$gt": 0}), {"seq": 1}, sort=[("seq", 1)])
+    """The oldest seq stored, None if none, a rejected document's included: its seq was given, so nothing before it
+    is gone, and a replay from there still knows how many updates it missed."""
+    first = await db.updates.find_one({"seq": numbers({"$gt": 0})}, {"seq": 1}, sort=[("seq", 1)])
     return int(first["seq"]) if first else None
 
 

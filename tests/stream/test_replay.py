@@ -55,3 +55,9 @@ async def test_a_resume_point_older_than_the_oldest_kept_update_is_announced_wit
     assert await Replay(db, Catalogue(db), limit=10, trimmed=True).start(None, 5, 10) == (5, b"")
     assert await Replay(db, Catalogue(db), limit=3, trimmed=True).start(None, 2, 10) == (7, resync_frame(2, 7, None))
     assert await Replay(db, Catalogue(db), limit=10, trimmed=False).start(None, 2, 10) == (2, b"")
+
+
+async def test_rejected_documents_hold_their_seqs_so_nothing_kept_reads_as_gone(db: Database) -> None:
+    rejected = [{**stored_update(seq), "rejected": "text: not a string"} for seq in range(1, 4)]
+    await db.updates.insert_many([*rejected, *(stored_update(seq) for seq in range(4, 11))])
+    assert await Replay(db, Catalogue(db), limit=10, trimmed=True).start(None, 0, 10) == (0, b"")
