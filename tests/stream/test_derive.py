@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,8 +21,9 @@ from pymongo.errors import OperationFailure
 
 from dev.processes import ServiceProcess
 from services.all import app as gossip
-from services.stream.changes import token_epoch
-from services.stream.derive import RuleStream, document_key
+from services.auth.accounts import user_document
+from services.stream.changes import Change, next_change, token_epoch
+from services.stream.derive import Derivation, RuleStream, document_key
 from services.stream.rulebook import load
 from services.stream.rules import replay
 from shared.catalogue import Catalogue
@@ -118,6 +119,41 @@ async def test_two_stream_services_on_one_database_write_one_update(settings: Se
     assert [update["text"].split(": ")[1] for update in got_first] == [f"Episode {n}, on Tue 08 Dec" for n in range(5)]
     assert await db.updates.count_documents({"author": "episodes"}) == 5
     assert [update["seq"] for update in got_first] == [after["seq"] - 5 + n for n in range(5)]  # one deriver: no holes
+
+
+async def heard(
+    db: Database, collection: str, write: Callable[[Database], Awaitable[None]], count: int
+) -> list[Change]:
+    """The change events `write` (a coroutine function of the database) makes in the collection, as a rule's
+    stream reads them: the first `count`, within 5 s."""
+    found: list[Change] = []
+    deadline = time.monotonic() + 5
+    async with await db[collection].watch(full_document="updateLookup") as stream:
+        await write(db)
+        while len(found) < count and time.monotonic() < deadline:
+            if (change := await next_change(stream, 0.01)) is not None:
+                found.append(change)
+    assert len(found) == count, found
+    return found
+
+
+async def test_a_filter_takes_each_change_as_it_left_the_document_not_as_it_is_now(db: Database) -> None:
+    """The orders rule tells the statuses its filter names, each as its change left the order: one saved as
+    "pending" and placed within a batch tells "placed" alone; one placed and then returned still tells "placed"."""
+    await prepare(db)
+    rule = next(rule for rule in load(RULES) if rule.name == "orders")
+    derivation = Derivation(db, rule, Catalogue(db))
+    await db.users.insert_one(user_document("alice", "not-a-hash"))
+
+    async def shop(db: Database) -> None:
+        cup = (await db.orders.insert_one({"user": "alice", "item": "a cup", "status": "pending"})).inserted_id
+        await db.orders.update_one({"_id": cup}, {"$set": {"status": "placed"}})
+        pot = (await db.orders.insert_one({"user": "alice", "item": "a pot", "status": "placed"})).inserted_id
+        await db.orders.update_one({"_id": pot}, {"$set": {"status": "returned"}})
+
+    assert await derivation.derive(await heard(db, "orders", shop, 4)) == 2
+    texts = [update["text"] async for update in db.updates.find().sort("seq", 1)]
+    assert texts == ["Your order of a cup is placed.", "Your order of a pot is placed."]
 
 
 async def leased(db: Database) -> dict[str, str] | None:
@@ -366,7 +402,7 @@ async def test_a_token_mongodb_says_has_left_the_oplog_is_dropped_loudly_and_the
     caplog.set_level(logging.ERROR, logger="gossip")
     await prepare(db)
     rule = next(rule for rule in load(RULES) if rule.name == "episodes")
-    stream = RuleStream(db, rule, Catalogue(db), await token_epoch(db), embedded=True, lease=settings.rule_lease)
+    stream = RuleStream(db, rule, Catalogue(db), await token_epoch(db), lease=settings.rule_lease)
     await stream.opened({"_data": "nx:3"})
     assert await stream.options() == {"resume_after": {"_data": "nx:3"}}
     lost = counted(LOST)
