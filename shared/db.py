@@ -3,7 +3,7 @@ that more than one service needs.
 
 Each workaround for the embedded MongoDB-protocol server is also correct on real MongoDB, says so in one line, and
 is tested. One that a single place needs lives beside that place: next_change, change_id and token_epoch with the
-change streams (services/stream/changes.py), the rule filters' check_query and matching with the watch rules
+change streams (services/stream/changes.py), check_query with the watch rules
 (services/stream/rulebook.py), keep_history and delete_older with retention (services/ingest/retention.py). The
 chore that deletes expired documents where no TTL index does (EXPIRING) is shared/expiry.py.
 """

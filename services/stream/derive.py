@@ -32,7 +32,6 @@ from shared.db import (
     iso_utc,
     new_id,
     next_seq,
-    purges_ttl_on_read,
     put,
     username_key,
     utcnow,
@@ -61,8 +60,8 @@ class Derivation:
     """One rule's changes made into updates. `derive` takes change events (or, for `replay`, replace events made
     from the documents as they are) and is safe to run twice on the same changes: what was told is not told again."""
 
-    def __init__(self, db: Database, rule: Rule, catalogue: Catalogue, embedded: bool) -> None:
-        self.db, self.rule, self.catalogue, self.embedded = db, rule, catalogue, embedded
+    def __init__(self, db: Database, rule: Rule, catalogue: Catalogue) -> None:
+        self.db, self.rule, self.catalogue = db, rule, catalogue
 
     async def derive(self, changes: list[Change]) -> int:
         """Documents in the order of their last change in the batch. A document deleted at the end is retracted; an
@@ -98,13 +97,19 @@ class Derivation:
         return any(path.split(".")[0] in self.rule.fields for path in changed)
 
     async def _matching(self, present: dict[str, Present]) -> dict[str, Present]:
-        """The documents the rule's filter takes, as they are now: MongoDB's own query, so its own semantics."""
+        """Of each document's states, those the rule's filter takes, each as its change left the document: a status
+        the filter leaves out is not told because the next change, in the same batch, brought one it takes."""
         if self.rule.filter is None:
             return present
-        ids = [document_id for document_id, _, _ in present.values()]
-        found = await matching(self.db, self.rule.collection, ids, dict(self.rule.filter), self.embedded)
-        taken = {document_key(self.rule, document_id) for document_id in found}
-        return {key: value for key, value in present.items() if key in taken}
+        every = [state for _, states, _ in present.values() for state in states]
+        taken = set(await matching(self.db, every, dict(self.rule.filter)))
+        kept, position = {}, 0
+        for key, (document_id, states, fresh) in present.items():
+            chosen = [state for n, state in enumerate(states, start=position) if n in taken]
+            position += len(states)
+            if chosen:
+                kept[key] = (document_id, chosen, fresh)
+        return kept
 
     async def _derive(self, present: dict[str, Present]) -> int:
         present = await self._matching(present)
@@ -220,8 +225,7 @@ class Promoted(Reopen):
 
 class RuleStream:
     """A rule's change stream: its changes batched into `Derivation.derive`, and the position after each batch
-    kept in `rule_tokens`, so that a restarted service resumes where it stopped. `epoch`: token_epoch's;
-    `embedded`: purges_ttl_on_read's.
+    kept in `rule_tokens`, so that a restarted service resumes where it stopped. `epoch`: token_epoch's.
 
     Every stream process runs the stream, but one at a time derives: the holder of the rule's lease in
     `rule_leases`, which lasts `lease` seconds unrenewed. Two deriving at once would store each update once all the
@@ -231,11 +235,9 @@ class RuleStream:
     next ask and reopens its stream from the kept position. The lease's times are the processes' own clocks, which
     must agree to well within a lease (as NTP keeps them)."""
 
-    def __init__(
-        self, db: Database, rule: Rule, catalogue: Catalogue, epoch: str | None, embedded: bool, lease: float
-    ) -> None:
+    def __init__(self, db: Database, rule: Rule, catalogue: Catalogue, epoch: str | None, lease: float) -> None:
         self.db, self.rule, self.epoch, self.lease = db, rule, epoch, lease
-        self.derivation = Derivation(db, rule, catalogue, embedded)
+        self.derivation = Derivation(db, rule, catalogue)
         self._pending: list[Change] = []
         self._since = 0.0  # when the first pending change came (time.monotonic())
         self._lost: str | None = None  # why the kept token cannot be resumed from, once the server said so
@@ -369,5 +371,5 @@ class RuleStream:
 
 async def rule_streams(db: Database, rules: list[Rule], catalogue: Catalogue, lease: float) -> list[RuleStream]:
     """`lease`: Settings.rule_lease."""
-    epoch, embedded = await token_epoch(db), await purges_ttl_on_read(db)
-    return [RuleStream(db, rule, catalogue, epoch, embedded, lease) for rule in rules]
+    epoch = await token_epoch(db)
+    return [RuleStream(db, rule, catalogue, epoch, lease) for rule in rules]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import string
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -210,16 +210,12 @@ async def check_query(db: Database, collection: str, query: dict[str, Any]) -> N
     await db.query_checks.find(query, {"_id": 1}).limit(1).to_list()
 
 
-# Embedded-server workaround: it scans the whole collection for any condition beside an _id.
-async def matching(db: Database, collection: str, ids: list[Any], query: dict[str, Any], embedded: bool) -> list[Any]:
-    """Those of the ids whose documents match the query (which must not name `_id`). On MongoDB, one query by _id and
-    the query. The embedded server scans the whole collection for any condition beside an _id, at a cost that grows
-    with it: there the documents are read by _id, copied under a tag of this call into a scratch collection
-    (`embedded`: purges_ttl_on_read's answer), matched there, and removed."""
-    if not embedded:
-        found = db[collection].find({"$and": [{"_id": {"$in": ids}}, query]}, {"_id": 1})
-        return [document["_id"] async for document in found]
-    documents = await db[collection].find({"_id": {"$in": ids}}).to_list()
+async def matching(db: Database, documents: Sequence[Mapping[str, Any]], query: dict[str, Any]) -> list[int]:
+    """The positions of the documents that match the query (which must not name `_id`), each matched as its change
+    left it, not as the collection holds it now: a rule tells each change the filter takes. MongoDB's own query, so
+    its own semantics, on copies of the documents in a scratch collection under a tag of this call, removed after
+    (the embedded server reads back its change events' encodings of dates and ObjectIds as what they encode). A
+    document's own `_check` field is not matched: the tag takes its place."""
     if not documents:
         return []
     tag = new_id()
@@ -227,6 +223,6 @@ async def matching(db: Database, collection: str, ids: list[Any], query: dict[st
                                        for n, document in enumerate(documents)])  # fmt: skip
     try:
         found = db.query_checks.find({"$and": [{"_check": tag}, query]}, {"_id": 1})
-        return [documents[int(copy["_id"].rsplit(":", 1)[1])]["_id"] async for copy in found]
+        return sorted([int(copy["_id"].rsplit(":", 1)[1]) async for copy in found])
     finally:
         await db.query_checks.delete_many({"_check": tag})

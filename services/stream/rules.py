@@ -22,7 +22,7 @@ from typing import Any
 from services.stream import rulebook
 from services.stream.derive import BATCH, Derivation
 from shared.catalogue import Catalogue
-from shared.db import Database, as_datetime, connect, prepare, purges_ttl_on_read
+from shared.db import Database, as_datetime, connect, prepare
 from shared.logs import configure
 from shared.settings import Settings
 
@@ -31,7 +31,7 @@ log = logging.getLogger("gossip.stream.rules")
 
 async def replay(db: Database, rule: rulebook.Rule, since: datetime) -> tuple[int, int]:
     """(documents gone over, updates written), a batch of documents at a time in _id order."""
-    derivation = Derivation(db, rule, Catalogue(db), await purges_ttl_on_read(db))
+    derivation = Derivation(db, rule, Catalogue(db))
     after, seen, written = None, 0, 0
     query = rulebook.since_query(rule, since)
     while True:

@@ -11,12 +11,15 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
+from shared.db import Database
 from shared.settings import ROOT, RULES, Settings
 from tests.support.accounts import registered
 from tests.support.servers import gauge, gossip_server
@@ -26,6 +29,7 @@ from tests.support.waiting import wait_until
 
 README = ROOT / "README.md"
 DOCS = ROOT / "docs"
+WATCH_RULES = "Notifications from changes in MongoDB"  # the README's section
 
 # What a reader's shell does, strictly: a failed command (an HTTP error included) ends the session. A feed
 # (`curl -N`) reads until the reader's Ctrl-C, so it is given a few seconds and its timeout (28) is its end.
@@ -147,7 +151,7 @@ async def test_the_mongodb_one_liners_put_an_update_on_everyones_page(
 
 async def test_the_watch_rule_one_liners_put_an_episode_on_its_followers_pages(settings: Settings) -> None:
     """The Python one-liner run as written, against the test's database; the mongosh one inserts the same."""
-    block = section(DOCS / "watch-rules.md", "Watch rules: changes anywhere in the database")
+    block = section(README, WATCH_RULES)
     assert re.search(r"^mongosh 'mongodb://127\.0\.0\.1:27027/gossip\?directConnection=true' --eval "
                      r"'db\.episodes\.insertOne\(\{\"show\": \"flash\", \"title\": \"Pilot\"", block, re.M)  # fmt: skip
     python = re.search(r"^\.venv/bin/python -c '(.*)'$", block, re.M)
@@ -168,6 +172,34 @@ async def test_the_watch_rule_one_liners_put_an_episode_on_its_followers_pages(s
         live.stop()
     assert update["text"] == "New episode of The Flash: Pilot, on Tue 08 Dec"
     assert update["text"] in page
+
+
+def test_the_rules_files_shown_are_the_shipped_one() -> None:
+    """The README's copy and the watch rules guide's annotated one: the same rules as gossip.toml, setting for
+    setting."""
+    shipped = tomllib.loads(RULES.read_text())
+    guide = section(DOCS / "watch-rules.md", "Watch rules: changes anywhere in the database")
+    for block in (section(README, WATCH_RULES), guide):
+        (toml,) = re.findall(r"```toml\n(.*?)```", block, re.S)
+        assert tomllib.loads(toml) == shipped
+
+
+async def test_the_readmes_replay_command_notifies_what_was_missed(settings: Settings, db: Database) -> None:
+    """Run as written but for the test's database: episodes that no stream heard, inserted after its --since."""
+    (command,) = re.findall(r"^MONGO_URL=(\S+) \.venv/bin/python (-m services\.stream\.rules replay .*)$",
+                            section(README, WATCH_RULES), re.M)  # fmt: skip
+    assert command[0] == "mongodb://127.0.0.1:27027"
+    airs = datetime(2026, 12, 8, 20, 0, tzinfo=UTC)
+    await db.episodes.insert_many([{"show": "flash", "title": f"Missed {n}", "airs_at": airs} for n in range(2)])
+    environment = {**os.environ, "MONGO_URL": settings.mongo_url, "MONGO_DB": settings.mongo_db,
+                   "WATCH_RULES": str(RULES), "SECRET_KEY": settings.secret_key}  # fmt: skip
+    ran = await asyncio.create_subprocess_exec(
+        sys.executable, *command[1].split(), env=environment, stderr=asyncio.subprocess.PIPE
+    )
+    _, said = await asyncio.wait_for(ran.communicate(), 60)
+    assert ran.returncode == 0, said.decode()
+    texts = [update["text"] async for update in db.updates.find().sort("seq", 1)]
+    assert texts == [f"New episode of The Flash: Missed {n}, on Tue 08 Dec" for n in range(2)]
 
 
 def anchor(heading: str) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.settings import Settings, dev_secret, open_file_budget
+from shared.settings import ROOT, RULES, Settings, dev_secret, open_file_budget
 
 
 def test_defaults_serve_make_run() -> None:
@@ -126,3 +126,11 @@ def test_admin_users_are_a_comma_separated_list_and_none_by_default() -> None:
 def test_an_empty_environment_gives_the_defaults_settings_declare() -> None:
     """Each default is written once, on its field: from_env takes it from there."""
     assert Settings.from_env({"SECRET_KEY": "s", "WATCH_RULES": ""}) == Settings(secret_key="s")
+
+
+def test_the_watch_rules_are_the_checkouts_gossip_toml_unless_another_file_or_none_is_named() -> None:
+    """What `make run` serves with: the shipped, commented example, unless WATCH_RULES says otherwise."""
+    assert Settings.from_env({"SECRET_KEY": "s"}).watch_rules == RULES == ROOT / "gossip.toml"
+    named = Settings.from_env({"SECRET_KEY": "s", "WATCH_RULES": "/etc/gossip/rules.toml"})
+    assert named.watch_rules == Path("/etc/gossip/rules.toml")
+    assert Settings.from_env({"SECRET_KEY": "s", "WATCH_RULES": ""}).watch_rules is None

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from bson import ObjectId
 from pymongo.errors import OperationFailure
 
 from dev.processes import ServiceProcess
@@ -17,6 +18,7 @@ from shared.catalogue import Catalogue
 from shared.db import Database, prepare
 from shared.settings import RULES, Settings
 
+AIRS = datetime(2026, 12, 8, 20, 0, tzinfo=UTC)
 GOOD = """
 [[rules]]
 name = "episodes"
@@ -104,10 +106,23 @@ async def test_a_query_mongodb_refuses_is_refused_even_on_an_empty_collection(db
     await check_query(db, "no_documents_yet", {"status": {"$in": ["placed", "shipped"]}})
 
 
-@pytest.mark.parametrize("embedded", [True, False])
-async def test_the_documents_of_given_ids_that_match_a_query_are_found_either_way(db: Database, embedded: bool) -> None:
-    ids = (await db.things.insert_many([{"n": n, "kind": "odd" if n % 2 else "even"} for n in range(10)])).inserted_ids
-    found = await matching(db, "things", ids[:6], {"kind": "odd", "n": {"$gte": 2}}, embedded)
-    assert sorted(found) == [ids[3], ids[5]]
-    assert await matching(db, "things", [], {"kind": "odd"}, embedded) == []
+async def test_documents_are_matched_as_given_by_mongodbs_own_query(db: Database) -> None:
+    """Each as its change event carries it; none is looked up in its collection."""
+    documents = [
+        {"_id": ObjectId(), "kind": "odd", "n": 3, "at": AIRS},
+        {"_id": 9, "kind": "odd", "n": 5, "at": AIRS},
+        {"kind": "even", "n": 4, "at": AIRS},
+        {"kind": "odd", "n": 1, "at": AIRS},
+        {"kind": "odd", "n": 7, "at": datetime(2026, 12, 1, tzinfo=UTC)},
+    ]
+    query = {"kind": "odd", "n": {"$gte": 2}, "at": {"$gte": AIRS}}
+    assert await matching(db, documents, query) == [0, 1]
+    assert await matching(db, [], query) == []
     assert await db.query_checks.count_documents({"_check": {"$ne": "one"}}) == 0  # nothing left behind
+
+
+@pytest.mark.embedded
+async def test_the_embedded_servers_change_events_match_as_the_dates_they_encode(db: Database) -> None:
+    """Its change events carry a date as {"$date": ...}; copied as they are, it reads them back as dates."""
+    documents = [{"at": {"$date": "2026-12-08T20:00:00Z"}}, {"at": {"$date": "2026-12-01T00:00:00Z"}}]
+    assert await matching(db, documents, {"at": {"$gte": AIRS}}) == [0]
