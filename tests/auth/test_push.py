@@ -111,6 +111,24 @@ async def test_a_push_is_coalesced_per_show_signed_and_encrypted(world: World) -
     assert stored is not None and stored["state"] == "sent" and stored["count"] == 3
 
 
+async def test_a_show_of_a_long_slug_goes_with_a_topic_push_services_take(world: World) -> None:
+    """RFC 8030 allows a Topic 32 characters of base64url, and the receiver refuses any other, as push services do;
+    a slug is the operator's choice and may be longer. Each show keeps a topic of its own."""
+    slug = "the_good_the_bad_and_the_ugly_extended_edition"
+    await world.db.shows.insert_one({"_id": slug, "title": "The Good, the Bad and the Ugly"})
+
+    async def followed() -> bool:  # once the server's catalogue, read at most once a second, has the show
+        return (await world.alice.put(f"/api/me/follows/{slug}")).status_code == 204
+
+    await wait_until(followed)
+    await world.set_preferences(shows={"sherlock": "push", slug: "push"})
+    await world.publish("Tuco", show=slug)
+    await world.publish("Filming starts")
+    await world.pusher()(later())
+    topics = {m.payload["show"]: m.headers["topic"] for m in world.receiver.to(world.device)}
+    assert set(topics) == {slug, "sherlock"} and topics[slug] != topics["sherlock"]
+
+
 async def test_nothing_goes_before_the_delay_nor_twice(world: World) -> None:
     [update] = await world.publish("Filming starts")
     pusher = world.pusher()
