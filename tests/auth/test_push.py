@@ -52,9 +52,9 @@ class World:
         return [await publish(self.bob, show, text) for text in texts]
 
     async def set_preferences(self, **preferences: Any) -> None:
-        """As PUT /api/me/preferences stores them (the preferences branch serves that route)."""
-        fields = {f"preferences.{name}": value for name, value in preferences.items()}
-        await self.db.users.update_one({"username": "alice"}, {"$set": fields})
+        """Alice's, as the Preferences page saves them."""
+        response = await self.alice.put("/api/me/preferences", json=preferences)
+        assert response.status_code == 200, response.text
 
 
 async def _turn_push_on(http: httpx.AsyncClient, receiver: PushReceiver) -> Subscription:
@@ -258,7 +258,7 @@ async def test_two_processes_push_each_batch_once(settings: Settings, db: Databa
         with PushReceiver(key) as receiver:
             async with registered(first.url, "alice") as alice, registered(second.url, "bob") as bob:
                 assert (await alice.put("/api/me/follows/sherlock")).status_code == 204
-                await db.users.update_one({"username": "alice"}, {"$set": {"preferences.shows.sherlock": "push"}})
+                assert (await alice.put("/api/me/preferences", json={"shows": {"sherlock": "push"}})).status_code == 200
                 device = await _turn_push_on(alice, receiver)
                 await publish(bob, "sherlock", "Filming starts")
                 await wait_until(lambda: receiver.to(device), timeout=10)
@@ -291,7 +291,7 @@ async def test_devices_are_read_a_page_at_a_time_and_every_one_is_reached(world:
     devices = [world.device, *[await _turn_push_on(world.alice, world.receiver) for _ in range(2)]]
     async with registered(world.url, "carol") as carol:
         assert (await carol.put("/api/me/follows/sherlock")).status_code == 204
-        await world.db.users.update_one({"username": "carol"}, {"$set": {"preferences.shows.sherlock": "push"}})
+        assert (await carol.put("/api/me/preferences", json={"shows": {"sherlock": "push"}})).status_code == 200
         devices += [await _turn_push_on(carol, world.receiver) for _ in range(2)]
     await world.publish("Filming starts")
     pusher, now = world.pusher(page=2), later()
