@@ -203,7 +203,7 @@ async def test_the_digest_arrives_and_its_one_click_link_turns_it_off(
     url, settings, inbox = served
     await follow(alice, await _checked(alice, inbox, "reader@example.com"))
     await alice.put("/api/me/follows/flash")
-    await db.users.update_one({"username": "alice"}, {"$set": {"preferences": {"shows": {"flash": "digest"}}}})
+    assert (await alice.put("/api/me/preferences", json={"shows": {"flash": "digest"}})).status_code == 200
     async with registered(url, "bob") as bob:
         await publish(bob, "flash", "Barry is <b>fast</b> & late")
     mailer, morning = SmtpMailer(settings.smtp_url), datetime.now(UTC).replace(hour=9, minute=0)
