@@ -161,6 +161,14 @@ def _sends_keep_days(env: Mapping[str, str], default: float) -> float:
     return days
 
 
+def _scheduler_interval(env: Mapping[str, str], default: float) -> float:
+    """At most a minute: a digest goes within a round of its hour, and a push within a round of its delay."""
+    seconds = _number(env, "SCHEDULER_INTERVAL", default)
+    if seconds > 60:
+        raise ValueError(f"SCHEDULER_INTERVAL must be at most 60 seconds, got {env['SCHEDULER_INTERVAL']!r}")
+    return seconds
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     secret_key: str
@@ -270,7 +278,7 @@ class Settings:
             vapid_subject=_subject(env, read.default("vapid_subject")),
             push_delay=read.number("push_delay", zero=True),
             push_allow_http_loopback=_flag(env, "PUSH_ALLOW_HTTP_LOOPBACK"),
-            scheduler_interval=read.number("scheduler_interval"),
+            scheduler_interval=_scheduler_interval(env, read.default("scheduler_interval")),
             presence_interval=read.number("presence_interval"),
             admin_users=tuple(name.strip() for name in env.get("ADMIN_USERS", "").split(",") if name.strip()),
             smtp_url=_smtp_url(env),

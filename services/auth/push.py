@@ -14,6 +14,7 @@ the device's `retry_at` (kept in MongoDB, so it outlives the lease moving), with
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import json
 import logging
@@ -25,7 +26,7 @@ from typing import Any
 from pymongo.errors import DuplicateKeyError
 
 from services.auth.sends import kept_until
-from services.auth.webpush import Answer, WebPush
+from services.auth.webpush import Answer, WebPush, b64url
 from shared import presence
 from shared.catalogue import Catalogue
 from shared.db import Database, numbers
@@ -63,6 +64,13 @@ class Batch:
     @property
     def key(self) -> str:
         return f"push:{self.device['_id']}:{self.show}:{self.seq}"
+
+    @property
+    def topic(self) -> str:
+        """One per show, as the notification is: a message still waiting at the push service for an offline device
+        is replaced by a newer one of its show. RFC 8030 allows a topic 32 characters of base64url, and push services
+        refuse any other, so it is a digest of the slug, which may be longer or hold other characters."""
+        return b64url(hashlib.sha256(self.show.encode()).digest()[:24])
 
     def payload(self) -> bytes:
         """What the service worker shows (web/static/sw.js)."""
@@ -186,7 +194,7 @@ class Pusher:
             return
         device = batch.device
         answer = await self.webpush.send(
-            device["endpoint"], device["keys"], batch.payload(), ttl=TTL, urgency=URGENCY, topic=batch.show
+            device["endpoint"], device["keys"], batch.payload(), ttl=TTL, urgency=URGENCY, topic=batch.topic
         )
         await self._settle(batch, answer, now)
 

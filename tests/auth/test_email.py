@@ -4,7 +4,6 @@ unsubscribe link followed the same way."""
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -20,7 +19,7 @@ from services.auth.mailer import SmtpMailer
 from shared.db import Database
 from shared.settings import Settings
 from tests.support.accounts import csrf_of, json_error, registered
-from tests.support.mail import Inbox, link, mailing_server, part, smtp_server
+from tests.support.mail import Inbox, csrf_in, follow, link, mailing_server, part, smtp_server
 from tests.support.updates import publish
 from tests.support.waiting import wait_until
 
@@ -47,20 +46,6 @@ async def _checked(alice: httpx.AsyncClient, inbox: Inbox, address: str) -> str:
     assert response.status_code == 200, response.text
     await wait_until(lambda: len(inbox.to(address)) > before)
     return link(inbox.to(address)[-1], links.VERIFY_PATH)
-
-
-async def follow(http: httpx.AsyncClient, link: str) -> httpx.Response:
-    """As a person does: opens the link, which asks, and presses its button; or the page that said why not."""
-    page = await http.get(link)
-    if 'id="verify"' not in page.text:
-        return page
-    return await http.post(link, data={"csrf_token": csrf_in(page)})
-
-
-def csrf_in(page: httpx.Response) -> str:
-    match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-    assert match, page.text
-    return match.group(1)
 
 
 async def test_an_address_is_verified_by_following_the_link_mailed_to_it(
@@ -218,7 +203,7 @@ async def test_the_digest_arrives_and_its_one_click_link_turns_it_off(
     url, settings, inbox = served
     await follow(alice, await _checked(alice, inbox, "reader@example.com"))
     await alice.put("/api/me/follows/flash")
-    await db.users.update_one({"username": "alice"}, {"$set": {"preferences": {"shows": {"flash": "digest"}}}})
+    assert (await alice.put("/api/me/preferences", json={"shows": {"flash": "digest"}})).status_code == 200
     async with registered(url, "bob") as bob:
         await publish(bob, "flash", "Barry is <b>fast</b> & late")
     mailer, morning = SmtpMailer(settings.smtp_url), datetime.now(UTC).replace(hour=9, minute=0)

@@ -52,9 +52,9 @@ class World:
         return [await publish(self.bob, show, text) for text in texts]
 
     async def set_preferences(self, **preferences: Any) -> None:
-        """As PUT /api/me/preferences stores them (the preferences branch serves that route)."""
-        fields = {f"preferences.{name}": value for name, value in preferences.items()}
-        await self.db.users.update_one({"username": "alice"}, {"$set": fields})
+        """Alice's, as the Preferences page saves them."""
+        response = await self.alice.put("/api/me/preferences", json=preferences)
+        assert response.status_code == 200, response.text
 
 
 async def _turn_push_on(http: httpx.AsyncClient, receiver: PushReceiver) -> Subscription:
@@ -109,6 +109,24 @@ async def test_a_push_is_coalesced_per_show_signed_and_encrypted(world: World) -
     assert started <= message.at <= finished  # sent during the round, not left to a later one
     stored = await world.db.sends.find_one({"_id": {"$regex": "^push:"}})
     assert stored is not None and stored["state"] == "sent" and stored["count"] == 3
+
+
+async def test_a_show_of_a_long_slug_goes_with_a_topic_push_services_take(world: World) -> None:
+    """RFC 8030 allows a Topic 32 characters of base64url, and the receiver refuses any other, as push services do;
+    a slug is the operator's choice and may be longer. Each show keeps a topic of its own."""
+    slug = "the_good_the_bad_and_the_ugly_extended_edition"
+    await world.db.shows.insert_one({"_id": slug, "title": "The Good, the Bad and the Ugly"})
+
+    async def followed() -> bool:  # once the server's catalogue, read at most once a second, has the show
+        return (await world.alice.put(f"/api/me/follows/{slug}")).status_code == 204
+
+    await wait_until(followed)
+    await world.set_preferences(shows={"sherlock": "push", slug: "push"})
+    await world.publish("Tuco", show=slug)
+    await world.publish("Filming starts")
+    await world.pusher()(later())
+    topics = {m.payload["show"]: m.headers["topic"] for m in world.receiver.to(world.device)}
+    assert set(topics) == {slug, "sherlock"} and topics[slug] != topics["sherlock"]
 
 
 async def test_nothing_goes_before_the_delay_nor_twice(world: World) -> None:
@@ -240,7 +258,7 @@ async def test_two_processes_push_each_batch_once(settings: Settings, db: Databa
         with PushReceiver(key) as receiver:
             async with registered(first.url, "alice") as alice, registered(second.url, "bob") as bob:
                 assert (await alice.put("/api/me/follows/sherlock")).status_code == 204
-                await db.users.update_one({"username": "alice"}, {"$set": {"preferences.shows.sherlock": "push"}})
+                assert (await alice.put("/api/me/preferences", json={"shows": {"sherlock": "push"}})).status_code == 200
                 device = await _turn_push_on(alice, receiver)
                 await publish(bob, "sherlock", "Filming starts")
                 await wait_until(lambda: receiver.to(device), timeout=10)
@@ -273,7 +291,7 @@ async def test_devices_are_read_a_page_at_a_time_and_every_one_is_reached(world:
     devices = [world.device, *[await _turn_push_on(world.alice, world.receiver) for _ in range(2)]]
     async with registered(world.url, "carol") as carol:
         assert (await carol.put("/api/me/follows/sherlock")).status_code == 204
-        await world.db.users.update_one({"username": "carol"}, {"$set": {"preferences.shows.sherlock": "push"}})
+        assert (await carol.put("/api/me/preferences", json={"shows": {"sherlock": "push"}})).status_code == 200
         devices += [await _turn_push_on(carol, world.receiver) for _ in range(2)]
     await world.publish("Filming starts")
     pusher, now = world.pusher(page=2), later()

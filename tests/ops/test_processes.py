@@ -6,20 +6,25 @@ from __future__ import annotations
 import contextlib
 import importlib
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import httpx
 
 from dev.processes import ServiceProcess
+from services.auth import links
+from services.auth.webpush import dev_vapid_key
 from shared.db import Database
 from shared.openapi import PATH, document
 from shared.settings import Settings
 from tests.support.accounts import PASSWORD, api_token, registered
+from tests.support.mail import follow, link, smtp_server
+from tests.support.push_receiver import PushReceiver
 from tests.support.servers import access_lines
 from tests.support.sse import EventReader, events
 from tests.support.updates import publish
 from tests.support.waiting import wait_until
 
-Launch = Callable[[str], ServiceProcess]
+Launch = Callable[..., ServiceProcess]
 SESSION = "gossip_session"
 
 
@@ -125,3 +130,64 @@ async def test_each_request_is_one_json_log_line_without_secrets(launch: Launch,
         output = process.output()
         for secret in (PASSWORD, "not-" + PASSWORD, cookie, token, settings.secret_key):
             assert secret not in output
+
+
+def holds_the_lease(process: ServiceProcess) -> bool:
+    """Whether the scheduler's lease was this process's, the last it said of it."""
+    said = process.output()
+    return said.rfind("this process holds the scheduler's lease") > said.rfind("no longer holds the scheduler's lease")
+
+
+async def test_two_auth_processes_push_each_batch_once_and_mail_one_digest(
+    launch: Launch, db: Database, tmp_path: Path
+) -> None:
+    """Two auth processes, each with its own scheduler on the real clock, a real push receiver and a real SMTP
+    server: every batch reaches the device once and the day's digest goes once; when the lease holder stops, the
+    other takes the lease over and the next batch still goes, once."""
+    public = "http://gossip.test"  # the links in mail name the site as people reach it, a gateway in front
+    async with smtp_server() as (smtp_url, inbox):
+        env = {
+            "VAPID_PRIVATE_KEY": dev_vapid_key(tmp_path), "SMTP_URL": smtp_url, "PUBLIC_URL": public,
+            "SCHEDULER_INTERVAL": "0.25", "PUSH_DELAY": "0.25", "PUSH_ALLOW_HTTP_LOOPBACK": "1",
+        }  # fmt: skip
+        auths, ingest = [launch("auth", **env), launch("auth", **env)], launch("ingest")
+        async with httpx.AsyncClient(timeout=10) as anyone:
+            answer = await anyone.get(f"{auths[1].url}/api/push/key")
+            assert answer.status_code == 200, answer.text
+            key = answer.json()["key"]
+        with PushReceiver(key) as receiver:
+            device = receiver.subscription()
+            async with registered(auths[0].url, "ada") as ada, registered(auths[1].url, "bob") as bob:
+                for show in ("sherlock", "flash"):
+                    assert (await ada.put(f"/api/me/follows/{show}")).status_code == 204
+                chosen = {"shows": {"sherlock": "push", "flash": "digest"}, "time_zone": "UTC", "digest_hour": 0}
+                assert (await ada.put("/api/me/preferences", json=chosen)).status_code == 200
+                assert (await ada.post("/api/me/push", json=device.to_json())).status_code == 201
+                assert (await ada.put("/api/me/email", json={"email": "ada@example.com"})).status_code == 200
+                await wait_until(lambda: inbox.to("ada@example.com"), timeout=10)
+                verify = link(inbox.to("ada@example.com")[0], links.VERIFY_PATH).replace(public, auths[1].url)
+                assert "Your address is verified" in (await follow(bob, verify)).text  # any browser may follow it
+                script = client(ingest, token=await api_token(bob))
+            async with script:
+                await publish(script, "flash", "Barry runs")
+                await publish(script, "sherlock", "Filming starts")
+                await wait_until(lambda: len(receiver.to(device)) == 1 and len(inbox.messages) == 2, timeout=10)
+                await publish(script, "sherlock", "A new villain")
+                await wait_until(lambda: len(receiver.to(device)) == 2, timeout=10)
+                holder, other = sorted(auths, key=holds_the_lease, reverse=True)
+                holder.stop()
+                await publish(script, "sherlock", "The season finale is on Sunday")
+                await wait_until(lambda: len(receiver.to(device)) == 3, timeout=10)
+            await wait_until(lambda: _all_sent(db, 4), timeout=10)  # three batches and one digest, each recorded
+            assert holds_the_lease(other)
+            assert receiver.problems == []
+        texts = [(m.status, m.payload["count"], m.payload["text"]) for m in receiver.to(device)]
+        assert texts == [(201, 1, "Filming starts"), (201, 1, "A new villain"),
+                         (201, 1, "The season finale is on Sunday")]  # fmt: skip
+        check, digest = inbox.to("ada@example.com")
+        assert check["Subject"] == "Confirm your address for Gossip" and digest["Subject"] == "Gossip: 1 unread update"
+
+
+async def _all_sent(db: Database, count: int) -> bool:
+    states = [send.get("state", send.get("status")) for send in await db.sends.find({}).to_list()]
+    return states == ["sent"] * count

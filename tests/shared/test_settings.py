@@ -107,6 +107,7 @@ def test_mail_defaults_serve_make_run_and_public_url_follows_the_port() -> None:
     ("name", "value"),
     [("VAPID_SUBJECT", "gossip@example.org"), ("VAPID_SUBJECT", "http://x.org"),
      ("PUSH_ALLOW_HTTP_LOOPBACK", "maybe"), ("PUSH_DELAY", "-1"), ("SCHEDULER_INTERVAL", "0"),
+     ("SCHEDULER_INTERVAL", "61"),
      ("SMTP_URL", "mailpit:1025"), ("SMTP_URL", "http://mailpit"), ("SMTP_URL", "smtp://"),
      ("SMTP_URL", "smtp://mailpit:port"), ("PUBLIC_URL", "gossip.example"), ("PUBLIC_URL", "ftp://g.example"),
      ("MAIL_FROM", "Gossip"), ("MAIL_FROM", "a@b.example\r\nBcc: x@y.example"), ("VERIFICATION_MAILS", "0"),

@@ -14,6 +14,7 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from typing import Any
 
+import httpx
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from shared.settings import Settings
@@ -70,6 +71,22 @@ def link(message: EmailMessage, path: str) -> str:
     found = re.search(rf"https?://\S+{re.escape(path)}\?token=[\w.\-%=]+", part(message, "plain"))
     assert found, part(message, "plain")
     return found.group(0)
+
+
+def csrf_in(page: httpx.Response) -> str:
+    """The CSRF token of the form on a page already fetched."""
+    match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert match, page.text
+    return match.group(1)
+
+
+async def follow(http: httpx.AsyncClient, link: str) -> httpx.Response:
+    """A verification link, as a person follows it: opens it, which asks, and presses its button; or the page that
+    said why not."""
+    page = await http.get(link)
+    if 'id="verify"' not in page.text:
+        return page
+    return await http.post(link, data={"csrf_token": csrf_in(page)})
 
 
 def _free_port() -> int:

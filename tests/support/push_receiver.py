@@ -1,12 +1,14 @@
 """A real Web Push receiver on loopback, as a push service and a browser are to Gossip: it checks each message's
-VAPID JWT (ES256, against the server's public key; aud, exp, sub), decrypts its aes128gcm body with the private key
-of a subscription a test made, and keeps what it read. A test can have it answer 410, or 429 with Retry-After."""
+VAPID JWT (ES256, against the server's public key; aud, exp, sub) and its headers (TTL, Urgency, Topic as RFC 8030
+allows them), decrypts its aes128gcm body with the private key of a subscription a test made, and keeps what it
+read. A test can have it answer 410, or 429 with Retry-After."""
 
 from __future__ import annotations
 
 import base64
 import json
 import os
+import re
 import threading
 import time
 from collections import deque
@@ -126,6 +128,7 @@ class PushReceiver:
             assert headers.get("content-encoding") == "aes128gcm", "Content-Encoding"
             assert headers.get("ttl", "").isdigit(), "TTL"
             assert headers.get("urgency") in ("very-low", "low", "normal", "high"), "Urgency"
+            assert re.fullmatch(r"[A-Za-z0-9_-]{1,32}", headers.get("topic", "-")), "Topic: RFC 8030's 32 base64url"
             plain = http_ece.decrypt(body, private_key=subscription.key, auth_secret=subscription.auth,
                                      version="aes128gcm")  # fmt: skip
             payload = json.loads(plain)
