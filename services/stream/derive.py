@@ -369,9 +369,9 @@ class RuleStream:
         replay = f"{self.replay} replay {self.rule.name} --since {when}"
         if self._lost is None:
             log.warning(
-                "watch rule %r starts from now: the embedded database server restarted and forgot its place (%s). "
-                "A change made to %s after %s while no Gossip was watching is not notified; to notify any: %s",
-                self.rule.name, why, self.rule.collection, when, replay,
+                "watch rule %r starts from now: the embedded database server restarted and forgot its place. A "
+                "change made to %s after %s while no Gossip was watching is not notified; to notify any: %s",
+                self.rule.name, self.rule.collection, when, replay,
             )  # fmt: skip
             return
         log.error(
