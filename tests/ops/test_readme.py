@@ -194,7 +194,7 @@ def test_the_readme_is_a_short_front_door_that_leads_to_every_page_of_docs() -> 
     of it reached from the README by following links."""
     text = README.read_text()
     assert len(text.splitlines()) < 250
-    assert "make run" in text and "make test" in text
+    assert "make run" in text and "make test" in text and "make run PORT=" in text
     assert {"A quick tour", "How it works", "Everything else"} <= set(re.findall(r"^## (.*)$", prose(README), re.M))
     reached: set[Path] = set()
     waiting = [README.resolve()]
