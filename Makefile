@@ -14,10 +14,11 @@ $(VENV)/installed: pyproject.toml
 
 # Local runs also take push subscriptions on an http:// loopback endpoint (a local push service); set it to 0 to refuse.
 # `make run STREAMS=3` serves Gossip from three processes on the one port, each with its share of the feeds
-# (dev/replicas.py); `make up STREAMS=3` scales the stream service in Docker.
+# (dev/replicas.py); `make up STREAMS=3` scales the stream service in Docker. The recipe's shell becomes Gossip (exec),
+# which stops when make does (--parent), even if make is killed outright.
 STREAMS ?= 1
 run: $(VENV)/installed
-	PUSH_ALLOW_HTTP_LOOPBACK=$${PUSH_ALLOW_HTTP_LOOPBACK-1} $(PY) -m dev.run --streams $(STREAMS)
+	exec env PUSH_ALLOW_HTTP_LOOPBACK=$${PUSH_ALLOW_HTTP_LOOPBACK-1} $(PY) -m dev.run --streams $(STREAMS) --parent $$PPID
 
 # axe-core for the accessibility test, from npm into the git-ignored .node/ (major version pinned). Without npm the
 # test skips and says why (and fails under CI, where .ci/run installs npm first).

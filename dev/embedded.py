@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psutil
 
-from dev.processes import free_port, terminate
+from dev.processes import free_port, holder, terminate
 
 log = logging.getLogger("gossip.embedded")
 
@@ -40,6 +40,16 @@ def _leftover(data: Path) -> psutil.Process | None:
     return process if same_data and any(Path(part).name == "nx-27017" for part in command[:2]) else None
 
 
+def _live_run(server: psutil.Process) -> psutil.Process | None:
+    """The `make run` a server on our data directory still belongs to: a killed run's server is handed to init (or a
+    subreaper), while a live run's stays its child, and stopping that one would take the database from under it."""
+    try:
+        parent = server.parent()
+        return parent if parent is not None and "dev.run" in parent.cmdline() else None
+    except psutil.Error:
+        return None
+
+
 def _stop_leftover(process: psutil.Process, timeout: float = 10.0) -> None:
     log.warning("stopping the embedded server a previous run left running (pid %d)", process.pid)
     process.send_signal(signal.SIGTERM)
@@ -63,12 +73,19 @@ class EmbeddedMongo:
         return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
 
     def start(self, timeout: float = 20.0) -> EmbeddedMongo:
-        """A server of ours that a killed run left on this data directory is stopped first. Any other program on
-        the port is refused (PortTaken): the child would die on it while we talked to the other server."""
+        """A server of ours that a killed run left on this data directory is stopped first; one a live run holds is
+        refused. Any other program on the port is refused (PortTaken): the child would die on it while we
+        talked to the other server."""
         if (leftover := _leftover(self.data)) is not None:
+            if (run := _live_run(leftover)) is not None:
+                raise RuntimeError(
+                    f"{self.data} is the data of a `make run` still running (pid {run.pid}); stop "
+                    "that one, or give this one an EMBEDDED_DATA and EMBEDDED_PORT of its own"
+                )
             _stop_leftover(leftover)
         if _accepting(self.port):
-            raise PortTaken(f"port {self.port} is already in use by another program")
+            held = f" ({who})" if (who := holder(self.port)) else ""
+            raise PortTaken(f"port {self.port} is already in use by another program{held}")
         self.data.mkdir(parents=True, exist_ok=True)
         executable = shutil.which("nx-27017", path=str(Path(sys.executable).parent)) or "nx-27017"
         command = [

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import IO, Self
 
 import httpx
+import psutil
 
 from shared.malformed import SPEC
 from shared.settings import Settings
@@ -22,6 +23,17 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def holder(port: int) -> str:
+    """Who listens on a loopback port, as "pid N: its command", when that is a process of this user's, else "": a
+    port taken by a run left going (a `make run` killed outright) is one `kill` away once its pid is said."""
+    try:
+        pids = sorted(c.pid for c in psutil.net_connections("tcp") if c.pid is not None and c.laddr
+                      and c.laddr.port == port and c.status == psutil.CONN_LISTEN)  # fmt: skip
+        return f"pid {pids[0]}: {' '.join(psutil.Process(pids[0]).cmdline())}" if pids else ""
+    except (psutil.Error, OSError):
+        return ""
 
 
 def terminate(process: subprocess.Popen[bytes], timeout: float) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import dataclasses
 import logging
 import os
@@ -15,6 +16,7 @@ import threading
 import uvicorn
 
 from dev.embedded import EmbeddedMongo, PortTaken
+from dev.processes import holder
 from dev.replicas import listening, replicas
 from services.all import app as gossip
 from shared.logs import configure
@@ -22,6 +24,7 @@ from shared.malformed import JsonErrorProtocol
 from shared.settings import Settings
 
 log = logging.getLogger("gossip.run")
+PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
 def _exit(signum: int, frame: object) -> None:
@@ -60,27 +63,45 @@ def _listen(settings: Settings, shared: bool) -> socket.socket:
     try:
         sock = listening(settings, shared)
     except OSError as error:
-        log.error("cannot serve on %s:%d (%s): stop what listens there, or set PORT", settings.host, settings.port,
-                  error.strerror)  # fmt: skip
+        held = f"; {who}" if (who := holder(settings.port)) else ""
+        log.error("cannot serve on %s:%d (%s%s): stop what listens there, or set PORT", settings.host, settings.port,
+                  error.strerror, held)  # fmt: skip
         raise SystemExit(1) from None
     return sock
 
 
-def _streams(arguments: list[str]) -> int:
-    """`--streams N` (`make run STREAMS=N`): Gossip as N processes on the one port (dev/replicas.py)."""
+def _arguments(arguments: list[str]) -> argparse.Namespace:
+    """`--streams N` (`make run STREAMS=N`): Gossip as N processes on the one port (dev/replicas.py). `--parent PID`
+    (`make run` passes its own): the process whose end ends this one."""
     parser = argparse.ArgumentParser(prog="python -m dev.run")
     parser.add_argument("--streams", type=int, default=1, choices=range(1, 17), metavar="1..16")
-    return int(parser.parse_args(arguments).streams)
+    parser.add_argument("--parent", type=int, metavar="PID")
+    return parser.parse_args(arguments)
+
+
+def _stop_with(parent: int | None) -> None:
+    """make killed outright (SIGKILL) passes nothing on to the recipe it runs, which would serve on unseen with its
+    database, holding both ports. On Linux the kernel sends this process SIGTERM when its parent ends (the recipe
+    `exec`s it, so make is the parent), and it stops as on any stop. Asked for by PID, never by default: the signal
+    follows the thread that started the process, which in a program other than make may end long before it."""
+    if parent is None or not sys.platform.startswith("linux"):
+        return
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # it ended before the kernel was asked
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def main() -> None:
-    streams = _streams(sys.argv[1:])
+    arguments = _arguments(sys.argv[1:])
+    streams = arguments.streams
     try:
         settings = Settings.from_env()
     except ValueError as error:  # the message names the variable; a traceback would only bury it
         sys.stderr.write(f"gossip: {error}\n")
         raise SystemExit(2) from None
     configure(settings.log_format)
+    _stop_gracefully_on_signals()
+    _stop_with(arguments.parent)
     with contextlib.ExitStack() as stack:
         sock = stack.enter_context(_listen(settings, streams > 1))
         mongo = None
@@ -109,7 +130,6 @@ def main() -> None:
             leaving = threading.Event()
             stack.callback(leaving.set)  # unwound before the database is stopped: that exit is ours
             lost = _stop_with_the_database(mongo, server, leaving)
-        _stop_gracefully_on_signals()
         processes = f" ({streams} processes)" if streams > 1 else ""
         log.info("Gossip on http://%s:%d%s", settings.host, settings.port, processes)
         try:

@@ -31,3 +31,7 @@ class Catalogue:
 
     async def title(self, slug: str) -> str | None:
         return (await self.titles()).get(slug)
+
+    async def rule(self) -> str:
+        """What a show's slug must be, every slug named: a script that sent a wrong one learns the right ones."""
+        return "one of " + ", ".join(sorted(await self.titles()))

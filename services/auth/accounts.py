@@ -116,7 +116,8 @@ async def watching(db: Database, catalogue: Catalogue, slug: str) -> dict[str, i
 
 async def _known_show(catalogue: Catalogue, slug: str) -> None:
     if await catalogue.title(slug) is None:
-        raise ApiError(404, detail=f"There is no show {slug!r}.")
+        rule = await catalogue.rule()
+        raise ApiError(404, detail=f"There is no show {slug!r}: a show is {rule}.", fields={"slug": rule})
 
 
 async def follow(db: Database, catalogue: Catalogue, user_id: str, slug: str) -> None:

@@ -100,24 +100,25 @@ shows = operation(
             "properties": {"slug": SLUG, "title": STRING, "followed": {"type": "boolean"}, "watching": WATCHING},
         }}, links={"follow": {"operationId": "api_follow", "parameters": {"slug": "$response.body#/0/slug"}}})},
 )  # fmt: skip
+NO_SHOW = "There is no such show: the answer names every slug (in `fields.slug` too)."
 show_presence = operation(
     "How many are watching a show", ANYONE,
     {200: answer("A count, never who.", {
         "title": "Presence", "type": "object", "required": ["watching"], "additionalProperties": False,
         "properties": {"watching": WATCHING}}),
-     **refusals(404, _404="There is no such show.")},
+     **refusals(404, _404=NO_SHOW)},
     parameters=[SLUG_PARAMETER],
 )  # fmt: skip
 follow = operation(
     "Follow a show", SESSION,
     {204: answer("Followed (again is fine); open feeds carry it at once.", links={
         "unfollow": {"operationId": "api_unfollow", "parameters": {"slug": "$request.path.slug"}}}),
-     **refusals(401, 404, _404="There is no such show.")},
+     **refusals(401, 404, _404=NO_SHOW)},
     parameters=[SLUG_PARAMETER],
 )  # fmt: skip
 unfollow = operation(
     "Stop following a show", SESSION,
-    {204: answer("Not followed (any more)."), **refusals(401, 404, _404="There is no such show.")},
+    {204: answer("Not followed (any more)."), **refusals(401, 404, _404=NO_SHOW)},
     parameters=[SLUG_PARAMETER],
 )  # fmt: skip
 read = operation(

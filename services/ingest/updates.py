@@ -133,15 +133,11 @@ class Updates:
             raise ApiError(409, "retracted", detail, {KEY_HEADER: "its update was retracted"})
         return None
 
-    async def _shows_rule(self) -> str:
-        """What `show` must be, with every slug: a script that sent a wrong one learns the right ones."""
-        return "one of " + ", ".join(sorted(await self.catalogue.titles()))
-
     async def _validated(self, show: str, text: str, key: str | None) -> str:
         """All problems at once, named by field; returns the show's title."""
         problems: dict[str, str] = {}
         if (title := await self.catalogue.title(show)) is None:
-            problems["show"] = await self._shows_rule()
+            problems["show"] = await self.catalogue.rule()
         if why := why_text_refused(text):
             problems["text"] = why
         if key is not None and not 1 <= len(key) <= MAX_KEY:
@@ -171,7 +167,7 @@ class Updates:
         start = whole_number("after", after) or 0
         size = whole_number("limit", limit, 1, PAGE_MAX) or PAGE_DEFAULT
         if show and await self.catalogue.title(show) is None:
-            raise invalid({"show": await self._shows_rule()})
+            raise invalid({"show": await self.catalogue.rule()})
         read = await history(self.db, [show] if show else None, viewer, start, size)
         items = [wire(update) for update in shown(read, await self.catalogue.titles())]
         return {"items": items, "next_after": read[-1]["seq"] if read else start}

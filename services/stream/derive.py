@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import sys
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -44,6 +45,7 @@ log = logging.getLogger("gossip.stream.rules")
 BATCH = 500  # changes derived together: a few round trips for the lot, not a few per change
 LINGER = 0.1  # seconds a change may wait for others to join its batch, while they keep coming
 KEEP_EVERY = 1.0  # seconds between writes of a rule's position while changes keep coming
+REPLAY = f"{sys.executable} -m services.stream.rules"  # docs/watch-rules.md: the command that notifies what was missed
 HISTORY_LOST = {280, 286}  # ChangeStreamFatalError, ChangeStreamHistoryLost: the kept token has left the oplog
 DUPLICATE_KEY = 11000
 # A document's _id, the states its changes left it in (in order), and whether they were all inserts: then no update
@@ -225,7 +227,8 @@ class Promoted(Reopen):
 
 class RuleStream:
     """A rule's change stream: its changes batched into `Derivation.derive`, and the position after each batch
-    kept in `rule_tokens`, so that a restarted service resumes where it stopped. `epoch`: token_epoch's.
+    kept in `rule_tokens`, so that a restarted service resumes where it stopped. `epoch`: token_epoch's; `replay`:
+    the replay command as it runs where this process does (replay_command).
 
     Every stream process runs the stream, but one at a time derives: the holder of the rule's lease in
     `rule_leases`, which lasts `lease` seconds unrenewed. Two deriving at once would store each update once all the
@@ -235,8 +238,10 @@ class RuleStream:
     next ask and reopens its stream from the kept position. The lease's times are the processes' own clocks, which
     must agree to well within a lease (as NTP keeps them)."""
 
-    def __init__(self, db: Database, rule: Rule, catalogue: Catalogue, epoch: str | None, lease: float) -> None:
-        self.db, self.rule, self.epoch, self.lease = db, rule, epoch, lease
+    def __init__(
+        self, db: Database, rule: Rule, catalogue: Catalogue, epoch: str | None, lease: float, replay: str = REPLAY
+    ) -> None:
+        self.db, self.rule, self.epoch, self.lease, self.replay = db, rule, epoch, lease, replay
         self.derivation = Derivation(db, rule, catalogue)
         self._pending: list[Change] = []
         self._since = 0.0  # when the first pending change came (time.monotonic())
@@ -359,17 +364,38 @@ class RuleStream:
             self._lost = str(error)
 
     def _history_lost(self, kept: Mapping[str, Any], why: str) -> None:
+        """Loud when MongoDB says the position has left its oplog: changes were made that nobody heard. The embedded
+        server forgets every position when it restarts, as it does at each `make run` but the first, and stops
+        with Gossip there, so what a restart can have missed is rare: said as a warning, with the same command."""
         RULE_HISTORY_LOST.labels(rule=self.rule.name).inc()
         since = kept.get("at")
         when = iso_utc(since) if since is not None else "<ISO time>"
+        replay = f"{self.replay} replay {self.rule.name} --since {when}"
+        if self._lost is None:
+            log.warning(
+                "watch rule %r starts from now: the embedded database server restarted and forgot its place. A "
+                "change made to %s after %s while no Gossip was watching is not notified; to notify any: %s",
+                self.rule.name, self.rule.collection, when, replay,
+            )  # fmt: skip
+            return
         log.error(
             "WATCH RULE %r LOST ITS PLACE: its resume token cannot be used (%s). It carries on from now; changes to "
-            "%s since %s were NOT notified. To notify them: python -m services.stream.rules replay %s --since %s",
-            self.rule.name, why, self.rule.collection, when, self.rule.name, when,
+            "%s since %s were NOT notified. To notify them: %s",
+            self.rule.name, why, self.rule.collection, when, replay,
         )  # fmt: skip
+
+
+async def replay_command(db: Database, epoch: str | None) -> str:
+    """The replay command, pasted as said into a shell where this process runs: its own Python, and on the embedded
+    server (which takes no password) the database's address, which a shell beside `make run` has not been told."""
+    address = None if epoch is None else await db.client.address
+    if address is None:
+        return REPLAY
+    return f"MONGO_URL=mongodb://{address[0]}:{address[1]} MONGO_DB={db.name} {REPLAY}"
 
 
 async def rule_streams(db: Database, rules: list[Rule], catalogue: Catalogue, lease: float) -> list[RuleStream]:
     """`lease`: Settings.rule_lease."""
     epoch = await token_epoch(db)
-    return [RuleStream(db, rule, catalogue, epoch, lease) for rule in rules]
+    replay = await replay_command(db, epoch)
+    return [RuleStream(db, rule, catalogue, epoch, lease, replay) for rule in rules]

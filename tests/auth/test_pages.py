@@ -68,7 +68,7 @@ async def test_a_bad_follow_form_is_answered_on_the_page(alice: httpx.AsyncClien
     token = await csrf_of(alice, "/shows")
     for form, status, message in [
         ({"show": "sherlock", "action": "subscribe"}, 422, "Choose to follow or unfollow."),
-        ({"show": "no_such_show", "action": "follow"}, 404, "There is no show &#39;no_such_show&#39;."),
+        ({"show": "no_such_show", "action": "follow"}, 404, "There is no show &#39;no_such_show&#39;: a show is one"),
     ]:
         response = await alice.post("/shows", data={**form, "csrf_token": token})
         assert response.status_code == status

@@ -39,9 +39,12 @@ async def _watching(http: httpx.AsyncClient, slug: str, count: int) -> bool:
     return (await http.get(f"/api/shows/{slug}/presence")).json() == {"watching": count}
 
 
-async def test_following_an_unknown_show_is_404(alice: httpx.AsyncClient) -> None:
+async def test_following_an_unknown_show_is_404_naming_every_show(alice: httpx.AsyncClient) -> None:
+    """A script that guessed a slug learns the right ones from the answer."""
     response = await alice.put("/api/me/follows/no_such_show")
-    assert json_error(response)[:2] == (404, "not_found")
+    slugs = sorted(show["slug"] for show in (await alice.get("/api/shows")).json())
+    assert json_error(response) == (404, "not_found", {"slug": "one of " + ", ".join(slugs)})
+    assert response.json()["detail"] == f"There is no show 'no_such_show': a show is one of {', '.join(slugs)}."
     assert (await alice.delete("/api/me/follows/no_such_show")).status_code == 404
 
 

@@ -6,6 +6,8 @@ from urllib.parse import urlsplit
 
 from playwright.async_api import Browser, expect
 
+from tests.support.browsers import signed_in
+
 
 async def test_the_api_page_lists_every_path_and_loads_nothing_from_elsewhere(browser: Browser, server: str) -> None:
     context = await browser.new_context(base_url=server)
@@ -24,10 +26,12 @@ async def test_the_api_page_lists_every_path_and_loads_nothing_from_elsewhere(br
     await context.close()
 
 
-async def test_the_home_page_leads_to_the_api_page(browser: Browser, server: str) -> None:
-    context = await browser.new_context(base_url=server)
+async def test_the_footer_and_the_home_pages_token_section_lead_to_the_api_page(browser: Browser, server: str) -> None:
+    context = await signed_in(browser, server, "ann")
     page = await context.new_page()
-    await page.goto("/")
-    await page.get_by_role("link", name="API").first.click()
-    await expect(page).to_have_url(f"{server}/api")
+    for link in (page.locator("footer").get_by_role("link", name="API", exact=True),
+                 page.locator("#tokens").get_by_role("link", name="API page")):  # fmt: skip
+        await page.goto("/")
+        await link.click()
+        await expect(page).to_have_url(f"{server}/api")
     await context.close()

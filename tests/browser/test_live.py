@@ -109,6 +109,24 @@ async def test_when_the_leader_closes_the_others_get_every_update_once_in_order(
     await context.close()
 
 
+async def test_an_update_that_arrives_live_stands_out_from_those_already_there(browser: Browser, server: str) -> None:
+    """Its `new` class has a look of its own: a highlight that fades, or a tint that stays for someone who asked
+    for less motion."""
+    context = await signed_in(browser, server, "ida", reduced_motion="reduce")
+    async with registered(server, "bob") as bob:
+        await publish(bob, "flash", "already there")
+        (page,) = await tabs(context, "/notifications")
+        await publish(bob, "flash", "arrived live")
+    arrived, earlier = page.locator("#feed li").first, page.locator("#feed li").last
+    await expect(arrived).to_contain_text("arrived live")
+    look = "li => [getComputedStyle(li).backgroundColor, getComputedStyle(li).animationName]"
+    assert await earlier.evaluate(look) == ["rgb(255, 255, 255)", "none"]
+    assert (await arrived.evaluate(look))[0] != "rgb(255, 255, 255)"
+    await page.emulate_media(reduced_motion="no-preference")
+    assert (await arrived.evaluate(look))[1] == "arrived"
+    await context.close()
+
+
 async def test_unread_counts_up_everywhere_and_a_read_clears_every_tab_and_device(
     browser: Browser, server: str
 ) -> None:

@@ -44,6 +44,7 @@ def test_an_embedded_port_in_use_is_refused_in_one_line() -> None:
         result = run(EMBEDDED_PORT=str(taken.getsockname()[1]))
     assert result.returncode == 1
     assert "already in use by another program" in result.stderr and "set EMBEDDED_PORT" in result.stderr
+    assert f"(pid {os.getpid()}: " in result.stderr  # this test's process holds it
     assert "Traceback" not in result.stderr and "Gossip on http" not in result.stderr
 
 
@@ -54,6 +55,7 @@ def test_a_web_port_in_use_is_said_before_anything_claims_to_serve(tmp_path: Pat
         result = run(PORT=str(taken.getsockname()[1]), EMBEDDED_DATA=str(tmp_path), EMBEDDED_PORT=str(free_port()))
     assert result.returncode == 1
     assert "or set PORT" in result.stderr and "Traceback" not in result.stderr
+    assert f"; pid {os.getpid()}: " in result.stderr  # who to stop: this test's process holds it
     assert "Gossip on http" not in result.stderr and not (tmp_path / "db").exists()  # no database was started
 
 
@@ -77,6 +79,45 @@ def test_a_run_killed_outright_leaves_nothing_in_the_next_ones_way(tmp_path: Pat
     finally:
         if leftover.is_running():
             leftover.kill()
+
+
+def test_make_run_killed_outright_takes_gossip_and_its_database_with_it(tmp_path: Path) -> None:
+    """SIGKILL reaches make alone, as `kill -9` of its pid does: Gossip, the process its recipe became, hears of it
+    from the kernel and stops as on Ctrl-C, database included, so the next `make run` starts on the same ports."""
+    port, embedded = free_ports(2)
+    env = {**os.environ, "SECRET_KEY": "test", "PORT": str(port), "EMBEDDED_PORT": str(embedded),
+           "EMBEDDED_DATA": str(tmp_path)}  # fmt: skip
+    make = ["make", "--no-print-directory", "-C", str(ROOT), "-o", ".venv/installed", "run", f"PY={sys.executable}"]
+    with ChildProcess(make, env, port) as first:
+        assert first.process is not None
+        (gossip,) = psutil.Process(first.process.pid).children()
+        (database,) = gossip.children()
+        first.process.kill()
+        try:
+            gossip.wait(30)  # psutil.TimeoutExpired if it serves on
+            database.wait(10)
+        finally:
+            for process in (gossip, database):
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    process.kill()
+    assert "Application shutdown complete" in first.output()
+    with ChildProcess(make, env, port) as second:
+        assert httpx.get(f"{second.url}/readyz", timeout=5).status_code == 200
+    assert "left running" not in second.output()
+
+
+def test_a_second_run_on_the_same_data_leaves_the_first_ones_database_alone(tmp_path: Path) -> None:
+    """Only a killed run's server is a leftover to stop: a live run's is still its child, and is left running."""
+    port, embedded = free_ports(2)
+    env = {**os.environ, "SECRET_KEY": "test", "EMBEDDED_PORT": str(embedded), "EMBEDDED_DATA": str(tmp_path)}
+    with ChildProcess(COMMAND, {**env, "PORT": str(port)}, port) as first:
+        assert first.process is not None
+        (database,) = psutil.Process(first.process.pid).children()
+        second = run(EMBEDDED_PORT=str(embedded), EMBEDDED_DATA=str(tmp_path))
+        assert database.is_running() and httpx.get(f"{first.url}/readyz", timeout=5).status_code == 200
+    assert second.returncode == 1 and "Traceback" not in second.stderr
+    assert f"the data of a `make run` still running (pid {first.process.pid})" in second.stderr
+    assert "EMBEDDED_DATA" in second.stderr and "Gossip on http" not in second.stderr
 
 
 def test_a_bad_setting_is_one_line_and_exit_status_2() -> None:

@@ -216,12 +216,35 @@ def prose(path: Path) -> str:
     return re.sub(r"^```.*?^```", "", path.read_text(), flags=re.S | re.M)
 
 
+def links(path: Path) -> list[str]:
+    """The targets of the page's links, outside its fenced blocks."""
+    return re.findall(r"\]\(([^)\s]+)\)", prose(path))
+
+
+def test_the_readme_is_a_short_front_door_that_leads_to_every_page_of_docs() -> None:
+    """What Gossip is, the two commands, a tour and the picture, under 250 lines; the rest is in docs/, every page
+    of it reached from the README by following links."""
+    text = README.read_text()
+    assert len(text.splitlines()) < 250
+    assert "make run" in text and "make test" in text and "make run PORT=" in text
+    assert {"A quick tour", "How it works", "Everything else"} <= set(re.findall(r"^## (.*)$", prose(README), re.M))
+    reached: set[Path] = set()
+    waiting = [README.resolve()]
+    while waiting:
+        page = waiting.pop()
+        files = {link.partition("#")[0] for link in links(page) if not re.match(r"[a-z]+:", link)}
+        targets = {(page.parent / file).resolve() for file in files if file.endswith(".md")}
+        waiting += [target for target in targets - reached if target.parent == DOCS.resolve()]
+        reached |= targets
+    assert {page.resolve() for page in DOCS.glob("*.md")} <= reached
+
+
 def test_every_relative_link_leads_to_a_file_and_heading_that_exist() -> None:
     pages = [README, *sorted(DOCS.glob("*.md"))]
     assert len(pages) > 5
     broken = []
     for page in pages:
-        for target in re.findall(r"\]\(([^)\s]+)\)", prose(page)):
+        for target in links(page):
             if re.match(r"[a-z]+:", target):
                 continue
             file, _, fragment = target.partition("#")
