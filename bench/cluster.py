@@ -160,7 +160,8 @@ class Deployment:
         return Usage.of([psutil.Process(stream.process.pid) for stream in self.streams if stream.process])
 
     async def served(self) -> Histogram:
-        return await served_by(self.stream_port)
+        """Every stream process's, summed by bucket as the dashboard sums its instances."""
+        return functools.reduce(Histogram.plus, [await served_by(stream.port) for stream in self.streams])
 
     async def sign_in(self, follows: Sequence[Sequence[str]]) -> list[str]:
         cookies = await sign_in(self.db, self.settings, [f"viewer{self.viewers + n}" for n in range(len(follows))],

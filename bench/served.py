@@ -24,8 +24,15 @@ class Histogram:
 
     def since(self, earlier: Histogram) -> Histogram:
         """What was observed after `earlier` was read: a scenario's own updates."""
-        pairs = zip(self.counts, earlier.counts, strict=True)
-        return Histogram(tuple((bound, now - then) for (bound, now), (_, then) in pairs))
+        return self._with(earlier, -1)
+
+    def plus(self, other: Histogram) -> Histogram:
+        """Two processes' observations as one, as the dashboard's `sum by (le)` adds its instances'."""
+        return self._with(other, 1)
+
+    def _with(self, other: Histogram, sign: int) -> Histogram:
+        pairs = zip(self.counts, other.counts, strict=True)
+        return Histogram(tuple((bound, mine + sign * theirs) for (bound, mine), (_, theirs) in pairs))
 
     def quantile(self, fraction: float) -> float:
         """Milliseconds, estimated as PromQL's histogram_quantile does: linearly within the bucket that holds the

@@ -20,7 +20,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
 from shared import db as database
-from shared import tasks
+from shared import refusals, tasks
 from shared.auth import RenewedSession
 from shared.batching import by_id
 from shared.catalogue import Catalogue
@@ -124,6 +124,7 @@ def create_app(
                     stack.callback(exported.shutdown)  # sends the spans still batched
                 resolved = base["settings"]
                 await stack.enter_async_context(traced(resolved.memory_trace, resolved.memory_trace_every))
+                await stack.enter_async_context(refusals.reported(base["db"], name, resolved.presence_interval))
                 state: dict[str, Any] = dict(base)
                 for extension in extensions:
                     state.update(await stack.enter_async_context(extension(base)))

@@ -184,7 +184,7 @@ async def _unique_where_present(collection: AsyncCollection[dict[str, Any]], fie
 
 
 # The collections whose documents end at their `expires_at`, each read as absent from then on by its readers.
-EXPIRING = ("sessions", "update_ids", "spent_keys", "presence", "sends")
+EXPIRING = ("sessions", "update_ids", "spent_keys", "presence", "refusals", "sends")
 
 
 # Embedded-server workaround: its TTL index purges on every read, with a full scan, so there a chore deletes instead.

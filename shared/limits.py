@@ -29,8 +29,9 @@ log = logging.getLogger("gossip.limits")
 
 REFUSED_AT_LEAST = 0.001  # seconds: the least wait a refusal gives
 # Every limit's name, as refusals are counted: failed logins (per address or account), registrations per address,
-# publishes per author, hashing turns, feeds per stream process and per user.
-LIMITS = ("login", "registration", "publish", "hashing", "feeds", "feeds_per_user")
+# address-check mails, publishes per author, hashing turns, feeds per stream process and per user, and feeds a user
+# opens per window.
+LIMITS = ("login", "registration", "verification", "publish", "hashing", "feeds", "feeds_per_user", "feed")
 REFUSALS = Metric("gossip_refusals", "Requests refused by a limit, answered 429 or 503 with Retry-After", ["limit"])
 for name in LIMITS:  # every series from the start, at 0
     REFUSALS.labels(limit=name)

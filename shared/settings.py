@@ -216,7 +216,9 @@ class Settings:
     push_delay: float = 60.0  # seconds an update stays unread before it is pushed
     push_allow_http_loopback: bool = False  # subscriptions may name http://127.0.0.1 (tests, local push servers)
     scheduler_interval: float = 15.0  # seconds between two rounds of the scheduler's jobs
-    presence_interval: float = 5.0  # seconds between two reports of a stream process's open feeds
+    # Seconds between two reports of a process (a stream's open feeds, every process's refusals): a closed feed
+    # leaves the counts within one interval, a killed process within three (shared/reports.py LIFETIMES).
+    presence_interval: float = 3.0
     admin_users: tuple[str, ...] = ()  # usernames that may use the operator console at /admin
     # Mail: the digest and address checks go to SMTP_URL, or without one into .eml files in `mail_dir`.
     smtp_url: str = ""

@@ -319,22 +319,23 @@ COUNTS: Schema = {"type": "object", "additionalProperties": {"type": "integer", 
 WHEN: Schema = {**TIMESTAMP, "type": ["string", "null"]}
 PROCESS: Schema = {
     "title": "StreamProcess", "type": "object", "additionalProperties": False,
-    "required": ["process", "users", "feeds", "show_feeds", "lag", "refusals", "reported_at"],
+    "required": ["process", "users", "feeds", "show_feeds", "lag", "reported_at"],
     "properties": {
         "process": {"type": "string", "description": "host:pid:random, as the process names its presence report."},
         "users": {"type": "integer", "minimum": 0}, "feeds": {"type": "integer", "minimum": 0},
         "show_feeds": {**COUNTS, "description": "Open feeds per show they carry; `*` is feeds of every show."},
         "lag": {"type": ["number", "null"], "description": "Seconds from commit to handling of its last change on "
                                                            "`updates`; null before its first."},
-        "refusals": {**COUNTS, "description": "Refusals this process counted since it started, per limit."},
         "reported_at": WHEN,
     },
 }  # fmt: skip
 OVERVIEW: Schema = {
     "title": "Console", "type": "object", "additionalProperties": False,
-    "required": ["at", "processes", "feeds_per_show", "empty_buckets", "publishes", "rejected", "audit"],
+    "required": ["at", "processes", "feeds_per_show", "refusals", "empty_buckets", "publishes", "rejected", "audit"],
     "properties": {
         "at": WHEN, "processes": {"type": "array", "items": PROCESS}, "feeds_per_show": COUNTS,
+        "refusals": {**COUNTS, "description": "Per limit, the requests refused by every live process of every "
+                                              "service, each counted since it started."},
         "empty_buckets": {**COUNTS, "description": "Per limit (`login`, `registration`, `publish`), the token "
                                                    "buckets with no token left now: their next request is refused."},
         "publishes": {"type": "object", "additionalProperties": False, "required": ["per_minute", "capped"],

@@ -23,5 +23,5 @@ routes = [
     *own_data.routes,
     *admin.routes,
 ]
-extensions: list[Extension] = [hashing, sweeping, mailing, scheduling, expiring("sessions", "sends")]
+extensions: list[Extension] = [hashing, sweeping, mailing, scheduling, expiring("sessions", "sends", "refusals")]
 app = create_app("auth", routes, extensions=extensions)

@@ -12,7 +12,7 @@ from typing import Any
 
 from bson import ObjectId
 
-from shared import presence
+from shared import presence, refusals
 from shared.db import Database, iso_utc, new_id, username_key
 from shared.errors import ApiError
 from shared.limits import Rate
@@ -38,7 +38,7 @@ def _process(report: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "process": report["_id"], "users": len(report.get("users") or {}), "feeds": report.get("feeds", 0),
         "show_feeds": report.get("show_feeds") or {}, "lag": report.get("lag"),
-        "refusals": report.get("refusals") or {}, "reported_at": _when(report.get("reported_at")),
+        "reported_at": _when(report.get("reported_at")),
     }  # fmt: skip
 
 
@@ -123,13 +123,14 @@ async def _empty_buckets(db: Database, settings: Settings) -> dict[str, int]:
 
 
 async def overview(db: Database, settings: Settings, now: datetime) -> dict[str, Any]:
-    """Everything the console shows, each part from its source: the stream processes' presence reports (feeds, lag,
-    their refusal counters), `buckets` (the limits refusing now), `updates` (publishes, rejected documents) and
-    `audit`."""
+    """Everything the console shows, each part from its source: the stream processes' presence reports (feeds, lag),
+    every process's refusal counts (`refusals`), `buckets` (the limits refusing now), `updates` (publishes, rejected
+    documents) and `audit`."""
     processes = [_process(report) for report in await presence.current(db, now)]
     return {
         "at": _when(now), "processes": processes, "feeds_per_show": _feeds_per_show(processes),
-        "empty_buckets": await _empty_buckets(db, settings), "publishes": await _publishes(db, now),
+        "refusals": await refusals.totals(db, now), "empty_buckets": await _empty_buckets(db, settings),
+        "publishes": await _publishes(db, now),
         "rejected": await _rejected(db), "audit": await _audit(db),
     }  # fmt: skip
 

@@ -1,17 +1,24 @@
 """The operator console (services/auth/console.py): only the users named in ADMIN_USERS find it; an admin sees real
 figures, releases a fixed rejected document (then delivered to an open feed), retracts an update and ends a user's
-sessions, and every action is in the audit."""
+sessions, every action in the audit and none from another site; refusals are summed over every process."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import contextlib
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
 import httpx
 import pytest
+from starlette.routing import Route
 
+from dev.processes import ServiceProcess
+from services.all.app import app as whole
+from services.auth.endpoints import admin
 from shared.db import Database
+from shared.limits import LIMITS
 from shared.settings import Settings
 from tests.support.accounts import json_error, registered
 from tests.support.servers import serving
@@ -19,13 +26,25 @@ from tests.support.sse import events
 from tests.support.updates import publish
 from tests.support.waiting import wait_until
 
-ADMIN_ROUTES = [
-    ("GET", "/admin"),
-    ("GET", "/api/admin/console"),
-    ("POST", "/api/admin/rejected/x/release"),
-    ("DELETE", "/api/admin/updates/1"),
-    ("DELETE", "/api/admin/users/alice/sessions"),
-]
+ADMIN_PREFIXES = ("/admin", "/api/admin/")
+
+
+def _admin_routes() -> list[tuple[str, str]]:
+    """Every route of the whole app under /admin or /api/admin, with each of its methods, read from the app itself:
+    an admin route added later is checked with no change here. Path parameters are filled in."""
+    routes = [route for route in whole.routes if isinstance(route, Route) and route.path.startswith(ADMIN_PREFIXES)]
+    assert {id(route) for route in admin.routes} <= {id(route) for route in routes}  # the console's, all under them
+    return sorted(
+        (method, re.sub(r"\{[^}]+\}", "1", route.path))
+        for route in routes
+        for method in route.methods or ()
+        if method != "HEAD"
+    )
+
+
+ADMIN_ROUTES = _admin_routes()
+# Paths under /admin that no route serves: what a prober tries next.
+UNSERVED = ["/admin/", "/admin/index.html", "/admin/console", "/api/admin", "/api/admin/", "/api/admin/users"]
 
 
 @pytest.fixture
@@ -41,16 +60,41 @@ async def root(site: str) -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
+def test_the_admin_routes_are_read_from_the_app() -> None:
+    assert {path for _, path in ADMIN_ROUTES} >= {"/admin", "/api/admin/console", "/api/admin/updates/1"}
+
+
+@contextlib.asynccontextmanager
+async def _visitor(site: str, who: str) -> AsyncIterator[httpx.AsyncClient]:
+    """Someone signed out, or a signed-in user who is no admin."""
+    async with contextlib.AsyncExitStack() as stack:
+        if who == "alice":
+            yield await stack.enter_async_context(registered(site, "alice"))
+        else:
+            yield await stack.enter_async_context(httpx.AsyncClient(base_url=site))
+
+
+async def _nothing_there(http: httpx.AsyncClient, method: str, path: str) -> None:
+    """A page or JSON asked for, a body or none: 404, as for no such path (after the redirect Starlette gives every
+    path to its form without the trailing slash)."""
+    for accept in ("text/html", "application/json"):
+        response = await http.request(method, path, json={}, headers={"accept": accept}, follow_redirects=True)
+        assert response.status_code == 404, f"{method} {path}: {response.text}"
+        assert "Operator console" not in response.text
+
+
 @pytest.mark.parametrize(("method", "path"), ADMIN_ROUTES)
 @pytest.mark.parametrize("who", ["nobody", "alice"])
-async def test_anyone_but_an_admin_finds_nothing_there(site: str, method: str, path: str, who: str) -> None:
-    """Signed in or not, a page or JSON asked for, a body or none: 404, as for no such path."""
-    async with httpx.AsyncClient(base_url=site) as anonymous, registered(site, "alice") as alice:
-        http = alice if who == "alice" else anonymous
-        for accept in ("text/html", "application/json"):
-            response = await http.request(method, path, json={}, headers={"accept": accept})
-            assert response.status_code == 404, response.text
-            assert "Operator console" not in response.text
+async def test_anyone_but_an_admin_finds_nothing_at_an_admin_route(site: str, method: str, path: str, who: str) -> None:
+    async with _visitor(site, who) as http:
+        await _nothing_there(http, method, path)
+
+
+@pytest.mark.parametrize("who", ["nobody", "alice"])
+async def test_anyone_but_an_admin_finds_nothing_under_admin_where_no_route_is(site: str, who: str) -> None:
+    async with _visitor(site, who) as http:
+        for path in UNSERVED:
+            await _nothing_there(http, "GET", path)
 
 
 async def _console(http: httpx.AsyncClient) -> dict[str, Any]:
@@ -127,16 +171,36 @@ async def test_an_admin_retracts_an_update_and_ends_a_users_sessions(root: httpx
     ]  # fmt: skip
 
 
-async def test_an_admin_write_from_another_site_or_as_a_form_is_refused(root: httpx.AsyncClient, db: Database) -> None:
+Action = Callable[[httpx.AsyncClient, dict[str, str]], Awaitable[httpx.Response]]
+
+
+async def _undone(root: httpx.AsyncClient, act: Action) -> None:
+    """The action, sent with the headers of another site's page, changes nothing and is not audited."""
+    for foreign in ({"origin": "https://evil.example"}, {"sec-fetch-site": "cross-site"}):
+        assert json_error(await act(root, foreign))[:2] == (403, "cross_site")
+    assert (await _console(root))["audit"] == []
+
+
+async def test_a_release_from_another_site_or_as_a_form_is_refused(root: httpx.AsyncClient, db: Database) -> None:
     """JSON only with the cookie, and from this site: the API's own CSRF defence."""
     inserted = await db.updates.insert_one({"show": "no_such_show", "text": "stays rejected"})
     await wait_until(lambda: _rejected(root, str(inserted.inserted_id)))
     path = f"/api/admin/rejected/{inserted.inserted_id}/release"
-    form = await root.post(path, data={"x": "1"})
-    foreign = await root.post(path, json={}, headers={"origin": "https://evil.example"})
-    assert (form.status_code, json_error(foreign)[:2]) == (415, (403, "cross_site"))
+    assert (await root.post(path, data={"x": "1"})).status_code == 415
+    await _undone(root, lambda http, headers: http.post(path, json={}, headers=headers))
     assert await _rejected(root, str(inserted.inserted_id)) is not None
-    assert (await _console(root))["audit"] == []
+
+
+async def test_a_retraction_from_another_site_is_refused(root: httpx.AsyncClient, db: Database) -> None:
+    update = await publish(root, "flash", "stays")
+    await _undone(root, lambda http, headers: http.delete(f"/api/admin/updates/{update['seq']}", headers=headers))
+    assert await db.updates.count_documents({"seq": update["seq"]}) == 1
+
+
+async def test_ending_sessions_from_another_site_is_refused(root: httpx.AsyncClient, site: str) -> None:
+    async with registered(site, "alice") as alice:
+        await _undone(root, lambda http, headers: http.delete("/api/admin/users/alice/sessions", headers=headers))
+        assert (await alice.get("/api/me")).status_code == 200
 
 
 async def test_the_console_shows_a_publish_limit_refusing_now(settings: Settings) -> None:
@@ -148,3 +212,45 @@ async def test_the_console_shows_a_publish_limit_refusing_now(settings: Settings
             refused = await root.post("/api/updates", json={"show": "flash", "text": "one too many"})
             assert refused.status_code == 429
             assert (await _console(root))["empty_buckets"] == {"login": 0, "registration": 0, "publish": 1}
+
+
+async def _lagged(http: httpx.AsyncClient) -> dict[str, Any] | None:
+    overview = await _console(http)
+    return overview if [process["lag"] is not None for process in overview["processes"]] == [True] else None
+
+
+async def test_the_console_shows_the_change_stream_lag_of_each_stream_process(root: httpx.AsyncClient) -> None:
+    async with events(root, "/events/all") as feed:
+        await publish(root, "flash", "handled at once")
+        await feed.updates(1)
+        (process,) = (await wait_until(lambda: _lagged(root)))["processes"]
+    assert 0 <= process["lag"] < 5  # seconds from the insert's commit to its handling
+
+
+async def _refused(http: httpx.AsyncClient, counts: dict[str, int]) -> bool:
+    return bool((await _console(http))["refusals"] == {**dict.fromkeys(LIMITS, 0), **counts})
+
+
+async def test_the_console_sums_the_refusals_of_every_process_of_every_service(settings: Settings) -> None:
+    """Auth, ingest and stream as processes of their own, as deployed: each refuses once, under its own limit, and
+    the console, in the auth process, shows all three."""
+    often = {"PRESENCE_INTERVAL": "0.3"}
+    with (
+        ServiceProcess(
+            "services.auth.app", settings, ADMIN_USERS="root", REGISTRATIONS_PER_ADDRESS="2", **often
+        ) as auth,
+        ServiceProcess("services.ingest.app", settings, PUBLISHES_PER_AUTHOR="1", **often) as ingest,
+        ServiceProcess("services.stream.app", settings, FEEDS_PER_USER="1", **often) as stream,
+    ):
+        async with registered(auth.url, "root") as root, registered(auth.url, "alice"):
+            third = await root.post("/api/auth/register", json={"username": "carol", "password": "a-long-pass"})
+            assert third.status_code == 429
+            async with httpx.AsyncClient(base_url=ingest.url, cookies=root.cookies) as publishing:
+                await publish(publishing, "flash", "the one allowed")
+                assert (
+                    await publishing.post("/api/updates", json={"show": "flash", "text": "more"})
+                ).status_code == 429
+            async with httpx.AsyncClient(base_url=stream.url, cookies=root.cookies) as watching, events(watching):
+                assert (await watching.get("/events", headers={"accept": "text/event-stream"})).status_code == 429
+                counts = {"registration": 1, "publish": 1, "feeds_per_user": 1}
+                assert await wait_until(lambda: _refused(root, counts), timeout=10)

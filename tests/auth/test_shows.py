@@ -28,7 +28,7 @@ async def test_follow_and_unfollow_are_idempotent(alice: httpx.AsyncClient) -> N
 async def test_presence_counts_the_open_feeds_people_and_knows_no_unknown_show(alice: httpx.AsyncClient) -> None:
     assert (await alice.put("/api/me/follows/flash")).status_code == 204
     async with events(alice, "/events"):
-        assert await wait_until(lambda: _watching(alice, "flash", 1), timeout=12)  # within a report interval, 5 s
+        assert await wait_until(lambda: _watching(alice, "flash", 1), timeout=12)  # within a report interval (3 s)
         shows = {show["slug"]: show["watching"] for show in (await alice.get("/api/shows")).json()}
         assert (shows["flash"], shows["sherlock"]) == (1, 0)
         response = await alice.get("/api/shows/no_such_show/presence")

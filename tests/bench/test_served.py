@@ -30,3 +30,9 @@ def test_since_leaves_what_was_observed_before() -> None:
     before = Histogram(((0.001, 3.0), (0.01, 5.0), (INF, 5.0)))
     after = Histogram(((0.001, 3.0), (0.01, 9.0), (INF, 10.0)))
     assert after.since(before) == Histogram(((0.001, 0.0), (0.01, 4.0), (INF, 5.0)))
+
+
+def test_two_processes_histograms_add_up_bucket_by_bucket() -> None:
+    one = Histogram(((0.001, 1.0), (0.01, 3.0), (INF, 3.0)))
+    other = Histogram(((0.001, 0.0), (0.01, 2.0), (INF, 4.0)))
+    assert one.plus(other) == Histogram(((0.001, 1.0), (0.01, 5.0), (INF, 7.0)))

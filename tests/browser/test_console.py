@@ -3,13 +3,15 @@ releases it once it is fixed in MongoDB, and it reaches an open feed; the Shows 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
-from playwright.async_api import Browser, expect
+from playwright.async_api import Browser, Page, expect
 
 from shared.db import Database
+from shared.limits import LIMITS
 from shared.settings import Settings
 from tests.support.accounts import registered
 from tests.support.browsers import signed_in
@@ -34,6 +36,7 @@ async def test_an_admin_sees_a_rejected_document_and_releases_it(browser: Browse
             inserted = await db.updates.insert_one({"show": "sherlock", "text": "Mrs Hudson's news"})
             row = page.locator("#rejected tbody tr", has_text=str(inserted.inserted_id))
             await expect(row).to_contain_text("author")  # the reason: it has none
+            await every_panel_filled(page)
             await db.updates.update_one({"_id": inserted.inserted_id}, {"$set": {"author": "ops"}})
             await row.get_by_role("button", name="Release").click()
             await expect(page.locator("#console-said")).to_have_text(f"Released {inserted.inserted_id}.")
@@ -44,6 +47,19 @@ async def test_an_admin_sees_a_rejected_document_and_releases_it(browser: Browse
     for said in ("ada", "release", f"update {inserted.inserted_id}"):
         await expect(audit).to_contain_text(said)
     await context.close()
+
+
+async def every_panel_filled(page: Page) -> None:
+    """Each table from the console's figures, refreshed while the page is open: the one stream process with Alice's
+    feed (and ada's page's own) and its lag, feeds per show, ten minutes of publishes, every limit's refusals and
+    the buckets refusing now."""
+    process = page.locator("#processes tbody tr")
+    await expect(process).to_have_count(1)
+    await expect(process.locator("td").nth(3)).to_have_text(re.compile(r"^\d+\.\d{3}$"))  # the lag, in seconds
+    await expect(page.locator("#show-feeds tbody tr", has_text="sherlock")).to_contain_text("1")
+    await expect(page.locator("#publishes tbody tr")).to_have_count(10)
+    await expect(page.locator("#refusals tbody tr")).to_have_count(len(LIMITS))
+    await expect(page.locator("#empty-buckets tbody tr")).to_have_count(3)
 
 
 async def test_the_shows_page_counts_who_is_watching_live(browser: Browser, site: str) -> None:

@@ -1,6 +1,7 @@
 """The operators' dashboard of docker-compose.yml, checked with the real tools where no Docker engine runs: Prometheus'
-own promtool for its config and for every panel's query, and every metric a panel names against what a live server
-really exports at /metrics. promtool comes from Debian's `prometheus` package, which .ci/run installs."""
+own promtool for its config and for every panel's query, Grafana's own dashboard model (its foundation SDK's types,
+tests/ops/grafana.py) for the dashboard, and every metric a panel names against what a live server really exports
+at /metrics. promtool comes from Debian's `prometheus` package, which .ci/run installs."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from dev.processes import ChildProcess, free_port
 from shared.settings import ROOT
+from tests.ops import grafana
 from tests.support.accounts import registered
 from tests.support.sse import events
 from tests.support.updates import publish
@@ -117,6 +119,36 @@ def test_every_panel_reads_the_provisioned_prometheus() -> None:
     for panel in panels():
         assert panel["datasource"] == wanted, panel["title"]
         assert all(target["datasource"] == wanted for target in panel["targets"]), panel["title"]
+
+
+def test_grafanas_own_dashboard_model_holds_the_dashboard_as_written() -> None:
+    assert grafana.problems(json.loads(DASHBOARD.read_text())) == []
+
+
+def _first_panel(dashboard: dict[str, Any]) -> dict[str, Any]:
+    panel: dict[str, Any] = dashboard["panels"][0]
+    return panel
+
+
+MISTAKES = {
+    "a misspelt key": (lambda d: _first_panel(d)["options"].update(legnd={}), "options.legnd: not in Grafana's model"),
+    "a wrong type": (lambda d: _first_panel(d)["gridPos"].update(w="12"), "grid_pos.w: '12' is not of type int"),
+    "a value not allowed": (
+        lambda d: _first_panel(d)["options"]["tooltip"].update(mode="everything"),
+        "'everything' is not one of",
+    ),
+    "a query's wrong value": (lambda d: _first_panel(d)["targets"][0].update(format="csv"), "'csv' is not one of"),
+    "an unknown panel": (lambda d: _first_panel(d).update(type="timeserie"), "no panel plugin 'timeserie'"),
+}
+
+
+@pytest.mark.parametrize("mistake", MISTAKES)
+def test_grafanas_model_finds_a_mistake_in_a_copy_of_the_dashboard(mistake: str) -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    change, said = MISTAKES[mistake]
+    change(dashboard)
+    (found,) = grafana.problems(dashboard)
+    assert said in found
 
 
 def test_the_dashboard_has_the_shape_grafana_loads() -> None:

@@ -3,9 +3,12 @@ exported over OTLP to a real receiver when an endpoint is set, and nothing at al
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import pytest
 from opentelemetry import trace
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -18,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from dev.processes import ServiceProcess
 from shared.db import Database
 from shared.settings import Settings
 from shared.tracing import exporting, stored_context
@@ -126,30 +130,75 @@ async def test_without_an_endpoint_no_provider_is_made_and_nothing_is_stored_or_
     assert isinstance(trace.get_tracer_provider(), ProxyTracerProvider)  # nothing installed a global one either
 
 
-async def test_with_an_endpoint_the_spans_go_to_it_over_otlp(settings: Settings) -> None:
-    """A real OTLP/HTTP receiver on loopback, decoding what the exporter sends with OpenTelemetry's own protobufs."""
-    received: list[tuple[str, str]] = []
+@dataclass(frozen=True)
+class Received:
+    service: str
+    name: str
+    trace_id: bytes
+    span_id: bytes
+    parent_span_id: bytes
+
+
+@contextlib.contextmanager
+def otlp_receiver() -> Iterator[tuple[str, list[Received]]]:
+    """A real OTLP/HTTP receiver on loopback, decoding what exporters send with OpenTelemetry's own protobufs: its
+    URL, and every span received."""
+    received: list[Received] = []
 
     async def collect(request: Request) -> Response:
         assert request.headers["content-type"] == "application/x-protobuf"
         export = ExportTraceServiceRequest.FromString(await request.body())
         for resource in export.resource_spans:
             service = next(a.value.string_value for a in resource.resource.attributes if a.key == "service.name")
-            received.extend((service, span.name) for scope in resource.scope_spans for span in scope.spans)
+            received.extend(Received(service, span.name, span.trace_id, span.span_id, span.parent_span_id)
+                            for scope in resource.scope_spans for span in scope.spans)  # fmt: skip
         return Response(ExportTraceServiceRequest().SerializeToString(), media_type="application/x-protobuf")
 
     receiver = LiveServer(Starlette(routes=[Route("/v1/traces", collect, methods=["POST"])])).start()
     try:
-        live = gossip_server(Settings.from_env({"SECRET_KEY": settings.secret_key, "MONGO_URL": settings.mongo_url,
-                                                "MONGO_DB": settings.mongo_db,
-                                                "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url}))  # fmt: skip
+        yield receiver.url, received
+    finally:
+        receiver.stop()
+
+
+async def test_with_an_endpoint_the_spans_go_to_it_over_otlp(settings: Settings) -> None:
+    with otlp_receiver() as (url, received):
+        env = {"SECRET_KEY": settings.secret_key, "MONGO_URL": settings.mongo_url, "MONGO_DB": settings.mongo_db}
+        live = gossip_server(Settings.from_env({**env, "OTEL_EXPORTER_OTLP_ENDPOINT": url}))
         try:
             async with registered(live.url, "alice") as alice, events(alice, "/events/all") as feed:
                 sent = await publish(alice, "flash", "exported")
                 assert await feed.updates(1) == [sent]  # fanned out: its span ended with the write, on the server
         finally:
             live.stop()  # the lifespan's end shuts the provider down, which sends the spans still batched
-    finally:
-        receiver.stop()
-    names = {name for service, name in received if service == "gossip"}
+    names = {span.name for span in received if span.service == "gossip"}
     assert {"insert updates", "change updates", "fan-out"} <= names
+
+
+async def test_across_processes_the_stream_joins_the_trace_through_mongodb(settings: Settings) -> None:
+    """Ingest and stream as processes of their own, as deployed, both exporting to one receiver: nothing but the
+    update stored in MongoDB links them, and the stream's change and fan-out spans are in the trace of ingest's
+    insert, the change's parent being that insert."""
+    with otlp_receiver() as (url, received):
+        traced = {"OTEL_EXPORTER_OTLP_ENDPOINT": url}
+        with (
+            ServiceProcess("services.auth.app", settings) as auth,
+            ServiceProcess("services.ingest.app", settings, **traced) as ingest,
+            ServiceProcess("services.stream.app", settings, **traced) as stream,
+        ):
+            async with (
+                registered(auth.url, "alice") as alice,
+                httpx.AsyncClient(base_url=stream.url, cookies=alice.cookies) as watching,
+                events(watching, "/events/all") as feed,
+            ):
+                async with httpx.AsyncClient(base_url=ingest.url, cookies=alice.cookies) as publishing:
+                    sent = await publish(publishing, "flash", "across processes")
+                assert await feed.updates(1) == [sent]
+            ingest.stop()  # each lifespan's end sends the spans still batched
+            stream.stop()
+    (insert,) = [span for span in received if (span.service, span.name) == ("ingest", "insert updates")]
+    mine = [span for span in received if span.trace_id == insert.trace_id]
+    (change,) = [span for span in mine if (span.service, span.name) == ("stream", "change updates")]
+    (fan_out,) = [span for span in mine if (span.service, span.name) == ("stream", "fan-out")]
+    assert (change.parent_span_id, fan_out.parent_span_id) == (insert.span_id, change.span_id)
+    assert any(span.service == "ingest" and span.span_id == insert.parent_span_id for span in mine)  # the request's

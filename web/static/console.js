@@ -23,16 +23,6 @@
     }
   }
 
-  function summed(processes) {
-    const total = new Map();
-    for (const process of processes) {
-      for (const [limit, count] of Object.entries(process.refusals)) {
-        total.set(limit, (total.get(limit) || 0) + count);
-      }
-    }
-    return [...total].sort();
-  }
-
   function releaseButton(row, item) {
     const button = document.createElement("button");
     button.type = "button";
@@ -54,7 +44,7 @@
     fill("publishes", view.publishes.per_minute, [(row, m) => cell(row, m.minute.slice(11, 16)),
       (row, m) => cell(row, m.count)]);
     document.getElementById("publishes-capped").hidden = !view.publishes.capped;
-    fill("refusals", summed(view.processes), [(row, [limit]) => cell(row, limit),
+    fill("refusals", Object.entries(view.refusals), [(row, [limit]) => cell(row, limit),
       (row, [, count]) => cell(row, count)]);
     fill("empty-buckets", Object.entries(view.empty_buckets), [(row, [limit]) => cell(row, limit),
       (row, [, count]) => cell(row, count)]);
