@@ -32,7 +32,7 @@ def checked(raw: str) -> str:
         address = validate_email(raw.strip(), check_deliverability=False).normalized
     except EmailNotValidError as error:
         raise ApiError(422, detail="That is not an email address.", fields={"email": str(error)}) from None
-    if len(address) > MAX_ADDRESS:
+    if max(len(raw), len(address)) > MAX_ADDRESS:  # as given, as the API document counts it, and as mail goes to it
         raise ApiError(422, detail="That address is too long.", fields={"email": f"at most {MAX_ADDRESS} characters"})
     return address
 

@@ -89,7 +89,10 @@ async def test_opening_the_link_only_asks_and_its_button_needs_the_pages_csrf_to
     assert (await alice.get("/api/me/email")).json()["verified"] is True
 
 
-@pytest.mark.parametrize("address", ["", "not-an-address", "two@@example.com", "a@b", "x" * 250 + "@example.com"])
+@pytest.mark.parametrize(
+    "address",
+    ["", "not-an-address", "two@@example.com", "a@b", "x" * 250 + "@example.com", " " * 250 + "padded@example.com"],
+)
 async def test_what_is_not_an_address_is_422_naming_the_field(alice: httpx.AsyncClient, address: str) -> None:
     response = await alice.put("/api/me/email", json={"email": address})
     status, error, fields = json_error(response)
