@@ -43,6 +43,7 @@ async def test_feeds_asking_for_other_shows_at_once_read_apart(db: Database) -> 
     flash, sherlock = await asyncio.gather(replay.chunk({"flash"}, "u1", 0, 2), replay.chunk({"sherlock"}, "u1", 0, 2))
     assert (flash[0].count(b"id: 1\n"), sherlock[0].count(b"id: 2\n")) == (1, 1)
     assert b"id: 2\n" not in flash[0] and b"id: 1\n" not in sherlock[0]
+    assert flash[1] == sherlock[1] == 2  # each range is done, whatever seq the last update in it has
 
 
 async def test_a_shared_chunk_gives_each_feed_its_own_users_personal_updates_alone(db: Database) -> None:
