@@ -104,14 +104,8 @@ async def test_further_back_than_the_limit_the_newest_are_replayed_and_the_rest_
     assert resync == resync_frame(4, 29, 13)  # flash's 5, 7, ... 29
 
 
-async def test_a_resume_point_older_than_the_oldest_kept_update_is_announced_with_missed_unknown(
-    db: Database,
-) -> None:
+async def test_a_trimmed_replay_counts_as_gone_only_what_lies_below_the_oldest_kept_update(db: Database) -> None:
     await db.updates.insert_many([stored_update(seq) for seq in range(6, 11)])  # 1 to 5 are gone
-    assert await Replay(db, Catalogue(db), limit=10, trimmed=True).start(None, 2, 10) == (5, resync_frame(2, 5, None))
-    assert await Replay(db, Catalogue(db), limit=10, trimmed=True).start(None, 5, 10) == (5, b"")
-    assert await Replay(db, Catalogue(db), limit=3, trimmed=True).start(None, 2, 10) == (7, resync_frame(2, 7, None))
-    assert await Replay(db, Catalogue(db), limit=10, trimmed=False).start(None, 2, 10) == (2, b"")
     assert await Replay(db, Catalogue(db), limit=10).start(None, 2, 10) == (2, b"")  # not trimmed unless told
     trimmed = Replay(db, Catalogue(db), limit=10, trimmed=True)
     assert await trimmed.start(None, 4, 10) == (5, resync_frame(4, 5, None))  # 5 is gone, nothing after it
@@ -122,3 +116,13 @@ async def test_a_resume_point_older_than_the_oldest_kept_update_is_announced_wit
 async def test_with_nothing_kept_a_trimmed_replay_resumes_at_the_ceiling_with_missed_unknown(db: Database) -> None:
     replay = Replay(db, Catalogue(db), limit=10, trimmed=True)
     assert await replay.start(None, 2, 10) == (10, resync_frame(2, 10, None))
+
+
+async def test_a_resume_point_older_than_the_oldest_kept_update_is_announced_with_missed_unknown(
+    db: Database,
+) -> None:
+    await db.updates.insert_many([stored_update(seq) for seq in range(6, 11)])  # 1 to 5 are gone
+    assert await Replay(db, Catalogue(db), limit=10, trimmed=True).start(None, 2, 10) == (5, resync_frame(2, 5, None))
+    assert await Replay(db, Catalogue(db), limit=10, trimmed=True).start(None, 5, 10) == (5, b"")
+    assert await Replay(db, Catalogue(db), limit=3, trimmed=True).start(None, 2, 10) == (7, resync_frame(2, 7, None))
+    assert await Replay(db, Catalogue(db), limit=10, trimmed=False).start(None, 2, 10) == (2, b"")
