@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
 
+import pytest
+from pymongo import AsyncMongoClient
+
+from dev.processes import free_port
 from services.stream.frames import resync_frame, update_frame
 from services.stream.replay import BATCH, Replay
 from shared.catalogue import Catalogue
 from shared.db import Database, seed_shows
+from tests.shared.test_updates import personal
 from tests.stream.test_app import insert_update
 from tests.support.updates import stored_update
+from tests.support.waiting import wait_until
 
 
 async def test_feeds_asking_for_the_same_range_at_once_share_one_read(db: Database) -> None:
@@ -25,10 +33,59 @@ async def test_feeds_asking_for_the_same_range_at_once_share_one_read(db: Databa
     assert later == first and later[0] is not first[0]  # read again: nothing was kept
 
 
+async def test_feeds_asking_for_other_shows_at_once_read_apart(db: Database) -> None:
+    await seed_shows(db)
+    for seq in range(1, 41):
+        await insert_update(db, seq, "flash" if seq % 2 else "sherlock")
+    replay = Replay(db, Catalogue(db), limit=5)
+    flash, sherlock = await asyncio.gather(replay.start({"flash"}, 0, 40), replay.start({"sherlock"}, 0, 40))
+    assert (flash, sherlock) == ((29, resync_frame(0, 29, 15)), (30, resync_frame(0, 30, 15)))
+    flash, sherlock = await asyncio.gather(replay.chunk({"flash"}, "u1", 0, 2), replay.chunk({"sherlock"}, "u1", 0, 2))
+    assert (flash[0].count(b"id: 1\n"), sherlock[0].count(b"id: 2\n")) == (1, 1)
+    assert b"id: 2\n" not in flash[0] and b"id: 1\n" not in sherlock[0]
+    assert flash[1] == sherlock[1] == 2  # each range is done, whatever seq the last update in it has
+
+
+async def test_a_shared_chunk_gives_each_feed_its_own_users_personal_updates_alone(db: Database) -> None:
+    """One read for every viewer: each feed keeps the updates meant for everybody and its own user's."""
+    await seed_shows(db)
+    await db.updates.insert_many([stored_update(1), personal(2, "alice_id"), stored_update(3), personal(4, "bob_id")])
+    stored = {u["seq"]: update_frame(u) async for u in db.updates.find({}, {"_id": 0})}
+    replay = Replay(db, Catalogue(db))
+    viewers = ("alice_id", "bob_id", "carol_id")
+    chunks = await asyncio.gather(*(replay.chunk({"flash"}, viewer, 0, 4) for viewer in viewers))
+    assert chunks == [
+        (stored[1] + stored[2] + stored[3], 4),
+        (stored[1] + stored[3] + stored[4], 4),
+        (stored[1] + stored[3], 4),
+    ]
+
+
+async def test_a_read_whose_feeds_all_hung_up_fails_without_an_unretrieved_error(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The read goes on for other feeds that may ask meanwhile; once none is left to hear its failure, it is marked
+    seen, so asyncio does not report it as an exception nobody retrieved."""
+    caplog.set_level(logging.ERROR, logger="asyncio")
+    gone = AsyncMongoClient(f"mongodb://127.0.0.1:{free_port()}/?directConnection=true", serverSelectionTimeoutMS=500)
+    replay = Replay(gone[db.name], Catalogue(db))
+    try:
+        asking = asyncio.ensure_future(replay.chunk(None, "u1", 0, 5))
+        await wait_until(lambda: replay._reads)  # the read is under way
+        asking.cancel()  # its one feed hangs up
+        await wait_until(lambda: not replay._reads, timeout=10)  # the read has failed and been forgotten
+    finally:
+        await gone.close()
+    del asking
+    gc.collect()  # a failure nobody retrieved is reported as its future is collected
+    assert "never retrieved" not in caplog.text
+
+
 async def test_a_long_range_comes_in_batches(db: Database) -> None:
     await seed_shows(db)
     await db.updates.insert_many([stored_update(seq) for seq in range(1, BATCH + 11)])
     replay = Replay(db, Catalogue(db))
+    assert await replay.start(None, 0, BATCH + 10) == (10, resync_frame(0, 10, 10))  # the newest 500 by default
     chunk, after = await replay.chunk(None, "u1", 0, BATCH + 10)
     assert (chunk.count(b"event: update"), after) == (BATCH, BATCH)
     chunk, after = await replay.chunk(None, "u1", after, BATCH + 10)
@@ -45,6 +102,20 @@ async def test_further_back_than_the_limit_the_newest_are_replayed_and_the_rest_
     resume, resync = await Replay(db, Catalogue(db), limit=5).start({"flash"}, 4, 40)
     assert resume == 29  # flash's newest five: 31 to 39
     assert resync == resync_frame(4, 29, 13)  # flash's 5, 7, ... 29
+
+
+async def test_a_trimmed_replay_counts_as_gone_only_what_lies_below_the_oldest_kept_update(db: Database) -> None:
+    await db.updates.insert_many([stored_update(seq) for seq in range(6, 11)])  # 1 to 5 are gone
+    assert await Replay(db, Catalogue(db), limit=10).start(None, 2, 10) == (2, b"")  # not trimmed unless told
+    trimmed = Replay(db, Catalogue(db), limit=10, trimmed=True)
+    assert await trimmed.start(None, 4, 10) == (5, resync_frame(4, 5, None))  # 5 is gone, nothing after it
+    assert await trimmed.start(None, 6, 10) == (6, b"")  # past the oldest kept: nothing is gone
+    assert await Replay(db, Catalogue(db), limit=3, trimmed=True).start(None, 5, 10) == (7, resync_frame(5, 7, 2))
+
+
+async def test_with_nothing_kept_a_trimmed_replay_resumes_at_the_ceiling_with_missed_unknown(db: Database) -> None:
+    replay = Replay(db, Catalogue(db), limit=10, trimmed=True)
+    assert await replay.start(None, 2, 10) == (10, resync_frame(2, 10, None))
 
 
 async def test_a_resume_point_older_than_the_oldest_kept_update_is_announced_with_missed_unknown(
