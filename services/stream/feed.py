@@ -3,12 +3,17 @@ response ends. Its state and every change of it live here: what it carries, its 
 sending, its end (overflow, logout, expiry, shutdown, a client that left or stopped reading) and its close.
 
 Every open feed pays for each object and frame it holds for as long as it is open, and every delivery for each step
-between the hub and the socket, so a feed holds no task while it is idle: the request's own task waits for the client
-to go, a live frame is written straight to the connection (services/stream/server.py) when nothing is queued before
-it, and a sending task runs only while there is something to send through ASGI (the head and the history, a backlog,
-a burst, the end). What sse-starlette's EventSourceResponse did per response (a task group of three tasks, a ping
-task, a lock and a cancel scope around every send) is done once for every feed: the hub's heartbeat pings, and drops
-a feed whose send has hung (Feed.drop); the lifecycle ends every feed when the server stops (lifecycle.fan_out).
+between the hub and the socket, so an idle feed holds no task: on uvicorn's httptools protocol, once the head and the
+history are out the feed parks (services/stream/server.py `Connection.park`): the request's task returns through
+the middleware, uvicorn lets the connection go, and from then on the feed writes to it straight, is told by it when
+the client leaves or stops reading, and ends it itself. So access logs and traces see a feed's request end once its
+head and history are out, not when the feed closes (the feed's gauge, `gossip_stream_connections`, still counts it
+until then). On any other server the request's own task waits for the client to go, a live frame is written straight
+to the connection when nothing is queued before it, and a sending task runs only while there is something to send
+through ASGI (the head and the history, a backlog, a burst, the end). What sse-starlette's EventSourceResponse did
+per response (a task group of three tasks, a ping task, a lock and a cancel scope around every send) is done once for
+every feed: the hub's heartbeat pings, and drops a feed whose send has hung or whose parked connection has stopped
+taking what it is given (Feed.drop); the lifecycle ends every feed when the server stops (lifecycle.fan_out).
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ OVERFLOW, STALLED = "overflow", "stalled"
 HEADERS = (
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),  # no proxy keeps a copy
-    (b"connection", b"keep-alive"),
+    (b"connection", b"close"),  # a parked feed's connection closes with its response: no proxy may reuse it
     (b"x-accel-buffering", b"no"),  # nor holds frames back (nginx)
 )
 
@@ -55,6 +60,7 @@ class Feed:
     __slots__ = (
         "_bytes",
         "_closed",
+        "_flushing",
         "_frames",
         "_history",
         "_max_bytes",
@@ -65,6 +71,7 @@ class Feed:
         "connection",
         "ended",
         "number",
+        "parked",
         "resumed",
         "sender",
         "sending_since",
@@ -96,6 +103,8 @@ class Feed:
         self._request: asyncio.Task[Any] | None = None  # the request's task, once the response runs
         self._history: AsyncIterator[bytes] | None = None  # what the feed missed, until it has been sent
         self._closed: Callable[[Feed], None] | None = None  # told once the response is over
+        self.parked = False  # uvicorn has let the connection go to the feed (server.py)
+        self._flushing: asyncio.Handle | None = None  # a parked feed's write of what is queued, once scheduled
 
     def offer(self, frame: bytes, direct: bool = True) -> None:
         """Never awaits: one stalled browser must not hold up the fan-out, nor grow without limit. `direct`: the
@@ -103,8 +112,10 @@ class Feed:
         frame too large for the queue is not written straight to the socket either."""
         if self.ended:
             return
-        frames = self._frames
-        if (frames is not None and len(frames) >= self._max_frames) or self._bytes + len(frame) > self._max_bytes:
+        frames, pending = self._frames, self._bytes + len(frame)
+        if self.parked and self.connection is not None:
+            pending += self.connection.unread()  # a parked feed's transport holds what its client has not taken
+        if (frames is not None and len(frames) >= self._max_frames) or pending > self._max_bytes:
             self.too_slow = OVERFLOW
             self.end()  # the browser reconnects and replays from MongoDB
             return
@@ -120,7 +131,9 @@ class Feed:
     def idle(self) -> bool:
         """The head and the history are out, nothing is queued and no send is under way: only then may a frame go
         straight to the connection, and none can overtake one queued before it."""
-        return self.sender is None and self._send is not None and self._history is None and not self._frames
+        if self._frames:
+            return False
+        return self.parked or (self.sender is None and self._send is not None and self._history is None)
 
     def end(self) -> None:
         """Ends the feed after what is already queued (overflow, logout, expiry, shutdown)."""
@@ -149,6 +162,7 @@ class Feed:
         waits in the collector's oldest generation for a full collection, which a busy process runs rarely
         (shared/app.py `_tune_gc`). Let go, they are freed as the response ends."""
         self.sender = self.connection = self._send = self._request = self._history = self._closed = None
+        self._flushing = None
 
     def take(self) -> bytes | None:
         """Whatever is queued, as one chunk: under a burst, one socket write carries many frames."""
@@ -163,15 +177,19 @@ class Feed:
         return chunk
 
     def _wake(self) -> None:
-        """Starts the sender if the response runs and none is under way; a running one takes what was queued."""
-        if self.sender is None and self._send is not None:
+        """Starts the sender if the response runs and none is under way; a running one takes what was queued. A
+        parked feed's sender is a write of all that is queued, once the fan-out at hand is over."""
+        if self.parked:
+            if self._flushing is None:
+                self._flushing = asyncio.get_running_loop().call_soon(self._flush)
+        elif self.sender is None and self._send is not None:
             self.sender = sender = asyncio.get_running_loop().create_task(self._sending())
             sender.add_done_callback(self._sent)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """The feed's response. The request's task waits for the client to go (or for the last send, which uvicorn
-        reports the same way), and is cancelled if a sender fails or is cancelled (a dropped feed). HEAD is
-        answered as sse-starlette answers it: the headers, no stream."""
+        """The feed's response. The request's task waits for the client to go (or for the last send, or the feed's
+        parking, which uvicorn reports the same way), and is cancelled if a sender fails or is cancelled (a dropped
+        feed). HEAD is answered as sse-starlette answers it: the headers, no stream."""
         if scope["method"] == "HEAD":
             await self._head(send)
             return
@@ -191,14 +209,30 @@ class Feed:
                 raise error from None
             # else the feed was dropped (its client stopped reading): the response ends here, unfinished
         finally:
-            self._over()
+            if self.parked:
+                self._send = self._request = None  # the response goes on without them; the feed is over when gone()
+            else:
+                self._over()
+
+    def gone(self) -> None:
+        """A parked feed's connection has closed: the client left, or the feed ended or was dropped."""
+        self._over()
+
+    def paused(self, since: float) -> None:
+        """A parked feed's connection holds more than the client has taken since `since` (time.monotonic()), or
+        no longer (0.0): to the hub's sweep, a send under way since then. Once the feed has ended, its end is under
+        way until the connection has closed (_flush)."""
+        if not self.ended:
+            self.sending_since = since
 
     def _over(self) -> None:
         self.ended = True
         if self.sender is not None:
             self.sender.remove_done_callback(self._sent)
             self.sender.cancel()
-        if self.connection is not None and self.connection.unread():
+        if self._flushing is not None:
+            self._flushing.cancel()
+        if not self.parked and self.connection is not None and self.connection.unread():
             # The client has not taken all that was sent: a graceful close would wait until it does, for ever if it
             # never reads again. It reconnects and replays what it missed.
             self.connection.reset()
@@ -227,7 +261,22 @@ class Feed:
             await self._noted({"type": "http.response.body", "body": chunk, "more_body": True})
         if self.ended:
             await self._noted(_end())
+        elif self.connection is not None and self.connection.park(self):
+            self.parked = True
         self.sender = None
+
+    def _flush(self) -> None:
+        """A parked feed's sending: what is queued, in one write, then the end once the feed has ended. The
+        connection then closes, and the feed is over once it has (`gone`)."""
+        self._flushing = None
+        if (connection := self.connection) is None:
+            return
+        while (chunk := self.take()) is not None:
+            connection.write(chunk)
+        if self.ended:
+            # The close waits for the client to take what is buffered: one that never does is dropped by the sweep.
+            self.sending_since = self.sending_since or time.monotonic()
+            connection.finish()
 
     async def _noted(self, message: Message) -> None:
         """Notes when the send began, so that the hub can drop a feed whose client has stopped reading."""

@@ -5,7 +5,9 @@ a sender."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import struct
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -160,6 +162,9 @@ class Wire:
     def abort(self) -> None:
         self.aborted = True
 
+    def close(self) -> None:
+        self.closing = True
+
     def get_extra_info(self, name: str, default: object = None) -> object:
         return self if name == "socket" else default
 
@@ -300,3 +305,69 @@ async def test_a_dropped_feed_resets_its_connection_instead_of_waiting_for_the_c
     assert cycle.transport.aborted and cycle.transport.linger == struct.pack("ii", 1, 0) and feed.too_slow
     client.leave()  # as uvicorn answers the wait for the client once the connection is lost
     await task
+
+
+def parked_feeds(username: str) -> list[bool]:
+    """Whether each open feed of `username` on this process's servers has parked."""
+    return [feed.parked for feed in gc.get_objects() if type(feed) is Feed and feed.connection is not None and
+            feed.caller.username == username]  # fmt: skip
+
+
+async def test_an_idle_feed_parks_and_its_live_frames_still_reach_it(alice: httpx.AsyncClient) -> None:
+    """On uvicorn's httptools protocol, once its head and history are out the request returns and the feed holds
+    the connection itself (server.py)."""
+    await alice.put("/api/me/follows/flash")
+    missed = await publish(alice, "flash", "before the feed opened")
+    async with events(alice, f"/events?after={missed['seq'] - 1}") as feed:
+        assert await feed.updates(1) == [missed]
+        await wait_until(lambda: parked_feeds("alice") == [True])
+        live = [await publish(alice, "flash", f"while it is parked {n}") for n in range(3)]
+        assert await feed.updates(3) == live
+
+
+def parked(feed: Feed, wire: Wire) -> Wire:
+    """`feed` as parked on `wire`: what Connection.park leaves."""
+    feed.connection = Connection(Cycle(wire), writes=True)
+    feed.connection.parked = feed.parked = True
+    return wire
+
+
+async def test_a_parked_feed_writes_what_it_queued_in_order_then_its_end_and_closes() -> None:
+    feed = Feed(Caller("u1", "una"), None)
+    wire = parked(feed, Wire())
+    feed.offer(frame(1))
+    feed.offer(frame(2), direct=False)  # a fan-out back to back with the last: written once the loop comes round
+    feed.offer(frame(3))
+    feed.end()
+    await wait_until(lambda: wire.closing)
+    assert wire.written == [chunk(frame(1)), chunk(frame(2) + frame(3)), b"0\r\n\r\n"]
+
+
+async def test_a_parked_feeds_bound_counts_what_its_client_has_not_taken() -> None:
+    feed = Feed(Caller("u1", "una"), None, max_bytes=100)
+    wire = parked(feed, Wire(buffered=90))
+    feed.offer(b"x" * 11)
+    assert feed.too_slow == OVERFLOW and wire.written == []
+
+
+async def test_a_parked_feed_whose_client_stopped_reading_is_dropped_by_the_sweep() -> None:
+    hub, closed = Hub(), list[Feed]()
+    feed = hub.open(Caller("u1", "una", "s1"), ["flash"]).serves(_history(), closed.append)
+    wire = parked(feed, Wire())
+    feed.paused(10.0)  # as the transport asks to stop writing, past its high-water mark
+    hub.drop_stalled(before=20.0)
+    assert wire.aborted and feed.too_slow
+    feed.gone()  # as the transport reports the connection lost
+    assert closed == [feed]
+
+
+async def test_a_parked_feed_that_ended_is_dropped_if_its_connection_does_not_close() -> None:
+    """Its close waits for the client to take what is buffered: for ever, from one that never reads again."""
+    hub = Hub()
+    feed = hub.open(Caller("u1", "una", "s1"), ["flash"])
+    wire = parked(feed, Wire(buffered=10))
+    feed.end()
+    await wait_until(lambda: wire.closing)
+    feed.paused(0.0)  # the buffer drained below the low-water mark: the close is still under way
+    hub.drop_stalled(before=time.monotonic() + 1)
+    assert wire.aborted

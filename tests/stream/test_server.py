@@ -5,7 +5,9 @@ stream, a socket held for ever or a shutdown that hangs."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import logging
+import socket
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import httpx
 import pytest
@@ -14,7 +16,7 @@ from sse_starlette.sse import AppStatus
 from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
-from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from services.all import app as gossip
 from services.stream import app as stream
@@ -24,6 +26,7 @@ from shared.app import Service, create_app
 from shared.auth import RenewedSession
 from shared.headers import Nosniff
 from shared.logs import AccessLog
+from shared.malformed import JsonErrorProtocol
 from shared.proxies import TrustedProxies
 from shared.settings import Settings
 from shared.tracing import Traced
@@ -67,6 +70,7 @@ async def test_uvicorn_still_has_what_a_direct_write_relies_on_and_frames_its_ch
     mixed = Mixed()
     response = await served(mixed, "httptools")
     assert mixed.connection is not None and mixed.connection.writes, "uvicorn changed: feeds no longer write past ASGI"
+    assert mixed.connection.parks, "uvicorn changed: feeds no longer park"
     assert response.text == "".join(f"data: past {n}\n\ndata: through {n}\n\n" for n in range(3))
     assert response.headers["transfer-encoding"] == "chunked"
 
@@ -77,6 +81,7 @@ async def test_another_protocol_gets_no_direct_write_but_can_still_be_reset() ->
     mixed = Mixed()
     response = await served(mixed, "h11")
     assert mixed.connection is not None and not mixed.connection.writes, "uvicorn's h11 cycle changed"
+    assert not mixed.connection.parks  # its request's task waits for the client, as before
     assert Connection.of(receive) is None
     assert response.text == "".join(f"data: through {n}\n\n" for n in range(3))
 
@@ -143,3 +148,126 @@ async def test_a_request_is_freed_as_it_ends_not_left_for_the_collector(server: 
             async with httpx.AsyncClient(base_url=server) as http:  # a connection each, closed after
                 assert (await http.get("/healthz")).status_code == 200
         await wait_until(lambda: alive(RequestResponseCycle) == 0, timeout=5, interval=0.2)
+
+
+class Parking:
+    """A response that hands its connection over once its head is out, as a feed parks, and notes what the
+    connection tells it. Its server runs in another thread: `later` runs a call on the server's loop."""
+
+    def __init__(self) -> None:
+        self.connection: Connection | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.told: list[str] = []
+        self.returned = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.loop, self.connection = asyncio.get_running_loop(), Connection.of(receive)
+        await send({"type": "http.response.start", "status": 200, "headers": list(HEADERS)})
+        await send({"type": "http.response.body", "body": b"data: through\n\n", "more_body": True})
+        assert self.connection is not None and self.connection.park(self), "uvicorn changed: feeds no longer park"
+        assert (await receive())["type"] == "http.disconnect"
+        self.returned = True
+
+    def later(self, call: Callable[..., object], *args: object) -> None:
+        assert self.loop is not None
+        self.loop.call_soon_threadsafe(call, *args)
+
+    def end(self) -> None:
+        self.told.append("end")
+        assert self.connection is not None
+        self.connection.finish()
+
+    def gone(self) -> None:
+        self.told.append("gone")
+
+    def paused(self, since: float) -> None:
+        self.told.append("paused" if since else "resumed")
+
+
+@pytest.fixture
+async def parking() -> AsyncIterator[tuple[Parking, LiveServer]]:
+    app = Parking()
+    live = LiveServer(Service(routes=[Route("/", app)]), timeout_keep_alive=1).start()
+    try:
+        yield app, live
+    finally:
+        live.stop()
+
+
+def protocols() -> int:
+    return alive(HttpToolsProtocol) + alive(JsonErrorProtocol) + alive(RequestResponseCycle)
+
+
+async def test_uvicorn_still_lets_a_parked_connection_go_and_frees_its_request(
+    parking: tuple[Parking, LiveServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Fails if uvicorn no longer lets a response that parked return without closing its connection, or keeps its
+    request's objects (each feed would hold them for as long as it is open), or lets the connection's end go
+    unheard."""
+    app, live = parking
+    with collector_off(), caplog.at_level(logging.INFO, logger="uvicorn.error"):
+        async with httpx.AsyncClient(base_url=live.url) as http, http.stream("GET", "/") as response:
+            lines = response.aiter_lines()
+            assert await anext(lines) == "data: through"
+            await wait_until(lambda: app.returned and protocols() == 0, timeout=5, interval=0.1)
+            assert app.connection is not None
+            app.later(app.connection.write, b"data: past\n\n")
+            app.later(app.end)
+            assert [line async for line in lines] == ["", "data: past", ""]  # the last chunk: the body ends cleanly
+        await wait_until(lambda: app.told == ["end", "gone"], timeout=5)
+    assert live.server.server_state.connections == set()
+    assert "without completing response" not in caplog.text
+
+
+async def test_uvicorns_keep_alive_timeout_leaves_a_parked_connection_open(parking: tuple[Parking, LiveServer]) -> None:
+    """uvicorn arms it when its own send completes a response: never for a parked one."""
+    app, live = parking
+    async with httpx.AsyncClient(base_url=live.url) as http, http.stream("GET", "/") as response:
+        lines = response.aiter_lines()
+        assert await anext(lines) == "data: through"
+        await wait_until(lambda: app.returned)
+        with socket.create_connection(("127.0.0.1", live.port)) as idle:
+            idle.sendall(b"GET /elsewhere HTTP/1.1\r\nhost: x\r\n\r\n")  # a 404, then the connection idles
+            idle.settimeout(10)
+            while idle.recv(1 << 16):  # until the keep-alive timeout closes it
+                pass
+        assert app.connection is not None and app.told == []
+        app.later(app.connection.write, b"data: still\n\n")
+        assert [await anext(lines), await anext(lines)] == ["", "data: still"]
+
+
+async def test_a_parked_connection_tells_of_its_client_leaving(parking: tuple[Parking, LiveServer]) -> None:
+    app, live = parking
+    async with httpx.AsyncClient(base_url=live.url) as http, http.stream("GET", "/") as response:
+        assert await anext(response.aiter_lines()) == "data: through"
+        await wait_until(lambda: app.returned)
+    await wait_until(lambda: app.told == ["gone"], timeout=5)
+
+
+async def test_uvicorns_shutdown_ends_a_parked_connection_and_waits_for_it(parking: tuple[Parking, LiveServer]) -> None:
+    """uvicorn calls `shutdown()` on every connection it holds and waits for each to close: the parked one stands
+    among them in its place."""
+    app, live = parking
+    async with httpx.AsyncClient(base_url=live.url) as http, http.stream("GET", "/") as response:
+        lines = response.aiter_lines()
+        assert await anext(lines) == "data: through"
+        await wait_until(lambda: app.returned)
+        stopping = asyncio.create_task(asyncio.to_thread(live.stop))
+        assert [line async for line in lines] == [""]  # ended by the last chunk, not cut off
+        await stopping
+    assert app.told == ["end", "gone"]
+
+
+async def test_a_request_sent_on_a_parked_connection_ends_it(parking: tuple[Parking, LiveServer]) -> None:
+    """A parked connection serves nothing more: its response never ends by itself."""
+    app, live = parking
+    with socket.create_connection(("127.0.0.1", live.port)) as client:
+        client.sendall(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        await wait_until(lambda: app.returned)
+        client.sendall(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        await wait_until(lambda: app.told == ["end", "gone"], timeout=5)
+        client.settimeout(5)
+        received = b""
+        while chunk := client.recv(1 << 16):
+            received += chunk
+    assert received.endswith(b"data: through\n\n\r\n0\r\n\r\n")
