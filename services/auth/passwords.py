@@ -33,6 +33,19 @@ BUSY = "The server is busy checking other passwords. Try again in a moment."
 HASHES = Counter("gossip_password_hashes", "Argon2id hashes and verifications run")
 
 
+_dummy: Future[str] | None = None
+
+
+def _dummy_hash(pool: ThreadPoolExecutor) -> Future[str]:
+    """The hash an unknown username's verify checks against, made once per process (on the first pool, as its first
+    task, so that a verify queued after it never waits on it from the only thread): an app created again in the same
+    process, as each test does, reuses it instead of paying for another hash."""
+    global _dummy
+    if _dummy is None or _dummy.cancelled():  # cancelled: its pool was shut down before it started
+        _dummy = pool.submit(_hasher.hash, "gossip-dummy-password")
+    return _dummy
+
+
 def _verify(stored: str | None, password: str, dummy: Future[str]) -> bool:
     """`dummy` is verified when the username is unknown, so that a wrong name costs as long as a wrong password."""
     try:
@@ -58,8 +71,7 @@ class Passwords:
 
     def __init__(self, concurrency: int, wait: float) -> None:
         self._pool = ThreadPoolExecutor(concurrency + 1, thread_name_prefix="argon2", initializer=_yield_to_serving)
-        # The first task of the pool, so a verify queued after it never waits on it from the only thread.
-        self._dummy = self._pool.submit(_hasher.hash, "gossip-dummy-password")
+        self._dummy = _dummy_hash(self._pool)
         self._turns = asyncio.Semaphore(concurrency)
         self._known_turn = asyncio.Semaphore(1)
         self._wait = wait
