@@ -16,6 +16,7 @@ from dev.embedded import EmbeddedMongo
 from shared.db import Database, connect
 from shared.settings import Settings
 from tests.support.accounts import registered
+from tests.support.http import async_client
 from tests.support.servers import serving
 
 HASH_WAIT = 30.0  # seconds a test's login may wait for a hashing turn
@@ -83,7 +84,7 @@ def server(settings: Settings) -> Iterator[str]:
 
 @pytest.fixture
 async def client(server: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=server, timeout=10) as http:
+    async with async_client(base_url=server, timeout=10) as http:
         yield http
 
 

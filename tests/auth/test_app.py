@@ -12,6 +12,7 @@ import pytest
 from shared.db import Database, utcnow
 from shared.settings import Settings
 from tests.support.accounts import PASSWORD, api_token, json_error, registered
+from tests.support.http import async_client
 from tests.support.sse import events
 from tests.support.updates import publish
 from tests.support.waiting import wait_until
@@ -27,7 +28,7 @@ async def test_register_sets_a_strict_session_cookie(client: httpx.AsyncClient) 
 
 
 async def test_register_login_logout_round_trip(server: str) -> None:
-    async with httpx.AsyncClient(base_url=server) as first, httpx.AsyncClient(base_url=server) as second:
+    async with async_client(base_url=server) as first, async_client(base_url=server) as second:
         assert (
             await first.post("/api/auth/register", json={"username": "bob", "password": PASSWORD})
         ).status_code == 201
@@ -86,7 +87,7 @@ async def test_revoked_session_cookie_no_longer_works(server: str, db: Database)
     async with registered(server, "dave") as dave:
         stolen = dave.cookies["gossip_session"]
         await dave.post("/logout", data={"csrf_token": await _csrf(dave)})
-        async with httpx.AsyncClient(base_url=server, cookies={"gossip_session": stolen}) as thief:
+        async with async_client(base_url=server, cookies={"gossip_session": stolen}) as thief:
             assert (await thief.get("/api/me")).status_code == 401
             assert (await thief.get("/shows")).status_code == 303
     assert await db.sessions.count_documents({}) == 0
@@ -263,12 +264,12 @@ async def test_logging_out_twice_is_fine_and_clears_the_cookie_each_time(alice: 
 
 async def test_only_endpoints_that_take_api_tokens_mention_them(alice: httpx.AsyncClient, server: str) -> None:
     token = await api_token(alice)
-    async with httpx.AsyncClient(base_url=server, headers={"authorization": f"Bearer {token}"}) as script:
+    async with async_client(base_url=server, headers={"authorization": f"Bearer {token}"}) as script:
         for path in ("/api/me", "/api/me/tokens", "/events"):
             response = await script.get(path)
             assert response.status_code == 401 and "needs a logged-in session" in response.json()["detail"], path
         assert (await script.get("/api/updates")).status_code == 200
-    async with httpx.AsyncClient(base_url=server) as stranger:
+    async with async_client(base_url=server) as stranger:
         assert (await stranger.get("/api/updates")).json()["detail"] == "Log in first, or send an API token."
 
 

@@ -14,6 +14,7 @@ import pytest
 from shared.db import Database
 from shared.settings import Settings
 from tests.support.accounts import json_error, registered
+from tests.support.http import async_client
 from tests.support.servers import serving
 from tests.support.sse import events
 from tests.support.updates import publish
@@ -45,7 +46,7 @@ async def root(site: str) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.mark.parametrize("who", ["nobody", "alice"])
 async def test_anyone_but_an_admin_finds_nothing_there(site: str, method: str, path: str, who: str) -> None:
     """Signed in or not, a page or JSON asked for, a body or none: 404, as for no such path."""
-    async with httpx.AsyncClient(base_url=site) as anonymous, registered(site, "alice") as alice:
+    async with async_client(base_url=site) as anonymous, registered(site, "alice") as alice:
         http = alice if who == "alice" else anonymous
         for accept in ("text/html", "application/json"):
             response = await http.request(method, path, json={}, headers={"accept": accept})

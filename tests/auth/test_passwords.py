@@ -6,13 +6,13 @@ import asyncio
 import dataclasses
 import threading
 
-import httpx
 import pytest
 
 from services.auth.passwords import Passwords
 from shared.errors import ApiError
 from shared.settings import Settings
 from tests.support.accounts import PASSWORD, json_error
+from tests.support.http import async_client
 
 
 async def test_a_caller_waits_a_bounded_time_for_a_turn_then_hears_503() -> None:
@@ -59,7 +59,7 @@ def settings(settings: Settings) -> Settings:
 
 
 async def test_logins_beyond_what_the_server_can_hash_are_refused_with_503(server: str) -> None:
-    async with httpx.AsyncClient(base_url=server, timeout=30) as http:
+    async with async_client(base_url=server, timeout=30) as http:
         bodies = [{"username": f"nobody{n}", "password": "not-the-password"} for n in range(10)]
         responses = await asyncio.gather(*(http.post("/api/auth/login", json=body) for body in bodies))
     statuses = [response.status_code for response in responses]

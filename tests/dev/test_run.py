@@ -10,12 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx
 import psutil
 import pytest
 
 from dev.processes import ChildProcess, free_port
 from shared.settings import ROOT, Settings
+from tests.support.http import async_client, get, sync_client
 from tests.support.waiting import wait_until
 
 COMMAND = [sys.executable, "-m", "dev.run"]
@@ -71,7 +71,7 @@ def test_a_run_killed_outright_leaves_nothing_in_the_next_ones_way(tmp_path: Pat
     try:
         port = free_port()  # not the first run's database's: that one still listens
         with ChildProcess(COMMAND, {**env, "PORT": str(port)}, port) as second:
-            assert httpx.get(f"{second.url}/readyz", timeout=5).status_code == 200
+            assert get(f"{second.url}/readyz", timeout=5).status_code == 200
         assert f"a previous run left running (pid {leftover.pid})" in second.output()
         assert not leftover.is_running()
     finally:
@@ -119,7 +119,7 @@ def test_make_run_believes_no_forwarded_header(settings: Settings) -> None:
     port = free_port()
     env = {**os.environ, "SECRET_KEY": "test", "PORT": str(port), "MONGO_URL": settings.mongo_url,
            "MONGO_DB": settings.mongo_db, "LOGIN_FAILURES_PER_ADDRESS": "2", "LOGIN_WINDOW": "3600"}  # fmt: skip
-    with ChildProcess(COMMAND, env, port) as gossip, httpx.Client(base_url=gossip.url, timeout=30) as http:
+    with ChildProcess(COMMAND, env, port) as gossip, sync_client(base_url=gossip.url, timeout=30) as http:
         login = {"username": "nobody", "password": "not-the-password"}
         statuses = [
             http.post("/api/auth/login", json=login, headers={"x-forwarded-for": f"198.51.100.{n}"}).status_code
@@ -144,7 +144,7 @@ async def test_make_run_streams_3_serves_from_three_processes_on_one_port_and_st
         replicas = first.children()
         assert len(replicas) == 2
         await wait_until(lambda: len(_listening_on(port, [first, *replicas])) == 3, timeout=30)
-        async with httpx.AsyncClient(base_url=gossip.url, timeout=5) as http:
+        async with async_client(base_url=gossip.url, timeout=5) as http:
             assert (await http.get("/api/shows")).status_code == 200
         gossip.process.send_signal(signal.SIGTERM)
         assert gossip.process.wait(20) == 128 + signal.SIGTERM

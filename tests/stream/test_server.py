@@ -28,6 +28,7 @@ from shared.proxies import TrustedProxies
 from shared.settings import Settings
 from shared.tracing import Traced
 from tests.support.accounts import registered
+from tests.support.http import async_client
 from tests.support.memory import alive, collector_off
 from tests.support.servers import LiveServer
 from tests.support.sse import events
@@ -55,7 +56,7 @@ class Mixed:
 async def served(app: Mixed, protocol: str) -> httpx.Response:
     live = LiveServer(Service(routes=[Route("/", app)]), http=protocol).start()
     try:
-        async with httpx.AsyncClient(base_url=live.url) as http:
+        async with async_client(base_url=live.url) as http:
             return await http.get("/")
     finally:
         live.stop()
@@ -106,7 +107,7 @@ async def test_through_every_middleware_a_response_still_finds_its_connection(se
     mixed = Mixed()
     live = LiveServer(create_app("probe", [Route("/probe", mixed)], settings, tracer_provider=provider)).start()
     try:
-        async with httpx.AsyncClient(base_url=live.url) as http:
+        async with async_client(base_url=live.url) as http:
             response = await http.get("/probe")
     finally:
         live.stop()
@@ -140,6 +141,6 @@ async def test_a_request_is_freed_as_it_ends_not_left_for_the_collector(server: 
     collector, which a busy process runs rarely."""
     with collector_off():
         for _ in range(10):
-            async with httpx.AsyncClient(base_url=server) as http:  # a connection each, closed after
+            async with async_client(base_url=server) as http:  # a connection each, closed after
                 assert (await http.get("/healthz")).status_code == 200
         await wait_until(lambda: alive(RequestResponseCycle) == 0, timeout=5, interval=0.2)

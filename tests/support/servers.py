@@ -10,7 +10,6 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import uvicorn
 from opentelemetry.sdk.trace import TracerProvider
 from starlette.types import ASGIApp
@@ -19,6 +18,7 @@ from dev.processes import ServiceProcess
 from services.all import app as gossip_app
 from shared.malformed import JsonErrorProtocol
 from shared.settings import Settings
+from tests.support.http import get
 
 
 class LiveServer:
@@ -75,7 +75,7 @@ def serving(settings: Settings, tracer_provider: TracerProvider | None = None) -
 
 def gauge(url: str, name: str) -> float:
     """A metric's current value, read from a service's /metrics."""
-    text = httpx.get(f"{url}/metrics", timeout=5).text
+    text = get(f"{url}/metrics", timeout=5).text
     return float(next(line for line in text.splitlines() if line.startswith(name + " ")).split()[1])
 
 
