@@ -106,6 +106,7 @@ class ServiceProcess(ChildProcess):
         variables = {
             **os.environ, "SECRET_KEY": settings.secret_key, "MONGO_URL": settings.mongo_url,
             "MONGO_DB": settings.mongo_db, "PING_INTERVAL": str(settings.ping_interval),
-            "HASH_WAIT": str(settings.hash_wait), "WATCH_RULES": str(settings.watch_rules or ""), **env,
+            "HASH_WAIT": str(settings.hash_wait), "HASH_MEMORY": str(settings.hash_memory),
+            "WATCH_RULES": str(settings.watch_rules or ""), **env,
         }  # fmt: skip
         super().__init__(command, variables, port)

@@ -20,6 +20,8 @@ from tests.support.http import async_client
 from tests.support.servers import serving
 
 HASH_WAIT = 30.0  # seconds a test's login may wait for a hashing turn
+HASH_MEMORY = 1  # MiB per Argon2id hash: the same hashing at a 64th of the cost (tests/auth/test_passwords.py
+# keeps the default where the time a hash takes matters)
 
 
 @pytest.fixture(scope="session")
@@ -53,7 +55,8 @@ def settings(mongo_url: str, tmp_path: Path) -> Iterator[Settings]:
     """A database of the test's own, dropped after it whether the test asked for `db` or not: the embedded server
     keeps 100 databases open and closes the least used beyond that, which a run of this many tests reached. Mail
     without an SMTP_URL goes to the test's own folder. A login waits up to HASH_WAIT for a hashing turn: generous
-    here, since a busy machine's hash can take a second or more, and the test of the 503 sets its own."""
+    here, since a busy machine's hash can take a second or more, and the test of the 503 sets its own. A hash takes
+    HASH_MEMORY: a login or registration in every other test does not need the cost that slows a guesser down."""
     settings = Settings(
         secret_key="test-secret-" + uuid.uuid4().hex,
         mongo_url=mongo_url,
@@ -61,6 +64,7 @@ def settings(mongo_url: str, tmp_path: Path) -> Iterator[Settings]:
         ping_interval=1.0,
         send_timeout=2.0,
         hash_wait=HASH_WAIT,
+        hash_memory=HASH_MEMORY,
         mail_dir=tmp_path / "mail",
     )
     yield settings

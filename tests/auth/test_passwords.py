@@ -55,7 +55,8 @@ async def test_hashes_run_on_a_pool_of_their_own_never_more_at_once_than_its_siz
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    return dataclasses.replace(settings, hash_concurrency=1, hash_wait=0.01)
+    """Hashes of the default cost: logins must take long enough to hold their turns."""
+    return dataclasses.replace(settings, hash_concurrency=1, hash_wait=0.01, hash_memory=Settings("").hash_memory)
 
 
 async def test_logins_beyond_what_the_server_can_hash_are_refused_with_503(server: str) -> None:
@@ -66,3 +67,14 @@ async def test_logins_beyond_what_the_server_can_hash_are_refused_with_503(serve
     assert set(statuses) == {401, 503} and statuses.count(503) >= 5
     busy = next(response for response in responses if response.status_code == 503)
     assert json_error(busy)[:2] == (503, "unavailable") and busy.headers["retry-after"] == "1"
+
+
+async def test_a_hash_made_at_another_memory_cost_is_due_to_be_redone() -> None:
+    cheap, usual = Passwords(concurrency=1, wait=30, memory=1), Passwords(concurrency=1, wait=30)
+    try:
+        stored = await cheap.hash(PASSWORD)
+        assert (cheap.needs_rehash(stored), usual.needs_rehash(stored)) == (False, True)
+        assert await usual.verify(stored, PASSWORD)  # still checked, at the cost it was made with
+    finally:
+        cheap.close()
+        usual.close()
