@@ -7,6 +7,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pymongo
@@ -34,11 +35,17 @@ def mongo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def embedded_server(mongo_url: str) -> bool:
+def mongo_client(mongo_url: str) -> Iterator[pymongo.MongoClient[dict[str, Any]]]:
+    """The run's own client, for what the fixtures ask of the server: one connection for all the tests' drops."""
+    with pymongo.MongoClient(mongo_url) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def embedded_server(mongo_client: pymongo.MongoClient[dict[str, Any]]) -> bool:
     """Whether MONGO_URL's server is the embedded one (nx-27017), asked of the server itself: a separately started
     embedded server is still the embedded server."""
-    with pymongo.MongoClient(mongo_url) as client:
-        return bool(client.admin.command("buildInfo").get("process") == "nx_27017")
+    return bool(mongo_client.admin.command("buildInfo").get("process") == "nx_27017")
 
 
 @pytest.fixture(autouse=True)
@@ -51,7 +58,7 @@ def _server_kind(request: pytest.FixtureRequest) -> None:
 
 
 @pytest.fixture
-def settings(mongo_url: str, tmp_path: Path) -> Iterator[Settings]:
+def settings(mongo_url: str, mongo_client: pymongo.MongoClient[dict[str, Any]], tmp_path: Path) -> Iterator[Settings]:
     """A database of the test's own, dropped after it whether the test asked for `db` or not: the embedded server
     keeps 100 databases open and closes the least used beyond that, which a run of this many tests reached. Mail
     without an SMTP_URL goes to the test's own folder. A login waits up to HASH_WAIT for a hashing turn: generous
@@ -68,8 +75,7 @@ def settings(mongo_url: str, tmp_path: Path) -> Iterator[Settings]:
         mail_dir=tmp_path / "mail",
     )
     yield settings
-    with pymongo.MongoClient(mongo_url) as client:
-        client.drop_database(settings.mongo_db)
+    mongo_client.drop_database(settings.mongo_db)
 
 
 @pytest.fixture
