@@ -64,16 +64,17 @@ class ChildProcess:
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 (closed by stop, which every start is paired with)
         self.process = subprocess.Popen(self.command, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
-        while not self._ready():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"{self.command} did not become ready:\n{self.output()}")
-            time.sleep(0.05)
+        with httpx.Client(timeout=1) as http:  # one client for every try: each new one loads the CA bundle again
+            while not self._ready(http):
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"{self.command} did not become ready:\n{self.output()}")
+                time.sleep(0.05)
         return self
 
-    def _ready(self) -> bool:
+    def _ready(self, http: httpx.Client) -> bool:
         try:
-            return httpx.get(self.ready_url, timeout=1).status_code == 200
+            return http.get(self.ready_url).status_code == 200
         except httpx.HTTPError:
             return False
 
@@ -117,6 +118,7 @@ class ServiceProcess(ChildProcess):
         variables = {
             **os.environ, "SECRET_KEY": settings.secret_key, "MONGO_URL": settings.mongo_url,
             "MONGO_DB": settings.mongo_db, "PING_INTERVAL": str(settings.ping_interval),
-            "HASH_WAIT": str(settings.hash_wait), "WATCH_RULES": str(settings.watch_rules or ""), **env,
+            "HASH_WAIT": str(settings.hash_wait), "HASH_MEMORY": str(settings.hash_memory),
+            "WATCH_RULES": str(settings.watch_rules or ""), **env,
         }  # fmt: skip
         super().__init__(command, variables, port)

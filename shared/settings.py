@@ -190,6 +190,7 @@ class Settings:
     # over the window.
     hash_concurrency: int = field(default_factory=cpus)  # Argon2id hashes at once
     hash_wait: float = 1.0  # seconds a login or registration waits for a hash before a 503
+    hash_memory: int = 64  # MiB each Argon2id hash takes (RFC 9106's second recommendation, argon2-cffi's default)
     login_failures_per_user_address: int = 5  # per account from one client address
     login_failures_per_user: int = 100  # per account from everywhere, its known browsers not counted
     login_failures_per_address: int = 20
@@ -257,6 +258,7 @@ class Settings:
             log_format=log_format,
             hash_concurrency=read.count("hash_concurrency"),
             hash_wait=read.number("hash_wait"),
+            hash_memory=read.count("hash_memory"),
             login_failures_per_user_address=read.count("login_failures_per_user_address"),
             login_failures_per_user=read.count("login_failures_per_user"),
             login_failures_per_address=read.count("login_failures_per_address"),

@@ -7,6 +7,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pymongo
@@ -16,9 +17,12 @@ from dev.embedded import EmbeddedMongo
 from shared.db import Database, connect
 from shared.settings import Settings
 from tests.support.accounts import registered
+from tests.support.http import async_client
 from tests.support.servers import serving
 
 HASH_WAIT = 30.0  # seconds a test's login may wait for a hashing turn
+HASH_MEMORY = 1  # MiB per Argon2id hash: the same hashing at a 64th of the cost (tests/auth/test_passwords.py
+# keeps the default where the time a hash takes matters)
 
 
 @pytest.fixture(scope="session")
@@ -31,11 +35,17 @@ def mongo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def embedded_server(mongo_url: str) -> bool:
+def mongo_client(mongo_url: str) -> Iterator[pymongo.MongoClient[dict[str, Any]]]:
+    """The run's own client, for what the fixtures ask of the server: one connection for all the tests' drops."""
+    with pymongo.MongoClient(mongo_url) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def embedded_server(mongo_client: pymongo.MongoClient[dict[str, Any]]) -> bool:
     """Whether MONGO_URL's server is the embedded one (nx-27017), asked of the server itself: a separately started
     embedded server is still the embedded server."""
-    with pymongo.MongoClient(mongo_url) as client:
-        return bool(client.admin.command("buildInfo").get("process") == "nx_27017")
+    return bool(mongo_client.admin.command("buildInfo").get("process") == "nx_27017")
 
 
 @pytest.fixture(autouse=True)
@@ -48,11 +58,12 @@ def _server_kind(request: pytest.FixtureRequest) -> None:
 
 
 @pytest.fixture
-def settings(mongo_url: str, tmp_path: Path) -> Iterator[Settings]:
+def settings(mongo_url: str, mongo_client: pymongo.MongoClient[dict[str, Any]], tmp_path: Path) -> Iterator[Settings]:
     """A database of the test's own, dropped after it whether the test asked for `db` or not: the embedded server
     keeps 100 databases open and closes the least used beyond that, which a run of this many tests reached. Mail
     without an SMTP_URL goes to the test's own folder. A login waits up to HASH_WAIT for a hashing turn: generous
-    here, since a busy machine's hash can take a second or more, and the test of the 503 sets its own."""
+    here, since a busy machine's hash can take a second or more, and the test of the 503 sets its own. A hash takes
+    HASH_MEMORY: a login or registration in every other test does not need the cost that slows a guesser down."""
     settings = Settings(
         secret_key="test-secret-" + uuid.uuid4().hex,
         mongo_url=mongo_url,
@@ -60,11 +71,11 @@ def settings(mongo_url: str, tmp_path: Path) -> Iterator[Settings]:
         ping_interval=1.0,
         send_timeout=2.0,
         hash_wait=HASH_WAIT,
+        hash_memory=HASH_MEMORY,
         mail_dir=tmp_path / "mail",
     )
     yield settings
-    with pymongo.MongoClient(mongo_url) as client:
-        client.drop_database(settings.mongo_db)
+    mongo_client.drop_database(settings.mongo_db)
 
 
 @pytest.fixture
@@ -83,7 +94,7 @@ def server(settings: Settings) -> Iterator[str]:
 
 @pytest.fixture
 async def client(server: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=server, timeout=10) as http:
+    async with async_client(base_url=server, timeout=10) as http:
         yield http
 
 

@@ -8,7 +8,6 @@ from typing import Any
 from pymongo.errors import DuplicateKeyError
 
 from services.auth import throttle
-from services.auth.passwords import needs_rehash
 from services.auth.state import Auth
 from shared import presence
 from shared.catalogue import Catalogue
@@ -83,7 +82,7 @@ async def authenticate(
         if not await passwords.verify(user["password_hash"] if user else None, password):
             raise ApiError(401, "wrong_credentials", "Wrong username or password.")
         assert user is not None
-        if needs_rehash(user["password_hash"]):
+        if passwords.needs_rehash(user["password_hash"]):
             rehashed = await passwords.hash(password)
             await db.users.update_one({"_id": user["_id"]}, {"$set": {"password_hash": rehashed}})
     await throttle.logged_in(buckets, settings, key, address, known)

@@ -1,8 +1,10 @@
-"""Argon2id password hashing (argon2-cffi defaults) on a bounded pool of its own, off the event loop.
+"""Argon2id password hashing (argon2-cffi defaults, its memory as HASH_MEMORY says) on a bounded pool of its own, off
+the event loop.
 
-A hash takes 64 MiB and about a tenth of a second of two cores. On the thread pool the rest of the app shares, the
-hashes at once, and their memory, would grow with the logins at once. Here at most `concurrency` run at once, each
-caller waits at most `wait` seconds for its turn, and past that hears 503: memory stays bounded whatever arrives.
+A hash takes 64 MiB (by default) and about a tenth of a second of two cores. On the thread pool the rest of the app
+shares, the hashes at once, and their memory, would grow with the logins at once. Here at most `concurrency` run at
+once, each caller waits at most `wait` seconds for its turn, and past that hears 503: memory stays bounded whatever
+arrives.
 
 One more turn is kept for a browser signing in to the account it signed in to before (its device cookie,
 services/auth/browsers.py): a stranger guessing someone's password, who cannot show that cookie, can fill every
@@ -27,16 +29,28 @@ from shared.limits import refusal
 from shared.state import Core
 
 T = TypeVar("T")
-_hasher = PasswordHasher()
 NICENESS = 10  # Linux niceness of the hashing threads: they get about a tenth of a busy core's share
 BUSY = "The server is busy checking other passwords. Try again in a moment."
 HASHES = Counter("gossip_password_hashes", "Argon2id hashes and verifications run")
 
 
-def _verify(stored: str | None, password: str, dummy: Future[str]) -> bool:
+_dummies: dict[int, Future[str]] = {}  # by memory cost
+
+
+def _dummy_hash(pool: ThreadPoolExecutor, hasher: PasswordHasher) -> Future[str]:
+    """The hash an unknown username's verify checks against, of the same cost as the real ones, made once per process
+    and cost (on the first pool, as its first task, so that a verify queued after it never waits on it from the only
+    thread): an app created again in the same process, as each test does, reuses it instead of paying for another."""
+    dummy = _dummies.get(hasher.memory_cost)
+    if dummy is None or dummy.cancelled():  # cancelled: its pool was shut down before it started
+        dummy = _dummies[hasher.memory_cost] = pool.submit(hasher.hash, "gossip-dummy-password")
+    return dummy
+
+
+def _verify(hasher: PasswordHasher, stored: str | None, password: str, dummy: Future[str]) -> bool:
     """`dummy` is verified when the username is unknown, so that a wrong name costs as long as a wrong password."""
     try:
-        return _hasher.verify(stored or dummy.result(), password) and stored is not None
+        return hasher.verify(stored or dummy.result(), password) and stored is not None
     except (VerificationError, InvalidHashError):
         return False
 
@@ -48,18 +62,15 @@ def _yield_to_serving() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICENESS)
 
 
-def needs_rehash(stored: str) -> bool:
-    return _hasher.check_needs_rehash(stored)
-
-
 class Passwords:
     """Callers take a turn (`async with passwords.turn():`) before the checks that lead to a hash, so that a flood
     is refused before it costs even a database round trip; the pool's size bounds the memory on its own."""
 
-    def __init__(self, concurrency: int, wait: float) -> None:
+    def __init__(self, concurrency: int, wait: float, memory: int = 64) -> None:
+        """`memory`: MiB each hash takes."""
+        self._hasher = PasswordHasher(memory_cost=memory * 1024)
         self._pool = ThreadPoolExecutor(concurrency + 1, thread_name_prefix="argon2", initializer=_yield_to_serving)
-        # The first task of the pool, so a verify queued after it never waits on it from the only thread.
-        self._dummy = self._pool.submit(_hasher.hash, "gossip-dummy-password")
+        self._dummy = _dummy_hash(self._pool, self._hasher)
         self._turns = asyncio.Semaphore(concurrency)
         self._known_turn = asyncio.Semaphore(1)
         self._wait = wait
@@ -79,10 +90,14 @@ class Passwords:
             turns.release()
 
     async def hash(self, password: str) -> str:
-        return await self._run(_hasher.hash, password)
+        return await self._run(self._hasher.hash, password)
 
     async def verify(self, stored: str | None, password: str) -> bool:
-        return await self._run(_verify, stored, password, self._dummy)
+        return await self._run(_verify, self._hasher, stored, password, self._dummy)
+
+    def needs_rehash(self, stored: str) -> bool:
+        """Whether a stored hash was made with other parameters than this process's (HASH_MEMORY changed)."""
+        return self._hasher.check_needs_rehash(stored)
 
     async def _run(self, work: Callable[..., T], *args: object) -> T:
         """A caller that goes away (a client hanging up) does not free the thread: the hash runs to its end."""
@@ -97,7 +112,7 @@ class Passwords:
 async def hashing(core: Core) -> AsyncIterator[dict[str, Passwords]]:
     """The auth process's hashing pool, for as long as it runs: no other service hashes a password."""
     settings = core["settings"]
-    passwords = Passwords(settings.hash_concurrency, settings.hash_wait)
+    passwords = Passwords(settings.hash_concurrency, settings.hash_wait, settings.hash_memory)
     try:
         yield {"passwords": passwords}
     finally:

@@ -15,7 +15,7 @@ from pymongo.errors import DuplicateKeyError
 
 from services.auth.digest import digest_job
 from services.auth.push import Pusher
-from services.auth.webpush import WebPush, application_server_key, server_key
+from services.auth.webpush import WebPush, application_server_key, server_key, tls
 from shared import tasks
 from shared.db import Database, all_of, farewell, new_id, utcnow
 from shared.state import Core
@@ -96,7 +96,7 @@ async def scheduling(core: Core) -> AsyncIterator[dict[str, Any]]:
     key its pushes are signed with, which browsers subscribe with (GET /api/push/key)."""
     db, settings = core["db"], core["settings"]
     vapid = server_key(settings)
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(verify=tls()) as http:
         pusher = Pusher(db, settings, core["catalogue"], WebPush(vapid, settings.vapid_subject, http))
         jobs: list[tuple[str, Job]] = [("push", pusher), ("digest", digest_job(core))]
         scheduler = Scheduler(db, jobs, settings.scheduler_interval)

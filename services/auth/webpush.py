@@ -4,6 +4,8 @@ for the push service with the server's VAPID key (RFC 8292, by py-vapid), and po
 from __future__ import annotations
 
 import base64
+import functools
+import ssl
 import time
 from dataclasses import dataclass
 from datetime import UTC
@@ -22,6 +24,14 @@ from shared.settings import VAR, Settings
 
 JWT_LIFETIME = 12 * 3600  # seconds a VAPID signature stays valid; push services refuse more than 24 hours
 TIMEOUT = 10.0  # seconds for one push service to answer
+
+
+@functools.cache
+def tls() -> ssl.SSLContext:
+    """What pushes are sent over: httpx's own TLS context (the CA bundle, or SSL_CERT_FILE), made once per process.
+    Loading the bundle takes tens of milliseconds of CPU, and a process may start the service more than once: the
+    tests start one for each test."""
+    return httpx.create_ssl_context()
 
 
 def b64url(data: bytes) -> str:

@@ -17,7 +17,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import hypothesis
 import pymongo
 import pytest
@@ -37,6 +36,7 @@ from shared.openapi import document
 from shared.preferences import LEVELS
 from shared.settings import Settings
 from tests.support.accounts import PASSWORD
+from tests.support.http import sync_client
 from tests.support.push_receiver import Subscription
 from tests.support.servers import gossip_server
 
@@ -208,7 +208,7 @@ REJECTED = [f"rejected-{number}" for number in range(4)]  # no author: released,
 def target(mongo_url: str) -> Iterator[Target]:
     """One user makes every example: each with a fresh session (the one before may have logged out) and, where an API
     token is accepted, the user's token every other time, so that both ways in are checked."""
-    with live_target(mongo_url) as target, httpx.Client(base_url=target.url, timeout=10) as http:
+    with live_target(mongo_url) as target, sync_client(base_url=target.url, timeout=10) as http:
         assert http.post("/api/auth/register", json={"username": "schemathesis", "password": PASSWORD}).is_success
         token = http.post("/api/me/tokens", json={"name": "schemathesis"}).json()["token"]
         user = target.mongo[target.settings.mongo_db].users.find_one({"username": "schemathesis"})

@@ -12,6 +12,7 @@ import pytest
 from shared.db import Database, utcnow
 from shared.settings import Settings
 from tests.support.accounts import PASSWORD, json_error, registered
+from tests.support.http import async_client
 
 
 async def test_register_sets_a_strict_session_cookie(client: httpx.AsyncClient) -> None:
@@ -24,7 +25,7 @@ async def test_register_sets_a_strict_session_cookie(client: httpx.AsyncClient) 
 
 
 async def test_register_login_logout_round_trip(server: str) -> None:
-    async with httpx.AsyncClient(base_url=server) as first, httpx.AsyncClient(base_url=server) as second:
+    async with async_client(base_url=server) as first, async_client(base_url=server) as second:
         assert (
             await first.post("/api/auth/register", json={"username": "bob", "password": PASSWORD})
         ).status_code == 201
@@ -83,7 +84,7 @@ async def test_revoked_session_cookie_no_longer_works(server: str, db: Database)
     async with registered(server, "dave") as dave:
         stolen = dave.cookies["gossip_session"]
         await dave.post("/logout", data={"csrf_token": await _csrf(dave)})
-        async with httpx.AsyncClient(base_url=server, cookies={"gossip_session": stolen}) as thief:
+        async with async_client(base_url=server, cookies={"gossip_session": stolen}) as thief:
             assert (await thief.get("/api/me")).status_code == 401
             assert (await thief.get("/shows")).status_code == 303
     assert await db.sessions.count_documents({}) == 0

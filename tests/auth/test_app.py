@@ -5,16 +5,17 @@ from __future__ import annotations
 import httpx
 
 from tests.support.accounts import api_token
+from tests.support.http import async_client
 
 
 async def test_only_endpoints_that_take_api_tokens_mention_them(alice: httpx.AsyncClient, server: str) -> None:
     token = await api_token(alice)
-    async with httpx.AsyncClient(base_url=server, headers={"authorization": f"Bearer {token}"}) as script:
+    async with async_client(base_url=server, headers={"authorization": f"Bearer {token}"}) as script:
         for path in ("/api/me", "/api/me/tokens", "/events"):
             response = await script.get(path)
             assert response.status_code == 401 and "needs a logged-in session" in response.json()["detail"], path
         assert (await script.get("/api/updates")).status_code == 200
-    async with httpx.AsyncClient(base_url=server) as stranger:
+    async with async_client(base_url=server) as stranger:
         assert (await stranger.get("/api/updates")).json()["detail"] == "Log in first, or send an API token."
 
 

@@ -21,6 +21,7 @@ from shared.db import Database
 from shared.limits import LIMITS
 from shared.settings import Settings
 from tests.support.accounts import json_error, registered
+from tests.support.http import async_client
 from tests.support.servers import serving
 from tests.support.sse import events
 from tests.support.updates import publish
@@ -71,7 +72,7 @@ async def _visitor(site: str, who: str) -> AsyncIterator[httpx.AsyncClient]:
         if who == "alice":
             yield await stack.enter_async_context(registered(site, "alice"))
         else:
-            yield await stack.enter_async_context(httpx.AsyncClient(base_url=site))
+            yield await stack.enter_async_context(async_client(base_url=site))
 
 
 async def _nothing_there(http: httpx.AsyncClient, method: str, path: str) -> None:
@@ -245,12 +246,12 @@ async def test_the_console_sums_the_refusals_of_every_process_of_every_service(s
         async with registered(auth.url, "root") as root, registered(auth.url, "alice"):
             third = await root.post("/api/auth/register", json={"username": "carol", "password": "a-long-pass"})
             assert third.status_code == 429
-            async with httpx.AsyncClient(base_url=ingest.url, cookies=root.cookies) as publishing:
+            async with async_client(base_url=ingest.url, cookies=root.cookies) as publishing:
                 await publish(publishing, "flash", "the one allowed")
                 assert (
                     await publishing.post("/api/updates", json={"show": "flash", "text": "more"})
                 ).status_code == 429
-            async with httpx.AsyncClient(base_url=stream.url, cookies=root.cookies) as watching, events(watching):
+            async with async_client(base_url=stream.url, cookies=root.cookies) as watching, events(watching):
                 assert (await watching.get("/events", headers={"accept": "text/event-stream"})).status_code == 429
                 counts = {"registration": 1, "publish": 1, "feeds_per_user": 1}
                 assert await wait_until(lambda: _refused(root, counts), timeout=10)

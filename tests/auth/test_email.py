@@ -19,6 +19,7 @@ from services.auth.mailer import SmtpMailer
 from shared.db import Database
 from shared.settings import Settings
 from tests.support.accounts import csrf_of, json_error, registered
+from tests.support.http import async_client
 from tests.support.mail import Inbox, csrf_in, follow, link, mailing_server, part, smtp_server
 from tests.support.updates import publish
 from tests.support.waiting import wait_until
@@ -60,7 +61,7 @@ async def test_an_address_is_verified_by_following_the_link_mailed_to_it(
     assert mail["Subject"] == "Confirm your address for Gossip" and mail["From"] == "Gossip <gossip@localhost>"
     verify = link(mail, links.VERIFY_PATH)
     assert verify.startswith(f"{url}/email/verify?token=") and verify in part(mail, "html")
-    async with httpx.AsyncClient(timeout=10) as stranger:  # another device, not signed in
+    async with async_client(timeout=10) as stranger:  # another device, not signed in
         page = await follow(stranger, verify)
         assert page.status_code == 200 and "Your address is verified" in page.text
         again = await follow(stranger, verify)
@@ -77,7 +78,7 @@ async def test_opening_the_link_only_asks_and_its_button_needs_the_pages_csrf_to
 ) -> None:
     """Mail programs' link scanners open every link in a mail: opening it must verify nothing."""
     verify = await _checked(alice, served[2], "scanned@example.com")
-    async with httpx.AsyncClient(timeout=10) as scanner:
+    async with async_client(timeout=10) as scanner:
         page = await scanner.get(verify)
         assert page.status_code == 200 and 'id="verify"' in page.text and "verified" not in page.text.lower()
         assert (await scanner.head(verify)).status_code == 200
@@ -219,7 +220,7 @@ async def test_the_digest_arrives_and_its_one_click_link_turns_it_off(
     assert "Barry is &lt;b&gt;fast&lt;/b&gt; &amp; late" in part(digest, "html") and "<b>fast" not in part(
         digest, "html"
     )
-    async with httpx.AsyncClient(timeout=10) as mail_program:  # no cookie, no CSRF token: RFC 8058's one click
+    async with async_client(timeout=10) as mail_program:  # no cookie, no CSRF token: RFC 8058's one click
         asked = await mail_program.get(unsubscribe)
         assert asked.status_code == 200 and 'id="unsubscribe"' in asked.text
         assert (await mail_program.head(unsubscribe)).status_code == 200  # a link checker's HEAD
@@ -261,7 +262,7 @@ async def test_an_unsubscribe_link_for_an_address_no_longer_held_changes_nothing
     user_id = (await db.users.find_one({"username": "alice"}))["_id"]
     old = links.unsubscribe_link(settings, user_id, "old@example.com")
     assert old.startswith(f"{url}/unsubscribe?token=")
-    async with httpx.AsyncClient(timeout=10) as mail_program:
+    async with async_client(timeout=10) as mail_program:
         done = await mail_program.post(old, data={"List-Unsubscribe": "One-Click"})
         assert done.status_code == 200 and "no longer gets mail from Gossip" in done.text
         assert (await alice.get("/api/me/email")).json()["digest"] is True

@@ -6,13 +6,13 @@ import asyncio
 import dataclasses
 import threading
 
-import httpx
 import pytest
 
 from services.auth.passwords import Passwords
 from shared.errors import ApiError
 from shared.settings import Settings
 from tests.support.accounts import PASSWORD, json_error
+from tests.support.http import async_client
 
 
 async def test_a_caller_waits_a_bounded_time_for_a_turn_then_hears_503() -> None:
@@ -55,14 +55,26 @@ async def test_hashes_run_on_a_pool_of_their_own_never_more_at_once_than_its_siz
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    return dataclasses.replace(settings, hash_concurrency=1, hash_wait=0.01)
+    """Hashes of the default cost: logins must take long enough to hold their turns."""
+    return dataclasses.replace(settings, hash_concurrency=1, hash_wait=0.01, hash_memory=Settings("").hash_memory)
 
 
 async def test_logins_beyond_what_the_server_can_hash_are_refused_with_503(server: str) -> None:
-    async with httpx.AsyncClient(base_url=server, timeout=30) as http:
+    async with async_client(base_url=server, timeout=30) as http:
         bodies = [{"username": f"nobody{n}", "password": "not-the-password"} for n in range(10)]
         responses = await asyncio.gather(*(http.post("/api/auth/login", json=body) for body in bodies))
     statuses = [response.status_code for response in responses]
     assert set(statuses) == {401, 503} and statuses.count(503) >= 5
     busy = next(response for response in responses if response.status_code == 503)
     assert json_error(busy)[:2] == (503, "unavailable") and busy.headers["retry-after"] == "1"
+
+
+async def test_a_hash_made_at_another_memory_cost_is_due_to_be_redone() -> None:
+    cheap, usual = Passwords(concurrency=1, wait=30, memory=1), Passwords(concurrency=1, wait=30)
+    try:
+        stored = await cheap.hash(PASSWORD)
+        assert (cheap.needs_rehash(stored), usual.needs_rehash(stored)) == (False, True)
+        assert await usual.verify(stored, PASSWORD)  # still checked, at the cost it was made with
+    finally:
+        cheap.close()
+        usual.close()

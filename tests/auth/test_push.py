@@ -21,6 +21,7 @@ from shared.db import Database, utcnow
 from shared.settings import Settings
 from tests.support.accounts import registered
 from tests.support.clock import Clock
+from tests.support.http import async_client
 from tests.support.push_receiver import PushReceiver, Subscription, b64url
 from tests.support.servers import gossip_server
 from tests.support.sse import events
@@ -69,13 +70,13 @@ async def world(settings: Settings, db: Database) -> AsyncIterator[World]:
     settings = replace(settings, push_allow_http_loopback=True, push_delay=DELAY, scheduler_interval=3600.0)
     live = gossip_server(settings)
     try:
-        async with httpx.AsyncClient(base_url=live.url) as anyone:
+        async with async_client(base_url=live.url) as anyone:
             key = (await anyone.get("/api/push/key")).json()["key"]
         with PushReceiver(key) as receiver:
             async with (
                 registered(live.url, "alice") as alice,
                 registered(live.url, "bob") as bob,
-                httpx.AsyncClient() as http,
+                async_client() as http,
             ):
                 assert (await alice.put("/api/me/follows/sherlock")).status_code == 204
                 assert (await alice.put("/api/me/follows/flash")).status_code == 204
@@ -253,7 +254,7 @@ async def test_two_processes_push_each_batch_once(settings: Settings, db: Databa
     settings = replace(settings, push_allow_http_loopback=True, push_delay=0.2, scheduler_interval=0.2)
     first, second = gossip_server(settings), gossip_server(settings)
     try:
-        async with httpx.AsyncClient(base_url=first.url) as anyone:
+        async with async_client(base_url=first.url) as anyone:
             key = (await anyone.get("/api/push/key")).json()["key"]
         with PushReceiver(key) as receiver:
             async with registered(first.url, "alice") as alice, registered(second.url, "bob") as bob:

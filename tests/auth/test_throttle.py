@@ -17,6 +17,7 @@ from shared.errors import ApiError
 from shared.limits import Buckets
 from shared.settings import Settings
 from tests.support.accounts import PASSWORD, json_error, registered
+from tests.support.http import async_client, async_transport
 from tests.support.servers import gauge, serving
 
 WRONG = "not-the-password"
@@ -35,8 +36,8 @@ def settings(settings: Settings) -> Settings:
 
 def from_address(server: str, address: str) -> httpx.AsyncClient:
     """A client whose connections come from `address`: all of 127/8 is loopback on Linux."""
-    transport = httpx.AsyncHTTPTransport(local_address=address)
-    return httpx.AsyncClient(base_url=server, transport=transport, timeout=30)
+    transport = async_transport(local_address=address)
+    return async_client(base_url=server, transport=transport, timeout=30)
 
 
 async def login(http: httpx.AsyncClient, username: str, password: str = WRONG) -> httpx.Response:
@@ -154,7 +155,7 @@ async def test_two_auth_processes_share_one_throttle(alice: httpx.AsyncClient, s
     first, second = (ServiceProcess("services.auth.app", settings, **window) for _ in range(2))
     await asyncio.gather(asyncio.to_thread(first.start), asyncio.to_thread(second.start))  # each waits for /readyz
     try:
-        async with httpx.AsyncClient(timeout=30) as http:
+        async with async_client(timeout=30) as http:
             statuses = [
                 (
                     await http.post(f"{process.url}/api/auth/login", json={"username": "alice", "password": WRONG})

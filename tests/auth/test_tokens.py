@@ -18,6 +18,7 @@ from shared.auth import token_digest
 from shared.db import Database, as_datetime, iso_utc, utcnow
 from shared.settings import Settings
 from tests.support.accounts import api_token, json_error, registered
+from tests.support.http import async_client
 from tests.support.servers import serving
 from tests.support.waiting import wait_until
 
@@ -91,7 +92,7 @@ async def test_a_revoked_token_is_refused_within_a_second(alice: httpx.AsyncClie
     """A found token is trusted for half a second, so that a script publishing in a loop is not looked up each time."""
     token = (await alice.post("/api/me/tokens", json={"name": "ci build"})).json()["token"]
     headers = {"authorization": f"Bearer {token}"}
-    async with httpx.AsyncClient(base_url=server, headers=headers) as script:
+    async with async_client(base_url=server, headers=headers) as script:
         assert (await script.post("/api/updates", json={"show": "flash", "text": "before"})).status_code == 201
         assert (await alice.delete("/api/me/tokens/ci%20build")).status_code == 204
 
@@ -109,7 +110,7 @@ async def test_a_token_is_refused_once_its_expiry_has_passed(alice: httpx.AsyncC
     created = await alice.post("/api/me/tokens", json={"name": "brief", "expires_at": soon.isoformat()})
     assert created.status_code == 201 and created.json()["expires_at"] == iso_utc(soon)
     headers = {"authorization": f"Bearer {created.json()['token']}"}
-    async with httpx.AsyncClient(base_url=server, headers=headers) as script:
+    async with async_client(base_url=server, headers=headers) as script:
         assert (await script.post("/api/updates", json={"show": "flash", "text": "in time"})).status_code == 201
 
         async def refused() -> bool:
@@ -156,14 +157,14 @@ async def test_a_tokens_last_use_is_noted_once_a_minute_not_per_publish(
     """Publishes in a row share the found token; another process looks it up afresh and sees the recent note."""
     token = await api_token(alice)
     headers = {"authorization": f"Bearer {token}"}
-    async with httpx.AsyncClient(base_url=server, headers=headers) as script:
+    async with async_client(base_url=server, headers=headers) as script:
         assert (await script.post("/api/updates", json={"show": "flash", "text": "one"})).status_code == 201
         first = await db.tokens.find_one({})
         assert first is not None and time.time() - first["last_used"] < 5
         for n in range(3):
             assert (await script.post("/api/updates", json={"show": "flash", "text": f"more {n}"})).status_code == 201
     with serving(settings) as other:
-        async with httpx.AsyncClient(base_url=other, headers=headers) as elsewhere:
+        async with async_client(base_url=other, headers=headers) as elsewhere:
             assert (await elsewhere.post("/api/updates", json={"show": "flash", "text": "there"})).status_code == 201
     again = await db.tokens.find_one({})
     assert again is not None and again["last_used"] == first["last_used"]  # no write for the four after
@@ -181,7 +182,7 @@ async def test_revoking_an_unknown_or_someone_elses_token_is_404(alice: httpx.As
 
 async def test_tokens_need_a_session_and_a_token_cannot_mint_tokens(alice: httpx.AsyncClient, server: str) -> None:
     token = (await alice.post("/api/me/tokens", json={"name": "laptop"})).json()["token"]
-    async with httpx.AsyncClient(base_url=server, headers={"authorization": f"Bearer {token}"}) as script:
+    async with async_client(base_url=server, headers={"authorization": f"Bearer {token}"}) as script:
         assert (await script.post("/api/me/tokens", json={"name": "another"})).status_code == 401
         assert (await script.get("/api/me/tokens")).status_code == 401
         assert (await script.delete("/api/me/tokens/laptop")).status_code == 401

@@ -81,8 +81,10 @@ async def test_the_abuse_scenario_holds_each_target_at_a_small_scale(mongo_url: 
 
 
 async def test_hostile_documents_and_a_resume_loop_hold_their_targets_at_a_small_scale(mongo_url: str) -> None:
-    async with abuse.serving(mongo_url) as served:
-        resumed = await abuse.resume_loop(served, history=800, feeds=10, updates=20)
+    """The feed-open limit is lowered to 10, so that the loop passes it (and has resumes refused) within the two
+    seconds of publishes: at the usual 60 it would take ten times as long."""
+    async with abuse.serving(mongo_url, FEED_OPENS_PER_USER="10") as served:
+        resumed = await abuse.resume_loop(served, history=800, feeds=10, updates=20, rate=10.0)
         hostile = await abuse.hostile_documents(served, good=5)  # after a history longer than a page or a replay
     assert all(hostile.targets.values()) and hostile.figures["hostile"] == 0, hostile.line()
     assert hostile.figures["rejected"] == 2 * len(breaking(utcnow())), hostile.line()

@@ -25,14 +25,14 @@ def test_a_client_is_checked_against_what_was_published_for_its_shows_alone() ->
 
 
 async def test_a_short_soak_judges_and_writes_its_section(mongo_url: str, tmp_path: Path) -> None:
-    plan = Plan(clients=6, minutes=0.3, warmup=0.1, publish_rate=4, login_every=1.0, hold=(0.5, 2.0),
-                sample_every=3.0, trace=True)  # fmt: skip
+    plan = Plan(clients=6, minutes=0.15, warmup=0.05, publish_rate=4, login_every=1.0, hold=(0.5, 2.0),
+                sample_every=1.5, trace=True)  # fmt: skip
     run = await soak(mongo_url, None, plan)
     result = run.result
     assert result.targets["0 behind, 0 gaps, 0 5xx"], result.line()
     assert result.figures["dup"] == 0 and int(result.figures["publishes"]) > 0, result.line()
     assert int(result.figures["logins"]) > 0 and result.figures["feeds a logout left open"] == 0, result.line()
-    assert len(run.samples) == 6 and all(sample.services_mib > 0 for sample in run.samples)  # every 3 s of 18
+    assert len(run.samples) == 6 and all(sample.services_mib > 0 for sample in run.samples)  # every 1.5 s of 9
     assert run.samples[-1].minute >= plan.minutes, "the last sample is at the end of the run, where it is judged"
     assert int(result.figures["full GCs"]) >= 0, "read from the service's own metrics"
     assert run.growth and run.growth[0].startswith("memory: traced allocations grew"), run.growth

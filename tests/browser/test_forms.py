@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import httpx
 from playwright.async_api import Browser, Page, expect
 
 from services.auth.accounts import RULES
 from services.auth.tokens import RULE
 from shared.db import iso_utc, utcnow
 from tests.support.browsers import signed_in
+from tests.support.http import async_client
 
 
 async def test_the_register_page_gives_its_rules_before_they_are_broken(browser: Browser, server: str) -> None:
@@ -67,7 +67,7 @@ async def test_the_token_list_says_when_each_token_expires_and_was_last_used(bro
     weekly = page.locator("#token-list li[data-token=weekly]")
     await expect(weekly).to_contain_text(f"expires {ends} · never used")
     token = await page.locator("#token-value").text_content()
-    async with httpx.AsyncClient(base_url=server, headers={"authorization": f"Bearer {token}"}) as script:
+    async with async_client(base_url=server, headers={"authorization": f"Bearer {token}"}) as script:
         assert (await script.post("/api/updates", json={"show": "flash", "text": "hello"})).status_code == 201
     await create_token(page, "forever")
     await expect(weekly).to_contain_text(f"last used {iso_utc(utcnow())[:10]}")

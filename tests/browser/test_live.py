@@ -8,7 +8,6 @@ import dataclasses
 import json
 from datetime import timedelta
 
-import httpx
 import pytest
 from playwright.async_api import Browser, Page, Route, expect
 
@@ -17,6 +16,7 @@ from shared.settings import Settings
 from shared.updates import COUNT_CAP
 from tests.support.accounts import registered
 from tests.support.browsers import log_in, signed_in, tabs
+from tests.support.http import async_client
 from tests.support.servers import gauge, gossip_server, serving
 from tests.support.sse import events
 from tests.support.updates import publish, stored_update
@@ -233,7 +233,7 @@ async def test_a_session_expired_on_the_server_signs_the_pages_out(browser: Brow
     await db.sessions.update_many({}, {"$set": {"expires_at": utcnow() - timedelta(seconds=1)}})
     await signed_out(pages, timeout=2000)
     await wait_until(lambda: gauge(server, FEEDS) == before)  # the stream has ended, and is not opened again
-    async with httpx.AsyncClient(base_url=server) as client:
+    async with async_client(base_url=server) as client:
         assert (await client.get("/healthz")).status_code == 200
     for page in pages:
         await expect(page.locator("#status")).to_have_text("signed out")

@@ -10,12 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx
 import psutil
 import pytest
 
 from dev.processes import ChildProcess, free_port
 from shared.settings import ROOT, Settings
+from tests.support.http import async_client, get, sync_client
 from tests.support.waiting import wait_until
 
 COMMAND = [sys.executable, "-m", "dev.run"]
@@ -73,7 +73,7 @@ def test_a_run_killed_outright_leaves_nothing_in_the_next_ones_way(tmp_path: Pat
     try:
         port = free_port()  # not the first run's database's: that one still listens
         with ChildProcess(COMMAND, {**env, "PORT": str(port)}, port) as second:
-            assert httpx.get(f"{second.url}/readyz", timeout=5).status_code == 200
+            assert get(f"{second.url}/readyz", timeout=5).status_code == 200
         assert f"a previous run left running (pid {leftover.pid})" in second.output()
         assert not leftover.is_running()
     finally:
@@ -102,7 +102,7 @@ def test_make_run_killed_outright_takes_gossip_and_its_database_with_it(tmp_path
                     process.kill()
     assert "Application shutdown complete" in first.output()
     with ChildProcess(make, env, port) as second:
-        assert httpx.get(f"{second.url}/readyz", timeout=5).status_code == 200
+        assert get(f"{second.url}/readyz", timeout=5).status_code == 200
     assert "left running" not in second.output()
 
 
@@ -114,7 +114,7 @@ def test_a_second_run_on_the_same_data_leaves_the_first_ones_database_alone(tmp_
         assert first.process is not None
         (database,) = psutil.Process(first.process.pid).children()
         second = run(EMBEDDED_PORT=str(embedded), EMBEDDED_DATA=str(tmp_path))
-        assert database.is_running() and httpx.get(f"{first.url}/readyz", timeout=5).status_code == 200
+        assert database.is_running() and get(f"{first.url}/readyz", timeout=5).status_code == 200
     assert second.returncode == 1 and "Traceback" not in second.stderr
     assert f"the data of a `make run` still running (pid {first.process.pid})" in second.stderr
     assert "EMBEDDED_DATA" in second.stderr and "Gossip on http" not in second.stderr
@@ -160,7 +160,7 @@ def test_make_run_believes_no_forwarded_header(settings: Settings) -> None:
     port = free_port()
     env = {**os.environ, "SECRET_KEY": "test", "PORT": str(port), "MONGO_URL": settings.mongo_url,
            "MONGO_DB": settings.mongo_db, "LOGIN_FAILURES_PER_ADDRESS": "2", "LOGIN_WINDOW": "3600"}  # fmt: skip
-    with ChildProcess(COMMAND, env, port) as gossip, httpx.Client(base_url=gossip.url, timeout=30) as http:
+    with ChildProcess(COMMAND, env, port) as gossip, sync_client(base_url=gossip.url, timeout=30) as http:
         login = {"username": "nobody", "password": "not-the-password"}
         statuses = [
             http.post("/api/auth/login", json=login, headers={"x-forwarded-for": f"198.51.100.{n}"}).status_code
@@ -185,7 +185,7 @@ async def test_make_run_streams_3_serves_from_three_processes_on_one_port_and_st
         replicas = first.children()
         assert len(replicas) == 2
         await wait_until(lambda: len(_listening_on(port, [first, *replicas])) == 3, timeout=30)
-        async with httpx.AsyncClient(base_url=gossip.url, timeout=5) as http:
+        async with async_client(base_url=gossip.url, timeout=5) as http:
             assert (await http.get("/api/shows")).status_code == 200
         gossip.process.send_signal(signal.SIGTERM)
         assert gossip.process.wait(20) == 128 + signal.SIGTERM

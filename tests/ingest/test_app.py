@@ -15,6 +15,7 @@ from shared.db import Database
 from shared.settings import Settings
 from shared.updates import MAX_TEXT
 from tests.support.accounts import json_error, registered
+from tests.support.http import async_client
 from tests.support.servers import serving
 from tests.support.updates import publish
 
@@ -33,7 +34,7 @@ async def new_token(http: httpx.AsyncClient, name: str = "script") -> str:
 async def bearer(alice: httpx.AsyncClient, server: str) -> AsyncIterator[httpx.AsyncClient]:
     """A script's client: no cookies, alice's API token."""
     headers = {"authorization": f"Bearer {await new_token(alice)}"}
-    async with httpx.AsyncClient(base_url=server, headers=headers, timeout=10) as http:
+    async with async_client(base_url=server, headers=headers, timeout=10) as http:
         yield http
 
 

@@ -8,7 +8,6 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import httpx
 import pymongo
 import pytest
 from hypothesis import HealthCheck, event, given, settings
@@ -18,6 +17,7 @@ from bench.fuzz import fuzz
 from services.all import app as gossip
 from shared.settings import Settings
 from tests.support.accounts import PASSWORD
+from tests.support.http import sync_client
 from tests.support.servers import LiveServer
 
 
@@ -34,7 +34,7 @@ def target(mongo_url: str) -> Iterator[Target]:
     config = Settings(secret_key=uuid.uuid4().hex, mongo_url=mongo_url, mongo_db=f"test_fuzz_{uuid.uuid4().hex[:8]}")
     live = LiveServer(gossip.create(config)).start()
     try:
-        with httpx.Client(base_url=live.url, timeout=10) as http:
+        with sync_client(base_url=live.url, timeout=10) as http:
             assert http.post("/api/auth/register", json={"username": "fuzz", "password": PASSWORD}).status_code == 201
             token = http.post("/api/me/tokens", json={"name": "fuzz"}).json()["token"]
             yield Target(live.url, token, http.cookies["gossip_session"])
@@ -101,7 +101,7 @@ def requests(draw: st.DrawFn, target: Target) -> tuple[bytes, dict[str, bytes], 
 @given(data=st.data())
 def test_no_request_gets_a_server_error(target: Target, data: st.DataObject) -> None:
     body, headers, cookies = data.draw(requests(target))
-    with httpx.Client(base_url=target.url, cookies=cookies, timeout=10) as http:
+    with sync_client(base_url=target.url, cookies=cookies, timeout=10) as http:
         response = http.post("/api/updates", content=body, headers=headers)
     event(f"status {response.status_code}")  # pytest --hypothesis-show-statistics shows what the examples reached
     assert response.status_code < 500, response.text

@@ -9,6 +9,7 @@ import httpx
 from dev.processes import ServiceProcess
 from shared.db import Database
 from shared.settings import Settings
+from tests.support.http import async_client
 
 
 async def test_concurrent_publishes_through_two_processes_get_distinct_gapless_seqs(
@@ -19,7 +20,7 @@ async def test_concurrent_publishes_through_two_processes_get_distinct_gapless_s
     await asyncio.gather(asyncio.to_thread(first.start), asyncio.to_thread(second.start))  # each waits for /readyz
     try:
         headers = {"authorization": f"Bearer {token}"}
-        async with httpx.AsyncClient(headers=headers, timeout=20) as http:
+        async with async_client(headers=headers, timeout=20) as http:
             responses = await asyncio.gather(*(
                 http.post(f"{(first, second)[i % 2].url}/api/updates", json={"show": "flash", "text": f"update {i}"})
                 for i in range(50)
@@ -41,7 +42,7 @@ async def test_two_processes_share_one_publishing_limit_per_author(
     first, second = (ServiceProcess("services.ingest.app", settings, **limit) for _ in range(2))
     await asyncio.gather(asyncio.to_thread(first.start), asyncio.to_thread(second.start))
     try:
-        async with httpx.AsyncClient(headers={"authorization": f"Bearer {token}"}, timeout=20) as http:
+        async with async_client(headers={"authorization": f"Bearer {token}"}, timeout=20) as http:
             statuses = [
                 (await http.post(f"{process.url}/api/updates", json={"show": "flash", "text": "x"})).status_code
                 for process in (first, second) * 4

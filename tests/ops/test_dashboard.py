@@ -13,7 +13,6 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
@@ -22,6 +21,7 @@ from dev.processes import ChildProcess, free_port
 from shared.settings import ROOT
 from tests.ops import grafana
 from tests.support.accounts import registered
+from tests.support.http import async_client, get
 from tests.support.sse import events
 from tests.support.updates import publish
 from tests.support.waiting import wait_until
@@ -188,7 +188,7 @@ def test_every_panel_query_is_promql_that_promtool_accepts(tmp_path: Path) -> No
 def test_every_metric_a_panel_names_is_one_the_services_export(server: str) -> None:
     """Scraped from a live server, whose process holds every service's metrics; and each thing the dashboard must
     show has its panel."""
-    text = httpx.get(f"{server}/metrics", timeout=5).text
+    text = get(f"{server}/metrics", timeout=5).text
     exported = {sample.name for family in text_string_to_metric_families(text) for sample in family.samples}
     named = {name for query in queries() for name in METRIC.findall(query)}
     assert named <= exported, f"not exported: {sorted(named - exported)}"
@@ -210,7 +210,7 @@ async def test_every_panel_query_answers_in_a_real_prometheus_scraping_a_live_se
     command = [installed("prometheus"), f"--config.file={tmp_path / 'prometheus.yml'}",
                f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}"]  # fmt: skip
     with ChildProcess(command, {}, port, ready_path="/-/ready") as prometheus:
-        async with httpx.AsyncClient(base_url=prometheus.url, timeout=5) as api:
+        async with async_client(base_url=prometheus.url, timeout=5) as api:
 
             async def answer(query: str) -> list[dict[str, Any]]:
                 response = await api.get("/api/v1/query", params={"query": in_grafana_terms(query)})

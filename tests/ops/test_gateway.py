@@ -29,6 +29,7 @@ from shared.openapi import PATH, document
 from shared.settings import ROOT, Settings
 from tests.ops.gateway import Gateway, adapt, naming_the_service, routes, server, to_processes
 from tests.support.accounts import PASSWORD, api_token, registered
+from tests.support.http import async_client, async_transport, get
 from tests.support.servers import access_lines, gauge
 from tests.support.sse import EventReader, events
 from tests.support.updates import publish
@@ -110,12 +111,12 @@ def test_every_route_a_service_declares_reaches_that_service(naming: Gateway, se
     module = importlib.import_module(f"services.{service}.app")
     paths = sorted({concrete(route.path) for route in module.routes if isinstance(route, AppRoute)})
     assert paths, f"services.{service}.app declares no routes"
-    assert {path: httpx.get(naming.url + path, timeout=5).text for path in paths} == dict.fromkeys(paths, service)
+    assert {path: get(naming.url + path, timeout=5).text for path in paths} == dict.fromkeys(paths, service)
 
 
 @pytest.mark.parametrize("path", OWN)
 def test_health_and_metrics_stay_inside(naming: Gateway, path: str) -> None:
-    response = httpx.get(naming.url + path, timeout=5)
+    response = get(naming.url + path, timeout=5)
     assert (response.status_code, response.json()["error"]) == (404, "not_found")
 
 
@@ -127,7 +128,7 @@ def test_the_gateway_serves_the_document_of_the_whole_api(naming: Gateway) -> No
     python, *arguments, file = compose["services"]["openapi"]["entrypoint"]
     assert (python, file) == ("python", f"{route.files}/openapi.json")
     subprocess.run([sys.executable, *arguments, str(naming.files / "openapi.json")], check=True, timeout=60)
-    response = httpx.get(naming.url + PATH, timeout=5)
+    response = get(naming.url + PATH, timeout=5)
     assert (response.status_code, response.headers["content-type"]) == (200, "application/json")
     assert response.json() == document("gossip", everything.app.routes)
 
@@ -181,7 +182,7 @@ async def test_a_new_feed_goes_to_the_stream_process_with_the_fewest_feeds(
         (other,) = [feed for feed in feeds if feed.process != busy]
         fourth = await opened(gina)
         assert (fourth.process, counts()) == (busy, [1, 1])
-        async with httpx.AsyncClient(base_url=gateway.url, headers=headers, timeout=10) as script:
+        async with async_client(base_url=gateway.url, headers=headers, timeout=10) as script:
             published = [await publish(script, "flash", f"through the gateway {i}") for i in range(3)]
         for feed in (other, fourth):  # one on each process, each delivering every update
             assert await feed.reader.updates(3) == published
@@ -280,8 +281,8 @@ async def test_the_gateway_passes_the_real_client_address_whatever_the_client_cl
     body = {"username": "nobody", "password": "not-the-password"}
 
     def client(address: str) -> httpx.AsyncClient:
-        transport = httpx.AsyncHTTPTransport(local_address=address)
-        return httpx.AsyncClient(base_url=guarded.gateway.url, transport=transport, timeout=30)
+        transport = async_transport(local_address=address)
+        return async_client(base_url=guarded.gateway.url, transport=transport, timeout=30)
 
     async with client("127.0.0.7") as mallory, client("127.0.0.8") as other:
         statuses = []
@@ -293,7 +294,7 @@ async def test_the_gateway_passes_the_real_client_address_whatever_the_client_cl
 
 
 async def test_the_gateway_passes_the_real_scheme_whatever_the_client_claims(guarded: Guarded) -> None:
-    async with httpx.AsyncClient(base_url=guarded.gateway.url, timeout=30) as http:
+    async with async_client(base_url=guarded.gateway.url, timeout=30) as http:
         body = {"username": "hanna", "password": PASSWORD}
         response = await http.post("/api/auth/register", json=body, headers={"x-forwarded-proto": "https"})
         assert response.status_code == 201
@@ -302,8 +303,8 @@ async def test_the_gateway_passes_the_real_scheme_whatever_the_client_claims(gua
 
 def from_address(url: str, address: str, **options: Any) -> httpx.AsyncClient:
     """A client whose connections come from `address`: all of 127/8 is loopback."""
-    transport = httpx.AsyncHTTPTransport(local_address=address, **options)
-    return httpx.AsyncClient(base_url=url, transport=transport, timeout=30)
+    transport = async_transport(local_address=address, **options)
+    return async_client(base_url=url, transport=transport, timeout=30)
 
 
 FRONT = "127.0.0.9"  # the proxy in front of the gateway, as an operator names it in FRONT_PROXIES
@@ -347,7 +348,7 @@ def https_gateway(guarded: Guarded, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 async def test_over_https_cookies_are_secure_and_only_same_site_writes_pass(https_gateway: Gateway) -> None:
-    async with httpx.AsyncClient(base_url=https_gateway.url, verify=https_gateway.verify, timeout=30) as http:
+    async with async_client(base_url=https_gateway.url, verify=https_gateway.verify, timeout=30) as http:
         response = await http.post("/api/auth/register", json={"username": "tessa", "password": PASSWORD})
         assert response.status_code == 201
         cookies = {cookie.split("=", 1)[0]: cookie for cookie in response.headers.get_list("set-cookie")}

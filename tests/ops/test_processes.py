@@ -17,6 +17,7 @@ from shared.db import Database
 from shared.openapi import PATH, document
 from shared.settings import Settings
 from tests.support.accounts import PASSWORD, api_token, registered
+from tests.support.http import async_client, get
 from tests.support.mail import follow, link, smtp_server
 from tests.support.push_receiver import PushReceiver
 from tests.support.servers import access_lines
@@ -39,7 +40,7 @@ def client(process: ServiceProcess, cookie: str | None = None, token: str | None
     """A client of one process, carrying a cookie or a token obtained from another."""
     headers = {"authorization": f"Bearer {token}"} if token else {}
     cookies = {SESSION: cookie} if cookie else {}
-    return httpx.AsyncClient(base_url=process.url, cookies=cookies, headers=headers, timeout=10)
+    return async_client(base_url=process.url, cookies=cookies, headers=headers, timeout=10)
 
 
 async def test_register_on_auth_publish_on_ingest_receive_on_stream(launch: Launch) -> None:
@@ -104,13 +105,13 @@ async def test_two_stream_processes_number_a_raw_insert_once_and_reject_a_poison
 
 def test_each_service_serves_the_document_of_its_own_operations(launch: Launch) -> None:
     for name in ("auth", "ingest", "stream"):
-        served = httpx.get(launch(name).url + PATH, timeout=10).json()
+        served = get(launch(name).url + PATH, timeout=10).json()
         assert served == document(name, importlib.import_module(f"services.{name}.app").app.routes), name
 
 
 async def test_each_request_is_one_json_log_line_without_secrets(launch: Launch, settings: Settings) -> None:
     auth, ingest = launch("auth"), launch("ingest")
-    async with httpx.AsyncClient(base_url=auth.url, timeout=10) as stranger:
+    async with async_client(base_url=auth.url, timeout=10) as stranger:
         refused = await stranger.post("/api/auth/login", json={"username": "lee", "password": "not-" + PASSWORD})
         assert refused.status_code == 401
     cookie, token = await follower(auth, "lee")
@@ -151,7 +152,7 @@ async def test_two_auth_processes_push_each_batch_once_and_mail_one_digest(
             "SCHEDULER_INTERVAL": "0.25", "PUSH_DELAY": "0.25", "PUSH_ALLOW_HTTP_LOOPBACK": "1",
         }  # fmt: skip
         auths, ingest = [launch("auth", **env), launch("auth", **env)], launch("ingest")
-        async with httpx.AsyncClient(timeout=10) as anyone:
+        async with async_client(timeout=10) as anyone:
             answer = await anyone.get(f"{auths[1].url}/api/push/key")
             assert answer.status_code == 200, answer.text
             key = answer.json()["key"]

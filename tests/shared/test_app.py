@@ -16,6 +16,7 @@ from services.auth import app as auth
 from shared.app import create_app
 from shared.settings import ROOT, Settings
 from tests.support.accounts import json_error
+from tests.support.http import async_client
 from tests.support.servers import LiveServer
 from tests.support.waiting import wait_until
 
@@ -26,7 +27,7 @@ async def test_readyz_is_503_while_the_database_is_down_and_200_once_it_is_back(
     with EmbeddedMongo(tmp_path / "mongo") as mongo:
         live = LiveServer(create_app("auth", auth.routes, dataclasses.replace(settings, mongo_url=mongo.url))).start()
         try:
-            async with httpx.AsyncClient(base_url=live.url, timeout=15) as http:
+            async with async_client(base_url=live.url, timeout=15) as http:
                 assert (await http.get("/readyz")).json() == {"status": "ready"}
                 mongo.stop()
                 assert json_error(await http.get("/readyz")) == (503, "unavailable", {})

@@ -25,6 +25,7 @@ from shared.auth import (
 from shared.db import Database, as_datetime, utcnow
 from shared.settings import Settings
 from tests.support.accounts import PASSWORD, api_token, csrf_of, json_error, registered
+from tests.support.http import async_client
 
 JSON = {"content-type": "application/json"}
 SESSION = "gossip_session"
@@ -94,7 +95,7 @@ def test_a_csrf_token_is_refused_unless_signed_for_csrf_and_this_browser_lately(
 async def test_a_form_with_a_valid_token_from_another_browser_is_refused(server: str) -> None:
     """The token is tied to the browser's own CSRF cookie: one page's token cannot be replayed from another browser,
     even one with a CSRF cookie of its own."""
-    async with httpx.AsyncClient(base_url=server) as attacker, httpx.AsyncClient(base_url=server) as victim:
+    async with async_client(base_url=server) as attacker, async_client(base_url=server) as victim:
         token = await csrf_of(attacker, "/register")  # valid, signed, for the attacker's own cookie
         await csrf_of(victim, "/register")  # the victim's browser has a CSRF cookie of its own
         form = {"username": "victim", "password": PASSWORD, "csrf_token": token}
@@ -114,7 +115,7 @@ async def test_a_session_cookie_past_its_age_is_refused_though_the_session_lives
     aged = URLSafeTimedSerializer(settings.secret_key, salt="gossip.session", signer=Aged).dumps(mine)
     fresh = URLSafeTimedSerializer(settings.secret_key, salt="gossip.session").dumps(mine)
     for cookie, status in ((aged, 401), (fresh, 200)):
-        async with httpx.AsyncClient(base_url=server, cookies={"gossip_session": cookie}) as browser:
+        async with async_client(base_url=server, cookies={"gossip_session": cookie}) as browser:
             assert (await browser.get("/api/me")).status_code == status
 
 
@@ -124,7 +125,7 @@ async def test_a_session_id_signed_for_another_purpose_or_with_another_key_is_no
     mine = session_id(settings, alice)
     for secret, salt in ((settings.secret_key, "gossip.csrf"), ("another key", "gossip.session")):
         forged = URLSafeTimedSerializer(secret, salt=salt).dumps(mine)
-        async with httpx.AsyncClient(base_url=server, cookies={"gossip_session": forged}) as browser:
+        async with async_client(base_url=server, cookies={"gossip_session": forged}) as browser:
             assert (await browser.get("/api/me")).status_code == 401, salt
 
 
@@ -215,7 +216,7 @@ async def test_a_copy_of_the_database_holds_no_session_anyone_could_use(
     assert stored["_id"] == token_digest(session_id) and session_id not in str(stored)
     # Even with the secret key, a cookie made from what is stored is no session.
     forged = URLSafeTimedSerializer(settings.secret_key, salt="gossip.session").dumps(stored["_id"])
-    async with httpx.AsyncClient(base_url=server, cookies={SESSION: forged}) as thief:
+    async with async_client(base_url=server, cookies={SESSION: forged}) as thief:
         assert (await thief.get("/api/me")).status_code == 401
     assert (await alice.get("/api/me")).status_code == 200
 
@@ -256,7 +257,7 @@ async def test_the_same_site_a_safe_request_and_a_script_are_not_refused(alice: 
     assert (await alice.post("/api/updates", json={"show": "flash", "text": "mine"}, headers=own)).status_code == 201
     assert (await alice.get("/api/me", headers={"origin": "https://evil.example"})).status_code == 200
     token = await api_token(alice)
-    async with httpx.AsyncClient(base_url=server, headers={"authorization": f"Bearer {token}"}) as script:
+    async with async_client(base_url=server, headers={"authorization": f"Bearer {token}"}) as script:
         foreign = {"origin": "https://evil.example"}  # no cookie: nothing of the user's rides along
         assert (
             await script.post("/api/updates", json={"show": "flash", "text": "x"}, headers=foreign)

@@ -18,6 +18,7 @@ from services.all import app as gossip
 from shared.app import create_app
 from shared.settings import Settings
 from tests.support.accounts import csrf_of, json_error, registered
+from tests.support.http import async_client
 from tests.support.servers import LiveServer
 from tests.support.updates import publish
 
@@ -85,7 +86,7 @@ def buggy(settings: Settings) -> Iterator[str]:
 
 async def test_a_bug_shows_a_browser_the_error_page_and_a_script_json_never_a_traceback(buggy: str) -> None:
     fresh = httpx.Limits(max_keepalive_connections=0)  # uvicorn closes a connection after an application error
-    async with httpx.AsyncClient(base_url=buggy, limits=fresh) as http:
+    async with async_client(base_url=buggy, limits=fresh) as http:
         page = await http.get("/broken", headers=BROWSER)
         assert page.status_code == 500 and page.headers["content-type"].startswith("text/html")
         assert "Something went wrong on our side." in page.text and "RuntimeError" not in page.text
@@ -104,7 +105,7 @@ async def behind_a_proxy(settings: Settings) -> AsyncIterator[httpx.AsyncClient]
     app = gossip.create(dataclasses.replace(settings, trusted_proxies=("127.0.0.1",)))
     live = LiveServer(app).start()
     try:
-        async with httpx.AsyncClient(base_url=live.url, timeout=10) as http:
+        async with async_client(base_url=live.url, timeout=10) as http:
             yield http
     finally:
         live.stop()

@@ -9,13 +9,14 @@ from starlette.types import Message, Receive, Scope, Send
 
 from shared.proxies import TrustedProxies
 from shared.settings import Settings
+from tests.support.http import async_client, async_transport
 from tests.support.servers import serving
 
 LOGIN = {"username": "nobody", "password": "not-the-password"}
 
 
 async def statuses(server: str, forwarded_for: list[str]) -> list[int]:
-    async with httpx.AsyncClient(base_url=server, timeout=30) as http:
+    async with async_client(base_url=server, timeout=30) as http:
         return [
             (await http.post("/api/auth/login", json=LOGIN, headers={"x-forwarded-for": address})).status_code
             for address in forwarded_for
@@ -37,7 +38,7 @@ async def test_a_trusted_proxys_forwarded_address_is_the_clients(settings: Setti
 
 def through(server: str, address: str) -> httpx.AsyncClient:
     """A client whose connections come from `address`: all of 127/8 is loopback on Linux."""
-    return httpx.AsyncClient(base_url=server, transport=httpx.AsyncHTTPTransport(local_address=address), timeout=30)
+    return async_client(base_url=server, transport=async_transport(local_address=address), timeout=30)
 
 
 async def test_only_the_named_proxy_is_believed_not_every_loopback_address(settings: Settings) -> None:

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import pytest
 from opentelemetry import trace
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -26,6 +25,7 @@ from shared.db import Database
 from shared.settings import Settings
 from shared.tracing import exporting, stored_context
 from tests.support.accounts import registered
+from tests.support.http import async_client
 from tests.support.servers import LiveServer, gossip_server, serving
 from tests.support.sse import events
 from tests.support.updates import publish, stored_update
@@ -188,10 +188,10 @@ async def test_across_processes_the_stream_joins_the_trace_through_mongodb(setti
         ):
             async with (
                 registered(auth.url, "alice") as alice,
-                httpx.AsyncClient(base_url=stream.url, cookies=alice.cookies) as watching,
+                async_client(base_url=stream.url, cookies=alice.cookies) as watching,
                 events(watching, "/events/all") as feed,
             ):
-                async with httpx.AsyncClient(base_url=ingest.url, cookies=alice.cookies) as publishing:
+                async with async_client(base_url=ingest.url, cookies=alice.cookies) as publishing:
                     sent = await publish(publishing, "flash", "across processes")
                 assert await feed.updates(1) == [sent]
             ingest.stop()  # each lifespan's end sends the spans still batched

@@ -23,6 +23,7 @@ from shared.db import Database, as_datetime, next_seq, utcnow
 from shared.settings import Settings
 from shared.updates import COUNT_CAP
 from tests.support.accounts import PASSWORD, json_error, registered
+from tests.support.http import async_client
 from tests.support.memory import alive, collector_off
 from tests.support.servers import LiveServer, gauge, serving
 from tests.support.sse import events
@@ -342,7 +343,7 @@ async def test_a_read_in_one_place_reaches_every_feed_of_the_user_with_the_unrea
             registered(server, "alice2") as _,  # someone else's feed hears nothing of alice's reads
             events(alice) as followed,
             events(alice, "/events/all") as everything,
-            httpx.AsyncClient(base_url=server, cookies=await _logged_in(server, "alice")) as laptop,
+            async_client(base_url=server, cookies=await _logged_in(server, "alice")) as laptop,
             events(laptop) as other_device,
         ):
             sent = [await publish(bob, "flash", f"news {i}") for i in range(3)]
@@ -361,7 +362,7 @@ async def test_a_read_in_one_place_reaches_every_feed_of_the_user_with_the_unrea
 
 async def _logged_in(server: str, username: str) -> dict[str, str]:
     """A second session of the user: another device."""
-    async with httpx.AsyncClient(base_url=server) as http:
+    async with async_client(base_url=server) as http:
         response = await http.post("/api/auth/login", json={"username": username, "password": PASSWORD})
         assert response.status_code == 200, response.text
         return {"gossip_session": response.cookies["gossip_session"]}

@@ -30,6 +30,7 @@ from shared.catalogue import Catalogue
 from shared.db import Database, prepare, put
 from shared.settings import RULES, Settings
 from tests.support.accounts import registered
+from tests.support.http import async_client
 from tests.support.servers import LiveServer, gossip_server
 from tests.support.sse import events
 from tests.support.updates import publish
@@ -343,7 +344,7 @@ async def test_episodes_inserted_while_the_stream_service_was_down_are_notified_
     live = LiveServer(gossip.create(settings), port=live.port).start()
     try:
         async with (
-            httpx.AsyncClient(base_url=live.url, timeout=10) as again,
+            async_client(base_url=live.url, timeout=10) as again,
         ):
             login = await again.post("/api/auth/login", json={"username": "rae", "password": "a-long-pass"})
             assert login.status_code == 200

@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.http import get
 from tests.support.servers import gauge
 from tests.support.sse import events
 from tests.support.updates import publish
@@ -29,7 +30,7 @@ async def test_an_update_is_timed_once_per_process_however_many_of_its_feeds_car
 
 
 def test_the_latency_buckets_run_from_a_millisecond_to_half_a_minute(server: str) -> None:
-    text = httpx.get(f"{server}/metrics", timeout=5).text
+    text = get(f"{server}/metrics", timeout=5).text
     (family,) = [family for family in text_string_to_metric_families(text) if family.name == LATENCY]
     bounds = sorted({sample.labels["le"] for sample in family.samples if sample.name.endswith("_bucket")}, key=float)
     assert (float(bounds[0]), float(bounds[-2]), bounds[-1]) == (0.001, 30.0, "+Inf")

@@ -20,6 +20,7 @@ from shared.presence import EVERY_SHOW
 from shared.settings import Settings
 from tests.support.accounts import registered
 from tests.support.clock import Clock
+from tests.support.http import async_client
 from tests.support.servers import gossip_server
 from tests.support.sse import events
 from tests.support.waiting import wait_until
@@ -72,12 +73,12 @@ async def _gone(db: Database, user_id: str) -> bool:
 @contextlib.asynccontextmanager
 async def _feed(http: httpx.AsyncClient, stream: ServiceProcess, path: str) -> AsyncIterator[None]:
     """A feed of `http`'s user opened on another stream process, with the same session cookie."""
-    async with httpx.AsyncClient(base_url=stream.url, cookies=http.cookies) as there, events(there, path):
+    async with async_client(base_url=stream.url, cookies=http.cookies) as there, events(there, path):
         yield
 
 
 async def _watching(auth: str, slug: str) -> int:
-    async with httpx.AsyncClient(base_url=auth) as http:
+    async with async_client(base_url=auth) as http:
         response = await http.get(f"/api/shows/{slug}/presence")
         assert response.status_code == 200, response.text
         (key,) = response.json()  # a count and nothing else: never who

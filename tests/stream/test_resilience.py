@@ -20,6 +20,7 @@ from shared.auth import open_session
 from shared.db import Database, next_seq
 from shared.settings import Settings
 from tests.support.accounts import registered
+from tests.support.http import async_client
 from tests.support.servers import LiveServer, gauge
 from tests.support.sse import events
 from tests.support.updates import publish, stored_update
@@ -62,7 +63,7 @@ async def test_shutdown_with_50_open_streams_is_prompt(settings: Settings, db: D
     with ServiceProcess("services.stream.app", settings) as stream:
         limits = httpx.Limits(max_connections=60)
         async with (
-            httpx.AsyncClient(base_url=stream.url, cookies={"gossip_session": cookie}, limits=limits) as http,
+            async_client(base_url=stream.url, cookies={"gossip_session": cookie}, limits=limits) as http,
             contextlib.AsyncExitStack() as stack,
         ):
             readers = [await stack.enter_async_context(events(http)) for _ in range(50)]
@@ -98,7 +99,7 @@ async def test_a_feed_moved_to_a_lagging_stream_process_misses_nothing_and_gets_
             finally:
                 os.kill(lagging.process.pid, signal.SIGCONT)
         async with (
-            httpx.AsyncClient(base_url=lagging.url, cookies=alice.cookies, timeout=10) as moved,
+            async_client(base_url=lagging.url, cookies=alice.cookies, timeout=10) as moved,
             events(moved, **{"last-event-id": str(late["seq"])}) as second,
         ):
             after = await publish(alice, "flash", "after the move")

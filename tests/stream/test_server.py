@@ -31,6 +31,7 @@ from shared.proxies import TrustedProxies
 from shared.settings import Settings
 from shared.tracing import Traced
 from tests.support.accounts import registered
+from tests.support.http import async_client
 from tests.support.memory import alive, collector_off
 from tests.support.servers import LiveServer
 from tests.support.sse import events
@@ -58,7 +59,7 @@ class Mixed:
 async def served(app: Mixed, protocol: str) -> httpx.Response:
     live = LiveServer(Service(routes=[Route("/", app)]), http=protocol).start()
     try:
-        async with httpx.AsyncClient(base_url=live.url) as http:
+        async with async_client(base_url=live.url) as http:
             return await http.get("/")
     finally:
         live.stop()
@@ -111,7 +112,7 @@ async def test_through_every_middleware_a_response_still_finds_its_connection(se
     mixed = Mixed()
     live = LiveServer(create_app("probe", [Route("/probe", mixed)], settings, tracer_provider=provider)).start()
     try:
-        async with httpx.AsyncClient(base_url=live.url) as http:
+        async with async_client(base_url=live.url) as http:
             response = await http.get("/probe")
     finally:
         live.stop()
@@ -145,7 +146,7 @@ async def test_a_request_is_freed_as_it_ends_not_left_for_the_collector(server: 
     collector, which a busy process runs rarely."""
     with collector_off():
         for _ in range(10):
-            async with httpx.AsyncClient(base_url=server) as http:  # a connection each, closed after
+            async with async_client(base_url=server) as http:  # a connection each, closed after
                 assert (await http.get("/healthz")).status_code == 200
         await wait_until(lambda: alive(RequestResponseCycle) == 0, timeout=5, interval=0.2)
 
@@ -206,7 +207,7 @@ async def test_uvicorn_still_lets_a_parked_connection_go_and_frees_its_request(
     unheard."""
     app, live = parking
     with collector_off(), caplog.at_level(logging.INFO, logger="uvicorn.error"):
-        async with httpx.AsyncClient(base_url=live.url) as http, http.stream("GET", "/") as response:
+        async with async_client(base_url=live.url) as http, http.stream("GET", "/") as response:
             lines = response.aiter_lines()
             assert await anext(lines) == "data: through"
             await wait_until(lambda: app.returned and protocols() == 0, timeout=5, interval=0.1)
@@ -222,7 +223,7 @@ async def test_uvicorn_still_lets_a_parked_connection_go_and_frees_its_request(
 async def test_uvicorns_keep_alive_timeout_leaves_a_parked_connection_open(parking: tuple[Parking, LiveServer]) -> None:
     """uvicorn arms it when its own send completes a response: never for a parked one."""
     app, live = parking
-    async with httpx.AsyncClient(base_url=live.url) as http, http.stream("GET", "/") as response:
+    async with async_client(base_url=live.url) as http, http.stream("GET", "/") as response:
         lines = response.aiter_lines()
         assert await anext(lines) == "data: through"
         await wait_until(lambda: app.returned)
@@ -238,7 +239,7 @@ async def test_uvicorns_keep_alive_timeout_leaves_a_parked_connection_open(parki
 
 async def test_a_parked_connection_tells_of_its_client_leaving(parking: tuple[Parking, LiveServer]) -> None:
     app, live = parking
-    async with httpx.AsyncClient(base_url=live.url) as http, http.stream("GET", "/") as response:
+    async with async_client(base_url=live.url) as http, http.stream("GET", "/") as response:
         assert await anext(response.aiter_lines()) == "data: through"
         await wait_until(lambda: app.returned)
     await wait_until(lambda: app.told == ["gone"], timeout=5)
@@ -248,7 +249,7 @@ async def test_uvicorns_shutdown_ends_a_parked_connection_and_waits_for_it(parki
     """uvicorn calls `shutdown()` on every connection it holds and waits for each to close: the parked one stands
     among them in its place."""
     app, live = parking
-    async with httpx.AsyncClient(base_url=live.url) as http, http.stream("GET", "/") as response:
+    async with async_client(base_url=live.url) as http, http.stream("GET", "/") as response:
         lines = response.aiter_lines()
         assert await anext(lines) == "data: through"
         await wait_until(lambda: app.returned)

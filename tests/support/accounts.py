@@ -9,13 +9,15 @@ from typing import Any
 
 import httpx
 
+from tests.support.http import async_client
+
 PASSWORD = "a-long-pass"
 
 
 @contextlib.asynccontextmanager
 async def registered(server: str, username: str) -> AsyncIterator[httpx.AsyncClient]:
     """A new client with its own cookie jar, registered and logged in as `username`."""
-    async with httpx.AsyncClient(base_url=server, timeout=10) as http:
+    async with async_client(base_url=server, timeout=10) as http:
         response = await http.post("/api/auth/register", json={"username": username, "password": PASSWORD})
         assert response.status_code == 201, response.text
         yield http

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import socket
@@ -10,7 +11,6 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import uvicorn
 from opentelemetry.sdk.trace import TracerProvider
 from starlette.types import ASGIApp
@@ -19,6 +19,32 @@ from dev.processes import ServiceProcess
 from services.all import app as gossip_app
 from shared.malformed import JsonErrorProtocol
 from shared.settings import Settings
+from tests.support.http import get
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn's server, woken at once by `exit` from another thread: its own loop notices `should_exit` only at its
+    next tick, up to a tenth of a second later, which each test that serves would wait."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._told = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def main_loop(self) -> None:
+        """uvicorn's loop, a tick every tenth of a second, each tick cut short by `exit`."""
+        self._loop = asyncio.get_running_loop()
+        counter = 0
+        while not await self.on_tick(counter):
+            counter = (counter + 1) % 864_000
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._told.wait(), 0.1)
+
+    def exit(self) -> None:
+        self.should_exit = True
+        if self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has ended already: the server has stopped
+                self._loop.call_soon_threadsafe(self._told.set)
 
 
 class LiveServer:
@@ -36,7 +62,7 @@ class LiveServer:
         config = uvicorn.Config(
             app, log_config=None, lifespan="on", timeout_graceful_shutdown=graceful, proxy_headers=False, **options
         )
-        self.server = uvicorn.Server(config)
+        self.server = _Uvicorn(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
     def start(self, timeout: float = 15.0) -> LiveServer:
@@ -49,7 +75,7 @@ class LiveServer:
         return self
 
     def stop(self, timeout: float = 15.0) -> None:
-        self.server.should_exit = True
+        self.server.exit()
         self.thread.join(timeout)
         self.sock.close()
         if self.thread.is_alive():
@@ -75,7 +101,7 @@ def serving(settings: Settings, tracer_provider: TracerProvider | None = None) -
 
 def gauge(url: str, name: str) -> float:
     """A metric's current value, read from a service's /metrics."""
-    text = httpx.get(f"{url}/metrics", timeout=5).text
+    text = get(f"{url}/metrics", timeout=5).text
     return float(next(line for line in text.splitlines() if line.startswith(name + " ")).split()[1])
 
 
