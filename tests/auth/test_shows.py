@@ -67,6 +67,9 @@ async def test_a_read_mark_for_another_user_is_403_and_marks_nothing(alice: http
     refused = await alice.post("/api/me/read", json={"seq": 3, "user": "bob"})
     assert json_error(refused) == (403, "other_user", {"user": "not the signed-in user"})
     assert (await db.users.find_one({"username": "alice"}))["last_read_seq"] == 0
+    unnamed = await alice.post("/api/me/read", json={"seq": 3, "user": None})  # a name, if any, is a string
+    assert json_error(unnamed) == (422, "invalid", {"user": "must be a string"})
+    assert (await db.users.find_one({"username": "alice"}))["last_read_seq"] == 0
     assert (await alice.post("/api/me/read", json={"seq": 2, "user": "alice"})).status_code == 204
     assert (await db.users.find_one({"username": "alice"}))["last_read_seq"] == 2
 

@@ -11,7 +11,7 @@ from starlette.routing import BaseRoute, Route
 from services.auth import accounts, api_docs
 from services.auth.state import AuthRequest
 from shared.auth import require_caller, same_user, session_caller
-from shared.body import read_object
+from shared.body import fields_of, read_object
 from shared.errors import ApiError
 from shared.openapi import ApiRoute
 from shared.pages import Viewer, page_viewer, read_form, redirect, render
@@ -51,7 +51,7 @@ async def api_unfollow(request: AuthRequest) -> Response:
 async def api_read(request: AuthRequest) -> Response:
     caller = await require_caller(request)
     body = await read_object(request)
-    same_user(caller, body.get("user"))
+    same_user(caller, fields_of(body, "user")["user"] if "user" in body else None)  # null is no name: 422
     await accounts.mark_read(request.state["db"], caller.user_id, body.get("seq"))
     return Response(status_code=204)
 
