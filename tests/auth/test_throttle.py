@@ -11,7 +11,15 @@ import pytest
 from prometheus_client import REGISTRY
 
 from dev.processes import ServiceProcess
-from services.auth.throttle import CHECKS, client, logged_in, take_check_mail_slot, take_login_slot
+from services.auth.throttle import (
+    CHECKS,
+    FAILED,
+    REGISTERED,
+    client,
+    logged_in,
+    take_check_mail_slot,
+    take_login_slot,
+)
 from shared.db import Database
 from shared.errors import ApiError
 from shared.limits import Buckets
@@ -42,6 +50,11 @@ def from_address(server: str, address: str) -> httpx.AsyncClient:
 
 async def login(http: httpx.AsyncClient, username: str, password: str = WRONG) -> httpx.Response:
     return await http.post("/api/auth/login", json={"username": username, "password": password})
+
+
+def refusals(limit: str) -> float:
+    """How many refusals this process's services have counted for `limit` (the test servers run in it)."""
+    return REGISTRY.get_sample_value("gossip_refusals_total", {"limit": limit}) or 0.0
 
 
 async def test_failed_logins_are_throttled_per_account(alice: httpx.AsyncClient, client: httpx.AsyncClient) -> None:
@@ -98,10 +111,13 @@ async def test_a_strangers_flood_from_many_addresses_does_not_lock_the_owner_out
 
 
 async def test_failed_logins_are_throttled_per_address(server: str) -> None:
+    before = refusals("login")
     async with from_address(server, "127.0.0.2") as http, from_address(server, "127.0.0.3") as other:
-        statuses = [(await login(http, f"user{i}")).status_code for i in range(11)]
-        assert statuses == [401] * 10 + [429]
+        responses = [await login(http, f"user{i}") for i in range(11)]
+        assert [response.status_code for response in responses] == [401] * 10 + [429]
+        assert responses[-1].json()["detail"] == FAILED
         assert (await login(other, "user0")).status_code == 401  # another address has its own
+    assert refusals("login") == before + 1
 
 
 async def test_attempts_a_locked_account_refuses_do_not_use_up_the_addresses_tries(server: str) -> None:
@@ -138,12 +154,15 @@ async def test_a_throttled_login_hashes_nothing(alice: httpx.AsyncClient, client
 
 
 async def test_registrations_are_limited_per_address(server: str) -> None:
+    before = refusals("registration")
     async with from_address(server, "127.0.0.5") as http:
         bodies = [{"username": f"new{i}", "password": PASSWORD} for i in range(10)]
         responses = await asyncio.gather(*(http.post("/api/auth/register", json=body) for body in bodies))
         assert sorted(response.status_code for response in responses) == [201] * 3 + [429] * 7
         refused = next(response for response in responses if response.status_code == 429)
         assert json_error(refused)[:2] == (429, "throttled") and int(refused.headers["retry-after"]) >= 1
+        assert refused.json()["detail"] == REGISTERED
+    assert refusals("registration") == before + 7
     async with registered(server, "elsewhere"):  # another address may still register
         pass
 
@@ -176,7 +195,7 @@ async def test_check_mails_are_limited_per_user_and_per_address_and_one_refused_
 ) -> None:
     """A mail refused for its user gives back the slot its address gave, and the reverse: no mail went."""
     limited, buckets = dataclasses.replace(settings, verification_mails=2, verification_window=3600), Buckets(db)
-    before = REGISTRY.get_sample_value("gossip_refusals_total", {"limit": "verification"}) or 0.0
+    before = refusals("verification")
     for to in ("a@example.com", "b@example.com"):
         await take_check_mail_slot(buckets, limited, "u1", to)
     with pytest.raises(ApiError) as refused:
@@ -186,8 +205,7 @@ async def test_check_mails_are_limited_per_user_and_per_address_and_one_refused_
         await take_check_mail_slot(buckets, limited, user, "c@example.com")
     with pytest.raises(ApiError):
         await take_check_mail_slot(buckets, limited, "u4", "c@example.com")
-    after = REGISTRY.get_sample_value("gossip_refusals_total", {"limit": "verification"})
-    assert after == before + 2
+    assert refusals("verification") == before + 2
 
 
 async def test_a_known_browsers_good_login_gives_back_no_account_wide_failure(settings: Settings, db: Database) -> None:
