@@ -66,7 +66,7 @@ class Passwords:
     """Callers take a turn (`async with passwords.turn():`) before the checks that lead to a hash, so that a flood
     is refused before it costs even a database round trip; the pool's size bounds the memory on its own."""
 
-    def __init__(self, concurrency: int, wait: float, memory: int = 64) -> None:
+    def __init__(self, concurrency: int, wait: float, memory: int) -> None:
         """`memory`: MiB each hash takes."""
         self._hasher = PasswordHasher(memory_cost=memory * 1024)
         self._pool = ThreadPoolExecutor(concurrency + 1, thread_name_prefix="argon2", initializer=_yield_to_serving)

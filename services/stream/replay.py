@@ -40,7 +40,7 @@ class Replay:
     `trimmed`: old updates are removed (HISTORY_DAYS), so a resume point may be older than the oldest one kept.
     The replay limit and `resync`'s count are of the updates meant for everybody, which the feeds share."""
 
-    def __init__(self, db: Database, catalogue: Catalogue, limit: int = 500, trimmed: bool = False) -> None:
+    def __init__(self, db: Database, catalogue: Catalogue, limit: int, trimmed: bool = False) -> None:
         self.db, self.catalogue, self.limit, self.trimmed = db, catalogue, limit, trimmed
         self._reads: dict[Hashable, asyncio.Future[Any]] = {}
 

@@ -14,9 +14,11 @@ from shared.settings import Settings
 from tests.support.accounts import PASSWORD, json_error
 from tests.support.http import async_client
 
+MEMORY = Settings("").hash_memory  # the service's own cost
+
 
 async def test_a_caller_waits_a_bounded_time_for_a_turn_then_hears_503() -> None:
-    passwords = Passwords(concurrency=1, wait=0.05)
+    passwords = Passwords(concurrency=1, wait=0.05, memory=MEMORY)
     try:
         async with passwords.turn():
             with pytest.raises(ApiError) as refused:
@@ -30,7 +32,7 @@ async def test_a_caller_waits_a_bounded_time_for_a_turn_then_hears_503() -> None
 
 
 async def test_a_browser_the_account_knows_has_a_turn_no_stranger_can_take() -> None:
-    passwords = Passwords(concurrency=1, wait=0.05)
+    passwords = Passwords(concurrency=1, wait=0.05, memory=MEMORY)
     try:
         async with passwords.turn(), passwords.turn(known=True):  # a stranger's guess holds every other turn
             assert await passwords.verify(await passwords.hash(PASSWORD), PASSWORD)
@@ -43,7 +45,7 @@ async def test_a_browser_the_account_knows_has_a_turn_no_stranger_can_take() -> 
 
 async def test_hashes_run_on_a_pool_of_their_own_never_more_at_once_than_its_size() -> None:
     """Not on the thread pool the rest of the app shares, where 100 logins at once ran 40 hashes (2.5 GiB)."""
-    passwords = Passwords(concurrency=2, wait=30)
+    passwords = Passwords(concurrency=2, wait=30, memory=MEMORY)
     try:
         hashed = await passwords.hash(PASSWORD)
         await asyncio.gather(*(passwords.verify(hashed, "wrong password") for _ in range(8)))
@@ -56,7 +58,7 @@ async def test_hashes_run_on_a_pool_of_their_own_never_more_at_once_than_its_siz
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     """Hashes of the default cost: logins must take long enough to hold their turns."""
-    return dataclasses.replace(settings, hash_concurrency=1, hash_wait=0.01, hash_memory=Settings("").hash_memory)
+    return dataclasses.replace(settings, hash_concurrency=1, hash_wait=0.01, hash_memory=MEMORY)
 
 
 async def test_logins_beyond_what_the_server_can_hash_are_refused_with_503(server: str) -> None:
@@ -70,7 +72,7 @@ async def test_logins_beyond_what_the_server_can_hash_are_refused_with_503(serve
 
 
 async def test_a_hash_made_at_another_memory_cost_is_due_to_be_redone() -> None:
-    cheap, usual = Passwords(concurrency=1, wait=30, memory=1), Passwords(concurrency=1, wait=30)
+    cheap, usual = Passwords(concurrency=1, wait=30, memory=1), Passwords(concurrency=1, wait=30, memory=MEMORY)
     try:
         stored = await cheap.hash(PASSWORD)
         assert (cheap.needs_rehash(stored), usual.needs_rehash(stored)) == (False, True)

@@ -14,17 +14,20 @@ from services.stream.frames import resync_frame, update_frame
 from services.stream.replay import BATCH, Replay
 from shared.catalogue import Catalogue
 from shared.db import Database, seed_shows
+from shared.settings import Settings
 from tests.shared.test_updates import personal
 from tests.stream.test_app import insert_update
 from tests.support.updates import stored_update
 from tests.support.waiting import wait_until
+
+LIMIT = Settings("").replay_limit  # the service's own
 
 
 async def test_feeds_asking_for_the_same_range_at_once_share_one_read(db: Database) -> None:
     await seed_shows(db)  # the titles come from the catalogue
     for seq in range(1, 6):
         await insert_update(db, seq, "flash" if seq % 2 else "sherlock")
-    replay = Replay(db, Catalogue(db))
+    replay = Replay(db, Catalogue(db), LIMIT)
     first, second = await asyncio.gather(replay.chunk({"flash"}, "u1", 1, 5), replay.chunk(["flash"], "u2", 1, 5))
     assert first[0] is second[0]  # the very same bytes: encoded once
     stored = await db.updates.find({"seq": {"$in": [3, 5]}}, {"_id": 0}).sort("seq", 1).to_list()
@@ -51,7 +54,7 @@ async def test_a_shared_chunk_gives_each_feed_its_own_users_personal_updates_alo
     await seed_shows(db)
     await db.updates.insert_many([stored_update(1), personal(2, "alice_id"), stored_update(3), personal(4, "bob_id")])
     stored = {u["seq"]: update_frame(u) async for u in db.updates.find({}, {"_id": 0})}
-    replay = Replay(db, Catalogue(db))
+    replay = Replay(db, Catalogue(db), LIMIT)
     viewers = ("alice_id", "bob_id", "carol_id")
     chunks = await asyncio.gather(*(replay.chunk({"flash"}, viewer, 0, 4) for viewer in viewers))
     assert chunks == [
@@ -68,7 +71,7 @@ async def test_a_read_whose_feeds_all_hung_up_fails_without_an_unretrieved_error
     seen, so asyncio does not report it as an exception nobody retrieved."""
     caplog.set_level(logging.ERROR, logger="asyncio")
     gone = AsyncMongoClient(f"mongodb://127.0.0.1:{free_port()}/?directConnection=true", serverSelectionTimeoutMS=500)
-    replay = Replay(gone[db.name], Catalogue(db))
+    replay = Replay(gone[db.name], Catalogue(db), LIMIT)
     try:
         asking = asyncio.ensure_future(replay.chunk(None, "u1", 0, 5))
         await wait_until(lambda: replay._reads)  # the read is under way
@@ -84,7 +87,7 @@ async def test_a_read_whose_feeds_all_hung_up_fails_without_an_unretrieved_error
 async def test_a_long_range_comes_in_batches(db: Database) -> None:
     await seed_shows(db)
     await db.updates.insert_many([stored_update(seq) for seq in range(1, BATCH + 11)])
-    replay = Replay(db, Catalogue(db))
+    replay = Replay(db, Catalogue(db), LIMIT)
     assert await replay.start(None, 0, BATCH + 10) == (10, resync_frame(0, 10, 10))  # the newest 500 by default
     chunk, after = await replay.chunk(None, "u1", 0, BATCH + 10)
     assert (chunk.count(b"event: update"), after) == (BATCH, BATCH)
