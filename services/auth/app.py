@@ -25,6 +25,11 @@ routes = [
     *admin.routes,
 ]
 extensions: list[Extension] = [
-    reserving, hashing, sweeping, mailing, scheduling, expiring("sessions", "sends", "refusals")
+    reserving,
+    hashing,
+    sweeping,
+    mailing,
+    scheduling,
+    expiring("sessions", "sends", "refusals"),
 ]
 app = create_app("auth", routes, extensions=extensions)

@@ -22,8 +22,8 @@ from pymongo.errors import PyMongoError
 
 from shared.db import Database, as_datetime, new_id, put, username_key
 from shared.rulesfile import NAME, tables
-from shared.rulesfile import problem as _problem
 from shared.rulesfile import RuleError as RuleError
+from shared.rulesfile import problem as _problem
 from shared.updates import why_text_refused
 
 OPERATIONS = ("insert", "update", "delete")
@@ -33,6 +33,8 @@ KEYS = {"name", "collection", "on", "fields", "update", "filter", "show", "show_
         "text", "time_field"}  # fmt: skip
 OWN = {"updates", "users", "sessions", "shows", "counters", "tokens", "update_ids", "spent_keys", "buckets",
        "rule_tokens", "rule_leases", "query_checks"}  # fmt: skip
+HELD_NAME = ("a user has this name, and a rule's name is the author of its updates (a reserved username, or the user "
+             "would take them for their own): rename the rule")  # fmt: skip
 Part = tuple[str, str | None, str]  # literal text, then a field (None at the end) and its format spec
 
 
@@ -145,8 +147,7 @@ async def check(db: Database, rules: list[Rule], titles: Mapping[str, str]) -> N
     held = await _held_names(db, rules)
     for rule in rules:
         if username_key(rule.name) in held:
-            raise _problem(rule.name, "name", "a user has this name, and a rule's name is the author of its updates "
-                           "(a reserved username, or the user would take them for their own): rename the rule")
+            raise _problem(rule.name, "name", HELD_NAME)
         if rule.recipient_field is None and rule.show is not None and rule.show not in titles:
             raise _problem(rule.name, "show", f"{rule.show!r} is not in the catalogue")
         if rule.filter is not None:

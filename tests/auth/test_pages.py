@@ -59,7 +59,7 @@ async def test_the_register_page_says_a_watch_rules_name_is_taken(settings: Sett
             form = {"username": "orders", "password": PASSWORD, "csrf_token": token}
             response = await http.post("/register", data=form)
     assert response.status_code == 409
-    assert "That username is taken." in response.text and 'value="orders"' in response.text
+    assert "Username: already taken" in response.text and 'value="orders"' in response.text
     assert await db.users.count_documents({}) == 0
 
 
