@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from pymongo.errors import DuplicateKeyError
@@ -13,6 +14,8 @@ from shared import presence
 from shared.catalogue import Catalogue
 from shared.db import MAX_INT, Database, last_seq, new_id, username_key, utcnow
 from shared.errors import ApiError, invalid
+from shared.rulesfile import reserved
+from shared.state import Core
 from shared.updates import reading
 from shared.usernames import USERNAME_RULE, is_username
 
@@ -49,8 +52,21 @@ def user_document(
     }
 
 
+@contextlib.asynccontextmanager
+async def reserving(core: Core) -> AsyncIterator[dict[str, frozenset[str]]]:
+    """The watch rules' names, read when auth starts as the stream service reads its rules: a rule's name is the
+    author of its updates, so a user of that name would take them for their own. A rules file that cannot be read
+    stops auth as it stops the stream service: auth could not say which names are free."""
+    yield {"reserved_names": reserved(core["settings"].watch_rules)}
+
+
+def _taken() -> ApiError:
+    return ApiError(409, "taken", "That username is taken.", {"username": "already taken"})
+
+
 async def register(state: Auth, username: str, password: str, address: str) -> dict[str, Any]:
-    """Throttled per address before the password is hashed: each attempt that gets that far counts."""
+    """Throttled per address before the password is hashed: each attempt that gets that far counts. A watch rule's
+    name is refused as a taken one is, at the same point: nothing tells the two apart."""
     _validate(username, password)
     db, passwords = state["db"], state["passwords"]
     async with passwords.turn():
@@ -58,10 +74,12 @@ async def register(state: Auth, username: str, password: str, address: str) -> d
         password_hash = await passwords.hash(password)
     # what was published before one joined is not news
     user = user_document(username, password_hash, last_read_seq=await last_seq(db))
+    if user["username_key"] in state["reserved_names"]:
+        raise _taken()
     try:
         await db.users.insert_one(user)
     except DuplicateKeyError:
-        raise ApiError(409, "taken", "That username is taken.", {"username": "already taken"}) from None
+        raise _taken() from None
     return user
 
 

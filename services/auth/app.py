@@ -4,6 +4,7 @@ them with what the service runs beside them."""
 
 from __future__ import annotations
 
+from services.auth.accounts import reserving
 from services.auth.endpoints import accounts, admin, email, home, own_data, preferences, push, shows, tokens
 from services.auth.mailer import mailing
 from services.auth.passwords import hashing
@@ -23,5 +24,12 @@ routes = [
     *own_data.routes,
     *admin.routes,
 ]
-extensions: list[Extension] = [hashing, sweeping, mailing, scheduling, expiring("sessions", "sends", "refusals")]
+extensions: list[Extension] = [
+    reserving,
+    hashing,
+    sweeping,
+    mailing,
+    scheduling,
+    expiring("sessions", "sends", "refusals"),
+]
 app = create_app("auth", routes, extensions=extensions)

@@ -14,6 +14,7 @@ class Auth(Core):
     passwords: Passwords  # Argon2id on a bounded pool of its own
     mailer: Mailer
     push_key: str  # the public half of the key that signs pushes, as browsers subscribe with it
+    reserved_names: frozenset[str]  # the watch rules' names, as username_key has them: nobody may register one
 
 
 AuthRequest = Request[Auth]

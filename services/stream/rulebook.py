@@ -3,14 +3,14 @@
 Everything a rule says is checked when the stream service starts, and a rule that cannot work stops it with a
 message naming the rule and the field: a template is format-style placeholders over the document's fields, nothing
 that evaluates (no attribute or index access, no conversions, no nested placeholders); an operation is one of the
-three; a filter is run against its collection, so that MongoDB itself refuses one it would not take.
+three; a filter is run against its collection, so that MongoDB itself refuses one it would not take; a name is
+not one a user holds (shared/rulesfile.py reads the file, and says why).
 """
 
 from __future__ import annotations
 
 import re
 import string
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,22 +20,22 @@ from typing import Any
 from bson import ObjectId
 from pymongo.errors import PyMongoError
 
-from shared.db import Database, as_datetime, new_id, put
+from shared.db import Database, as_datetime, new_id, put, username_key
+from shared.rulesfile import NAME, tables
+from shared.rulesfile import RuleError as RuleError
+from shared.rulesfile import problem as _problem
 from shared.updates import why_text_refused
 
 OPERATIONS = ("insert", "update", "delete")
-NAME = re.compile(r"[a-z0-9_-]{3,32}")  # a rule's name is the author of its updates: a username's shape
 FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 SHOW_TITLE = "show_title"  # the one placeholder that is not a document field: the catalogue's title of the show
 KEYS = {"name", "collection", "on", "fields", "update", "filter", "show", "show_field", "recipient_field", "title",
         "text", "time_field"}  # fmt: skip
 OWN = {"updates", "users", "sessions", "shows", "counters", "tokens", "update_ids", "spent_keys", "buckets",
        "rule_tokens", "rule_leases", "query_checks"}  # fmt: skip
+HELD_NAME = ("a user has this name, and a rule's name is the author of its updates (a reserved username, or the user "
+             "would take them for their own): rename the rule")  # fmt: skip
 Part = tuple[str, str | None, str]  # literal text, then a field (None at the end) and its format spec
-
-
-class RuleError(ValueError):
-    """A rule that cannot work; the message names the rule and the field."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,10 +58,6 @@ class Rule:
         """The change events' operationType values the rule hears (a replace is an update)."""
         kinds = {"insert": ["insert"], "update": ["update", "replace"], "delete": ["delete"]}
         return [kind for operation in OPERATIONS if operation in self.on for kind in kinds[operation]]
-
-
-def _problem(rule: str, field: str, message: str) -> RuleError:
-    return RuleError(f"watch rule {rule!r}, {field}: {message}")
 
 
 def parse_template(rule: str, template: object) -> tuple[Part, ...]:
@@ -98,11 +94,9 @@ def _name(rule: str, field: str, value: object, pattern: re.Pattern[str] = FIELD
     return value
 
 
-def parse_rule(entry: Mapping[str, Any], position: int) -> Rule:
-    """One [[rules]] table as a Rule; RuleError names what is wrong."""
-    name = entry.get("name")
-    if not isinstance(name, str) or not NAME.fullmatch(name):
-        raise RuleError(f"watch rule #{position}, name: 3 to 32 of a-z, 0-9, '_' or '-', got {name!r}")
+def parse_rule(entry: Mapping[str, Any]) -> Rule:
+    """One [[rules]] table, its name checked already (rulesfile.tables), as a Rule; RuleError names what is wrong."""
+    name = entry["name"]
     if unknown := sorted(set(entry) - KEYS):
         raise _problem(name, unknown[0], f"not a rule setting; choose from {', '.join(sorted(KEYS))}")
     collection = entry.get("collection")
@@ -144,22 +138,16 @@ def _check_audience(rule: Rule) -> None:
 
 def load(path: Path) -> list[Rule]:
     """The rules in the file; RuleError if the file cannot be read or a rule is wrong."""
-    try:
-        document = tomllib.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
-        raise RuleError(f"watch rules {path}: {error}") from None
-    if not set(document) <= {"rules"} or not isinstance(document.get("rules", []), list):
-        raise RuleError(f"watch rules {path}: only [[rules]] tables belong in it")
-    rules = [parse_rule(entry, position) for position, entry in enumerate(document.get("rules", []), start=1)]
-    names = [rule.name for rule in rules]
-    if duplicate := next((name for name in names if names.count(name) > 1), None):
-        raise _problem(duplicate, "name", "two rules have this name")
-    return rules
+    return [parse_rule(entry) for entry in tables(path)]
 
 
 async def check(db: Database, rules: list[Rule], titles: Mapping[str, str]) -> None:
-    """What only the database can say: a filter MongoDB refuses, and a fixed show not in the catalogue."""
+    """What only the database can say: a name a user holds, a filter MongoDB refuses, and a fixed show not in the
+    catalogue. Auth refuses to register a rule's name, but a rule added later may take one a user has already."""
+    held = await _held_names(db, rules)
     for rule in rules:
+        if username_key(rule.name) in held:
+            raise _problem(rule.name, "name", HELD_NAME)
         if rule.recipient_field is None and rule.show is not None and rule.show not in titles:
             raise _problem(rule.name, "show", f"{rule.show!r} is not in the catalogue")
         if rule.filter is not None:
@@ -167,6 +155,12 @@ async def check(db: Database, rules: list[Rule], titles: Mapping[str, str]) -> N
                 await check_query(db, rule.collection, dict(rule.filter))
             except PyMongoError as error:
                 raise _problem(rule.name, "filter", f"MongoDB refuses it: {error}") from None
+
+
+async def _held_names(db: Database, rules: list[Rule]) -> set[str]:
+    """The rules' names that users hold, as usernames are compared (username_key)."""
+    keys = [username_key(rule.name) for rule in rules]
+    return {user["username_key"] async for user in db.users.find({"username_key": {"$in": keys}}, {"username_key": 1})}
 
 
 def plain(value: Any) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from datetime import datetime, timedelta
 from typing import Any
@@ -10,9 +11,10 @@ import httpx
 import pytest
 
 from shared.db import Database, utcnow
-from shared.settings import Settings
+from shared.settings import RULES, Settings
 from tests.support.accounts import PASSWORD, json_error, registered
 from tests.support.http import async_client
+from tests.support.servers import serving
 
 
 async def test_register_sets_a_strict_session_cookie(client: httpx.AsyncClient) -> None:
@@ -42,6 +44,24 @@ async def test_username_taken_in_another_case_is_409(alice: httpx.AsyncClient, c
     response = await client.post("/api/auth/register", json={"username": "ALICE", "password": PASSWORD})
     assert json_error(response)[:2] == (409, "taken")
     assert "username" in response.json()["fields"]
+
+
+async def test_a_watch_rules_name_is_taken_in_any_case_and_nothing_is_written(settings: Settings, db: Database) -> None:
+    """A rule's name is the author of its updates: its holder would take them for their own. The answer is a taken
+    name's, word for word, so it tells nobody more."""
+    with serving(dataclasses.replace(settings, watch_rules=RULES)) as server:
+        async with registered(server, "alice"), async_client(base_url=server) as http:
+            taken = await http.post("/api/auth/register", json={"username": "alice", "password": PASSWORD})
+            for name in ("orders", "Episodes"):
+                response = await http.post("/api/auth/register", json={"username": name, "password": PASSWORD})
+                assert (response.status_code, response.json()) == (taken.status_code, taken.json())
+    assert json_error(taken)[:2] == (409, "taken") and "username" in json_error(taken)[2]
+    assert [user["username"] async for user in db.users.find()] == ["alice"]
+
+
+async def test_a_name_no_watch_rule_has_registers(client: httpx.AsyncClient) -> None:
+    response = await client.post("/api/auth/register", json={"username": "orders", "password": PASSWORD})
+    assert (response.status_code, response.json()) == (201, {"username": "orders"})
 
 
 @pytest.mark.parametrize(

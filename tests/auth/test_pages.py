@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import httpx
 from markupsafe import escape
 
 from services.auth import tokens
 from shared.db import Database
+from shared.settings import RULES, Settings
 from shared.updates import COUNT_CAP
 from tests.support.accounts import PASSWORD, csrf_of
+from tests.support.http import async_client
+from tests.support.servers import serving
 from tests.support.updates import stored_update
 
 
@@ -45,6 +50,17 @@ async def test_form_post_without_valid_csrf_token_is_rejected(client: httpx.Asyn
         assert response.status_code == 403
         assert "did not come from this site" in response.text
     assert (await client.post("/api/auth/login", json={"username": "gus", "password": PASSWORD})).status_code == 401
+
+
+async def test_the_register_page_says_a_watch_rules_name_is_taken(settings: Settings, db: Database) -> None:
+    with serving(dataclasses.replace(settings, watch_rules=RULES)) as server:
+        async with async_client(base_url=server) as http:
+            token = await csrf_of(http, "/register")
+            form = {"username": "orders", "password": PASSWORD, "csrf_token": token}
+            response = await http.post("/register", data=form)
+    assert response.status_code == 409
+    assert "Username: already taken" in response.text and 'value="orders"' in response.text
+    assert await db.users.count_documents({}) == 0
 
 
 async def test_follow_buttons_change_follows(alice: httpx.AsyncClient) -> None:

@@ -17,6 +17,7 @@ from services.stream.rulebook import RuleError, check_query, load, matching, par
 from shared.catalogue import Catalogue
 from shared.db import Database, prepare
 from shared.settings import RULES, Settings
+from tests.support.accounts import registered
 
 AIRS = datetime(2026, 12, 8, 20, 0, tzinfo=UTC)
 GOOD = """
@@ -80,6 +81,17 @@ async def test_a_wrong_rule_stops_startup_naming_the_rule_and_the_field(
     await prepare(db)
     path = rules_file(tmp_path, GOOD.replace(*change))
     with pytest.raises(RuleError, match=f"watch rule 'episodes', {field}: "):
+        await watched(db, dataclasses.replace(settings, watch_rules=path), Catalogue(db))
+
+
+async def test_a_rule_named_as_a_user_stops_startup_naming_the_rule(
+    tmp_path: Path, server: str, db: Database, settings: Settings
+) -> None:
+    """A rule added after a user took its name, in any case: the user would take the rule's updates for their own."""
+    async with registered(server, "Episodes"):
+        pass
+    path = rules_file(tmp_path, GOOD)
+    with pytest.raises(RuleError, match="watch rule 'episodes', name: a user has this name, and a rule's name is"):
         await watched(db, dataclasses.replace(settings, watch_rules=path), Catalogue(db))
 
 
