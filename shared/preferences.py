@@ -1,9 +1,10 @@
-"""A user's preferences: how each followed show reaches them, their time zone, quiet hours and digest hour.
+"""A user's preferences: how each followed show and personal topic reaches them, their time zone, quiet hours and
+digest hour.
 
-Stored on the user document as `preferences`. A show left out of `shows` is `live` and a missing key takes its
-default, so a user who never opened the Preferences page has a complete set. Auth writes them (PUT
-/api/me/preferences); the stream leaves muted shows out of feeds and counts; the scheduler reads them to send pushes
-and digests."""
+Stored on the user document as `preferences`. A show (or a personal topic: a watch rule's `show` of the updates
+addressed to the user) left out of `shows` is `live` and a missing key takes its default, so a user who never
+opened the Preferences page has a complete set. Auth writes them (PUT /api/me/preferences); the stream leaves muted
+shows out of feeds and counts; the scheduler reads them to send pushes and digests."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ from shared.errors import invalid
 
 LIVE, PUSH, DIGEST, MUTED = "live", "push", "digest", "muted"
 LEVELS = (LIVE, PUSH, DIGEST, MUTED)
+# A personal topic's (a watch rule's updates addressed to one user): never muted, since feeds, counts and
+# Notifications carry a user's personal updates whatever they follow.
+PERSONAL_LEVELS = (LIVE, PUSH, DIGEST)
 DEFAULT_ZONE = "UTC"
 DEFAULT_DIGEST_HOUR = 8
 CLOCK = "HH:MM, from 00:00 to 23:59"
@@ -54,6 +58,11 @@ class Preferences:
 
     def at_level(self, follows: Iterable[str], level: str) -> list[str]:
         return [slug for slug in follows if self.level(slug) == level]
+
+    def unfollowed(self, follows: Collection[str], level: str) -> list[str]:
+        """The slugs at `level` that are not followed: the user's personal topics there, and any show set so and
+        unfollowed since, which no update addressed to the user has."""
+        return [slug for slug in self.at_level(self.shows, level) if slug not in follows]
 
     def local(self, now: datetime) -> datetime:
         """`now` (aware) on the user's own clock."""
@@ -114,16 +123,19 @@ def preferences_of(user: Mapping[str, Any] | None) -> Preferences:
     )
 
 
-def _show_changes(shows: object, catalogue: Collection[str], fields: dict[str, str]) -> dict[str, Any]:
+def _show_changes(
+    shows: object, catalogue: Collection[str], personal: Collection[str], fields: dict[str, str]
+) -> dict[str, Any]:
     if not isinstance(shows, dict):
         fields["shows"] = "an object of show slug to one of " + ", ".join(LEVELS)
         return {}
     changes: dict[str, Any] = {}
     for slug, level in shows.items():
-        if slug not in catalogue:
-            fields[f"shows.{slug}"] = "not a show in the catalogue"
-        elif level not in LEVELS:
-            fields[f"shows.{slug}"] = "one of " + ", ".join(LEVELS)
+        levels = LEVELS if slug in catalogue else PERSONAL_LEVELS
+        if slug not in catalogue and slug not in personal:
+            fields[f"shows.{slug}"] = "not a show in the catalogue, nor a topic of your personal notifications"
+        elif level not in levels:
+            fields[f"shows.{slug}"] = "one of " + ", ".join(levels)
         else:
             changes[f"preferences.shows.{slug}"] = level
     return changes
@@ -142,17 +154,20 @@ def _quiet_changes(quiet: object, fields: dict[str, str]) -> dict[str, Any]:
     return {"preferences.quiet_hours": {"start": quiet["start"], "end": quiet["end"]}}
 
 
-def changes(body: Mapping[str, Any], catalogue: Collection[str]) -> tuple[dict[str, Any], list[str]]:
+def changes(
+    body: Mapping[str, Any], catalogue: Collection[str], personal: Collection[str] = ()
+) -> tuple[dict[str, Any], list[str]]:
     """What a PUT of preferences sets, and which show levels it resets to live (unset): every key is optional, a
     show not named keeps its level, and every problem is named by its field at once (422), so nothing is
-    half-written."""
+    half-written. `personal`: the user's personal topics (`shared/updates.py` `personal_topics`), which take a level
+    as shows do, but muted."""
     fields: dict[str, str] = {}
     unknown = set(body) - {"shows", "time_zone", "quiet_hours", "digest_hour"}
     for name in sorted(unknown):
         fields[name] = "not a preference: shows, time_zone, quiet_hours or digest_hour"
     setting: dict[str, Any] = {}
     if "shows" in body:
-        setting.update(_show_changes(body["shows"], catalogue, fields))
+        setting.update(_show_changes(body["shows"], catalogue, personal, fields))
     if "time_zone" in body:
         if _known_zone(body["time_zone"]):
             setting["preferences.time_zone"] = body["time_zone"]

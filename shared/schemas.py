@@ -46,7 +46,8 @@ PREFERENCE_FIELDS: dict[str, Schema] = {
     "shows": {"type": "object", "additionalProperties": {"enum": list(LEVELS)},
               "description": "Show slug to level. `live`: feeds and pages only (a show left out is live); `push`: also "
                              "Web Push; `digest`: also the email digest; `muted`: followed, but left out of the unread "
-                             "count and of Notifications (All Notifs still shows it)."},
+                             "count and of Notifications (All Notifs still shows it). Also a personal topic of the "
+                             "updates addressed to the user (`orders`), at any level but `muted`."},
     "time_zone": {"type": "string", "description": "An IANA time zone name, such as Europe/Paris."},
     "quiet_hours": QUIET_HOURS,
     "digest_hour": {"type": "integer", "minimum": 0, "maximum": 23, "description": "When the digest goes, local."},

@@ -39,6 +39,7 @@ WIRE_FIELDS = dict.fromkeys(("seq", "show", "title", "text", "author", "created_
     "_id": 0
 }
 TITLE_MAX = 100  # characters of a personal update's title, which its watch rule gives
+MAX_TOPICS = 20  # personal topics found for one user: a few watch rules' each
 
 
 def wire(update: dict[str, Any]) -> dict[str, Any]:
@@ -173,15 +174,23 @@ def _stored(seq: dict[str, int]) -> dict[str, Any]:
     return {"seq": numbers(seq), "rejected": {"$exists": False}}
 
 
-def _parts(shows: Collection[str] | None, seq: dict[str, int], viewer: str | None) -> list[dict[str, Any]]:
+def _parts(
+    shows: Collection[str] | None, seq: dict[str, int], viewer: str | None, topics: Collection[str] | None = None
+) -> list[dict[str, Any]]:
     """What a viewer may see of the shows (`shows=None`: every show) in the seq range, as disjoint queries: the
-    updates for everybody of the shows, and the viewer's own personal ones whatever they follow. Never a document the
-    stream service has rejected, nor another user's personal update. Two queries and not one `$or`: the embedded
-    server reads the whole collection for an `$or` (docs/mongodb.md), and this is every feed's and page's read."""
+    updates for everybody of the shows, and the viewer's own personal ones whatever they follow (or only those of
+    `topics`, for the digest). Never a document the stream service has rejected, nor another user's personal update.
+    Two queries and not one `$or`: the embedded server reads the whole collection for an `$or` (docs/mongodb.md),
+    and this is every feed's and page's read."""
     if shows is None:
         return [{**_stored(seq), **visible_to(viewer)}]
     followed = {**_stored(seq), **visible_to(None), "show": {"$in": list(shows)}}
-    return [followed, {**_stored(seq), "recipient": viewer}] if viewer else [followed]
+    if not viewer:
+        return [followed]
+    personal = {**_stored(seq), "recipient": viewer}
+    if topics is not None:
+        personal["show"] = {"$in": list(topics)}
+    return [followed, personal]
 
 
 async def _read(
@@ -296,21 +305,30 @@ async def _count(db: Database, parts: list[dict[str, Any]]) -> int:
 
 
 def _unread_parts(
-    heard: Collection[str], user: Mapping[str, Any], last_read_seq: int, upto: int | None
+    heard: Collection[str],
+    user: Mapping[str, Any],
+    last_read_seq: int,
+    upto: int | None,
+    topics: Collection[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Updates of the shows heard (followed, not muted) and the user's personal ones after the read mark (up to
-    `upto`), except one's own: those were never news to their author. `user`: the user's document (its _id and
-    username)."""
+    """Updates of the shows heard (followed, not muted) and the user's personal ones (of `topics`, None: all) after
+    the read mark (up to `upto`), except one's own: those were never news to their author. `user`: the user's
+    document (its _id and username)."""
     seq = {"$gt": last_read_seq} if upto is None else {"$gt": last_read_seq, "$lte": upto}
-    return [{**part, "author": {"$ne": user["username"]}} for part in _parts(heard, seq, user["_id"])]
+    return [{**part, "author": {"$ne": user["username"]}} for part in _parts(heard, seq, user["_id"], topics)]
 
 
 async def unread(
-    db: Database, heard: Collection[str], user: Mapping[str, Any], last_read_seq: int, upto: int | None = None
+    db: Database,
+    heard: Collection[str],
+    user: Mapping[str, Any],
+    last_read_seq: int,
+    upto: int | None = None,
+    topics: Collection[str] | None = None,
 ) -> int:
     """How many are unread, up to COUNT_CAP: a user who never reads costs no more than one who does. A live page
     counts on from `upto` as updates arrive, so the two add up to the same number."""
-    return await _count(db, _unread_parts(heard, user, last_read_seq, upto))
+    return await _count(db, _unread_parts(heard, user, last_read_seq, upto, topics))
 
 
 async def unread_newest(
@@ -320,10 +338,26 @@ async def unread_newest(
     last_read_seq: int,
     limit: int,
     titles: Mapping[str, str],
+    topics: Collection[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """The `limit` newest of the unread updates of `shows`, newest first, as `unread` counts them, titled from the
-    catalogue (for the digest)."""
-    return shown(await _read(db, _unread_parts(shows, user, last_read_seq, None), -1, limit), titles)
+    """The `limit` newest of the unread updates of `shows` and of personal `topics`, newest first, as `unread` counts
+    them, titled from the catalogue (for the digest)."""
+    return shown(await _read(db, _unread_parts(shows, user, last_read_seq, None, topics), -1, limit), titles)
+
+
+async def personal_topics(db: Database, user_id: str) -> dict[str, str]:
+    """The topics of the personal updates addressed to the user, slug to title (its newest update's), newest first:
+    what they may set a level for beside the shows they follow. One query a topic, each for the newest update of a
+    topic not found yet, by the recipient's index: the user's updates alone, never everyone's of a topic. A document
+    whose show is no text (the stream service marks it rejected) ends the search until it is."""
+    found: dict[str, str] = {}
+    while len(found) < MAX_TOPICS:
+        query = {"recipient": user_id, "show": {"$nin": list(found)}, "rejected": {"$exists": False}}
+        update = await db.updates.find_one(query, {"show": 1, "title": 1}, sort=[("seq", -1)])
+        if update is None or not isinstance(update.get("show"), str):
+            return found
+        found[update["show"]] = titled(update, {})["title"]
+    return found
 
 
 async def newest(db: Database) -> int:

@@ -230,8 +230,9 @@ preferences = operation(
 change_preferences = operation(
     "Change some preferences", SESSION,
     {200: answer("The preferences after the change; open feeds of the user hear of it at once.", ref("Preferences")),
-     **refusals(400, 401, 413, 415, 422, _422="A field is not valid (an unknown show or level, a time zone that does "
-                                              "not exist, an hour out of range): each is named; nothing was changed.")},
+     **refusals(400, 401, 413, 415, 422, _422="A field is not valid (an unknown show or level, a personal topic "
+                                              "not the caller's or muted, a time zone that does not exist, an hour "
+                                              "out of range): each is named; nothing was changed.")},
     request=request_body({"title": "PreferencesChange", "type": "object", "properties": PREFERENCE_FIELDS,
                           "additionalProperties": False},
                          "Every key optional: a key left out, or a show not named, keeps its value."),

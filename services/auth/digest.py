@@ -1,4 +1,5 @@
-"""The daily digest: the unread updates of a user's `digest` shows, mailed once a day at their digest hour.
+"""The daily digest: the unread updates of a user's `digest` shows and personal topics, mailed once a day at their
+digest hour.
 
 The scheduler calls `send_digests` at least once a minute with its clock. A user's digest for a day is due from the
 first call at or after `digest_hour` on their own clock that day, so a call missed at eight still sends at ten past;
@@ -50,7 +51,8 @@ class Due:
 
     user: dict[str, Any]
     preferences: Preferences
-    shows: list[str]
+    shows: list[str]  # followed, at the digest level
+    topics: list[str]  # every slug at the digest level: the personal updates listed are of these
     local: datetime
 
     @property
@@ -59,12 +61,13 @@ class Due:
 
 
 def due(user: dict[str, Any], now: datetime) -> Due | None:
-    """None before the user's digest hour on their clock, or when no show they follow is at the digest level."""
+    """None before the user's digest hour on their clock, or when neither a show they follow nor a personal topic
+    is at the digest level."""
     preferences = preferences_of(user)
-    shows, local = preferences.at_level(user.get("follows", []), DIGEST), preferences.local(now)
-    if not shows or local.hour < preferences.digest_hour:
+    topics, local = preferences.at_level(preferences.shows, DIGEST), preferences.local(now)
+    if not topics or local.hour < preferences.digest_hour:
         return None
-    return Due(user, preferences, shows, local)
+    return Due(user, preferences, preferences.at_level(user.get("follows", []), DIGEST), topics, local)
 
 
 def _open(record: dict[str, Any] | None, now: datetime) -> bool:
@@ -101,12 +104,12 @@ async def _send(
 ) -> bool:
     user = found.user
     last_read = user.get("last_read_seq", 0)
-    newest = await unread_newest(db, found.shows, user, last_read, MOST, titles)
+    newest = await unread_newest(db, found.shows, user, last_read, MOST, titles, found.topics)
     if not newest:
         return False
     total = len(newest)
     if total == MOST:  # there may be more: counted, for "and N more"
-        total = max(total, await unread(db, found.shows, user, last_read))
+        total = max(total, await unread(db, found.shows, user, last_read, topics=found.topics))
     attempt = await _claim(db, settings, found, record, now)
     if attempt is None:
         return False

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 from zoneinfo import available_timezones
 
@@ -12,6 +12,7 @@ from shared.catalogue import Catalogue
 from shared.db import Database
 from shared.errors import ApiError
 from shared.preferences import DIGEST, LIVE, MUTED, PUSH, Preferences, changes, preferences_of
+from shared.updates import personal_topics
 
 # What the page says of each level, beside its choice.
 MEANINGS = {
@@ -32,10 +33,16 @@ def shown(user: Mapping[str, Any] | None) -> dict[str, Any]:
     return preferences_of(user).to_json()
 
 
+async def topics(db: Database, user_id: str, follows: Collection[str]) -> dict[str, str]:
+    """The user's personal topics that the page lists in their own group, slug to title: those of the updates
+    addressed to them, but a show they follow, which is listed with the shows."""
+    return {slug: title for slug, title in (await personal_topics(db, user_id)).items() if slug not in follows}
+
+
 async def change(db: Database, catalogue: Catalogue, user_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
     """Checks the whole body first (ApiError 422 naming each field), then writes it in one update, so nothing is
     half-written; answers the preferences as they are after it."""
-    setting, resets = changes(body, await catalogue.titles())
+    setting, resets = changes(body, await catalogue.titles(), await personal_topics(db, user_id))
     update: dict[str, Any] = {}
     if setting:
         update["$set"] = setting

@@ -1,9 +1,10 @@
 """The push job: who gets which Web Push message, run by the scheduler at each tick.
 
-An update of a show a user has at the `push` level that is still unread PUSH_DELAY seconds after it was published,
-while the user has no open feed anywhere (shared/presence.py) and is not in their quiet hours, goes to each of their
-devices: one message per show, coalesced ("3 new updates for Sherlock", with the newest text). A batch is a device,
-a show and the newest update it covers; the next batch of that show on that device covers what came after it
+An update of a show a user has at the `push` level, or one addressed to them alone (a watch rule's personal update)
+of a topic they have at that level, that is still unread PUSH_DELAY seconds after it was published, while the user
+has no open feed anywhere (shared/presence.py) and is not in their quiet hours, goes to each of their devices: one
+message per show or topic, coalesced ("3 new updates for Sherlock", with the newest text). A batch is a device, a
+show and the newest update it covers; the next batch of that show on that device covers what came after it
 (`devices.pushed`), or after the read mark if that is later. Held pushes (quiet hours, an open feed, a push service
 asking to wait) are the same computation at a later tick, so what was held goes out coalesced.
 
@@ -18,7 +19,6 @@ import hashlib
 import itertools
 import json
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -48,6 +48,10 @@ BACKOFF = 30.0  # seconds before the second try, doubled for each one after
 MAX_BACKOFF = 3600.0
 SENDING, SENT, RETRY, FAILED, GONE = "sending", "sent", "retry", "failed", "gone"
 USER_FIELDS = {"username": 1, "follows": 1, "last_read_seq": 1, "preferences": 1}
+# What a due user is pushed, by kind: the followed shows at the push level, and the personal topics at it (any other
+# slug at it, which only the updates addressed to them can have).
+PUSH_SHOWS, PUSH_TOPICS = "push_shows", "push_topics"
+KINDS = (PUSH_SHOWS, PUSH_TOPICS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +109,8 @@ def backoff(attempts: int, asked: float | None) -> float:
 
 class Pusher:
     """The job: `await pusher(now)`. Its reads are bounded: a page of devices, their users, the presence reports,
-    and the newest due updates of those users' push shows after the oldest mark among them."""
+    and the newest due updates of those users' push shows, and of their personal push topics addressed to them,
+    after the oldest mark among them."""
 
     def __init__(
         self, db: Database, settings: Settings, catalogue: Catalogue, webpush: WebPush, page: int = DEVICES_PER_TICK
@@ -144,33 +149,42 @@ class Pusher:
         return [d for d in page if d["user_id"] != last] + await self.db.devices.find({"user_id": last}).to_list()
 
     async def _users(self, user_ids: set[str], now: datetime) -> dict[str, dict[str, Any]]:
-        """Those of the users who are due pushes now: a push show followed, not quiet, no feed open anywhere."""
+        """Those of the users who are due pushes now: a push show followed or a personal topic at push, not quiet, no
+        feed open anywhere."""
         found = await self.db.users.find({"_id": {"$in": list(user_ids)}}, USER_FIELDS).to_list()
         due = {}
         for user in found:
-            preferences = preferences_of(user)
-            shows = preferences.at_level(user.get("follows", []), PUSH)
-            if shows and preferences.quiet_until(now) is None:
-                due[user["_id"]] = {**user, "push_shows": shows}
+            preferences, follows = preferences_of(user), user.get("follows", [])
+            shows, topics = preferences.at_level(follows, PUSH), preferences.unfollowed(follows, PUSH)
+            if (shows or topics) and preferences.quiet_until(now) is None:
+                due[user["_id"]] = {**user, PUSH_SHOWS: shows, PUSH_TOPICS: topics}
         watching = await presence.looking(self.db, list(due), now)
         return {user_id: user for user_id, user in due.items() if user_id not in watching}
 
     async def _batches(
         self, devices: list[dict[str, Any]], users: dict[str, dict[str, Any]], now: datetime
     ) -> list[Batch]:
-        marks = {(d["_id"], show): self._since(d, users[d["user_id"]], show) for d in devices
-                 for show in users[d["user_id"]]["push_shows"]}  # fmt: skip
-        by_show: dict[str, list[dict[str, Any]]] = {}
-        for update in await self._due_updates({show for _, show in marks}, min(marks.values()), now):
-            by_show.setdefault(update["show"], []).append(update)
-        titles = await self.catalogue.titles()
+        """One batch per device and show or personal topic with news for it. Followed shows' updates are read by show;
+        personal topics' by recipient, the users of this page alone: all of a topic's would be everyone's orders."""
+        marks = {(d["_id"], slug): self._since(d, users[d["user_id"]], slug) for d in devices
+                 for kind in KINDS for slug in users[d["user_id"]][kind]}  # fmt: skip
+        after = min(marks.values())
+        shows = sorted({slug for user in users.values() for slug in user[PUSH_SHOWS]})
+        topics = sorted({slug for user in users.values() for slug in user[PUSH_TOPICS]})
+        recipients = sorted(user["_id"] for user in users.values() if user[PUSH_TOPICS])
+        personal = {"recipient": {"$in": recipients}, "show": {"$in": topics}}
+        read = {
+            PUSH_SHOWS: await self._due_updates({"show": {"$in": shows}}, after, now) if shows else {},
+            PUSH_TOPICS: await self._due_updates(personal, after, now) if topics else {},
+        }
         batches = []
         for device in devices:
             user = users[device["user_id"]]
-            for show in user["push_shows"]:
-                unread = _news(by_show.get(show, []), marks[(device["_id"], show)], user)
-                if unread:
-                    batches.append(Batch(device, show, titles.get(show, show), unread))
+            for kind in KINDS:
+                for slug in user[kind]:
+                    unread = _news(read[kind].get(slug, []), marks[(device["_id"], slug)], user)
+                    if unread:
+                        batches.append(Batch(device, slug, unread[0]["title"], unread))
         return batches
 
     @staticmethod
@@ -178,16 +192,20 @@ class Pusher:
         """Updates above this are news to the device: neither read nor pushed to it."""
         return max(int(user.get("last_read_seq", 0)), int(device.get("pushed", {}).get(show, 0)))
 
-    async def _due_updates(self, shows: Iterable[str], after: int, now: datetime) -> list[dict[str, Any]]:
-        """The newest updates of `shows` after `after` that have waited PUSH_DELAY, newest first."""
+    async def _due_updates(self, which: dict[str, Any], after: int, now: datetime) -> dict[str, list[dict[str, Any]]]:
+        """The newest updates `which` selects after `after` that have waited PUSH_DELAY, titled, by show, newest
+        first."""
         query = {
-            "show": {"$in": sorted(shows)},
+            **which,
             "seq": numbers({"$gt": after}),
             "created_at": {"$lte": now - timedelta(seconds=self.settings.push_delay)},
             "rejected": {"$exists": False},
         }
         found = self.db.updates.find(query, WIRE_FIELDS).sort("seq", -1).limit(UPDATES_PER_TICK)
-        return shown(await found.to_list(), await self.catalogue.titles())
+        by_show: dict[str, list[dict[str, Any]]] = {}
+        for update in shown(await found.to_list(), await self.catalogue.titles()):
+            by_show.setdefault(update["show"], []).append(update)
+        return by_show
 
     async def _deliver(self, batch: Batch, now: datetime) -> None:
         if not await self._claim(batch, now):

@@ -18,7 +18,7 @@ from services.auth.mailer import SmtpMailer
 from shared.db import Database, ensure_indexes, seed_shows, utcnow
 from shared.settings import Settings
 from tests.support.mail import Inbox, part, smtp_server
-from tests.support.updates import stored_update
+from tests.support.updates import personal_update, stored_update
 
 PARIS = "Europe/Paris"  # UTC+1 in December: a digest hour of 8 is 07:00 UTC
 DAY = datetime(2026, 12, 7, tzinfo=UTC)
@@ -120,6 +120,35 @@ async def test_no_digest_goes_when(
     await updates(db, *made)
     assert await send_digests(db, mailer, settings, at(7)) == 0, case
     assert inbox.messages == [] and await db.sends.count_documents({}) == 0
+
+
+async def test_a_personal_topic_at_the_digest_level_is_mailed_though_no_show_is(mailing: Mailing) -> None:
+    db, mailer, settings, inbox = mailing
+    rita = await reader(db, shows={"orders": "digest"})
+    await updates(db, ("flash", "Barry runs", "bob"))  # flash is live now
+    await db.updates.insert_many(
+        [
+            personal_update(2, rita["_id"], "Your order of a cup is shipped.", at(6)),
+            personal_update(3, "someone_else", "Your order of a teapot is placed.", at(6)),
+        ]
+    )
+    assert await send_digests(db, mailer, settings, at(7)) == 1
+    (mail,) = inbox.messages
+    text = part(mail, "plain")
+    assert mail["Subject"] == "Gossip: 1 unread update"
+    assert "Your order of a cup is shipped." in text and "Your orders - orders" in text
+    assert "teapot" not in text and "Barry runs" not in text
+
+
+@pytest.mark.parametrize("level", ["push", "live"])
+async def test_a_personal_topic_at_another_level_is_not_in_the_digest(mailing: Mailing, level: str) -> None:
+    db, mailer, settings, inbox = mailing
+    rita = await reader(db, shows={"flash": "digest", "orders": level})
+    await updates(db, ("flash", "Barry runs", "bob"))
+    await db.updates.insert_one(personal_update(2, rita["_id"], "Your order of a cup is shipped.", at(6)))
+    assert await send_digests(db, mailer, settings, at(7)) == 1
+    text = part(inbox.messages[0], "plain")
+    assert "Barry runs" in text and "cup" not in text
 
 
 async def test_the_digest_lists_the_newest_unread_in_both_parts_escaped_in_html(mailing: Mailing) -> None:

@@ -8,7 +8,8 @@ import httpx
 import pytest
 
 from shared.db import Database
-from tests.support.accounts import PASSWORD, csrf_of, json_error
+from tests.support.accounts import PASSWORD, csrf_of, json_error, user_id
+from tests.support.updates import addressed
 
 DEFAULTS = {"shows": {}, "time_zone": "UTC", "quiet_hours": None, "digest_hour": 8}
 
@@ -79,6 +80,22 @@ async def test_a_change_must_be_json(alice: httpx.AsyncClient) -> None:
     assert response.status_code == 415
 
 
+async def test_a_personal_topic_takes_a_level_once_an_update_of_it_was_addressed_to_the_user(
+    alice: httpx.AsyncClient, db: Database
+) -> None:
+    refused = await alice.put("/api/me/preferences", json={"shows": {"orders": "push"}})
+    assert json_error(refused)[0] == 422 and set(json_error(refused)[2]) == {"shows.orders"}
+    await addressed(db, "someone_else", "Your order of a teapot is placed.")
+    assert (await alice.put("/api/me/preferences", json={"shows": {"orders": "push"}})).status_code == 422
+    await addressed(db, await user_id(db, "alice"), "Your order of a cup is shipped.")
+    for level in ("push", "digest"):
+        response = await alice.put("/api/me/preferences", json={"shows": {"orders": level}})
+        assert (response.status_code, response.json()["shows"]) == (200, {"orders": level})
+    muted = await alice.put("/api/me/preferences", json={"shows": {"orders": "muted", "flash": "muted"}})
+    assert json_error(muted)[:2] == (422, "invalid") and set(json_error(muted)[2]) == {"shows.orders"}
+    assert (await alice.get("/api/me/preferences")).json()["shows"] == {"orders": "digest"}
+
+
 def form(token: str, **fields: str) -> dict[str, str]:
     """The page's form as a browser sends it with quiet hours off: every field, the unticked box left out."""
     sent = {"csrf_token": token, "time_zone": "UTC", "quiet_hours.start": "22:00", "quiet_hours.end": "07:00",
@@ -94,6 +111,22 @@ async def test_the_page_is_linked_from_the_header_and_lists_each_followed_show(a
     assert '<option value="digest" selected>' in page and 'name="shows.sherlock"' in page
     assert 'name="shows.flash"' not in page  # not followed
     assert "data-from-browser" in page  # no time zone chosen yet: the script fills in the browser's
+
+
+async def test_the_page_lists_personal_topics_in_their_own_group_and_saves_them(
+    alice: httpx.AsyncClient, db: Database
+) -> None:
+    assert "Personal notifications" not in (await alice.get("/preferences")).text
+    await addressed(db, await user_id(db, "alice"), "Your order of a cup is shipped.")
+    page = (await alice.get("/preferences")).text
+    group = page[page.index('<fieldset id="personal">') : page.index("</fieldset>", page.index('id="personal"'))]
+    assert "<legend>Personal notifications</legend>" in group and "Your orders" in group
+    assert 'name="shows.orders"' in group and 'value="muted"' not in group
+    token = await csrf_of(alice, "/preferences")
+    response = await alice.post("/preferences", data=form(token, **{"shows.orders": "push"}))
+    assert response.status_code == 303
+    assert (await alice.get("/api/me/preferences")).json()["shows"] == {"orders": "push"}
+    assert '<option value="push" selected>' in (await alice.get("/preferences")).text
 
 
 async def test_the_form_saves_as_the_api_does(alice: httpx.AsyncClient) -> None:

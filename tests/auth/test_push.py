@@ -18,14 +18,14 @@ from services.auth.push import DEVICES_PER_TICK, MAX_ATTEMPTS, MAX_BACKOFF, TTL,
 from services.auth.webpush import WebPush, server_key
 from shared.catalogue import Catalogue
 from shared.db import Database, utcnow
-from shared.settings import Settings
-from tests.support.accounts import registered
+from shared.settings import RULES, Settings
+from tests.support.accounts import registered, user_id
 from tests.support.clock import Clock
 from tests.support.http import async_client
 from tests.support.push_receiver import PushReceiver, Subscription, b64url
 from tests.support.servers import gossip_server
 from tests.support.sse import events
-from tests.support.updates import publish
+from tests.support.updates import addressed, publish
 from tests.support.waiting import wait_until
 
 DELAY = 60.0
@@ -128,6 +128,33 @@ async def test_a_show_of_a_long_slug_goes_with_a_topic_push_services_take(world:
     await world.pusher()(later())
     topics = {m.payload["show"]: m.headers["topic"] for m in world.receiver.to(world.device)}
     assert set(topics) == {slug, "sherlock"} and topics[slug] != topics["sherlock"]
+
+
+async def test_a_personal_update_is_pushed_to_its_recipient_alone_at_the_push_level(world: World) -> None:
+    """Alice's orders at `push`: her order goes to her device once, titled by its rule; Bob's, to his alone. Back at
+    `live`, her next order is not pushed."""
+    async with registered(world.url, "bob_buys") as buyer:
+        bobs = await _turn_push_on(buyer, world.receiver)
+        alice, bob = await user_id(world.db, "alice"), await user_id(world.db, "bob_buys")
+        await addressed(world.db, alice, "Your order of a cup is shipped.")
+        await addressed(world.db, bob, "Your order of a teapot is placed.")
+        await world.set_preferences(shows={"orders": "push"})
+        assert (await buyer.put("/api/me/preferences", json={"shows": {"orders": "push"}})).status_code == 200
+    pusher = world.pusher()
+    await pusher(later())
+    await pusher(later(DELAY + 30))
+    [message] = world.receiver.to(world.device)
+    assert message.payload == {
+        "heading": "New update for Your orders", "show": "orders", "title": "Your orders", "count": 1,
+        "seq": message.payload["seq"], "text": "Your order of a cup is shipped.", "url": URL,
+    }  # fmt: skip
+    assert [m.payload["text"] for m in world.receiver.to(bobs)] == ["Your order of a teapot is placed."]
+    sends = await world.db.sends.find({"show": "orders"}, {"_id": 0, "state": 1, "count": 1}).to_list()
+    assert sends == [{"state": "sent", "count": 1}] * 2  # one record a device, as a show's
+    await world.set_preferences(shows={"orders": "live"})
+    await addressed(world.db, alice, "Your order of a cup is delivered.")
+    await pusher(later())
+    assert len(world.receiver.to(world.device)) == 1
 
 
 async def test_nothing_goes_before_the_delay_nor_twice(world: World) -> None:
@@ -271,6 +298,34 @@ async def test_two_processes_push_each_batch_once(settings: Settings, db: Databa
     finally:
         first.stop()
         second.stop()
+
+
+async def test_an_order_told_by_the_shipped_rule_is_pushed_to_its_user(settings: Settings, db: Database) -> None:
+    """End to end on the real clock: the shop writes an order, the stream's `orders` rule addresses its update to
+    her, and the scheduler pushes it, once, as her `push` level for the topic says."""
+    settings = replace(settings, watch_rules=RULES, push_allow_http_loopback=True, push_delay=0.2,
+                       scheduler_interval=0.2)  # fmt: skip
+    live = gossip_server(settings)
+    try:
+        async with async_client(base_url=live.url) as anyone:
+            key = (await anyone.get("/api/push/key")).json()["key"]
+        with PushReceiver(key) as receiver:
+            async with registered(live.url, "nia") as nia:
+                device = await _turn_push_on(nia, receiver)
+                await db.orders.insert_one({"user": "nia", "item": "a cup", "status": "placed"})
+                placed = await wait_until(lambda: db.updates.find_one({"show": "orders"}), timeout=10)
+                assert (await nia.post("/api/me/read", json={"seq": placed["seq"]})).status_code == 204
+                assert (await nia.put("/api/me/preferences", json={"shows": {"orders": "push"}})).status_code == 200
+                await db.orders.update_one({"user": "nia"}, {"$set": {"status": "shipped"}})
+                await wait_until(lambda: receiver.to(device), timeout=10)
+                await wait_until(lambda: _all_sent(db, 1))
+            [message] = receiver.to(device)
+            assert (message.payload["title"], message.payload["count"], message.payload["text"]) == (
+                "Your orders", 1, "Your order of a cup is shipped."
+            )  # fmt: skip
+            assert receiver.problems == []
+    finally:
+        live.stop()
 
 
 async def test_a_batch_left_sending_by_a_dead_process_is_not_sent_again(world: World) -> None:

@@ -33,3 +33,25 @@ async def test_an_order_arrives_on_its_users_live_page_marked_for_her(
     await page.reload()
     await expect(page.locator("#feed li.personal .personal")).to_have_text("for you")
     await context.close()
+
+
+async def test_her_orders_stay_listed_when_she_sets_them_to_push(browser: Browser, server: str, db: Database) -> None:
+    """Her orders' topic is no show she follows: the change of her preferences, heard by her open Notifications
+    page, leaves them listed. The Preferences page lists the topic in its own group, without `muted`, and hears the
+    change too."""
+    context = await signed_in(browser, server, "nia")
+    page = await context.new_page()
+    await page.goto(server + "/notifications")
+    await expect(page.locator("#status")).to_have_class("status live")
+    await db.orders.insert_one({"user": "nia", "item": "a teapot", "status": "shipped"})
+    await expect(page.locator("#feed li.personal")).to_have_count(1)
+    preferences = await context.new_page()
+    await preferences.goto(server + "/preferences")
+    topic = preferences.locator("#personal select[name='shows.orders']")
+    await expect(preferences.locator("#personal legend")).to_have_text("Personal notifications")
+    await expect(topic.locator("option")).to_have_text(["Live", "Push", "Digest"])
+    assert (await context.request.put("/api/me/preferences", data={"shows": {"orders": "push"}})).ok
+    await expect(topic).to_have_value("push")  # the change reached the open pages
+    await db.orders.insert_one({"user": "nia", "item": "a cup", "status": "placed"})
+    await expect(page.locator("#feed li.personal")).to_have_count(2)
+    await context.close()

@@ -81,6 +81,23 @@ def test_every_bad_field_is_named_at_once() -> None:
     }  # fmt: skip
 
 
+def test_a_personal_topic_takes_a_level_but_muted_and_only_the_users_own() -> None:
+    assert changes({"shows": {"orders": PUSH}}, CATALOGUE, {"orders"}) == ({"preferences.shows.orders": PUSH}, [])
+    assert changes({"shows": {"orders": LIVE}}, CATALOGUE, {"orders"}) == ({}, ["preferences.shows.orders"])
+    with pytest.raises(ApiError) as muted:
+        changes({"shows": {"orders": MUTED, "flash": MUTED}}, CATALOGUE, {"orders"})
+    assert muted.value.fields == {"shows.orders": "one of live, push, digest"}
+    with pytest.raises(ApiError) as unknown:
+        changes({"shows": {"orders": PUSH}}, CATALOGUE)
+    assert set(unknown.value.fields) == {"shows.orders"}
+
+
+def test_the_slugs_at_a_level_not_followed_are_the_personal_topics_there() -> None:
+    prefs = Preferences(shows={"orders": PUSH, "sherlock": PUSH, "flash": DIGEST})
+    assert prefs.unfollowed(["sherlock", "flash"], PUSH) == ["orders"]
+    assert prefs.unfollowed(["sherlock"], DIGEST) == ["flash"]
+
+
 @pytest.mark.parametrize("quiet", [{"start": "22:00"}, "22-07", {"start": "22:00", "end": "22:00"}, [1]])
 def test_quiet_hours_must_be_a_span_or_null(quiet: object) -> None:
     with pytest.raises(ApiError) as raised:

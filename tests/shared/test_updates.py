@@ -26,6 +26,7 @@ from shared.updates import (
     every_viewers,
     history,
     numbered,
+    personal_topics,
     recent,
     sees,
     seq_in_id,
@@ -206,6 +207,18 @@ async def test_every_reader_shows_a_personal_update_to_its_recipient_alone(db: D
     everyone = await every_viewers(db, ["flash"], 0, 10, 4)
     assert [u["seq"] for u in everyone if sees("alice_id", u.get("recipient"))] == [1, 2, 3]
     assert [u["seq"] for u in everyone if sees(None, u.get("recipient"))] == [1, 3]
+
+
+async def test_a_users_personal_topics_are_those_of_the_updates_addressed_to_them(db: Database) -> None:
+    invoice = {**personal(5, "alice_id"), "show": "invoices", "title": "Your invoices"}
+    renamed = {**personal(6, "alice_id"), "title": "Your orders, renamed"}
+    rejected = {**personal(7, "alice_id"), "show": "refunds", "rejected": "a test"}
+    returns = {**personal(4, "bob_id"), "show": "returns"}
+    await db.updates.insert_many([stored_update(1), personal(2, "alice_id"), personal(3, "bob_id"), returns, invoice,
+                                  renamed, rejected])  # fmt: skip
+    assert await personal_topics(db, "alice_id") == {"orders": "Your orders, renamed", "invoices": "Your invoices"}
+    assert await personal_topics(db, "bob_id") == {"returns": "Your orders", "orders": "Your orders"}
+    assert await personal_topics(db, "carol_id") == {}
 
 
 def test_a_personal_update_says_so_on_the_wire_and_never_whom_it_is_for() -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from shared.db import Database
 from tests.support.http import async_client
 
 PASSWORD = "a-long-pass"
@@ -41,3 +42,10 @@ async def api_token(http: httpx.AsyncClient, name: str = "script") -> str:
     response = await http.post("/api/me/tokens", json={"name": name})
     assert response.status_code == 201, response.text
     return response.json()["token"]
+
+
+async def user_id(db: Database, username: str) -> str:
+    """A user's _id, as a personal update's `recipient` names them."""
+    user = await db.users.find_one({"username": username}, {"_id": 1})
+    assert user is not None, username
+    return str(user["_id"])

@@ -1,4 +1,5 @@
-"""Updates in tests: published over the API as a user would, or written straight into MongoDB with a chosen seq."""
+"""Updates in tests: published over the API as a user would, or written straight into MongoDB with a chosen seq or
+as a watch rule writes them."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from shared.db import SHOWS, utcnow
+from shared.db import SHOWS, Database, next_seq, utcnow
 from shared.updates import numbered, update_document
 
 
@@ -18,6 +19,22 @@ def stored_update(
     text, created_at = text or f"update {seq}", created_at or utcnow()
     update = update_document(show=show, title=SHOWS[show], text=text, author=author, created_at=created_at)
     numbered([update], seq)
+    return update
+
+
+def personal_update(seq: int, recipient: str, text: str, created_at: datetime | None = None) -> dict[str, Any]:
+    """A personal update as gossip.toml's `orders` rule makes one for the user whose _id is `recipient`, with a
+    chosen seq."""
+    update = update_document(show="orders", title="Your orders", text=text, author="orders",
+                             created_at=created_at or utcnow(), recipient=recipient)  # fmt: skip
+    numbered([update], seq)
+    return update
+
+
+async def addressed(db: Database, recipient: str, text: str) -> dict[str, Any]:
+    """A personal update stored as the rule stores it, with the next seq."""
+    update = personal_update(await next_seq(db), recipient, text)
+    await db.updates.insert_one(update)
     return update
 
 

@@ -115,10 +115,11 @@ function heard(show) {
   return follows.has(show) && !muted.has(show);
 }
 
-// Notifications (of followed shows) lists only what is heard: a show muted in another tab leaves it at once.
+// Notifications (of followed shows) lists only what is heard: a show muted in another tab leaves it at once. A
+// personal one stays: it is the user's own, whatever they follow.
 function dropUnheard() {
   if (!list || need === "all") return;
-  list.querySelectorAll("li[data-show]").forEach((li) => { if (!heard(li.dataset.show)) li.remove(); });
+  list.querySelectorAll("li[data-show]:not(.personal)").forEach((li) => { if (!heard(li.dataset.show)) li.remove(); });
 }
 
 function listed(seq) {

@@ -14,7 +14,7 @@ from shared.body import read_object
 from shared.errors import ApiError
 from shared.openapi import ApiRoute
 from shared.pages import Viewer, page_viewer, read_form, redirect, render
-from shared.preferences import preferences_of
+from shared.preferences import PERSONAL_LEVELS, preferences_of
 
 
 async def api_preferences(request: AuthRequest) -> Response:
@@ -40,10 +40,12 @@ async def preferences_form(
     email section with its state, and `email_error` when what was asked of it was refused."""
     user = await request.state["users"](viewer.caller.user_id) or {}
     follows = viewer.me["follows"]
+    personal = await preferences.topics(request.state["db"], viewer.caller.user_id, follows)
     context = {
-        "values": values or preferences.form_values(preferences_of(user), follows), "error": error,
+        "values": values or preferences.form_values(preferences_of(user), [*follows, *personal]), "error": error,
         "levels": preferences.MEANINGS, "zones": preferences.ZONES, "follows": follows,
         "shows": await request.state["catalogue"].titles(),
+        "personal": personal, "personal_levels": PERSONAL_LEVELS,
         "zone_chosen": "time_zone" in (user.get("preferences") or {}),  # else the page's script offers the browser's
         "email": await addresses.status_of(request.state["db"], viewer.caller.user_id), "email_error": email_error,
     }  # fmt: skip
@@ -70,10 +72,11 @@ async def preferences_page(request: AuthRequest) -> Response:
     if request.method == "GET":
         return await preferences_form(request, viewer)
     follows = viewer.me["follows"]
-    form = await read_form(request, "action", "password", *preferences.form_names(follows))
+    slugs = [*follows, *await preferences.topics(request.state["db"], viewer.caller.user_id, follows)]
+    form = await read_form(request, "action", "password", *preferences.form_names(slugs))
     if form["action"] == "delete":
         return await _delete_account(request, viewer, form["password"])
-    state, change = request.state, preferences.from_form(form, follows)
+    state, change = request.state, preferences.from_form(form, slugs)
     try:
         await preferences.change(state["db"], state["catalogue"], viewer.caller.user_id, change)
     except ApiError as error:
