@@ -5,7 +5,10 @@ text and interprets nothing in it."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from email import policy
+from email.headerregistry import BaseHeader, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
+from email.policy import Policy
 from email.utils import formatdate, make_msgid, parseaddr
 from typing import Any
 
@@ -14,6 +17,21 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from shared.settings import ROOT, Settings
 
 LINE_MAX = 998  # octets in a line of mail, by RFC 5322
+
+
+class OneLine(UnstructuredHeader, BaseHeader):
+    """A header written as given, on one line: a link in angle brackets (List-Unsubscribe) has no space to fold at,
+    and Python would write a long one as encoded words, which a mail program's one-click (RFC 8058) reads as they
+    are, not as the link. The header object itself folds, so the policy of whoever flattens the message (aiosmtplib
+    uses its own) keeps it whole. Its values are Gossip's own links, far shorter than LINE_MAX."""
+
+    def fold(self, *, policy: Policy) -> str:
+        return f"{self.name}: {self}{policy.linesep}"
+
+
+_headers = HeaderRegistry()
+_headers.map_to_type("list-unsubscribe", OneLine)
+POLICY = policy.default.clone(header_factory=_headers)
 templates = Environment(
     loader=FileSystemLoader(ROOT / "web" / "templates" / "mail"),
     autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False, default=False),
@@ -28,7 +46,7 @@ def letter(
 ) -> EmailMessage:  # fmt: skip
     """`template` names the pair `<template>.txt` and `<template>.html`. `to` is an address checked when it was given,
     so it can carry no line break into the headers."""
-    message = EmailMessage()
+    message = EmailMessage(policy=POLICY)
     message["Subject"] = subject
     message["From"] = settings.mail_from
     message["To"] = to

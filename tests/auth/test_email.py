@@ -216,6 +216,8 @@ async def test_the_digest_arrives_and_its_one_click_link_turns_it_off(
     assert digest["To"] == "reader@example.com" and digest["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     unsubscribe = digest["List-Unsubscribe"].strip("<>")
     assert unsubscribe.startswith(f"{url}/unsubscribe?token=")
+    # on one line and as written: a mail program's one-click reads the header as it is, encoded words undecoded
+    assert f"\r\nList-Unsubscribe: <{unsubscribe}>\r\n".encode() in inbox.raw[-1]
     assert "Barry is <b>fast</b> & late" in part(digest, "plain")
     assert "Barry is &lt;b&gt;fast&lt;/b&gt; &amp; late" in part(digest, "html") and "<b>fast" not in part(
         digest, "html"

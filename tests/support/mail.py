@@ -27,6 +27,7 @@ class Inbox:
 
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
+        self.raw: list[bytes] = []  # each message as it came, for what a parser would smooth over
         self.refused = 0
         self.refuse = 0
 
@@ -38,6 +39,7 @@ class Inbox:
         message = BytesParser(policy=policy.default).parsebytes(envelope.content)
         assert isinstance(message, EmailMessage)
         self.messages.append(message)
+        self.raw.append(envelope.content)
         return "250 OK"
 
     def to(self, address: str) -> list[EmailMessage]:
