@@ -24,6 +24,9 @@ PERSONAL_LEVELS = (LIVE, PUSH, DIGEST)
 DEFAULT_ZONE = "UTC"
 DEFAULT_DIGEST_HOUR = 8
 CLOCK = "HH:MM, from 00:00 to 23:59"
+# The IANA zones a user may live in: not the system's `localtime` (the server's own clock) nor `Factory` (a zone
+# that says none was set), which the system's zone database lists beside them.
+ZONES = tuple(sorted(available_timezones() - {"localtime", "Factory"}))
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +101,7 @@ def _clock(value: object) -> time | None:
 
 
 def _known_zone(name: object) -> bool:
-    if not isinstance(name, str) or name not in available_timezones():
+    if not isinstance(name, str) or name not in ZONES:
         return False
     try:
         ZoneInfo(name)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
-from zoneinfo import available_timezones
 
 from pymongo import ReturnDocument
 
@@ -21,7 +20,6 @@ MEANINGS = {
     DIGEST: "also in the daily email digest",
     MUTED: "still followed, but not counted as unread nor listed in Notifications (All Notifs still shows it)",
 }
-ZONES = sorted(available_timezones())
 QUIET_DEFAULT = {"start": "22:00", "end": "07:00"}  # what the page offers while quiet hours are off
 QUIET_FIELDS = ("quiet_hours.start", "quiet_hours.end")
 

@@ -28,12 +28,11 @@ from schemathesis.auths import AuthContext
 from services.all import app as gossip
 from services.auth.addresses import MAX_ADDRESS
 from services.auth.devices import AUTH, P256DH
-from services.auth.preferences import ZONES
 from services.ingest.updates import KEY_HEADER, MAX_KEY
 from shared.auth import session_document
 from shared.db import MAX_INT, SHOWS, utcnow
 from shared.openapi import document
-from shared.preferences import LEVELS
+from shared.preferences import LEVELS, ZONES
 from shared.settings import Settings
 from tests.support.accounts import PASSWORD
 from tests.support.http import sync_client

@@ -81,6 +81,14 @@ def test_every_bad_field_is_named_at_once() -> None:
     }  # fmt: skip
 
 
+@pytest.mark.parametrize("zone", ["localtime", "Factory"])
+def test_a_zone_that_names_no_place_is_refused(zone: str) -> None:
+    """The system's zone database lists them, but `localtime` is the server's clock and `Factory` says none is set."""
+    with pytest.raises(ApiError) as raised:
+        changes({"time_zone": zone}, CATALOGUE)
+    assert list(raised.value.fields) == ["time_zone"]
+
+
 def test_a_personal_topic_takes_a_level_but_muted_and_only_the_users_own() -> None:
     assert changes({"shows": {"orders": PUSH}}, CATALOGUE, {"orders"}) == ({"preferences.shows.orders": PUSH}, [])
     assert changes({"shows": {"orders": LIVE}}, CATALOGUE, {"orders"}) == ({}, ["preferences.shows.orders"])

@@ -14,7 +14,7 @@ from shared.body import read_object
 from shared.errors import ApiError
 from shared.openapi import ApiRoute
 from shared.pages import Viewer, page_viewer, read_form, redirect, render
-from shared.preferences import PERSONAL_LEVELS, preferences_of
+from shared.preferences import PERSONAL_LEVELS, ZONES, preferences_of
 
 
 async def api_preferences(request: AuthRequest) -> Response:
@@ -43,7 +43,7 @@ async def preferences_form(
     personal = await preferences.topics(request.state["db"], viewer.caller.user_id, follows)
     context = {
         "values": values or preferences.form_values(preferences_of(user), [*follows, *personal]), "error": error,
-        "levels": preferences.MEANINGS, "zones": preferences.ZONES, "follows": follows,
+        "levels": preferences.MEANINGS, "zones": ZONES, "follows": follows,
         "shows": await request.state["catalogue"].titles(),
         "personal": personal, "personal_levels": PERSONAL_LEVELS,
         "zone_chosen": "time_zone" in (user.get("preferences") or {}),  # else the page's script offers the browser's
