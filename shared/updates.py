@@ -234,10 +234,12 @@ async def history(
     after: int = 0,
     limit: int = 100,
     upto: int | None = None,
+    topics: Collection[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Updates in (after, upto] in seq order, as read: pass them through `shown`. The database is the history."""
+    """Updates in (after, upto] in seq order, as read: pass them through `shown`. The database is the history.
+    `topics`: the viewer's personal updates of these topics alone (None: all of them, as feeds carry them)."""
     seq = {"$gt": after} if upto is None else {"$gt": after, "$lte": upto}
-    return await _read(db, _parts(shows, seq, viewer), 1, limit)
+    return await _read(db, _parts(shows, seq, viewer, topics), 1, limit)
 
 
 async def every_viewers(

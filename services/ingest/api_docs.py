@@ -51,7 +51,7 @@ get_updates = operation(
     "History, in seq order, a page at a time", TOKEN_OR_SESSION,
     {200: answer("A page of updates.", PAGE), **refusals(401, 422)},
     parameters=[
-        _query("show", SLUG, "Only this show's updates; every show's when absent."),
+        _query("show", SLUG, "Only this show's updates, or this personal topic's; every show's when absent."),
         _query("after", {"type": "integer", "minimum": 0, "maximum": MAX_INT}, "Updates after this seq; 0 if absent."),
         _query("limit", {"type": "integer", "minimum": 1, "maximum": PAGE_MAX}, f"At most; {PAGE_DEFAULT} if absent."),
     ],

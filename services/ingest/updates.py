@@ -27,6 +27,7 @@ from shared.updates import (
     digest,
     history,
     numbered,
+    personal_topics,
     shown,
     titled,
     update_document,
@@ -163,12 +164,14 @@ class Updates:
 
     async def page(self, viewer: str, show: str, after: str | None, limit: str | None) -> dict[str, Any]:
         """One page of history in seq order, of what the viewer (a user's _id) may see; `next_after` is where the
-        next page starts, or `after` again if none."""
+        next page starts, or `after` again if none. `show`: a show of the catalogue, or a topic of the viewer's
+        personal notifications; that one's updates alone."""
         start = whole_number("after", after) or 0
         size = whole_number("limit", limit, 1, PAGE_MAX) or PAGE_DEFAULT
-        if show and await self.catalogue.title(show) is None:
-            raise invalid({"show": await self.catalogue.rule()})
-        read = await history(self.db, [show] if show else None, viewer, start, size)
+        if show and await self.catalogue.title(show) is None and show not in await personal_topics(self.db, viewer):
+            raise invalid({"show": f"{await self.catalogue.rule()}, or a topic of your personal notifications"})
+        shows = [show] if show else None
+        read = await history(self.db, shows, viewer, start, size, topics=shows)
         items = [wire(update) for update in shown(read, await self.catalogue.titles())]
         return {"items": items, "next_after": read[-1]["seq"] if read else start}
 

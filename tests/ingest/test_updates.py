@@ -20,6 +20,7 @@ from shared.errors import ApiError
 from shared.limits import Buckets, Limit, Rate
 from shared.settings import Settings
 from shared.updates import update_id
+from tests.shared.test_updates import personal
 from tests.support.updates import stored_update
 
 ALICE = Caller("u1", "alice")
@@ -170,7 +171,21 @@ async def test_a_page_starts_after_its_seq_and_says_where_the_next_starts(update
 async def test_a_page_of_an_unknown_show_is_422(updates: Updates) -> None:
     with pytest.raises(ApiError) as refused:
         await updates.page(ALICE.user_id, "nope", None, None)
-    assert refused.value.fields == {"show": "one of " + ", ".join(sorted(SHOWS))}
+    assert refused.value.fields == {
+        "show": "one of " + ", ".join(sorted(SHOWS)) + ", or a topic of your personal notifications"
+    }
+
+
+async def test_a_page_of_one_show_or_personal_topic_holds_its_updates_alone(updates: Updates) -> None:
+    """A user's personal updates are in the pages of their own topic, not in every show's."""
+    await updates.db.updates.insert_many(
+        [stored_update(1, show="flash"), personal(2, ALICE.user_id), stored_update(3, show="suits")]
+    )
+    for show, seqs in (("flash", [1]), ("orders", [2]), ("", [1, 2, 3])):
+        assert [u["seq"] for u in (await updates.page(ALICE.user_id, show, None, None))["items"]] == seqs
+    with pytest.raises(ApiError) as refused:
+        await updates.page("bob_id", "orders", None, None)  # no order of bob's: not a topic of his
+    assert list(refused.value.fields) == ["show"]
 
 
 def test_a_write_error_in_a_batch_is_raised_as_what_one_insert_would_raise() -> None:
