@@ -20,8 +20,7 @@ from shared.errors import ApiError
 from shared.limits import Buckets, Limit, Rate
 from shared.settings import Settings
 from shared.updates import update_id
-from tests.shared.test_updates import personal
-from tests.support.updates import stored_update
+from tests.support.updates import personal_update, stored_update
 
 ALICE = Caller("u1", "alice")
 BOB = Caller("u2", "bob")
@@ -179,7 +178,7 @@ async def test_a_page_of_an_unknown_show_is_422(updates: Updates) -> None:
 async def test_a_page_of_one_show_or_personal_topic_holds_its_updates_alone(updates: Updates) -> None:
     """A user's personal updates are in the pages of their own topic, not in every show's."""
     await updates.db.updates.insert_many(
-        [stored_update(1, show="flash"), personal(2, ALICE.user_id), stored_update(3, show="suits")]
+        [stored_update(1, show="flash"), personal_update(2, ALICE.user_id), stored_update(3, show="suits")]
     )
     for show, seqs in (("flash", [1]), ("orders", [2]), ("", [1, 2, 3])):
         assert [u["seq"] for u in (await updates.page(ALICE.user_id, show, None, None))["items"]] == seqs

@@ -39,7 +39,7 @@ from shared.updates import (
     why_undeliverable,
     wire,
 )
-from tests.support.updates import stored_update
+from tests.support.updates import personal_update, stored_update
 
 CREATED = datetime(2026, 11, 24, 10, 0, 0, 123000, tzinfo=UTC)
 
@@ -182,15 +182,12 @@ async def test_an_unread_count_reads_a_bounded_number_of_documents_however_many_
             assert explained["executionStats"]["totalDocsExamined"] <= 2 * COUNT_CAP
 
 
-def personal(seq: int, recipient: str) -> dict[str, Any]:
-    """A watch rule's personal update, as stored."""
-    return {**stored_update(seq, author="orders"), "show": "orders", "title": "Your orders", "recipient": recipient}
-
-
 async def test_every_reader_shows_a_personal_update_to_its_recipient_alone(db: Database) -> None:
     """Each query reader, for the recipient, for another user and for nobody; bypassing `visible_to` in any of them
     fails here."""
-    await db.updates.insert_many([stored_update(1), personal(2, "alice_id"), stored_update(3), personal(4, "bob_id")])
+    await db.updates.insert_many(
+        [stored_update(1), personal_update(2, "alice_id"), stored_update(3), personal_update(4, "bob_id")]
+    )
     alice, bob = {"_id": "alice_id", "username": "alice"}, {"_id": "bob_id", "username": "bob"}
     for shows in (None, ["flash"]):
         seqs = [[u["seq"] for u in await history(db, shows, who)] for who in ("alice_id", "carol_id", None)]
@@ -210,23 +207,24 @@ async def test_every_reader_shows_a_personal_update_to_its_recipient_alone(db: D
 
 
 async def test_a_users_personal_topics_are_those_of_the_updates_addressed_to_them(db: Database) -> None:
-    invoice = {**personal(5, "alice_id"), "show": "invoices", "title": "Your invoices"}
-    renamed = {**personal(6, "alice_id"), "title": "Your orders, renamed"}
-    rejected = {**personal(7, "alice_id"), "show": "refunds", "rejected": "a test"}
-    returns = {**personal(4, "bob_id"), "show": "returns"}
-    await db.updates.insert_many([stored_update(1), personal(2, "alice_id"), personal(3, "bob_id"), returns, invoice,
-                                  renamed, rejected])  # fmt: skip
+    invoice = {**personal_update(5, "alice_id"), "show": "invoices", "title": "Your invoices"}
+    renamed = {**personal_update(6, "alice_id"), "title": "Your orders, renamed"}
+    rejected = {**personal_update(7, "alice_id"), "show": "refunds", "rejected": "a test"}
+    returns = {**personal_update(4, "bob_id"), "show": "returns"}
+    ordered = [stored_update(1), personal_update(2, "alice_id"), personal_update(3, "bob_id"), returns, invoice]
+    await db.updates.insert_many([*ordered, renamed, rejected])
     assert await personal_topics(db, "alice_id") == {"orders": "Your orders, renamed", "invoices": "Your invoices"}
     assert await personal_topics(db, "bob_id") == {"returns": "Your orders", "orders": "Your orders"}
     assert await personal_topics(db, "carol_id") == {}
 
 
 def test_a_personal_update_says_so_on_the_wire_and_never_whom_it_is_for() -> None:
-    shown_update = wire(personal(2, "alice_id"))
+    order = personal_update(2, "alice_id")
+    shown_update = wire(order)
     assert shown_update["personal"] is True and "recipient" not in shown_update
     assert "personal" not in wire(stored_update(1))
-    assert why_undeliverable(personal(2, "alice_id"), SHOWS) is None  # its topic is its rule's, not the catalogue's
-    assert why_undeliverable({**personal(2, "alice_id"), "recipient": 7}, SHOWS) == "recipient: a user's _id, as text"
+    assert why_undeliverable(order, SHOWS) is None  # its topic is its rule's, not the catalogue's
+    assert why_undeliverable({**order, "recipient": 7}, SHOWS) == "recipient: a user's _id, as text"
     assert why_undeliverable({**stored_update(1), "show": "orders"}, SHOWS) == "show: 'orders' is not in the catalogue"
 
 

@@ -15,9 +15,8 @@ from services.stream.replay import BATCH, Replay
 from shared.catalogue import Catalogue
 from shared.db import Database, seed_shows
 from shared.settings import Settings
-from tests.shared.test_updates import personal
 from tests.stream.test_app import insert_update
-from tests.support.updates import stored_update
+from tests.support.updates import personal_update, stored_update
 from tests.support.waiting import wait_until
 
 LIMIT = Settings("").replay_limit  # the service's own
@@ -52,7 +51,9 @@ async def test_feeds_asking_for_other_shows_at_once_read_apart(db: Database) -> 
 async def test_a_shared_chunk_gives_each_feed_its_own_users_personal_updates_alone(db: Database) -> None:
     """One read for every viewer: each feed keeps the updates meant for everybody and its own user's."""
     await seed_shows(db)
-    await db.updates.insert_many([stored_update(1), personal(2, "alice_id"), stored_update(3), personal(4, "bob_id")])
+    await db.updates.insert_many(
+        [stored_update(1), personal_update(2, "alice_id"), stored_update(3), personal_update(4, "bob_id")]
+    )
     stored = {u["seq"]: update_frame(u) async for u in db.updates.find({}, {"_id": 0})}
     replay = Replay(db, Catalogue(db), LIMIT)
     viewers = ("alice_id", "bob_id", "carol_id")

@@ -22,10 +22,10 @@ def stored_update(
     return update
 
 
-def personal_update(seq: int, recipient: str, text: str, created_at: datetime | None = None) -> dict[str, Any]:
+def personal_update(seq: int, recipient: str, text: str = "", created_at: datetime | None = None) -> dict[str, Any]:
     """A personal update as gossip.toml's `orders` rule makes one for the user whose _id is `recipient`, with a
     chosen seq."""
-    update = update_document(show="orders", title="Your orders", text=text, author="orders",
+    update = update_document(show="orders", title="Your orders", text=text or f"update {seq}", author="orders",
                              created_at=created_at or utcnow(), recipient=recipient)  # fmt: skip
     numbered([update], seq)
     return update
