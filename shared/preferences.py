@@ -59,6 +59,11 @@ class Preferences:
         """The followed shows whose updates count as unread and fill Notifications: all but the muted ones."""
         return [slug for slug in follows if self.level(slug) != MUTED]
 
+    def muted(self) -> list[str]:
+        """Every slug muted, a followed show's or a personal topic's: a personal update of one is left out of the
+        unread count and of Notifications as a muted show's update is, and All Notifs still shows it."""
+        return self.at_level(self.shows, MUTED)
+
     def at_level(self, follows: Iterable[str], level: str) -> list[str]:
         return [slug for slug in follows if self.level(slug) == level]
 
