@@ -4,7 +4,8 @@ digest hour.
 Stored on the user document as `preferences`. A show (or a personal topic: a watch rule's `show` of the updates
 addressed to the user) left out of `shows` is `live` and a missing key takes its default, so a user who never
 opened the Preferences page has a complete set. Auth writes them (PUT /api/me/preferences); the stream leaves muted
-shows out of feeds and counts; the scheduler reads them to send pushes and digests."""
+shows and topics out of feeds of followed shows, counts and Notifications; the scheduler reads them to send pushes
+and digests."""
 
 from __future__ import annotations
 
@@ -18,9 +19,6 @@ from shared.errors import invalid
 
 LIVE, PUSH, DIGEST, MUTED = "live", "push", "digest", "muted"
 LEVELS = (LIVE, PUSH, DIGEST, MUTED)
-# A personal topic's (a watch rule's updates addressed to one user): never muted, since feeds, counts and
-# Notifications carry a user's personal updates whatever they follow.
-PERSONAL_LEVELS = (LIVE, PUSH, DIGEST)
 DEFAULT_ZONE = "UTC"
 DEFAULT_DIGEST_HOUR = 8
 CLOCK = "HH:MM, from 00:00 to 23:59"
@@ -58,6 +56,11 @@ class Preferences:
     def heard(self, follows: Iterable[str]) -> list[str]:
         """The followed shows whose updates count as unread and fill Notifications: all but the muted ones."""
         return [slug for slug in follows if self.level(slug) != MUTED]
+
+    def muted(self) -> list[str]:
+        """Every slug muted, a followed show's or a personal topic's: a personal update of one is left out of the
+        unread count and of Notifications as a muted show's update is, and All Notifs still shows it."""
+        return self.at_level(self.shows, MUTED)
 
     def at_level(self, follows: Iterable[str], level: str) -> list[str]:
         return [slug for slug in follows if self.level(slug) == level]
@@ -134,11 +137,10 @@ def _show_changes(
         return {}
     changes: dict[str, Any] = {}
     for slug, level in shows.items():
-        levels = LEVELS if slug in catalogue else PERSONAL_LEVELS
         if slug not in catalogue and slug not in personal:
             fields[f"shows.{slug}"] = "not a show in the catalogue, nor a topic of your personal notifications"
-        elif level not in levels:
-            fields[f"shows.{slug}"] = "one of " + ", ".join(levels)
+        elif level not in LEVELS:
+            fields[f"shows.{slug}"] = "one of " + ", ".join(LEVELS)
         else:
             changes[f"preferences.shows.{slug}"] = level
     return changes
@@ -163,7 +165,7 @@ def changes(
     """What a PUT of preferences sets, and which show levels it resets to live (unset): every key is optional, a
     show not named keeps its level, and every problem is named by its field at once (422), so nothing is
     half-written. `personal`: the user's personal topics (`shared/updates.py` `personal_topics`), which take a level
-    as shows do, but muted."""
+    as shows do."""
     fields: dict[str, str] = {}
     unknown = set(body) - {"shows", "time_zone", "quiet_hours", "digest_hour"}
     for name in sorted(unknown):

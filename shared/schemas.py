@@ -47,7 +47,7 @@ PREFERENCE_FIELDS: dict[str, Schema] = {
               "description": "Show slug to level. `live`: feeds and pages only (a show left out is live); `push`: also "
                              "Web Push; `digest`: also the email digest; `muted`: followed, but left out of the unread "
                              "count and of Notifications (All Notifs still shows it). Also a personal topic of the "
-                             "updates addressed to the user (`orders`), at any level but `muted`."},
+                             "updates addressed to the user (`orders`), at any of these levels."},
     "time_zone": {"type": "string", "description": "An IANA time zone name, such as Europe/Paris."},
     "quiet_hours": QUIET_HOURS,
     "digest_hour": {"type": "integer", "minimum": 0, "maximum": 23, "description": "When the digest goes, local."},
@@ -116,8 +116,9 @@ SCHEMAS: dict[str, Schema] = {
             "last_read_seq": {"type": "integer", "minimum": 0, "description": "The user's read mark."},
             "unread": {
                 **CAPPED,
-                "description": "Unread as of the events before this one (updates of followed shows but the muted "
-                f"ones, by others, after the read mark); count on from there. {CAPPED_NOTE}",
+                "description": "Unread as of the events before this one (updates of followed shows and those "
+                "addressed to the user, but the muted shows' and topics', by others, after the read mark); count on "
+                f"from there. {CAPPED_NOTE}",
             },
         }
     ),
@@ -140,7 +141,8 @@ SCHEMAS: dict[str, Schema] = {
     "PreferencesEvent": _event(
         "preferences",
         ref("Preferences"),
-        "The user's preferences changed: a feed of followed shows leaves the muted ones out from now on.",
+        "The user's preferences changed: a feed of followed shows leaves the muted shows and personal topics out from "
+        "now on.",
     ),
     "ReadEvent": _event("read", ref("Read"), "The user read, on some page or device: every feed of the user hears."),
     "ResyncEvent": _event(

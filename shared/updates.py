@@ -175,13 +175,18 @@ def _stored(seq: dict[str, int]) -> dict[str, Any]:
 
 
 def _parts(
-    shows: Collection[str] | None, seq: dict[str, int], viewer: str | None, topics: Collection[str] | None = None
+    shows: Collection[str] | None,
+    seq: dict[str, int],
+    viewer: str | None,
+    topics: Collection[str] | None = None,
+    muted: Collection[str] = (),
 ) -> list[dict[str, Any]]:
     """What a viewer may see of the shows (`shows=None`: every show) in the seq range, as disjoint queries: the
-    updates for everybody of the shows, and the viewer's own personal ones whatever they follow (or only those of
-    `topics`, for the digest). Never a document the stream service has rejected, nor another user's personal update.
-    Two queries and not one `$or`: the embedded server reads the whole collection for an `$or` (docs/mongodb.md),
-    and this is every feed's and page's read."""
+    updates for everybody of the shows, and the viewer's own personal ones whatever they follow but those of the
+    `muted` topics (or only those of `topics`, for the digest). Every show is All Notifs: nothing muted is left out.
+    Never a document the stream service has rejected, nor another user's personal update. Two queries and not one
+    `$or`: the embedded server reads the whole collection for an `$or` (docs/mongodb.md), and this is every feed's
+    and page's read."""
     if shows is None:
         return [{**_stored(seq), **visible_to(viewer)}]
     followed = {**_stored(seq), **visible_to(None), "show": {"$in": list(shows)}}
@@ -190,6 +195,8 @@ def _parts(
     personal = {**_stored(seq), "recipient": viewer}
     if topics is not None:
         personal["show"] = {"$in": list(topics)}
+    elif muted:
+        personal["show"] = {"$nin": list(muted)}
     return [followed, personal]
 
 
@@ -256,23 +263,35 @@ async def every_viewers(
 
 
 async def recent(
-    db: Database, shows: Collection[str] | None, viewer: str | None, limit: int, before: int | None = None
+    db: Database,
+    shows: Collection[str] | None,
+    viewer: str | None,
+    limit: int,
+    before: int | None = None,
+    muted: Collection[str] = (),
 ) -> list[dict[str, Any]]:
     """The newest updates first, or the newest below `before` for a page of older ones, as read: pass them through
-    `shown`."""
-    return await _read(db, _parts(shows, {"$gt": 0} if before is None else {"$lt": before}, viewer), -1, limit)
+    `shown`. `muted`: the viewer's muted topics, whose personal updates are left out (`_parts`)."""
+    seq = {"$gt": 0} if before is None else {"$lt": before}
+    return await _read(db, _parts(shows, seq, viewer, muted=muted), -1, limit)
 
 
 async def since_read(
-    db: Database, shows: Collection[str] | None, viewer: str | None, last_read_seq: int, least: int, most: int
+    db: Database,
+    shows: Collection[str] | None,
+    viewer: str | None,
+    last_read_seq: int,
+    least: int,
+    most: int,
+    muted: Collection[str] = (),
 ) -> list[dict[str, Any]]:
     """Newest first, every update after the read mark (up to `most`), or the `least` newest if that is more.
 
     A page that shows these then marks them read, so none after the mark may be left off it, within reason;
     past `most`, the oldest of them are on the older pages.
     """
-    fresh = await _read(db, _parts(shows, {"$gt": last_read_seq}, viewer), -1, most)
-    return fresh if len(fresh) >= least else await recent(db, shows, viewer, least)
+    fresh = await _read(db, _parts(shows, {"$gt": last_read_seq}, viewer, muted=muted), -1, most)
+    return fresh if len(fresh) >= least else await recent(db, shows, viewer, least, muted=muted)
 
 
 async def oldest(db: Database) -> int | None:
@@ -293,9 +312,11 @@ async def between(db: Database, shows: Collection[str] | None, viewer: str | Non
     return await _count(db, _parts(shows, {"$gt": after, "$lte": upto}, viewer))
 
 
-async def any_before(db: Database, shows: Collection[str] | None, viewer: str | None, seq: int) -> bool:
+async def any_before(
+    db: Database, shows: Collection[str] | None, viewer: str | None, seq: int, muted: Collection[str] = ()
+) -> bool:
     """Whether a page ending at `seq` has an older page after it."""
-    for part in _parts(shows, {"$lt": seq}, viewer):
+    for part in _parts(shows, {"$lt": seq}, viewer, muted=muted):
         if await db.updates.find_one(part, {"_id": 1}) is not None:
             return True
     return False
@@ -312,12 +333,14 @@ def _unread_parts(
     last_read_seq: int,
     upto: int | None,
     topics: Collection[str] | None = None,
+    muted: Collection[str] = (),
 ) -> list[dict[str, Any]]:
-    """Updates of the shows heard (followed, not muted) and the user's personal ones (of `topics`, None: all) after
-    the read mark (up to `upto`), except one's own: those were never news to their author. `user`: the user's
-    document (its _id and username)."""
+    """Updates of the shows heard (followed, not muted) and the user's personal ones (of `topics`, None: all but
+    those of the `muted` topics) after the read mark (up to `upto`), except one's own: those were never news to their
+    author. `user`: the user's document (its _id and username)."""
     seq = {"$gt": last_read_seq} if upto is None else {"$gt": last_read_seq, "$lte": upto}
-    return [{**part, "author": {"$ne": user["username"]}} for part in _parts(heard, seq, user["_id"], topics)]
+    parts = _parts(heard, seq, user["_id"], topics, muted)
+    return [{**part, "author": {"$ne": user["username"]}} for part in parts]
 
 
 async def unread(
@@ -327,10 +350,11 @@ async def unread(
     last_read_seq: int,
     upto: int | None = None,
     topics: Collection[str] | None = None,
+    muted: Collection[str] = (),
 ) -> int:
     """How many are unread, up to COUNT_CAP: a user who never reads costs no more than one who does. A live page
     counts on from `upto` as updates arrive, so the two add up to the same number."""
-    return await _count(db, _unread_parts(heard, user, last_read_seq, upto, topics))
+    return await _count(db, _unread_parts(heard, user, last_read_seq, upto, topics, muted))
 
 
 async def unread_newest(
@@ -370,12 +394,14 @@ async def newest(db: Database) -> int:
 
 class Reading(TypedDict):
     """What a user reads: their name, the shows they follow and those of them they hear (all but the muted: what
-    counts as unread and fills Notifications), their read mark, how many updates are unread, and the newest update
-    then (`upto`): a live page carries on from there."""
+    counts as unread and fills Notifications), every slug they muted (a personal topic's too, whose updates are left
+    out as a muted show's are), their read mark, how many updates are unread, and the newest update then (`upto`): a
+    live page carries on from there."""
 
     username: str
     follows: list[str]
     heard: list[str]
+    muted: list[str]
     last_read_seq: int
     unread: int
     upto: int
@@ -387,7 +413,8 @@ async def reading(db: Database, user: dict[str, Any] | None) -> Reading | None:
     if user is None:
         return None
     last_read, upto = user.get("last_read_seq", 0), await newest(db)
-    heard = preferences_of(user).heard(user["follows"])
-    count = await unread(db, heard, user, last_read, upto)
-    return Reading(username=user["username"], follows=user["follows"], heard=heard, last_read_seq=last_read,
-                   unread=count, upto=upto)  # fmt: skip
+    preferences = preferences_of(user)
+    heard, muted = preferences.heard(user["follows"]), preferences.muted()
+    count = await unread(db, heard, user, last_read, upto, muted=muted)
+    return Reading(username=user["username"], follows=user["follows"], heard=heard, muted=muted,
+                   last_read_seq=last_read, unread=count, upto=upto)  # fmt: skip

@@ -87,8 +87,9 @@ me = operation(
     {200: answer("The account.", {
         "title": "Me", "type": "object", "required": ["username", "follows", "unread"], "additionalProperties": False,
         "properties": {"username": STRING, "follows": {"type": "array", "items": SLUG},
-                       "unread": {**CAPPED, "description": "Updates of followed shows, but the muted ones, by "
-                                                           f"others after the read mark. {CAPPED_NOTE}"}},
+                       "unread": {**CAPPED, "description": "Updates of followed shows and those addressed to the "
+                                                           "user, but the muted shows' and topics', by others after "
+                                                           f"the read mark. {CAPPED_NOTE}"}},
      }), **refusals(401)},
 )  # fmt: skip
 shows = operation(
@@ -231,8 +232,8 @@ change_preferences = operation(
     "Change some preferences", SESSION,
     {200: answer("The preferences after the change; open feeds of the user hear of it at once.", ref("Preferences")),
      **refusals(400, 401, 413, 415, 422, _422="A field is not valid (an unknown show or level, a personal topic "
-                                              "not the caller's or muted, a time zone that does not exist, an hour "
-                                              "out of range): each is named; nothing was changed.")},
+                                              "not the caller's, a time zone that does not exist, an hour out of "
+                                              "range): each is named; nothing was changed.")},
     request=request_body({"title": "PreferencesChange", "type": "object", "properties": PREFERENCE_FIELDS,
                           "additionalProperties": False},
                          "Every key optional: a key left out, or a show not named, keeps its value."),

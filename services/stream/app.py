@@ -23,7 +23,7 @@ from shared.body import whole_number
 from shared.db import Database, last_seq
 from shared.expiry import expiring
 from shared.openapi import ApiRoute
-from shared.pages import page_viewer, render
+from shared.pages import Viewer, page_viewer, render
 from shared.state import Core
 from shared.updates import COUNT_CAP, any_before, recent, shown, since_read, wire
 
@@ -45,16 +45,17 @@ def _resume_points(request: StreamRequest) -> tuple[int | None, int | None]:
     return resumed, whole_number("after", request.query_params.get("after"))
 
 
-async def _history(replay: Replay, feed: Feed, after: int | None, ceiling: int) -> AsyncIterator[bytes]:
+async def _history(replay: Replay, hub: Hub, feed: Feed, after: int | None, ceiling: int) -> AsyncIterator[bytes]:
     """What the feed missed, up to the ceiling, from the database; the live frames that follow are all above it:
     no gap, no twice. The retry line (and a `resync`, when the resume point is too far back) rides with the first
-    chunk, so a reconnecting browser costs one write, not two."""
+    chunk, so a reconnecting browser costs one write, not two. The topics the feed leaves out are the hub's, as of
+    each chunk, as the live frames are."""
     head = RETRY
     if after is not None and after < ceiling:
         after, resync = await replay.start(feed.shows, after, ceiling)
         head += resync
     while after is not None and after < ceiling:
-        chunk, after = await replay.chunk(feed.shows, feed.caller.user_id, after, ceiling)
+        chunk, after = await replay.chunk(feed.shows, feed.caller.user_id, after, ceiling, hub.muted(feed))
         yield head + chunk
         head = b""
     if head:
@@ -99,7 +100,7 @@ async def _feed(request: StreamRequest, everything: bool) -> Feed:
     feed = hub.open(caller, None if everything else user.heard, user, resumed=settled)
     ceiling = state["watcher"].delivered  # read in the same tick as open: every live frame is above it
     CONNECTIONS.inc()
-    return feed.serves(_history(state["replay"], feed, after, ceiling), functools.partial(_closed, hub))
+    return feed.serves(_history(state["replay"], hub, feed, after, ceiling), functools.partial(_closed, hub))
 
 
 async def events(request: StreamRequest) -> Feed:
@@ -111,15 +112,18 @@ async def events_all(request: StreamRequest) -> Feed:
 
 
 async def _listing(
-    db: Database, titles: dict[str, str], shows: list[str] | None, viewer: str, last_read: int, before: int | None
+    db: Database, titles: dict[str, str], shows: list[str] | None, viewer: Viewer, before: int | None
 ) -> tuple[list[dict[str, Any]], int | None]:
-    """A first page's updates (what is unread) or an older page's, and where the next older page starts, if any."""
+    """A first page's updates (what is unread) or an older page's, and where the next older page starts, if any.
+    Notifications (the heard `shows`) leaves out the viewer's personal updates of muted topics; All Notifs
+    (`shows=None`) lists them."""
+    user_id, muted = viewer.caller.user_id, () if shows is None else viewer.me["muted"]
     if before is None:
-        updates = await since_read(db, shows, viewer, last_read, PAGE_SIZE, UNREAD_MAX)
+        updates = await since_read(db, shows, user_id, viewer.me["last_read_seq"], PAGE_SIZE, UNREAD_MAX, muted)
     else:
-        updates = await recent(db, shows, viewer, PAGE_SIZE, before)
+        updates = await recent(db, shows, user_id, PAGE_SIZE, before, muted)
     oldest = updates[-1]["seq"] if updates else 0
-    older = oldest if oldest and await any_before(db, shows, viewer, oldest) else None
+    older = oldest if oldest and await any_before(db, shows, user_id, oldest, muted) else None
     return [wire(update) for update in shown(updates, titles)], older
 
 
@@ -133,7 +137,7 @@ async def _notifications(request: StreamRequest, everything: bool) -> Response:
     follows, last_read = viewer.me["follows"], viewer.me["last_read_seq"]
     titles = await request.state["catalogue"].titles()
     shows = None if everything else viewer.me["heard"]
-    items, older = await _listing(request.state["db"], titles, shows, viewer.caller.user_id, last_read, before)
+    items, older = await _listing(request.state["db"], titles, shows, viewer, before)
     context = {
         "everything": everything,
         "live": before is None,

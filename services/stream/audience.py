@@ -53,7 +53,7 @@ class Audience:
             return
         counted, upto, reader = 0, 0, {"_id": user_id, "username": user.get("username", "")}
         while upto < (ceiling := self.delivered()) and counted < COUNT_CAP:  # and those delivered while counting
-            counted += await unread(self.db, now.heard, reader, max(now.last_read, upto), ceiling)
+            counted += await unread(self.db, now.heard, reader, max(now.last_read, upto), ceiling, muted=now.muted)
             upto = ceiling
         counted = min(counted, COUNT_CAP)
         self.hub.tell(user_id, read_frame(now.last_read, counted))

@@ -33,7 +33,8 @@ def follows_frame(follows: Iterable[str]) -> bytes:
 
 
 def preferences_frame(preferences: dict[str, Any]) -> bytes:
-    """The user's preferences, all of them (as GET /api/me/preferences answers): pages leave muted shows out."""
+    """The user's preferences, all of them (as GET /api/me/preferences answers): pages leave muted shows and
+    personal topics out."""
     return event_frame("preferences", preferences)
 
 

@@ -37,13 +37,15 @@ class Marks:
     heard: frozenset[str]  # the followed shows but the muted ones: what a feed of followed shows carries
     last_read: int = 0
     preferences: bytes = DEFAULT_PREFERENCES  # the `preferences` frame the feeds were last told of, or would be
+    # Every slug muted: a personal update of one of these topics stays off the user's feeds of followed shows.
+    muted: frozenset[str] = frozenset()
 
 
 def marks_of(user: Mapping[str, Any]) -> Marks:
     """A `users` document as the hub compares it."""
     follows, preferences = user.get("follows", []), preferences_of(user)
     return Marks(frozenset(follows), frozenset(preferences.heard(follows)), user.get("last_read_seq", 0),
-                 preferences_frame(preferences.to_json()))  # fmt: skip
+                 preferences_frame(preferences.to_json()), frozenset(preferences.muted()))  # fmt: skip
 
 
 class Hub:
@@ -140,15 +142,25 @@ class Hub:
         self._fanned_out = time.monotonic()
         return count
 
-    def publish_to(self, user_id: str, frame: bytes, seq: int | None = None) -> int:
-        """`publish` for a personal update: its frames go to its recipient's feeds alone (followed or every show),
-        through the per-user index."""
-        count = 0
-        for feed in self._by_user.get(user_id, ()):
-            if seq is None or seq > feed.resumed:
+    def publish_to(self, user_id: str, show: str, frame: bytes, seq: int | None = None) -> int:
+        """`publish` for a personal update of the topic `show`: its frames go to its recipient's feeds alone, through
+        the per-user index; to their feeds of followed shows only while they have not muted the topic, which their
+        marks say: no read per delivery, and a change of preferences holds from the next frame on."""
+        feeds = self._by_user.get(user_id)
+        if not feeds:
+            return 0
+        muted, count = show in self._marks[user_id].muted, 0
+        for feed in feeds:
+            if (seq is None or seq > feed.resumed) and not (muted and feed.shows is not None):
                 feed.offer(frame)
                 count += 1
         return count
+
+    def muted(self, feed: Feed) -> frozenset[str]:
+        """The personal topics whose updates the feed leaves out: its user's muted ones on a feed of followed shows,
+        none on a feed of every show (All Notifs shows them). For a replay, which reads every viewer's at once."""
+        marks = self._marks.get(feed.caller.user_id)
+        return marks.muted if marks is not None and feed.shows is not None else frozenset()
 
     def broadcast(self, frame: bytes) -> int:
         """The same bytes to every open feed, whatever it carries: for a retraction, whose show a delete event does
@@ -199,15 +211,17 @@ class Hub:
         return list(self._by_session)
 
     def user_changed(self, user_id: str, now: Marks) -> bool:
-        """A follow, an unfollow or a muted show takes effect on the user's open feeds at once: a feed of followed
-        shows carries the heard ones. Every feed of theirs (/events/all too: a page there may count only heard shows)
-        hears of a follow change and of new preferences. True when what counts as unread may have changed (the
-        follows, the shows heard or the read mark): the caller then counts it and tells the feeds (`tell`)."""
+        """A follow, an unfollow, a muted show or topic takes effect on the user's open feeds at once: a feed of
+        followed shows carries the heard ones, and leaves out the personal updates of muted topics (`publish_to`).
+        Every feed of theirs (/events/all too: a page there may count only heard shows) hears of a follow change and
+        of new preferences. True when what counts as unread may have changed (the follows, the shows heard, the
+        topics muted or the read mark): the caller then counts it and tells the feeds (`tell`)."""
         marks = self._marks.get(user_id)
         if marks is None:
             return False
         follows, heard = self._shared(now.follows), self._shared(now.heard)
-        changed = (follows, heard, now.last_read) != (marks.follows, marks.heard, marks.last_read)
+        was = (marks.follows, marks.heard, marks.muted, marks.last_read)
+        changed = (follows, heard, now.muted, now.last_read) != was
         told = [follows_frame(follows)] if follows != marks.follows else []
         if now.preferences != marks.preferences:
             told.append(now.preferences)
@@ -219,6 +233,7 @@ class Hub:
             for frame in told:
                 feed.offer(frame)
         marks.follows, marks.heard, marks.last_read, marks.preferences = follows, heard, now.last_read, now.preferences
+        marks.muted = now.muted
         return changed
 
     def tell(self, user_id: str, frame: bytes) -> None:

@@ -21,15 +21,21 @@ Shows = frozenset[str] | None
 @dataclass(frozen=True, slots=True)
 class Frames:
     """A chunk of replayed frames, read once for every feed that asked: the same bytes for each when none of them is
-    personal (`joined`), else each frame with its recipient, for each feed to keep what its user may see."""
+    personal (`joined`), else each frame with its recipient and show, for each feed to keep what its user may see and
+    has not muted."""
 
     joined: bytes | None
-    parts: tuple[tuple[str | None, bytes], ...] = ()
+    parts: tuple[tuple[str | None, str, bytes], ...] = ()
 
-    def seen_by(self, viewer: str) -> bytes:
+    def seen_by(self, viewer: str, muted: Collection[str] = ()) -> bytes:
+        """`muted`: the topics whose personal updates the feed leaves out (Hub.muted)."""
         if self.joined is not None:
             return self.joined
-        return b"".join(frame for recipient, frame in self.parts if sees(viewer, recipient))
+        return b"".join(
+            frame
+            for recipient, show, frame in self.parts
+            if sees(viewer, recipient) and (recipient is None or show not in muted)
+        )
 
 
 class Replay:
@@ -50,12 +56,14 @@ class Replay:
         key = ("start", _shows(shows), after, upto)
         return cast(tuple[int, bytes], await self._shared(key, lambda: self._start(_shows(shows), after, upto)))
 
-    async def chunk(self, shows: Collection[str] | None, viewer: str, after: int, upto: int) -> tuple[bytes, int]:
-        """The frames of the first updates in (after, upto] the viewer may see, as one chunk, and the seq the next
-        chunk starts after (`upto` once the range is done)."""
+    async def chunk(
+        self, shows: Collection[str] | None, viewer: str, after: int, upto: int, muted: Collection[str] = ()
+    ) -> tuple[bytes, int]:
+        """The frames of the first updates in (after, upto] the viewer may see, but their personal ones of `muted`
+        topics, as one chunk, and the seq the next chunk starts after (`upto` once the range is done)."""
         key = ("chunk", _shows(shows), after, upto)
         frames, next_after = await self._shared(key, lambda: self._read(_shows(shows), after, upto))
-        return frames.seen_by(viewer), next_after
+        return frames.seen_by(viewer, muted), next_after
 
     async def _shared(self, key: Hashable, read: Callable[[], Awaitable[T]]) -> T:
         running = self._reads.get(key)
@@ -83,12 +91,13 @@ class Replay:
     async def _read(self, shows: Shows, after: int, upto: int) -> tuple[Frames, int]:
         updates = await every_viewers(self.db, shows, after, BATCH, upto)
         parts = tuple(
-            (update.get("recipient"), update_frame(update)) for update in shown(updates, await self.catalogue.titles())
+            (update.get("recipient"), update["show"], update_frame(update))
+            for update in shown(updates, await self.catalogue.titles())
         )
-        if any(recipient is not None for recipient, _ in parts):
+        if any(recipient is not None for recipient, _, _ in parts):
             frames = Frames(None, parts)
         else:
-            frames = Frames(b"".join(frame for _, frame in parts))
+            frames = Frames(b"".join(frame for _, _, frame in parts))
         return frames, updates[-1]["seq"] if len(updates) == BATCH else upto
 
 

@@ -122,7 +122,7 @@ class Watcher:
         recipient = update.get("recipient")
         if recipient is None:
             return self.hub.publish(update["show"], frame, seq)
-        return self.hub.publish_to(recipient, frame, seq)
+        return self.hub.publish_to(recipient, update["show"], frame, seq)
 
     async def _read(self, after: int, upto: int | None = None) -> list[Update]:
         """Stored documents in (after, upto] in seq order, whatever they hold: each is checked as a change is."""

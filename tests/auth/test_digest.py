@@ -140,7 +140,7 @@ async def test_a_personal_topic_at_the_digest_level_is_mailed_though_no_show_is(
     assert "teapot" not in text and "Barry runs" not in text
 
 
-@pytest.mark.parametrize("level", ["push", "live"])
+@pytest.mark.parametrize("level", ["push", "live", "muted"])
 async def test_a_personal_topic_at_another_level_is_not_in_the_digest(mailing: Mailing, level: str) -> None:
     db, mailer, settings, inbox = mailing
     rita = await reader(db, shows={"flash": "digest", "orders": level})

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
 import pytest
 
 from shared.db import Database
+from shared.preferences import LEVELS
 from tests.support.accounts import PASSWORD, csrf_of, json_error, user_id
 from tests.support.updates import addressed
 
@@ -88,12 +90,12 @@ async def test_a_personal_topic_takes_a_level_once_an_update_of_it_was_addressed
     await addressed(db, "someone_else", "Your order of a teapot is placed.")
     assert (await alice.put("/api/me/preferences", json={"shows": {"orders": "push"}})).status_code == 422
     await addressed(db, await user_id(db, "alice"), "Your order of a cup is shipped.")
-    for level in ("push", "digest"):
+    for level in ("push", "digest", "muted"):
         response = await alice.put("/api/me/preferences", json={"shows": {"orders": level}})
         assert (response.status_code, response.json()["shows"]) == (200, {"orders": level})
-    muted = await alice.put("/api/me/preferences", json={"shows": {"orders": "muted", "flash": "muted"}})
-    assert json_error(muted)[:2] == (422, "invalid") and set(json_error(muted)[2]) == {"shows.orders"}
-    assert (await alice.get("/api/me/preferences")).json()["shows"] == {"orders": "digest"}
+    loud = await alice.put("/api/me/preferences", json={"shows": {"orders": "loud", "flash": "push"}})
+    assert json_error(loud)[:2] == (422, "invalid") and set(json_error(loud)[2]) == {"shows.orders"}
+    assert (await alice.get("/api/me/preferences")).json()["shows"] == {"orders": "muted"}
 
 
 def form(token: str, **fields: str) -> dict[str, str]:
@@ -121,12 +123,12 @@ async def test_the_page_lists_personal_topics_in_their_own_group_and_saves_them(
     page = (await alice.get("/preferences")).text
     group = page[page.index('<fieldset id="personal">') : page.index("</fieldset>", page.index('id="personal"'))]
     assert "<legend>Personal notifications</legend>" in group and "Your orders" in group
-    assert 'name="shows.orders"' in group and 'value="muted"' not in group
+    assert 'name="shows.orders"' in group and re.findall('<option value="([a-z]+)"', group) == list(LEVELS)
     token = await csrf_of(alice, "/preferences")
-    response = await alice.post("/preferences", data=form(token, **{"shows.orders": "push"}))
+    response = await alice.post("/preferences", data=form(token, **{"shows.orders": "muted"}))
     assert response.status_code == 303
-    assert (await alice.get("/api/me/preferences")).json()["shows"] == {"orders": "push"}
-    assert '<option value="push" selected>' in (await alice.get("/preferences")).text
+    assert (await alice.get("/api/me/preferences")).json()["shows"] == {"orders": "muted"}
+    assert '<option value="muted" selected>' in (await alice.get("/preferences")).text
 
 
 async def test_the_form_saves_as_the_api_does(alice: httpx.AsyncClient) -> None:

@@ -4,6 +4,7 @@ shipped rules: marked "for you" on its recipient's page as it arrives, and when 
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 from playwright.async_api import Browser, expect
@@ -37,8 +38,8 @@ async def test_an_order_arrives_on_its_users_live_page_marked_for_her(
 
 async def test_her_orders_stay_listed_when_she_sets_them_to_push(browser: Browser, server: str, db: Database) -> None:
     """Her orders' topic is no show she follows: the change of her preferences, heard by her open Notifications
-    page, leaves them listed. The Preferences page lists the topic in its own group, without `muted`, and hears the
-    change too."""
+    page, leaves them listed. The Preferences page lists the topic in its own group, with every level a show has,
+    and hears the change too."""
     context = await signed_in(browser, server, "nia")
     page = await context.new_page()
     await page.goto(server + "/notifications")
@@ -49,9 +50,34 @@ async def test_her_orders_stay_listed_when_she_sets_them_to_push(browser: Browse
     await preferences.goto(server + "/preferences")
     topic = preferences.locator("#personal select[name='shows.orders']")
     await expect(preferences.locator("#personal legend")).to_have_text("Personal notifications")
-    await expect(topic.locator("option")).to_have_text(["Live", "Push", "Digest"])
+    await expect(topic.locator("option")).to_have_text(["Live", "Push", "Digest", "Muted"])
     assert (await context.request.put("/api/me/preferences", data={"shows": {"orders": "push"}})).ok
     await expect(topic).to_have_value("push")  # the change reached the open pages
     await db.orders.insert_one({"user": "nia", "item": "a cup", "status": "placed"})
     await expect(page.locator("#feed li.personal")).to_have_count(2)
+    await context.close()
+
+
+async def test_her_orders_leave_her_open_notifications_while_muted_and_come_back_at_live(
+    browser: Browser, server: str, db: Database
+) -> None:
+    """Muted, her orders leave her open Notifications page at once and an order placed then never reaches it,
+    though her All Notifs tab (whose feed of every show the two tabs share) lists it. Back at live, her next order
+    reaches it: the order muted before it, which the page would have had first, is not there."""
+    context = await signed_in(browser, server, "nia")
+    page, everything = await context.new_page(), await context.new_page()
+    await page.goto(server + "/notifications")
+    await everything.goto(server + "/notifications/all")
+    for each in (page, everything):
+        await expect(each.locator("#status")).to_have_class("status live")
+    await db.orders.insert_one({"user": "nia", "item": "a teapot", "status": "shipped"})
+    await expect(page.locator("#feed li.personal")).to_have_count(1)
+    assert (await context.request.put("/api/me/preferences", data={"shows": {"orders": "muted"}})).ok
+    await expect(page.locator("#feed li.personal")).to_have_count(0)
+    await db.orders.insert_one({"user": "nia", "item": "a cup", "status": "placed"})
+    await expect(everything.locator("#feed li.personal").first).to_contain_text("Your order of a cup is placed.")
+    assert (await context.request.put("/api/me/preferences", data={"shows": {"orders": "live"}})).ok
+    await db.orders.insert_one({"user": "nia", "item": "a lamp", "status": "placed"})
+    await expect(page.locator("#feed li.personal")).to_have_text([re.compile("Your order of a lamp is placed.")])
+    await expect(everything.locator("#feed li.personal")).to_have_count(3)
     await context.close()

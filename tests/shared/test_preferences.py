@@ -20,8 +20,9 @@ def test_a_user_without_preferences_has_the_defaults() -> None:
 
 
 def test_muted_shows_are_not_heard() -> None:
-    prefs = Preferences(shows={"flash": MUTED, "sherlock": PUSH})
+    prefs = Preferences(shows={"flash": MUTED, "sherlock": PUSH, "orders": MUTED})
     assert prefs.heard(["flash", "sherlock", "suits"]) == ["sherlock", "suits"]
+    assert prefs.muted() == ["flash", "orders"]  # a personal topic's too
     assert prefs.at_level(["flash", "sherlock", "suits"], PUSH) == ["sherlock"]
 
 
@@ -89,12 +90,13 @@ def test_a_zone_that_names_no_place_is_refused(zone: str) -> None:
     assert list(raised.value.fields) == ["time_zone"]
 
 
-def test_a_personal_topic_takes_a_level_but_muted_and_only_the_users_own() -> None:
+def test_a_personal_topic_takes_any_level_a_show_does_and_only_the_users_own() -> None:
     assert changes({"shows": {"orders": PUSH}}, CATALOGUE, {"orders"}) == ({"preferences.shows.orders": PUSH}, [])
     assert changes({"shows": {"orders": LIVE}}, CATALOGUE, {"orders"}) == ({}, ["preferences.shows.orders"])
-    with pytest.raises(ApiError) as muted:
-        changes({"shows": {"orders": MUTED, "flash": MUTED}}, CATALOGUE, {"orders"})
-    assert muted.value.fields == {"shows.orders": "one of live, push, digest"}
+    assert changes({"shows": {"orders": MUTED}}, CATALOGUE, {"orders"}) == ({"preferences.shows.orders": MUTED}, [])
+    with pytest.raises(ApiError) as loud:
+        changes({"shows": {"orders": "loud"}}, CATALOGUE, {"orders"})
+    assert loud.value.fields == {"shows.orders": "one of live, push, digest, muted"}
     with pytest.raises(ApiError) as unknown:
         changes({"shows": {"orders": PUSH}}, CATALOGUE)
     assert set(unknown.value.fields) == {"shows.orders"}

@@ -206,6 +206,22 @@ async def test_every_reader_shows_a_personal_update_to_its_recipient_alone(db: D
     assert [u["seq"] for u in everyone if sees(None, u.get("recipient"))] == [1, 3]
 
 
+async def test_a_muted_topics_personal_updates_are_left_out_of_notifications_and_the_count_not_all_notifs(
+    db: Database,
+) -> None:
+    """Alice muted her orders: the readers of Notifications (her heard shows) and her unread count leave them out,
+    her invoices still in; All Notifs (every show) lists them. The digest's `topics` is its own choice."""
+    invoice = {**personal_update(4, "alice_id"), "show": "invoices", "title": "Your invoices"}
+    await db.updates.insert_many([stored_update(1), personal_update(2, "alice_id"), stored_update(3), invoice])
+    alice, muted = {"_id": "alice_id", "username": "alice"}, ["orders"]
+    assert [u["seq"] for u in await since_read(db, ["flash"], "alice_id", 0, 1, 10, muted)] == [4, 3, 1]
+    assert [u["seq"] for u in await recent(db, ["flash"], "alice_id", 10, None, muted)] == [4, 3, 1]
+    assert [u["seq"] for u in await recent(db, None, "alice_id", 10, None, muted)] == [4, 3, 2, 1]
+    assert not await any_before(db, [], "alice_id", 3, muted) and await any_before(db, [], "alice_id", 3)
+    assert await unread(db, ["flash"], alice, 0, muted=muted) == 3 and await unread(db, ["flash"], alice, 0) == 4
+    assert await unread(db, [], alice, 0, topics=["orders"], muted=muted) == 1
+
+
 async def test_a_users_personal_topics_are_those_of_the_updates_addressed_to_them(db: Database) -> None:
     invoice = {**personal_update(5, "alice_id"), "show": "invoices", "title": "Your invoices"}
     renamed = {**personal_update(6, "alice_id"), "title": "Your orders, renamed"}

@@ -22,12 +22,12 @@ from services.stream.feed import OVERFLOW, STALLED, Feed
 from shared.db import Database, as_datetime, next_seq, utcnow
 from shared.settings import Settings
 from shared.updates import COUNT_CAP
-from tests.support.accounts import PASSWORD, json_error, registered
+from tests.support.accounts import PASSWORD, json_error, registered, user_id
 from tests.support.http import async_client
 from tests.support.memory import alive, collector_off
 from tests.support.servers import LiveServer, gauge, serving
 from tests.support.sse import events
-from tests.support.updates import publish, stored_update
+from tests.support.updates import addressed, publish, stored_update
 from tests.support.waiting import wait_until
 
 
@@ -470,6 +470,46 @@ async def test_muting_a_show_takes_it_off_open_feeds_and_out_of_the_count_at_onc
             again = await publish(ned, "flash", "heard again")
             assert await followed.updates(1) == [again]
         assert (await mia.get("/api/me")).json() == {"username": "mia", "follows": ["flash", "sherlock"], "unread": 4}
+
+
+async def test_a_muted_personal_topic_stays_off_notifications_but_all_notifs_shows_it(
+    server: str, db: Database
+) -> None:
+    """Mia mutes her orders, a topic of the updates addressed to her alone: her open Notifications feed is not sent
+    her next order, nor is it counted, listed on the Notifications page or replayed to that feed as it reconnects;
+    her All Notifs feed and page have it. Back at live, her next order reaches the feed."""
+    async with registered(server, "mia") as mia, registered(server, "ned") as ned:
+        await mia.put("/api/me/follows/flash")
+        mias = await user_id(db, "mia")
+        await addressed(db, mias, "Your order of a cup is placed.")
+        async with events(mia) as followed, events(mia, "/events/all") as everything:
+            assert (await mia.get("/api/me")).json()["unread"] == 1
+            muted = await mia.put("/api/me/preferences", json={"shows": {"orders": "muted"}})
+            assert (muted.status_code, muted.json()["shows"]) == (200, {"orders": "muted"})
+            for feed in (followed, everything):
+                assert (await feed.named("read")).json() == {"last_read_seq": 0, "unread": 0}
+            hidden = await addressed(db, mias, "Your order of a teapot is shipped.")
+            heard = await publish(ned, "flash", "Barry runs")
+            assert await followed.updates(1) == [heard]  # the muted order never came before it
+            assert [u["text"] for u in await everything.updates(2)] == [hidden["text"], heard["text"]]
+            assert (await mia.get("/api/me")).json()["unread"] == 1
+            notifications, every = (await mia.get("/notifications")).text, (await mia.get("/notifications/all")).text
+            assert "Barry runs" in notifications and "teapot" not in notifications and "a cup" not in notifications
+            assert "teapot" in every and "a cup" in every
+            async with (
+                events(mia, **{"last-event-id": "0"}) as again,
+                events(mia, "/events/all", **{"last-event-id": "0"}) as all_again,
+            ):
+                assert await again.updates(1) == [heard]
+                assert [u["text"] for u in await all_again.updates(3)] == [
+                    "Your order of a cup is placed.",
+                    hidden["text"],
+                    heard["text"],
+                ]
+            await mia.put("/api/me/preferences", json={"shows": {"orders": "live"}})
+            assert (await followed.named("read")).json() == {"last_read_seq": 0, "unread": 3}
+            later = await addressed(db, mias, "Your order of a cup is shipped.")
+            assert [u["text"] for u in await followed.updates(1)] == [later["text"]]
 
 
 async def test_closed_feeds_are_freed_as_their_responses_end_not_left_for_the_collector(

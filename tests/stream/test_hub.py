@@ -59,8 +59,8 @@ async def test_a_personal_update_reaches_its_recipients_feeds_alone_whatever_the
     hub = Hub()
     followed, everything = hub.open(ALICE, []), hub.open(ALICE, None, resumed=1)
     others = [hub.open(BOB, ["orders"]), hub.open(BOB, None)]
-    assert hub.publish_to("u1", frame(1), 1) == 1  # the feed resumed at 1 has it
-    assert hub.publish_to("u1", frame(2), 2) == 2
+    assert hub.publish_to("u1", "orders", frame(1), 1) == 1  # the feed resumed at 1 has it
+    assert hub.publish_to("u1", "orders", frame(2), 2) == 2
     assert await drain(followed) == frame(1) + frame(2)
     assert await drain(everything) == frame(2)
     assert [await drain(feed) for feed in others] == [b"", b""]
@@ -113,6 +113,27 @@ async def test_muting_a_show_takes_it_off_followed_feeds_and_tells_every_feed() 
     told = preferences_frame({"shows": {"flash": "muted"}, "time_zone": "UTC", "quiet_hours": None, "digest_hour": 8})
     assert await drain(feed) == told + frame(2)
     assert await drain(everything) == told + frame(1) + frame(2)  # /events/all carries a muted show still
+
+
+async def test_muting_a_personal_topic_takes_its_updates_off_followed_feeds_alone_until_heard_again() -> None:
+    """Known from the user's marks, kept current by their changes: no read per delivery. /events/all carries them
+    still; another topic of theirs, and another user's orders, are not affected."""
+    hub = Hub()
+    user = {"follows": ["flash"], "last_read_seq": 0}
+    feed, everything = hub.open(ALICE, ["flash"], marks_of(user)), hub.open(ALICE, None)
+    bobs = hub.open(BOB, ["flash"])
+    muted = {**user, "preferences": {"shows": {"orders": "muted"}}}
+    assert hub.user_changed("u1", marks_of(muted))  # what counts as unread changed: the caller counts it again
+    assert (hub.muted(feed), hub.muted(everything)) == ({"orders"}, set())
+    assert hub.publish_to("u1", "orders", frame(1), 1) == 1
+    assert hub.publish_to("u1", "invoices", frame(2), 2) == 2
+    assert hub.publish_to("u2", "orders", frame(3), 3) == 1
+    assert hub.user_changed("u1", marks_of(user))
+    assert hub.publish_to("u1", "orders", frame(4), 4) == 2
+    told = marks_of(muted).preferences
+    assert await drain(feed) == told + frame(2) + marks_of(user).preferences + frame(4)
+    assert await drain(everything) == told + frame(1) + frame(2) + marks_of(user).preferences + frame(4)
+    assert await drain(bobs) == frame(3)
 
 
 async def test_preferences_that_change_no_show_are_told_but_count_nothing_again() -> None:

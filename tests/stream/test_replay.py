@@ -65,6 +65,19 @@ async def test_a_shared_chunk_gives_each_feed_its_own_users_personal_updates_alo
     ]
 
 
+async def test_a_shared_chunk_leaves_out_the_personal_updates_of_a_topic_its_feed_muted(db: Database) -> None:
+    """One read for both of Alice's feeds: the one that muted her orders (Hub.muted) keeps the rest."""
+    await seed_shows(db)
+    invoice = {**personal_update(3, "alice_id"), "show": "invoices", "title": "Your invoices"}
+    await db.updates.insert_many([stored_update(1), personal_update(2, "alice_id"), invoice])
+    stored = {u["seq"]: update_frame(u) async for u in db.updates.find({}, {"_id": 0})}
+    replay = Replay(db, Catalogue(db), LIMIT)
+    followed, everything = await asyncio.gather(
+        replay.chunk({"flash"}, "alice_id", 0, 3, frozenset({"orders"})), replay.chunk({"flash"}, "alice_id", 0, 3)
+    )
+    assert followed == (stored[1] + stored[3], 3) and everything == (stored[1] + stored[2] + stored[3], 3)
+
+
 async def test_a_read_whose_feeds_all_hung_up_fails_without_an_unretrieved_error(
     db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:

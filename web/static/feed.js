@@ -14,9 +14,8 @@ const newestShown = list && list.firstElementChild ? Number(list.firstElementChi
 const NOTIFY = "gossip.notify";  // localStorage: "on" once the user turned desktop notifications on
 const READ_TRIES = 5;  // a read mark that fails to send is tried again after 2, 4, 8 and 16 s, then left to the next
 let follows = new Set(JSON.parse(body.dataset.follows));
-const heardAtFirst = new Set(JSON.parse(body.dataset.heard));
-// Followed but muted: not counted as unread, not listed in Notifications (All Notifs lists them still).
-let muted = new Set([...follows].filter((slug) => !heardAtFirst.has(slug)));
+// Muted shows and personal topics: not counted as unread, not listed in Notifications (All Notifs lists them still).
+let muted = new Set(JSON.parse(body.dataset.muted));
 let unread = Number(body.dataset.unread);
 const COUNT_CAP = Number(body.dataset.countCap);  // the server counts up to here: at or past it, "200+"
 let lastRead = Number(body.dataset.lastRead);
@@ -111,15 +110,18 @@ function showFollowed(li) {
   button.className = followed ? "secondary" : "";
 }
 
-function heard(show) {
-  return follows.has(show) && !muted.has(show);
+// What counts as unread and fills Notifications: a followed show's update, or a personal one (the user's own,
+// whatever they follow), unless its show or topic is muted.
+function heard(show, personal) {
+  return (personal || follows.has(show)) && !muted.has(show);
 }
 
-// Notifications (of followed shows) lists only what is heard: a show muted in another tab leaves it at once. A
-// personal one stays: it is the user's own, whatever they follow.
+// Notifications (of followed shows) lists only what is heard: a show or topic muted in another tab leaves it at once.
 function dropUnheard() {
   if (!list || need === "all") return;
-  list.querySelectorAll("li[data-show]:not(.personal)").forEach((li) => { if (!heard(li.dataset.show)) li.remove(); });
+  list.querySelectorAll("li[data-show]").forEach((li) => {
+    if (!heard(li.dataset.show, li.classList.contains("personal"))) li.remove();
+  });
 }
 
 function listed(seq) {
@@ -195,7 +197,7 @@ const handlers = {
   update(update, fromNetwork) {
     if (update.seq <= last) return;  // replayed after a takeover, or already listed when the page was made
     last = update.seq;
-    const followed = heard(update.show) || update.personal === true;  // a personal one is the user's own
+    const followed = heard(update.show, update.personal === true);
     const news = followed && update.author !== user && update.seq > lastRead;
     const shown = list !== null && (need === "all" || followed);
     if (shown) {

@@ -14,7 +14,7 @@ from shared.body import read_object
 from shared.errors import ApiError
 from shared.openapi import ApiRoute
 from shared.pages import Viewer, page_viewer, read_form, redirect, render
-from shared.preferences import PERSONAL_LEVELS, ZONES, preferences_of
+from shared.preferences import ZONES, preferences_of
 
 
 async def api_preferences(request: AuthRequest) -> Response:
@@ -45,7 +45,7 @@ async def preferences_form(
         "values": values or preferences.form_values(preferences_of(user), [*follows, *personal]), "error": error,
         "levels": preferences.MEANINGS, "zones": ZONES, "follows": follows,
         "shows": await request.state["catalogue"].titles(),
-        "personal": personal, "personal_levels": PERSONAL_LEVELS,
+        "personal": personal,
         "zone_chosen": "time_zone" in (user.get("preferences") or {}),  # else the page's script offers the browser's
         "email": await addresses.status_of(request.state["db"], viewer.caller.user_id), "email_error": email_error,
     }  # fmt: skip
