@@ -183,10 +183,10 @@ def _parts(
 ) -> list[dict[str, Any]]:
     """What a viewer may see of the shows (`shows=None`: every show) in the seq range, as disjoint queries: the
     updates for everybody of the shows, and the viewer's own personal ones whatever they follow but those of the
-    `muted` topics (or only those of `topics`, for the digest). Every show is All Notifs: nothing muted is left out.
-    Never a document the stream service has rejected, nor another user's personal update. Two queries and not one
-    `$or`: the embedded server reads the whole collection for an `$or` (docs/mongodb.md), and this is every feed's
-    and page's read."""
+    `muted` topics (or only those of `topics`: a digest's, a history of one topic). Every show is All Notifs: nothing
+    muted is left out. Never a document the stream service has rejected, nor another user's personal update. Two
+    queries and not one `$or`: the embedded server reads the whole collection for an `$or` (docs/mongodb.md), and
+    this is every feed's and page's read."""
     if shows is None:
         return [{**_stored(seq), **visible_to(viewer)}]
     followed = {**_stored(seq), **visible_to(None), "show": {"$in": list(shows)}}
