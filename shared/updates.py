@@ -295,13 +295,6 @@ async def since_read(
     return fresh if len(fresh) >= least else await recent(db, shows, viewer, least, muted=muted)
 
 
-async def oldest(db: Database) -> int | None:
-    """The oldest seq stored, None if none, a rejected document's included: its seq was given, so nothing before it
-    is gone, and a replay from there still knows how many updates it missed."""
-    first = await db.updates.find_one({"seq": numbers({"$gt": 0})}, {"seq": 1}, sort=[("seq", 1)])
-    return int(first["seq"]) if first else None
-
-
 async def trimmed(db: Database) -> int:
     """The highest seq history's retention has removed, 0 before it removed any: a resume point below it may have
     missed updates nobody keeps. Only retention raises it (services/ingest/retention.py), after its deletions, so a

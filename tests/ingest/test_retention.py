@@ -6,13 +6,16 @@ from __future__ import annotations
 import dataclasses
 from datetime import timedelta
 
+import httpx
+
 from services.all import app as gossip
-from services.ingest.retention import HISTORY_INDEX, delete_older, keep_history
-from shared.db import Database, ensure_indexes, utcnow
+from services.ingest.retention import HISTORY_INDEX, delete_older, keep_history, sweep
+from shared.db import Database, ensure_indexes, next_seq, utcnow
 from shared.settings import Settings
 from shared.updates import trimmed
 from tests.support.servers import LiveServer
-from tests.support.updates import stored_update
+from tests.support.sse import events, opening
+from tests.support.updates import publish, stored_update
 from tests.support.waiting import wait_until
 
 
@@ -69,3 +72,22 @@ async def test_old_updates_are_found_by_a_plain_index_and_a_ttl_index_is_replace
         await keep_history(db, days)
         by_age = [index async for index in await db.updates.list_indexes() if dict(index["key"]) == {"created_at": 1}]
         assert [index.get("expireAfterSeconds") for index in by_age] == ([None] if days else [])
+
+
+async def test_a_resume_from_below_what_the_sweep_removed_is_told_and_one_beside_a_deletion_is_not(
+    alice: httpx.AsyncClient, db: Database, settings: Settings
+) -> None:
+    """An update older than HISTORY_DAYS goes by the sweep: a feed from before it opens with `resync`, missed
+    unknown, resuming at it; the next update was deleted by its author, so a feed from the old one missed nothing."""
+    await alice.put("/api/me/follows/flash")
+    aged = stored_update(await next_seq(db), created_at=utcnow() - timedelta(days=settings.history_days + 1))
+    await db.updates.insert_one(aged)
+    async with events(alice) as live:  # once it has the retraction, no feed opened below can get one
+        deleted, kept = [(await publish(alice, "flash", text))["seq"] for text in ("deleted", "kept")]
+        assert (await alice.delete(f"/api/updates/{deleted}")).status_code == 204
+        assert (await live.named("retract")).json() == {"seq": deleted}
+    await sweep(db, settings.history_days)  # the server's own sweep ran as it started, and may run again meanwhile
+    assert await trimmed(db) == aged["seq"]
+    resync = {"after": 0, "resume": aged["seq"], "missed": None}
+    assert await opening(alice, 0, 2) == [("resync", resync), ("update", kept)]
+    assert await opening(alice, aged["seq"], 1) == [("update", kept)]
