@@ -3,6 +3,7 @@ MongoDB and the embedded server alike, which notes the highest seq it removed (t
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from datetime import timedelta
 
@@ -54,6 +55,16 @@ async def test_the_horizon_never_goes_back_nor_moves_for_documents_without_a_seq
     await db.updates.insert_many([{**stored_update(4), "created_at": old}, {"text": "old", "created_at": old}])
     assert await delete_older(db, utcnow() - timedelta(days=1)) == 2
     assert await trimmed(db) == 9
+
+
+async def test_sweeps_of_two_ingest_processes_at_once_remove_each_update_once_and_leave_the_highest_horizon(
+    db: Database,
+) -> None:
+    old = utcnow() - timedelta(days=3)
+    await db.updates.insert_many([{**stored_update(seq), "created_at": old} for seq in range(1, 8)])
+    cutoff = utcnow() - timedelta(days=1)
+    deleted = await asyncio.gather(delete_older(db, cutoff, batch=2), delete_older(db, cutoff, batch=3))
+    assert (sum(deleted), await db.updates.find_one({}), await trimmed(db)) == (7, None, 7)
 
 
 async def test_an_old_document_without_a_seq_takes_no_other_with_it(db: Database) -> None:
