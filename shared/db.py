@@ -4,8 +4,8 @@ that more than one service needs.
 Each workaround for the embedded MongoDB-protocol server is also correct on real MongoDB, says so in one line, and
 is tested. One that a single place needs lives beside that place: next_change, change_id and token_epoch with the
 change streams (services/stream/changes.py), check_query with the watch rules
-(services/stream/rulebook.py), keep_history and delete_older with retention (services/ingest/retention.py). The
-chore that deletes expired documents where no TTL index does (EXPIRING) is shared/expiry.py.
+(services/stream/rulebook.py). The chore that deletes expired documents where no TTL index does (EXPIRING) is
+shared/expiry.py.
 """
 
 from __future__ import annotations
@@ -172,8 +172,7 @@ async def last_seq(db: Database, name: str = "updates") -> int:
 
 async def purges_ttl_on_read(db: Database) -> bool:
     """Whether this is the embedded server, which honours a TTL index by purging the collection on every read of
-    it, with a full scan whose cost grows with the collection: there chores delete old updates and expired documents
-    instead."""
+    it, with a full scan whose cost grows with the collection: there chores delete expired documents instead."""
     return (await db.command("buildInfo")).get("process") == "nx_27017"
 
 

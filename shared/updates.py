@@ -17,7 +17,7 @@ from typing import Any, TypedDict
 
 from bson import ObjectId
 
-from shared.db import MAX_INT, Database, as_datetime, count, iso_utc, numbers
+from shared.db import MAX_INT, Database, as_datetime, count, iso_utc, last_seq, numbers
 from shared.preferences import preferences_of
 from shared.usernames import USERNAME_RULE, is_username
 
@@ -38,6 +38,7 @@ NO_CONTROL = re.compile(r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f]*$")
 WIRE_FIELDS = dict.fromkeys(("seq", "show", "title", "text", "author", "created_at", "edited_at", "recipient"), 1) | {
     "_id": 0
 }
+TRIMMED = "updates_trimmed"  # the `counters` document that holds `trimmed`'s seq
 TITLE_MAX = 100  # characters of a personal update's title, which its watch rule gives
 MAX_TOPICS = 20  # personal topics found for one user: a few watch rules' each
 
@@ -294,11 +295,11 @@ async def since_read(
     return fresh if len(fresh) >= least else await recent(db, shows, viewer, least, muted=muted)
 
 
-async def oldest(db: Database) -> int | None:
-    """The oldest seq stored, None if none, a rejected document's included: its seq was given, so nothing before it
-    is gone, and a replay from there still knows how many updates it missed."""
-    first = await db.updates.find_one({"seq": numbers({"$gt": 0})}, {"seq": 1}, sort=[("seq", 1)])
-    return int(first["seq"]) if first else None
+async def trimmed(db: Database) -> int:
+    """The highest seq history's retention has removed, 0 before it removed any: a resume point below it may have
+    missed updates nobody keeps. Only retention raises it (services/ingest/retention.py), after its deletions, so a
+    deleted or retracted update is never taken for lost history."""
+    return await last_seq(db, TRIMMED)
 
 
 async def cut(db: Database, shows: Collection[str] | None, viewer: str | None, after: int, upto: int, keep: int) -> int:

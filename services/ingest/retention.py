@@ -1,5 +1,7 @@
-"""History retention: updates older than HISTORY_DAYS are removed, by MongoDB's TTL monitor, or where a TTL index
-would cost every read a scan (the embedded server), by a chore here that deletes them about as often."""
+"""History retention: updates older than HISTORY_DAYS are removed by a sweep here, about once a minute, on MongoDB
+and the embedded server alike. Not by a TTL index: what removes history must note how far it went (the horizon,
+`shared.updates.trimmed`), so that a feed resuming from below it is told it missed updates, and one resuming beside
+an update its author deleted is not. MongoDB's TTL monitor removes without telling anyone."""
 
 from __future__ import annotations
 
@@ -11,43 +13,50 @@ from datetime import datetime
 from typing import Any
 
 from shared import tasks
-from shared.db import Database, purges_ttl_on_read, utcnow
+from shared.db import Database, utcnow
 from shared.state import Core
-from shared.updates import history_cutoff
+from shared.updates import TRIMMED, history_cutoff, is_seq
 
 log = logging.getLogger("gossip.ingest.retention")
 EVERY = 60.0  # seconds between two sweeps, as MongoDB's TTL monitor
-HISTORY_INDEX = "updates_history"  # the TTL index that removes old updates on MongoDB
+HISTORY_INDEX = "updates_history"  # on `created_at`: how the sweep finds old updates
 
 
-# Embedded-server workaround: its TTL index purges on every read, with a full scan, so there a chore deletes instead.
-async def keep_history(db: Database, days: float) -> bool:
-    """Updates older than `days` are removed (0 keeps them all): by a TTL index on MongoDB, whose monitor deletes
-    them about once a minute. True when the caller must delete them itself (delete_older), as on the embedded server.
-    A changed setting replaces the index."""
-    seconds = round(days * 86400)
-    indexes = {index["name"]: index async for index in await db.updates.list_indexes()}
-    kept = indexes.get(HISTORY_INDEX, {}).get("expireAfterSeconds")
-    chore = bool(seconds) and await purges_ttl_on_read(db)
-    wanted = None if chore or not seconds else seconds
-    if kept is not None and kept != wanted:
-        await db.updates.drop_index(HISTORY_INDEX)
-    if wanted is not None and kept != wanted:
-        await db.updates.create_index("created_at", name=HISTORY_INDEX, expireAfterSeconds=wanted)
-    return chore
+# Embedded-server workaround: it names indexes itself and ignores a drop by another name, so they are found by key.
+async def keep_history(db: Database, days: float) -> None:
+    """The index the sweep finds old updates by, while `days` is not 0 (0 keeps them all). A TTL index on the same
+    field (an older release's, on MongoDB) is replaced: its deletions would go unnoted."""
+    kept = False
+    async for index in await db.updates.list_indexes():
+        if dict(index["key"]) != {"created_at": 1}:
+            continue
+        if days and "expireAfterSeconds" not in index:
+            kept = True
+        else:
+            await db.updates.drop_index(index["name"])
+    if days and not kept:
+        await db.updates.create_index("created_at", name=HISTORY_INDEX)
 
 
-# Embedded-server workaround: the chore keep_history asks for there; on MongoDB the TTL monitor does this.
 async def delete_older(db: Database, cutoff: datetime, batch: int = 1000) -> int:
     """Deletes the updates created before `cutoff`, oldest first, a batch per operation so that none holds the
-    database for long. Returns how many went. By _id: a document another program wrote may have no seq yet."""
+    database for long, and raises the horizon to each batch's highest seq once the batch is gone: never ahead of what
+    was removed, and by `$max`, so sweeps of several ingest processes at once leave the highest. Returns how many
+    went. By _id: a document another program wrote may have no seq yet."""
     deleted = 0
     while True:
-        old = await db.updates.find({"created_at": {"$lt": cutoff}}, {"_id": 1}).sort("seq", 1).limit(batch).to_list()
+        found = db.updates.find({"created_at": {"$lt": cutoff}}, {"_id": 1, "seq": 1}).sort("seq", 1).limit(batch)
+        old = await found.to_list()
         if old:
             deleted += (await db.updates.delete_many({"_id": {"$in": [update["_id"] for update in old]}})).deleted_count
+            await _trimmed_to(db, max((update["seq"] for update in old if is_seq(update.get("seq"))), default=0))
         if len(old) < batch:
             return deleted
+
+
+async def _trimmed_to(db: Database, seq: int) -> None:
+    if seq:
+        await db.counters.update_one({"_id": TRIMMED}, {"$max": {"seq": seq}}, upsert=True)
 
 
 async def sweep(db: Database, days: float) -> int:
@@ -70,9 +79,10 @@ async def _sweeping(db: Database, days: float) -> None:
 
 @contextlib.asynccontextmanager
 async def retention(core: Core) -> AsyncIterator[dict[str, Any]]:
-    """The index (or the chore) that keeps HISTORY_DAYS, for as long as the service runs."""
+    """The sweep that keeps HISTORY_DAYS, for as long as the service runs."""
     db, days = core["db"], core["settings"].history_days
-    chore = asyncio.create_task(_sweeping(db, days)) if await keep_history(db, days) else None
+    await keep_history(db, days)
+    chore = asyncio.create_task(_sweeping(db, days)) if days else None
     try:
         yield {}
     finally:

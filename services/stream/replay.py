@@ -11,7 +11,7 @@ from typing import Any, TypeVar, cast
 from services.stream.frames import resync_frame, update_frame
 from shared.catalogue import Catalogue
 from shared.db import Database
-from shared.updates import between, cut, every_viewers, oldest, sees, shown
+from shared.updates import between, cut, every_viewers, sees, shown, trimmed
 
 BATCH = 500
 T = TypeVar("T")
@@ -43,8 +43,10 @@ class Replay:
     Last-Event-ID: one read then serves them all and each frame is encoded once. Nothing is kept once a read is
     answered: a later request reads the database again, which stays the only history.
 
-    `trimmed`: old updates are removed (HISTORY_DAYS), so a resume point may be older than the oldest one kept.
-    The replay limit and `resync`'s count are of the updates meant for everybody, which the feeds share."""
+    `trimmed`: old updates are removed (HISTORY_DAYS), so a resume point may lie below what retention removed (its
+    horizon, `shared.updates.trimmed`). Only that is missed history: an update deleted by its author or retracted by a
+    watch rule is not, and a resume point beside it needs no `resync`. The replay limit and `resync`'s count are of the
+    updates meant for everybody, which the feeds share."""
 
     def __init__(self, db: Database, catalogue: Catalogue, limit: int, trimmed: bool = False) -> None:
         self.db, self.catalogue, self.limit, self.trimmed = db, catalogue, limit, trimmed
@@ -52,7 +54,7 @@ class Replay:
 
     async def start(self, shows: Collection[str] | None, after: int, upto: int) -> tuple[int, bytes]:
         """Where the replay of (after, upto] starts, and the `resync` frame that goes first when that is not `after`
-        (b"" when it is): the replay is the newest `limit` updates at most, and starts at the oldest one kept."""
+        (b"" when it is): the replay is the newest `limit` updates at most, and starts above retention's horizon."""
         key = ("start", _shows(shows), after, upto)
         return cast(tuple[int, bytes], await self._shared(key, lambda: self._start(_shows(shows), after, upto)))
 
@@ -79,8 +81,8 @@ class Replay:
 
     async def _start(self, shows: Shows, after: int, upto: int) -> tuple[int, bytes]:
         start, known = after, True
-        if self.trimmed and after + 1 < (first := await oldest(self.db) or upto + 1):
-            start, known = min(first - 1, upto), False  # what lay between is gone: how much, nobody knows
+        if self.trimmed and after < (horizon := await trimmed(self.db)):
+            start, known = min(horizon, upto), False  # some of what lay between is gone: how much, nobody knows
         if upto - start > self.limit:
             start = await cut(self.db, shows, None, start, upto, self.limit)
         if start == after:

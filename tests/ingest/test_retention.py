@@ -1,19 +1,22 @@
-"""History retention against the real server: updates older than HISTORY_DAYS go, newer ones stay; by a TTL index
-on MongoDB, by a chore on the embedded server."""
+"""History retention against the real server: updates older than HISTORY_DAYS go, newer ones stay, by a sweep on
+MongoDB and the embedded server alike, which notes the highest seq it removed (the horizon of missed history)."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from datetime import timedelta
 
-import pytest
+import httpx
 
 from services.all import app as gossip
-from services.ingest.retention import HISTORY_INDEX, delete_older, keep_history
-from shared.db import Database, ensure_indexes, purges_ttl_on_read, utcnow
+from services.ingest.retention import HISTORY_INDEX, delete_older, keep_history, sweep
+from shared.db import Database, ensure_indexes, next_seq, utcnow
 from shared.settings import Settings
+from shared.updates import trimmed
 from tests.support.servers import LiveServer
-from tests.support.updates import stored_update
+from tests.support.sse import events, opening
+from tests.support.updates import publish, stored_update
 from tests.support.waiting import wait_until
 
 
@@ -28,9 +31,10 @@ async def test_updates_older_than_history_days_are_removed(settings: Settings, d
         return [update["seq"] async for update in db.updates.find({}).sort("seq", 1)] == [4, 5]
 
     try:
-        await wait_until(only_recent_ones_left, timeout=90)  # MongoDB's TTL monitor runs once a minute
+        await wait_until(only_recent_ones_left)  # the first sweep runs as the service starts
     finally:
         live.stop()
+    assert await trimmed(db) == 3
 
 
 async def test_old_updates_go_in_batches_and_recent_ones_stay(db: Database) -> None:
@@ -39,30 +43,62 @@ async def test_old_updates_go_in_batches_and_recent_ones_stay(db: Database) -> N
     await db.updates.insert_one(stored_update(6))
     assert await delete_older(db, utcnow() - timedelta(days=1), batch=2) == 5
     assert [update["seq"] async for update in db.updates.find({})] == [6]
+    assert await trimmed(db) == 5
+
+
+async def test_the_horizon_never_goes_back_nor_moves_for_documents_without_a_seq(db: Database) -> None:
+    """A sweep of another ingest process may finish after this one's, with older updates."""
+    old = utcnow() - timedelta(days=3)
+    await db.updates.insert_many([{**stored_update(9), "created_at": old}, {"text": "old", "created_at": old}])
+    await delete_older(db, utcnow() - timedelta(days=1))
+    assert await trimmed(db) == 9
+    await db.updates.insert_many([{**stored_update(4), "created_at": old}, {"text": "old", "created_at": old}])
+    assert await delete_older(db, utcnow() - timedelta(days=1)) == 2
+    assert await trimmed(db) == 9
+
+
+async def test_sweeps_of_two_ingest_processes_at_once_remove_each_update_once_and_leave_the_highest_horizon(
+    db: Database,
+) -> None:
+    old = utcnow() - timedelta(days=3)
+    await db.updates.insert_many([{**stored_update(seq), "created_at": old} for seq in range(1, 8)])
+    cutoff = utcnow() - timedelta(days=1)
+    deleted = await asyncio.gather(delete_older(db, cutoff, batch=2), delete_older(db, cutoff, batch=3))
+    assert (sum(deleted), await db.updates.find_one({}), await trimmed(db)) == (7, None, 7)
 
 
 async def test_an_old_document_without_a_seq_takes_no_other_with_it(db: Database) -> None:
     await db.updates.insert_many([{"text": "old", "created_at": utcnow() - timedelta(days=2)}, {"text": "new"}])
     assert await delete_older(db, utcnow() - timedelta(days=1)) == 1
     assert [update["text"] async for update in db.updates.find({})] == ["new"]
+    assert await trimmed(db) == 0
 
 
-@pytest.mark.embedded
-async def test_history_is_kept_by_a_chore_on_the_embedded_server(db: Database) -> None:
-    """Its TTL index would make every read of `updates` scan it: no index, and the caller deletes old updates."""
+async def test_old_updates_are_found_by_a_plain_index_and_a_ttl_index_is_replaced(db: Database) -> None:
+    """MongoDB's TTL monitor would remove updates without noting the horizon, as an older release's index did. By
+    key: the embedded server names indexes its own way."""
     await ensure_indexes(db)
-    assert await purges_ttl_on_read(db)
-    for days in (90, 1, 0):
-        assert await keep_history(db, days) == (days > 0)
-        ttl = {index["name"]: index.get("expireAfterSeconds") async for index in await db.updates.list_indexes()}
-        assert ttl.get(HISTORY_INDEX) is None
+    await db.updates.create_index("created_at", name=HISTORY_INDEX, expireAfterSeconds=86400)
+    for days in (90, 1, 0, 1):
+        await keep_history(db, days)
+        by_age = [index async for index in await db.updates.list_indexes() if dict(index["key"]) == {"created_at": 1}]
+        assert [index.get("expireAfterSeconds") for index in by_age] == ([None] if days else [])
 
 
-@pytest.mark.mongodb
-async def test_history_is_kept_by_a_ttl_index_on_mongodb(db: Database) -> None:
-    await ensure_indexes(db)
-    assert not await purges_ttl_on_read(db)
-    for days in (90, 1, 0):
-        assert await keep_history(db, days) is False
-        ttl = {index["name"]: index.get("expireAfterSeconds") async for index in await db.updates.list_indexes()}
-        assert ttl.get(HISTORY_INDEX) == (days * 86400 if days else None)
+async def test_a_resume_from_below_what_the_sweep_removed_is_told_and_one_beside_a_deletion_is_not(
+    alice: httpx.AsyncClient, db: Database, settings: Settings
+) -> None:
+    """An update older than HISTORY_DAYS goes by the sweep: a feed from before it opens with `resync`, missed
+    unknown, resuming at it; the next update was deleted by its author, so a feed from the old one missed nothing."""
+    await alice.put("/api/me/follows/flash")
+    aged = stored_update(await next_seq(db), created_at=utcnow() - timedelta(days=settings.history_days + 1))
+    await db.updates.insert_one(aged)
+    async with events(alice) as live:  # once it has the retraction, no feed opened below can get one
+        deleted, kept = [(await publish(alice, "flash", text))["seq"] for text in ("deleted", "kept")]
+        assert (await alice.delete(f"/api/updates/{deleted}")).status_code == 204
+        assert (await live.named("retract")).json() == {"seq": deleted}
+    await sweep(db, settings.history_days)  # the server's own sweep ran as it started, and may run again meanwhile
+    assert await trimmed(db) == aged["seq"]
+    resync = {"after": 0, "resume": aged["seq"], "missed": None}
+    assert await opening(alice, 0, 2) == [("resync", resync), ("update", kept)]
+    assert await opening(alice, aged["seq"], 1) == [("update", kept)]

@@ -10,7 +10,7 @@ from bson import ObjectId
 
 from shared.db import Database, next_seq, utcnow
 from tests.support.accounts import registered
-from tests.support.sse import Event, EventReader, events
+from tests.support.sse import Event, EventReader, events, opening
 from tests.support.updates import publish, stored_update
 from tests.support.waiting import wait_until
 
@@ -86,3 +86,18 @@ async def test_an_update_deleted_before_its_turn_is_never_sent(alice: httpx.Asyn
         after = await publish(alice, "flash", "after the hole")
         assert await feed.updates(1) == [after]
     assert after["seq"] == hole + 2
+
+
+async def test_a_resume_beside_deleted_updates_replays_what_is_kept_without_a_resync(
+    alice: httpx.AsyncClient, db: Database
+) -> None:
+    """The test server trims history (90 days), but nothing has gone by age: an update its author deleted, or one
+    another program deleted as a watch rule retracts, is no missed history, from before it or from it."""
+    await alice.put("/api/me/follows/flash")
+    async with events(alice) as live:  # once it has both retractions, no feed opened below can get one
+        first, second, third, fourth = [(await publish(alice, "flash", f"update {n}"))["seq"] for n in range(4)]
+        assert (await alice.delete(f"/api/updates/{first}")).status_code == 204
+        await db.updates.delete_one({"seq": second})
+        assert [await live.named("retract") for _ in range(2)] == [retraction(first), retraction(second)]
+    for after in (0, first, second):
+        assert await opening(alice, after, 2) == [("update", third), ("update", fourth)]

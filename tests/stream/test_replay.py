@@ -15,6 +15,7 @@ from services.stream.replay import BATCH, Replay
 from shared.catalogue import Catalogue
 from shared.db import Database, seed_shows
 from shared.settings import Settings
+from shared.updates import TRIMMED
 from tests.stream.test_app import insert_update
 from tests.support.updates import personal_update, stored_update
 from tests.support.waiting import wait_until
@@ -121,31 +122,42 @@ async def test_further_back_than_the_limit_the_newest_are_replayed_and_the_rest_
     assert resync == resync_frame(4, 29, 13)  # flash's 5, 7, ... 29
 
 
-async def test_a_trimmed_replay_counts_as_gone_only_what_lies_below_the_oldest_kept_update(db: Database) -> None:
-    await db.updates.insert_many([stored_update(seq) for seq in range(6, 11)])  # 1 to 5 are gone
+async def trimmed_to(db: Database, seq: int) -> None:
+    """Retention's horizon, as its sweep leaves it once it has removed `seq` (tests/ingest/test_retention.py)."""
+    await db.counters.insert_one({"_id": TRIMMED, "seq": seq})
+
+
+async def test_a_trimmed_replay_counts_as_gone_only_what_lies_up_to_the_horizon(db: Database) -> None:
+    await db.updates.insert_many([stored_update(seq) for seq in range(6, 11)])
+    await trimmed_to(db, 5)  # retention removed 1 to 5
     assert await Replay(db, Catalogue(db), limit=10).start(None, 2, 10) == (2, b"")  # not trimmed unless told
     trimmed = Replay(db, Catalogue(db), limit=10, trimmed=True)
     assert await trimmed.start(None, 4, 10) == (5, resync_frame(4, 5, None))  # 5 is gone, nothing after it
-    assert await trimmed.start(None, 6, 10) == (6, b"")  # past the oldest kept: nothing is gone
+    assert await trimmed.start(None, 5, 10) == (5, b"")  # from the horizon: nothing is gone
     assert await Replay(db, Catalogue(db), limit=3, trimmed=True).start(None, 5, 10) == (7, resync_frame(5, 7, 2))
 
 
 async def test_with_nothing_kept_a_trimmed_replay_resumes_at_the_ceiling_with_missed_unknown(db: Database) -> None:
+    await trimmed_to(db, 12)  # retention removed updates the watcher has not delivered yet
     replay = Replay(db, Catalogue(db), limit=10, trimmed=True)
     assert await replay.start(None, 2, 10) == (10, resync_frame(2, 10, None))
 
 
-async def test_a_resume_point_older_than_the_oldest_kept_update_is_announced_with_missed_unknown(
-    db: Database,
-) -> None:
-    await db.updates.insert_many([stored_update(seq) for seq in range(6, 11)])  # 1 to 5 are gone
+async def test_a_resume_point_below_the_horizon_is_announced_with_missed_unknown(db: Database) -> None:
+    await db.updates.insert_many([stored_update(seq) for seq in range(6, 11)])
+    await trimmed_to(db, 5)
     assert await Replay(db, Catalogue(db), limit=10, trimmed=True).start(None, 2, 10) == (5, resync_frame(2, 5, None))
-    assert await Replay(db, Catalogue(db), limit=10, trimmed=True).start(None, 5, 10) == (5, b"")
     assert await Replay(db, Catalogue(db), limit=3, trimmed=True).start(None, 2, 10) == (7, resync_frame(2, 7, None))
     assert await Replay(db, Catalogue(db), limit=10, trimmed=False).start(None, 2, 10) == (2, b"")
 
 
-async def test_rejected_documents_hold_their_seqs_so_nothing_kept_reads_as_gone(db: Database) -> None:
-    rejected = [{**stored_update(seq), "rejected": "text: not a string"} for seq in range(1, 4)]
-    await db.updates.insert_many([*rejected, *(stored_update(seq) for seq in range(4, 11))])
-    assert await Replay(db, Catalogue(db), limit=10, trimmed=True).start(None, 0, 10) == (0, b"")
+async def test_updates_deleted_below_the_oldest_kept_one_are_not_missed_history(db: Database) -> None:
+    """1 to 5 were deleted by their authors or retracted by a watch rule, not removed by retention: with no horizon,
+    or one below them, nothing the client could have had is gone."""
+    await db.updates.insert_many([stored_update(seq) for seq in range(6, 11)])
+    trimmed = Replay(db, Catalogue(db), limit=10, trimmed=True)
+    assert await trimmed.start(None, 0, 10) == (0, b"")
+    await trimmed_to(db, 1)
+    assert await trimmed.start(None, 0, 10) == (1, resync_frame(0, 1, None))  # 1 went by age
+    assert await trimmed.start(None, 1, 10) == (1, b"")  # 2 to 5 were deleted
+    assert await trimmed.start(None, 3, 10) == (3, b"")

@@ -108,3 +108,10 @@ async def events(http: httpx.AsyncClient, path: str = "/events", **headers: str)
     async with http.stream("GET", path, headers=headers, timeout=httpx.Timeout(10, read=None)) as response:
         assert response.status_code == 200, (await response.aread()).decode()
         yield EventReader(response)
+
+
+async def opening(http: httpx.AsyncClient, after: int, count: int) -> list[tuple[str, Any]]:
+    """The first `count` events of /events?after=: their names, and an update's seq or another event's data."""
+    async with events(http, f"/events?after={after}") as feed:
+        opened = [await feed.next() for _ in range(count)]
+    return [(event.event, event.json()["seq"] if event.event == "update" else event.json()) for event in opened]
