@@ -7,7 +7,7 @@ from typing import Any
 
 from starlette.datastructures import URLPath
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, NoMatchFound, Route
 from starlette.types import Receive, Scope, Send
 
@@ -19,6 +19,7 @@ from shared.db import MAX_INT, utcnow
 from shared.errors import ApiError
 from shared.openapi import ApiRoute
 from shared.pages import page_viewer, render
+from shared.responses import JSONResponse
 
 PREFIXES = ("/admin", "/api/admin")
 PASSED = "gossip.admin"  # in the scope of a request the gate has let through
