@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pymongo import AsyncMongoClient
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
@@ -33,6 +33,7 @@ from shared.memory import traced
 from shared.openapi import document_route
 from shared.pages import PAGE_HANDLERS
 from shared.proxies import TrustedProxies
+from shared.responses import JSONResponse
 from shared.settings import ROOT, Settings
 from shared.state import USER_FIELDS, AnyRequest, Core, core
 from shared.tracing import Traced, exporting

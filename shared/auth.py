@@ -120,6 +120,13 @@ async def session_caller(request: AnyRequest) -> Caller | None:
     if not request.cookies.get(session_cookie_name(request)):
         return None
     refuse_cross_site(request)
+    return await session_holder(request)
+
+
+async def session_holder(request: AnyRequest) -> Caller | None:
+    """Whose session the cookie holds, whatever site the request came from: for a check that must answer everyone
+    but a few alike, a change from another site included (the operator console's gate). Never enough to act on:
+    that is session_caller's, which refuses such a change."""
     settings = core(request)["settings"]
     session_id = _session_id(request, settings)
     session = await core(request)["sessions"](token_digest(session_id)) if session_id is not None else None

@@ -6,8 +6,10 @@ from collections.abc import Mapping
 
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Match, Route
+
+from shared.responses import JSONResponse
 
 CRASH_DETAIL = "Something went wrong on our side."
 

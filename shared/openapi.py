@@ -17,6 +17,7 @@ from starlette.routing import BaseRoute, Route
 
 from shared.auth import SAFE_METHODS
 from shared.body import MAX_BODY
+from shared.responses import END
 from shared.schemas import SCHEMAS, Schema, ref
 
 Operation = dict[str, Any]
@@ -191,7 +192,9 @@ def document(name: str, routes: Iterable[BaseRoute]) -> dict[str, Any]:
 
 
 def encoded(name: str, routes: Iterable[BaseRoute]) -> bytes:
-    return json.dumps(document(name, routes), ensure_ascii=False).encode()
+    """Ending as every JSON answer does (shared/responses.py), whether a service serves it or the gateway serves the
+    file services/all/openapi.py writes."""
+    return json.dumps(document(name, routes), ensure_ascii=False).encode() + END
 
 
 def document_route(name: str, routes: Sequence[BaseRoute]) -> ApiRoute:

@@ -6,6 +6,7 @@ take the rule's updates for their own. So rule names and usernames are never the
 
 from __future__ import annotations
 
+import logging
 import re
 import tomllib
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 
 from shared.db import username_key
 
+log = logging.getLogger("gossip.rules")
 NAME = re.compile(r"[a-z0-9_-]{3,32}")  # a rule's name is the author of its updates: a username's shape
 
 
@@ -48,3 +50,46 @@ def tables(path: Path) -> list[dict[str, Any]]:
 def reserved(path: Path | None) -> frozenset[str]:
     """The rules' names as usernames are compared (username_key): the names no user may register. No file, none."""
     return frozenset(username_key(entry["name"]) for entry in tables(path)) if path is not None else frozenset()
+
+
+# What says the file changed: its inode (a file saved by renaming a new one over it), size, and modification and
+# change times; None when it cannot be looked at.
+Stamp = tuple[int, int, int, int] | None
+
+
+def _stamp(path: Path) -> Stamp:
+    try:
+        found = path.stat()
+    except OSError:
+        return None
+    return found.st_ino, found.st_size, found.st_mtime_ns, found.st_ctime_ns
+
+
+class ReservedNames:
+    """The rules' names as the file says them now, not only as it said them when auth started: a rule added while
+    auth runs has its name reserved at once, before anyone can register it and stop the next start of the stream
+    service that would run the rule. The file is read again only when its stamp differs from the one last seen: one
+    `stat` per registration, and no read while it stays the same.
+
+    At the start a file that cannot be read or holds a wrong rule raises RuleError: auth does not start, as the
+    stream service would not. Later, such a file (half saved, a typo, gone) leaves the names read last in force, with
+    one warning per version of the file, not one per registration: a broken file must free no rule's name. Once the
+    file is right again, its names replace them."""
+
+    def __init__(self, path: Path | None) -> None:
+        self._path = path
+        self._stamp = _stamp(path) if path is not None else None  # before the read: a change meanwhile is seen next
+        self._names = reserved(path)
+
+    def current(self) -> frozenset[str]:
+        if self._path is None:
+            return self._names
+        stamp = _stamp(self._path)
+        if stamp == self._stamp:
+            return self._names
+        self._stamp = stamp
+        try:
+            self._names = reserved(self._path)
+        except RuleError as error:
+            log.warning("%s; the names read from %s before stay reserved until it is fixed", error, self._path)
+        return self._names

@@ -14,7 +14,7 @@ from shared import presence
 from shared.catalogue import Catalogue
 from shared.db import MAX_INT, Database, last_seq, new_id, username_key, utcnow
 from shared.errors import ApiError, invalid
-from shared.rulesfile import reserved
+from shared.rulesfile import ReservedNames
 from shared.state import Core
 from shared.updates import reading
 from shared.usernames import USERNAME_RULE, is_username
@@ -53,11 +53,12 @@ def user_document(
 
 
 @contextlib.asynccontextmanager
-async def reserving(core: Core) -> AsyncIterator[dict[str, frozenset[str]]]:
-    """The watch rules' names, read when auth starts as the stream service reads its rules: a rule's name is the
-    author of its updates, so a user of that name would take them for their own. A rules file that cannot be read
-    stops auth as it stops the stream service: auth could not say which names are free."""
-    yield {"reserved_names": reserved(core["settings"].watch_rules)}
+async def reserving(core: Core) -> AsyncIterator[dict[str, ReservedNames]]:
+    """The watch rules' names, as the rules file says them at each registration: a rule's name is the author of its
+    updates, so a user of that name would take them for their own. A rules file that cannot be read when auth starts
+    stops it as it stops the stream service: auth could not say which names are free (ReservedNames says what
+    happens when it breaks later)."""
+    yield {"reserved_names": ReservedNames(core["settings"].watch_rules)}
 
 
 def _taken() -> ApiError:
@@ -74,7 +75,7 @@ async def register(state: Auth, username: str, password: str, address: str) -> d
         password_hash = await passwords.hash(password)
     # what was published before one joined is not news
     user = user_document(username, password_hash, last_read_seq=await last_seq(db))
-    if user["username_key"] in state["reserved_names"]:
+    if user["username_key"] in state["reserved_names"].current():
         raise _taken()
     try:
         await db.users.insert_one(user)

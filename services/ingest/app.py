@@ -8,7 +8,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from services.ingest import api_docs
@@ -24,6 +24,7 @@ from shared.expiry import expiring
 from shared.limits import Limit, Rate
 from shared.openapi import ApiRoute
 from shared.pages import Viewer, page_viewer, read_form, redirect, render
+from shared.responses import JSONResponse
 from shared.state import Core
 from shared.tracing import tracer_of
 from shared.updates import MAX_TEXT

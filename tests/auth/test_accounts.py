@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,6 +16,16 @@ from shared.settings import RULES, Settings
 from tests.support.accounts import PASSWORD, json_error, registered
 from tests.support.http import async_client
 from tests.support.servers import serving
+
+# A rule of the shape the stream service runs, added to the rules file while the services run.
+HEADLINES = """
+[[rules]]
+name = "headlines"
+collection = "headlines"
+on = ["insert"]
+show = "flash"
+text = "{text}"
+"""
 
 
 async def test_register_sets_a_strict_session_cookie(client: httpx.AsyncClient) -> None:
@@ -57,6 +68,24 @@ async def test_a_watch_rules_name_is_taken_in_any_case_and_nothing_is_written(se
                 assert (response.status_code, response.json()) == (taken.status_code, taken.json())
     assert json_error(taken)[:2] == (409, "taken") and "username" in json_error(taken)[2]
     assert [user["username"] async for user in db.users.find()] == ["alice"]
+
+
+async def test_a_rule_added_while_auth_runs_has_its_name_taken_at_once(
+    settings: Settings, db: Database, tmp_path: Path
+) -> None:
+    """Not only as of auth's start: the name would otherwise be free until a restart, and its holder would stop the
+    stream service's next start. A file broken later leaves the names it had reserved."""
+    rules = tmp_path / "gossip.toml"
+    rules.write_text(RULES.read_text())
+    with serving(dataclasses.replace(settings, watch_rules=rules)) as server:
+        async with async_client(base_url=server) as http:
+            rules.write_text(rules.read_text() + HEADLINES)
+            response = await http.post("/api/auth/register", json={"username": "headlines", "password": PASSWORD})
+            assert json_error(response)[:3] == (409, "taken", {"username": "already taken"})
+            rules.write_text("[[rules]\n")
+            response = await http.post("/api/auth/register", json={"username": "Headlines", "password": PASSWORD})
+            assert json_error(response)[:2] == (409, "taken")
+    assert await db.users.count_documents({}) == 0
 
 
 async def test_a_name_no_watch_rule_has_registers(client: httpx.AsyncClient) -> None:

@@ -34,7 +34,8 @@ def _admin_routes() -> list[tuple[str, str]]:
     """Every route of the whole app under /admin or /api/admin, with each of its methods, read from the app itself:
     an admin route added later is checked with no change here. Path parameters are filled in."""
     routes = [route for route in whole.routes if isinstance(route, Route) and route.path.startswith(ADMIN_PREFIXES)]
-    assert {id(route) for route in admin.routes} <= {id(route) for route in routes}  # the console's, all under them
+    console = {id(route) for route in admin.routes if isinstance(route, Route)}
+    assert console <= {id(route) for route in routes}  # the console's, all under them
     return sorted(
         (method, re.sub(r"\{[^}]+\}", "1", route.path))
         for route in routes
@@ -75,12 +76,20 @@ async def _visitor(site: str, who: str) -> AsyncIterator[httpx.AsyncClient]:
             yield await stack.enter_async_context(async_client(base_url=site))
 
 
+# Asked as a page, as JSON, and as JSON from another site's page (which the API refuses with 403 elsewhere).
+ASKED = [{"accept": "text/html"}, {"accept": "application/json"},
+         {"accept": "application/json", "origin": "https://evil.example"}]  # fmt: skip
+# Every method, those no admin route takes included: a 405 would say which ones a path takes.
+METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
 async def _nothing_there(http: httpx.AsyncClient, method: str, path: str) -> None:
-    """A page or JSON asked for, a body or none: 404, as for no such path (after the redirect Starlette gives every
-    path to its form without the trailing slash)."""
-    for accept in ("text/html", "application/json"):
-        response = await http.request(method, path, json={}, headers={"accept": accept}, follow_redirects=True)
-        assert response.status_code == 404, f"{method} {path}: {response.text}"
+    """A page or JSON asked for, a body or none, from this site or another: 404, as for no such path. Never a 405
+    naming the methods, nor a redirect to the path without its trailing slash."""
+    for headers in ASKED:
+        response = await http.request(method, path, json={}, headers=headers)
+        assert response.status_code == 404, f"{method} {path}: {response.status_code} {response.text}"
+        assert "allow" not in response.headers and "location" not in response.headers
         assert "Operator console" not in response.text
 
 
@@ -92,10 +101,33 @@ async def test_anyone_but_an_admin_finds_nothing_at_an_admin_route(site: str, me
 
 
 @pytest.mark.parametrize("who", ["nobody", "alice"])
+async def test_no_method_nor_trailing_slash_tells_anyone_but_an_admin_that_an_admin_path_exists(
+    site: str, who: str
+) -> None:
+    async with _visitor(site, who) as http:
+        for path in sorted({path for _, path in ADMIN_ROUTES}):
+            for method in METHODS:
+                await _nothing_there(http, method, path)
+                await _nothing_there(http, method, path + "/")
+
+
+@pytest.mark.parametrize("who", ["nobody", "alice"])
 async def test_anyone_but_an_admin_finds_nothing_under_admin_where_no_route_is(site: str, who: str) -> None:
     async with _visitor(site, who) as http:
         for path in UNSERVED:
             await _nothing_there(http, "GET", path)
+
+
+async def test_an_admin_is_told_the_methods_a_path_takes_and_sent_to_it_without_the_slash(
+    root: httpx.AsyncClient,
+) -> None:
+    """Behind the gate, routing answers an admin as it answers any path."""
+    for method, path in ADMIN_ROUTES:
+        response = await root.request("PATCH", path, json={})
+        assert (response.status_code, response.headers["allow"]) == (405, "GET, HEAD" if method == "GET" else method)
+        redirect = await root.request(method, path + "/", json={})
+        assert (redirect.status_code, redirect.headers["location"]) == (307, f"{root.base_url.join(path)}")
+    assert (await root.get("/api/admin/no_such_thing")).status_code == 404
 
 
 async def _console(http: httpx.AsyncClient) -> dict[str, Any]:

@@ -43,7 +43,7 @@ def assert_json_400(port: int, raw: bytes) -> None:
     assert status == "HTTP/1.1 400 Bad Request", (status, body)
     assert headers["content-type"] == "application/json" and int(headers["content-length"]) == len(body)
     assert (headers["x-content-type-options"], headers["connection"]) == ("nosniff", "close")
-    assert json.loads(body) == {"error": "bad_request", "detail": DETAIL, "fields": {}}
+    assert json.loads(body) == {"error": "bad_request", "detail": DETAIL, "fields": {}} and body.endswith(b"}\n")
 
 
 @pytest.mark.parametrize("raw", GARBAGE)

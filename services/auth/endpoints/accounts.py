@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from services.auth import accounts, api_docs, browsers
@@ -25,6 +25,7 @@ from shared.body import read_fields, read_object
 from shared.errors import ApiError
 from shared.openapi import ApiRoute
 from shared.pages import optional_viewer, read_form, redirect, render, safe_next
+from shared.responses import JSONResponse
 
 Submit = Callable[[AuthRequest, dict[str, str]], Awaitable[dict[str, Any]]]
 

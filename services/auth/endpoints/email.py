@@ -3,7 +3,7 @@ the mailed links open (templates/email/); the logic is services/auth/addresses.p
 
 from __future__ import annotations
 
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from services.auth import addresses, api_docs, links
@@ -14,6 +14,7 @@ from shared.body import read_body, read_fields
 from shared.errors import ApiError
 from shared.openapi import ApiRoute
 from shared.pages import optional_viewer, page_viewer, read_form, redirect, render
+from shared.responses import JSONResponse
 
 
 async def api_email(request: AuthRequest) -> Response:

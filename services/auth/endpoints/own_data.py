@@ -3,7 +3,7 @@ logic is services/auth/own_data.py."""
 
 from __future__ import annotations
 
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from services.auth import api_docs, own_data
@@ -12,6 +12,7 @@ from services.auth.state import AuthRequest
 from shared.auth import require_caller
 from shared.body import read_fields
 from shared.openapi import ApiRoute
+from shared.responses import JSONResponse
 
 
 async def api_export(request: AuthRequest) -> Response:

@@ -3,7 +3,7 @@ section and the account's deletion; the logic is services/auth/preferences.py.""
 
 from __future__ import annotations
 
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from services.auth import addresses, api_docs, own_data, preferences
@@ -15,6 +15,7 @@ from shared.errors import ApiError
 from shared.openapi import ApiRoute
 from shared.pages import Viewer, page_viewer, read_form, redirect, render
 from shared.preferences import ZONES, preferences_of
+from shared.responses import JSONResponse
 
 
 async def api_preferences(request: AuthRequest) -> Response:

@@ -3,7 +3,7 @@ logic is services/auth/devices.py, the sending services/auth/push.py."""
 
 from __future__ import annotations
 
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from services.auth import api_docs, devices
@@ -11,6 +11,7 @@ from services.auth.state import AuthRequest
 from shared.auth import require_caller
 from shared.body import read_object
 from shared.openapi import ApiRoute
+from shared.responses import JSONResponse
 from shared.settings import ROOT
 
 SERVICE_WORKER = ROOT / "web" / "static" / "sw.js"

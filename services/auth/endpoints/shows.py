@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from services.auth import accounts, api_docs
@@ -15,6 +15,7 @@ from shared.body import fields_of, read_object
 from shared.errors import ApiError
 from shared.openapi import ApiRoute
 from shared.pages import Viewer, page_viewer, read_form, redirect, render
+from shared.responses import JSONResponse
 
 
 async def api_me(request: AuthRequest) -> Response:

@@ -3,7 +3,7 @@ services/auth/tokens.py."""
 
 from __future__ import annotations
 
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from services.auth import api_docs, tokens
@@ -12,6 +12,7 @@ from shared.auth import require_caller
 from shared.body import fields_of, read_object
 from shared.db import utcnow
 from shared.openapi import ApiRoute
+from shared.responses import JSONResponse
 
 
 async def api_create_token(request: AuthRequest) -> Response:
