@@ -129,7 +129,8 @@ def map_body(context: HookContext, body: Any) -> Any:
     point on the curve: keys of the documented shape are made real ones. So is a domain that takes mail: an address
     the `email` format allows, at a name reserved for tests (`a@b.test`) or an IP literal, is refused as no one's; a
     generated one is given a real domain. A token's `expires_at` must lie ahead, which depends on the clock: a generated
-    one is moved a year ahead of now. An address made too long to break the schema is left so, to be refused."""
+    moment is moved a year ahead of now, and anything else left as it is, to be refused (a negative example stays
+    one). An address made too long to break the schema is left so, to be refused."""
     if not isinstance(body, dict):
         return body
     body = dict(body)
@@ -144,12 +145,20 @@ def map_body(context: HookContext, body: Any) -> Any:
         body["time_zone"] = ZONES[len(zone) % len(ZONES)]
     if isinstance(quiet := body.get("quiet_hours"), dict) and quiet.get("start") == quiet.get("end"):
         body["quiet_hours"] = {**quiet, "end": "00:01" if quiet.get("start") == "00:00" else "00:00"}
-    if isinstance(body.get("expires_at"), str):
+    if _is_moment(body.get("expires_at")):
         body["expires_at"] = (datetime.now(UTC) + timedelta(days=365)).isoformat()
     keys = body.get("keys")
     if isinstance(keys, dict) and _matches(keys.get("p256dh"), P256DH) and _matches(keys.get("auth"), AUTH):
         body["keys"] = {**keys, **Subscription("https://push.example.net/").to_json()["keys"]}
     return body
+
+
+def _is_moment(value: object) -> bool:
+    """Whether the tokens endpoint reads `value` as a moment: ISO 8601 with its offset."""
+    try:
+        return isinstance(value, str) and datetime.fromisoformat(value).tzinfo is not None
+    except ValueError:
+        return False
 
 
 def _matches(value: object, pattern: re.Pattern[str]) -> bool:
