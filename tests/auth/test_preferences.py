@@ -8,10 +8,10 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.db import Database
+from shared.db import Database, next_seq
 from shared.preferences import LEVELS
 from tests.support.accounts import PASSWORD, csrf_of, json_error, user_id
-from tests.support.updates import addressed
+from tests.support.updates import addressed, personal_update
 
 DEFAULTS = {"shows": {}, "time_zone": "UTC", "quiet_hours": None, "digest_hour": 8}
 
@@ -191,3 +191,30 @@ async def test_the_page_offers_the_export_and_deletes_the_account_with_the_passw
     assert await db.users.count_documents({"username": "alice"}) == 0
     home = await alice.get("/")
     assert "Your account is deleted." in home.text and 'href="/login"' in home.text
+
+
+HOSTILE_TOPICS = ["a.b", "$x", "x.$y", "", "z" * 500, "émission", "<script>alert(1)</script>"]
+
+
+@pytest.mark.parametrize("topic", HOSTILE_TOPICS)
+async def test_a_topic_another_program_wrote_that_is_no_slug_is_never_offered_nor_taken(
+    alice: httpx.AsyncClient, db: Database, topic: str
+) -> None:
+    """A personal update written straight into MongoDB with any `show`: its topic would be the stored path
+    `preferences.shows.<topic>`, which a '.' nests and a '$' breaks. The page and the API offer only her real topic,
+    a level for the other is a 422 naming it, and nothing beside it is written."""
+    alice_id = await user_id(db, "alice")
+    await addressed(db, alice_id, "Your order of a cup is shipped.")
+    await db.updates.insert_one({"show": topic, "text": "hi", "author": "orders", "recipient": alice_id})
+    await db.updates.insert_one({**personal_update(await next_seq(db), alice_id), "show": topic})
+    page = await alice.get("/preferences")
+    assert page.status_code == 200 and re.findall(r'name="shows\.([^"]*)"', page.text) == ["orders"]
+    refused = await alice.put("/api/me/preferences", json={"shows": {topic: "push", "orders": "digest"}})
+    assert json_error(refused)[:2] == (422, "invalid") and set(json_error(refused)[2]) == {f"shows.{topic}"}
+    token = await csrf_of(alice, "/preferences")
+    sent = await alice.post("/preferences", data=form(token, **{f"shows.{topic}": "push", "digest_hour": "9"}))
+    assert sent.status_code == 303  # the page reads its own fields: the topic's is none of them
+    assert (await alice.get("/api/me/preferences")).json() == {**DEFAULTS, "digest_hour": 9}
+    stored = await db.users.find_one({"_id": alice_id})
+    assert stored is not None and "shows" not in stored["preferences"]
+    assert (await alice.put("/api/me/preferences", json={"shows": {"orders": "push"}})).status_code == 200
