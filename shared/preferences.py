@@ -67,8 +67,8 @@ class Preferences:
         return [slug for slug in follows if self.level(slug) == level]
 
     def unfollowed(self, follows: Collection[str], level: str) -> list[str]:
-        """The slugs at `level` that are not followed: the user's personal topics there, and any show set so and
-        unfollowed since, which no update addressed to the user has."""
+        """The slugs at `level` that are not followed: the user's personal topics there (an unfollow drops a show's
+        level; one left from before that is a slug no update addressed to the user has)."""
         return [slug for slug in self.at_level(self.shows, level) if slug not in follows]
 
     def local(self, now: datetime) -> datetime:
