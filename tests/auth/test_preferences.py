@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
+from pymongo import monitoring
 
 from shared.db import Database, next_seq
 from shared.preferences import LEVELS
@@ -218,3 +220,50 @@ async def test_a_topic_another_program_wrote_that_is_no_slug_is_never_offered_no
     stored = await db.users.find_one({"_id": alice_id})
     assert stored is not None and "shows" not in stored["preferences"]
     assert (await alice.put("/api/me/preferences", json={"shows": {"orders": "push"}})).status_code == 200
+
+
+class TopicReads(monitoring.CommandListener):
+    """PyMongo's own command monitoring of the server's client: how many times `personal_topics` began a search (its
+    first query, with no topic found yet to leave out), while counting is on."""
+
+    def __init__(self) -> None:
+        self.counting, self.count = False, 0
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        query = event.command.get("filter", {}) if event.command_name == "find" else {}
+        if self.counting and "recipient" in query and query.get("show") == {"$nin": []}:
+            self.count += 1
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+TOPIC_READS = TopicReads()
+monitoring.register(TOPIC_READS)  # for every client made from now on: the app's, made when its server starts
+
+
+@pytest.fixture
+def topic_reads() -> Iterator[TopicReads]:
+    TOPIC_READS.counting, TOPIC_READS.count = True, 0
+    yield TOPIC_READS
+    TOPIC_READS.counting = False
+
+
+@pytest.mark.parametrize(
+    ("fields", "status"),
+    [({"digest_hour": "9"}, 303), ({"digest_hour": "25"}, 422), ({"action": "delete", "password": "nope-nope"}, 401)],
+)
+async def test_a_post_of_the_form_reads_her_personal_topics_once(
+    topic_reads: TopicReads, alice: httpx.AsyncClient, db: Database, fields: dict[str, str], status: int
+) -> None:
+    """The form's fields, the change's check and a refusal's page all need them: one read, passed on."""
+    await addressed(db, await user_id(db, "alice"), "Your order of a cup is shipped.")
+    token = await csrf_of(alice, "/preferences")
+    topic_reads.count = 0
+    response = await alice.post("/preferences", data=form(token, **{"shows.orders": "muted", **fields}))
+    assert response.status_code == status and topic_reads.count == 1
+    if status != 303:
+        assert 'name="shows.orders"' in response.text
