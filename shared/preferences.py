@@ -16,6 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from shared.errors import invalid
+from shared.rulesfile import NAME_RULE, is_topic
 
 LIVE, PUSH, DIGEST, MUTED = "live", "push", "digest", "muted"
 LEVELS = (LIVE, PUSH, DIGEST, MUTED)
@@ -66,8 +67,8 @@ class Preferences:
         return [slug for slug in follows if self.level(slug) == level]
 
     def unfollowed(self, follows: Collection[str], level: str) -> list[str]:
-        """The slugs at `level` that are not followed: the user's personal topics there, and any show set so and
-        unfollowed since, which no update addressed to the user has."""
+        """The slugs at `level` that are not followed: the user's personal topics there (an unfollow drops a show's
+        level; one left from before that is a slug no update addressed to the user has)."""
         return [slug for slug in self.at_level(self.shows, level) if slug not in follows]
 
     def local(self, now: datetime) -> datetime:
@@ -137,7 +138,9 @@ def _show_changes(
         return {}
     changes: dict[str, Any] = {}
     for slug, level in shows.items():
-        if slug not in catalogue and slug not in personal:
+        if slug not in catalogue and not is_topic(slug):  # nor a path of the stored preferences ('.', '$')
+            fields[f"shows.{slug}"] = f"not a show in the catalogue, nor a topic's name ({NAME_RULE})"
+        elif slug not in catalogue and slug not in personal:
             fields[f"shows.{slug}"] = "not a show in the catalogue, nor a topic of your personal notifications"
         elif level not in LEVELS:
             fields[f"shows.{slug}"] = "one of " + ", ".join(LEVELS)

@@ -16,6 +16,7 @@ from shared.db import username_key
 
 log = logging.getLogger("gossip.rules")
 NAME = re.compile(r"[a-z0-9_-]{3,32}")  # a rule's name is the author of its updates: a username's shape
+NAME_RULE = "3 to 32 of a-z, 0-9, '_' or '-'"
 
 
 class RuleError(ValueError):
@@ -40,11 +41,18 @@ def tables(path: Path) -> list[dict[str, Any]]:
     for position, entry in enumerate(entries, start=1):
         name = entry.get("name")
         if not isinstance(name, str) or not NAME.fullmatch(name):
-            raise RuleError(f"watch rule #{position}, name: 3 to 32 of a-z, 0-9, '_' or '-', got {name!r}")
+            raise RuleError(f"watch rule #{position}, name: {NAME_RULE}, got {name!r}")
         if name in seen:
             raise problem(name, "name", "two rules have this name")
         seen.add(name)
     return entries
+
+
+def is_topic(value: object) -> bool:
+    """Whether `value` is a personal topic: named as a personal rule's `show` must be (NAME). Anything else in a
+    personal update's `show` was written by another program. A topic keys the user's preferences, stored at
+    `preferences.shows.<topic>`, where a '.' nests and a '$' is refused, and goes on pages and in pushes."""
+    return isinstance(value, str) and NAME.fullmatch(value) is not None
 
 
 def reserved(path: Path | None) -> frozenset[str]:

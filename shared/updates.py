@@ -19,6 +19,7 @@ from bson import ObjectId
 
 from shared.db import MAX_INT, Database, as_datetime, count, iso_utc, last_seq, numbers
 from shared.preferences import preferences_of
+from shared.rulesfile import NAME_RULE, is_topic
 from shared.usernames import USERNAME_RULE, is_username
 
 MAX_TEXT = 1000  # characters; long enough for an episode note, short enough for a notification
@@ -141,9 +142,13 @@ def _why_malformed(update: Mapping[str, Any]) -> str | None:
 
 def why_undeliverable(update: Mapping[str, Any], titles: Mapping[str, str]) -> str | None:
     """Why a document cannot be delivered as an update, or None. Its seq is the caller's to check. A personal
-    update's topic is its rule's, not a show of the catalogue."""
-    if isinstance(update.get("show"), str) and update["show"] not in titles and "recipient" not in update:
-        return f"show: {update['show']!r} is not in the catalogue"
+    update's topic is its rule's, not a show of the catalogue, and named as a rule's is (`is_topic`): it keys the
+    user's preferences, so one another program wrote with any other text is no update (the stream rejects it)."""
+    show = update.get("show")
+    if isinstance(show, str) and "recipient" not in update and show not in titles:
+        return f"show: {show!r} is not in the catalogue"
+    if isinstance(show, str) and "recipient" in update and not is_topic(show):
+        return f"show: a personal update's topic is {NAME_RULE}, not {show[:TITLE_MAX]!r}"
     return _why_malformed(update)
 
 
@@ -376,14 +381,19 @@ async def personal_topics(db: Database, user_id: str) -> dict[str, str]:
     """The topics of the personal updates addressed to the user, slug to title (its newest update's), newest first:
     what they may set a level for beside the shows they follow. One query a topic, each for the newest update of a
     topic not found yet, by the recipient's index: the user's updates alone, never everyone's of a topic. A document
-    whose show is no text (the stream service marks it rejected) ends the search until it is."""
+    whose show is no text ends the search, and one whose show is text but no topic (`is_topic`) is passed over,
+    MAX_TOPICS of them at most, until the stream service marks them rejected."""
     found: dict[str, str] = {}
-    while len(found) < MAX_TOPICS:
-        query = {"recipient": user_id, "show": {"$nin": list(found)}, "rejected": {"$exists": False}}
+    passed: list[str] = []
+    while len(found) < MAX_TOPICS and len(passed) < MAX_TOPICS:
+        query = {"recipient": user_id, "show": {"$nin": [*found, *passed]}, "rejected": {"$exists": False}}
         update = await db.updates.find_one(query, {"show": 1, "title": 1}, sort=[("seq", -1)])
         if update is None or not isinstance(update.get("show"), str):
             return found
-        found[update["show"]] = titled(update, {})["title"]
+        if is_topic(update["show"]):
+            found[update["show"]] = titled(update, {})["title"]
+        else:
+            passed.append(update["show"])
     return found
 
 

@@ -144,8 +144,12 @@ async def follow(db: Database, catalogue: Catalogue, user_id: str, slug: str) ->
 
 
 async def unfollow(db: Database, catalogue: Catalogue, user_id: str, slug: str) -> None:
+    """The show's level goes with it, in the same write: a show no longer followed is never pushed nor in a digest,
+    and followed again it starts at `live`, as a new follow does."""
     await _known_show(catalogue, slug)
-    await db.users.update_one({"_id": user_id}, {"$pull": {"follows": slug}})
+    await db.users.update_one(
+        {"_id": user_id}, {"$pull": {"follows": slug}, "$unset": {f"preferences.shows.{slug}": ""}}
+    )
 
 
 async def mark_read(db: Database, user_id: str, seq: object) -> None:

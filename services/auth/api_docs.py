@@ -119,7 +119,8 @@ follow = operation(
 )  # fmt: skip
 unfollow = operation(
     "Stop following a show", SESSION,
-    {204: answer("Not followed (any more)."), **refusals(401, 404, _404=NO_SHOW)},
+    {204: answer("Not followed (any more), and its level in the preferences gone with it: followed again, it is "
+                 "`live`."), **refusals(401, 404, _404=NO_SHOW)},
     parameters=[SLUG_PARAMETER],
 )  # fmt: skip
 read = operation(

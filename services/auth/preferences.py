@@ -31,16 +31,21 @@ def shown(user: Mapping[str, Any] | None) -> dict[str, Any]:
     return preferences_of(user).to_json()
 
 
-async def topics(db: Database, user_id: str, follows: Collection[str]) -> dict[str, str]:
-    """The user's personal topics that the page lists in their own group, slug to title: those of the updates
-    addressed to them, but a show they follow, which is listed with the shows."""
-    return {slug: title for slug, title in (await personal_topics(db, user_id)).items() if slug not in follows}
+def listed(personal: Mapping[str, str], follows: Collection[str]) -> dict[str, str]:
+    """Of the user's personal topics (`personal_topics`, slug to title), those the page lists in their own group:
+    all but a show they follow, which is listed with the shows."""
+    return {slug: title for slug, title in personal.items() if slug not in follows}
 
 
-async def change(db: Database, catalogue: Catalogue, user_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
+async def change(
+    db: Database, catalogue: Catalogue, user_id: str, body: Mapping[str, Any], personal: Collection[str] | None = None
+) -> dict[str, Any]:
     """Checks the whole body first (ApiError 422 naming each field), then writes it in one update, so nothing is
-    half-written; answers the preferences as they are after it."""
-    setting, resets = changes(body, await catalogue.titles(), await personal_topics(db, user_id))
+    half-written; answers the preferences as they are after it. `personal`: the user's personal topics, read here
+    unless the caller has them already (the page reads them once for its form)."""
+    if personal is None:
+        personal = await personal_topics(db, user_id)
+    setting, resets = changes(body, await catalogue.titles(), personal)
     update: dict[str, Any] = {}
     if setting:
         update["$set"] = setting

@@ -151,6 +151,21 @@ async def test_a_personal_topic_at_another_level_is_not_in_the_digest(mailing: M
     assert "Barry runs" in text and "cup" not in text
 
 
+async def test_a_personal_update_whose_topic_is_no_slug_is_in_no_digest(mailing: Mailing) -> None:
+    """Another program wrote her personal updates with topics that are no slugs, and her preferences by hand with a
+    digest level for each (the API refuses them): none of them is listed, her orders are, and nothing breaks."""
+    db, mailer, settings, inbox = mailing
+    topics = ["a.b", "$x", "x.$y", "z" * 500, "émission", "<script>alert(1)</script>"]
+    rita = await reader(db, shows={"orders": "digest", **dict.fromkeys(topics, "digest")})
+    hostile = [{**personal_update(seq, rita["_id"], "hostile", at(6)), "show": t} for seq, t in enumerate(topics, 2)]
+    await db.updates.insert_many([personal_update(1, rita["_id"], "Your order of a cup is shipped.", at(6)), *hostile])
+    assert await send_digests(db, mailer, settings, at(7)) == 1
+    (mail,) = inbox.messages
+    text, html = part(mail, "plain"), part(mail, "html")
+    assert mail["Subject"] == "Gossip: 1 unread update" and "Your order of a cup is shipped." in text
+    assert "hostile" not in text + html and "alert" not in text + html
+
+
 async def test_the_digest_lists_the_newest_unread_in_both_parts_escaped_in_html(mailing: Mailing) -> None:
     db, mailer, settings, inbox = mailing
     await reader(db)

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
+from pymongo import monitoring
 
-from shared.db import Database
+from shared.db import Database, next_seq
 from shared.preferences import LEVELS
 from tests.support.accounts import PASSWORD, csrf_of, json_error, user_id
-from tests.support.updates import addressed
+from tests.support.updates import addressed, personal_update
 
 DEFAULTS = {"shows": {}, "time_zone": "UTC", "quiet_hours": None, "digest_hour": 8}
 
@@ -191,3 +193,77 @@ async def test_the_page_offers_the_export_and_deletes_the_account_with_the_passw
     assert await db.users.count_documents({"username": "alice"}) == 0
     home = await alice.get("/")
     assert "Your account is deleted." in home.text and 'href="/login"' in home.text
+
+
+HOSTILE_TOPICS = ["a.b", "$x", "x.$y", "", "z" * 500, "émission", "<script>alert(1)</script>"]
+
+
+@pytest.mark.parametrize("topic", HOSTILE_TOPICS)
+async def test_a_topic_another_program_wrote_that_is_no_slug_is_never_offered_nor_taken(
+    alice: httpx.AsyncClient, db: Database, topic: str
+) -> None:
+    """A personal update written straight into MongoDB with any `show`: its topic would be the stored path
+    `preferences.shows.<topic>`, which a '.' nests and a '$' breaks. The page and the API offer only her real topic,
+    a level for the other is a 422 naming it, and nothing beside it is written."""
+    alice_id = await user_id(db, "alice")
+    await addressed(db, alice_id, "Your order of a cup is shipped.")
+    await db.updates.insert_one({"show": topic, "text": "hi", "author": "orders", "recipient": alice_id})
+    await db.updates.insert_one({**personal_update(await next_seq(db), alice_id), "show": topic})
+    page = await alice.get("/preferences")
+    assert page.status_code == 200 and re.findall(r'name="shows\.([^"]*)"', page.text) == ["orders"]
+    refused = await alice.put("/api/me/preferences", json={"shows": {topic: "push", "orders": "digest"}})
+    assert json_error(refused)[:2] == (422, "invalid") and set(json_error(refused)[2]) == {f"shows.{topic}"}
+    token = await csrf_of(alice, "/preferences")
+    sent = await alice.post("/preferences", data=form(token, **{f"shows.{topic}": "push", "digest_hour": "9"}))
+    assert sent.status_code == 303  # the page reads its own fields: the topic's is none of them
+    assert (await alice.get("/api/me/preferences")).json() == {**DEFAULTS, "digest_hour": 9}
+    stored = await db.users.find_one({"_id": alice_id})
+    assert stored is not None and "shows" not in stored["preferences"]
+    assert (await alice.put("/api/me/preferences", json={"shows": {"orders": "push"}})).status_code == 200
+
+
+class TopicReads(monitoring.CommandListener):
+    """PyMongo's own command monitoring of the server's client: how many times `personal_topics` began a search (its
+    first query, with no topic found yet to leave out), while counting is on."""
+
+    def __init__(self) -> None:
+        self.counting, self.count = False, 0
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        query = event.command.get("filter", {}) if event.command_name == "find" else {}
+        if self.counting and "recipient" in query and query.get("show") == {"$nin": []}:
+            self.count += 1
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+TOPIC_READS = TopicReads()
+monitoring.register(TOPIC_READS)  # for every client made from now on: the app's, made when its server starts
+
+
+@pytest.fixture
+def topic_reads() -> Iterator[TopicReads]:
+    TOPIC_READS.counting, TOPIC_READS.count = True, 0
+    yield TOPIC_READS
+    TOPIC_READS.counting = False
+
+
+@pytest.mark.parametrize(
+    ("fields", "status"),
+    [({"digest_hour": "9"}, 303), ({"digest_hour": "25"}, 422), ({"action": "delete", "password": "nope-nope"}, 401)],
+)
+async def test_a_post_of_the_form_reads_her_personal_topics_once(
+    topic_reads: TopicReads, alice: httpx.AsyncClient, db: Database, fields: dict[str, str], status: int
+) -> None:
+    """The form's fields, the change's check and a refusal's page all need them: one read, passed on."""
+    await addressed(db, await user_id(db, "alice"), "Your order of a cup is shipped.")
+    token = await csrf_of(alice, "/preferences")
+    topic_reads.count = 0
+    response = await alice.post("/preferences", data=form(token, **{"shows.orders": "muted", **fields}))
+    assert response.status_code == status and topic_reads.count == 1
+    if status != 303:
+        assert 'name="shows.orders"' in response.text

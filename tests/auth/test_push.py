@@ -157,6 +157,26 @@ async def test_a_personal_update_is_pushed_to_its_recipient_alone_at_the_push_le
     assert len(world.receiver.to(world.device)) == 1
 
 
+async def test_a_personal_update_whose_topic_is_no_slug_is_never_pushed(world: World) -> None:
+    """Another program wrote her personal updates with topics that are no slugs, and her preferences by hand with a
+    push level for each (the API refuses them): her orders are pushed, none of those, and the job goes on."""
+    topics = ["a.b", "$x", "x.$y", "z" * 500, "émission", "<script>alert(1)</script>"]
+    alice = await user_id(world.db, "alice")
+    for topic in topics:
+        await world.db.updates.insert_one({"show": topic, "text": "hostile", "author": "dba", "recipient": alice})
+        await addressed(world.db, alice, "hostile, numbered")
+        await world.db.updates.update_one({"text": "hostile, numbered", "show": "orders"}, {"$set": {"show": topic}})
+    await addressed(world.db, alice, "Your order of a cup is shipped.")
+    user = await world.db.users.find_one({"_id": alice})
+    assert user is not None  # a replace: MongoDB takes a '.' or a '$' in a field's name there, as a program may write
+    user["preferences"]["shows"] = {"sherlock": "push", "orders": "push", **dict.fromkeys(topics, "push")}
+    await world.db.users.replace_one({"_id": alice}, user)
+    await world.pusher()(later())
+    assert [(m.payload["show"], m.payload["text"]) for m in world.receiver.to(world.device)] == [
+        ("orders", "Your order of a cup is shipped.")
+    ]
+
+
 async def test_nothing_goes_before_the_delay_nor_twice(world: World) -> None:
     [update] = await world.publish("Filming starts")
     pusher = world.pusher()

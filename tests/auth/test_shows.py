@@ -5,9 +5,9 @@ from __future__ import annotations
 import httpx
 
 from shared.db import Database
-from tests.support.accounts import json_error, registered
+from tests.support.accounts import csrf_of, json_error, registered, user_id
 from tests.support.sse import events
-from tests.support.updates import publish
+from tests.support.updates import addressed, publish
 from tests.support.waiting import wait_until
 
 
@@ -23,6 +23,29 @@ async def test_follow_and_unfollow_are_idempotent(alice: httpx.AsyncClient) -> N
     for _ in range(2):
         assert (await alice.delete("/api/me/follows/flash")).status_code == 204
     assert (await alice.get("/api/me")).json()["follows"] == []
+
+
+async def test_unfollowing_a_show_drops_its_level_in_the_same_write_on_the_api_and_the_page(
+    alice: httpx.AsyncClient, db: Database
+) -> None:
+    """A show left at push or digest after its unfollow made its user due a push or a digest for nothing, and came
+    back at that level when followed again. A personal topic is never followed: its level stays."""
+    alice_id = await user_id(db, "alice")
+    await addressed(db, alice_id, "Your order of a cup is shipped.")
+    for slug in ("sherlock", "flash"):
+        assert (await alice.put(f"/api/me/follows/{slug}")).status_code == 204
+    levels = {"sherlock": "push", "flash": "digest", "orders": "muted"}
+    assert (await alice.put("/api/me/preferences", json={"shows": levels})).status_code == 200
+    assert (await alice.delete("/api/me/follows/sherlock")).status_code == 204
+    stored = await db.users.find_one({"_id": alice_id})
+    assert stored is not None and stored["follows"] == ["flash"]
+    assert stored["preferences"]["shows"] == {"flash": "digest", "orders": "muted"}
+    token = await csrf_of(alice, "/shows")
+    unfollowed = await alice.post("/shows", data={"show": "flash", "action": "unfollow", "csrf_token": token})
+    assert unfollowed.status_code == 303
+    assert (await alice.get("/api/me/preferences")).json()["shows"] == {"orders": "muted"}
+    assert (await alice.put("/api/me/follows/sherlock")).status_code == 204
+    assert (await alice.get("/api/me/preferences")).json()["shows"] == {"orders": "muted"}  # sherlock: live
 
 
 async def test_presence_counts_the_open_feeds_people_and_knows_no_unknown_show(alice: httpx.AsyncClient) -> None:

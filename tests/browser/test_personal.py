@@ -11,6 +11,7 @@ from playwright.async_api import Browser, expect
 
 from shared.db import Database
 from shared.settings import RULES, Settings
+from tests.support.accounts import user_id
 from tests.support.browsers import signed_in
 
 
@@ -80,4 +81,28 @@ async def test_her_orders_leave_her_open_notifications_while_muted_and_come_back
     await db.orders.insert_one({"user": "nia", "item": "a lamp", "status": "placed"})
     await expect(page.locator("#feed li.personal")).to_have_text([re.compile("Your order of a lamp is placed.")])
     await expect(everything.locator("#feed li.personal")).to_have_count(3)
+    await context.close()
+
+
+async def test_a_personal_update_of_a_topic_that_is_no_slug_never_reaches_her_page_and_titles_show_as_text(
+    browser: Browser, server: str, db: Database
+) -> None:
+    """Another program wrote a personal update whose topic is markup: the stream rejects it, so no page of hers lists
+    it, live or made again. A real topic's title with markup in it shows as the text it is."""
+    context = await signed_in(browser, server, "nia")
+    page = await context.new_page()
+    await page.goto(server + "/notifications/all")
+    await expect(page.locator("#status")).to_have_class("status live")
+    nia, markup = await user_id(db, "nia"), "<img src=x onerror=\"document.title='pwned'\"><b>bold</b>"
+    await db.updates.insert_one({"show": markup, "text": "hostile", "author": "dba", "recipient": nia})
+    await db.updates.insert_one({"show": "orders", "title": markup, "text": "Your cup", "author": "dba",
+                                 "recipient": nia})  # fmt: skip
+    for _ in range(2):  # live, then as the page is made
+        item = page.locator("#feed li.personal")
+        await expect(item).to_have_count(1)
+        await expect(item.locator("strong.show")).to_have_text(markup)
+        await expect(item).to_contain_text("Your cup")
+        assert await page.locator("#feed img, #feed b").count() == 0 and await page.title() != "pwned"
+        await page.reload()
+        await expect(page.locator("#status")).to_have_class("status live")
     await context.close()

@@ -32,6 +32,7 @@ from shared.updates import (
     seq_in_id,
     shown,
     since_read,
+    titled,
     unread,
     update_document,
     update_id,
@@ -232,6 +233,28 @@ async def test_a_users_personal_topics_are_those_of_the_updates_addressed_to_the
     assert await personal_topics(db, "alice_id") == {"orders": "Your orders, renamed", "invoices": "Your invoices"}
     assert await personal_topics(db, "bob_id") == {"returns": "Your orders", "orders": "Your orders"}
     assert await personal_topics(db, "carol_id") == {}
+
+
+HOSTILE_TOPICS = ["a.b", "$x", "x.$y", "", "z" * 500, "émission", "<script>alert(1)</script>", "Orders", "or"]
+
+
+@pytest.mark.parametrize("topic", HOSTILE_TOPICS)
+def test_a_personal_update_whose_topic_is_no_slug_cannot_be_delivered(topic: str) -> None:
+    """Its topic would key the user's preferences (`preferences.shows.<topic>`): the stream rejects it, as it
+    rejects any other document it cannot use, and every reader leaves it out."""
+    hostile, order = {**personal_update(2, "alice_id"), "show": topic}, personal_update(3, "alice_id")
+    why = why_undeliverable(hostile, SHOWS)
+    assert why is not None and why.startswith("show: ") and len(why) < 200
+    assert why_undeliverable(order, SHOWS) is None and shown([hostile, order], SHOWS) == [titled(order, {})]
+
+
+async def test_a_users_personal_topics_pass_over_a_show_that_is_no_slug(db: Database) -> None:
+    """Before the stream service rejects such a document (or while none runs) it is already no topic of the user's,
+    and does not hide the topics of older updates."""
+    hostile = [{**personal_update(seq, "alice_id"), "show": topic} for seq, topic in enumerate(HOSTILE_TOPICS, 3)]
+    invoice = {**personal_update(2, "alice_id"), "show": "invoices", "title": "Your invoices"}
+    await db.updates.insert_many([personal_update(1, "alice_id"), invoice, *hostile])
+    assert await personal_topics(db, "alice_id") == {"invoices": "Your invoices", "orders": "Your orders"}
 
 
 def test_a_personal_update_says_so_on_the_wire_and_never_whom_it_is_for() -> None:

@@ -21,11 +21,11 @@ from services.stream.adoption import BATCH, CLAIM_STALE, Adoption
 from shared.catalogue import Catalogue
 from shared.db import Database, last_seq, next_seq, prepare, utcnow
 from shared.settings import Settings
-from shared.updates import update_document
-from tests.support.accounts import registered
+from shared.updates import update_document, wire
+from tests.support.accounts import registered, user_id
 from tests.support.servers import LiveServer, gauge
 from tests.support.sse import events
-from tests.support.updates import publish, stored_update
+from tests.support.updates import addressed, personal_update, publish, stored_update
 from tests.support.waiting import wait_until
 
 REJECTED = "gossip_stream_rejected_documents_total"
@@ -288,6 +288,33 @@ async def test_a_hostile_foreign_document_reaches_no_feed_and_no_page_beyond_its
     page = (await alice.get("/notifications/all", params={"before": newest + 1})).text
     assert "alert(1)" not in page and "Free prizes" not in page and "xxxxx" not in page and "yyyyy" not in page
     assert "bulky" in page and "after the hostile ones" in page
+
+
+async def test_a_personal_document_whose_topic_is_no_slug_is_rejected_and_reaches_no_feed_nor_page(
+    alice: httpx.AsyncClient, db: Database, server: str
+) -> None:
+    """Its topic would key her preferences, and go on her pages and in her pushes: another program's personal update
+    with a `show` that is not named as a topic is rejected as any document that cannot be an update is, with or
+    without a seq, and the feeds carry the updates around it."""
+    alice_id, rejected_before = await user_id(db, "alice"), gauge(server, REJECTED)
+    topics = ["a.b", "$x", "x.$y", "z" * 500, "émission", "<script>alert(1)</script>"]
+    async with events(alice) as feed, events(alice, "/events/all") as everything:
+        ids = [(await db.updates.insert_one({"show": t, "text": "hostile", "author": "dba", "recipient": alice_id}))
+               .inserted_id for t in topics]  # fmt: skip
+        numbered = {**personal_update(await next_seq(db), alice_id, "hostile, numbered"), "show": topics[-1]}
+        ids.append((await db.updates.insert_one(numbered)).inserted_id)
+        order = wire(await addressed(db, alice_id, "Your order of a cup is shipped."))
+        assert await feed.updates(1) == await everything.updates(1) == [order]
+
+    async def all_rejected() -> bool:
+        return await db.updates.count_documents({"rejected": {"$exists": True}}) == len(ids)
+
+    await wait_until(all_rejected)
+    assert gauge(server, REJECTED) - rejected_before == len(ids)
+    assert (await alice.get("/api/updates")).json()["items"] == [order]
+    for path in ("/notifications", "/notifications/all"):
+        page = (await alice.get(path)).text
+        assert "hostile" not in page and "alert(1)" not in page and "Your order of a cup" in page
 
 
 async def test_a_swept_document_is_completed_and_dated_by_its_object_id_else_by_when_it_is_numbered(

@@ -3,6 +3,8 @@ section and the account's deletion; the logic is services/auth/preferences.py.""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
@@ -16,6 +18,7 @@ from shared.openapi import ApiRoute
 from shared.pages import Viewer, page_viewer, read_form, redirect, render
 from shared.preferences import ZONES, preferences_of
 from shared.responses import JSONResponse
+from shared.updates import personal_topics
 
 
 async def api_preferences(request: AuthRequest) -> Response:
@@ -36,12 +39,16 @@ async def preferences_form(
     values: dict[str, str] | None = None,
     error: ApiError | None = None,
     email_error: ApiError | None = None,
+    topics: Mapping[str, str] | None = None,
 ) -> Response:
     """The form with `values` (what was typed, when it was refused with `error`), or else the stored preferences; the
-    email section with its state, and `email_error` when what was asked of it was refused."""
+    email section with its state, and `email_error` when what was asked of it was refused. `topics`: the user's
+    personal topics, when this request has read them already."""
     user = await request.state["users"](viewer.caller.user_id) or {}
     follows = viewer.me["follows"]
-    personal = await preferences.topics(request.state["db"], viewer.caller.user_id, follows)
+    if topics is None:
+        topics = await personal_topics(request.state["db"], viewer.caller.user_id)
+    personal = preferences.listed(topics, follows)
     context = {
         "values": values or preferences.form_values(preferences_of(user), [*follows, *personal]), "error": error,
         "levels": preferences.MEANINGS, "zones": ZONES, "follows": follows,
@@ -56,11 +63,11 @@ async def preferences_form(
     return response
 
 
-async def _delete_account(request: AuthRequest, viewer: Viewer, password: str) -> Response:
+async def _delete_account(request: AuthRequest, viewer: Viewer, password: str, topics: Mapping[str, str]) -> Response:
     try:
         await own_data.delete(request.state, viewer.caller, password, client_address(request))
     except ApiError as error:
-        return await preferences_form(request, viewer, error=error)
+        return await preferences_form(request, viewer, error=error, topics=topics)
     response = redirect(request, "/", flash="Your account is deleted. Your updates stay, by a deleted user.")
     return await logged_out(request, None, response)
 
@@ -72,16 +79,17 @@ async def preferences_page(request: AuthRequest) -> Response:
     viewer = await page_viewer(request)
     if request.method == "GET":
         return await preferences_form(request, viewer)
-    follows = viewer.me["follows"]
-    slugs = [*follows, *await preferences.topics(request.state["db"], viewer.caller.user_id, follows)]
+    state, follows = request.state, viewer.me["follows"]
+    topics = await personal_topics(state["db"], viewer.caller.user_id)  # once: the form's fields, its check, a refusal
+    slugs = [*follows, *preferences.listed(topics, follows)]
     form = await read_form(request, "action", "password", *preferences.form_names(slugs))
     if form["action"] == "delete":
-        return await _delete_account(request, viewer, form["password"])
-    state, change = request.state, preferences.from_form(form, slugs)
+        return await _delete_account(request, viewer, form["password"], topics)
+    change = preferences.from_form(form, slugs)
     try:
-        await preferences.change(state["db"], state["catalogue"], viewer.caller.user_id, change)
+        await preferences.change(state["db"], state["catalogue"], viewer.caller.user_id, change, topics)
     except ApiError as error:
-        return await preferences_form(request, viewer, form, error)
+        return await preferences_form(request, viewer, form, error, topics=topics)
     return redirect(request, "/preferences", flash="Your preferences are saved.")
 
 
