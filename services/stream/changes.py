@@ -50,6 +50,16 @@ async def token_epoch(db: Database) -> str | None:
     return f"{status.get('host')}:{status.get('pid')}" if status.get("process") == "nx_27017" else None
 
 
+def from_earlier_process(kept: str | None, epoch: str | None) -> bool:
+    """Whether a token kept with epoch `kept`, read from the database that the embedded server with `epoch` serves,
+    was given by an earlier process of that server: another pid on the same host. Only one process at a time serves
+    a data directory, so that token is one the server forgot when it stopped, as it does every time; one from
+    MongoDB (None) or from another host came with data moved from another server."""
+    if kept is None or epoch is None or kept == epoch:
+        return False
+    return kept.rpartition(":")[0] == epoch.rpartition(":")[0]
+
+
 # Embedded-server workaround: it answers an empty getMore at once instead of waiting maxAwaitTimeMS.
 async def next_change(stream: AsyncChangeStream[dict[str, Any]], pause: float) -> dict[str, Any] | None:
     """The next change event, or None after an empty batch (the caller uses that moment for timers).

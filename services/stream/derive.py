@@ -23,7 +23,7 @@ from typing import Any
 from pymongo import UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
-from services.stream.changes import LOOKUP, Change, ChangeStream, Reopen, change_id, token_epoch
+from services.stream.changes import LOOKUP, Change, ChangeStream, Reopen, change_id, from_earlier_process, token_epoch
 from services.stream.metrics import RULE_HISTORY_LOST, RULE_SKIPPED, RULE_UPDATES
 from services.stream.rulebook import Rule, matching, plain, render
 from shared.catalogue import Catalogue
@@ -344,10 +344,9 @@ class RuleStream:
         kept = await self.db.rule_tokens.find_one({"_id": self.rule.name})
         if kept is None:
             return {}
-        why = self._lost or (None if kept.get("epoch") == self.epoch else "the database server restarted since")
-        if why is None:
+        if self._lost is None and kept.get("epoch") == self.epoch:
             return {"resume_after": kept["token"]}
-        self._history_lost(kept, why)
+        self._history_lost(kept)
         await self.db.rule_tokens.delete_one({"_id": self.rule.name})
         self._lost = None
         return {}
@@ -363,26 +362,35 @@ class RuleStream:
         if isinstance(error, OperationFailure) and error.code in HISTORY_LOST:
             self._lost = str(error)
 
-    def _history_lost(self, kept: Mapping[str, Any], why: str) -> None:
+    def _history_lost(self, kept: Mapping[str, Any]) -> None:
         """Loud when MongoDB says the position has left its oplog: changes were made that nobody heard. The embedded
-        server forgets every position when it restarts, as it does at each `make run` but the first, and stops
-        with Gossip there, so what a restart can have missed is rare: said as a warning, with the same command."""
+        server forgets every position when it stops, and under `make run` runs only while Gossip does: a position an
+        earlier process of it kept is no news there, said as information; one kept with another server (its data
+        moved here) is said as a warning. Each with the command that notifies what was missed."""
         RULE_HISTORY_LOST.labels(rule=self.rule.name).inc()
         since = kept.get("at")
         when = iso_utc(since) if since is not None else "<ISO time>"
         replay = f"{self.replay} replay {self.rule.name} --since {when}"
-        if self._lost is None:
-            log.warning(
-                "watch rule %r starts from now: the embedded database server restarted and forgot its place. A "
-                "change made to %s after %s while no Gossip was watching is not notified; to notify any: %s",
+        if self._lost is not None:
+            log.error(
+                "WATCH RULE %r LOST ITS PLACE: its resume token cannot be used (%s). It carries on from now; changes "
+                "to %s since %s were NOT notified. To notify them: %s",
+                self.rule.name, self._lost, self.rule.collection, when, replay,
+            )  # fmt: skip
+        elif from_earlier_process(kept.get("epoch"), self.epoch):
+            log.info(
+                "watch rule %r starts from now: the embedded database server forgets its change stream positions "
+                "when it stops, so the one an earlier run of it kept is gone, as at every `make run` but the first. "
+                "A change made to %s after %s while no Gossip watched (none if the database ran only with Gossip) "
+                "is not notified; to notify any: %s",
                 self.rule.name, self.rule.collection, when, replay,
             )  # fmt: skip
-            return
-        log.error(
-            "WATCH RULE %r LOST ITS PLACE: its resume token cannot be used (%s). It carries on from now; changes to "
-            "%s since %s were NOT notified. To notify them: %s",
-            self.rule.name, why, self.rule.collection, when, replay,
-        )  # fmt: skip
+        else:
+            log.warning(
+                "watch rule %r starts from now: its position was kept with another database server (%s), which "
+                "this one cannot resume. A change made to %s after %s is not notified; to notify any: %s",
+                self.rule.name, kept.get("epoch") or "MongoDB", self.rule.collection, when, replay,
+            )  # fmt: skip
 
 
 async def replay_command(db: Database, epoch: str | None) -> str:

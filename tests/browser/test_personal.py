@@ -12,7 +12,8 @@ from playwright.async_api import Browser, expect
 from shared.db import Database
 from shared.settings import RULES, Settings
 from tests.support.accounts import user_id
-from tests.support.browsers import signed_in
+from tests.support.browsers import signed_in, tabs
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture
@@ -105,4 +106,28 @@ async def test_a_personal_update_of_a_topic_that_is_no_slug_never_reaches_her_pa
         assert await page.locator("#feed img, #feed b").count() == 0 and await page.title() != "pwned"
         await page.reload()
         await expect(page.locator("#status")).to_have_class("status live")
+    await context.close()
+
+
+async def test_her_muted_orders_are_listed_on_all_notifs_as_read_ones(
+    browser: Browser, server: str, db: Database
+) -> None:
+    """A muted topic's notifications count as unread nowhere: All Notifs lists them neither unread when the page is
+    made nor new as they arrive."""
+    context = await signed_in(browser, server, "nia")
+
+    async def told(count: int) -> bool:
+        return await db.updates.count_documents({"author": "orders"}) == count
+
+    await db.orders.insert_one({"user": "nia", "item": "a teapot", "status": "shipped"})
+    await wait_until(lambda: told(1))
+    assert (await context.request.put("/api/me/preferences", data={"shows": {"orders": "muted"}})).ok
+    await db.orders.insert_one({"user": "nia", "item": "a cup", "status": "placed"})
+    await wait_until(lambda: told(2))
+    (everything,) = await tabs(context, "/notifications/all")
+    await expect(everything.locator("#feed li.personal")).to_have_count(2)
+    await expect(everything.locator("#feed li.unread")).to_have_count(0)
+    await db.orders.insert_one({"user": "nia", "item": "a lamp", "status": "placed"})
+    await expect(everything.locator("#feed li.personal").first).to_contain_text("Your order of a lamp is placed.")
+    await expect(everything.locator("#feed li.personal").first).to_have_class("personal")
     await context.close()

@@ -37,7 +37,7 @@ SHELL = """set -eo pipefail
 curl() {
   local status=0 limit=30
   if [[ " $* " == *" -N "* ]]; then limit=5; fi
-  command curl -sS --fail-with-body --max-time "$limit" "${@//localhost:8000/$GOSSIP}" || status=$?
+  command curl -sS --fail-with-body --max-time "$limit" "${@//127.0.0.1:8000/$GOSSIP}" || status=$?
   if [[ $status -eq 28 && $limit -eq 5 ]]; then status=0; fi
   return "$status"
 }
@@ -93,6 +93,16 @@ def test_the_configuration_table_names_every_variable_the_settings_read() -> Non
     assert sorted(table) == sorted(env.read)
 
 
+def test_every_address_pasted_is_the_one_the_server_binds() -> None:
+    """`make run` serves 127.0.0.1 only, as the tour's pages and the mails' links say; `localhost` may be tried as
+    ::1 first. The shell sessions ask 127.0.0.1 too, and the curl wrapper above points them at the test's server."""
+    readme = shell(README, "The API in brief")
+    guide = shell(DOCS / "api.md", "From the command line", "Publishing from scripts", "Preferences, push and email")
+    for script in (readme, guide):
+        assert "localhost" not in script
+        assert "127.0.0.1:8000/" in script
+
+
 async def test_the_readme_session_works_pasted_in_order_after_the_tour(server: str, tmp_path: Path) -> None:
     """Someone else published first, as in the tour, so the session's own update is not seq 1: it must take its seq
     from the publish's answer. Its feed, at the end, gets what that someone publishes while it is open. Then the API
@@ -121,7 +131,7 @@ async def test_the_readme_session_fails_at_someone_elses_seq(server: str, tmp_pa
     async with registered(server, "alice") as alice:
         await publish(alice, "flash", "Iris knows")
     script = shell(README, "The API in brief").replace(
-        '"localhost:8000/api/updates/$SEQ"', "localhost:8000/api/updates/1"
+        '"127.0.0.1:8000/api/updates/$SEQ"', "127.0.0.1:8000/api/updates/1"
     )
     result = await asyncio.to_thread(run_session, script, server, tmp_path)
     assert (result.returncode, result.stderr) == (22, "curl: (22) The requested URL returned error: 403\n")

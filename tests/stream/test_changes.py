@@ -9,7 +9,16 @@ from datetime import UTC, datetime
 import pytest
 from bson import ObjectId, Timestamp
 
-from services.stream.changes import BUSY, ChangeStream, change_id, lag, next_change, pause_after, token_epoch
+from services.stream.changes import (
+    BUSY,
+    ChangeStream,
+    change_id,
+    from_earlier_process,
+    lag,
+    next_change,
+    pause_after,
+    token_epoch,
+)
 from shared.db import Database, as_datetime, purges_ttl_on_read
 
 
@@ -92,6 +101,14 @@ async def test_a_resume_token_is_kept_with_the_server_process_that_gave_it_on_th
     epoch = await token_epoch(db)
     assert epoch is not None and await purges_ttl_on_read(db)
     assert await token_epoch(db) == epoch  # the same server process: the same epoch
+
+
+def test_a_token_is_from_an_earlier_embedded_server_process_only_if_another_pid_on_the_same_host_gave_it() -> None:
+    assert from_earlier_process("vm:1", "vm:2")
+    assert not from_earlier_process("vm:2", "vm:2")  # this process's own: resumed from
+    assert not from_earlier_process("other:1", "vm:2")  # data moved from another machine's server
+    assert not from_earlier_process(None, "vm:2")  # from MongoDB
+    assert not from_earlier_process("vm:1", None)  # on MongoDB
 
 
 @pytest.mark.mongodb

@@ -14,7 +14,7 @@ const newestShown = list && list.firstElementChild ? Number(list.firstElementChi
 const NOTIFY = "gossip.notify";  // localStorage: "on" once the user turned desktop notifications on
 const READ_TRIES = 5;  // a read mark that fails to send is tried again after 2, 4, 8 and 16 s, then left to the next
 let follows = new Set(JSON.parse(body.dataset.follows));
-// Muted shows and personal topics: not counted as unread, not listed in Notifications (All Notifs lists them still).
+// Muted shows and personal topics: not counted as unread, not listed in Notifications (All Notifs lists them as read).
 let muted = new Set(JSON.parse(body.dataset.muted));
 let unread = Number(body.dataset.unread);
 const COUNT_CAP = Number(body.dataset.countCap);  // the server counts up to here: at or past it, "200+"
@@ -66,7 +66,7 @@ function setStatus(state, text, signIn) {
 }
 
 function item(update) {
-  const li = element("li", "new");
+  const li = element("li", muted.has(update.show) ? "" : "new");  // a muted one arrives as a read one is listed
   li.dataset.seq = update.seq;
   li.dataset.show = update.show;
   const meta = element("div", "meta");
@@ -121,6 +121,15 @@ function dropUnheard() {
   if (!list || need === "all") return;
   list.querySelectorAll("li[data-show]").forEach((li) => {
     if (!heard(li.dataset.show, li.classList.contains("personal"))) li.remove();
+  });
+}
+
+// All Notifs lists the muted shows' and topics' updates as it lists read ones, neither unread nor new: as their
+// show or topic is muted in another tab, they lose the mark.
+function styleMuted() {
+  if (!list) return;
+  list.querySelectorAll("li[data-show]").forEach((li) => {
+    if (muted.has(li.dataset.show)) li.classList.remove("unread", "new");
   });
 }
 
@@ -221,6 +230,7 @@ const handlers = {
     muted = new Set(Object.keys(data.shows).filter((slug) => data.shows[slug] === "muted"));
     showFollowing();
     dropUnheard();
+    styleMuted();
     document.dispatchEvent(new CustomEvent("gossip:preferences", { detail: data }));
   },
   edit(data) {
