@@ -24,11 +24,22 @@ QUIET_DEFAULT = {"start": "22:00", "end": "07:00"}  # what the page offers while
 QUIET_FIELDS = ("quiet_hours.start", "quiet_hours.end")
 
 
-def shown(user: Mapping[str, Any] | None) -> dict[str, Any]:
-    """What GET answers: every preference, defaults filled in."""
+def shown(user: Mapping[str, Any] | None, titles: Collection[str], personal: Collection[str]) -> dict[str, Any]:
+    """What GET answers: every preference, defaults filled in, and a level only for what a PUT may set one for: a
+    show of the catalogue (`titles`; push and the digest read it while the show is followed) or a personal topic.
+    Any other key, written by hand into `users` or left by a show gone from the catalogue, means nothing to push or
+    the digest and is not echoed, so what GET answers a PUT takes back."""
     if user is None:
         raise ApiError(401, detail="This account no longer exists.")
-    return preferences_of(user).to_json()
+    answer = preferences_of(user).to_json()
+    return {**answer, "shows": {slug: level for slug, level in answer["shows"].items()
+                                if slug in titles or slug in personal}}  # fmt: skip
+
+
+def followed(follows: object, titles: Collection[str]) -> list[str]:
+    """The followed shows that are in the catalogue: a follow of a show gone from it (or a bad document left out of
+    it) takes no level, so the page offers it none and a POST of the page never names it."""
+    return [slug for slug in follows if slug in titles] if isinstance(follows, list) else []
 
 
 def listed(personal: Mapping[str, str], follows: Collection[str]) -> dict[str, str]:
@@ -45,7 +56,8 @@ async def change(
     unless the caller has them already (the page reads them once for its form)."""
     if personal is None:
         personal = await personal_topics(db, user_id)
-    setting, resets = changes(body, await catalogue.titles(), personal)
+    titles = await catalogue.titles()
+    setting, resets = changes(body, titles, personal)
     update: dict[str, Any] = {}
     if setting:
         update["$set"] = setting
@@ -57,7 +69,7 @@ async def change(
         )
     else:
         user = await db.users.find_one({"_id": user_id}, {"preferences": 1})
-    return shown(user)
+    return shown(user, titles, personal)
 
 
 def form_names(follows: Iterable[str]) -> list[str]:

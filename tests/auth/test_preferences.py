@@ -267,3 +267,28 @@ async def test_a_post_of_the_form_reads_her_personal_topics_once(
     assert response.status_code == status and topic_reads.count == 1
     if status != 303:
         assert 'name="shows.orders"' in response.text
+
+
+async def test_a_level_written_by_hand_for_no_followed_show_nor_topic_is_not_echoed(
+    alice: httpx.AsyncClient, db: Database
+) -> None:
+    """A level means something for a show of the catalogue (while followed, to push and the digest) or a personal
+    topic: the API shows no other key of `users` (written by hand, or left by a show gone from the catalogue), the
+    page offers only the followed shows of the catalogue and the topics, and its POST is never refused for a field
+    it did not offer."""
+    alice_id = await user_id(db, "alice")
+    await addressed(db, alice_id, "Your order of a cup is shipped.")
+    hostile = {"sherlock": "push", "orders": "digest", "gone": "digest", "flash": "push", "<b>x</b>": "push",
+               "a\uff0eb": "muted", "z" * 500: "push"}  # fmt: skip
+    await db.users.update_one({"_id": alice_id}, {"$set": {"follows": ["sherlock", "gone", "a.b", "$x"],
+                                                            "preferences.shows": hostile}})  # fmt: skip
+    expected = {**DEFAULTS, "shows": {"sherlock": "push", "orders": "digest", "flash": "push"}}
+    assert (await alice.get("/api/me/preferences")).json() == expected
+    assert (await alice.put("/api/me/preferences", json={})).json() == expected
+    page = await alice.get("/preferences")
+    assert page.status_code == 200 and re.findall(r'name="shows\.([^"]*)"', page.text) == ["sherlock", "orders"]
+    token = await csrf_of(alice, "/preferences")
+    sent = {"shows.sherlock": "digest", "shows.orders": "push", "shows.gone": "push", "shows.a.b": "push"}
+    assert (await alice.post("/preferences", data=form(token, **sent))).status_code == 303
+    after = {**DEFAULTS, "shows": {"sherlock": "digest", "orders": "push", "flash": "push"}}
+    assert (await alice.get("/api/me/preferences")).json() == after

@@ -23,7 +23,9 @@ from shared.updates import personal_topics
 
 async def api_preferences(request: AuthRequest) -> Response:
     caller = await require_caller(request)
-    return JSONResponse(preferences.shown(await request.state["users"](caller.user_id)))
+    state = request.state
+    user, titles = await state["users"](caller.user_id), await state["catalogue"].titles()
+    return JSONResponse(preferences.shown(user, titles, await personal_topics(state["db"], caller.user_id)))
 
 
 async def api_change_preferences(request: AuthRequest) -> Response:
@@ -44,15 +46,15 @@ async def preferences_form(
     """The form with `values` (what was typed, when it was refused with `error`), or else the stored preferences; the
     email section with its state, and `email_error` when what was asked of it was refused. `topics`: the user's
     personal topics, when this request has read them already."""
-    user = await request.state["users"](viewer.caller.user_id) or {}
-    follows = viewer.me["follows"]
+    user, titles = await request.state["users"](viewer.caller.user_id) or {}, await request.state["catalogue"].titles()
+    follows = preferences.followed(viewer.me["follows"], titles)
     if topics is None:
         topics = await personal_topics(request.state["db"], viewer.caller.user_id)
     personal = preferences.listed(topics, follows)
     context = {
         "values": values or preferences.form_values(preferences_of(user), [*follows, *personal]), "error": error,
         "levels": preferences.MEANINGS, "zones": ZONES, "follows": follows,
-        "shows": await request.state["catalogue"].titles(),
+        "shows": titles,
         "personal": personal,
         "zone_chosen": "time_zone" in (user.get("preferences") or {}),  # else the page's script offers the browser's
         "email": await addresses.status_of(request.state["db"], viewer.caller.user_id), "email_error": email_error,
@@ -79,7 +81,8 @@ async def preferences_page(request: AuthRequest) -> Response:
     viewer = await page_viewer(request)
     if request.method == "GET":
         return await preferences_form(request, viewer)
-    state, follows = request.state, viewer.me["follows"]
+    state = request.state
+    follows = preferences.followed(viewer.me["follows"], await state["catalogue"].titles())
     topics = await personal_topics(state["db"], viewer.caller.user_id)  # once: the form's fields, its check, a refusal
     slugs = [*follows, *preferences.listed(topics, follows)]
     form = await read_form(request, "action", "password", *preferences.form_names(slugs))
