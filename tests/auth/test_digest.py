@@ -17,6 +17,7 @@ from services.auth.digest import send_digests
 from services.auth.mailer import SmtpMailer
 from shared.db import Database, ensure_indexes, seed_shows, utcnow
 from shared.settings import Settings
+from tests.support.catalogue import HOSTILE_SHOWS
 from tests.support.mail import Inbox, part, smtp_server
 from tests.support.updates import personal_update, stored_update
 
@@ -72,6 +73,18 @@ async def test_the_digest_goes_at_the_digest_hour_on_the_users_clock_once_a_day(
     user_id = (await db.users.find_one({"username": "rita"}))["_id"]
     assert sends == [{"_id": f"digest:{user_id}:2026-12-07", "status": "sent"},
                      {"_id": f"digest:{user_id}:2026-12-08", "status": "sent"}]  # fmt: skip
+
+
+async def test_a_bad_catalogue_document_holds_up_no_digest_of_a_good_show(mailing: Mailing) -> None:
+    """Show documents written straight into MongoDB that are no usable show are left out of the catalogue the
+    digest titles its updates from: the good show's digest goes as ever."""
+    db, mailer, settings, inbox = mailing
+    await db.shows.insert_many(HOSTILE_SHOWS)
+    await reader(db)
+    await updates(db, ("flash", "Barry runs", "bob"))
+    assert await send_digests(db, mailer, settings, at(7)) == 1
+    [mail] = inbox.messages
+    assert mail["Subject"] == "Gossip: 1 unread update" and "The Flash" in part(mail, "plain")
 
 
 async def test_a_send_record_is_kept_sends_keep_days_of_real_time_by_an_expiry_index(mailing: Mailing) -> None:

@@ -20,6 +20,7 @@ from shared.catalogue import Catalogue
 from shared.db import Database, utcnow
 from shared.settings import RULES, Settings
 from tests.support.accounts import registered, user_id
+from tests.support.catalogue import HOSTILE_SHOWS
 from tests.support.clock import Clock
 from tests.support.http import async_client
 from tests.support.push_receiver import PushReceiver, Subscription, b64url
@@ -110,6 +111,16 @@ async def test_a_push_is_coalesced_per_show_signed_and_encrypted(world: World) -
     assert started <= message.at <= finished  # sent during the round, not left to a later one
     stored = await world.db.sends.find_one({"_id": {"$regex": "^push:"}})
     assert stored is not None and stored["state"] == "sent" and stored["count"] == 3
+
+
+async def test_a_bad_catalogue_document_holds_up_no_push_of_a_good_show(world: World) -> None:
+    """Show documents written straight into MongoDB that are no usable show are left out of the catalogue the push
+    job titles its updates from: the good show's push goes as ever."""
+    await world.db.shows.insert_many(HOSTILE_SHOWS)
+    await world.publish("Filming starts")
+    await world.pusher()(later())
+    [message] = world.receiver.to(world.device)
+    assert (message.payload["title"], message.payload["count"]) == ("Sherlock", 1)
 
 
 async def test_a_show_of_a_long_slug_goes_with_a_topic_push_services_take(world: World) -> None:

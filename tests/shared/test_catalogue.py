@@ -6,11 +6,12 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from bson import ObjectId
 
 from shared.catalogue import Catalogue, is_slug, problem
 from shared.db import SHOWS, Database, prepare
 from tests.support.accounts import json_error
+from tests.support.catalogue import HOSTILE_SHOWS
+from tests.support.sse import events
 from tests.support.waiting import wait_until
 
 
@@ -30,25 +31,8 @@ async def test_an_edit_is_seen_once_the_cache_is_older_than_its_age(db: Database
     assert await cached.title("dark") is None  # within its hour: no read
 
 
-# What operators and other programs may write straight into `shows`: each is no usable show.
-HOSTILE_SHOWS = [
-    {"_id": "no_title"},
-    {"_id": "number_title", "title": 7},
-    {"_id": "null_title", "title": None},
-    {"_id": "dict_title", "title": {"en": "Dark"}},
-    {"_id": "empty_title", "title": ""},
-    {"_id": "blank_title", "title": "   "},
-    {"_id": "long_title", "title": "x" * 10_000},
-    {"_id": 42, "title": "An integer"},
-    {"_id": ObjectId(), "title": "An ObjectId"},
-    {"_id": "a.b", "title": "A dot"},
-    {"_id": "$x", "title": "A dollar"},
-    {"_id": "", "title": "Empty"},
-    {"_id": "z" * 500, "title": "Long slug"},
-    {"_id": "Dark", "title": "Capitals"},
-]
 PAGES = ["/", "/shows", "/publish", "/preferences", "/notifications", "/notifications/all", "/api/shows",
-         "/api/me", "/api/me/preferences", "/api/updates", "/api/updates?show=flash"]  # fmt: skip
+         "/api/me", "/api/me/preferences", "/api/updates", "/api/updates?show=markup"]  # fmt: skip
 
 
 def test_the_slug_rule_keeps_every_slug_in_use() -> None:
@@ -68,8 +52,12 @@ async def test_a_bad_show_document_is_left_out_and_breaks_nothing_for_the_good_s
         return (await alice.put(f"/api/me/follows/{slug}")).status_code == 204
 
     await wait_until(lambda: followed("markup"))
-    published = await alice.post("/api/updates", json={"show": "flash", "text": "Filming starts"})
-    assert published.status_code == 201, published.text
+    assert await followed("flash")
+    async with events(alice) as feed:
+        published = await alice.post("/api/updates", json={"show": "markup", "text": "Filming starts"})
+        assert published.status_code == 201, published.text
+        assert await feed.updates(1) == [published.json()]
+    assert published.json()["title"] == "<b>Bold</b> & co"
     for path in PAGES:
         response = await alice.get(path)
         assert response.status_code == 200, (path, response.text[:300])
