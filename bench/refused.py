@@ -47,7 +47,8 @@ def cpu(process: psutil.Process) -> float:
 
 async def refused(served: Served, database: psutil.Process, kind: Kind, block: int, count: int) -> str:
     """`count` opens of one kind; a line of its figures: ms of CPU per open, the server's and the database's."""
-    server, gate, answers = psutil.Process(served.process.process.pid), asyncio.Semaphore(AT_ONCE), Counter[int]()  # type: ignore[union-attr]
+    assert served.process.process is not None
+    server, gate, answers = psutil.Process(served.process.process.pid), asyncio.Semaphore(AT_ONCE), Counter[int]()
 
     async def one(number: int) -> None:
         async with gate:
