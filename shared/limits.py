@@ -130,7 +130,11 @@ class Limit:
     limit across processes is never exceeded; what is not spent within the lease is given back, so that neither
     another process nor this key later is refused for tokens that no one spends. An occasional caller never
     leases. `clock`: monotonic seconds, injected so that tests decide whether a call came within the lease; the
-    unspent tokens go back by a timer of the event loop's own."""
+    unspent tokens go back by a timer of the event loop's own.
+
+    A key refused is refused again by this process, with the wait that is left and no round trip, until the bucket
+    said its next token comes: a script calling in a loop past the limit costs one round trip per token, not per
+    call. Never looser than the bucket: at most it misses tokens another process gives back before then."""
 
     def __init__(
         self, buckets: Buckets, name: str, rate: Rate, detail: str, lease: float = LEASE, clock: Clock = time.monotonic
@@ -139,6 +143,7 @@ class Limit:
         self.clock = clock
         self.most_ahead = min(MAX_AHEAD, rate.count // LEASE_SHARE)
         self._leases: dict[str, Lease] = {}
+        self._refused: dict[str, float] = {}  # key: until when (the clock's) the bucket has no token for it
         self._returning: set[asyncio.Task[None]] = set()  # give-backs under way: the loop keeps weak references
         self._batch: Batcher[str, None] = Batcher(self._take_all)
 
@@ -147,6 +152,8 @@ class Limit:
         if lease is not None and lease.tokens and self.clock() < lease.until:
             lease.tokens -= 1
             return
+        if (until := self._refused.get(key)) is not None and (left := until - self.clock()) > 0:
+            raise refusal(self.name, 429, self.detail, left)
         await self._batch(key)
 
     async def _take_all(self, keys: list[str]) -> list[Exception | None]:
@@ -157,6 +164,8 @@ class Limit:
         for key, (count, ahead) in wanted.items():  # what was taken beyond need is leased
             got = ahead if grants[key][0] == count + ahead else -1  # -1: the bucket is running low
             self._lease(key, Lease(max(0, got) + self._left(key), self.clock() + self.lease, got))
+            if grants[key][0] < count:
+                self._refuse(key, now + grants[key][1])
         answers: list[Exception | None] = []
         for key in keys:  # the first callers of a key get its tokens
             granted, wait = grants[key]
@@ -178,6 +187,15 @@ class Limit:
             return 0
         carried, lease.tokens = lease.tokens, 0
         return carried
+
+    def _refuse(self, key: str, until: float) -> None:
+        """Remembered until then, and forgotten by a timer, so that keys refused once are not kept for ever."""
+        self._refused[key] = until
+        asyncio.get_running_loop().call_later(max(0.0, until - self.clock()), self._forgive, key, until)
+
+    def _forgive(self, key: str, until: float) -> None:
+        if self._refused.get(key) == until:
+            del self._refused[key]
 
     def _lease(self, key: str, lease: Lease) -> None:
         self._leases[key] = lease

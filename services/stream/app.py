@@ -86,17 +86,19 @@ async def _settled(state: Stream, resumed: int | None) -> int:
 async def _feed(request: StreamRequest, everything: bool) -> Feed:
     """Every show, or the caller's followed ones but the muted; either way the user's follow changes, preferences and
     read marks reach it as `follows`, `preferences` and `read` events. The feed joins the hub before its history is
-    read: the seam. Past the rate of opening feeds, or the hub's limits (Hub.open), it is refused here, before the
-    stream starts."""
+    read: the seam. Past the hub's limits (Hub.admit), or the rate of opening feeds, it is refused here, before the
+    stream starts; the hub's first, which cost no round trip, so that an opening it refuses takes no token and
+    reads nothing."""
     caller = await require_caller(request)
     same_user(caller, request.query_params.get("user"))
     state = request.state
     resumed, after = _resume_points(request)
+    hub = state["hub"]
+    hub.admit(caller)
     await state["opening"](caller.user_id)
     settled = await _settled(state, resumed)
     after = resumed if resumed is not None else after
     user = marks_of(await state["users"](caller.user_id) or {})
-    hub = state["hub"]
     feed = hub.open(caller, None if everything else user.heard, user, resumed=settled)
     ceiling = state["watcher"].delivered  # read in the same tick as open: every live frame is above it
     CONNECTIONS.inc()

@@ -71,6 +71,16 @@ class Hub:
         self._open_count = 0
         self._fanned_out = -math.inf  # when the last publish ended (time.monotonic())
 
+    def admit(self, caller: Caller) -> None:
+        """Raises the refusal if the caller may not open one more feed here now. Asked again by `open`, since an
+        endpoint asks first, before what costs a round trip, and other feeds may open while it awaits."""
+        if self._open_count >= self.max_feeds:
+            detail = "This server has as many live feeds open as it can hold. Try again soon."
+            raise refusal("feeds", 503, detail, FULL_RETRY)
+        if len(self._by_user.get(caller.user_id, ())) >= self.feeds_per_user:
+            detail = f"You have {self.feeds_per_user} live feeds open, the most one may. Close some pages or tabs."
+            raise refusal("feeds_per_user", 429, detail, FULL_RETRY)
+
     def open(
         self,
         caller: Caller,
@@ -82,12 +92,7 @@ class Hub:
         for this feed (marks_of), or else one who hears exactly `shows`; the hub keeps what it knew if it knew
         already, since change events have kept that current. `limits`: the Feed's bounds, and `resumed`, the seq
         the client resumes from."""
-        if self._open_count >= self.max_feeds:
-            detail = "This server has as many live feeds open as it can hold. Try again soon."
-            raise refusal("feeds", 503, detail, FULL_RETRY)
-        if len(self._by_user.get(caller.user_id, ())) >= self.feeds_per_user:
-            detail = f"You have {self.feeds_per_user} live feeds open, the most one may. Close some pages or tabs."
-            raise refusal("feeds_per_user", 429, detail, FULL_RETRY)
+        self.admit(caller)
         feed = Feed(caller, None if shows is None else self._shared(shows), next(self._numbers), **limits)
         self._index(feed)
         self._by_user[caller.user_id].append(feed)

@@ -149,6 +149,29 @@ async def test_a_key_called_in_a_loop_takes_tokens_ahead_and_spends_them_without
     assert buckets.takes == 5 and round(await tokens_left(db, roomy)) == 780  # the last 8 ahead were all spent
 
 
+async def test_a_key_refused_is_refused_again_without_a_round_trip_until_its_next_token(db: Database) -> None:
+    """Each refusal says the wait that is left; once the bucket's next token is due (on the limit's clock), the
+    bucket is asked again, and it alone decides."""
+    clock = Seconds()
+    buckets = Counted(db)
+    limit = Limit(buckets, "publish", SLOW, "Too fast.", clock=clock)
+    for _ in range(5):
+        await limit("author")
+    waits = []
+    for _ in range(4):
+        with pytest.raises(ApiError) as refused:
+            await limit("author")
+        assert (refused.value.status, refused.value.detail) == (429, "Too fast.")
+        waits.append(int(refused.value.headers["retry-after"]))
+        clock.advance(30)
+    assert buckets.takes == 6 and all(600 < wait <= 720 for wait in waits) and waits == sorted(waits, reverse=True)
+    await limit("another author")  # another key is not refused with it
+    clock.advance(600)  # the next token's time, by the limit's clock; not by the bucket's, which refuses again
+    with pytest.raises(ApiError):
+        await limit("author")
+    assert buckets.takes == 8
+
+
 async def test_an_occasional_caller_takes_nothing_ahead(db: Database) -> None:
     clock = Seconds()
     buckets, roomy = Counted(db), Rate(800, 3600.0)

@@ -309,6 +309,27 @@ async def test_a_user_opens_at_most_feed_opens_per_user_feeds_per_window(setting
                 pass
 
 
+async def test_a_feed_the_hub_refuses_takes_no_opening_and_writes_nothing(settings: Settings, db: Database) -> None:
+    """The hub's limits are asked before the opening limit: however often a user at FEEDS_PER_USER (or a full
+    server) is refused, each answer is the hub's, no bucket or session changes, and the openings stay theirs."""
+    limits = dataclasses.replace(settings, feeds_per_user=1, feed_opens_per_user=3, feed_open_window=600)
+    with serving(limits) as server:
+        async with registered(server, "ann") as ann:
+            async with events(ann):
+                before = [await db[name].find().sort("_id").to_list() for name in ("buckets", "sessions", "users")]
+                for _ in range(5):
+                    refused = await ann.get("/events")
+                    assert json_error(refused)[:2] == (429, "throttled") and "1 live feeds" in refused.json()["detail"]
+                    assert int(refused.headers["retry-after"]) >= 1
+                after = [await db[name].find().sort("_id").to_list() for name in ("buckets", "sessions", "users")]
+                assert after == before
+            await wait_until(lambda: gauge(server, "gossip_stream_connections") == 0)
+            for _ in range(2):  # the two openings left of three
+                async with events(ann):
+                    pass
+            assert "faster" in (await ann.get("/events")).json()["detail"]
+
+
 async def test_a_process_holds_at_most_max_feeds(settings: Settings) -> None:
     with serving(dataclasses.replace(settings, max_feeds=2)) as server:
         async with registered(server, "ann") as ann, registered(server, "ben") as ben, events(ann), events(ben):
