@@ -316,8 +316,8 @@ async def fuzzing(served: Served, count: int = 10_000) -> Result:
     (cookie,) = await sign_in(served.db, served.settings, ["fuzzer"], [["flash"]])
     token = await token_of(served.db, served.settings, "fuzzer-script")
     tally = await fuzz(served.port, token, cookie, count)
-    figures = {"requests": count, "resets": tally.resets, "5xx": tally.server_errors, "unanswered": tally.unanswered,
-               "answers": counted(tally.statuses)}  # fmt: skip
+    figures: dict[str, Figure] = {"requests": count, "resets": tally.resets, "5xx": tally.server_errors,
+                                  "unanswered": tally.unanswered, "answers": counted(tally.statuses)}  # fmt: skip
     clean = tally.resets == tally.server_errors == tally.unanswered == 0
     return Result("fuzz", figures, {"0 resets, 0 5xx": clean})
 

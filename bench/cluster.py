@@ -137,7 +137,7 @@ async def token_of(db: Database, settings: Settings, name: str) -> str:
     user = user_document(name, "")
     await db.users.insert_one(user)
     created = await tokens.create(db, Caller(user["_id"], user["username"]), "bench", settings.tokens_per_user)
-    return created["token"]
+    return str(created["token"])
 
 
 @dataclass

@@ -427,7 +427,7 @@ async def _run(served: Served, mongo_pid: int | None, plan: Plan) -> Run:
     publisher = Publisher(connections, bearer_post(token))
     services = Watched(served.process.process.pid if served.process.process else 0)
     database = Watched(mongo_pid) if mongo_pid else None
-    tally, stop, samples = Tally(), asyncio.Event(), []
+    tally, stop, samples = Tally(), asyncio.Event(), list[Sample]()
     seconds = plan.minutes * 60
     most = int(seconds / plan.hold[0]) + 2  # any loop's bound: more than it can do in the time
     step("soak", plan.shown())
