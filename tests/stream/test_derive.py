@@ -408,6 +408,15 @@ async def test_a_token_an_earlier_embedded_server_forgot_is_said_as_information_
     assert pasted.returncode == 0 and "went over 1 documents and wrote 0 updates" in told.decode(), told
 
 
+async def episodes_kept(settings: Settings, db: Database, epoch: str | None) -> RuleStream:
+    """The `episodes` rule's stream, its position kept on 1 December with the server of `epoch`."""
+    await prepare(db)
+    rule = next(rule for rule in load(RULES) if rule.name == "episodes")
+    await put(db.rule_tokens, {"_id": "episodes", "token": KEPT, "epoch": epoch,
+                               "at": datetime(2026, 12, 1, tzinfo=UTC)})  # fmt: skip
+    return RuleStream(db, rule, Catalogue(db), await token_epoch(db), lease=settings.rule_lease)
+
+
 @pytest.mark.embedded
 @pytest.mark.parametrize("kept", ["another-host:1", None], ids=["another host", "mongodb"])
 async def test_a_token_kept_with_another_database_server_is_warned_of_and_dropped(
@@ -416,11 +425,7 @@ async def test_a_token_kept_with_another_database_server_is_warned_of_and_droppe
     """Data moved from another server (another host's embedded one, or MongoDB) brings a token this server never
     gave: not the embedded server's way at a restart, so a warning naming where it came from."""
     caplog.set_level(logging.INFO, logger="gossip")
-    await prepare(db)
-    rule = next(rule for rule in load(RULES) if rule.name == "episodes")
-    stream = RuleStream(db, rule, Catalogue(db), await token_epoch(db), lease=settings.rule_lease)
-    await put(db.rule_tokens, {"_id": "episodes", "token": KEPT, "epoch": kept,
-                               "at": datetime(2026, 12, 1, tzinfo=UTC)})  # fmt: skip
+    stream = await episodes_kept(settings, db, kept)
     assert await stream.options() == {}
     assert await db.rule_tokens.find_one({"_id": "episodes"}) is None
     (record,) = [record for record in caplog.records if "starts from now" in record.getMessage()]
@@ -437,11 +442,7 @@ async def test_a_token_this_embedded_server_gave_is_resumed_from_in_silence(
     settings: Settings, db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="gossip")
-    await prepare(db)
-    rule = next(rule for rule in load(RULES) if rule.name == "episodes")
-    stream = RuleStream(db, rule, Catalogue(db), await token_epoch(db), lease=settings.rule_lease)
-    await put(db.rule_tokens, {"_id": "episodes", "token": KEPT, "epoch": await token_epoch(db),
-                               "at": datetime(2026, 12, 1, tzinfo=UTC)})  # fmt: skip
+    stream = await episodes_kept(settings, db, await token_epoch(db))
     assert await stream.options() == {"resume_after": KEPT}
     assert not [record for record in caplog.records if "starts from now" in record.getMessage()]
 
@@ -498,11 +499,7 @@ async def test_a_token_mongodb_says_has_left_the_oplog_is_dropped_loudly_and_the
     MongoDB's answer would come. A network blip before it keeps the place; the lost history is said once, with the
     command to run, and counted, and the stream opens from now and hears what comes next."""
     caplog.set_level(logging.ERROR, logger="gossip")
-    await prepare(db)
-    rule = next(rule for rule in load(RULES) if rule.name == "episodes")
-    stream = RuleStream(db, rule, Catalogue(db), await token_epoch(db), lease=settings.rule_lease)
-    await put(db.rule_tokens, {"_id": "episodes", "token": KEPT, "epoch": await token_epoch(db),
-                               "at": datetime(2026, 12, 1, tzinfo=UTC)})  # fmt: skip
+    stream = await episodes_kept(settings, db, await token_epoch(db))
     failures = [OperationFailure("Resume of change stream was not possible", HISTORY_LOST_CODE),
                 OperationFailure("a network blip", 6)]  # fmt: skip
     kept_at_open: list[dict[str, Any] | None] = []
