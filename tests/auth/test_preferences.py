@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 import pytest
-from pymongo import monitoring
 
+from services.auth import preferences as auth_preferences
+from services.auth.endpoints import preferences as preferences_endpoints
 from shared.db import Database, next_seq
 from shared.preferences import LEVELS
+from shared.updates import personal_topics
 from tests.support.accounts import PASSWORD, csrf_of, json_error, user_id
 from tests.support.updates import addressed, personal_update
 
@@ -222,34 +224,27 @@ async def test_a_topic_another_program_wrote_that_is_no_slug_is_never_offered_no
     assert (await alice.put("/api/me/preferences", json={"shows": {"orders": "push"}})).status_code == 200
 
 
-class TopicReads(monitoring.CommandListener):
-    """PyMongo's own command monitoring of the server's client: how many times `personal_topics` began a search (its
-    first query, with no topic found yet to leave out), while counting is on."""
+class TopicReads:
+    """How many times the auth service read a user's personal topics (`personal_topics`, each read its queries) while
+    the test watched: the real reads, counted where the service's modules call them."""
 
-    def __init__(self) -> None:
-        self.counting, self.count = False, 0
+    def __init__(self, read: Callable[[Database, str], Awaitable[dict[str, str]]]) -> None:
+        self.read, self.count = read, 0
 
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        query = event.command.get("filter", {}) if event.command_name == "find" else {}
-        if self.counting and "recipient" in query and query.get("show") == {"$nin": []}:
-            self.count += 1
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-
-TOPIC_READS = TopicReads()
-monitoring.register(TOPIC_READS)  # for every client made from now on: the app's, made when its server starts
+    async def __call__(self, db: Database, user_id: str) -> dict[str, str]:
+        self.count += 1
+        return await self.read(db, user_id)
 
 
 @pytest.fixture
-def topic_reads() -> Iterator[TopicReads]:
-    TOPIC_READS.counting, TOPIC_READS.count = True, 0
-    yield TOPIC_READS
-    TOPIC_READS.counting = False
+def topic_reads(monkeypatch: pytest.MonkeyPatch) -> TopicReads:
+    """The server runs in this process (tests/support/servers.py), so it calls the counter. Not PyMongo's command
+    monitoring: a listener registered for every client makes PyMongo draw request ids from `random`, which
+    Hypothesis's tests beside it (Schemathesis, the fuzzer) then report as randomness inside their strategies."""
+    reads = TopicReads(personal_topics)
+    monkeypatch.setattr(auth_preferences, "personal_topics", reads)
+    monkeypatch.setattr(preferences_endpoints, "personal_topics", reads)
+    return reads
 
 
 @pytest.mark.parametrize(

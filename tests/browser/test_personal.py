@@ -15,6 +15,10 @@ from tests.support.accounts import user_id
 from tests.support.browsers import signed_in, tabs
 from tests.support.waiting import wait_until
 
+# The page's next `preferences` event, which the stream sends once it holds the user's new levels, as a promise the
+# page keeps until the test awaits it.
+HEARD = "() => { window.heard = new Promise((heard) => document.addEventListener('gossip:preferences', heard)); }"
+
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
@@ -78,7 +82,9 @@ async def test_her_orders_leave_her_open_notifications_while_muted_and_come_back
     await expect(page.locator("#feed li.personal")).to_have_count(0)
     await db.orders.insert_one({"user": "nia", "item": "a cup", "status": "placed"})
     await expect(everything.locator("#feed li.personal").first).to_contain_text("Your order of a cup is placed.")
+    await page.evaluate(HEARD)
     assert (await context.request.put("/api/me/preferences", data={"shows": {"orders": "live"}})).ok
+    await page.evaluate("() => window.heard.then(() => true)")  # the stream holds her levels: the next order is heard
     await db.orders.insert_one({"user": "nia", "item": "a lamp", "status": "placed"})
     await expect(page.locator("#feed li.personal")).to_have_text([re.compile("Your order of a lamp is placed.")])
     await expect(everything.locator("#feed li.personal")).to_have_count(3)
