@@ -53,8 +53,13 @@ def configure(log_format: str, level: int = logging.INFO) -> None:
     logging.getLogger("uvicorn.access").disabled = True  # ours carries the service and the duration
 
 
+CLIENT_GONE = 499  # nginx's "client closed request": the client left before any answer, so none was sent
+
+
 class AccessLog:
-    """Pure ASGI, so a streaming response is logged once, when it ends, with its whole duration."""
+    """Pure ASGI, so a streaming response is logged once, when it ends, with its whole duration. A request that
+    ends with no answer started is logged 500 when the app failed, and CLIENT_GONE when its client left first (a
+    feed's page closed before the feed answered): never a 5xx no one was sent, which would be a false alarm."""
 
     def __init__(self, app: ASGIApp, service: str) -> None:
         self.app, self.service = app, service
@@ -63,7 +68,7 @@ class AccessLog:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        start, status = time.perf_counter(), 500
+        start, status = time.perf_counter(), None
 
         async def send_and_note(message: Message) -> None:
             nonlocal status
@@ -73,9 +78,13 @@ class AccessLog:
 
         try:
             await self.app(scope, receive, send_and_note)
+        except Exception:
+            status = status or 500
+            raise
         finally:
             fields = {
-                "service": self.service, "method": scope["method"], "path": scope["path"], "status": status,
+                "service": self.service, "method": scope["method"], "path": scope["path"],
+                "status": status or CLIENT_GONE,
                 "duration_ms": round((time.perf_counter() - start) * 1000, 1),
             }  # fmt: skip
             access.info("request", extra={"fields": fields})
