@@ -41,23 +41,51 @@ def change_id(change: dict[str, Any]) -> Any:
 
 
 # Embedded-server workaround: its resume tokens do not survive its restart.
+SAME_START = 1000  # ms: one server process's start, worked out from two of its answers, differs by a few at most
+
+
 async def token_epoch(db: Database) -> str | None:
     """What a stored resume token is good for. The embedded server forgets its tokens when it restarts (and resumes
     after a forgotten one without an error, delivering nothing): a token is kept with the server process that gave
-    it, and one from another process is lost history. None on MongoDB, whose tokens outlive restarts and which
-    answers ChangeStreamHistoryLost when one has left the oplog."""
+    it, and one from another process is lost history. That process is its host, its pid and when it started
+    (`host:pid@ms`, milliseconds since 1970 UTC): a pid alone comes back, in a container as the same one at every
+    start. None on MongoDB, whose tokens outlive restarts and which answers ChangeStreamHistoryLost when one has left
+    the oplog."""
     status = await db.command("buildInfo")
-    return f"{status.get('host')}:{status.get('pid')}" if status.get("process") == "nx_27017" else None
+    if status.get("process") != "nx_27017":
+        return None
+    started = round(status["localTime"].timestamp() * 1000) - status["uptimeMillis"]
+    return f"{status['host']}:{status['pid']}@{started}"
+
+
+def _process(epoch: str) -> tuple[str, str, int | None]:
+    """An epoch's host, pid and start; no start in the format kept before it had one (`host:pid`)."""
+    process, _, started = epoch.partition("@")
+    host, _, pid = process.rpartition(":")
+    return host, pid, int(started) if started else None
+
+
+def same_process(kept: str | None, epoch: str | None) -> bool:
+    """Whether a token kept with epoch `kept` was given by the server with `epoch`, so that it can be resumed from.
+    The start is worked out from the server's clock and uptime, each in whole milliseconds, so two processes of Gossip
+    may see the one server's start a millisecond or two apart: within SAME_START it is the same start. A kept epoch
+    without a start cannot be told from a later process with the same pid, so it is never taken for this one."""
+    if kept is None or epoch is None:
+        return kept == epoch
+    (host, pid, started), (host_now, pid_now, started_now) = _process(kept), _process(epoch)
+    if started is None or started_now is None or (host, pid) != (host_now, pid_now):
+        return False
+    return abs(started - started_now) <= SAME_START
 
 
 def from_earlier_process(kept: str | None, epoch: str | None) -> bool:
     """Whether a token kept with epoch `kept`, read from the database that the embedded server with `epoch` serves,
-    was given by an earlier process of that server: another pid on the same host. Only one process at a time serves
-    a data directory, so that token is one the server forgot when it stopped, as it does every time; one from
+    was given by an earlier process of that server: another process on the same host. Only one process at a time
+    serves a data directory, so that token is one the server forgot when it stopped, as it does every time; one from
     MongoDB (None) or from another host came with data moved from another server."""
-    if kept is None or epoch is None or kept == epoch:
+    if kept is None or epoch is None or same_process(kept, epoch):
         return False
-    return kept.rpartition(":")[0] == epoch.rpartition(":")[0]
+    return _process(kept)[0] == _process(epoch)[0]
 
 
 # Embedded-server workaround: it answers an empty getMore at once instead of waiting maxAwaitTimeMS.

@@ -23,7 +23,16 @@ from typing import Any
 from pymongo import UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
-from services.stream.changes import LOOKUP, Change, ChangeStream, Reopen, change_id, from_earlier_process, token_epoch
+from services.stream.changes import (
+    LOOKUP,
+    Change,
+    ChangeStream,
+    Reopen,
+    change_id,
+    from_earlier_process,
+    same_process,
+    token_epoch,
+)
 from services.stream.metrics import RULE_HISTORY_LOST, RULE_SKIPPED, RULE_UPDATES
 from services.stream.rulebook import Rule, matching, plain, render
 from shared.catalogue import Catalogue
@@ -344,7 +353,7 @@ class RuleStream:
         kept = await self.db.rule_tokens.find_one({"_id": self.rule.name})
         if kept is None:
             return {}
-        if self._lost is None and kept.get("epoch") == self.epoch:
+        if self._lost is None and same_process(kept.get("epoch"), self.epoch):
             return {"resume_after": kept["token"]}
         self._history_lost(kept)
         await self.db.rule_tokens.delete_one({"_id": self.rule.name})

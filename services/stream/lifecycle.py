@@ -17,7 +17,7 @@ from services.stream.changes import ChangeStreams
 from services.stream.derive import RuleStream, rule_streams
 from services.stream.hub import Hub
 from services.stream.presence import reported
-from services.stream.replay import Replay
+from services.stream.replay import Replay, fixed_horizon
 from services.stream.server import stopping
 from services.stream.watcher import Watcher
 from shared.catalogue import Catalogue
@@ -59,7 +59,7 @@ async def fan_out(core: Core) -> AsyncIterator[FanOut]:
         session_lifetime=settings.session_absolute_age,
         tracer=tracer_of(core["tracer_provider"]),
     )
-    replay = Replay(db, core["catalogue"], settings.replay_limit, trimmed=settings.history_days > 0)
+    replay = Replay(db, core["catalogue"], settings.replay_limit, await fixed_horizon(db, settings.history_days))
     rate = Rate(settings.feed_opens_per_user, settings.feed_open_window)
     opening = Limit(core["buckets"], "feed", rate, OPENING_TOO_FAST)
     await watcher.start()

@@ -43,13 +43,14 @@ class Replay:
     Last-Event-ID: one read then serves them all and each frame is encoded once. Nothing is kept once a read is
     answered: a later request reads the database again, which stays the only history.
 
-    `trimmed`: old updates are removed (HISTORY_DAYS), so a resume point may lie below what retention removed (its
-    horizon, `shared.updates.trimmed`). Only that is missed history: an update deleted by its author or retracted by a
-    watch rule is not, and a resume point beside it needs no `resync`. The replay limit and `resync`'s count are of the
-    updates meant for everybody, which the feeds share."""
+    A resume point may lie below what history's retention removed (its horizon, `shared.updates.trimmed`). Only that
+    is missed history: an update deleted by its author or retracted by a watch rule is not, and a resume point beside
+    it needs no `resync`. `horizon`: that seq when it no longer moves (`fixed_horizon`), or None while retention
+    raises it, when each replay's start reads it. The replay limit and `resync`'s count are of the updates meant for
+    everybody, which the feeds share."""
 
-    def __init__(self, db: Database, catalogue: Catalogue, limit: int, trimmed: bool = False) -> None:
-        self.db, self.catalogue, self.limit, self.trimmed = db, catalogue, limit, trimmed
+    def __init__(self, db: Database, catalogue: Catalogue, limit: int, horizon: int | None = 0) -> None:
+        self.db, self.catalogue, self.limit, self.horizon = db, catalogue, limit, horizon
         self._reads: dict[Hashable, asyncio.Future[Any]] = {}
 
     async def start(self, shows: Collection[str] | None, after: int, upto: int) -> tuple[int, bytes]:
@@ -81,7 +82,8 @@ class Replay:
 
     async def _start(self, shows: Shows, after: int, upto: int) -> tuple[int, bytes]:
         start, known = after, True
-        if self.trimmed and after < (horizon := await trimmed(self.db)):
+        horizon = self.horizon if self.horizon is not None else await trimmed(self.db)
+        if after < horizon:
             start, known = min(horizon, upto), False  # some of what lay between is gone: how much, nobody knows
         if upto - start > self.limit:
             start = await cut(self.db, shows, None, start, upto, self.limit)
@@ -101,6 +103,14 @@ class Replay:
         else:
             frames = Frames(b"".join(frame for _, _, frame in parts))
         return frames, updates[-1]["seq"] if len(updates) == BATCH else upto
+
+
+async def fixed_horizon(db: Database, history_days: float) -> int | None:
+    """Retention's horizon for a Replay made now. While HISTORY_DAYS keeps history for a while, the sweeps raise it,
+    so each replay reads it (None). At 0, which keeps history for ever, no sweep runs, but what sweeps removed while
+    it was set stays gone: the horizon read once here holds for the process's life, and a replay pays no read for it.
+    The services share one environment, so no other process sweeps meanwhile."""
+    return None if history_days else await trimmed(db)
 
 
 def _shows(shows: Collection[str] | None) -> Shows:

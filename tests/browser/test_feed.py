@@ -1,8 +1,10 @@
 """What a live page does with what it hears and sends (web/static/feed.js), in real headless Chromium (Debian's)
-against a live server: the Shows page's buttons, read marks sent again after a network failure, and desktop
-notifications the browser refuses."""
+against a live server: the Shows page's buttons, All Notifs' marks on shows not followed, read marks sent again after
+a network failure, and desktop notifications the browser refuses."""
 
 from __future__ import annotations
+
+import re
 
 from playwright.async_api import Browser, Route, expect
 
@@ -23,6 +25,31 @@ async def test_the_shows_page_follows_changes_made_in_another_tab(browser: Brows
     await expect(sherlock).to_have_text("Follow")
     me = await (await context.request.get("/api/me")).json()
     assert me["follows"] == []
+    await context.close()
+
+
+async def test_all_notifs_lists_an_unfollowed_shows_updates_as_read_ones_on_load_live_and_once_unfollowed(
+    browser: Browser, server: str
+) -> None:
+    """Unread counts only followed shows, so All Notifs lists a show not followed as it lists a muted one: its updates
+    neither unread when the page is made nor new as they arrive; a show unfollowed in another tab loses both marks."""
+    context = await signed_in(browser, server, "ugo")  # follows flash, not sherlock
+    async with registered(server, "bob") as bob:
+        await publish(bob, "sherlock", "not followed before the page")
+        await publish(bob, "flash", "unread on the page")
+        (everything,) = await tabs(context, "/notifications/all")
+        unread, new = re.compile(r"\bunread\b"), re.compile(r"\bnew\b")
+        await expect(everything.locator("#feed li[data-show=flash]")).to_have_class(unread)
+        await expect(everything.locator("#feed li[data-show=sherlock]")).not_to_have_class(unread)
+        unfollowed = await publish(bob, "sherlock", "not followed live")
+        await expect(everything.locator("#feed li").first).to_have_attribute("data-seq", str(unfollowed["seq"]))
+        await expect(everything.locator("#feed li").first).not_to_have_class(new)
+        followed = await publish(bob, "flash", "followed live")
+        await expect(everything.locator("#feed li").first).to_have_attribute("data-seq", str(followed["seq"]))
+        await expect(everything.locator("#feed li").first).to_have_class(new)
+        assert (await context.request.delete("/api/me/follows/flash")).ok
+        await expect(everything.locator("#feed li.unread, #feed li.new")).to_have_count(0)
+        await expect(everything.locator("#feed li")).to_have_count(4)
     await context.close()
 
 

@@ -14,6 +14,7 @@ from services.ingest.retention import HISTORY_INDEX, delete_older, keep_history,
 from shared.db import Database, ensure_indexes, next_seq, utcnow
 from shared.settings import Settings
 from shared.updates import trimmed
+from tests.support.accounts import registered
 from tests.support.servers import LiveServer
 from tests.support.sse import events, opening
 from tests.support.updates import publish, stored_update
@@ -102,3 +103,26 @@ async def test_a_resume_from_below_what_the_sweep_removed_is_told_and_one_beside
     resync = {"after": 0, "resume": aged["seq"], "missed": None}
     assert await opening(alice, 0, 2) == [("resync", resync), ("update", kept)]
     assert await opening(alice, aged["seq"], 1) == [("update", kept)]
+
+
+async def test_history_removed_while_kept_for_a_while_is_still_missed_once_kept_for_ever(
+    settings: Settings, db: Database
+) -> None:
+    """HISTORY_DAYS was set, then 0 (keep for ever): no sweep runs any more, but what the earlier ones removed stays
+    gone, so a feed resuming from below their horizon opens with `resync` still, and one from it does not."""
+    aged = stored_update(await next_seq(db), created_at=utcnow() - timedelta(days=settings.history_days + 1))
+    await db.updates.insert_one(aged)
+    await sweep(db, settings.history_days)
+    assert await trimmed(db) == aged["seq"]
+    forever = LiveServer(gossip.create(dataclasses.replace(settings, history_days=0))).start()
+    try:
+        async with registered(forever.url, "alice") as alice:
+            await alice.put("/api/me/follows/flash")
+            async with events(alice) as live:  # once it has them, a feed opened below replays them
+                first, _ = [(await publish(alice, "flash", text))["seq"] for text in ("first", "second")]
+                await live.updates(2)
+            resync = {"after": 0, "resume": aged["seq"], "missed": None}
+            assert await opening(alice, 0, 2) == [("resync", resync), ("update", first)]
+            assert await opening(alice, aged["seq"], 1) == [("update", first)]
+    finally:
+        forever.stop()

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import dataclasses
 import importlib
+import json
 import re
 import socket
 import subprocess
@@ -26,6 +27,7 @@ from starlette.routing import Route as AppRoute
 from dev.processes import ServiceProcess
 from services.all import app as everything
 from shared.openapi import PATH, document
+from shared.responses import END
 from shared.settings import ROOT, Settings
 from tests.ops.gateway import Gateway, adapt, naming_the_service, routes, server, to_processes
 from tests.support.accounts import PASSWORD, api_token, registered
@@ -114,10 +116,13 @@ def test_every_route_a_service_declares_reaches_that_service(naming: Gateway, se
     assert {path: get(naming.url + path, timeout=5).text for path in paths} == dict.fromkeys(paths, service)
 
 
-@pytest.mark.parametrize("path", OWN)
-def test_health_and_metrics_stay_inside(naming: Gateway, path: str) -> None:
+@pytest.mark.parametrize("path", [*OWN, "/no/such/page"])
+def test_health_metrics_and_unknown_paths_are_the_gateways_own_404(naming: Gateway, path: str) -> None:
+    """The gateway's own answer is shaped as the services' JSON answers are, down to the newline that ends it."""
     response = get(naming.url + path, timeout=5)
-    assert (response.status_code, response.json()["error"]) == (404, "not_found")
+    assert (response.status_code, response.headers["content-type"]) == (404, "application/json")
+    assert response.content.endswith(END), response.content
+    assert json.loads(response.content) == {"error": "not_found", "detail": "No such page.", "fields": {}}
 
 
 def test_the_gateway_serves_the_document_of_the_whole_api(naming: Gateway) -> None:

@@ -1,25 +1,29 @@
 """How a change stream is kept (services/stream/changes.py): its pace on a server that answers an empty poll at once,
-and how far behind the database's commits it is."""
+how far behind the database's commits it is, and which embedded server process a kept resume token came from."""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from bson import ObjectId, Timestamp
 
+from dev.embedded import EmbeddedMongo
 from services.stream.changes import (
     BUSY,
+    SAME_START,
     ChangeStream,
     change_id,
     from_earlier_process,
     lag,
     next_change,
     pause_after,
+    same_process,
     token_epoch,
 )
-from shared.db import Database, as_datetime, purges_ttl_on_read
+from shared.db import Database, as_datetime, connect, purges_ttl_on_read
 
 
 async def nothing() -> None:
@@ -98,17 +102,60 @@ async def test_change_ids_are_the_documents_own_for_every_kind_of_id(db: Databas
 
 @pytest.mark.embedded
 async def test_a_resume_token_is_kept_with_the_server_process_that_gave_it_on_the_embedded_server(db: Database) -> None:
+    """The epoch names the server's host, pid and start; asked again, by this process or another, it names the same
+    process, although the start is worked out anew from the server's clock and uptime each time."""
+    status = await db.command("buildInfo")
     epoch = await token_epoch(db)
     assert epoch is not None and await purges_ttl_on_read(db)
-    assert await token_epoch(db) == epoch  # the same server process: the same epoch
+    process, _, started = epoch.partition("@")
+    assert process == f"{status['host']}:{status['pid']}"
+    assert abs(int(started) - (status["localTime"].timestamp() * 1000 - status["uptimeMillis"])) <= SAME_START
+    assert int(started) <= datetime.now(UTC).timestamp() * 1000
+    for _ in range(20):
+        assert same_process(epoch, await token_epoch(db))  # the same server process: the same epoch
 
 
-def test_a_token_is_from_an_earlier_embedded_server_process_only_if_another_pid_on_the_same_host_gave_it() -> None:
-    assert from_earlier_process("vm:1", "vm:2")
-    assert not from_earlier_process("vm:2", "vm:2")  # this process's own: resumed from
-    assert not from_earlier_process("other:1", "vm:2")  # data moved from another machine's server
-    assert not from_earlier_process(None, "vm:2")  # from MongoDB
-    assert not from_earlier_process("vm:1", None)  # on MongoDB
+async def test_an_embedded_server_restarted_is_another_process_whose_tokens_are_from_an_earlier_one(
+    tmp_path: Path,
+) -> None:
+    """A real restart on the same data directory, as `make run` does each time."""
+    epochs = []
+    for _ in range(2):
+        with EmbeddedMongo(tmp_path / "mongo") as mongo:
+            client = connect(mongo.url)
+            try:
+                epochs.append(await token_epoch(client["gossip"]))
+            finally:
+                await client.close()
+    earlier, now = epochs
+    assert earlier is not None and now is not None
+    assert not same_process(earlier, now) and from_earlier_process(earlier, now)
+
+
+def test_a_token_is_from_an_earlier_embedded_server_process_only_if_another_process_on_the_same_host_gave_it() -> None:
+    assert from_earlier_process("vm:1@1000000", "vm:2@2000000")
+    assert from_earlier_process("vm:1@1000000", "vm:1@2000000")  # the same pid again, as in a container
+    assert not from_earlier_process("vm:1@1000000", "vm:1@1000000")  # this process's own: resumed from
+    assert not from_earlier_process("other:1@1000000", "vm:1@2000000")  # data moved from another machine's server
+    assert not from_earlier_process(None, "vm:1@1000000")  # from MongoDB
+    assert not from_earlier_process("vm:1@1000000", None)  # on MongoDB
+
+
+def test_a_token_is_resumed_from_only_with_the_server_process_that_gave_it() -> None:
+    assert same_process("vm:1@1000000", "vm:1@1000000")
+    assert same_process("vm:1@1000000", f"vm:1@{1000000 + SAME_START}")  # its start, seen from another answer
+    assert not same_process("vm:1@1000000", f"vm:1@{1000000 + SAME_START + 1}")  # the same pid, restarted
+    assert not same_process("vm:1@1000000", "vm:2@1000000")
+    assert not same_process("vm:1@1000000", "other:1@1000000")
+    assert same_process(None, None)  # MongoDB's
+    assert not same_process(None, "vm:1@1000000") and not same_process("vm:1@1000000", None)
+
+
+def test_a_token_kept_before_epochs_had_a_start_is_from_an_earlier_process_on_the_same_host() -> None:
+    """`host:pid` cannot tell this process from a later one with the same pid: resuming from it might hear nothing."""
+    assert not same_process("vm:1", "vm:1@1000000")
+    assert from_earlier_process("vm:1", "vm:1@1000000") and from_earlier_process("vm:2", "vm:1@1000000")
+    assert not from_earlier_process("other:1", "vm:1@1000000")
 
 
 @pytest.mark.mongodb

@@ -359,10 +359,11 @@ async def test_episodes_inserted_while_the_stream_service_was_down_are_notified_
 
 
 async def earlier_process(db: Database) -> str:
-    """The epoch of a token an earlier process of the embedded server gave: this host, a pid no server has now."""
+    """The epoch of a token an earlier process of the embedded server gave: this host and this pid (as a container's
+    server has at every start), started in 1970."""
     epoch = await token_epoch(db)
     assert epoch is not None
-    return epoch.rpartition(":")[0] + ":1"
+    return epoch.partition("@")[0] + "@0"
 
 
 @pytest.mark.embedded

@@ -11,7 +11,7 @@ from pymongo import AsyncMongoClient
 
 from dev.processes import free_port
 from services.stream.frames import resync_frame, update_frame
-from services.stream.replay import BATCH, Replay
+from services.stream.replay import BATCH, Replay, fixed_horizon
 from shared.catalogue import Catalogue
 from shared.db import Database, seed_shows
 from shared.settings import Settings
@@ -131,31 +131,46 @@ async def test_a_trimmed_replay_counts_as_gone_only_what_lies_up_to_the_horizon(
     await db.updates.insert_many([stored_update(seq) for seq in range(6, 11)])
     await trimmed_to(db, 5)  # retention removed 1 to 5
     assert await Replay(db, Catalogue(db), limit=10).start(None, 2, 10) == (2, b"")  # not trimmed unless told
-    trimmed = Replay(db, Catalogue(db), limit=10, trimmed=True)
+    trimmed = Replay(db, Catalogue(db), limit=10, horizon=None)
     assert await trimmed.start(None, 4, 10) == (5, resync_frame(4, 5, None))  # 5 is gone, nothing after it
     assert await trimmed.start(None, 5, 10) == (5, b"")  # from the horizon: nothing is gone
-    assert await Replay(db, Catalogue(db), limit=3, trimmed=True).start(None, 5, 10) == (7, resync_frame(5, 7, 2))
+    assert await Replay(db, Catalogue(db), limit=3, horizon=None).start(None, 5, 10) == (7, resync_frame(5, 7, 2))
 
 
 async def test_with_nothing_kept_a_trimmed_replay_resumes_at_the_ceiling_with_missed_unknown(db: Database) -> None:
     await trimmed_to(db, 12)  # retention removed updates the watcher has not delivered yet
-    replay = Replay(db, Catalogue(db), limit=10, trimmed=True)
+    replay = Replay(db, Catalogue(db), limit=10, horizon=None)
     assert await replay.start(None, 2, 10) == (10, resync_frame(2, 10, None))
 
 
 async def test_a_resume_point_below_the_horizon_is_announced_with_missed_unknown(db: Database) -> None:
     await db.updates.insert_many([stored_update(seq) for seq in range(6, 11)])
     await trimmed_to(db, 5)
-    assert await Replay(db, Catalogue(db), limit=10, trimmed=True).start(None, 2, 10) == (5, resync_frame(2, 5, None))
-    assert await Replay(db, Catalogue(db), limit=3, trimmed=True).start(None, 2, 10) == (7, resync_frame(2, 7, None))
-    assert await Replay(db, Catalogue(db), limit=10, trimmed=False).start(None, 2, 10) == (2, b"")
+    assert await Replay(db, Catalogue(db), limit=10, horizon=None).start(None, 2, 10) == (5, resync_frame(2, 5, None))
+    assert await Replay(db, Catalogue(db), limit=3, horizon=None).start(None, 2, 10) == (7, resync_frame(2, 7, None))
+    assert await Replay(db, Catalogue(db), limit=10).start(None, 2, 10) == (2, b"")
+
+
+async def test_a_fixed_horizon_is_read_once_where_no_sweep_raises_it_and_at_each_start_where_sweeps_do(
+    db: Database,
+) -> None:
+    """HISTORY_DAYS at 0 keeps history for ever: no sweep runs, and the horizon earlier ones left is read once, as the
+    Replay is made; one raised later is not its to see. While HISTORY_DAYS is set, each start reads it."""
+    await db.updates.insert_many([stored_update(seq) for seq in range(6, 11)])
+    await trimmed_to(db, 5)
+    assert (await fixed_horizon(db, 0), await fixed_horizon(db, 90)) == (5, None)
+    fixed = Replay(db, Catalogue(db), limit=10, horizon=await fixed_horizon(db, 0))
+    read = Replay(db, Catalogue(db), limit=10, horizon=await fixed_horizon(db, 90))
+    assert await fixed.start(None, 2, 10) == await read.start(None, 2, 10) == (5, resync_frame(2, 5, None))
+    await db.counters.update_one({"_id": TRIMMED}, {"$set": {"seq": 7}})
+    assert (await fixed.start(None, 5, 10), await read.start(None, 5, 10)) == ((5, b""), (7, resync_frame(5, 7, None)))
 
 
 async def test_updates_deleted_below_the_oldest_kept_one_are_not_missed_history(db: Database) -> None:
     """1 to 5 were deleted by their authors or retracted by a watch rule, not removed by retention: with no horizon,
     or one below them, nothing the client could have had is gone."""
     await db.updates.insert_many([stored_update(seq) for seq in range(6, 11)])
-    trimmed = Replay(db, Catalogue(db), limit=10, trimmed=True)
+    trimmed = Replay(db, Catalogue(db), limit=10, horizon=None)
     assert await trimmed.start(None, 0, 10) == (0, b"")
     await trimmed_to(db, 1)
     assert await trimmed.start(None, 0, 10) == (1, resync_frame(0, 1, None))  # 1 went by age

@@ -14,7 +14,8 @@ const newestShown = list && list.firstElementChild ? Number(list.firstElementChi
 const NOTIFY = "gossip.notify";  // localStorage: "on" once the user turned desktop notifications on
 const READ_TRIES = 5;  // a read mark that fails to send is tried again after 2, 4, 8 and 16 s, then left to the next
 let follows = new Set(JSON.parse(body.dataset.follows));
-// Muted shows and personal topics: not counted as unread, not listed in Notifications (All Notifs lists them as read).
+// Muted shows and personal topics: not counted as unread, not listed in Notifications (All Notifs lists them as read,
+// as it lists the updates of shows not followed).
 let muted = new Set(JSON.parse(body.dataset.muted));
 let unread = Number(body.dataset.unread);
 const COUNT_CAP = Number(body.dataset.countCap);  // the server counts up to here: at or past it, "200+"
@@ -66,7 +67,7 @@ function setStatus(state, text, signIn) {
 }
 
 function item(update) {
-  const li = element("li", muted.has(update.show) ? "" : "new");  // a muted one arrives as a read one is listed
+  const li = element("li", heard(update.show, update.personal === true) ? "new" : "");  // unheard: as a read one
   li.dataset.seq = update.seq;
   li.dataset.show = update.show;
   const meta = element("div", "meta");
@@ -116,20 +117,15 @@ function heard(show, personal) {
   return (personal || follows.has(show)) && !muted.has(show);
 }
 
-// Notifications (of followed shows) lists only what is heard: a show or topic muted in another tab leaves it at once.
-function dropUnheard() {
-  if (!list || need === "all") return;
-  list.querySelectorAll("li[data-show]").forEach((li) => {
-    if (!heard(li.dataset.show, li.classList.contains("personal"))) li.remove();
-  });
-}
-
-// All Notifs lists the muted shows' and topics' updates as it lists read ones, neither unread nor new: as their
-// show or topic is muted in another tab, they lose the mark.
-function styleMuted() {
+// Notifications (of followed shows) lists only what is heard, and All Notifs lists the rest (shows not followed, shows
+// and topics muted) as it lists read ones, neither unread nor new: as a show is unfollowed or muted in another tab,
+// its updates leave Notifications and lose All Notifs' marks at once.
+function showUnheard() {
   if (!list) return;
   list.querySelectorAll("li[data-show]").forEach((li) => {
-    if (muted.has(li.dataset.show)) li.classList.remove("unread", "new");
+    if (heard(li.dataset.show, li.classList.contains("personal"))) return;
+    if (need === "all") li.classList.remove("unread", "new");
+    else li.remove();
   });
 }
 
@@ -222,15 +218,14 @@ const handlers = {
     follows = new Set(data.follows);
     document.querySelectorAll("#shows li[data-show]").forEach(showFollowed);
     showFollowing();
-    dropUnheard();
+    showUnheard();
   },
   // The count comes with the `read` event that follows: only what is listed changes here, and the Preferences page's
   // form (static/preferences.js) hears of it.
   preferences(data) {
     muted = new Set(Object.keys(data.shows).filter((slug) => data.shows[slug] === "muted"));
     showFollowing();
-    dropUnheard();
-    styleMuted();
+    showUnheard();
     document.dispatchEvent(new CustomEvent("gossip:preferences", { detail: data }));
   },
   edit(data) {
