@@ -33,7 +33,7 @@ from bench.fuzz import fuzz
 from bench.http import Answer, Connection, Publisher, exchange, json_request
 from bench.report import Figure, Result
 from bench.sse import SEQ_START, Feed, feed_request, open_feeds
-from dev.processes import ChildProcess, free_port
+from dev.processes import ChildProcess, on_a_free_port
 from shared.db import Database, connect, last_seq, next_seq, utcnow
 from shared.settings import Settings
 from shared.updates import COUNT_CAP
@@ -98,13 +98,16 @@ class Served:
 @contextlib.asynccontextmanager
 async def serving(mongo_url: str, **variables: str) -> AsyncIterator[Served]:
     """`variables` set more of the environment (the tests shorten SEND_TIMEOUT)."""
-    port = free_port()
     own = {"SECRET_KEY": secrets.token_urlsafe(32), "MONGO_URL": mongo_url, "MONGO_DB": f"bench_{secrets.token_hex(4)}"}
-    env = {**os.environ, **own, **variables, "HOST": "127.0.0.1", "PORT": str(port)}
-    settings = Settings.from_env(env)  # from the very mapping the child reads
+    env = {**os.environ, **own, **variables, "HOST": "127.0.0.1"}
+    settings = Settings.from_env(env)  # from the very mapping the child reads, but for its PORT
     client = connect(mongo_url)
+
+    def gossip(port: int) -> ChildProcess:
+        return ChildProcess([sys.executable, "-m", "dev.run"], {**env, "PORT": str(port)}, port)
+
     try:
-        with ChildProcess([sys.executable, "-m", "dev.run"], env, port) as process:
+        with await asyncio.to_thread(on_a_free_port, gossip) as process:
             yield Served(process, settings, client[settings.mongo_db])
     finally:
         await client.drop_database(settings.mongo_db)

@@ -8,10 +8,10 @@ import asyncio
 import contextlib
 import functools
 import secrets
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol
 
 import psutil
 
@@ -19,7 +19,7 @@ from bench.crowd import Share
 from bench.http import Connection, Post, Publisher
 from bench.served import Histogram, served_by
 from bench.sse import Feed, feed_request, open_feeds
-from dev.processes import ChildProcess, ServiceProcess
+from dev.processes import ServiceProcess
 from services.auth import tokens
 from services.auth.accounts import user_document
 from shared.auth import Caller, session_document
@@ -28,7 +28,6 @@ from shared.settings import Settings
 from shared.updates import digest, update_id
 
 STREAM_OPTIONS = ("--backlog", "4096")  # the kernel's somaxconn here: thousands of feeds reconnect at once
-PORT_TRIES = 3
 STARTUP = 60.0  # seconds for a service process to answer: several start at once, on a machine others share
 UNLIMITED = {"PUBLISHES_PER_AUTHOR": str(10**9)}  # the load scenarios measure throughput, not the rate limit
 
@@ -193,37 +192,6 @@ class Deployment:
                 for number, stream in enumerate(self.streams)]  # fmt: skip
 
 
-Started = TypeVar("Started", bound=ChildProcess)
-
-
-def listens(process: ChildProcess) -> bool:
-    """Whether the process itself listens on its port: a server of someone else's may answer there instead."""
-    assert process.process is not None
-    try:
-        connections = psutil.Process(process.process.pid).net_connections("tcp")
-    except psutil.Error:
-        return False
-    return any(c.laddr.port == process.port and c.status == psutil.CONN_LISTEN for c in connections)
-
-
-def started_on_its_port(make: Callable[[], Started]) -> Started:
-    """`make()`'s process, started and listening on its own port. free_port's port can be taken by another program
-    before the process binds it (others share this machine), and then another server may even answer the readiness
-    check: the process is then stopped and a new one made, on a new port, up to PORT_TRIES times."""
-    for attempt in range(PORT_TRIES):
-        process = make()
-        try:
-            process.start(STARTUP)
-        except RuntimeError:
-            if attempt == PORT_TRIES - 1:
-                raise
-            continue
-        if listens(process):
-            return process
-        process.stop()
-    raise RuntimeError(f"no free port held after {PORT_TRIES} tries")
-
-
 @contextlib.asynccontextmanager
 async def deployment(
     mongo_url: str, name: str, streams: int = 1, rules: Path | None = None
@@ -236,8 +204,8 @@ async def deployment(
     db = client[settings.mongo_db]
     await prepare(db)
     stream = functools.partial(ServiceProcess, "services.stream.app", settings, *STREAM_OPTIONS)
-    starting = [functools.partial(ServiceProcess, "services.ingest.app", settings, **UNLIMITED), *[stream] * streams]
-    started = await asyncio.gather(*(asyncio.to_thread(started_on_its_port, make) for make in starting),
+    starting = [ServiceProcess("services.ingest.app", settings, **UNLIMITED), *(stream() for _ in range(streams))]
+    started = await asyncio.gather(*(asyncio.to_thread(process.start, STARTUP) for process in starting),
                                    return_exceptions=True)  # fmt: skip
     processes = [process for process in started if isinstance(process, ServiceProcess)]
     try:

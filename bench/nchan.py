@@ -20,11 +20,11 @@ from pathlib import Path
 
 import psutil
 
-from bench.cluster import Usage, started_on_its_port
+from bench.cluster import STARTUP, Usage
 from bench.crowd import Share
 from bench.http import Connection, Publisher
 from bench.sse import Feed, open_feeds
-from dev.processes import ChildProcess, free_port
+from dev.processes import ChildProcess, on_a_free_port
 from shared.db import SHOWS, iso_utc, utcnow
 
 PACKAGES = ("nginx-light", "libnginx-mod-nchan")
@@ -117,8 +117,7 @@ async def running(nginx: str, workers: int = 1) -> AsyncIterator[Nchan]:
     with tempfile.TemporaryDirectory(prefix="gossip-bench-nchan-") as prefix:
         (Path(prefix) / "temp").mkdir()
 
-        def server() -> ChildProcess:
-            port = free_port()
+        def server(port: int) -> ChildProcess:  # nginx cannot listen on port 0
             conf = Path(prefix) / "nginx.conf"
             filled = {"@MODULE@": str(MODULE), "@PORT@": str(port), "@WORKERS@": str(workers),
                       "@REUSEPORT@": " reuseport" if workers > 1 else ""}  # fmt: skip
@@ -126,7 +125,7 @@ async def running(nginx: str, workers: int = 1) -> AsyncIterator[Nchan]:
             command = [nginx, "-p", f"{prefix}/", "-c", str(conf), "-e", f"{prefix}/error.log"]
             return ChildProcess(command, os.environ, port, ready_path="/ready")
 
-        nchan = Nchan(await asyncio.to_thread(started_on_its_port, server), workers)
+        nchan = Nchan(await asyncio.to_thread(on_a_free_port, server, STARTUP), workers)
         try:
             yield nchan
         finally:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psutil
 
-from dev.processes import free_port, holder, terminate
+from dev.processes import holder, listening_on, terminate
 
 log = logging.getLogger("gossip.embedded")
 
@@ -64,8 +64,9 @@ class EmbeddedMongo:
     """Started with its own data, pid and log files so that several can share a machine."""
 
     def __init__(self, data: Path, port: int | None = None) -> None:
+        """`port` None: one the server chooses at its first start (nothing can take it first), kept for restarts."""
         self.data = data
-        self.port = port or free_port()
+        self.port = port or 0
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -83,7 +84,7 @@ class EmbeddedMongo:
                     "that one, or give this one an EMBEDDED_DATA and EMBEDDED_PORT of its own"
                 )
             _stop_leftover(leftover)
-        if _accepting(self.port):
+        if self.port and _accepting(self.port):
             held = f" ({who})" if (who := holder(self.port)) else ""
             raise PortTaken(f"port {self.port} is already in use by another program{held}")
         self.data.mkdir(parents=True, exist_ok=True)
@@ -103,7 +104,8 @@ class EmbeddedMongo:
         while True:
             if self.process.poll() is not None:  # checked first: something else may be answering on the port
                 raise RuntimeError(f"nx-27017 exited with {self.process.returncode}; see {self.data}/nx-27017.out")
-            if _accepting(self.port):
+            if (port := listening_on(self.process.pid, self.port)) is not None:  # itself, not whoever took the port
+                self.port = port
                 return self
             if time.monotonic() > deadline:
                 self.stop()

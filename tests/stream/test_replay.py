@@ -9,7 +9,6 @@ import logging
 import pytest
 from pymongo import AsyncMongoClient
 
-from dev.processes import free_port
 from services.stream.frames import resync_frame, update_frame
 from services.stream.replay import BATCH, Replay, fixed_horizon
 from shared.catalogue import Catalogue
@@ -80,12 +79,12 @@ async def test_a_shared_chunk_leaves_out_the_personal_updates_of_a_topic_its_fee
 
 
 async def test_a_read_whose_feeds_all_hung_up_fails_without_an_unretrieved_error(
-    db: Database, caplog: pytest.LogCaptureFixture
+    db: Database, caplog: pytest.LogCaptureFixture, refused_port: int
 ) -> None:
     """The read goes on for other feeds that may ask meanwhile; once none is left to hear its failure, it is marked
     seen, so asyncio does not report it as an exception nobody retrieved."""
     caplog.set_level(logging.ERROR, logger="asyncio")
-    gone = AsyncMongoClient(f"mongodb://127.0.0.1:{free_port()}/?directConnection=true", serverSelectionTimeoutMS=500)
+    gone = AsyncMongoClient(f"mongodb://127.0.0.1:{refused_port}/?directConnection=true", serverSelectionTimeoutMS=500)
     replay = Replay(gone[db.name], Catalogue(db), LIMIT)
     try:
         asking = asyncio.ensure_future(replay.chunk(None, "u1", 0, 5))

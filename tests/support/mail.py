@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import dataclasses
 import re
-import socket
 from collections.abc import AsyncIterator, Iterator
 from email import policy
 from email.message import EmailMessage
@@ -17,8 +16,9 @@ from typing import Any
 import httpx
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from services.all import app as gossip_app
 from shared.settings import Settings
-from tests.support.servers import gossip_server
+from tests.support.servers import LiveServer, loopback_socket
 
 
 class Inbox:
@@ -91,20 +91,15 @@ async def follow(http: httpx.AsyncClient, link: str) -> httpx.Response:
     return await http.post(link, data={"csrf_token": csrf_in(page)})
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextlib.contextmanager
 def mailing_server(settings: Settings, smtp_url: str, **more: Any) -> Iterator[tuple[str, Settings]]:
     """The app on a live uvicorn whose PUBLIC_URL is its own address and whose mail goes to `smtp_url`; yields its URL
-    and the settings it runs with. The port is chosen first, so the links can name it."""
-    port = _free_port()
-    served = dataclasses.replace(settings, smtp_url=smtp_url, public_url=f"http://127.0.0.1:{port}", **more)
-    live = gossip_server(served, port=port)
+    and the settings it runs with. Its socket is bound first, so the links can name its port."""
+    sock = loopback_socket()
+    served = dataclasses.replace(
+        settings, smtp_url=smtp_url, public_url=f"http://127.0.0.1:{sock.getsockname()[1]}", **more
+    )
+    live = LiveServer(gossip_app.create(served), sock=sock).start()
     try:
         yield live.url, served
     finally:

@@ -47,15 +47,24 @@ class _Uvicorn(uvicorn.Server):
                 self._loop.call_soon_threadsafe(self._told.set)
 
 
+def loopback_socket(port: int = 0) -> socket.socket:
+    """Bound before anything is told its port (0: one the kernel chooses), so nothing else can take it in between."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    return sock
+
+
 class LiveServer:
     """A real uvicorn serving a real socket, in a thread of the test process so that it starts in milliseconds."""
 
-    def __init__(self, app: ASGIApp, graceful: float = 3.0, port: int = 0, **options: Any) -> None:
-        """`port`: a given one, to come back where a stopped server was (its browsers reconnect there). `options`:
+    def __init__(
+        self, app: ASGIApp, graceful: float = 3.0, port: int = 0, sock: socket.socket | None = None, **options: Any
+    ) -> None:
+        """`port`: a given one, to come back where a stopped server was (its browsers reconnect there). `sock`: a
+        loopback_socket() already bound, for an app that is told its own address; closed with the server. `options`:
         more of uvicorn's, such as another `http` protocol than the one services run on."""
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", port))
+        self.sock = sock or loopback_socket(port)
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         options = {"http": JsonErrorProtocol, **options}  # as services run
