@@ -1,6 +1,6 @@
 """What a live page does with what it hears and sends (web/static/feed.js), in real headless Chromium (Debian's)
-against a live server: the Shows page's buttons, All Notifs' marks on shows not followed, read marks sent again after
-a network failure, and desktop notifications the browser refuses."""
+against a live server: the Shows page's buttons, All Notifs' marks on shows not followed, one's own updates as read
+ones, read marks sent again after a network failure, and desktop notifications the browser refuses."""
 
 from __future__ import annotations
 
@@ -50,6 +50,19 @@ async def test_all_notifs_lists_an_unfollowed_shows_updates_as_read_ones_on_load
         assert (await context.request.delete("/api/me/follows/flash")).ok
         await expect(everything.locator("#feed li.unread, #feed li.new")).to_have_count(0)
         await expect(everything.locator("#feed li")).to_have_count(4)
+    await context.close()
+
+
+async def test_the_users_own_update_arrives_as_a_read_one(browser: Browser, server: str) -> None:
+    """One's own updates are never unread, so they arrive without the mark of news, as the page lists them."""
+    context = await signed_in(browser, server, "oona")  # follows flash
+    (notifications,) = await tabs(context, "/notifications")
+    response = await context.request.post("/api/updates", data={"show": "flash", "text": "my own"})
+    assert response.status == 201, await response.text()
+    first = notifications.locator("#feed li").first
+    await expect(first).to_have_attribute("data-seq", str((await response.json())["seq"]))
+    await expect(first).not_to_have_class(re.compile(r"\bnew\b"))
+    await expect(notifications.locator("#unread-count")).to_have_count(0)
     await context.close()
 
 

@@ -66,8 +66,8 @@ function setStatus(state, text, signIn) {
   shownState = state;
 }
 
-function item(update) {
-  const li = element("li", heard(update.show, update.personal === true) ? "new" : "");  // unheard: as a read one
+function item(update, news) {
+  const li = element("li", news ? "new" : "");  // not news (unheard, or the user's own): as a read one
   li.dataset.seq = update.seq;
   li.dataset.show = update.show;
   const meta = element("div", "meta");
@@ -208,7 +208,7 @@ const handlers = {
     if (shown) {
       const empty = document.getElementById("empty");
       if (empty) empty.remove();
-      list.prepend(item(update));
+      list.prepend(item(update, news));
     }
     if (shown && visible()) markRead();
     else if (news) setUnread(unread + 1);
