@@ -1,7 +1,7 @@
 // What a page does with the live events: the unread badge on every page, the status line (and the header once signed
 // out), new updates on top of a live notifications page (which marks them read), edits and retractions in place, the
-// Shows page's buttons, muted shows left out, the resync notice, and desktop notifications when asked for. Text from updates is only ever
-// set as textContent.
+// Shows page's buttons, muted shows left out, the resync notice, and desktop notifications when asked for. Text from
+// updates is only ever set as textContent.
 import { element } from "./dom.js";
 import { connect } from "./live.js";
 

@@ -96,6 +96,8 @@ import { call, element } from "./dom.js";
   } else if (Notification.permission === "granted") {
     register().catch((error) => say(error.message)); // keeps the service worker current
   }
-  button.addEventListener("click", () => turnOn().catch((error) => say("Push could not be turned on: " + error.message)));
+  button.addEventListener("click", () =>
+    turnOn().catch((error) => say("Push could not be turned on: " + error.message)),
+  );
   refresh().catch((error) => say(error.message));
 })();
