@@ -92,6 +92,13 @@ class Preferences:
         }
 
 
+def followed(follows: object, titles: Collection[str]) -> list[str]:
+    """The follows a user is shown and counted by (/api/me, the pages, the stream's `follows` event, unread counts,
+    the Preferences page's levels): those of shows in the catalogue (`titles`). The stored follows keep the others,
+    so a show put back, or a bad document repaired, is followed again as it was."""
+    return [slug for slug in follows if slug in titles] if isinstance(follows, list) else []
+
+
 def _clock(value: object) -> time | None:
     """'HH:MM' as a time of day, None if it is not one."""
     if not isinstance(value, str) or len(value) != 5 or value[2] != ":":

@@ -137,7 +137,11 @@ SCHEMAS: dict[str, Schema] = {
     "Edit": _object({"seq": SEQ, "text": TEXT, "edited_at": TIMESTAMP}),
     "Retract": _object({"seq": SEQ}),
     "UpdateEvent": _event("update", ref("Update"), "A new update of a show the feed carries.", with_id=True),
-    "FollowsEvent": _event("follows", ref("Follows"), "The user's follows changed: the feed now carries these."),
+    "FollowsEvent": _event(
+        "follows",
+        ref("Follows"),
+        "The user's follows changed: these, the followed shows of the catalogue, are what the feed now carries.",
+    ),
     "PreferencesEvent": _event(
         "preferences",
         ref("Preferences"),

@@ -108,9 +108,10 @@ async def authenticate(
     return user
 
 
-async def me(db: Database, user: dict[str, Any] | None) -> dict[str, Any]:
-    """/api/me: the user as the core's `users` lookup read them, with their unread count."""
-    if (read := await reading(db, user)) is None:
+async def me(db: Database, catalogue: Catalogue, user: dict[str, Any] | None) -> dict[str, Any]:
+    """/api/me: the user as the core's `users` lookup read them (their follows of the catalogue's shows), with their
+    unread count."""
+    if (read := await reading(db, user, await catalogue.titles())) is None:
         raise ApiError(401, detail="This account no longer exists.")
     return {"username": read["username"], "follows": read["follows"], "unread": read["unread"]}
 

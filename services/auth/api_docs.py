@@ -86,7 +86,10 @@ me = operation(
     "Who is logged in, what they follow, and how much is unread", SESSION,
     {200: answer("The account.", {
         "title": "Me", "type": "object", "required": ["username", "follows", "unread"], "additionalProperties": False,
-        "properties": {"username": STRING, "follows": {"type": "array", "items": SLUG},
+        "properties": {"username": STRING,
+                       "follows": {"type": "array", "items": SLUG, "description": "The followed shows of the "
+                                   "catalogue: a follow of a show gone from it is kept, not listed nor counted, and "
+                                   "comes back with the show."},
                        "unread": {**CAPPED, "description": "Updates of followed shows and those addressed to the "
                                                            "user, but the muted shows' and topics', by others after "
                                                            f"the read mark. {CAPPED_NOTE}"}},

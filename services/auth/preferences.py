@@ -36,12 +36,6 @@ def shown(user: Mapping[str, Any] | None, titles: Collection[str], personal: Col
                                 if slug in titles or slug in personal}}  # fmt: skip
 
 
-def followed(follows: object, titles: Collection[str]) -> list[str]:
-    """The followed shows that are in the catalogue: a follow of a show gone from it (or a bad document left out of
-    it) takes no level, so the page offers it none and a POST of the page never names it."""
-    return [slug for slug in follows if slug in titles] if isinstance(follows, list) else []
-
-
 def listed(personal: Mapping[str, str], follows: Collection[str]) -> dict[str, str]:
     """Of the user's personal topics (`personal_topics`, slug to title), those the page lists in their own group:
     all but a show they follow, which is listed with the shows."""

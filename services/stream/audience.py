@@ -13,6 +13,7 @@ from services.stream.changes import LOOKUP, Change, ChangeStream
 from services.stream.frames import read_frame
 from services.stream.hub import Hub, marks_of
 from shared.auth import session_end
+from shared.catalogue import Catalogue
 from shared.db import Database
 from shared.settings import SESSION_ABSOLUTE_AGE
 from shared.state import USER_FIELDS
@@ -27,9 +28,14 @@ class Audience:
     `lifetime`: SESSION_ABSOLUTE_AGE, past which no renewal keeps a session's feeds open."""
 
     def __init__(
-        self, db: Database, hub: Hub, delivered: Callable[[], int], lifetime: float = SESSION_ABSOLUTE_AGE
+        self,
+        db: Database,
+        hub: Hub,
+        catalogue: Catalogue,
+        delivered: Callable[[], int],
+        lifetime: float = SESSION_ABSOLUTE_AGE,
     ) -> None:
-        self.db, self.hub, self.delivered, self.lifetime = db, hub, delivered, lifetime
+        self.db, self.hub, self.catalogue, self.delivered, self.lifetime = db, hub, catalogue, delivered, lifetime
 
     def streams(self) -> list[ChangeStream]:
         return [
@@ -48,7 +54,7 @@ class Audience:
         """A follow change, a show muted or heard again, or a new read mark (POST /api/me/read, from any tab or
         device) reaches every feed of the user with the unread count as of the last update those feeds were sent, so
         no page has to guess it."""
-        now = marks_of(user)
+        now = marks_of(user, await self.catalogue.titles())
         if not self.hub.user_changed(user_id, now):
             return
         counted, upto, reader = 0, 0, {"_id": user_id, "username": user.get("username", "")}

@@ -8,7 +8,7 @@ import logging
 import math
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +16,7 @@ from services.stream.feed import Feed
 from services.stream.frames import EXPIRED, PING, follows_frame, preferences_frame
 from shared.auth import Caller
 from shared.limits import refusal
-from shared.preferences import Preferences, preferences_of
+from shared.preferences import Preferences, followed, preferences_of
 from shared.presence import EVERY_SHOW
 
 log = logging.getLogger("gossip.stream.hub")
@@ -33,7 +33,7 @@ class Marks:
     follow change, a change of preferences and a new read mark apart: the embedded server's change events do not say
     which fields changed."""
 
-    follows: frozenset[str]
+    follows: frozenset[str]  # the followed shows of the catalogue
     heard: frozenset[str]  # the followed shows but the muted ones: what a feed of followed shows carries
     last_read: int = 0
     preferences: bytes = DEFAULT_PREFERENCES  # the `preferences` frame the feeds were last told of, or would be
@@ -41,9 +41,10 @@ class Marks:
     muted: frozenset[str] = frozenset()
 
 
-def marks_of(user: Mapping[str, Any]) -> Marks:
-    """A `users` document as the hub compares it."""
-    follows, preferences = user.get("follows", []), preferences_of(user)
+def marks_of(user: Mapping[str, Any], titles: Collection[str]) -> Marks:
+    """A `users` document as the hub compares it, its follows those of the catalogue (`titles`): a show gone from it
+    is neither listed, counted nor carried, as on the pages."""
+    follows, preferences = followed(user.get("follows", []), titles), preferences_of(user)
     return Marks(frozenset(follows), frozenset(preferences.heard(follows)), user.get("last_read_seq", 0),
                  preferences_frame(preferences.to_json()), frozenset(preferences.muted()))  # fmt: skip
 

@@ -15,6 +15,7 @@ from shared.auth import Caller
 from shared.errors import ApiError
 
 ALICE = Caller("u1", "alice", "s1")
+TITLES = {"flash": "The Flash", "sherlock": "Sherlock"}  # the catalogue
 BOB = Caller("u2", "bob", "s2")
 
 
@@ -105,9 +106,9 @@ async def test_a_user_change_is_told_from_what_the_hub_knows() -> None:
 async def test_muting_a_show_takes_it_off_followed_feeds_and_tells_every_feed() -> None:
     hub = Hub()
     user = {"follows": ["flash", "sherlock"], "last_read_seq": 0}
-    feed, everything = hub.open(ALICE, ["flash", "sherlock"], marks_of(user)), hub.open(ALICE, None)
+    feed, everything = hub.open(ALICE, ["flash", "sherlock"], marks_of(user, TITLES)), hub.open(ALICE, None)
     muted = {**user, "preferences": {"shows": {"flash": "muted"}}}
-    assert hub.user_changed("u1", marks_of(muted))  # what counts as unread changed: the caller counts it again
+    assert hub.user_changed("u1", marks_of(muted, TITLES))  # what counts as unread changed: the caller counts it again
     hub.publish("flash", frame(1))
     hub.publish("sherlock", frame(2))
     told = preferences_frame({"shows": {"flash": "muted"}, "time_zone": "UTC", "quiet_hours": None, "digest_hour": 8})
@@ -120,30 +121,40 @@ async def test_muting_a_personal_topic_takes_its_updates_off_followed_feeds_alon
     still; another topic of theirs, and another user's orders, are not affected."""
     hub = Hub()
     user = {"follows": ["flash"], "last_read_seq": 0}
-    feed, everything = hub.open(ALICE, ["flash"], marks_of(user)), hub.open(ALICE, None)
+    feed, everything = hub.open(ALICE, ["flash"], marks_of(user, TITLES)), hub.open(ALICE, None)
     bobs = hub.open(BOB, ["flash"])
     muted = {**user, "preferences": {"shows": {"orders": "muted"}}}
-    assert hub.user_changed("u1", marks_of(muted))  # what counts as unread changed: the caller counts it again
+    assert hub.user_changed("u1", marks_of(muted, TITLES))  # what counts as unread changed: the caller counts it again
     assert (hub.muted(feed), hub.muted(everything)) == ({"orders"}, set())
     assert hub.publish_to("u1", "orders", frame(1), 1) == 1
     assert hub.publish_to("u1", "invoices", frame(2), 2) == 2
     assert hub.publish_to("u2", "orders", frame(3), 3) == 1
-    assert hub.user_changed("u1", marks_of(user))
+    assert hub.user_changed("u1", marks_of(user, TITLES))
     assert hub.publish_to("u1", "orders", frame(4), 4) == 2
-    told = marks_of(muted).preferences
-    assert await drain(feed) == told + frame(2) + marks_of(user).preferences + frame(4)
-    assert await drain(everything) == told + frame(1) + frame(2) + marks_of(user).preferences + frame(4)
+    told = marks_of(muted, TITLES).preferences
+    assert await drain(feed) == told + frame(2) + marks_of(user, TITLES).preferences + frame(4)
+    assert await drain(everything) == told + frame(1) + frame(2) + marks_of(user, TITLES).preferences + frame(4)
     assert await drain(bobs) == frame(3)
 
 
 async def test_preferences_that_change_no_show_are_told_but_count_nothing_again() -> None:
     hub = Hub()
     user = {"follows": ["flash"], "last_read_seq": 3}
-    feed = hub.open(ALICE, ["flash"], marks_of(user))
+    feed = hub.open(ALICE, ["flash"], marks_of(user, TITLES))
     zoned = {**user, "preferences": {"time_zone": "Europe/Paris"}}
-    assert not hub.user_changed("u1", marks_of(zoned))
-    assert not hub.user_changed("u1", marks_of(zoned))  # told once
-    assert await drain(feed) == marks_of(zoned).preferences and b"Europe/Paris" in marks_of(zoned).preferences
+    assert not hub.user_changed("u1", marks_of(zoned, TITLES))
+    assert not hub.user_changed("u1", marks_of(zoned, TITLES))  # told once
+    assert (
+        await drain(feed) == marks_of(zoned, TITLES).preferences
+        and b"Europe/Paris" in marks_of(zoned, TITLES).preferences
+    )
+
+
+def test_a_follow_of_a_show_gone_from_the_catalogue_is_neither_listed_nor_carried() -> None:
+    """The stored follows keep it, so the show put back is followed again as it was."""
+    user = {"follows": ["flash", "gone", "sherlock"], "preferences": {"shows": {"sherlock": "muted"}}}
+    assert (marks_of(user, TITLES).follows, marks_of(user, TITLES).heard) == ({"flash", "sherlock"}, {"flash"})
+    assert marks_of(user, {**TITLES, "gone": "Back"}).follows == {"flash", "gone", "sherlock"}
 
 
 async def test_a_session_whose_time_is_up_ends_with_expired_and_a_renewed_one_lives_on() -> None:
