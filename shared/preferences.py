@@ -10,7 +10,7 @@ and digests."""
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
@@ -53,6 +53,20 @@ class Preferences:
 
     def level(self, slug: str) -> str:
         return self.shows.get(slug, LIVE)
+
+    def uncatalogued(self, titles: Collection[str]) -> list[str]:
+        """The slugs with a level that are no show of the catalogue: only the user's personal topics can make them
+        mean something (`meaningful`), so a reader with none of these need not look the topics up."""
+        return [slug for slug in self.shows if slug not in titles]
+
+    def meaningful(self, titles: Collection[str], topics: Collection[str]) -> Preferences:
+        """The preferences as the user is told them (GET /api/me/preferences, the stream's `preferences` event): a
+        level only for what a PUT may set one for, a show of the catalogue (`titles`; push and the digest read it
+        while the show is followed) or one of the user's personal `topics`. Any other key, written by hand into
+        `users` or left by a show gone from the catalogue, means nothing to push or the digest and is not told, so
+        what GET answers a PUT takes back."""
+        kept = {slug: level for slug, level in self.shows.items() if slug in titles or slug in topics}
+        return replace(self, shows=kept)
 
     def heard(self, follows: Iterable[str]) -> list[str]:
         """The followed shows whose updates count as unread and fill Notifications: all but the muted ones."""

@@ -145,7 +145,8 @@ SCHEMAS: dict[str, Schema] = {
     "PreferencesEvent": _event(
         "preferences",
         ref("Preferences"),
-        "The user's preferences changed: a feed of followed shows leaves the muted shows and personal topics out from "
+        "The user's preferences changed, as GET /api/me/preferences answers them (a level only for a show of the "
+        "catalogue or a personal topic): a feed of followed shows leaves the muted shows and personal topics out from "
         "now on.",
     ),
     "ReadEvent": _event("read", ref("Read"), "The user read, on some page or device: every feed of the user hears."),

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from services.stream.feed import OVERFLOW, STALLED, Feed
-from services.stream.frames import EXPIRED, PING, follows_frame, preferences_frame, read_frame
+from services.stream.frames import EXPIRED, PING, follows_frame, read_frame
 from services.stream.hub import Hub, Marks, marks_of
 from shared.auth import Caller
 from shared.errors import ApiError
@@ -103,17 +103,17 @@ async def test_a_user_change_is_told_from_what_the_hub_knows() -> None:
     assert await drain(feed) == read_frame(7, 3)
 
 
-async def test_muting_a_show_takes_it_off_followed_feeds_and_tells_every_feed() -> None:
+async def test_muting_a_show_takes_it_off_followed_feeds_at_once() -> None:
     hub = Hub()
     user = {"follows": ["flash", "sherlock"], "last_read_seq": 0}
     feed, everything = hub.open(ALICE, ["flash", "sherlock"], marks_of(user, TITLES)), hub.open(ALICE, None)
     muted = {**user, "preferences": {"shows": {"flash": "muted"}}}
     assert hub.user_changed("u1", marks_of(muted, TITLES))  # what counts as unread changed: the caller counts it again
+    assert hub.preferences_changed("u1", marks_of(muted, TITLES).preferences)  # the caller tells what they mean
     hub.publish("flash", frame(1))
     hub.publish("sherlock", frame(2))
-    told = preferences_frame({"shows": {"flash": "muted"}, "time_zone": "UTC", "quiet_hours": None, "digest_hour": 8})
-    assert await drain(feed) == told + frame(2)
-    assert await drain(everything) == told + frame(1) + frame(2)  # /events/all carries a muted show still
+    assert await drain(feed) == frame(2)
+    assert await drain(everything) == frame(1) + frame(2)  # /events/all carries a muted show still
 
 
 async def test_muting_a_personal_topic_takes_its_updates_off_followed_feeds_alone_until_heard_again() -> None:
@@ -131,23 +131,22 @@ async def test_muting_a_personal_topic_takes_its_updates_off_followed_feeds_alon
     assert hub.publish_to("u2", "orders", frame(3), 3) == 1
     assert hub.user_changed("u1", marks_of(user, TITLES))
     assert hub.publish_to("u1", "orders", frame(4), 4) == 2
-    told = marks_of(muted, TITLES).preferences
-    assert await drain(feed) == told + frame(2) + marks_of(user, TITLES).preferences + frame(4)
-    assert await drain(everything) == told + frame(1) + frame(2) + marks_of(user, TITLES).preferences + frame(4)
+    assert await drain(feed) == frame(2) + frame(4)
+    assert await drain(everything) == frame(1) + frame(2) + frame(4)
     assert await drain(bobs) == frame(3)
 
 
-async def test_preferences_that_change_no_show_are_told_but_count_nothing_again() -> None:
+async def test_preferences_that_change_no_show_are_to_be_told_once_but_count_nothing_again() -> None:
     hub = Hub()
     user = {"follows": ["flash"], "last_read_seq": 3}
     feed = hub.open(ALICE, ["flash"], marks_of(user, TITLES))
-    zoned = {**user, "preferences": {"time_zone": "Europe/Paris"}}
-    assert not hub.user_changed("u1", marks_of(zoned, TITLES))
-    assert not hub.user_changed("u1", marks_of(zoned, TITLES))  # told once
-    assert (
-        await drain(feed) == marks_of(zoned, TITLES).preferences
-        and b"Europe/Paris" in marks_of(zoned, TITLES).preferences
-    )
+    zoned = marks_of({**user, "preferences": {"time_zone": "Europe/Paris"}}, TITLES)
+    assert not hub.user_changed("u1", zoned)
+    assert hub.preferences_changed("u1", zoned.preferences)
+    assert not hub.user_changed("u1", zoned)
+    assert not hub.preferences_changed("u1", zoned.preferences)  # told once
+    assert not hub.preferences_changed("u2", zoned.preferences)  # no feed of bob's here
+    assert await drain(feed) == b""  # the hub tells nothing itself: what they mean takes a read (the audience's)
 
 
 def test_a_follow_of_a_show_gone_from_the_catalogue_is_neither_listed_nor_carried() -> None:
