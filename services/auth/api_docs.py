@@ -123,7 +123,8 @@ follow = operation(
 unfollow = operation(
     "Stop following a show", SESSION,
     {204: answer("Not followed (any more), and its level in the preferences gone with it: followed again, it is "
-                 "`live`."), **refusals(401, 404, _404=NO_SHOW)},
+                 "`live`. Unless the slug is also a topic of the user's personal notifications, whose level it is "
+                 "too: that level stays."), **refusals(401, 404, _404=NO_SHOW)},
     parameters=[SLUG_PARAMETER],
 )  # fmt: skip
 read = operation(

@@ -175,3 +175,24 @@ async def test_a_follow_of_a_show_gone_from_the_catalogue_counts_nowhere_until_t
         stored = await db.users.find_one({"_id": alice_id})
         assert stored is not None
         assert stored["follows"] == ["flash", "sherlock", "suits", "gone", "a.b", "game_of_thrones"]
+
+
+async def test_unfollowing_a_show_keeps_the_level_of_her_personal_topic_of_the_same_name(
+    alice: httpx.AsyncClient, db: Database
+) -> None:
+    """A personal watch rule's topic may be named as a show of the catalogue is, and a level is kept by slug: while
+    she has personal updates of that topic, the level is the topic's too, and unfollowing the show leaves it. A show
+    that is no topic of hers still loses its level."""
+    await addressed(db, await user_id(db, "alice"), "Your parcel is out for delivery.", topic="flash")
+    for show in ("flash", "sherlock"):
+        assert (await alice.put(f"/api/me/follows/{show}")).status_code == 204
+    levels = {"flash": "muted", "sherlock": "push"}
+    assert (await alice.put("/api/me/preferences", json={"shows": levels})).status_code == 200
+    assert (await alice.delete("/api/me/follows/flash")).status_code == 204
+    token = await csrf_of(alice, "/shows")
+    unfollowed = await alice.post("/shows", data={"show": "sherlock", "action": "unfollow", "csrf_token": token})
+    assert unfollowed.status_code == 303
+    assert (await alice.get("/api/me")).json()["follows"] == []
+    assert (await alice.get("/api/me/preferences")).json()["shows"] == {"flash": "muted"}
+    page = (await alice.get("/preferences")).text
+    assert re.findall(r'name="shows\.([^"]*)"', page) == ["flash"]  # listed with her personal topics now

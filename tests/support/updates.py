@@ -32,9 +32,10 @@ def personal_update(seq: int, recipient: str, text: str = "", created_at: dateti
     return update
 
 
-async def addressed(db: Database, recipient: str, text: str) -> dict[str, Any]:
-    """A personal update stored as the rule stores it, with the next seq."""
-    update = personal_update(await next_seq(db), recipient, text)
+async def addressed(db: Database, recipient: str, text: str, topic: str = "orders") -> dict[str, Any]:
+    """A personal update stored as the rule stores it, with the next seq; of another personal rule's `topic` (which
+    may be named as a show of the catalogue is)."""
+    update = {**personal_update(await next_seq(db), recipient, text), "show": topic}
     await db.updates.insert_one(update)
     return update
 
