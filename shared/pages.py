@@ -102,7 +102,7 @@ async def optional_viewer(request: AnyRequest) -> Viewer | None:
     if caller is None:
         return None
     state = core(request)
-    me = await reading(state["db"], await state["users"](caller.user_id))
+    me = await reading(state["db"], await state["users"](caller.user_id), await state["catalogue"].titles())
     return None if me is None else Viewer(caller, me)
 
 

@@ -10,7 +10,7 @@ and digests."""
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
@@ -54,6 +54,20 @@ class Preferences:
     def level(self, slug: str) -> str:
         return self.shows.get(slug, LIVE)
 
+    def uncatalogued(self, titles: Collection[str]) -> list[str]:
+        """The slugs with a level that are no show of the catalogue: only the user's personal topics can make them
+        mean something (`meaningful`), so a reader with none of these need not look the topics up."""
+        return [slug for slug in self.shows if slug not in titles]
+
+    def meaningful(self, titles: Collection[str], topics: Collection[str]) -> Preferences:
+        """The preferences as the user is told them (GET /api/me/preferences, the stream's `preferences` event): a
+        level only for what a PUT may set one for, a show of the catalogue (`titles`; push and the digest read it
+        while the show is followed) or one of the user's personal `topics`. Any other key, written by hand into
+        `users` or left by a show gone from the catalogue, means nothing to push or the digest and is not told, so
+        what GET answers a PUT takes back."""
+        kept = {slug: level for slug, level in self.shows.items() if slug in titles or slug in topics}
+        return replace(self, shows=kept)
+
     def heard(self, follows: Iterable[str]) -> list[str]:
         """The followed shows whose updates count as unread and fill Notifications: all but the muted ones."""
         return [slug for slug in follows if self.level(slug) != MUTED]
@@ -90,6 +104,13 @@ class Preferences:
             "quiet_hours": self.quiet_hours.to_json() if self.quiet_hours else None,
             "digest_hour": self.digest_hour,
         }
+
+
+def followed(follows: object, titles: Collection[str]) -> list[str]:
+    """The follows a user is shown and counted by (/api/me, the pages, the stream's `follows` event, unread counts,
+    the Preferences page's levels): those of shows in the catalogue (`titles`). The stored follows keep the others,
+    so a show put back, or a bad document repaired, is followed again as it was."""
+    return [slug for slug in follows if slug in titles] if isinstance(follows, list) else []
 
 
 def _clock(value: object) -> time | None:

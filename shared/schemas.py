@@ -137,11 +137,16 @@ SCHEMAS: dict[str, Schema] = {
     "Edit": _object({"seq": SEQ, "text": TEXT, "edited_at": TIMESTAMP}),
     "Retract": _object({"seq": SEQ}),
     "UpdateEvent": _event("update", ref("Update"), "A new update of a show the feed carries.", with_id=True),
-    "FollowsEvent": _event("follows", ref("Follows"), "The user's follows changed: the feed now carries these."),
+    "FollowsEvent": _event(
+        "follows",
+        ref("Follows"),
+        "The user's follows changed: these, the followed shows of the catalogue, are what the feed now carries.",
+    ),
     "PreferencesEvent": _event(
         "preferences",
         ref("Preferences"),
-        "The user's preferences changed: a feed of followed shows leaves the muted shows and personal topics out from "
+        "The user's preferences changed, as GET /api/me/preferences answers them (a level only for a show of the "
+        "catalogue or a personal topic): a feed of followed shows leaves the muted shows and personal topics out from "
         "now on.",
     ),
     "ReadEvent": _event("read", ref("Read"), "The user read, on some page or device: every feed of the user hears."),

@@ -18,7 +18,7 @@ from typing import Any, TypedDict
 from bson import ObjectId
 
 from shared.db import MAX_INT, Database, as_datetime, count, iso_utc, last_seq, numbers
-from shared.preferences import preferences_of
+from shared.preferences import followed, preferences_of
 from shared.rulesfile import NAME_RULE, is_topic
 from shared.usernames import USERNAME_RULE, is_username
 
@@ -404,10 +404,10 @@ async def newest(db: Database) -> int:
 
 
 class Reading(TypedDict):
-    """What a user reads: their name, the shows they follow and those of them they hear (all but the muted: what
-    counts as unread and fills Notifications), every slug they muted (a personal topic's too, whose updates are left
-    out as a muted show's are), their read mark, how many updates are unread, and the newest update then (`upto`): a
-    live page carries on from there."""
+    """What a user reads: their name, the shows of the catalogue they follow and those of them they hear (all but
+    the muted: what counts as unread and fills Notifications), every slug they muted (a personal topic's too, whose
+    updates are left out as a muted show's are), their read mark, how many updates are unread, and the newest update
+    then (`upto`): a live page carries on from there."""
 
     username: str
     follows: list[str]
@@ -418,14 +418,15 @@ class Reading(TypedDict):
     upto: int
 
 
-async def reading(db: Database, user: dict[str, Any] | None) -> Reading | None:
+async def reading(db: Database, user: dict[str, Any] | None, titles: Collection[str]) -> Reading | None:
     """A user document as the core's `users` lookup reads it, and its unread count; None if the account is gone.
-    Read once per page (the unread badge, the notifications listing) and by /api/me."""
+    Read once per page (the unread badge, the notifications listing) and by /api/me. Its follows are those of the
+    catalogue (`titles`, `followed`)."""
     if user is None:
         return None
     last_read, upto = user.get("last_read_seq", 0), await newest(db)
-    preferences = preferences_of(user)
-    heard, muted = preferences.heard(user["follows"]), preferences.muted()
+    preferences, follows = preferences_of(user), followed(user["follows"], titles)
+    heard, muted = preferences.heard(follows), preferences.muted()
     count = await unread(db, heard, user, last_read, upto, muted=muted)
-    return Reading(username=user["username"], follows=user["follows"], heard=heard, muted=muted,
+    return Reading(username=user["username"], follows=follows, heard=heard, muted=muted,
                    last_read_seq=last_read, unread=count, upto=upto)  # fmt: skip

@@ -16,7 +16,7 @@ from shared.db import MAX_INT, Database, last_seq, new_id, username_key, utcnow
 from shared.errors import ApiError, invalid
 from shared.rulesfile import ReservedNames
 from shared.state import Core
-from shared.updates import reading
+from shared.updates import personal_topics, reading
 from shared.usernames import USERNAME_RULE, is_username
 
 PASSWORD_MIN, PASSWORD_MAX = 8, 256
@@ -108,9 +108,10 @@ async def authenticate(
     return user
 
 
-async def me(db: Database, user: dict[str, Any] | None) -> dict[str, Any]:
-    """/api/me: the user as the core's `users` lookup read them, with their unread count."""
-    if (read := await reading(db, user)) is None:
+async def me(db: Database, catalogue: Catalogue, user: dict[str, Any] | None) -> dict[str, Any]:
+    """/api/me: the user as the core's `users` lookup read them (their follows of the catalogue's shows), with their
+    unread count."""
+    if (read := await reading(db, user, await catalogue.titles())) is None:
         raise ApiError(401, detail="This account no longer exists.")
     return {"username": read["username"], "follows": read["follows"], "unread": read["unread"]}
 
@@ -145,11 +146,14 @@ async def follow(db: Database, catalogue: Catalogue, user_id: str, slug: str) ->
 
 async def unfollow(db: Database, catalogue: Catalogue, user_id: str, slug: str) -> None:
     """The show's level goes with it, in the same write: a show no longer followed is never pushed nor in a digest,
-    and followed again it starts at `live`, as a new follow does."""
+    and followed again it starts at `live`, as a new follow does. But a level is kept by slug, and a personal watch
+    rule's topic may be named as a show is (the catalogue changes while rules run): while the slug is one of the
+    user's personal topics too, the level is that topic's as well and stays."""
     await _known_show(catalogue, slug)
-    await db.users.update_one(
-        {"_id": user_id}, {"$pull": {"follows": slug}, "$unset": {f"preferences.shows.{slug}": ""}}
-    )
+    change: dict[str, Any] = {"$pull": {"follows": slug}}
+    if slug not in await personal_topics(db, user_id):
+        change["$unset"] = {f"preferences.shows.{slug}": ""}
+    await db.users.update_one({"_id": user_id}, change)
 
 
 async def mark_read(db: Database, user_id: str, seq: object) -> None:

@@ -86,7 +86,10 @@ me = operation(
     "Who is logged in, what they follow, and how much is unread", SESSION,
     {200: answer("The account.", {
         "title": "Me", "type": "object", "required": ["username", "follows", "unread"], "additionalProperties": False,
-        "properties": {"username": STRING, "follows": {"type": "array", "items": SLUG},
+        "properties": {"username": STRING,
+                       "follows": {"type": "array", "items": SLUG, "description": "The followed shows of the "
+                                   "catalogue: a follow of a show gone from it is kept, not listed nor counted, and "
+                                   "comes back with the show."},
                        "unread": {**CAPPED, "description": "Updates of followed shows and those addressed to the "
                                                            "user, but the muted shows' and topics', by others after "
                                                            f"the read mark. {CAPPED_NOTE}"}},
@@ -120,7 +123,8 @@ follow = operation(
 unfollow = operation(
     "Stop following a show", SESSION,
     {204: answer("Not followed (any more), and its level in the preferences gone with it: followed again, it is "
-                 "`live`."), **refusals(401, 404, _404=NO_SHOW)},
+                 "`live`. Unless the slug is also a topic of the user's personal notifications, whose level it is "
+                 "too: that level stays."), **refusals(401, 404, _404=NO_SHOW)},
     parameters=[SLUG_PARAMETER],
 )  # fmt: skip
 read = operation(

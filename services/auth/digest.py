@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
@@ -29,7 +29,7 @@ from services.auth.mailer import Mailer, NotSent, mailer_for
 from services.auth.sends import kept_until
 from shared.catalogue import Catalogue
 from shared.db import Database, as_datetime, iso_utc
-from shared.preferences import DIGEST, Preferences, preferences_of
+from shared.preferences import DIGEST, Preferences, followed, preferences_of
 from shared.settings import Settings
 from shared.state import Core
 from shared.updates import unread, unread_newest
@@ -60,14 +60,17 @@ class Due:
         return f"digest:{self.user['_id']}:{self.local.date().isoformat()}"
 
 
-def due(user: dict[str, Any], now: datetime) -> Due | None:
+def due(user: dict[str, Any], now: datetime, titles: Collection[str]) -> Due | None:
     """None before the user's digest hour on their clock, or when neither a show they follow nor a personal topic
-    is at the digest level."""
+    is at the digest level. The shows are the followed ones of the catalogue (`titles`): a show gone from it is
+    neither listed nor counted, as on the pages."""
     preferences = preferences_of(user)
     topics, local = preferences.at_level(preferences.shows, DIGEST), preferences.local(now)
     if not topics or local.hour < preferences.digest_hour:
         return None
-    return Due(user, preferences, preferences.at_level(user.get("follows", []), DIGEST), topics, local)
+    return Due(
+        user, preferences, preferences.at_level(followed(user.get("follows", []), titles), DIGEST), topics, local
+    )
 
 
 def _open(record: dict[str, Any] | None, now: datetime) -> bool:
@@ -77,11 +80,12 @@ def _open(record: dict[str, Any] | None, now: datetime) -> bool:
 
 async def send_digests(db: Database, mailer: Mailer, settings: Settings, now: datetime) -> int:
     """Sends every digest due at `now` (aware) that has not gone yet; returns how many went."""
-    dues = [found async for user in db.users.find(RECIPIENTS, FIELDS) if (found := due(user, now)) is not None]
+    titles = await Catalogue(db).titles()  # once a round
+    dues = [found async for user in db.users.find(RECIPIENTS, FIELDS) if (found := due(user, now, titles)) is not None]
     if not dues:
         return 0
     records = {record["_id"]: record async for record in db.sends.find({"_id": {"$in": [d.key for d in dues]}})}
-    titles, turns = await Catalogue(db).titles(), asyncio.Semaphore(AT_ONCE)  # the catalogue once a round
+    turns = asyncio.Semaphore(AT_ONCE)
 
     async def send(found: Due) -> bool:
         async with turns:

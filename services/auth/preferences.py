@@ -25,21 +25,11 @@ QUIET_FIELDS = ("quiet_hours.start", "quiet_hours.end")
 
 
 def shown(user: Mapping[str, Any] | None, titles: Collection[str], personal: Collection[str]) -> dict[str, Any]:
-    """What GET answers: every preference, defaults filled in, and a level only for what a PUT may set one for: a
-    show of the catalogue (`titles`; push and the digest read it while the show is followed) or a personal topic.
-    Any other key, written by hand into `users` or left by a show gone from the catalogue, means nothing to push or
-    the digest and is not echoed, so what GET answers a PUT takes back."""
+    """What GET answers: every preference, defaults filled in, a level only where it means something
+    (`Preferences.meaningful`: the stream's `preferences` event tells the same)."""
     if user is None:
         raise ApiError(401, detail="This account no longer exists.")
-    answer = preferences_of(user).to_json()
-    return {**answer, "shows": {slug: level for slug, level in answer["shows"].items()
-                                if slug in titles or slug in personal}}  # fmt: skip
-
-
-def followed(follows: object, titles: Collection[str]) -> list[str]:
-    """The followed shows that are in the catalogue: a follow of a show gone from it (or a bad document left out of
-    it) takes no level, so the page offers it none and a POST of the page never names it."""
-    return [slug for slug in follows if slug in titles] if isinstance(follows, list) else []
+    return preferences_of(user).meaningful(titles, personal).to_json()
 
 
 def listed(personal: Mapping[str, str], follows: Collection[str]) -> dict[str, str]:

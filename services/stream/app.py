@@ -98,7 +98,7 @@ async def _feed(request: StreamRequest, everything: bool) -> Feed:
     await state["opening"](caller.user_id)
     settled = await _settled(state, resumed)
     after = resumed if resumed is not None else after
-    user = marks_of(await state["users"](caller.user_id) or {})
+    user = marks_of(await state["users"](caller.user_id) or {}, await state["catalogue"].titles())
     feed = hub.open(caller, None if everything else user.heard, user, resumed=settled)
     ceiling = state["watcher"].delivered  # read in the same tick as open: every live frame is above it
     CONNECTIONS.inc()

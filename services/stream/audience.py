@@ -6,17 +6,19 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from services.stream.changes import LOOKUP, Change, ChangeStream
-from services.stream.frames import read_frame
+from services.stream.frames import preferences_frame, read_frame
 from services.stream.hub import Hub, marks_of
 from shared.auth import session_end
+from shared.catalogue import Catalogue
 from shared.db import Database
+from shared.preferences import Preferences
 from shared.settings import SESSION_ABSOLUTE_AGE
 from shared.state import USER_FIELDS
-from shared.updates import COUNT_CAP, unread
+from shared.updates import COUNT_CAP, personal_topics, unread
 
 log = logging.getLogger("gossip.stream.audience")
 SESSION_DATES = {"expires_at": 1, "created_at": 1}  # what a session's end is made of (shared.auth.session_end)
@@ -27,9 +29,14 @@ class Audience:
     `lifetime`: SESSION_ABSOLUTE_AGE, past which no renewal keeps a session's feeds open."""
 
     def __init__(
-        self, db: Database, hub: Hub, delivered: Callable[[], int], lifetime: float = SESSION_ABSOLUTE_AGE
+        self,
+        db: Database,
+        hub: Hub,
+        catalogue: Catalogue,
+        delivered: Callable[[], int],
+        lifetime: float = SESSION_ABSOLUTE_AGE,
     ) -> None:
-        self.db, self.hub, self.delivered, self.lifetime = db, hub, delivered, lifetime
+        self.db, self.hub, self.catalogue, self.delivered, self.lifetime = db, hub, catalogue, delivered, lifetime
 
     def streams(self) -> list[ChangeStream]:
         return [
@@ -47,9 +54,13 @@ class Audience:
     async def _user_changed(self, user_id: str, user: dict[str, Any]) -> None:
         """A follow change, a show muted or heard again, or a new read mark (POST /api/me/read, from any tab or
         device) reaches every feed of the user with the unread count as of the last update those feeds were sent, so
-        no page has to guess it."""
-        now = marks_of(user)
-        if not self.hub.user_changed(user_id, now):
+        no page has to guess it; new preferences, with what they mean (`_preferences_frame`)."""
+        titles = await self.catalogue.titles()
+        now = marks_of(user, titles)
+        changed = self.hub.user_changed(user_id, now)
+        if self.hub.preferences_changed(user_id, now.preferences):
+            self.hub.tell(user_id, await self._preferences_frame(user_id, now.preferences, titles))
+        if not changed:
             return
         counted, upto, reader = 0, 0, {"_id": user_id, "username": user.get("username", "")}
         while upto < (ceiling := self.delivered()) and counted < COUNT_CAP:  # and those delivered while counting
@@ -57,6 +68,13 @@ class Audience:
             upto = ceiling
         counted = min(counted, COUNT_CAP)
         self.hub.tell(user_id, read_frame(now.last_read, counted))
+
+    async def _preferences_frame(self, user_id: str, preferences: Preferences, titles: Collection[str]) -> bytes:
+        """The preferences as GET /api/me/preferences answers them (`Preferences.meaningful`). The user's personal
+        topics are read only when a level is set for a slug that is no show of the catalogue, which only they can
+        make mean something: most users' changes read nothing here."""
+        topics = await personal_topics(self.db, user_id) if preferences.uncatalogued(titles) else {}
+        return preferences_frame(preferences.meaningful(titles, topics).to_json())
 
     async def _resync_users(self) -> None:
         """Follow and read-mark changes made while no stream was open."""

@@ -8,15 +8,15 @@ import logging
 import math
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from services.stream.feed import Feed
-from services.stream.frames import EXPIRED, PING, follows_frame, preferences_frame
+from services.stream.frames import EXPIRED, PING, follows_frame
 from shared.auth import Caller
 from shared.limits import refusal
-from shared.preferences import Preferences, preferences_of
+from shared.preferences import Preferences, followed, preferences_of
 from shared.presence import EVERY_SHOW
 
 log = logging.getLogger("gossip.stream.hub")
@@ -24,7 +24,6 @@ log = logging.getLogger("gossip.stream.hub")
 BACK_TO_BACK = 0.001  # seconds between fan-outs under which the stream is behind (see Hub.publish)
 FULL_RETRY = 30  # seconds a refused feed is told to wait: feeds close when their pages do
 SHOW_SETS = 4096  # distinct follow sets shared among feeds before the table starts afresh
-DEFAULT_PREFERENCES = preferences_frame(Preferences().to_json())  # a user who never chose any
 
 
 @dataclass(slots=True)
@@ -33,19 +32,20 @@ class Marks:
     follow change, a change of preferences and a new read mark apart: the embedded server's change events do not say
     which fields changed."""
 
-    follows: frozenset[str]
+    follows: frozenset[str]  # the followed shows of the catalogue
     heard: frozenset[str]  # the followed shows but the muted ones: what a feed of followed shows carries
     last_read: int = 0
-    preferences: bytes = DEFAULT_PREFERENCES  # the `preferences` frame the feeds were last told of, or would be
+    preferences: Preferences = field(default_factory=Preferences)  # as stored when the feeds were last told of them
     # Every slug muted: a personal update of one of these topics stays off the user's feeds of followed shows.
     muted: frozenset[str] = frozenset()
 
 
-def marks_of(user: Mapping[str, Any]) -> Marks:
-    """A `users` document as the hub compares it."""
-    follows, preferences = user.get("follows", []), preferences_of(user)
+def marks_of(user: Mapping[str, Any], titles: Collection[str]) -> Marks:
+    """A `users` document as the hub compares it, its follows those of the catalogue (`titles`): a show gone from it
+    is neither listed, counted nor carried, as on the pages."""
+    follows, preferences = followed(user.get("follows", []), titles), preferences_of(user)
     return Marks(frozenset(follows), frozenset(preferences.heard(follows)), user.get("last_read_seq", 0),
-                 preferences_frame(preferences.to_json()), frozenset(preferences.muted()))  # fmt: skip
+                 preferences, frozenset(preferences.muted()))  # fmt: skip
 
 
 class Hub:
@@ -218,28 +218,36 @@ class Hub:
     def user_changed(self, user_id: str, now: Marks) -> bool:
         """A follow, an unfollow, a muted show or topic takes effect on the user's open feeds at once: a feed of
         followed shows carries the heard ones, and leaves out the personal updates of muted topics (`publish_to`).
-        Every feed of theirs (/events/all too: a page there may count only heard shows) hears of a follow change and
-        of new preferences. True when what counts as unread may have changed (the follows, the shows heard, the
-        topics muted or the read mark): the caller then counts it and tells the feeds (`tell`)."""
+        Every feed of theirs (/events/all too: a page there may count only heard shows) hears of a follow change.
+        True when what counts as unread may have changed (the follows, the shows heard, the topics muted or the read
+        mark): the caller then counts it and tells the feeds (`tell`)."""
         marks = self._marks.get(user_id)
         if marks is None:
             return False
         follows, heard = self._shared(now.follows), self._shared(now.heard)
         was = (marks.follows, marks.heard, marks.muted, marks.last_read)
         changed = (follows, heard, now.muted, now.last_read) != was
-        told = [follows_frame(follows)] if follows != marks.follows else []
-        if now.preferences != marks.preferences:
-            told.append(now.preferences)
+        told = follows_frame(follows) if follows != marks.follows else None
         for feed in self._by_user[user_id] if told or heard != marks.heard else ():
             if feed.shows is not None and feed.shows != heard:
                 self._unindex(feed)
                 feed.carry(heard)
                 self._index(feed)
-            for frame in told:
-                feed.offer(frame)
-        marks.follows, marks.heard, marks.last_read, marks.preferences = follows, heard, now.last_read, now.preferences
-        marks.muted = now.muted
+            if told:
+                feed.offer(told)
+        marks.follows, marks.heard, marks.last_read, marks.muted = follows, heard, now.last_read, now.muted
         return changed
+
+    def preferences_changed(self, user_id: str, preferences: Preferences) -> bool:
+        """True when the user has feeds here and their stored preferences are not those the hub knew: the caller
+        then tells every feed of theirs what they mean (`tell`), which may take a read of their personal topics: a
+        read per change of preferences, never one per read mark or follow. What they change on the feeds (the
+        shows heard, the topics muted) is `user_changed`'s."""
+        marks = self._marks.get(user_id)
+        if marks is None or marks.preferences == preferences:
+            return False
+        marks.preferences = preferences
+        return True
 
     def tell(self, user_id: str, frame: bytes) -> None:
         """One frame to every feed of one user, through the per-user index: never a scan of all feeds."""

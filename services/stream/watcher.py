@@ -72,7 +72,7 @@ class Watcher:
         self.db, self.hub, self.catalogue, self.sweep, self.tracer = db, hub, catalogue, sweep, tracer
         self.reorder: Reorder[Update | None] = Reorder(0, gap_wait)  # None: a rejected seq, passed over in order
         self.adoption, self.deletions = Adoption(db, catalogue), Deletions(db, history_days)
-        self.audience = Audience(db, hub, lambda: self.delivered, session_lifetime)
+        self.audience = Audience(db, hub, catalogue, lambda: self.delivered, session_lifetime)
         self._streams = ChangeStreams()
         self._next_sweep = 0.0
 

@@ -206,6 +206,21 @@ async def test_the_digest_lists_the_newest_unread_in_both_parts_escaped_in_html(
     assert f"{settings.public_url}/notifications" in text and mail["List-Unsubscribe"].strip("<>") in text
 
 
+async def test_a_followed_show_gone_from_the_catalogue_is_neither_listed_nor_counted(mailing: Mailing) -> None:
+    """Its updates are no show's to list (as on the pages), so they take no place among the newest listed and are
+    not in the count: the good show's are listed and counted in full."""
+    db, mailer, settings, inbox = mailing
+    await reader(db, shows={"flash": "digest", "sherlock": "digest"})
+    flash = [("flash", f"update {n}", "bob") for n in range(1, digest.MOST + 3)]
+    await updates(db, *flash, *[("sherlock", f"gone {n}", "bob") for n in range(3)])
+    await db.shows.delete_one({"_id": "sherlock"})
+    assert await send_digests(db, mailer, settings, at(7)) == 1
+    (mail,) = inbox.messages
+    assert mail["Subject"] == f"Gossip: {digest.MOST + 2} unread updates"
+    text = part(mail, "plain")
+    assert "update 3\n" in text and "update 2\n" not in text and "and 2 more" in text and "gone" not in text
+
+
 async def test_a_refused_send_is_retried_later_and_only_then(mailing: Mailing) -> None:
     db, mailer, settings, inbox = mailing
     await reader(db)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -15,7 +14,7 @@ from shared.db import Database, next_seq
 from shared.preferences import LEVELS
 from shared.updates import personal_topics
 from tests.support.accounts import PASSWORD, csrf_of, json_error, user_id
-from tests.support.updates import addressed, personal_update
+from tests.support.updates import TopicReads, addressed, personal_update
 
 DEFAULTS = {"shows": {}, "time_zone": "UTC", "quiet_hours": None, "digest_hour": 8}
 
@@ -224,23 +223,8 @@ async def test_a_topic_another_program_wrote_that_is_no_slug_is_never_offered_no
     assert (await alice.put("/api/me/preferences", json={"shows": {"orders": "push"}})).status_code == 200
 
 
-class TopicReads:
-    """How many times the auth service read a user's personal topics (`personal_topics`, each read its queries) while
-    the test watched: the real reads, counted where the service's modules call them."""
-
-    def __init__(self, read: Callable[[Database, str], Awaitable[dict[str, str]]]) -> None:
-        self.read, self.count = read, 0
-
-    async def __call__(self, db: Database, user_id: str) -> dict[str, str]:
-        self.count += 1
-        return await self.read(db, user_id)
-
-
 @pytest.fixture
 def topic_reads(monkeypatch: pytest.MonkeyPatch) -> TopicReads:
-    """The server runs in this process (tests/support/servers.py), so it calls the counter. Not PyMongo's command
-    monitoring: a listener registered for every client makes PyMongo draw request ids from `random`, which
-    Hypothesis's tests beside it (Schemathesis, the fuzzer) then report as randomness inside their strategies."""
     reads = TopicReads(personal_topics)
     monkeypatch.setattr(auth_preferences, "personal_topics", reads)
     monkeypatch.setattr(preferences_endpoints, "personal_topics", reads)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 
 from shared.db import Database
@@ -135,3 +137,62 @@ async def test_cookie_authenticated_api_post_must_be_json(alice: httpx.AsyncClie
     assert json_error(logout)[:2] == (415, "unsupported_media_type")
     assert "Content-Type: application/json, even with no body" in logout.json()["detail"]
     assert (await alice.get("/api/me")).status_code == 200
+
+
+async def test_a_follow_of_a_show_gone_from_the_catalogue_counts_nowhere_until_the_show_is_back(
+    server: str, db: Database
+) -> None:
+    """A show deleted, or now no usable show (a title emptied by hand), and a follow written by hand of no show at
+    all: /api/me, the home page's "You follow", the pages' follows, Notifications' "Following", and the stream's
+    `follows` event and unread count leave them out. The stored follows stay: the show repaired is followed again,
+    its updates counted again."""
+    async with registered(server, "bob") as bob, registered(server, "alice") as alice:
+        alice_id = await user_id(db, "alice")
+        for show in ("flash", "sherlock", "suits"):
+            assert (await alice.put(f"/api/me/follows/{show}")).status_code == 204
+        await publish(bob, "flash", "Barry runs")
+        await publish(bob, "sherlock", "The game is on")
+        await db.users.update_one({"_id": alice_id}, {"$push": {"follows": {"$each": ["gone", "a.b"]}}})
+        await db.shows.update_one({"_id": "sherlock"}, {"$set": {"title": " "}})
+        await db.shows.delete_one({"_id": "suits"})
+
+        async def follows(*expected: str) -> bool:  # once the server's catalogue, read at most once a second, says so
+            return bool((await alice.get("/api/me")).json()["follows"] == list(expected))
+
+        await wait_until(lambda: follows("flash"))
+        assert (await alice.get("/api/me")).json() == {"username": "alice", "follows": ["flash"], "unread": 1}
+        home = (await alice.get("/")).text
+        assert "You follow 1 show." in home and re.findall(r"data-follows='([^']*)'", home) == ['["flash"]']
+        following = re.search(r'<p id="following">(.*?)</p>', (await alice.get("/notifications")).text, re.S)
+        assert following is not None and following.group(1).split() == ["Following:", "The", "Flash"]
+        async with events(alice) as feed:
+            assert (await alice.put("/api/me/follows/game_of_thrones")).status_code == 204
+            assert (await feed.named("follows")).json() == {"follows": ["flash", "game_of_thrones"]}
+            assert (await feed.named("read")).json() == {"last_read_seq": 0, "unread": 1}
+        await db.shows.update_one({"_id": "sherlock"}, {"$set": {"title": "Sherlock"}})
+        await wait_until(lambda: follows("flash", "sherlock", "game_of_thrones"))
+        assert (await alice.get("/api/me")).json()["unread"] == 2
+        stored = await db.users.find_one({"_id": alice_id})
+        assert stored is not None
+        assert stored["follows"] == ["flash", "sherlock", "suits", "gone", "a.b", "game_of_thrones"]
+
+
+async def test_unfollowing_a_show_keeps_the_level_of_her_personal_topic_of_the_same_name(
+    alice: httpx.AsyncClient, db: Database
+) -> None:
+    """A personal watch rule's topic may be named as a show of the catalogue is, and a level is kept by slug: while
+    she has personal updates of that topic, the level is the topic's too, and unfollowing the show leaves it. A show
+    that is no topic of hers still loses its level."""
+    await addressed(db, await user_id(db, "alice"), "Your parcel is out for delivery.", topic="flash")
+    for show in ("flash", "sherlock"):
+        assert (await alice.put(f"/api/me/follows/{show}")).status_code == 204
+    levels = {"flash": "muted", "sherlock": "push"}
+    assert (await alice.put("/api/me/preferences", json={"shows": levels})).status_code == 200
+    assert (await alice.delete("/api/me/follows/flash")).status_code == 204
+    token = await csrf_of(alice, "/shows")
+    unfollowed = await alice.post("/shows", data={"show": "sherlock", "action": "unfollow", "csrf_token": token})
+    assert unfollowed.status_code == 303
+    assert (await alice.get("/api/me")).json()["follows"] == []
+    assert (await alice.get("/api/me/preferences")).json()["shows"] == {"flash": "muted"}
+    page = (await alice.get("/preferences")).text
+    assert re.findall(r'name="shows\.([^"]*)"', page) == ["flash"]  # listed with her personal topics now

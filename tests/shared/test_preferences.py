@@ -102,6 +102,17 @@ def test_a_personal_topic_takes_any_level_a_show_does_and_only_the_users_own() -
     assert set(unknown.value.fields) == {"shows.orders"}
 
 
+def test_a_level_is_told_only_for_a_show_of_the_catalogue_or_a_personal_topic() -> None:
+    """The one rule of GET /api/me/preferences and the stream's `preferences` event; only a slug beyond the
+    catalogue needs the user's topics to decide."""
+    prefs = Preferences(shows={"sherlock": PUSH, "orders": MUTED, "gone": DIGEST, "<b>x</b>": PUSH}, digest_hour=7)
+    assert prefs.uncatalogued(CATALOGUE) == ["orders", "gone", "<b>x</b>"]
+    assert prefs.meaningful(CATALOGUE, {"orders"}) == Preferences(
+        shows={"sherlock": PUSH, "orders": MUTED}, digest_hour=7
+    )
+    assert Preferences(shows={"flash": MUTED}).uncatalogued(CATALOGUE) == []
+
+
 def test_the_slugs_at_a_level_not_followed_are_the_personal_topics_there() -> None:
     prefs = Preferences(shows={"orders": PUSH, "sherlock": PUSH, "flash": DIGEST})
     assert prefs.unfollowed(["sherlock", "flash"], PUSH) == ["orders"]

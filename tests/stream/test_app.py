@@ -18,16 +18,17 @@ import psutil
 import pytest
 
 from services.all import app as gossip
+from services.stream import audience
 from services.stream.feed import OVERFLOW, STALLED, Feed
 from shared.db import Database, as_datetime, next_seq, utcnow
 from shared.settings import Settings
-from shared.updates import COUNT_CAP
+from shared.updates import COUNT_CAP, personal_topics
 from tests.support.accounts import PASSWORD, json_error, registered, user_id
 from tests.support.http import async_client
 from tests.support.memory import alive, collector_off
 from tests.support.servers import LiveServer, gauge, serving
 from tests.support.sse import events
-from tests.support.updates import addressed, publish, stored_update
+from tests.support.updates import TopicReads, addressed, publish, stored_update
 from tests.support.waiting import wait_until
 
 
@@ -531,6 +532,44 @@ async def test_a_muted_personal_topic_stays_off_notifications_but_all_notifs_sho
             assert (await followed.named("read")).json() == {"last_read_seq": 0, "unread": 3}
             later = await addressed(db, mias, "Your order of a cup is shipped.")
             assert [u["text"] for u in await followed.updates(1)] == [later["text"]]
+
+
+async def test_the_preferences_event_tells_a_level_only_where_get_answers_one(
+    server: str, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One rule for both (`Preferences.meaningful`): a level for a show of the catalogue or one of her personal
+    topics, never a key written by hand into `users` nor one of a show gone from the catalogue. Her topics are read
+    for a change of preferences with a level beyond the catalogue's shows, never for a read mark nor a follow."""
+    reads = TopicReads(personal_topics)
+    monkeypatch.setattr(audience, "personal_topics", reads)
+    async with registered(server, "mia") as mia, registered(server, "ned") as ned:
+        mias = await user_id(db, "mia")
+        await mia.put("/api/me/follows/flash")
+        await addressed(db, mias, "Your order of a cup is placed.")
+        async with events(mia) as feed, events(mia, "/events/all") as everything:
+            hostile = {"flash": "push", "sherlock": "digest", "orders": "muted", "gone": "push", "<b>x</b>": "push"}
+            await db.users.update_one({"_id": mias}, {"$set": {"preferences.shows": hostile}})
+            levels = {"flash": "push", "sherlock": "digest", "orders": "muted"}
+            answer = (await mia.get("/api/me/preferences")).json()
+            assert answer["shows"] == levels
+            for one in (feed, everything):
+                assert (await one.named("preferences")).json() == answer
+            assert reads.count == 1
+            update = await publish(ned, "flash", "Barry runs")
+            assert (await mia.put("/api/me/follows/sherlock")).status_code == 204
+            assert (await mia.post("/api/me/read", json={"seq": update["seq"]})).status_code == 204
+            while (await feed.named("read")).json()["last_read_seq"] != update["seq"]:
+                pass
+            assert reads.count == 1
+            await db.shows.update_one({"_id": "sherlock"}, {"$set": {"title": " "}})  # no usable show now
+
+            async def sherlock_gone() -> bool:  # once the server's catalogue, read at most once a second, says so
+                return "sherlock" not in (await mia.get("/api/me/preferences")).json()["shows"]
+
+            await wait_until(sherlock_gone)
+            changed = await mia.put("/api/me/preferences", json={"time_zone": "Europe/Paris"})
+            assert changed.json()["shows"] == {"flash": "push", "orders": "muted"}
+            assert (await feed.named("preferences")).json() == changed.json()
 
 
 async def test_closed_feeds_are_freed_as_their_responses_end_not_left_for_the_collector(

@@ -9,12 +9,13 @@ from datetime import UTC, datetime
 import pytest
 
 from services.stream.feed import OVERFLOW, STALLED, Feed
-from services.stream.frames import EXPIRED, PING, follows_frame, preferences_frame, read_frame
+from services.stream.frames import EXPIRED, PING, follows_frame, read_frame
 from services.stream.hub import Hub, Marks, marks_of
 from shared.auth import Caller
 from shared.errors import ApiError
 
 ALICE = Caller("u1", "alice", "s1")
+TITLES = {"flash": "The Flash", "sherlock": "Sherlock"}  # the catalogue
 BOB = Caller("u2", "bob", "s2")
 
 
@@ -102,17 +103,17 @@ async def test_a_user_change_is_told_from_what_the_hub_knows() -> None:
     assert await drain(feed) == read_frame(7, 3)
 
 
-async def test_muting_a_show_takes_it_off_followed_feeds_and_tells_every_feed() -> None:
+async def test_muting_a_show_takes_it_off_followed_feeds_at_once() -> None:
     hub = Hub()
     user = {"follows": ["flash", "sherlock"], "last_read_seq": 0}
-    feed, everything = hub.open(ALICE, ["flash", "sherlock"], marks_of(user)), hub.open(ALICE, None)
+    feed, everything = hub.open(ALICE, ["flash", "sherlock"], marks_of(user, TITLES)), hub.open(ALICE, None)
     muted = {**user, "preferences": {"shows": {"flash": "muted"}}}
-    assert hub.user_changed("u1", marks_of(muted))  # what counts as unread changed: the caller counts it again
+    assert hub.user_changed("u1", marks_of(muted, TITLES))  # what counts as unread changed: the caller counts it again
+    assert hub.preferences_changed("u1", marks_of(muted, TITLES).preferences)  # the caller tells what they mean
     hub.publish("flash", frame(1))
     hub.publish("sherlock", frame(2))
-    told = preferences_frame({"shows": {"flash": "muted"}, "time_zone": "UTC", "quiet_hours": None, "digest_hour": 8})
-    assert await drain(feed) == told + frame(2)
-    assert await drain(everything) == told + frame(1) + frame(2)  # /events/all carries a muted show still
+    assert await drain(feed) == frame(2)
+    assert await drain(everything) == frame(1) + frame(2)  # /events/all carries a muted show still
 
 
 async def test_muting_a_personal_topic_takes_its_updates_off_followed_feeds_alone_until_heard_again() -> None:
@@ -120,30 +121,39 @@ async def test_muting_a_personal_topic_takes_its_updates_off_followed_feeds_alon
     still; another topic of theirs, and another user's orders, are not affected."""
     hub = Hub()
     user = {"follows": ["flash"], "last_read_seq": 0}
-    feed, everything = hub.open(ALICE, ["flash"], marks_of(user)), hub.open(ALICE, None)
+    feed, everything = hub.open(ALICE, ["flash"], marks_of(user, TITLES)), hub.open(ALICE, None)
     bobs = hub.open(BOB, ["flash"])
     muted = {**user, "preferences": {"shows": {"orders": "muted"}}}
-    assert hub.user_changed("u1", marks_of(muted))  # what counts as unread changed: the caller counts it again
+    assert hub.user_changed("u1", marks_of(muted, TITLES))  # what counts as unread changed: the caller counts it again
     assert (hub.muted(feed), hub.muted(everything)) == ({"orders"}, set())
     assert hub.publish_to("u1", "orders", frame(1), 1) == 1
     assert hub.publish_to("u1", "invoices", frame(2), 2) == 2
     assert hub.publish_to("u2", "orders", frame(3), 3) == 1
-    assert hub.user_changed("u1", marks_of(user))
+    assert hub.user_changed("u1", marks_of(user, TITLES))
     assert hub.publish_to("u1", "orders", frame(4), 4) == 2
-    told = marks_of(muted).preferences
-    assert await drain(feed) == told + frame(2) + marks_of(user).preferences + frame(4)
-    assert await drain(everything) == told + frame(1) + frame(2) + marks_of(user).preferences + frame(4)
+    assert await drain(feed) == frame(2) + frame(4)
+    assert await drain(everything) == frame(1) + frame(2) + frame(4)
     assert await drain(bobs) == frame(3)
 
 
-async def test_preferences_that_change_no_show_are_told_but_count_nothing_again() -> None:
+async def test_preferences_that_change_no_show_are_to_be_told_once_but_count_nothing_again() -> None:
     hub = Hub()
     user = {"follows": ["flash"], "last_read_seq": 3}
-    feed = hub.open(ALICE, ["flash"], marks_of(user))
-    zoned = {**user, "preferences": {"time_zone": "Europe/Paris"}}
-    assert not hub.user_changed("u1", marks_of(zoned))
-    assert not hub.user_changed("u1", marks_of(zoned))  # told once
-    assert await drain(feed) == marks_of(zoned).preferences and b"Europe/Paris" in marks_of(zoned).preferences
+    feed = hub.open(ALICE, ["flash"], marks_of(user, TITLES))
+    zoned = marks_of({**user, "preferences": {"time_zone": "Europe/Paris"}}, TITLES)
+    assert not hub.user_changed("u1", zoned)
+    assert hub.preferences_changed("u1", zoned.preferences)
+    assert not hub.user_changed("u1", zoned)
+    assert not hub.preferences_changed("u1", zoned.preferences)  # told once
+    assert not hub.preferences_changed("u2", zoned.preferences)  # no feed of bob's here
+    assert await drain(feed) == b""  # the hub tells nothing itself: what they mean takes a read (the audience's)
+
+
+def test_a_follow_of_a_show_gone_from_the_catalogue_is_neither_listed_nor_carried() -> None:
+    """The stored follows keep it, so the show put back is followed again as it was."""
+    user = {"follows": ["flash", "gone", "sherlock"], "preferences": {"shows": {"sherlock": "muted"}}}
+    assert (marks_of(user, TITLES).follows, marks_of(user, TITLES).heard) == ({"flash", "sherlock"}, {"flash"})
+    assert marks_of(user, {**TITLES, "gone": "Back"}).follows == {"flash", "gone", "sherlock"}
 
 
 async def test_a_session_whose_time_is_up_ends_with_expired_and_a_renewed_one_lives_on() -> None:

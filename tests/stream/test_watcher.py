@@ -240,6 +240,7 @@ async def test_logouts_made_while_no_stream_was_open_end_their_feeds_when_one_op
 async def test_follow_changes_made_while_no_stream_was_open_reach_their_feeds_when_one_opens(db: Database) -> None:
     hub = Hub()
     ends = utcnow() + timedelta(days=1)
+    await seed_shows(db)  # the follows told are those of the catalogue
     await db.users.insert_many([{"_id": "u1", "username": "una", "follows": ["sherlock", "suits"]},
                                 {"_id": "u2", "username": "bo", "follows": ["flash"]}])  # fmt: skip
     await db.sessions.insert_many([{"_id": "s1", "expires_at": ends}, {"_id": "s2", "expires_at": ends}])
@@ -283,7 +284,7 @@ def test_a_session_end_that_is_not_a_date_is_logged_and_left_alone(caplog: pytes
     hub = Hub()
     feed = hub.open(Caller("u1", "una", "s1", expires_at=utcnow() + timedelta(days=1)), ["flash"])
     with caplog.at_level(logging.WARNING, logger="gossip.stream.audience"):
-        Audience(None, hub, lambda: 0).session_ends("s1", {"expires_at": "tomorrow"})  # type: ignore[arg-type]
+        Audience(None, hub, None, lambda: 0).session_ends("s1", {"expires_at": "tomorrow"})  # type: ignore[arg-type]
     assert caplog.messages == ["a session's end is not a date: 'tomorrow'"] and not feed.ended
 
 
@@ -292,5 +293,5 @@ def test_a_session_cut_short_ends_its_feeds_with_expired_at_once() -> None:
     cut, other = (hub.open(Caller(f"u{i}", "una", f"s{i}", expires_at=utcnow() + timedelta(days=1)), None)
                   for i in (1, 2))  # fmt: skip
     ended = {"created_at": utcnow(), "expires_at": utcnow() - timedelta(seconds=1)}
-    Audience(None, hub, lambda: 0).session_ends("s1", ended)  # type: ignore[arg-type]
+    Audience(None, hub, None, lambda: 0).session_ends("s1", ended)  # type: ignore[arg-type]
     assert (cut.ended, other.ended) == (True, False)

@@ -3,6 +3,7 @@ as a watch rule writes them."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -31,11 +32,27 @@ def personal_update(seq: int, recipient: str, text: str = "", created_at: dateti
     return update
 
 
-async def addressed(db: Database, recipient: str, text: str) -> dict[str, Any]:
-    """A personal update stored as the rule stores it, with the next seq."""
-    update = personal_update(await next_seq(db), recipient, text)
+async def addressed(db: Database, recipient: str, text: str, topic: str = "orders") -> dict[str, Any]:
+    """A personal update stored as the rule stores it, with the next seq; of another personal rule's `topic` (which
+    may be named as a show of the catalogue is)."""
+    update = {**personal_update(await next_seq(db), recipient, text), "show": topic}
     await db.updates.insert_one(update)
     return update
+
+
+class TopicReads:
+    """How many times a service read a user's personal topics (`personal_topics`, each read its queries) while the
+    test watched: the real reads, counted where the service's modules call them (monkeypatched in by the test; the
+    server runs in the test's process, tests/support/servers.py). Not PyMongo's command monitoring: a listener
+    registered for every client makes PyMongo draw request ids from `random`, which Hypothesis's tests beside it
+    (Schemathesis, the fuzzer) then report as randomness inside their strategies."""
+
+    def __init__(self, read: Callable[[Database, str], Awaitable[dict[str, str]]]) -> None:
+        self.read, self.count = read, 0
+
+    async def __call__(self, db: Database, user_id: str) -> dict[str, str]:
+        self.count += 1
+        return await self.read(db, user_id)
 
 
 async def publish(http: httpx.AsyncClient, show: str, text: str) -> dict[str, Any]:

@@ -47,7 +47,7 @@ async def preferences_form(
     email section with its state, and `email_error` when what was asked of it was refused. `topics`: the user's
     personal topics, when this request has read them already."""
     user, titles = await request.state["users"](viewer.caller.user_id) or {}, await request.state["catalogue"].titles()
-    follows = preferences.followed(viewer.me["follows"], titles)
+    follows = viewer.me["follows"]  # the followed shows of the catalogue: a show gone from it takes no level
     if topics is None:
         topics = await personal_topics(request.state["db"], viewer.caller.user_id)
     personal = preferences.listed(topics, follows)
@@ -82,7 +82,7 @@ async def preferences_page(request: AuthRequest) -> Response:
     if request.method == "GET":
         return await preferences_form(request, viewer)
     state = request.state
-    follows = preferences.followed(viewer.me["follows"], await state["catalogue"].titles())
+    follows = viewer.me["follows"]
     topics = await personal_topics(state["db"], viewer.caller.user_id)  # once: the form's fields, its check, a refusal
     slugs = [*follows, *preferences.listed(topics, follows)]
     form = await read_form(request, "action", "password", *preferences.form_names(slugs))

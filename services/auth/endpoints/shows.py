@@ -21,7 +21,7 @@ from shared.responses import JSONResponse
 async def api_me(request: AuthRequest) -> Response:
     caller = await require_caller(request)
     user = await request.state["users"](caller.user_id)
-    return JSONResponse(await accounts.me(request.state["db"], user))
+    return JSONResponse(await accounts.me(request.state["db"], request.state["catalogue"], user))
 
 
 async def api_shows(request: AuthRequest) -> Response:
