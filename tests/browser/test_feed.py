@@ -9,7 +9,7 @@ import re
 from playwright.async_api import Browser, Route, expect
 
 from tests.support.accounts import registered
-from tests.support.browsers import signed_in, tabs
+from tests.support.browsers import all_notifs_marks_only_the_heard, signed_in, tabs
 from tests.support.updates import publish
 
 
@@ -31,25 +31,14 @@ async def test_the_shows_page_follows_changes_made_in_another_tab(browser: Brows
 async def test_all_notifs_lists_an_unfollowed_shows_updates_as_read_ones_on_load_live_and_once_unfollowed(
     browser: Browser, server: str
 ) -> None:
-    """Unread counts only followed shows, so All Notifs lists a show not followed as it lists a muted one: its updates
-    neither unread when the page is made nor new as they arrive; a show unfollowed in another tab loses both marks."""
+    """Unread counts only followed shows, so All Notifs lists a show not followed as it lists a muted one."""
     context = await signed_in(browser, server, "ugo")  # follows flash, not sherlock
-    async with registered(server, "bob") as bob:
-        await publish(bob, "sherlock", "not followed before the page")
-        await publish(bob, "flash", "unread on the page")
-        (everything,) = await tabs(context, "/notifications/all")
-        unread, new = re.compile(r"\bunread\b"), re.compile(r"\bnew\b")
-        await expect(everything.locator("#feed li[data-show=flash]")).to_have_class(unread)
-        await expect(everything.locator("#feed li[data-show=sherlock]")).not_to_have_class(unread)
-        unfollowed = await publish(bob, "sherlock", "not followed live")
-        await expect(everything.locator("#feed li").first).to_have_attribute("data-seq", str(unfollowed["seq"]))
-        await expect(everything.locator("#feed li").first).not_to_have_class(new)
-        followed = await publish(bob, "flash", "followed live")
-        await expect(everything.locator("#feed li").first).to_have_attribute("data-seq", str(followed["seq"]))
-        await expect(everything.locator("#feed li").first).to_have_class(new)
+
+    async def unfollow() -> None:
         assert (await context.request.delete("/api/me/follows/flash")).ok
-        await expect(everything.locator("#feed li.unread, #feed li.new")).to_have_count(0)
-        await expect(everything.locator("#feed li")).to_have_count(4)
+
+    async with registered(server, "bob") as bob:
+        await all_notifs_marks_only_the_heard(context, bob, "flash", "sherlock", unfollow)
     await context.close()
 
 

@@ -3,12 +3,10 @@ and the form saves what the page shows."""
 
 from __future__ import annotations
 
-import re
-
 from playwright.async_api import Browser, expect
 
 from tests.support.accounts import registered
-from tests.support.browsers import signed_in, tabs
+from tests.support.browsers import all_notifs_marks_only_the_heard, signed_in, tabs
 from tests.support.updates import publish
 
 
@@ -98,25 +96,14 @@ async def test_preferences_saved_in_one_tab_reach_the_form_in_another(browser: B
 async def test_all_notifs_lists_a_muted_shows_updates_as_read_ones_on_load_live_and_once_muted(
     browser: Browser, server: str
 ) -> None:
-    """A muted show's updates count as unread nowhere, so All Notifs, which lists them still, marks them neither
-    unread when the page is made nor new as they arrive; a show muted in another tab loses both marks at once."""
+    """A muted show's updates count as unread nowhere, so All Notifs, which lists them still, does not mark them."""
     context = await signed_in(browser, server, "una")  # follows flash
     assert (await context.request.put("/api/me/follows/sherlock")).ok
-    async with registered(server, "bob") as bob:
-        await publish(bob, "flash", "muted before the page")
-        await publish(bob, "sherlock", "unread on the page")
-        assert (await context.request.put("/api/me/preferences", data={"shows": {"flash": "muted"}})).ok
-        (everything,) = await tabs(context, "/notifications/all")
-        unread, new = re.compile(r"\bunread\b"), re.compile(r"\bnew\b")
-        await expect(everything.locator("#feed li[data-show=sherlock]")).to_have_class(unread)
-        await expect(everything.locator("#feed li[data-show=flash]")).not_to_have_class(unread)
-        muted = await publish(bob, "flash", "muted live")
-        await expect(everything.locator("#feed li").first).to_have_attribute("data-seq", str(muted["seq"]))
-        await expect(everything.locator("#feed li").first).not_to_have_class(new)
-        heard = await publish(bob, "sherlock", "heard live")
-        await expect(everything.locator("#feed li").first).to_have_attribute("data-seq", str(heard["seq"]))
-        await expect(everything.locator("#feed li").first).to_have_class(new)
+    assert (await context.request.put("/api/me/preferences", data={"shows": {"flash": "muted"}})).ok
+
+    async def mute() -> None:
         assert (await context.request.put("/api/me/preferences", data={"shows": {"sherlock": "muted"}})).ok
-        await expect(everything.locator("#feed li.unread, #feed li.new")).to_have_count(0)
-        await expect(everything.locator("#feed li")).to_have_count(4)
+
+    async with registered(server, "bob") as bob:
+        await all_notifs_marks_only_the_heard(context, bob, "sherlock", "flash", mute)
     await context.close()

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import httpx
 from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from tests.support.accounts import PASSWORD
+from tests.support.updates import publish
 
 
 async def signed_in(browser: Browser, server: str, username: str, new: bool = True, **options: Any) -> BrowserContext:
@@ -39,3 +43,28 @@ async def log_in(page: Page, username: str, then: str = "/") -> None:
     await page.fill("input[name=password]", PASSWORD)
     await page.click("form.stack button[type=submit]")
     await page.wait_for_url(lambda url: "/login" not in url)
+
+
+async def all_notifs_marks_only_the_heard(
+    context: BrowserContext,
+    publisher: httpx.AsyncClient,
+    heard: str,
+    unheard: str,
+    silence: Callable[[], Awaitable[None]],
+) -> None:
+    """All Notifs lists every show's updates but marks only those the user hears: `heard`'s unread when the page is
+    made and new as they arrive, `unheard`'s neither; once `silence` (from another tab) makes `heard` unheard too,
+    every mark goes at once. Four updates, published as `publisher`."""
+    await publish(publisher, unheard, "unheard before the page")
+    await publish(publisher, heard, "unread on the page")
+    (everything,) = await tabs(context, "/notifications/all")
+    unread, new, first = re.compile(r"\bunread\b"), re.compile(r"\bnew\b"), everything.locator("#feed li").first
+    await expect(everything.locator(f"#feed li[data-show={heard}]")).to_have_class(unread)
+    await expect(everything.locator(f"#feed li[data-show={unheard}]")).not_to_have_class(unread)
+    for show, marked in ((unheard, False), (heard, True)):
+        live = await publish(publisher, show, "live")
+        await expect(first).to_have_attribute("data-seq", str(live["seq"]))
+        await (expect(first).to_have_class(new) if marked else expect(first).not_to_have_class(new))
+    await silence()
+    await expect(everything.locator("#feed li.unread, #feed li.new")).to_have_count(0)
+    await expect(everything.locator("#feed li")).to_have_count(4)
