@@ -18,6 +18,8 @@ from tests.support.browsers import signed_in
 from tests.support.servers import serving
 from tests.support.sse import events
 
+PHONE = {"width": 375, "height": 740}
+
 
 @pytest.fixture
 def site(settings: Settings) -> Iterator[str]:
@@ -62,6 +64,19 @@ async def every_panel_filled(page: Page) -> None:
     await expect(page.locator("#publishes tbody tr")).to_have_count(10)
     await expect(page.locator("#refusals tbody tr")).to_have_count(len(LIMITS))
     await expect(page.locator("#empty-buckets tbody tr")).to_have_count(3)
+
+
+async def test_the_console_fits_a_phone_without_scrolling_sideways(browser: Browser, site: str, db: Database) -> None:
+    """Its widest tables filled, a process's id and report time and a rejected document's row whose text is one long
+    word: the page is no wider than the phone, so no column is off screen."""
+    context = await signed_in(browser, site, "ada", viewport=PHONE)
+    page = await context.new_page()
+    await db.updates.insert_one({"show": "sherlock", "text": "Hudson" * 40})
+    await page.goto("/admin")
+    await expect(page.locator("#processes tbody tr")).to_have_count(1)
+    await expect(page.locator("#rejected tbody tr")).to_have_count(1)
+    assert await page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    await context.close()
 
 
 async def test_the_shows_page_counts_who_is_watching_live(browser: Browser, site: str) -> None:

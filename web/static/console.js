@@ -12,6 +12,12 @@
     return td;
   }
 
+  // A value as long as MongoDB lets it be (an id, a time, a rejected document's words) wraps anywhere, so that the
+  // table fits a phone's width; short ones (counts, show slugs) keep their width and are never split.
+  function long(row, text) {
+    cell(row, text).classList.add("long");
+  }
+
   function fill(id, rows, columns) {
     const body = document.querySelector(`#${id} tbody`);
     body.replaceChildren();
@@ -36,8 +42,8 @@
   function show(view) {
     document.getElementById("console-at").textContent = `as of ${view.at}`;
     fill("processes", view.processes, [
-      (row, p) => cell(row, p.process), (row, p) => cell(row, p.feeds), (row, p) => cell(row, p.users),
-      (row, p) => cell(row, p.lag === null ? "–" : p.lag.toFixed(3)), (row, p) => cell(row, p.reported_at),
+      (row, p) => long(row, p.process), (row, p) => cell(row, p.feeds), (row, p) => cell(row, p.users),
+      (row, p) => cell(row, p.lag === null ? "–" : p.lag.toFixed(3)), (row, p) => long(row, p.reported_at),
     ]);
     fill("show-feeds", Object.entries(view.feeds_per_show), [(row, [show]) => cell(row, show),
       (row, [, count]) => cell(row, count)]);
@@ -48,10 +54,10 @@
       (row, [, count]) => cell(row, count)]);
     fill("empty-buckets", Object.entries(view.empty_buckets), [(row, [limit]) => cell(row, limit),
       (row, [, count]) => cell(row, count)]);
-    fill("rejected", view.rejected, [(row, d) => cell(row, d._id), (row, d) => cell(row, d.reason),
-      (row, d) => cell(row, d.show), (row, d) => cell(row, d.text), releaseButton]);
-    fill("audit", view.audit, [(row, a) => cell(row, a.at), (row, a) => cell(row, a.who),
-      (row, a) => cell(row, a.what), (row, a) => cell(row, a.target)]);
+    fill("rejected", view.rejected, [(row, d) => long(row, d._id), (row, d) => long(row, d.reason),
+      (row, d) => cell(row, d.show), (row, d) => long(row, d.text), releaseButton]);
+    fill("audit", view.audit, [(row, a) => long(row, a.at), (row, a) => cell(row, a.who),
+      (row, a) => cell(row, a.what), (row, a) => long(row, a.target)]);
   }
 
   function tell(message) {
