@@ -331,6 +331,25 @@ async def test_a_badge_at_the_count_cap_says_so_and_keeps_saying_so_as_updates_a
     await context.close()
 
 
+async def test_an_update_seen_on_notifications_stays_read_when_the_page_is_left_at_once(
+    browser: Browser, server: str
+) -> None:
+    """A mark waits up to two seconds to be sent (one request however fast updates come): leaving the page before
+    then must still mark what was on screen read, or every device counts it, and push and the digest send it."""
+    context = await signed_in(browser, server, "lea")
+    (page,) = await tabs(context, "/notifications")
+    async with registered(server, "bob") as bob:
+        await publish(bob, "flash", "seen, then left")
+    await expect(page.locator("#feed li", has_text="seen, then left")).to_be_visible()
+    await page.goto("/shows")
+
+    async def all_read() -> bool:
+        return (await (await context.request.get("/api/me")).json())["unread"] == 0
+
+    await wait_until(all_read)
+    await context.close()
+
+
 async def test_a_page_opened_out_of_sight_marks_nothing_read_until_it_is_seen(browser: Browser, server: str) -> None:
     context = await signed_in(browser, server, "vis")
     await context.add_init_script(OUT_OF_SIGHT)

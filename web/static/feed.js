@@ -170,6 +170,7 @@ async function sendRead(tries = 0) {
     headers: { "content-type": "application/json" },
     body: JSON.stringify({ seq: last, user: user }),
     credentials: "same-origin",
+    keepalive: true,  // sent from pagehide too: it outlives the page
   }).catch(() => null);
   // Offline, or the server failed: unless a newer mark is on its way, send this one (the newest by then) again,
   // less and less often, a few times at most.
@@ -288,8 +289,10 @@ if (notifyButton && "Notification" in window) {
   notifyButton.hidden = false;
 }
 
-// What the page lists is marked read only once someone can see it.
+// What the page lists is marked read only once someone can see it; a mark still waiting goes as the page is left,
+// since what was on screen was seen.
 if (list) document.addEventListener("visibilitychange", () => visible() && markRead());
+if (list) window.addEventListener("pagehide", () => readTimer !== null && sendRead());
 if (!mayMarkRead) {
   const acted = () => {
     mayMarkRead = true;
