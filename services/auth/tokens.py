@@ -33,8 +33,10 @@ AT_RULE = f"a date and time with its time zone, in the future and within {DAYS_M
 def _check_name(name: str) -> None:
     """A name ends up in the revoke URL's path, so it must be one visible path segment: not '.' or '..' either,
     which browsers and HTTP clients resolve away before sending."""
-    if not (1 <= len(name) <= NAME_MAX and SEGMENT.fullmatch(name) and NOT_BLANK.search(name) and name not in DOTS):
+    if not NOT_BLANK.search(name):
         raise ApiError(422, detail="Please give the token a name.", fields={"name": RULE})
+    if not (len(name) <= NAME_MAX and SEGMENT.fullmatch(name) and name not in DOTS):
+        raise ApiError(422, detail=f"Invalid name: {RULE}", fields={"name": RULE})
 
 
 def expiry(days: object, at: object, now: datetime) -> datetime | None:

@@ -13,7 +13,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from services.auth.tokens import TOKEN_PREFIX
+from services.auth.tokens import RULE, TOKEN_PREFIX
 from shared.auth import token_digest
 from shared.db import Database, as_datetime, iso_utc, utcnow
 from shared.settings import Settings
@@ -86,6 +86,13 @@ async def test_an_invalid_name_is_422_naming_it(alice: httpx.AsyncClient, db: Da
     status, _, fields = json_error(await alice.post("/api/me/tokens", json=body))
     assert status == 422 and "name" in fields
     assert await db.tokens.count_documents({}) == 0
+
+
+@pytest.mark.parametrize("name", ["x" * 65, "a/b", "..", "bell\x07"])
+async def test_a_name_given_but_not_allowed_is_told_the_rule_not_asked_for(alice: httpx.AsyncClient, name: str) -> None:
+    """The detail is what a page shows: someone who typed a name must read what is wrong with it."""
+    response = await alice.post("/api/me/tokens", json={"name": name})
+    assert response.status_code == 422 and response.json()["detail"] == f"Invalid name: {RULE}"
 
 
 async def test_a_revoked_token_is_refused_within_a_second(alice: httpx.AsyncClient, server: str) -> None:

@@ -49,7 +49,7 @@ async def test_each_token_attempt_replaces_the_last_outcome(browser: Browser, se
     await expect(error).to_have_text("You already have a token with that name.")  # once, not the field's words too
     await expect(created).to_be_hidden()
     await create_token(page, "a/b")
-    await expect(error).to_have_text("Please give the token a name.")
+    await expect(error).to_have_text(f"Invalid name: {RULE}")
     await create_token(page, "desk")
     await expect(page.locator("#token-list li")).to_have_count(2)
     await expect(created).to_be_visible()
