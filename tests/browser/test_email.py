@@ -1,6 +1,6 @@
 """The Preferences page's email section in real headless Chromium against a live server and a real SMTP server on
-loopback: give an address, follow the mailed link, see it verified, turn the digest off and on, and a refused
-address said in the section."""
+loopback: give an address, follow the mailed link, see it verified, turn the digest off and on, a refused address
+said in the section, and what is set to digest said not to be mailed while no confirmed address takes it."""
 
 from __future__ import annotations
 
@@ -37,11 +37,19 @@ async def test_an_address_is_given_verified_and_its_digest_stopped_and_started_a
             await page.select_option("select[name='shows.flash']", "digest")
             await page.click("#preferences button[type=submit]")
             await expect(page.locator("#email-no-show")).to_have_count(0)
+            await expect(page.locator("#email-no-digest")).to_have_count(0)
             await page.click("#email button[value=digest_off]")
             await expect(page.locator("#email-state")).to_contain_text("the digest is off")
+            await expect(page.locator("#email-no-digest")).to_contain_text("only while the digest is on")
             await page.click("#email button[value=digest_on]")
             await expect(page.locator("#email-state")).to_contain_text("verified, the digest is on.")
+            await expect(page.locator("#email-no-digest")).to_have_count(0)
             await page.fill("#email input[name=email]", "emma@mail.test")  # the browser's check passes, not ours
             await page.click("#email button[value=save]")
             await expect(page.locator("#email-error")).to_contain_text("not an email address")
+            await page.click("#email button[value=remove]")
+            await expect(page.locator("#email-no-digest")).to_contain_text("only once you give an address")
+            await page.fill("#email input[name=email]", "emma@example.org")
+            await page.click("#email button[value=save]")
+            await expect(page.locator("#email-no-digest")).to_contain_text("only once you confirm your address")
             await context.close()
