@@ -13,6 +13,10 @@ RESUME = [
                     "ones, none twice. Wins over `after`."},
     {"name": "after", "in": "query", "required": False, "schema": SEQ, "example": 0,
      "description": "The same, for a page that starts from the last update it showed; 0 replays the history."},
+    {"name": "read", "in": "query", "required": False, "schema": SEQ, "example": 1042,
+     "description": "The read mark (last_read_seq) the page shows. When it is not the user's, the feed starts with a "
+                    "`read` event of the current mark, its count as of `after` (or Last-Event-ID), before the replay: "
+                    "a mark made after the page was made and before its feed opened reached no feed of it."},
     {"name": "user", "in": "query", "required": False, "schema": {"type": "string"}, "example": "alice",
      "description": "The user the page was made for: 403 if the session is someone else's (the browser signed in "
                     "as another user since)."},

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -11,9 +11,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from services.stream import api_docs
+from services.stream.audience import told_read
 from services.stream.feed import Feed, Streamed
 from services.stream.frames import RETRY
-from services.stream.hub import Hub, marks_of
+from services.stream.hub import Hub, Marks, marks_of
 from services.stream.lifecycle import FanOut, fan_out
 from services.stream.metrics import CONNECTIONS, SLOW_CONSUMERS
 from services.stream.replay import Replay
@@ -45,12 +46,24 @@ def _resume_points(request: StreamRequest) -> tuple[int | None, int | None]:
     return resumed, whole_number("after", request.query_params.get("after"))
 
 
-async def _history(replay: Replay, hub: Hub, feed: Feed, after: int | None, ceiling: int) -> AsyncIterator[bytes]:
+async def _told(db: Database, user_id: str, user: dict[str, Any], marks: Marks, shown: int | None, upto: int) -> bytes:
+    """A `read` event when the read mark the page shows (?read=) is not the user's: one made after the page was made
+    and before its feed joined the hub (the last page's, sent as it was left) reached no feed of it, as the audience
+    tells only the open ones. Its count is as of the last update the page has (`upto`): the history and the live
+    frames come after it, and the page counts those on. Without ?read=, or with the user's mark, nothing is read."""
+    if shown is None or shown == marks.last_read:
+        return b""
+    return await told_read(db, user_id, user, marks, lambda: upto)
+
+
+async def _history(
+    replay: Replay, hub: Hub, feed: Feed, after: int | None, ceiling: int, told: Callable[[], Awaitable[bytes]]
+) -> AsyncIterator[bytes]:
     """What the feed missed, up to the ceiling, from the database; the live frames that follow are all above it:
-    no gap, no twice. The retry line (and a `resync`, when the resume point is too far back) rides with the first
-    chunk, so a reconnecting browser costs one write, not two. The topics the feed leaves out are the hub's, as of
-    each chunk, as the live frames are."""
-    head = RETRY
+    no gap, no twice. The retry line (with a `read` the page needs first, `told`, and a `resync` when the resume
+    point is too far back) rides with the first chunk, so a reconnecting browser costs one write, not two. The topics
+    the feed leaves out are the hub's, as of each chunk, as the live frames are."""
+    head = RETRY + await told()
     if after is not None and after < ceiling:
         after, resync = await replay.start(feed.shows, after, ceiling)
         head += resync
@@ -93,16 +106,20 @@ async def _feed(request: StreamRequest, everything: bool) -> Feed:
     same_user(caller, request.query_params.get("user"))
     state = request.state
     resumed, after = _resume_points(request)
+    shown_read = whole_number("read", request.query_params.get("read"))
     hub = state["hub"]
     hub.admit(caller)
     await state["opening"](caller.user_id)
     settled = await _settled(state, resumed)
     after = resumed if resumed is not None else after
-    user = marks_of(await state["users"](caller.user_id) or {}, await state["catalogue"].titles())
+    found = await state["users"](caller.user_id) or {}
+    user = marks_of(found, await state["catalogue"].titles())
     feed = hub.open(caller, None if everything else user.heard, user, resumed=settled)
     ceiling = state["watcher"].delivered  # read in the same tick as open: every live frame is above it
     CONNECTIONS.inc()
-    return feed.serves(_history(state["replay"], hub, feed, after, ceiling), functools.partial(_closed, hub))
+    upto = ceiling if after is None else after
+    told = functools.partial(_told, state["db"], caller.user_id, found, user, shown_read, upto)
+    return feed.serves(_history(state["replay"], hub, feed, after, ceiling, told), functools.partial(_closed, hub))
 
 
 async def events(request: StreamRequest) -> Feed:

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from services.stream.changes import LOOKUP, Change, ChangeStream
 from services.stream.frames import preferences_frame, read_frame
-from services.stream.hub import Hub, marks_of
+from services.stream.hub import Hub, Marks, marks_of
 from shared.auth import session_end
 from shared.catalogue import Catalogue
 from shared.db import Database
@@ -22,6 +22,18 @@ from shared.updates import COUNT_CAP, personal_topics, unread
 
 log = logging.getLogger("gossip.stream.audience")
 SESSION_DATES = {"expires_at": 1, "created_at": 1}  # what a session's end is made of (shared.auth.session_end)
+
+
+async def told_read(
+    db: Database, user_id: str, user: Mapping[str, Any], marks: Marks, delivered: Callable[[], int]
+) -> bytes:
+    """The `read` event of the user's read mark, with the unread count as of the last update `delivered` says the
+    feed was sent, and of those delivered while counting, up to COUNT_CAP."""
+    counted, upto, reader = 0, 0, {"_id": user_id, "username": user.get("username", "")}
+    while upto < (ceiling := delivered()) and counted < COUNT_CAP:
+        counted += await unread(db, marks.heard, reader, max(marks.last_read, upto), ceiling, muted=marks.muted)
+        upto = ceiling
+    return read_frame(marks.last_read, min(counted, COUNT_CAP))
 
 
 class Audience:
@@ -62,12 +74,7 @@ class Audience:
             self.hub.tell(user_id, await self._preferences_frame(user_id, now.preferences, titles))
         if not changed:
             return
-        counted, upto, reader = 0, 0, {"_id": user_id, "username": user.get("username", "")}
-        while upto < (ceiling := self.delivered()) and counted < COUNT_CAP:  # and those delivered while counting
-            counted += await unread(self.db, now.heard, reader, max(now.last_read, upto), ceiling, muted=now.muted)
-            upto = ceiling
-        counted = min(counted, COUNT_CAP)
-        self.hub.tell(user_id, read_frame(now.last_read, counted))
+        self.hub.tell(user_id, await told_read(self.db, user_id, user, now, self.delivered))
 
     async def _preferences_frame(self, user_id: str, preferences: Preferences, titles: Collection[str]) -> bytes:
         """The preferences as GET /api/me/preferences answers them (`Preferences.meaningful`). The user's personal

@@ -382,6 +382,32 @@ async def test_a_read_in_one_place_reaches_every_feed_of_the_user_with_the_unrea
             assert (await alice.get("/api/me")).json()["unread"] == 1
 
 
+async def test_a_read_made_before_the_feed_opened_comes_first_when_the_page_shows_another(server: str) -> None:
+    """The trial's race: the last page sends its read mark as the next page is made, so that mark reaches no feed of
+    the next page. Its feed names the mark the page shows (?read=) and is told the newer one before anything else,
+    with the count as of the last update the page has; a page that shows the user's mark is told nothing."""
+    async with registered(server, "bob") as bob, registered(server, "alice") as alice:
+        await alice.put("/api/me/follows/flash")
+        sent = [await publish(bob, "flash", f"news {i}") for i in range(4)]
+        await alice.post("/api/me/read", json={"seq": sent[0]["seq"]})
+        shown, page = sent[0]["seq"], sent[2]["seq"]  # the page was made with this mark and these updates
+        async with events(alice) as other_tab:
+            assert (await alice.post("/api/me/read", json={"seq": sent[1]["seq"]})).status_code == 204
+            assert (await other_tab.named("read")).json()["last_read_seq"] == sent[1]["seq"]  # the audience is past it
+        async with events(alice, f"/events?after={page}&read={shown}") as feed:
+            read = await feed.next()
+            assert (read.event, read.json()) == ("read", {"last_read_seq": sent[1]["seq"], "unread": 1})
+            assert await feed.updates(1) == [sent[3]]  # the history after it, counted on by the page
+        async with events(alice, f"/events?after={sent[3]['seq']}&read={sent[1]['seq']}") as feed:
+            live = await publish(bob, "flash", "live")
+            assert (await feed.next()).json() == live  # no read event before it
+
+
+async def test_a_malformed_read_mark_is_422_naming_it(alice: httpx.AsyncClient) -> None:
+    for path in ("/events?read=x", "/events/all?after=0&read=-1", "/events?read="):
+        assert json_error(await alice.get(path))[0:3:2] == (422, {"read": "a non-negative integer"}), path
+
+
 async def _logged_in(server: str, username: str) -> dict[str, str]:
     """A second session of the user: another device."""
     async with async_client(base_url=server) as http:

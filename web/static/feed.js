@@ -257,6 +257,7 @@ const live = connect({
   user: user,
   need: need,
   after: last,
+  read: lastRead,
   onEvent: (type, data, fromNetwork) => handlers[type] && handlers[type](data, fromNetwork),
   onStatus: setStatus,
 });

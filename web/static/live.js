@@ -10,14 +10,15 @@ export const EVENTS = ["update", "edit", "retract", "follows", "preferences", "r
 const RETRY_MS = 3000;  // before reconnecting once the server refused a stream for no stated reason
 const ROLL_CALL_MS = 100;  // a new leader waits this long for the other tabs to say what they need
 
-// options: user, need ("followed" or "all": /events/all), after (the newest update the page knows),
-// onEvent(type, data, fromNetwork), onStatus(state, text, signIn). Returns { anyVisible() }.
+// options: user, need ("followed" or "all": /events/all), after (the newest update the page knows), read (the read
+// mark the page shows), onEvent(type, data, fromNetwork), onStatus(state, text, signIn). Returns { anyVisible() }.
 export function connect(options) {
   const tab = Math.random().toString(36).slice(2);
   const channel = "locks" in navigator && "BroadcastChannel" in window
     ? new BroadcastChannel("gossip-live:" + options.user) : null;
   const tabs = new Map();  // the leader's view of the open tabs: id -> { need, visible }
   let position = Number(options.after);  // the stream's last event id, as far as this tab knows
+  let read = Number(options.read);  // the read mark this tab shows, the newest `read` event's once one came
   let leading = false;
   let source = null;
   let carrying = null;  // the need the open source serves
@@ -50,9 +51,11 @@ export function connect(options) {
   }
 
   // The user is named, so that a browser signed in as someone else since is refused (403), not sent their events.
+  // The read mark shown is named too: one made after the page was made (the last page's, sent as it was left)
+  // reached no stream of this page, and the stream then starts by telling it.
   function url() {
     const path = carrying === "all" ? "/events/all" : "/events";
-    return path + "?after=" + position + "&user=" + encodeURIComponent(options.user);
+    return path + "?after=" + position + "&read=" + read + "&user=" + encodeURIComponent(options.user);
   }
 
   function open() {
@@ -102,6 +105,7 @@ export function connect(options) {
   function relay(type, event) {
     const data = JSON.parse(event.data);
     if (event.lastEventId) position = Number(event.lastEventId);
+    if (type === "read") read = data.last_read_seq;
     post({ kind: "event", type: type, data: data, id: event.lastEventId });
     options.onEvent(type, data, true);
     if (type === "expired") stop();
@@ -130,6 +134,7 @@ export function connect(options) {
   function receive(message) {
     if (message.kind === "event") {
       if (message.id) position = Number(message.id);
+      if (message.type === "read") read = message.data.last_read_seq;
       options.onEvent(message.type, message.data, false);
     } else if (message.kind === "status") {
       options.onStatus(message.state, message.text, message.signIn);
