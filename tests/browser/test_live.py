@@ -388,3 +388,37 @@ async def test_a_page_another_site_opened_marks_nothing_read_until_the_person_ac
     assert (await marked.value).status == 204
     await expect(page.locator("#unread-count")).to_have_count(0)
     await context.close()
+
+
+async def test_a_read_sent_as_notifications_is_left_reaches_the_next_pages_badge(browser: Browser, server: str) -> None:
+    """The trial: an update seen on Notifications, the page left at once. Its mark goes as it is left, while the next
+    page is made; held until that page was made, and that page's stream held until the mark has reached the user's
+    other feeds, the mark reaches no feed of the page: its stream is told it as it opens, and the badge goes."""
+    context = await signed_in(browser, server, "nav")
+    cookies = {cookie["name"]: cookie["value"] for cookie in await context.cookies()}
+    (page,) = await tabs(context, "/notifications")
+    async with registered(server, "bob") as bob:
+        update = await publish(bob, "flash", "seen, then left")
+    await expect(page.locator("#feed li", has_text="seen, then left")).to_be_visible()
+    made, told = asyncio.Event(), asyncio.Event()
+
+    async def make(route: Route) -> None:
+        response = await route.fetch()
+        made.set()
+        await route.fulfill(response=response)
+
+    async def hold(route: Route, until: asyncio.Event) -> None:
+        await until.wait()
+        await route.continue_()
+
+    await context.route("**/shows", make)
+    await context.route("**/api/me/read", lambda route: hold(route, made))
+    await context.route("**/events?*", lambda route: hold(route, told))
+    async with async_client(base_url=server, cookies=cookies) as laptop, events(laptop) as other_device:
+        await page.goto("/shows")
+        await expect(page.locator("#unread-count")).to_have_text("1")  # made before the mark came
+        assert (await other_device.named("read")).json() == {"last_read_seq": update["seq"], "unread": 0}
+        told.set()
+        await expect(page.locator("#status")).to_have_text("live")
+        await expect(page.locator("#unread-count")).to_have_count(0)
+    await context.close()
