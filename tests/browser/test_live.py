@@ -422,3 +422,19 @@ async def test_a_read_sent_as_notifications_is_left_reaches_the_next_pages_badge
         await expect(page.locator("#status")).to_have_text("live")
         await expect(page.locator("#unread-count")).to_have_count(0)
     await context.close()
+
+
+async def test_the_leaders_stream_names_the_newest_read_mark_it_was_told(browser: Browser, server: str) -> None:
+    """A stream the leader opens again (a tab that needs every show joined) names the read mark the page shows now,
+    not the one it was made with: the server tells a feed only a mark that differs."""
+    context = await signed_in(browser, server, "newest")
+    async with registered(server, "bob") as bob:
+        update = await publish(bob, "flash", "read elsewhere")
+    (page,) = await tabs(context, "/shows")
+    await expect(page.locator("#unread-count")).to_have_text("1")
+    assert (await context.request.post("/api/me/read", data={"seq": update["seq"]})).status == 204
+    await expect(page.locator("#unread-count")).to_have_count(0)
+    async with page.expect_request("**/events/all?*") as reopened:
+        await tabs(context, "/notifications/all")
+    assert f"&read={update['seq']}&" in (await reopened.value).url
+    await context.close()
