@@ -438,3 +438,26 @@ async def test_the_leaders_stream_names_the_newest_read_mark_it_was_told(browser
         await tabs(context, "/notifications/all")
     assert f"&read={update['seq']}&" in (await reopened.value).url
     await context.close()
+
+
+async def test_a_tab_made_before_a_mark_its_leader_was_told_is_told_it_too(browser: Browser, server: str) -> None:
+    """A tab that joins a leader gets no stream of its own: one made before a mark that the leader's stream told
+    while the tab was not yet listening has the leader open its stream again, naming the tab's mark."""
+    context = await signed_in(browser, server, "follower")
+    async with registered(server, "bob") as bob:
+        update = await publish(bob, "flash", "read while a tab loads")
+    (leader,) = await tabs(context, "/shows")
+    await expect(leader.locator("#unread-count")).to_have_text("1")
+
+    async def made_then_read(route: Route) -> None:
+        response = await route.fetch()
+        assert (await context.request.post("/api/me/read", data={"seq": update["seq"]})).status == 204
+        await expect(leader.locator("#unread-count")).to_have_count(0)
+        await route.fulfill(response=response)
+
+    await context.route("**/publish", made_then_read)
+    follower = await context.new_page()
+    await follower.goto("/publish")
+    await expect(follower.locator("#unread-count")).to_have_count(0)
+    await expect(leader.locator("#unread-count")).to_have_count(0)
+    await context.close()

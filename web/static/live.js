@@ -34,10 +34,10 @@ export function connect(options) {
     if (channel) channel.postMessage(message);
   }
 
-  // "tab" when joining or answering a roll call, so that the leader carries on from where this tab is;
-  // "visible" when only that changed.
+  // "tab" when joining or answering a roll call, so that the leader carries on from where this tab is, and from the
+  // read mark it shows; "visible" when only that changed.
   function announce(kind) {
-    post({ kind: kind, tab: tab, need: options.need, after: position, visible: visible() });
+    post({ kind: kind, tab: tab, need: options.need, after: position, read: read, visible: visible() });
   }
 
   function setStatus(state, text, signIn) {
@@ -111,16 +111,20 @@ export function connect(options) {
     if (type === "expired") stop();
   }
 
-  // A tab joined or answered the roll call: carry what it needs, from where it is. Signed out, try once more: a
+  // A tab joined or answered the roll call: carry what it needs, from where it is. Read marks only grow, so of two
+  // tabs that show different ones the lower missed a mark (told while it was not listening): the stream opened again
+  // names the lower, and the server tells every tab the newest. Signed out, try once more: a
   // joining page was made for this user signed in, so they may have logged in again (in it, or as it loaded). The
   // lock and the channel are this user's, so a page of another user on this browser does not wake this one; and it
   // is one attempt per page that opens, so a browser left signed out never loops. If refused, it stays signed out.
   function track(message) {
     tabs.set(message.tab, { need: message.need, visible: message.visible });
     const behind = message.after < position;
+    const missed = message.read !== read;
     position = Math.min(position, message.after);
+    read = Math.min(read, message.read);
     if (stopped) return open();  // its status ("live", or "signed out" again) reaches the new tab as it comes
-    if (source && (behind || wanted() !== carrying)) open();
+    if (source && (behind || missed || wanted() !== carrying)) open();
     post(status);
   }
 
