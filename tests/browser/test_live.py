@@ -461,3 +461,25 @@ async def test_a_tab_made_before_a_mark_its_leader_was_told_is_told_it_too(brows
     await expect(follower.locator("#unread-count")).to_have_count(0)
     await expect(leader.locator("#unread-count")).to_have_count(0)
     await context.close()
+
+
+async def test_a_tab_of_a_page_made_before_tabs_named_their_read_mark_leaves_the_stream_as_it_was(
+    browser: Browser, server: str
+) -> None:
+    """A tab of a page made by the release before (open while the service was updated) announces no read mark: the
+    leader takes it as its own, so its stream neither opens again nor names a mark the server refuses."""
+    context = await signed_in(browser, server, "older")
+    (leader,) = await tabs(context, "/shows")
+    requests: list[str] = []
+    leader.on("request", lambda request: requests.append(request.url) if "/events" in request.url else None)
+    after = await leader.evaluate("document.body.dataset.after")
+    await leader.evaluate(
+        """after => new BroadcastChannel("gossip-live:older").postMessage(
+               {kind: "tab", tab: "an-older-page", need: "followed", after: Number(after), visible: true})""",
+        after,
+    )
+    async with registered(server, "bob") as bob:
+        update = await publish(bob, "flash", "after the older tab joined")
+    await expect(leader.locator("#unread-count")).to_have_text("1")
+    assert update["seq"] > int(after) and requests == []
+    await context.close()

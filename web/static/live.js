@@ -120,9 +120,10 @@ export function connect(options) {
   function track(message) {
     tabs.set(message.tab, { need: message.need, visible: message.visible });
     const behind = message.after < position;
-    const missed = message.read !== read;
+    const shown = Number.isInteger(message.read) ? message.read : read;  // a page made before tabs said it says none
+    const missed = shown !== read;
     position = Math.min(position, message.after);
-    read = Math.min(read, message.read);
+    read = Math.min(read, shown);
     if (stopped) return open();  // its status ("live", or "signed out" again) reaches the new tab as it comes
     if (source && (behind || missed || wanted() !== carrying)) open();
     post(status);
