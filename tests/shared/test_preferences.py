@@ -8,7 +8,7 @@ from datetime import time as clock
 import pytest
 
 from shared.errors import ApiError
-from shared.preferences import DIGEST, LIVE, MUTED, PUSH, Preferences, QuietHours, changes, preferences_of
+from shared.preferences import DIGEST, LIVE, MUTED, PUSH, Preferences, QuietHours, changes, followed, preferences_of
 
 CATALOGUE = {"sherlock", "flash", "suits"}
 
@@ -37,6 +37,7 @@ def test_hand_written_nonsense_reads_as_the_defaults() -> None:
     ("start", "end", "moment", "quiet"),
     [
         ("22:00", "07:00", "23:30", True),
+        ("22:00", "07:00", "22:00", True),
         ("22:00", "07:00", "06:59", True),
         ("22:00", "07:00", "07:00", False),
         ("22:00", "07:00", "12:00", False),
@@ -77,9 +78,37 @@ def test_every_bad_field_is_named_at_once() -> None:
     with pytest.raises(ApiError) as raised:
         changes(body, CATALOGUE)
     assert raised.value.status == 422
-    assert set(raised.value.fields) == {
-        "shows.nope", "shows.flash", "time_zone", "digest_hour", "quiet_hours.start", "quiet_hours.end", "colour"
-    }  # fmt: skip
+    assert raised.value.fields == {
+        "shows.nope": "not a show in the catalogue, nor a topic of your personal notifications",
+        "shows.flash": "one of live, push, digest, muted",
+        "time_zone": "an IANA time zone name, such as Europe/Paris",
+        "digest_hour": "a whole number of hours, from 0 to 23",
+        "quiet_hours.start": "HH:MM, from 00:00 to 23:59",
+        "quiet_hours.end": "HH:MM, from 00:00 to 23:59",
+        "colour": "not a preference: shows, time_zone, quiet_hours or digest_hour",
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "fields"),
+    [({"shows": ["sherlock"]}, {"shows": "an object of show slug to one of live, push, digest, muted"}),
+     ({"quiet_hours": "22-07"}, {"quiet_hours": 'null, or {"start": "HH:MM", "end": "HH:MM"}'}),
+     ({"quiet_hours": {"start": "22:00", "end": "22:00"}},
+      {"quiet_hours.end": "not the same as start (null turns quiet hours off)"})],
+)  # fmt: skip
+def test_a_refusal_tells_what_the_field_takes(body: dict[str, object], fields: dict[str, str]) -> None:
+    with pytest.raises(ApiError) as raised:
+        changes(body, CATALOGUE)
+    assert raised.value.fields == fields
+
+
+def test_a_slug_that_is_no_topic_name_is_refused_even_among_the_topics_given() -> None:
+    """`changes` guards the stored path `preferences.shows.<slug>` itself, whatever list of topics it is handed."""
+    with pytest.raises(ApiError) as raised:
+        changes({"shows": {"a.b": PUSH}}, CATALOGUE, {"a.b"})
+    assert raised.value.fields == {
+        "shows.a.b": "not a show in the catalogue, nor a topic's name (3 to 32 of a-z, 0-9, '_' or '-')"
+    }
 
 
 @pytest.mark.parametrize("zone", ["localtime", "Factory"])
@@ -136,3 +165,39 @@ def test_the_digest_hour_is_a_whole_hour(hour: object) -> None:
 def test_a_whole_hour_written_with_a_fraction_is_that_hour() -> None:
     """JSON Schema's integers (and so the API document's) include 22.0."""
     assert changes({"digest_hour": 22.0}, CATALOGUE) == ({"preferences.digest_hour": 22}, [])
+
+
+@pytest.mark.parametrize("value", ["22h00", "22:000", "ab:00", "2a:00", "22:0b", "\u0662\u0662:00", "22:\u0660\u0667",
+                                   "23:60", "24:00", "7:00"])  # fmt: skip
+def test_a_clock_is_two_ascii_digits_a_colon_and_two_more_within_the_day(value: str) -> None:
+    with pytest.raises(ApiError) as raised:
+        changes({"quiet_hours": {"start": value, "end": "07:00"}}, CATALOGUE)
+    assert raised.value.fields == {"quiet_hours.start": "HH:MM, from 00:00 to 23:59"}
+    stored = preferences_of({"preferences": {"quiet_hours": {"start": value, "end": "07:00"}}})
+    assert stored.quiet_hours is None
+
+
+def test_the_first_and_last_minutes_of_the_day_are_clocks() -> None:
+    span = {"start": "23:59", "end": "00:00"}
+    assert changes({"quiet_hours": span}, CATALOGUE) == ({"preferences.quiet_hours": span}, [])
+    assert preferences_of({"preferences": {"quiet_hours": span}}).quiet_hours == QuietHours(clock(23, 59), clock(0, 0))
+
+
+@pytest.mark.parametrize("hour", [0, 23])
+def test_midnight_and_eleven_pm_are_digest_hours(hour: int) -> None:
+    assert changes({"digest_hour": hour}, CATALOGUE) == ({"preferences.digest_hour": hour}, [])
+    assert preferences_of({"preferences": {"digest_hour": hour}}).digest_hour == hour
+
+
+def test_a_stored_digest_hour_past_the_day_reads_as_the_default() -> None:
+    assert preferences_of({"preferences": {"digest_hour": 24}}).digest_hour == 8
+
+
+@pytest.mark.parametrize("follows", [None, "sherlock", {"sherlock": True}])
+def test_follows_that_are_no_list_are_none(follows: object) -> None:
+    """A hand-written `follows` of another type is read as no follows, never iterated."""
+    assert followed(follows, CATALOGUE) == []
+
+
+def test_the_follows_shown_are_those_of_the_catalogue_in_their_order() -> None:
+    assert followed(["suits", "gone", "sherlock"], CATALOGUE) == ["suits", "sherlock"]
