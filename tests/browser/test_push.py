@@ -1,7 +1,7 @@
 """Web Push in real headless Chromium: the Preferences page registers the service worker at /sw.js for the whole
 site; a push message delivered to it through the DevTools protocol (as a push service would) shows the notification
-the push job's payload describes; the page lists devices and removes one; and it says so when notifications are
-blocked."""
+the push job's payload describes; the page lists devices and removes one, and says when what is set to push reaches
+no device; and it says so when notifications are blocked."""
 
 from __future__ import annotations
 
@@ -65,6 +65,25 @@ async def test_the_page_lists_devices_and_removes_one(browser: Browser, server: 
     await expect(rows).to_have_count(1)
     await expect(rows.first).to_contain_text("2 · added ")
     assert [d["name"] for d in await (await context.request.get("/api/me/push")).json()] == ["2"]
+    await context.close()
+
+
+async def test_what_is_set_to_push_with_no_device_on_is_said_to_reach_none(browser: Browser, server: str) -> None:
+    context = await signed_in(browser, server, "cal")  # follows flash, at `live`
+    page = await context.new_page()
+    await page.goto("/preferences")
+    await expect(page.locator("#push-devices li")).to_have_text("No device has push on yet.")
+    await expect(page.locator("#push-unreached")).to_be_hidden()
+    await page.select_option("select[name='shows.flash']", "push")
+    await page.click("#preferences button[type=submit]")
+    await expect(page.locator("#push-unreached")).to_be_visible()
+    device = {**Subscription("https://push.example.net/cal").to_json(), "name": "phone"}
+    assert (await context.request.post("/api/me/push", data=device)).ok
+    await page.reload()
+    await expect(page.locator("#push-devices li")).to_have_count(1)
+    await expect(page.locator("#push-unreached")).to_be_hidden()
+    await page.locator("#push-devices button", has_text="Remove").click()
+    await expect(page.locator("#push-unreached")).to_be_visible()
     await context.close()
 
 

@@ -9,6 +9,7 @@ import { call, element } from "./dom.js";
   const button = document.getElementById("push-on");
   const status = document.getElementById("push-status");
   const list = document.getElementById("push-devices");
+  const unreached = document.getElementById("push-unreached");
   const OWN = "gossip.push.device"; // this browser's device id, so that removing it also unsubscribes here
   const BLOCKED = "Notifications are blocked for this site in your browser. Allow them in the site settings " +
     "(the icon left of the address), then press Turn on push again.";
@@ -86,6 +87,9 @@ import { call, element } from "./dom.js";
     const devices = await call("GET", "/api/me/push");
     list.replaceChildren(...devices.map(row));
     if (devices.length === 0) list.append(element("li", "status", "No device has push on yet."));
+    // The levels as saved: the form posts the page again, which reads the devices again.
+    const chosen = document.querySelector("#preferences select option[value=push][selected]");
+    if (unreached) unreached.hidden = devices.length > 0 || chosen === null;
   }
 
   if (!supported) {
