@@ -58,8 +58,10 @@ CLIENT_GONE = 499  # nginx's "client closed request": the client left before any
 
 class AccessLog:
     """Pure ASGI, so a streaming response is logged once, when it ends, with its whole duration. A request that
-    ends with no answer started is logged 500 when the app failed, and CLIENT_GONE when its client left first (a
-    feed's page closed before the feed answered): never a 5xx no one was sent, which would be a false alarm."""
+    ends with no answer started is logged 500 when the app failed, and else CLIENT_GONE: the app returns without
+    answering only when its client left first (a feed's page closed before the feed answered), and a 5xx no one was
+    sent would be a false alarm. Which it was is not read from `receive`: no middleware before the feeds may wrap it
+    (services/stream/server.py)."""
 
     def __init__(self, app: ASGIApp, service: str) -> None:
         self.app, self.service = app, service
